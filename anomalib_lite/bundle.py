@@ -1,0 +1,177 @@
+"""One-file model bundles: safetensors tensors + a JSON header in the safetensors metadata.
+
+Loading never unpickles: tensors come from safetensors, everything else is JSON, and the detector
+class must be one registered in :data:`anomalib_lite.base.DETECTORS`. A checksum over the header and
+every tensor catches truncation and tampering; writes go to a temporary file that is renamed
+into place, so a failed save leaves nothing behind.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .base import DETECTORS, Detector
+from .errors import AnomalyError
+from .io import atomic_output, check_writable
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "load", "read_header", "save"]
+
+FORMAT = "anomalib_lite.bundle"
+FORMAT_VERSION = 1
+_KEY = "anomalib_lite"
+
+
+def _jsonable(value):
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, os.PathLike):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, torch.device):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a bundle header")
+
+
+def _checksum(header: dict, tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    body = {k: v for k, v in header.items() if k != "checksum"}
+    h.update(json.dumps(body, sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import torchvision
+
+    from . import __version__
+
+    return {
+        "anomalib_lite": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save(detector: Detector, path) -> Path:
+    """Write ``detector`` to ``path`` atomically; returns the path."""
+    detector._require_fitted()
+    path = check_writable(path, "bundle")
+    tensors, meta = detector._get_state()
+    cal = detector.calibration_scores_
+    if cal is not None:
+        tensors["calibration_scores"] = torch.as_tensor(np.asarray(cal, dtype=np.float64))
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    info = detector.data_info_ or {}
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "detector": type(detector).__name__,
+        "params": _jsonable(detector.get_params()),
+        "backbone": _jsonable(meta.pop("backbone", None)),
+        "preprocessing": _jsonable(meta.pop("preprocessing", None)),
+        "threshold": detector.threshold_,
+        "fpr": detector.fpr_,
+        "normal_classes": info.get("classes"),
+        "data": _jsonable(info) or None,
+        "input_shape": list(detector.input_shape_),
+        "n_seen": int(detector.n_seen_),
+        "state": _jsonable(meta),
+        "versions": _versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    header["checksum"] = _checksum(header, tensors)
+    with atomic_output(path, "bundle") as tmp:
+        save_file(tensors, str(tmp), metadata={_KEY: json.dumps(header)})
+    return path
+
+
+def _check_header(path: Path, meta: dict | None) -> dict:
+    meta = meta or {}
+    if _KEY not in meta:
+        raise AnomalyError(f"{path}: a safetensors file but not an anomalib_lite bundle (no header)")
+    try:
+        header = json.loads(meta[_KEY])
+    except json.JSONDecodeError:
+        raise AnomalyError(f"{path}: bundle header is not valid JSON (file damaged)") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise AnomalyError(f"{path}: not an anomalib_lite bundle (format field missing)")
+    if not isinstance(header.get("format_version"), int) or header["format_version"] > FORMAT_VERSION:
+        raise AnomalyError(
+            f"{path}: bundle format {header.get('format_version')} is not one this "
+            f"anomalib_lite reads (up to {FORMAT_VERSION}); upgrade anomalib_lite"
+        )
+    return header
+
+
+def _read(path: Path, with_tensors: bool) -> tuple[dict, dict[str, torch.Tensor]]:
+    if not path.exists():
+        raise AnomalyError(f"{path}: bundle not found")
+    if path.is_dir():
+        raise AnomalyError(f"{path}: is a folder, not a bundle")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = _check_header(path, handle.metadata())
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()} if with_tensors else {}
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise AnomalyError(f"{path}: not a readable bundle (truncated or not safetensors: {e})") from None
+    return header, tensors
+
+
+def read_header(path) -> dict:
+    """The JSON header of a bundle, without loading its tensors."""
+    return _read(Path(path), with_tensors=False)[0]
+
+
+def load(path, device: str | None = None) -> Detector:
+    """Load a bundle written by :meth:`Detector.save`; never executes code from the file."""
+    path = Path(path)
+    header, tensors = _read(path, with_tensors=True)
+    if header.get("checksum") != _checksum(header, tensors):
+        raise AnomalyError(f"{path}: checksum mismatch: the bundle was modified or damaged")
+    cls = DETECTORS.get(header.get("detector"))
+    if cls is None:
+        raise AnomalyError(
+            f"{path}: unknown detector '{header.get('detector')}'; known: {', '.join(sorted(DETECTORS))}"
+        )
+    params = dict(header.get("params") or {})
+    unknown = set(params) - set(cls._param_names())
+    if unknown:
+        raise AnomalyError(f"{path}: {cls.__name__} has no parameter '{min(unknown)}'")
+    if device is not None and "device" in params:
+        params["device"] = device
+    det = cls(**params)
+    cal = tensors.pop("calibration_scores", None)
+    det.threshold_ = header.get("threshold")
+    det.fpr_ = header.get("fpr")
+    det.calibration_scores_ = None if cal is None else cal.numpy()
+    det.input_shape_ = tuple(header["input_shape"])
+    det.n_seen_ = int(header.get("n_seen", 0))
+    det.data_info_ = header.get("data")
+    meta = dict(header.get("state") or {})
+    meta["backbone"] = header.get("backbone")
+    meta["preprocessing"] = header.get("preprocessing")
+    try:
+        det._set_state(tensors, meta)
+    except KeyError as e:
+        raise AnomalyError(f"{path}: bundle lacks state {e} for {cls.__name__}") from None
+    return det

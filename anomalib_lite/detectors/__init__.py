@@ -1,0 +1,4 @@
+"""The detectors, one file each."""
+from .latent import LatentDistance
+
+__all__ = ["LatentDistance"]

@@ -1,0 +1,11 @@
+"""The one error a user of anomalib_lite can cause.
+
+Everything a user can get wrong (a bad path, a bad data spec, a NaN in an array, a bundle that does
+not fit the data) raises :class:`AnomalyError` with one line that names the thing and the place.
+It is a ``ValueError`` so generic callers can still catch it; ``cli.py`` turns it into a message on
+stderr and exit code 2. Any other exception is a bug.
+"""
+
+
+class AnomalyError(ValueError):
+    """Bad input to anomalib_lite: the message says what is wrong and where."""

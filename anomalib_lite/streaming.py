@@ -1,0 +1,114 @@
+"""Bounded-memory building blocks for minibatch and stream learning.
+
+:class:`Reservoir` keeps a uniform sample of everything it was shown (vectorised Algorithm R);
+:class:`RunningMoments` keeps the mean and covariance of a stream (Chan et al.'s pairwise update,
+float64), optionally per position (PaDiM-style). Both are seeded and resumable: their random draws
+depend only on (seed, number of items seen), never on batch boundaries of earlier calls.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["Reservoir", "RunningMoments", "stream_rng"]
+
+
+def stream_rng(seed: int, *key: int) -> np.random.Generator:
+    """A generator keyed by (seed, *key): the same key always gives the same draws."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *map(int, key)]))
+
+
+class Reservoir:
+    """A uniform random sample of at most ``capacity`` rows of a stream of (n, d) tensors."""
+
+    def __init__(self, capacity: int, seed: int = 0):
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity, self.seed = int(capacity), int(seed)
+        self.data: torch.Tensor | None = None
+        self.n_seen = 0
+
+    def __len__(self) -> int:
+        return 0 if self.data is None else min(self.n_seen, self.capacity)
+
+    def add(self, rows: torch.Tensor) -> None:
+        """Offer ``rows``; each row of the stream is kept with probability capacity / n_seen."""
+        n = rows.shape[0]
+        if n == 0:
+            return
+        if self.data is None:
+            self.data = rows.new_empty((self.capacity, *rows.shape[1:]))
+        pos = np.arange(self.n_seen, self.n_seen + n)
+        slots = pos.copy()
+        late = pos >= self.capacity
+        if late.any():
+            rng = stream_rng(self.seed, self.n_seen, n)
+            slots[late] = (rng.random(late.sum()) * (pos[late] + 1)).astype(np.int64)
+        keep = slots < self.capacity
+        # later rows overwrite earlier ones that drew the same slot (sequential semantics)
+        src = np.flatnonzero(keep)
+        dst = slots[keep]
+        _, last = np.unique(dst[::-1], return_index=True)
+        src, dst = src[::-1][last], dst[::-1][last]
+        idx = torch.as_tensor(src, device=rows.device)
+        self.data[torch.as_tensor(dst, device=rows.device)] = rows.index_select(0, idx)
+        self.n_seen += n
+
+    def values(self) -> torch.Tensor:
+        """The rows kept so far (in slot order)."""
+        if self.data is None:
+            raise ValueError("empty reservoir")
+        return self.data[: len(self)]
+
+
+class RunningMoments:
+    """Streaming mean and covariance of rows, optionally per position.
+
+    ``update(x)`` takes (n, d) or (n, p, d) for p positions; statistics are float64 on the device
+    of the data (float32 on MPS, which has no float64).
+    """
+
+    def __init__(self):
+        self.n = 0
+        self.mean: torch.Tensor | None = None
+        self.scatter: torch.Tensor | None = None  # sum of outer products of deviations
+
+    def update(self, x: torch.Tensor) -> None:
+        dtype = torch.float32 if x.device.type == "mps" else torch.float64
+        x = x.to(dtype)
+        m = x.shape[0]
+        if m == 0:
+            return
+        mean_b = x.mean(0)
+        dev = (x - mean_b).movedim(0, -2)  # (..., m, d)
+        scatter_b = dev.transpose(-1, -2) @ dev
+        if self.mean is None:
+            self.n, self.mean, self.scatter = m, mean_b, scatter_b
+            return
+        n = self.n
+        delta = mean_b - self.mean
+        total = n + m
+        self.mean = self.mean + delta * (m / total)
+        self.scatter = self.scatter + scatter_b + (delta[..., :, None] * delta[..., None, :]) * (n * m / total)
+        self.n = total
+
+    def covariance(self, shrinkage: float = 0.0) -> torch.Tensor:
+        """Sample covariance shrunk towards a scaled identity: (1-a) S + a tr(S)/d I."""
+        if self.mean is None or self.n < 2:
+            raise ValueError("need at least 2 samples for a covariance")
+        cov = self.scatter / (self.n - 1)
+        if shrinkage:
+            d = cov.shape[-1]
+            scale = torch.diagonal(cov, dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)
+            eye = torch.eye(d, dtype=cov.dtype, device=cov.device)
+            cov = (1 - shrinkage) * cov + shrinkage * scale[..., None, None] * eye
+        return cov
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean, "scatter": self.scatter}
+
+    @classmethod
+    def from_state(cls, n: int, mean: torch.Tensor, scatter: torch.Tensor) -> RunningMoments:
+        rm = cls()
+        rm.n, rm.mean, rm.scatter = int(n), mean, scatter
+        return rm

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from anomalib_lite import AnomalyError, iter_batches
+
+
+def test_uint8_images_become_float_in_unit_range_and_gain_a_channel():
+    x = np.full((5, 28, 28), 255, dtype=np.uint8)
+    (b,) = list(iter_batches(x, batch_size=8))
+    assert b.x.dtype == torch.float32 and b.x.shape == (5, 1, 28, 28)
+    assert float(b.x.max()) == 1.0
+
+
+def test_channels_last_images_are_moved_to_channels_first():
+    x = np.zeros((4, 32, 32, 3), dtype=np.float32)
+    x[..., 2] = 1.0
+    (b,) = list(iter_batches(x))
+    assert b.x.shape == (4, 3, 32, 32)
+    assert float(b.x[:, 2].mean()) == 1.0 and float(b.x[:, :2].abs().sum()) == 0.0
+
+
+def test_batches_cover_every_sample_once_with_global_indices():
+    x = torch.arange(10, dtype=torch.float32).reshape(10, 1)
+    got = list(iter_batches(x, batch_size=4))
+    assert [len(b) for b in got] == [4, 4, 2]
+    assert torch.cat([b.index for b in got]).tolist() == list(range(10))
+    assert torch.cat([b.x for b in got])[:, 0].tolist() == list(range(10))
+
+
+def test_dataloader_and_labelled_iterables_are_accepted():
+    x = torch.rand(12, 1, 8, 8)
+    y = torch.arange(12) % 2
+    loader = DataLoader(TensorDataset(x, y), batch_size=5)
+    got = list(iter_batches(loader))
+    assert torch.equal(torch.cat([b.y for b in got]), y)
+    got = list(iter_batches([(x[:6], y[:6]), (x[6:], y[6:])]))
+    assert torch.equal(torch.cat([b.x for b in got]), x)
+    got = list(iter_batches((x.numpy(), y.numpy()), batch_size=7))
+    assert [len(b) for b in got] == [7, 5] and got[1].y.tolist() == y[7:].tolist()
+    got = list(iter_batches(TensorDataset(x), batch_size=12))
+    assert torch.equal(got[0].x, x)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (np.zeros((0, 4)), "no samples"),
+        (np.zeros((2, 2, 2, 2, 2)), "rank 5"),
+        (np.zeros(7), "rank 1"),
+        (np.array(["a", "b"]), "not numeric"),
+        ("mnist", "cannot read a str"),
+    ],
+)
+def test_bad_arrays_give_one_clear_error(data, message):
+    with pytest.raises(AnomalyError, match=message):
+        list(iter_batches(data))
+
+
+def test_nan_is_reported_with_its_global_sample_index():
+    x = np.zeros((10, 3), dtype=np.float32)
+    x[7, 1] = np.nan
+    with pytest.raises(AnomalyError, match="sample 7 contains NaN"):
+        list(iter_batches(x, batch_size=3))
+    x[7, 1] = np.inf
+    with pytest.raises(AnomalyError, match="sample 7 contains inf"):
+        list(iter_batches(x, batch_size=3))
+
+
+def test_batches_of_different_sample_shapes_are_rejected():
+    with pytest.raises(AnomalyError, match="sample 2 has shape"):
+        list(iter_batches([np.zeros((2, 1, 8, 8)), np.zeros((2, 1, 9, 9))]))

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from anomalib_lite import AnomalyError, fpr_threshold, p_values
+
+
+def test_fpr_threshold_holds_the_false_positive_rate_on_fresh_normals():
+    rng = np.random.default_rng(0)
+    rates = []
+    for _ in range(200):
+        cal = rng.normal(size=999)
+        fresh = rng.normal(size=5000)
+        rates.append((fresh > fpr_threshold(cal, fpr=0.05)).mean())
+    # conformal guarantee: expected FPR <= 0.05 (and close to it)
+    assert 0.04 < np.mean(rates) <= 0.0505
+
+
+def test_flagged_exactly_when_p_value_at_most_fpr():
+    rng = np.random.default_rng(1)
+    cal = rng.normal(size=300)
+    t = fpr_threshold(cal, fpr=0.1)
+    s = np.concatenate([cal, rng.normal(size=1000) * 2])
+    assert np.array_equal(s > t, p_values(s, cal) <= 0.1)
+
+
+def test_p_values_formula():
+    cal = np.array([1.0, 2.0, 3.0, 4.0])
+    assert p_values([0.0, 2.0, 2.5, 9.0], cal).tolist() == [1.0, 4 / 5, 3 / 5, 1 / 5]
+
+
+def test_too_few_calibration_scores_warns_and_uses_the_maximum():
+    with pytest.warns(UserWarning, match="cannot certify"):
+        assert fpr_threshold([1.0, 5.0, 2.0], fpr=0.01) == 5.0
+
+
+@pytest.mark.parametrize("fpr", [0.0, 1.0, -0.1])
+def test_bad_fpr(fpr):
+    with pytest.raises(AnomalyError, match="fpr"):
+        fpr_threshold([1.0, 2.0], fpr=fpr)
+
+
+def test_non_finite_scores_are_rejected():
+    with pytest.raises(AnomalyError, match="score 1 is not finite"):
+        fpr_threshold([1.0, np.nan], fpr=0.5)
