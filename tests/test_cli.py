@@ -1,0 +1,136 @@
+"""The `anomaly` command end to end on real MNIST, and its bad-input contract (exit 2, one line,
+no output file)."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import cli
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result
+
+
+@pytest.fixture(scope="module")
+def digit7(tmp_path_factory, mnist_dir):
+    out = tmp_path_factory.mktemp("fit") / "digit7.anomaly"
+    r = run("fit", "latent", "--data", "mnist:train?classes=7&limit=1500", "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_fit_score_info_round_trip(digit7, tmp_path):
+    out = tmp_path / "scores.csv"
+    r = run("score", digit7, "--data", "mnist:test?limit=1000", "-o", out)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1000 and list(rows[0]) == ["index", "score", "p_value", "is_anomaly", "label"]
+    labels = np.array([int(r["label"]) for r in rows])
+    scores = np.array([float(r["score"]) for r in rows])
+    flagged = np.array([int(r["is_anomaly"]) for r in rows])
+    from sklearn.metrics import roc_auc_score
+
+    auc = roc_auc_score(labels, scores)
+    assert auc > 0.9
+    assert f"ROC-AUC {100 * auc:.2f}" in r.output
+    assert flagged[labels == 0].mean() < 0.05  # calibrated at fpr 0.01 on held-out 7s
+    assert flagged[labels == 1].mean() > 0.15
+    r = run("info", digit7)
+    assert r.exit_code == 0 and "detector: LatentDistance" in r.output and "normal_classes" in r.output
+    header = json.loads(run("info", digit7, "--json").output)
+    assert header["normal_classes"] == ["7"] and header["fpr"] == 0.01
+
+
+def test_backbones_lists_every_name_and_cache_state():
+    r = run("backbones")
+    assert r.exit_code == 0
+    for name in ("resnet18", "se_resnet50", "lenet5", "googlenet", "densenet121", "vgg11_bn"):
+        assert name in r.output
+    assert "not cached" in r.output and "n/a" in r.output and "layer2*" in r.output
+
+
+def test_demo_prints_roc_auc(mnist_dir):
+    r = run("demo", "--digit", "1", "--no-download", "--quiet")
+    assert r.exit_code == 0, r.output
+    auc = float(r.output.split("ROC-AUC ")[1].split()[0])
+    assert auc > 99.0  # digit 1: 99.8 for raw-pixel kNN
+
+
+def _bad_array(tmp_path, kind):
+    path = tmp_path / f"{kind}.npy"
+    x = np.random.default_rng(0).random((20, 28, 28)).astype(np.float32)
+    if kind == "nan":
+        x[3, 4, 5] = np.nan
+    if kind == "rank5":
+        x = x.reshape(20, 1, 1, 28, 28)
+    np.save(path, x)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda t, b: ("fit", "latent", "--data", t / "missing.npy", "-o", t / "o.anomaly"), "does not exist"),
+        (lambda t, b: ("fit", "latent", "--data", "cifar:train", "-o", t / "o.anomaly"), "unknown data scheme"),
+        (lambda t, b: ("fit", "latent", "--data", "mnist:train?classes=11", "-o", t / "o.anomaly"), "class '11' not found"),
+        (lambda t, b: ("fit", "latent", "--data", _bad_array(t, "nan"), "-o", t / "o.anomaly"), "sample 3 contains NaN"),
+        (lambda t, b: ("fit", "latent", "--data", _bad_array(t, "rank5"), "-o", t / "o.anomaly"), "rank 5"),
+        (lambda t, b: ("fit", "latent", "--data", "mnist:train?classes=7&limit=50", "--backbone", "resnet99",
+                       "-o", t / "o.anomaly"), "resnet99"),
+        (lambda t, b: ("fit", "latent", "--data", "mnist:train?classes=7&limit=50", "--backbone", "resnet18",
+                       "--weights", "random", "--layers", "layer7", "-o", t / "o.anomaly"), "layer7"),
+        (lambda t, b: ("score", b, "--data", t, "-o", t / "o.csv"), "no image files"),
+        (lambda t, b: ("score", t / "nope.anomaly", "--data", "mnist:test", "-o", t / "o.csv"), "bundle not found"),
+        (lambda t, b: ("score", b, "--data", "mnist:test", "-o", t / "no" / "o.csv"), "does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, digit7, make_args, message):
+    args = make_args(tmp_path, digit7)
+    before = set(tmp_path.rglob("*"))
+    r = run(*args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    err_lines = [line for line in r.output.splitlines() if line.startswith("anomaly: error:")]
+    assert len(err_lines) == 1
+    assert not [p for p in set(tmp_path.rglob("*")) - before if p.suffix in (".anomaly", ".csv", ".tmp")]
+
+
+def test_scoring_data_that_does_not_fit_the_bundle(tmp_path, digit7):
+    np.save(tmp_path / "rgb.npy", np.zeros((4, 3, 32, 32), np.float32))
+    r = run("score", digit7, "--data", tmp_path / "rgb.npy", "-o", tmp_path / "s.csv")
+    assert r.exit_code == 2 and "samples are 3x32x32 but LatentDistance was fitted on 1x28x28" in r.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "foreign"])
+def test_damaged_bundles_exit_2(tmp_path, digit7, damage):
+    bad = tmp_path / "bad.anomaly"
+    data = digit7.read_bytes()
+    if damage == "truncate":
+        bad.write_bytes(data[: len(data) // 3])
+    elif damage == "flip":
+        b = bytearray(data)
+        b[-10] ^= 1
+        bad.write_bytes(bytes(b))
+    else:
+        bad.write_bytes(b"PK\x03\x04 a zip, not a bundle")
+    r = run("score", bad, "--data", "mnist:test?limit=10", "-o", tmp_path / "s.csv")
+    assert r.exit_code == 2 and "bad.anomaly" in r.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_usage_errors_exit_2_and_console_script_works(tmp_path):
+    assert run("fit", "latent", "--data", "x").exit_code == 2  # missing -o
+    assert run("fit", "latent", "--data", "x", "-o", "y", "--method", "lof").exit_code == 2
+    proc = subprocess.run(
+        [sys.executable, "-c", "import cli; cli.main()", "info", str(tmp_path / "none.anomaly")],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "bundle not found" in proc.stderr
