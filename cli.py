@@ -24,7 +24,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as e:
-            click.echo(f"anomaly: error: {e}", err=True)
+            click.echo(f"anomaly: error: {' '.join(str(e).split())}", err=True)
             ctx.exit(2)
 
 

@@ -213,7 +213,8 @@ def _load_mnist(spec: str, split: str, data_dir, download: bool) -> ArraySource:
         try:
             ds = torchvision.datasets.MNIST(str(root), train=split == "train", download=True)
         except Exception as e:  # noqa: BLE001 (network errors come in many types)
-            raise AnomalyError(f"{spec}: MNIST download to {root} failed ({e})") from None
+            reason = " ".join(str(e).split())[:300]
+            raise AnomalyError(f"{spec}: MNIST download to {root} failed ({reason})") from None
     x = ds.data.numpy()
     return ArraySource(spec, x, ds.targets.numpy(), [str(i) for i in range(10)])
 
