@@ -11,10 +11,11 @@ import json
 import click
 
 import anomalib_lite as al
+import augment
 import backbones
 from anomalib_lite.io import atomic_output, check_writable
 
-USER_ERRORS: tuple[type[Exception], ...] = (al.AnomalyError, backbones.BackboneError)
+USER_ERRORS: tuple[type[Exception], ...] = (al.AnomalyError, backbones.BackboneError, augment.AugmentError)
 
 
 class _Group(click.Group):
@@ -217,6 +218,35 @@ def demo(digit, download, data_dir, device, seed, batch_size, quiet):
         f"at the calibrated threshold (fpr 0.01): recall {100 * m['recall']:.1f}, "
         f"false positive rate {100 * m['fpr']:.2f}"
     )
+
+
+# ---------------------------------------------------------------- augment
+@cli.command("augment")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--data", "data_spec", required=True, help='Images to preview, e.g. "mnist:train?classes=3".')
+@click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@click.option("--synth", is_flag=True, help="Also show the config's ood: synthesis with masks overlaid.")
+@click.option("--backend", type=click.Choice(list(augment.BACKENDS)), default="torchvision", show_default=True)
+@click.option("--n", "n", type=click.IntRange(1, 64), default=8, show_default=True, help="Images per row.")
+@click.option("--variants", type=click.IntRange(1, 10), default=3, show_default=True, help="Augmented rows (epochs).")
+@data_options
+@click.option("--quiet", "-q", is_flag=True)
+def augment_preview(config, data_spec, out, synth, backend, n, variants, data_dir, download, quiet):
+    """Preview an augmentation config as a grid: originals, augmented versions, and with --synth
+    the synthesised anomalies with their masks in red.
+
+    \b
+    Example:
+      anomaly augment aug.yaml --data "mnist:train?classes=3" -o grid.png --synth
+    """
+    out = check_writable(out, "preview")
+    pipeline = augment.Pipeline.from_config(config, backend=backend)
+    source = al.load_data(data_spec, data_dir=data_dir, download=download)
+    batch = next(al.iter_batches(source, batch_size=n)).x
+    grid = augment.preview_grid(batch, pipeline, n=n, synth=synth, variants=variants)
+    with atomic_output(out, "preview") as tmp:
+        augment.save_png(grid, tmp)
+    _say(quiet, f"wrote {out} ({grid.shape[1]}x{grid.shape[0]} px, {len(batch)} images of {data_spec})")
 
 
 # ---------------------------------------------------------------- backbones / info

@@ -134,3 +134,41 @@ def test_usage_errors_exit_2_and_console_script_works(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "bundle not found" in proc.stderr
+
+
+AUG = """seed: 0
+steps:
+  - {op: affine, rotate: 10, translate: 0.05}
+  - {op: brightness, delta: [-0.1, 0.1]}
+ood:
+  severity: 0.5
+  ops: [cutpaste, stroke_blob]
+"""
+
+
+def test_augment_preview_writes_a_grid_with_masks(tmp_path, mnist_dir):
+    from PIL import Image
+
+    cfg = tmp_path / "aug.yaml"
+    cfg.write_text(AUG)
+    out = tmp_path / "grid.png"
+    r = run("augment", cfg, "--data", "mnist:train?classes=3", "-o", out, "--synth", "--n", "6")
+    assert r.exit_code == 0, r.output
+    grid = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert grid.shape[0] > grid.shape[1] / 2 and grid.shape[1] > 6 * 56
+    red = (grid[..., 0] > 150) & (grid[..., 1] < 90) & (grid[..., 2] < 90)
+    assert red.sum() > 20  # synthesised areas are overlaid in red
+    plain = tmp_path / "plain.png"
+    assert run("augment", cfg, "--data", "mnist:train?classes=3", "-o", plain, "--n", "6").exit_code == 0
+    assert np.asarray(Image.open(plain)).shape[0] < grid.shape[0]  # two fewer rows without --synth
+
+
+def test_augment_bad_config_names_step_and_key(tmp_path, mnist_dir):
+    cfg = tmp_path / "aug.yaml"
+    cfg.write_text("steps:\n  - {op: rotate, degrees: [30, 10]}\n")
+    r = run("augment", cfg, "--data", "mnist:train?classes=3", "-o", tmp_path / "g.png")
+    assert r.exit_code == 2 and "rotate" in r.output and "degrees" in r.output
+    assert not (tmp_path / "g.png").exists()
+    cfg.write_text("steps:\n  - {op: twirl}\n")
+    r = run("augment", cfg, "--data", "mnist:train?classes=3", "-o", tmp_path / "g.png")
+    assert r.exit_code == 2 and "twirl" in r.output
