@@ -1,0 +1,234 @@
+"""The one training loop: every model in anomalib_lite that learns by gradient descent uses it.
+
+``fit_model(model, loss_fn, x, y, config)`` runs epochs of shuffled minibatches with an optional
+augmentation pipeline (keyed by sample index and epoch, so runs are reproducible), AdamW/Adam/SGD
+with a cosine or constant schedule, gradient clipping, mixed precision on CUDA, early stopping on
+a held-out share of the data (the best weights are restored), an optional time budget, and a
+tqdm bar per epoch that shows the loss. Seeded: the same seed gives the same weights.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .errors import AnomalyError
+
+__all__ = ["Step", "TrainConfig", "TrainResult", "augment_pipeline", "fit_model"]
+
+
+@dataclass
+class Step:
+    """One minibatch as a loss function sees it: samples (already augmented when training),
+    targets, their indices in the training data, the epoch, and whether this is a training step
+    (False on held-out batches). Index and epoch key any random draws the loss makes."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    index: torch.Tensor
+    epoch: int
+    train: bool
+
+
+#: loss_fn(model, step) -> scalar loss
+LossFn = Callable[[nn.Module, Step], torch.Tensor]
+
+_OPTIMIZERS = ("adamw", "adam", "sgd")
+_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of :func:`fit_model` (detectors expose them as their own parameters)."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    grad_clip: float | None = 5.0
+    val_fraction: float = 0.1
+    patience: int | None = 5
+    max_time: float | None = None  # seconds; stop after the epoch that crosses it
+    amp: bool = True  # mixed precision, CUDA only
+    seed: int = 0
+    verbose: bool = False
+
+    def check(self) -> TrainConfig:
+        def bad(name, why):
+            raise AnomalyError(f"{name}={getattr(self, name)!r}: {why}")
+
+        for name in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                bad(name, "must be a positive integer")
+        if not self.lr > 0:
+            bad("lr", "must be > 0")
+        if self.optimizer not in _OPTIMIZERS:
+            bad("optimizer", f"unknown; use one of {', '.join(_OPTIMIZERS)}")
+        if self.schedule not in _SCHEDULES:
+            bad("schedule", f"unknown; use one of {', '.join(_SCHEDULES)}")
+        if not 0 <= self.val_fraction < 1:
+            bad("val_fraction", "must be in [0, 1)")
+        if self.patience is not None and self.patience < 1:
+            bad("patience", "must be >= 1 or None")
+        return self
+
+    @classmethod
+    def from_params(cls, params: dict) -> TrainConfig:
+        """Pick the fields this class knows from a detector's parameters."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in names}).check()
+
+
+@dataclass
+class TrainResult:
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped: str = "epochs"  # "epochs", "early_stopping" or "time"
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def augment_pipeline(augment):
+    """An ``augment.Pipeline`` from a config dict/path/pipeline, or None."""
+    if augment is None:
+        return None
+    import augment as augment_pkg
+
+    if isinstance(augment, augment_pkg.Pipeline):
+        return augment
+    try:
+        return augment_pkg.Pipeline.from_config(augment, backend="torchvision")
+    except augment_pkg.AugmentError as e:
+        raise AnomalyError(f"augment: {e}") from None
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise AnomalyError("training: the model has no trainable parameters")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator | None):
+    order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+    for i in range(0, n, batch_size):
+        yield order[i : i + batch_size]
+
+
+def fit_model(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    config: TrainConfig | None = None,
+    device: torch.device | str = "cpu",
+    augment=None,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` in place on samples ``x`` (and targets ``y``); returns the loss history.
+
+    ``augment`` (an ``augment.Pipeline`` or its config) transforms each training batch with
+    draws keyed by (seed, epoch, sample index); held-out batches are never augmented.
+    """
+    cfg = (config or TrainConfig()).check()
+    device = torch.device(device)
+    pipeline = augment_pipeline(augment)
+    n = len(x)
+    n_val = int(round(n * cfg.val_fraction)) if n >= 20 else 0
+    gen = torch.Generator().manual_seed(cfg.seed)
+    perm = torch.randperm(n, generator=gen)
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    if len(train_idx) == 0:
+        raise AnomalyError("training: no samples to train on")
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    opt = _optimizer(model, cfg)
+    total_steps = cfg.epochs * math.ceil(len(train_idx) / cfg.batch_size)
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+        if cfg.schedule == "cosine"
+        else None
+    )
+    result, best_state, best_val, bad_epochs = TrainResult(), None, math.inf, 0
+    start = time.perf_counter()
+    model.to(device)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(cfg.seed)
+        for epoch in range(cfg.epochs):
+            model.train()
+            total, count = 0.0, 0
+            bar = tqdm(
+                list(_batches(len(train_idx), cfg.batch_size, gen)),
+                desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
+                disable=None if cfg.verbose else True,
+            )
+            for pos in bar:
+                idx = train_idx[pos]
+                xb = x[idx].to(device, non_blocking=True)
+                if pipeline is not None:
+                    xb = pipeline(xb, indices=idx.tolist(), epoch=epoch)
+                yb = None if y is None else y[idx].to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss = loss_fn(model, Step(xb, yb, idx, epoch, True))
+                if not torch.isfinite(loss):
+                    raise AnomalyError(f"training: the loss became {loss.item()} in epoch {epoch + 1}; lower lr")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                if sched is not None:
+                    sched.step()
+                total += loss.item() * len(idx)
+                count += len(idx)
+                bar.set_postfix(loss=f"{total / count:.4g}")
+            result.train_loss.append(total / count)
+            val = _evaluate(model, loss_fn, x, y, val_idx, cfg, device, epoch) if n_val else result.train_loss[-1]
+            result.val_loss.append(val)
+            if val < best_val - 1e-12:
+                best_val, bad_epochs, result.best_epoch = val, 0, epoch
+                if n_val and cfg.patience:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            if n_val and cfg.patience and bad_epochs >= cfg.patience:
+                result.stopped = "early_stopping"
+                break
+            if cfg.max_time is not None and time.perf_counter() - start > cfg.max_time:
+                result.stopped = "time"
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+@torch.no_grad()
+def _evaluate(model, loss_fn, x, y, idx, cfg, device, epoch) -> float:
+    """Mean held-out loss; draws keyed by epoch 0 so every epoch is judged on the same task."""
+    model.eval()
+    total = 0.0
+    for i in range(0, len(idx), cfg.batch_size):
+        b = idx[i : i + cfg.batch_size]
+        yb = None if y is None else y[b].to(device)
+        total += loss_fn(model, Step(x[b].to(device), yb, b, 0, False)).item() * len(b)
+    return total / len(idx)

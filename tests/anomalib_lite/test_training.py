@@ -1,0 +1,95 @@
+import pytest
+import torch
+from torch import nn
+
+from anomalib_lite import AnomalyError
+from anomalib_lite.training import TrainConfig, fit_model
+
+
+def _data(n=400, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    w = torch.randn(8, 1, generator=g)
+    return x, (x @ w).squeeze(1)
+
+
+def _mse(model, step):
+    return ((model(step.x).squeeze(1) - step.y) ** 2).mean()
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 1))
+
+
+def test_loss_falls_and_best_weights_are_kept():
+    x, y = _data()
+    model = _model()
+    res = fit_model(model, _mse, x, y, TrainConfig(epochs=15, lr=1e-2, batch_size=32))
+    assert res.train_loss[-1] < 0.2 * res.train_loss[0]
+    assert res.val_loss[res.best_epoch] == min(res.val_loss)
+    assert not model.training  # left in eval mode
+
+
+def test_same_seed_same_weights_different_seed_different():
+    x, y = _data()
+    runs = []
+    for seed in (0, 0, 1):
+        m = _model()
+        fit_model(m, _mse, x, y, TrainConfig(epochs=3, seed=seed))
+        runs.append(torch.cat([p.flatten() for p in m.parameters()]))
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def test_early_stopping_stops_when_held_out_loss_stalls():
+    x, y = _data()
+    y = torch.randn_like(y)  # pure noise: the held-out loss cannot improve for long
+    res = fit_model(_model(), _mse, x, y, TrainConfig(epochs=200, lr=3e-2, patience=3, batch_size=32))
+    assert res.stopped == "early_stopping" and len(res.train_loss) < 200
+
+
+def test_time_budget_is_respected():
+    x, y = _data(4000)
+    res = fit_model(_model(), _mse, x, y, TrainConfig(epochs=10_000, max_time=0.5, patience=None))
+    assert res.stopped == "time" and res.seconds < 5
+
+
+def test_augmentation_is_applied_to_training_batches_only():
+    seen = {"train": [], "val": []}
+    x = torch.zeros(100, 1, 8, 8)
+
+    def loss(model, step):
+        seen["train" if step.train else "val"].append(float(step.x.mean()))
+        return model(step.x).mean() * 0 + 1.0
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 1))
+    cfg = {"seed": 0, "steps": [{"op": "brightness", "delta": [0.5, 0.5]}]}
+    fit_model(model, loss, x, None, TrainConfig(epochs=2, patience=None), augment=cfg)
+    assert all(abs(v - 0.5) < 1e-6 for v in seen["train"])
+    assert all(v == 0.0 for v in seen["val"])
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        (TrainConfig(epochs=0), "epochs=0"),
+        (TrainConfig(optimizer="lion"), "optimizer='lion'"),
+        (TrainConfig(val_fraction=1.5), "val_fraction"),
+    ],
+)
+def test_bad_config(cfg, message):
+    x, y = _data(50)
+    with pytest.raises(AnomalyError, match=message):
+        fit_model(_model(), _mse, x, y, cfg)
+
+
+def test_bad_augment_config_is_one_error():
+    x, y = _data(50)
+    with pytest.raises(AnomalyError, match="augment: .*twirl"):
+        fit_model(_model(), _mse, x, y, TrainConfig(epochs=1), augment={"steps": [{"op": "twirl"}]})
+
+
+def test_diverging_loss_is_reported():
+    x, y = _data(100)
+    with pytest.raises(AnomalyError, match="loss became"):
+        fit_model(_model(), lambda m, s: _mse(m, s) * float("nan"), x, y, TrainConfig(epochs=1))
