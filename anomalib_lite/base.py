@@ -43,7 +43,8 @@ def _shape_str(shape) -> str:
 class Detector:
     """Base class: fit / partial_fit / score / score_map / calibrate / predict / save."""
 
-    #: what a sample is: "image" (C,H,W), "vector" (D) or "any" of those
+    #: what a sample is: "image" (C,H,W), "vector" (D) or "any" of those; "series": one time
+    #: step (D) of a series (see anomalib_lite.series.SeriesDetector)
     input_kind: ClassVar[str] = "any"
 
     # ------------------------------------------------------------------ sklearn plumbing
@@ -114,7 +115,7 @@ class Detector:
     def _batches(self, data, desc: str | None = None):
         """Normalised batches of ``data``, checked against the fitted input shape, with progress."""
         bs = int(getattr(self, "batch_size", 256))
-        it = iter_batches(data, bs)
+        it = self._iter_data(data, bs)
         try:
             total = math.ceil(len(data) / bs)
         except TypeError:
@@ -124,6 +125,10 @@ class Detector:
         for batch in bar:
             self._check_input(batch)
             yield batch
+
+    def _iter_data(self, data, batch_size: int):
+        """The normaliser for this detector's inputs (series detectors use ``iter_series``)."""
+        return iter_batches(data, batch_size)
 
     def _check_input(self, batch: Batch) -> None:
         shape = tuple(batch.x.shape[1:])

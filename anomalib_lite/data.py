@@ -6,6 +6,11 @@ Accepted inputs: a tensor or ndarray shaped (N,H,W), (N,C,H,W), (N,H,W,C) with C
 ``bool``) arrays are read as 8-bit image data and scaled to [0, 1]; everything else becomes
 float32 as is. NaN and inf are rejected with the index of the first bad sample.
 Detectors never re-implement any of this.
+
+Time series go through :func:`iter_series` instead: a (T,) or (T, D) array or tensor, an
+``(x, y)`` pair with 0/1 labels per step, a series source (CSV, NAB), or an iterable of such
+chunks, one continuous series. Values are taken as they are (no 8-bit scaling); NaN gaps are
+rejected unless filled first with :func:`fill_gaps` (the CSV reader does it with ``nan=``).
 """
 from __future__ import annotations
 
@@ -17,7 +22,10 @@ import torch
 
 from .errors import AnomalyError
 
-__all__ = ["DEFAULT_BATCH_SIZE", "Batch", "iter_batches", "to_float_tensor"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE", "NAN_POLICIES", "Batch", "collect", "fill_gaps", "iter_batches", "iter_series",
+    "to_float_tensor", "to_series_tensor",
+]
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -155,3 +163,115 @@ def iter_batches(data, batch_size: int = DEFAULT_BATCH_SIZE, where: str = "data"
         start += n
     if start == 0:
         raise AnomalyError(f"{where}: no samples")
+
+
+# ---------------------------------------------------------------- time series
+
+#: what to do with NaN gaps in a series: refuse them, or fill them by linear interpolation
+NAN_POLICIES = ("reject", "interpolate")
+
+
+def fill_gaps(x: np.ndarray, nan: str = "reject", where: str = "data", offset: int = 0) -> np.ndarray:
+    """Handle NaN gaps in a (T, D) series: ``"reject"`` raises naming the first gap,
+    ``"interpolate"`` fills each channel linearly between its neighbours (a gap at either end
+    takes the nearest value). A channel with no value at all is always an error."""
+    if nan not in NAN_POLICIES:
+        raise AnomalyError(f"nan='{nan}': unknown; use one of {', '.join(NAN_POLICIES)}")
+    x = np.array(x, dtype=np.float64, copy=True)
+    gaps = np.isnan(x)
+    if not gaps.any():
+        return x
+    if nan == "reject":
+        t, d = np.argwhere(gaps)[0]
+        chan = f" (channel {d})" if x.shape[1] > 1 else ""
+        raise AnomalyError(
+            f"{where}: time step {offset + t}{chan} is NaN; fill gaps with nan='interpolate' "
+            "(--nan interpolate) or remove them"
+        )
+    steps = np.arange(len(x))
+    for d in range(x.shape[1]):
+        ok = ~gaps[:, d]
+        if not ok.any():
+            raise AnomalyError(f"{where}: channel {d} has no values, only NaN")
+        x[~ok, d] = np.interp(steps[~ok], steps[ok], x[ok, d])
+    return x
+
+
+def to_series_tensor(x, where: str = "data", offset: int = 0) -> torch.Tensor:
+    """One chunk of a series as a float32 (n, D) tensor; a scalar is one step of one channel."""
+    if not _is_array(x):
+        try:
+            x = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise AnomalyError(f"{where}: cannot read a {type(x).__name__} as series values") from None
+    if isinstance(x, np.ndarray):
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise AnomalyError(f"{where}: array of dtype {x.dtype} is not numeric")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if x.is_complex():
+        raise AnomalyError(f"{where}: complex values are not supported")
+    x = x.to(torch.float32)
+    if x.ndim == 0:
+        x = x.reshape(1, 1)
+    elif x.ndim == 1:
+        x = x[:, None]  # (T,) -> (T, 1)
+    elif x.ndim != 2:
+        raise AnomalyError(
+            f"{where}: array of rank {x.ndim} (shape {tuple(x.shape)}) is not a series; expected "
+            "(T,) or (T, D); embed image frames first (anomalib_lite.Featurizer)"
+        )
+    if x.shape[0] and not torch.isfinite(x).all():
+        t, d = (~torch.isfinite(x)).nonzero()[0].tolist()
+        kind = "NaN" if torch.isnan(x[t, d]) else "inf"
+        chan = f" (channel {d})" if x.shape[1] > 1 else ""
+        hint = "; fill gaps with anomalib_lite.data.fill_gaps(x, 'interpolate')" if kind == "NaN" else ""
+        raise AnomalyError(f"{where}: time step {offset + t}{chan} is {kind}{hint}")
+    return x.contiguous()
+
+
+def _series_labels(y, n: int, where: str, offset: int) -> torch.Tensor | None:
+    if y is None:
+        return None
+    y = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y, dtype=np.float64).reshape(-1)
+    if y.shape[0] != n:
+        raise AnomalyError(f"{where}: {y.shape[0]} labels for {n} time steps")
+    bad = ~np.isin(y, (0.0, 1.0))
+    if bad.any():
+        t = int(np.flatnonzero(bad)[0])
+        raise AnomalyError(f"{where}: label {y[t]:g} at time step {offset + t} is not 0 or 1")
+    return torch.from_numpy(y.astype(np.int64))
+
+
+def iter_series(data, batch_size: int = DEFAULT_BATCH_SIZE, where: str = "data") -> Iterator[Batch]:
+    """Normalise a time series into consecutive chunks: ``Batch(x (n, D), y, index)`` where
+    ``index`` holds the time steps. Every chunk must have the channels of the first; labels
+    must be 0/1. Raises AnomalyError for empty data, NaN/inf, a bad rank or bad labels."""
+    if batch_size < 1:
+        raise AnomalyError(f"batch_size: must be >= 1, got {batch_size}")
+    if _is_array(data) and data.ndim == 0:
+        data = data.reshape(1)
+    start, dim = 0, None
+    for x, y in _raw_batches(data, batch_size):
+        x = to_series_tensor(x, where=where, offset=start)
+        n = x.shape[0]
+        if n == 0:
+            continue
+        if dim is None:
+            dim = x.shape[1]
+        elif x.shape[1] != dim:
+            raise AnomalyError(f"{where}: time step {start} has {x.shape[1]} channels, earlier steps {dim}")
+        yield Batch(x, _series_labels(y, n, where, start), torch.arange(start, start + n))
+        start += n
+    if start == 0:
+        raise AnomalyError(f"{where}: no time steps")
+
+
+def collect(data, where: str = "data") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """All samples (and targets, if every batch has them) of ``data`` as CPU tensors: for models
+    that train for several epochs and need random access."""
+    xs, ys = [], []
+    for b in iter_batches(data, where=where):
+        xs.append(b.x)
+        ys.append(b.y)
+    y = None if any(v is None for v in ys) else torch.cat(ys)
+    return torch.cat(xs), y

@@ -5,6 +5,9 @@ folder of images (sub-folder names are class names; ``good`` and ``normal`` are 
 ``?size=64`` or ``?size=64x48`` resizes), and ``.npy`` / ``.npz`` files (an ``.npz`` may hold
 labels under ``y``, ``labels`` or ``targets``). :func:`load` returns a :class:`DataSource`, which
 :func:`anomalib_lite.data.iter_batches` understands. Folder images are read lazily, batch by batch.
+Time series: a ``.csv`` file, ``-`` (CSV on stdin) or ``nab:realKnownCause/nyc_taxi.csv`` (from
+``<data root>/NAB``), read by :mod:`anomalib_lite.series_sources`; options ``?start=`` and
+``?stop=`` (a step, or a fraction of the series such as ``0.15``) and ``?limit=N`` cut it in time.
 """
 from __future__ import annotations
 
@@ -142,7 +145,7 @@ class ImageFolderSource(DataSource):
 
 # ---------------------------------------------------------------- spec parsing
 
-_OPTIONS = {"classes", "limit", "size"}
+_OPTIONS = {"classes", "limit", "size", "start", "stop"}
 
 
 def _parse(spec: str) -> tuple[str, dict[str, str]]:
@@ -170,6 +173,8 @@ def _parse_size(spec: str, value: str) -> tuple[int, int]:
 
 def _select(src: DataSource, options: dict[str, str]) -> DataSource:
     """Apply ?classes= and ?limit= to a loaded source."""
+    if "start" in options or "stop" in options:
+        raise AnomalyError(f"{src.spec}: start= and stop= apply to time series only")
     if "classes" in options:
         if src.targets is None or src.class_names is None:
             raise AnomalyError(f"{src.spec}: classes= needs data with labels; this data has none")
@@ -275,10 +280,58 @@ def _load_folder(spec: str, root: Path, size: tuple[int, int] | None) -> ImageFo
     return ImageFolderSource(spec, files, targets, class_names, normal or None, mode, size)
 
 
-def load(spec: str | os.PathLike, data_dir=None, download: bool = False) -> DataSource:
-    """Load a data spec (see module docstring); every problem is one AnomalyError."""
+def _step(src: DataSource, options: dict[str, str], key: str, default: int) -> int:
+    """?start= / ?stop= as a step: an integer, or a fraction of the series (0.15)."""
+    if key not in options:
+        return default
+    value = options[key]
+    try:
+        step = round(float(value) * len(src)) if "." in value else int(value)
+        if step < 0 or ("." in value and not 0 <= float(value) <= 1):
+            raise ValueError
+    except ValueError:
+        raise AnomalyError(f"{src.spec}: {key} '{value}' is not a step (integer) or a fraction in [0, 1]") from None
+    return min(step, len(src))
+
+
+def _select_series(src, options: dict[str, str]):
+    """Apply ?start=, ?stop= and ?limit= to a series (time ranges, never a shuffle)."""
+    for key in ("classes", "size"):
+        if key in options:
+            raise AnomalyError(f"{src.spec}: {key}= applies to images only")
+    start, stop = _step(src, options, "start", 0), _step(src, options, "stop", len(src))
+    if "limit" in options:
+        try:
+            stop = min(stop, start + int(options["limit"]))
+        except ValueError:
+            raise AnomalyError(f"{src.spec}: limit '{options['limit']}' is not a positive integer") from None
+    if stop - start < 1:
+        raise AnomalyError(f"{src.spec}: no time steps in [{start}, {stop})")
+    return src.slice(start, stop)
+
+
+def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, columns=None,
+         time_column: str | None = None, label_column: str | None = None, nan: str = "reject") -> DataSource:
+    """Load a data spec (see module docstring); every problem is one AnomalyError.
+
+    ``columns``, ``time_column``, ``label_column`` and ``nan`` ("reject" or "interpolate") apply
+    to time series (CSV and NAB).
+    """
+    from . import series_sources as ss
+
     spec = str(spec)
     base, options = _parse(spec)
+    if base.startswith("nab:"):
+        if (columns and list(columns) != ["value"]) or time_column not in (None, "timestamp") or label_column:
+            raise AnomalyError(f"{spec}: NAB series have fixed columns (timestamp, value); drop --column")
+        return _select_series(ss.load_nab(spec, base[4:], data_dir, nan), options)
+    if base == "-" or base.lower().endswith(".csv"):
+        if base != "-" and not Path(base).expanduser().is_file():
+            raise AnomalyError(f"{spec}: path '{Path(base).expanduser()}' does not exist")
+        src = ss.load_csv(spec, Path(base).expanduser() if base != "-" else "-", columns, time_column, label_column, nan)
+        return _select_series(src, options)
+    if columns or time_column or label_column:
+        raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to CSV series only")
     if base.startswith("mnist:"):
         if "size" in options:
             raise AnomalyError(f"{spec}: size= applies to image folders only")
@@ -301,5 +354,5 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False) -> Data
         return _select(_load_array(spec, path), options)
     raise AnomalyError(
         f"{spec}: cannot read '{path.suffix or path.name}' files; expected a folder of "
-        "images or a .npy/.npz file"
+        "images, a .npy/.npz file, or a .csv series"
     )

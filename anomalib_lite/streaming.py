@@ -4,13 +4,20 @@
 :class:`RunningMoments` keeps the mean and covariance of a stream (Chan et al.'s pairwise update,
 float64), optionally per position (PaDiM-style). Both are seeded and resumable: their random draws
 depend only on (seed, number of items seen), never on batch boundaries of earlier calls.
+For series: :func:`sliding_windows` (views, no copies), :class:`Ewma` (exponential smoothing) and
+:class:`MovingWindow` (the last n values with mean, std and quantiles). Each gives the same
+numbers whether a stream arrives at once or in chunks.
 """
 from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
 
 import numpy as np
 import torch
 
-__all__ = ["Reservoir", "RunningMoments", "stream_rng"]
+__all__ = ["Ewma", "MovingWindow", "Reservoir", "RunningMoments", "sliding_windows", "stream_rng"]
 
 
 def stream_rng(seed: int, *key: int) -> np.random.Generator:
@@ -112,3 +119,82 @@ class RunningMoments:
         rm = cls()
         rm.n, rm.mean, rm.scatter = int(n), mean, scatter
         return rm
+
+
+def sliding_windows(x: torch.Tensor, size: int) -> torch.Tensor:
+    """All windows of ``size`` consecutive steps of a (T, D) series as a (T - size + 1, size, D)
+    view (no copy); empty when T < size."""
+    if x.shape[0] < size:
+        return x.new_empty((0, size, *x.shape[1:]))
+    return x.unfold(0, size, 1).movedim(-1, 1)
+
+
+class Ewma:
+    """Exponentially weighted moving average, ``alpha = 2 / (span + 1)``, started at the first
+    finite value (no bias towards zero). NaN in gives NaN out and leaves the state alone;
+    ``span <= 1`` passes values through."""
+
+    def __init__(self, span: float):
+        self.span = float(span)
+        self.alpha = 1.0 if span <= 1 else 2.0 / (span + 1.0)
+        self.value: float | None = None
+
+    def update(self, x) -> np.ndarray:
+        a, b, v = self.alpha, 1.0 - self.alpha, self.value
+        out = []
+        for e in np.asarray(x, dtype=np.float64).reshape(-1).tolist():
+            if math.isnan(e):
+                out.append(e)
+                continue
+            v = e if v is None else a * e + b * v
+            out.append(v)
+        self.value = v
+        return np.asarray(out, dtype=np.float64)
+
+
+class MovingWindow:
+    """The last ``size`` values pushed (bounded memory), with their mean, standard deviation and
+    quantiles. Sums are recomputed exactly every ``size`` pushes, so rounding never drifts and
+    the statistics depend only on the values, not on how the stream was chunked."""
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError("size must be >= 1")
+        self.size = int(size)
+        self.values: deque[float] = deque()
+        self.ordered: list[float] = []
+        self.total = self.total_sq = 0.0
+        self.pushed = 0
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def push(self, v: float) -> None:
+        self.values.append(v)
+        bisect.insort(self.ordered, v)
+        self.total += v
+        self.total_sq += v * v
+        if len(self.values) > self.size:
+            old = self.values.popleft()
+            del self.ordered[bisect.bisect_left(self.ordered, old)]
+            self.total -= old
+            self.total_sq -= old * old
+        self.pushed += 1
+        if self.pushed % self.size == 0:
+            self.total = math.fsum(self.values)
+            self.total_sq = math.fsum(u * u for u in self.values)
+
+    def mean(self) -> float:
+        return self.total / len(self.values)
+
+    def std(self) -> float:
+        n = len(self.values)
+        return math.sqrt(max(0.0, self.total_sq / n - (self.total / n) ** 2))
+
+    def quantile(self, q: float) -> float:
+        """Linear interpolation between order statistics (numpy's default)."""
+        s = self.ordered
+        pos = q * (len(s) - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, len(s) - 1)
+        return s[lo] + (pos - lo) * (s[hi] - s[lo])

@@ -54,6 +54,7 @@ class TrainConfig:
     schedule: str = "cosine"
     grad_clip: float | None = 5.0
     val_fraction: float = 0.1
+    val_split: str = "random"  # "random", or "tail": the last samples (time order: series windows)
     patience: int | None = 5
     max_time: float | None = None  # seconds; stop after the epoch that crosses it
     amp: bool = True  # mixed precision, CUDA only
@@ -73,6 +74,8 @@ class TrainConfig:
             bad("optimizer", f"unknown; use one of {', '.join(_OPTIMIZERS)}")
         if self.schedule not in _SCHEDULES:
             bad("schedule", f"unknown; use one of {', '.join(_SCHEDULES)}")
+        if self.val_split not in ("random", "tail"):
+            bad("val_split", "unknown; use 'random' or 'tail'")
         if not 0 <= self.val_fraction < 1:
             bad("val_fraction", "must be in [0, 1)")
         if self.patience is not None and self.patience < 1:
@@ -148,9 +151,10 @@ def fit_model(
     device = torch.device(device)
     pipeline = augment_pipeline(augment)
     n = len(x)
-    n_val = int(round(n * cfg.val_fraction)) if n >= 20 else 0
+    n_val = round(n * cfg.val_fraction) if n >= 20 else 0
     gen = torch.Generator().manual_seed(cfg.seed)
-    perm = torch.randperm(n, generator=gen)
+    # held out: a random share, or ("tail") the last samples, so series are split by time
+    perm = torch.randperm(n, generator=gen) if cfg.val_split == "random" else torch.roll(torch.arange(n), n_val)
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     if len(train_idx) == 0:
         raise AnomalyError("training: no samples to train on")

@@ -1,0 +1,75 @@
+"""The NAB protocol (Numenta Anomaly Benchmark) and its results format.
+
+NAB scores streaming detectors: the first 15 % of each series, at most 750 steps (NAB's
+``probationaryPeriod``), is for learning only; every later step gets a score in [0, 1] computed
+from the past alone. :func:`run_protocol` does exactly that with a series detector: ``fit`` on
+the probationary period, then ``partial_fit`` chunk by chunk (score, then learn). The results
+files NAB's own scorer reads are ``<dir>/<detector>/<category>/<detector>_<file>.csv`` with the
+columns ``timestamp,value,anomaly_score,label`` (label = inside an anomaly window).
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AnomalyError
+from .io import atomic_output
+
+__all__ = ["probation_steps", "results_path", "run_protocol", "write_results"]
+
+
+def probation_steps(n: int, share: float = 0.15) -> int:
+    """NAB's probationary period: ``min(floor(share * n), share * 5000)`` steps."""
+    return int(min(math.floor(share * n), share * 5000))
+
+
+def run_protocol(detector, source, chunk: int = 64, share: float = 0.15, fpr: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """Fit and calibrate on the probationary period (``unit_scores`` then maps scores to [0, 1]
+    against it), score it to fill the stream's window and moving threshold, then test-then-train
+    chunk by chunk. Returns (scores, flags) for every step; nothing uses a later step."""
+    n = len(source)
+    p = probation_steps(n, share)
+    if p <= getattr(detector, "window", 0) + getattr(detector, "horizon", 0):
+        raise AnomalyError(f"{source.spec}: a probationary period of {p} steps is shorter than the window")
+    values = source.values
+    detector.fit(values[:p])
+    detector.calibrate(values[:p], fpr=fpr)
+    detector.reset()
+    scores = [detector.score(values[:p])]
+    flags = [detector.flag(scores[0]) if detector.can_flag() else np.zeros(p, dtype=bool)]
+    for i in range(p, n, chunk):
+        detector.partial_fit(values[i : i + chunk])
+        scores.append(detector.last_scores_)
+        flags.append(detector.last_flags_)
+    return np.concatenate(scores), np.concatenate(flags)
+
+
+def results_path(folder, source, detector_name: str) -> Path:
+    """Where NAB's scorer looks for the results of ``source`` (a nab: series, or any series)."""
+    name = getattr(source, "nab_name", None) or Path(str(source.spec).split("?")[0]).name
+    rel = Path(name)
+    return Path(folder) / detector_name / rel.parent / f"{detector_name}_{rel.name}"
+
+
+def write_results(folder, source, unit_scores, detector_name: str) -> Path:
+    """Write NAB's results file for ``source``; scores must lie in [0, 1] (NaN is written as 0)."""
+    s = np.nan_to_num(np.asarray(unit_scores, dtype=np.float64), nan=0.0)
+    if s.shape != (len(source),) or s.min(initial=0) < 0 or s.max(initial=0) > 1:
+        raise AnomalyError("NAB results: need one score in [0, 1] per step")
+    path = results_path(folder, source, detector_name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AnomalyError(f"{folder}: cannot create the NAB results folder {path.parent} ({e.strerror})") from None
+    labels = source.anomaly_labels()
+    labels = np.zeros(len(source), dtype=np.int64) if labels is None else labels
+    stamps = source.stamps or [str(i) for i in range(len(source))]
+    with atomic_output(path, "NAB results") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp", "value", "anomaly_score", "label"])
+        for i in range(len(source)):
+            w.writerow([stamps[i], f"{source.values[i, 0]:.10g}", f"{s[i]:.6g}", int(labels[i])])
+    return path

@@ -1,0 +1,211 @@
+"""Continuation: forecasting, planted anomalies, streams that equal whole series, online learning,
+bundles, and bad input."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import anomalib_lite as al
+from anomalib_lite import AnomalyError, Continuation
+
+
+def wave(n, seed, period=20.0):
+    t = np.arange(n)
+    noise = 0.05 * np.random.default_rng(seed).normal(size=n)
+    return np.sin(2 * np.pi * t / period) + 0.5 * np.sin(4 * np.pi * t / period + 1) + noise
+
+
+def frequency_change(n, seed, at, length, period=11.0):
+    f = np.full(n, 1 / 20.0)
+    f[at : at + length] = 1 / period
+    phase = 2 * np.pi * np.cumsum(f)
+    return np.sin(phase) + 0.5 * np.sin(2 * phase + 1) + 0.05 * np.random.default_rng(seed).normal(size=n)
+
+
+SMALL = {"window": 24, "horizon": 3, "hidden": 16, "layers": 1, "device": "cpu"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny series networks: one thread is 10x faster than two on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    det = Continuation(**SMALL, epochs=20, lr=3e-3, smoothing=3)
+    return det.fit(wave(1500, 0)).calibrate(wave(1100, 1), fpr=0.001)
+
+
+def test_forecast_error_falls_with_training():
+    short = Continuation(**SMALL, epochs=1, lr=3e-3).fit(wave(1500, 0))
+    long = Continuation(**SMALL, epochs=20, lr=3e-3).fit(wave(1500, 0))
+    loss = long.train_result_.val_loss
+    assert loss[-1] < 0.2 * loss[0]
+    # err_scale_: mean absolute forecast error on the training series, in standard deviations
+    assert long.err_scale_[0] < 0.5 * short.err_scale_[0] and long.err_scale_[0] < 0.15
+
+
+@pytest.mark.parametrize("kind", ["spike", "level_shift", "frequency_change"])
+def test_planted_anomalies_are_flagged_and_normal_surroundings_are_not(fitted, kind):
+    x = wave(700, 2)
+    if kind == "spike":
+        x[300] += 3.0
+    elif kind == "level_shift":
+        x[300:] += 1.5  # the new level persists: only the change is anomalous
+    else:
+        x = frequency_change(700, 2, at=300, length=100)
+    end = 420 if kind == "frequency_change" else 330
+    flags = fitted.reset().predict(x)
+    assert flags[300:end].sum() >= (30 if kind == "frequency_change" else 2)
+    assert not flags[:300].any() and not flags[end:].any()
+    assert not fitted.reset().predict(wave(700, 2)).any()
+
+
+def test_absolute_reading_keeps_a_new_level_anomalous():
+    det = Continuation(**SMALL, epochs=20, lr=3e-3, smoothing=3, relative=False)
+    det.fit(wave(1500, 0)).calibrate(wave(1100, 1), fpr=0.001)
+    x = wave(700, 2)
+    x[300:] += 1.5
+    flags = det.reset().predict(x)
+    assert not flags[:300].any() and flags[400:].mean() > 0.5  # relative=True flags only the change
+
+
+def test_global_scaling_keeps_a_near_constant_channel_from_dominating():
+    rng = np.random.default_rng(11)
+    x = np.stack([wave(1300, 0), 1e-3 * rng.normal(size=1300)], axis=1)
+    test = np.stack([wave(400, 2), 1e-3 * rng.normal(size=400)], axis=1)
+    test[200, 1] = 0.05  # a blip far below the other channel's scale
+    surprise = {}
+    for scaling in ("channel", "global"):
+        s = Continuation(**SMALL, epochs=10, lr=3e-3, smoothing=1, scaling=scaling).fit(x).score(test)
+        surprise[scaling] = s[200:203].max() / np.nanmedian(s)  # the blip's score, in typical scores
+    assert surprise["channel"] > 10 and surprise["global"] < 3
+
+
+@pytest.mark.parametrize("model", ["lstm", "tcn"])
+def test_chunked_stream_equals_whole_series_bit_for_bit(model):
+    rng = np.random.default_rng(3)
+    x = np.stack([wave(400, 4), wave(400, 5, period=13)], axis=1)
+    det = Continuation(model=model, **{**SMALL, "horizon": 4}, epochs=1, smoothing=5, threshold="moving",
+                       threshold_window=100, threshold_k=2.0).fit(x[:300])
+    whole = det.reset().score(x)
+    flags_whole = det.reset().predict(x)
+    det.reset()
+    cuts = np.sort(rng.choice(np.arange(1, 400), size=25, replace=False))
+    parts, flags = [], []
+    for chunk in np.split(x, cuts):  # chunks of 1 to ~40 steps
+        s = det.score(chunk)
+        parts.append(s)
+        flags.append(det.flag(s))
+    assert np.array_equal(np.concatenate(parts), whole, equal_nan=True)
+    assert np.array_equal(np.concatenate(flags), flags_whole)
+    assert np.isnan(whole[:24]).all() and np.isfinite(whole[24:]).all()  # NaN until a window is full
+    assert flags_whole.any()  # the moving threshold (k=2) did flag something: the comparison is not vacuous
+
+
+def test_streams_continue_reset_starts_over_and_calibrate_leaves_the_stream(fitted):
+    x = wave(200, 6)
+    first = fitted.reset().score(x)
+    cont = fitted.score(x)  # continues: the previous chunk supplies the window
+    assert np.isfinite(cont).all() and not np.array_equal(cont, first, equal_nan=True)
+    assert np.array_equal(fitted.reset().score(x), first, equal_nan=True)
+    fitted.reset().score(x[:100])
+    kept = copy.deepcopy(fitted)
+    fitted.calibrate(wave(1100, 1), fpr=0.001)  # scores its own stream
+    assert np.array_equal(fitted.score(x[100:]), kept.score(x[100:]))
+
+
+def test_nan_warm_up_has_nan_p_values_and_is_never_flagged(fitted):
+    x = wave(100, 7)
+    s = fitted.reset().score(x)
+    p = fitted.p_values(s)
+    assert np.isnan(s[:24]).all() and np.isnan(p[:24]).all() and np.isfinite(p[24:]).all()
+    fitted.threshold_, kept = -1.0, fitted.threshold_  # flag every finite score
+    try:
+        flags = fitted.reset().predict(x)
+    finally:
+        fitted.threshold_ = kept
+    assert not flags[:24].any() and flags[24:].all()
+
+
+@pytest.mark.parametrize("threshold", ["calibrated", "dynamic", "quantile"])
+def test_bundle_round_trip_scores_identically(tmp_path, fitted, threshold):
+    fitted.set_params(threshold=threshold)
+    try:
+        x = wave(300, 8)
+        x[150] += 3
+        fitted.save(tmp_path / "c.anomaly")
+        back = al.load(tmp_path / "c.anomaly")
+        assert type(back) is Continuation and back.get_params() == fitted.get_params()
+        assert np.array_equal(back.score(x), fitted.reset().score(x), equal_nan=True)  # loaded: a reset stream
+        assert np.array_equal(back.reset().predict(x), fitted.reset().predict(x))
+        assert back.threshold_ == fitted.threshold_
+        assert np.array_equal(back.p_values(back.reset().score(x)), fitted.p_values(fitted.reset().score(x)), equal_nan=True)
+    finally:
+        fitted.set_params(threshold="calibrated")
+    header = al.read_header(tmp_path / "c.anomaly")
+    assert header["input_shape"] == [1] and header["state"]["stream"] == "starts reset after loading"
+
+
+def test_partial_fit_is_test_then_train():
+    det = Continuation(**SMALL, epochs=10, lr=3e-3, smoothing=1, learn_every=32, online_lr=0.05).fit(wave(800, 0))
+    frozen = copy.deepcopy(det.reset())
+    new = wave(3000, 9, period=31.0)  # a slower rhythm than the one it was fitted on
+    before = copy.deepcopy(det).score(new[:60])
+    det.partial_fit(new[:60])  # one batch (batch_size=64): scored, then learned from
+    assert np.array_equal(det.last_scores_, before, equal_nan=True) and det.n_updates_ == 1
+    for i in range(60, 2800, 100):
+        det.partial_fit(new[i : i + 100])
+    assert det.n_updates_ > 40
+    later = new[2800:]
+    assert np.nanmean(det.reset().score(later)) < 0.5 * np.nanmean(frozen.score(later))  # it learned
+
+
+@pytest.mark.parametrize("learn_flagged", [True, False])
+def test_partial_fit_can_skip_flagged_points(learn_flagged):
+    det = Continuation(**SMALL, epochs=2, learn_every=8, learn_flagged=learn_flagged).fit(wave(300, 0))
+    det.threshold_ = -1.0  # every scored step is flagged
+    weights = [p.detach().clone() for p in det.model_.parameters()]
+    det.reset().partial_fit(wave(200, 1))
+    assert det.last_flags_[24:].all()
+    same = all(torch.equal(a, b) for a, b in zip(weights, det.model_.parameters()))
+    assert same is (not learn_flagged)
+
+
+def test_partial_fit_from_scratch_warms_up_then_goes_on_streaming():
+    det = Continuation(**SMALL, epochs=10, lr=3e-3, smoothing=1, threshold="moving", threshold_k=6.0, warm_up=400)
+    x = wave(1500, 10)
+    x[1200] += 3.0
+    scores, flags = [], []
+    for i in range(0, 1500, 50):
+        det.partial_fit(x[i : i + 50])
+        scores.append(det.last_scores_)
+        flags.append(det.last_flags_)
+    s, f = np.concatenate(scores), np.concatenate(flags)
+    assert len(s) == 1500 and np.isnan(s[:400]).all() and np.isfinite(s[400:]).all()
+    assert np.nanmean(s[400:1150]) < 2.0  # in units of the warm-up's training error
+    assert f[1200:1210].any() and not f[:1200].any()
+
+
+def test_bad_input_and_parameters():
+    with pytest.raises(AnomalyError, match="a series of 20 steps is too short for window \\+ horizon = 27"):
+        Continuation(**SMALL).fit(np.zeros(20))
+    det = Continuation(**SMALL, epochs=1).fit(wave(200, 0))
+    with pytest.raises(AnomalyError, match="calibration data: a series of 20 steps gives no score"):
+        det.calibrate(wave(20, 1))
+    with pytest.raises(AnomalyError, match="the series has 2 channel\\(s\\) but Continuation was fitted on 1"):
+        det.score(np.zeros((50, 2)))
+    with pytest.raises(AnomalyError, match="not calibrated"):
+        det.predict(wave(50, 1))
+    for unfitted in (lambda d: d.reset().score([1.0]), lambda d: d.calibrate(wave(100, 0)), lambda d: d.flag([1.0])):
+        with pytest.raises(AnomalyError, match="Continuation is not fitted"):
+            unfitted(Continuation())
+    with pytest.raises(AnomalyError, match="model='gru'"):
+        Continuation(model="gru").fit(wave(200, 0))
+    with pytest.raises(AnomalyError, match="threshold='fixed'"):
+        Continuation(threshold="fixed").fit(wave(200, 0))

@@ -1,0 +1,114 @@
+"""Series inputs: the normaliser's series path, CSV and NAB sources, gaps, cuts in time."""
+import numpy as np
+import pytest
+import torch
+
+import anomalib_lite as al
+from anomalib_lite import AnomalyError, iter_series
+from anomalib_lite.data import fill_gaps
+
+
+def test_shapes_chunks_and_time_steps():
+    (b,) = list(iter_series(np.arange(5.0)))
+    assert b.x.shape == (5, 1) and b.x.dtype == torch.float32 and b.y is None
+    got = list(iter_series([np.zeros((3, 2)), torch.ones(2, 2), ([7.0, 8.0], None)][:2]))
+    assert [len(g) for g in got] == [3, 2] and torch.cat([g.index for g in got]).tolist() == [0, 1, 2, 3, 4]
+    # a scalar is one step; uint8 is not scaled like an image
+    (b,) = list(iter_series(np.array(200, dtype=np.uint8)))
+    assert b.x.tolist() == [[200.0]]
+    x, y = np.arange(6.0), np.array([0, 0, 1, 1, 0, 0])
+    got = list(iter_series((x, y), batch_size=4))
+    assert torch.cat([g.y for g in got]).tolist() == y.tolist()
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (np.zeros((4, 2, 3)), "not a series; expected (T,) or (T, D); embed image frames first"),
+        (np.array([1.0, 2.0, np.nan, 4.0]), "time step 2 is NaN; fill gaps"),
+        ([np.zeros((3, 2)), np.array([[1.0, np.inf]])], "time step 3 (channel 1) is inf"),
+        ([np.zeros((3, 2)), np.zeros((2, 3))], "time step 3 has 3 channels, earlier steps 2"),
+        ((np.zeros(4), np.array([0, 1, 2, 0])), "label 2 at time step 2 is not 0 or 1"),
+        ((np.zeros(4), np.array([0, 0.5, 0, 0])), "label 0.5 at time step 1 is not 0 or 1"),
+        (np.zeros(0), "no time steps"),
+    ],
+)
+def test_bad_series_name_the_step(data, message):
+    with pytest.raises(AnomalyError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        list(iter_series(data, batch_size=3))
+
+
+def test_fill_gaps_interpolates_or_rejects():
+    x = np.array([[np.nan, 1.0], [2.0, np.nan], [np.nan, 3.0], [6.0, 5.0], [np.nan, 5.0]])
+    filled = fill_gaps(x, "interpolate")
+    assert filled[:, 0].tolist() == [2.0, 2.0, 4.0, 6.0, 6.0]  # ends take the nearest value
+    assert filled[:, 1].tolist() == [1.0, 2.0, 3.0, 5.0, 5.0]
+    with pytest.raises(AnomalyError, match=r"time step 0 \(channel 0\) is NaN"):
+        fill_gaps(x, "reject")
+    with pytest.raises(AnomalyError, match="channel 0 has no values"):
+        fill_gaps(np.full((3, 1), np.nan), "interpolate")
+
+
+def _csv(tmp_path, text, name="s.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_csv_columns_time_labels_and_cuts(tmp_path):
+    rows = "".join(f"2024-01-01T00:{i:02d}:00,{i},{2 * i},{int(i in (5, 6))}\n" for i in range(10))
+    path = _csv(tmp_path, "timestamp,a,b,anomaly\n" + rows)
+    src = al.load_data(path, label_column="anomaly")
+    assert src.values.shape == (10, 2) and src.columns == ["a", "b"] and src.time_column == "timestamp"
+    assert src.anomaly_labels().tolist() == [0] * 5 + [1, 1] + [0] * 3
+    assert src.stamps[3] == "2024-01-01T00:03:00"
+    one = al.load_data(path, columns=["b"])
+    assert one.values[:, 0].tolist() == [2.0 * i for i in range(10)]
+    head, tail = src.split(0.3)  # by time, never shuffled
+    assert head.values[:, 0].tolist() == list(range(7)) and tail.values[:, 0].tolist() == [7, 8, 9]
+    cut = al.load_data(f"{path}?start=2&stop=0.5", columns=["a"])
+    assert cut.values[:, 0].tolist() == [2, 3, 4]
+    assert len(al.load_data(f"{path}?limit=4")) == 4
+    with pytest.raises(AnomalyError, match="contiguous"):
+        src.subset(np.array([0, 2]))
+
+
+@pytest.mark.parametrize(
+    "text, kwargs, message",
+    [
+        ("t,v\n1,2\n", {"columns": ["value"]}, "column 'value' not found; columns are: t, v"),
+        ("timestamp,value\n1,2\n2,abc\n", {}, "line 3: column 'value': 'abc' is not a number"),
+        ("timestamp,value\nyesterday,2\n", {}, "line 2: column 'timestamp': 'yesterday' is not a date/time"),
+        ("timestamp,value\n1,2\n2,\n3,4\n", {}, "line 3: column 'value' is empty (a gap); use --nan interpolate"),
+        ("timestamp,value,y\n1,2,0\n2,3,2\n", {"label_column": "y"}, "line 3: label '2' in column 'y' is not 0 or 1"),
+        ("timestamp,value\n1,2,3\n", {}, "line 2: 3 fields, the header has 2"),
+        ("timestamp,value\n", {}, "no rows after the header"),
+        ("", {}, "empty file"),
+    ],
+)
+def test_csv_errors_name_file_line_and_column(tmp_path, text, kwargs, message):
+    path = _csv(tmp_path, text)
+    with pytest.raises(AnomalyError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
+        al.load_data(path, **kwargs)
+    assert str(path) in str(e.value)
+
+
+def test_csv_gaps_can_be_interpolated(tmp_path):
+    path = _csv(tmp_path, "timestamp,value\n1,2\n2,\n3,NaN\n4,8\n")
+    assert al.load_data(path, nan="interpolate").values[:, 0].tolist() == [2.0, 4.0, 6.0, 8.0]
+
+
+def test_nab_series_come_with_their_windows():
+    src = al.load_data("nab:realKnownCause/nyc_taxi.csv")
+    assert len(src) == 10320 and len(src.windows) == 5 and src.nab_name == "realKnownCause/nyc_taxi.csv"
+    labels = src.anomaly_labels()
+    for (a, b), ref in zip(src.windows, src.references):
+        assert labels[a : b + 1].all() and a <= ref <= b
+    assert labels.sum() == sum(b - a + 1 for a, b in src.windows)
+    assert src.stamps[src.references[0]] == "2014-11-01 19:00:00"  # NAB's label (NYC marathon)
+    early = al.load_data("nab:realKnownCause/nyc_taxi.csv?stop=0.15")
+    assert len(early) == 1548 and early.windows == []
+    with pytest.raises(AnomalyError, match="not found; NAB series are e.g."):
+        al.load_data("nab:realKnownCause/missing.csv")
+    with pytest.raises(AnomalyError, match="start= and stop= apply to time series only"):
+        al.load_data("mnist:test?stop=5")

@@ -1,0 +1,207 @@
+"""The `anomaly` command on time series: fit continuation / rnn, score to CSV, NAB results, a live
+stream on stdin (one flushed line per input line, bad lines skipped), and bad input (exit 2)."""
+import csv
+import os
+import selectors
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny series networks: one thread is 10x faster than two on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = ["--window", "24", "--hidden", "16", "--layers", "1", "--epochs", "5", "--device", "cpu", "-q"]
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def write_series(path, n=1200, spike_at=None):
+    t = np.arange(n)
+    v = np.sin(2 * np.pi * t / 20) + 0.05 * np.random.default_rng(0).normal(size=n)
+    if spike_at is not None:
+        v[spike_at] += 4
+    rows = (f"2024-01-01T{i // 60:02d}:{i % 60:02d}:00,{v[i]:.5f},{i % 7}\n" for i in range(n))
+    path.write_text("timestamp,value,other\n" + "".join(rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("series")
+    out = folder / "m.anomaly"
+    r = run("fit", "continuation", "--data", write_series(folder / "train.csv"), "--column", "value",
+            "--holdout", "0.3", "--smoothing", "1", *TINY, "-o", out)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_score_a_csv_series(tmp_path, bundle):
+    data = write_series(tmp_path / "test.csv", n=300, spike_at=200)
+    out = tmp_path / "scores.csv"
+    r = run("score", bundle, "--data", data, "-o", out)  # the bundle remembers --column value
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["timestamp", "value", "score", "p_value", "is_anomaly"] and len(rows) == 300
+    scores = np.array([float(r["score"]) for r in rows])
+    assert np.isnan(scores[:24]).all() and np.isfinite(scores[24:]).all()
+    flagged = np.flatnonzero([int(r["is_anomaly"]) for r in rows])
+    assert 200 in flagged and len(flagged) < 10
+    assert "scored 300 steps" in r.output
+
+
+def _readline(proc, sel, timeout=60):
+    """One line from the subprocess, failing if none comes in time (no hang)."""
+    assert sel.select(timeout), "no output line in time"
+    return proc.stdout.readline().rstrip("\n")
+
+
+def test_stream_answers_each_line_as_it_arrives_and_skips_bad_lines(tmp_path, bundle):
+    data = write_series(tmp_path / "live.csv", n=60)
+    lines = data.read_text().splitlines()
+    batch = tmp_path / "batch.csv"
+    assert run("score", bundle, "--data", data, "-o", batch).exit_code == 0
+    expected = [r["score"] for r in csv.DictReader(batch.open())]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import cli; cli.main()", "score", str(bundle), "--data", "-", "--stream"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        proc.stdin.write(lines[0] + "\n" + lines[1] + "\n")
+        proc.stdin.flush()
+        assert _readline(proc, sel) == "timestamp,value,score,is_anomaly"
+        got = [_readline(proc, sel)]  # answered before the next line is even written
+        bad = ["2024-02-01T00:00:00,abc,1", "garbage", "2024-02-01T00:00:00,,1", "noon,1.0,1"]
+        for i, line in enumerate(lines[2:], start=2):
+            if i == 30:
+                proc.stdin.write("\n".join(bad) + "\n")
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            got.append(_readline(proc, sel))
+        proc.stdin.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    assert [g.split(",")[2] for g in got] == expected  # the stream scores exactly like the batch
+    assert [g.split(",")[0] for g in got] == [ln.split(",")[0] for ln in lines[1:]]
+    for n, msg in zip((31, 32, 33, 34), ("'abc' is not a number", "1 fields, the header has 3",
+                                          "is empty (a gap)", "'noon' is not a date/time")):
+        assert f"stdin: line {n}: " in err and msg in err
+    assert "4 bad line(s) skipped, 60 scored" in err
+
+
+def test_stream_without_header_and_with_gap_filling(bundle):
+    rows = "2024-01-01T00:00:00,0.1,1\n2024-01-01T00:01:00,,1\n2024-01-01T00:02:00,0.3,1\n"
+    r = run("score", bundle, "--data", "-", "--stream", "--nan", "interpolate", input=rows)
+    assert r.exit_code == 0, r.output
+    out = r.output.splitlines()
+    assert out[0] == "timestamp,value,score,is_anomaly"
+    assert out[2] == "2024-01-01T00:01:00,0.1,nan,0"  # the gap takes the last value
+
+
+def test_nab_results_for_nab_scorer(tmp_path):
+    bundle = tmp_path / "rogue.anomaly"
+    r = run("fit", "continuation", "--data", "nab:realKnownCause/rogue_agent_key_hold.csv?stop=0.4",
+            "--holdout", "0.3", *TINY, "-o", bundle)
+    assert r.exit_code == 0, r.output
+    r = run("score", bundle, "--data", "nab:realKnownCause/rogue_agent_key_hold.csv", "--nab-results", tmp_path / "results")
+    assert r.exit_code == 0, r.output
+    path = tmp_path / "results" / "continuation" / "realKnownCause" / "continuation_rogue_agent_key_hold.csv"
+    rows = list(csv.DictReader(path.open()))
+    assert list(rows[0]) == ["timestamp", "value", "anomaly_score", "label"] and len(rows) == 1882
+    s = np.array([float(r["anomaly_score"]) for r in rows])
+    assert ((s >= 0) & (s <= 1)).all() and s[:24].max() == 0 and s.max() > 0.9
+    assert sum(int(r["label"]) for r in rows) > 0 and "anomaly windows detected" in r.output
+
+
+def test_fit_rnn_and_score_report_early_warning(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 2500
+    x, y = 0.3 * rng.normal(size=n), np.zeros(n, dtype=int)
+    for onset in range(100, n - 60, 200):
+        x[onset - 15 : onset] += np.linspace(0, 1.5, 15)
+        x[onset : onset + 20] += 4
+        y[onset : onset + 20] = 1
+    data = tmp_path / "labelled.csv"
+    data.write_text("timestamp,value,anomaly\n" + "".join(f"{i},{x[i]:.4f},{y[i]}\n" for i in range(n)))
+    out = tmp_path / "warn.anomaly"
+    r = run("fit", "rnn", "--data", data, "--label-column", "anomaly", "--horizon", "10", "--window", "32",
+            "--hidden", "16", "--epochs", "10", "--device", "cpu", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "12 anomaly onsets, horizon 10" in r.output
+    r = run("score", out, "--data", data, "--label-column", "anomaly", "-o", tmp_path / "w.csv")
+    assert r.exit_code == 0, r.output
+    assert "onsets warned" in r.output and "average precision" in r.output
+
+
+def _csv(tmp_path, text):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    return path
+
+
+GOOD = "timestamp,value\n" + "".join(f"{i},{np.sin(i / 3):.4f}\n" for i in range(200))
+GAP = GOOD.replace("\n5,0.9954\n", "\n5,\n")  # line 7 has no value
+assert GAP != GOOD
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda t, b: ("fit", "continuation", "--data", _csv(t, GOOD), "--column", "val", *TINY, "-o", t / "o.anomaly"),
+         "column 'val' not found; columns are: timestamp, value"),
+        (lambda t, b: ("fit", "continuation", "--data", _csv(t, GOOD.replace("\n5,", "\n5,x")), *TINY, "-o", t / "o.anomaly"),
+         "line 7: column 'value': 'x"),
+        (lambda t, b: ("fit", "continuation", "--data", _csv(t, GOOD.replace("\n5,", "\nfive,")), *TINY, "-o", t / "o.anomaly"),
+         "line 7: column 'timestamp': 'five' is not a date/time"),
+        (lambda t, b: ("fit", "continuation", "--data", _csv(t, GAP), *TINY,
+                       "-o", t / "o.anomaly"), "is empty (a gap); use --nan interpolate"),
+        (lambda t, b: ("fit", "continuation", "--data", _csv(t, GOOD[:300]), *TINY, "-o", t / "o.anomaly"),
+         "too short for window + horizon = 29"),
+        (lambda t, b: ("fit", "continuation", "--data", _csv(t, GOOD), *TINY, "--holdout", "0.05", "-o", t / "o.anomaly"),
+         "calibration data: a series of 10 steps gives no score"),
+        (lambda t, b: ("fit", "rnn", "--data", _csv(t, "timestamp,value,y\n1,2,0\n2,3,2\n"), "--label-column", "y",
+                       "-o", t / "o.anomaly"), "label '2' in column 'y' is not 0 or 1"),
+        (lambda t, b: ("fit", "rnn", "--data", _csv(t, GOOD), "-o", t / "o.anomaly"), "no labels; name the 0/1 column"),
+        (lambda t, b: ("score", b, "--data", _csv(t, GOOD), "--stream", "-o", t / "o.csv"), "--stream prints to stdout"),
+        (lambda t, b: ("score", b, "--data", "-", "--stream"), "no lines"),
+        (lambda t, b: ("score", b, "--data", "mnist:test", "-o", t / "o.csv"), "not a time series"),
+    ],
+)
+def test_bad_series_input_exits_2_with_one_line_and_no_output(tmp_path, bundle, make_args, message):
+    args = make_args(tmp_path, bundle)
+    before = set(tmp_path.rglob("*"))
+    r = run(*args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert len([line for line in r.output.splitlines() if line.startswith("anomaly: error:")]) == 1
+    assert not [p for p in set(tmp_path.rglob("*")) - before if p.suffix in (".anomaly", ".csv", ".tmp")]
+
+
+def test_gaps_can_be_interpolated_when_fitting(tmp_path):
+    data = _csv(tmp_path, GAP)
+    r = run("fit", "continuation", "--data", data, "--nan", "interpolate", "--holdout", "0.3", "--fpr", "0.05", *TINY,
+            "-o", tmp_path / "o.anomaly")
+    assert r.exit_code == 0, r.output
