@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 from . import metrics
 from .base import DETECTORS, Detector
 from .bundle import load, read_header
-from .data import Batch, iter_batches
-from .detectors import LatentDistance
+from .data import Batch, iter_batches, iter_series
+from .detectors import Continuation, LatentDistance, Reconstruction, SupervisedRNN, SyntheticOOD
 from .errors import AnomalyError
 from .sources import load as load_data
 from .thresholds import fpr_threshold, p_values
@@ -17,14 +17,19 @@ from .thresholds import fpr_threshold, p_values
 __all__ = [
     "DETECTORS",
     "AnomalyError",
-    "metrics",
     "Batch",
+    "Continuation",
     "Detector",
     "LatentDistance",
+    "Reconstruction",
+    "SupervisedRNN",
+    "SyntheticOOD",
     "fpr_threshold",
     "iter_batches",
+    "iter_series",
     "load",
     "load_data",
+    "metrics",
     "p_values",
     "read_header",
 ]

@@ -43,6 +43,8 @@ def _jsonable(value):
         return value.item()
     if isinstance(value, torch.device):
         return str(value)
+    if hasattr(value, "config") and hasattr(value, "name"):  # a backbones.FeatureExtractor object:
+        return value.name  # its weights travel in the bundle's tensors, its config in "backbone"
     raise TypeError(f"cannot store {type(value).__name__} in a bundle header")
 
 
@@ -131,7 +133,7 @@ def _read(path: Path, with_tensors: bool) -> tuple[dict, dict[str, torch.Tensor]
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = _check_header(path, handle.metadata())
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()} if with_tensors else {}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (not a dict) if with_tensors else {}
     except (SafetensorError, OSError, RuntimeError) as e:
         raise AnomalyError(f"{path}: not a readable bundle (truncated or not safetensors: {e})") from None
     return header, tensors

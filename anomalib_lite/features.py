@@ -3,7 +3,8 @@
 With ``backbone=None`` the features are raw pixels: an image is its flattened pixel vector and a
 patch feature is the ``patch_size`` x ``patch_size`` neighbourhood of a grid point (the grid has at
 most ~16 points a side, so search stays cheap on large images). With a backbone (see :mod:`backbones`), an
-image is the concatenation of its globally averaged layer maps, and a patch feature is the
+image is the concatenation of its globally averaged layer maps (each L2-normalised with
+``normalize=True``), and a patch feature is the
 PatchCore aggregate: each layer smoothed by a 3x3 average, upsampled to the finest requested
 layer, concatenated along channels.
 """
@@ -34,9 +35,13 @@ class Featurizer:
         device: torch.device | str = "cpu",
         seed: int = 0,
         extractor: backbones.FeatureExtractor | None = None,
+        normalize: bool = False,
     ):
         self.patch_size = int(patch_size)
+        self.normalize = bool(normalize)
         self.device = torch.device(device)
+        if isinstance(backbone, backbones.FeatureExtractor):  # an extractor object: used as is
+            extractor, backbone = backbone, None
         self.extractor = extractor
         if extractor is None and backbone is not None:
             try:
@@ -62,7 +67,10 @@ class Featurizer:
         """One feature vector per image: (N, D)."""
         if self.extractor is None:
             return x.to(self.device).reshape(x.shape[0], -1)
-        return torch.cat([m.mean(dim=(2, 3)) for m in self._maps(x)], dim=1)
+        pooled = [m.mean(dim=(2, 3)) for m in self._maps(x)]
+        if self.normalize:  # each layer on the unit sphere: layers weigh the same whatever their scale
+            pooled = [F.normalize(p, dim=1) for p in pooled]
+        return torch.cat(pooled, dim=1)
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         """Patch features on a grid: (N, D, h, w)."""
@@ -109,7 +117,8 @@ class Featurizer:
 
     @classmethod
     def from_state(
-        cls, config: dict | None, tensors: dict[str, torch.Tensor], patch_size: int, device
+        cls, config: dict | None, tensors: dict[str, torch.Tensor], patch_size: int, device,
+        normalize: bool = False,
     ) -> Featurizer:
         if config is None:
             return cls(None, patch_size=patch_size, device=device)
@@ -118,4 +127,4 @@ class Featurizer:
             ext = backbones.FeatureExtractor.from_config(config, state_dict=state or None, device=device)
         except backbones.BackboneError as e:
             raise AnomalyError(str(e)) from None
-        return cls(extractor=ext, patch_size=patch_size, device=device)
+        return cls(extractor=ext, patch_size=patch_size, device=device, normalize=normalize)

@@ -39,8 +39,10 @@ class FeatureExtractor(nn.Module):
         std: Sequence[float] | None = None,
         seed: int = 0,
         device: str | torch.device = "auto",
+        frozen: bool = True,
     ) -> None:
         super().__init__()
+        self.frozen = bool(frozen)
         spec = get_spec(name)
         device = resolve_device(device)
         self.name = spec.name
@@ -67,7 +69,7 @@ class FeatureExtractor(nn.Module):
         mean_t, std_t = torch.tensor(self.mean), torch.tensor(self.std)
         self.register_buffer("_scale", (1 / std_t).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("_shift", (-mean_t / std_t).view(1, -1, 1, 1), persistent=False)
-        self.requires_grad_(False)
+        self.requires_grad_(not self.frozen)
         self.stages.to(memory_format=torch.channels_last)  # faster on CPU too (REFERENCES.md)
         self.to(device)
         self.train(False)
@@ -79,8 +81,9 @@ class FeatureExtractor(nn.Module):
         return self._scale.device
 
     def train(self, mode: bool = True) -> FeatureExtractor:
-        """Stay in eval mode whatever `mode` says: BatchNorm statistics never change."""
-        return super().train(False)
+        """Frozen: stay in eval mode whatever `mode` says (BatchNorm statistics never change).
+        Trainable (``frozen=False``, for fine-tuning and pretraining): as any module."""
+        return super().train(False if self.frozen else mode)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Channel adapt (grey->3 by repeat, RGB->1 by mean), resize to `image_size` (bilinear,
@@ -104,7 +107,8 @@ class FeatureExtractor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """{layer: feature map} for the requested layers; stops after the last one."""
-        self.stages.eval()  # even if a caller flipped a submodule to train mode
+        if self.frozen:
+            self.stages.eval()  # even if a caller flipped a submodule to train mode
         x = self.preprocess(x).contiguous(memory_format=torch.channels_last)
         wanted, out = set(self.layers), {}
         for name, stage in self.stages.items():
@@ -210,8 +214,9 @@ def create(
     device: str | torch.device = "auto",
     seed: int = 0,
     download: bool = True,
+    frozen: bool = True,
 ) -> FeatureExtractor:
-    """A frozen FeatureExtractor for backbone `name`.
+    """A FeatureExtractor for backbone `name`, frozen unless ``frozen=False`` (fine-tuning).
 
     weights: "imagenet" (torchvision's weights through its cache; "imagenet:<enum member>" picks
     another), "random" (seeded init) or a path (safetensors or weights-only torch file).
@@ -233,6 +238,7 @@ def create(
         std=resolved.std,
         seed=seed,
         device=device,
+        frozen=frozen,
     )
 
 

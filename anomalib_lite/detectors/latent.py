@@ -65,7 +65,8 @@ class LatentDistance(Detector):
     coreset: how ``fit`` reduces the bank: "greedy" (farthest-point, PatchCore) or "random".
     shrinkage: weight of the scaled identity mixed into the covariance ("gaussian").
     backbone, weights, layers, image_size: the feature space (None = raw pixels); see
-        :func:`backbones.create`.
+        :func:`backbones.create`. ``backbone`` may also be a ``backbones.FeatureExtractor``
+        object (e.g. one returned by :func:`anomalib_lite.pretrain.pretrain`), used as it is. normalize: L2-normalise each layer's pooled features.
     maps: also learn patch features so that ``score_map`` works.
     patch_size: raw-pixel patch side for maps; map_dims: channels kept per position ("gaussian").
     search: "torch" (chunked matrix products on ``device``) or "faiss".
@@ -84,6 +85,7 @@ class LatentDistance(Detector):
         weights: str = "imagenet",
         layers: list[str] | None = None,
         image_size: int | None = None,
+        normalize: bool = False,
         maps: bool = True,
         patch_size: int = 7,
         map_dims: int = 100,
@@ -102,6 +104,7 @@ class LatentDistance(Detector):
         self.weights = weights
         self.layers = layers
         self.image_size = image_size
+        self.normalize = normalize
         self.maps = maps
         self.patch_size = patch_size
         self.map_dims = map_dims
@@ -138,7 +141,7 @@ class LatentDistance(Detector):
         self.device_ = self._resolve_device()
         self.featurizer_ = Featurizer(
             self.backbone, weights=self.weights, layers=self.layers, image_size=self.image_size,
-            patch_size=self.patch_size, device=self.device_, seed=self.seed,
+            patch_size=self.patch_size, device=self.device_, seed=self.seed, normalize=self.normalize,
         )
         self._bank = Reservoir(self.memory_size * _POOL_FACTOR, seed=self.seed)
         self._patch_bank = Reservoir(self.memory_size * _POOL_FACTOR, seed=self.seed + 1)
@@ -291,7 +294,9 @@ class LatentDistance(Detector):
     def _set_state(self, tensors, meta) -> None:
         self._check_params()
         self.device_ = self._resolve_device()
-        self.featurizer_ = Featurizer.from_state(meta["backbone"], tensors, self.patch_size, self.device_)
+        self.featurizer_ = Featurizer.from_state(
+            meta["backbone"], tensors, self.patch_size, self.device_, normalize=self.normalize
+        )
         dev = self.device_
         self._moments, self._patch_moments = RunningMoments(), RunningMoments()
         self._precision = self._patch_precision = None

@@ -70,7 +70,7 @@ def test_imagenet_backbone_is_referenced_by_hash_not_embedded(tmp_path, images, 
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / "m.anomaly"), "pt") as f:
-        assert not [k for k in f.keys() if k.startswith("backbone.")]  # they stay in the cache
+        assert not [k for k in f.keys() if k.startswith("backbone.")]  # noqa: SIM118  # they stay in the cache
     assert np.array_equal(al.load(tmp_path / "m.anomaly").score(defective), det.score(defective))
     torch.save(torchvision.models.resnet18().state_dict(), ckpt / "resnet18-f37072fd.pth")
     with pytest.raises(AnomalyError, match="hash|sha256"):
@@ -106,7 +106,7 @@ def test_tampered_header(tmp_path, images):
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         header = json.loads(f.metadata()["anomalib_lite"])
     header["params"]["k"] = 1
     save_file(tensors, str(path), metadata={"anomalib_lite": json.dumps(header)})

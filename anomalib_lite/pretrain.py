@@ -1,0 +1,136 @@
+"""Self-supervised pretraining of a backbone on the user's own normal data.
+
+Two pretext tasks, both needing only normal images:
+
+* ``"transforms"``: predict which geometric transformation (a set of flips x shifts x quarter
+  turns, see :data:`anomalib_lite.nets.TRANSFORM_SETS`) was applied. Telling orientation and
+  position apart forces features that describe the normal shapes (GEOM, RotNet).
+* ``"synthetic"``: tell normal images from subtle anomalies synthesised by ``augment.synth``
+  (CutPaste-style pretraining).
+
+The result is a weights file (``backbones.save_weights``: safetensors + metadata) that works
+anywhere ``weights=PATH`` does. The training loop is :func:`anomalib_lite.training.fit_model`.
+This module is what an issue may call ``backbones.pretrain``: ``backbones`` itself knows nothing
+of training, it only loads the file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import backbones
+
+from .data import collect
+from .errors import AnomalyError
+from .nets import BackboneClassifier, geometric_transform, n_transforms, trainable_extractor
+from .streaming import stream_rng
+from .training import TrainConfig, TrainResult, fit_model
+
+__all__ = ["TASKS", "PretrainResult", "pretrain", "synth_batch"]
+
+TASKS = ("transforms", "synthetic")
+DEFAULT_SYNTH_OPS = ("cutpaste", "scar", "stroke_blob", "local_elastic", "perlin")
+
+
+@dataclass
+class PretrainResult:
+    """The pretrained (frozen) extractor, where its weights went, and the loss history."""
+
+    extractor: backbones.FeatureExtractor
+    history: TrainResult
+    path: str | None = None
+
+
+def synth_batch(x: torch.Tensor, index: torch.Tensor, epoch: int, seed: int, ops, severity: float):
+    """Synthesised anomalies of a batch with their masks (draws keyed by seed, epoch, index)."""
+    import augment
+
+    try:
+        images, masks, _ = augment.synth.synthesize(
+            x.detach().cpu().clamp(0, 1), ops=list(ops), severity=severity, seed=seed,
+            indices=index.tolist(), epoch=epoch, min_pixels=2,
+        )
+    except augment.AugmentError as e:
+        raise AnomalyError(f"synthesis: {e}") from None
+    return images.to(x.device), torch.as_tensor(np.asarray(masks)).to(x.device)
+
+
+def _transform_ids(index: torch.Tensor, epoch: int, seed: int, n: int) -> torch.Tensor:
+    rng = stream_rng(seed, epoch, 7919)
+    table = rng.integers(0, n, size=int(index.max()) + 1)
+    return torch.as_tensor(table[index.numpy()])
+
+
+def pretrain(
+    backbone: str,
+    data,
+    task: str = "transforms",
+    epochs: int = 10,
+    weights: str | os.PathLike = "random",
+    layers=None,
+    image_size=None,
+    transforms: str = "rot4_flip",
+    synth_ops=DEFAULT_SYNTH_OPS,
+    severity: float = 0.5,
+    augment=None,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    max_time: float | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    verbose: bool = False,
+) -> PretrainResult:
+    """Pretrain ``backbone`` on normal ``data`` with a self-supervised ``task``; optionally write
+    the weights to ``out``. Returns the frozen extractor and the loss history."""
+    if task not in TASKS:
+        raise AnomalyError(f"task='{task}': unknown; use one of {', '.join(TASKS)}")
+    if out is not None:
+        from .io import check_writable
+
+        check_writable(out, "weights")
+    dev = backbones.resolve_device(device)
+    x, _ = collect(data)
+    if x.ndim != 4:
+        raise AnomalyError("pretrain: needs images (N,C,H,W)")
+    ext = trainable_extractor(backbone, weights, layers, image_size, seed, dev)
+    n_out = n_transforms(transforms) if task == "transforms" else 2
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BackboneClassifier(ext, n_out)
+
+    def loss_fn(model, step):
+        if task == "transforms":
+            ids = _transform_ids(step.index, step.epoch, seed, n_out).to(step.x.device)
+            logits = model(geometric_transform(step.x, ids, transforms))
+            return F.cross_entropy(logits, ids)
+        fake, _ = synth_batch(step.x, step.index, step.epoch, seed, synth_ops, severity)
+        xb = torch.cat([step.x, fake])
+        target = torch.cat([torch.zeros(len(step.x)), torch.ones(len(fake))]).long().to(xb.device)
+        return F.cross_entropy(model(xb), target)
+
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_time=max_time, seed=seed, verbose=verbose)
+    history = fit_model(model, loss_fn, x, None, cfg, dev, augment=augment, desc=f"pretrain {task}")
+    meta = {
+        "task": task,
+        "transforms": transforms if task == "transforms" else None,
+        "epochs_run": len(history.train_loss),
+        "final_loss": history.train_loss[-1],
+        "image_size": list(ext.image_size) if ext.image_size else None,
+        "layers": list(ext.layers),
+        "mean": list(ext.mean),
+        "std": list(ext.std),
+    }
+    path = None
+    if out is not None:
+        backbones.save_weights(ext.trunk_state_dict(), out, backbone, metadata=meta)
+        path = str(out)
+    frozen = backbones.FeatureExtractor.from_config(
+        {**ext.config(), "weights_source": path or "pretrained (not saved)"},
+        state_dict=ext.trunk_state_dict(), device=dev,
+    )
+    return PretrainResult(frozen, history, path)
