@@ -6,14 +6,19 @@ unexpected failure (a bug: the traceback is shown).
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import sys
 
 import click
+import numpy as np
 
 import anomalib_lite as al
 import augment
 import backbones
+from anomalib_lite import nab
 from anomalib_lite.io import atomic_output, check_writable
+from anomalib_lite.series_sources import MISSING, SeriesReader
 
 USER_ERRORS: tuple[type[Exception], ...] = (al.AnomalyError, backbones.BackboneError, augment.AugmentError)
 
@@ -58,6 +63,26 @@ def run_options(f):
     return f
 
 
+def series_options(f):
+    """How to read a CSV series: value columns, time column, NaN gaps."""
+    f = click.option(
+        "--nan", "nan_policy", type=click.Choice(["reject", "interpolate"]), default="reject", show_default=True,
+        help="NaN gaps (empty cells): reject them, or fill them by linear interpolation "
+             "(with --stream: the last value, the next one is not known yet).",
+    )(f)
+    f = click.option("--time-column", default=None, help="CSV time column (default: one named timestamp/time/date).")(f)
+    f = click.option(
+        "--column", "columns", multiple=True,
+        help="CSV value column; repeat or comma-separate for several (default: all but time and label).",
+    )(f)
+    return f
+
+
+def _columns(columns) -> list[str] | None:
+    names = [c.strip() for group in columns for c in group.split(",") if c.strip()]
+    return names or None
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(al.__version__, prog_name="anomaly")
 def cli():
@@ -81,9 +106,9 @@ def fit():
     """
 
 
-def _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, quiet):
+def _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, quiet, **load_options):
     out = check_writable(out, "bundle")
-    source = al.load_data(data_spec, data_dir=data_dir, download=download)
+    source = al.load_data(data_spec, data_dir=data_dir, download=download, **load_options)
     train, held = source.split(holdout, seed=seed)
     det.fit(train)
     det.calibrate(held, fpr=fpr)
@@ -135,6 +160,225 @@ def fit_latent(data_spec, out, method, k, memory_size, coreset, backbone, weight
     _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, quiet)
 
 
+def train_options(f):
+    """Options shared by the detectors that train a network."""
+    f = click.option("--max-time", type=click.FloatRange(min=1), default=None, help="Training time budget in seconds.")(f)
+    f = click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)(f)
+    f = click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the detector's).")(f)
+    f = click.option("--augment", "augment_cfg", type=click.Path(dir_okay=False), default=None,
+                     help="Augmentation config (YAML/JSON) applied to training batches.")(f)
+    return f
+
+
+def _image_model_options(f):
+    f = click.option("--image-size", type=click.IntRange(min=8), default=None, help="Resize for the backbone.")(f)
+    f = click.option("--layers", default=None, help="Comma-separated backbone layers (default: the backbone's).")(f)
+    return f
+
+
+def _train_params(epochs, lr, max_time, augment_cfg, batch_size) -> dict:
+    params = {"lr": lr, "max_time": max_time, "augment": augment_cfg}
+    if epochs:
+        params["epochs"] = epochs
+    if batch_size:
+        params["batch_size"] = batch_size
+    return params
+
+
+@fit.command("reconstruction")
+@click.option("--data", "data_spec", required=True, help='Normal images, e.g. "mnist:train?classes=7".')
+@click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.anomaly).")
+@click.option("--latent-dim", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--width", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--metric", type=click.Choice(["mse", "ssim", "l1"]), default="mse", show_default=True)
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
+@click.option("--mc-samples", type=click.IntRange(min=1), default=1, show_default=True, help="MC-dropout passes.")
+@click.option("--backbone", default=None, help="Reconstruct this backbone's features instead of pixels.")
+@click.option("--weights", default="imagenet", show_default=True, help="imagenet, random, or a weights file.")
+@_image_model_options
+@train_options
+@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True)
+@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True)
+@data_options
+@run_options
+def fit_reconstruction(data_spec, out, latent_dim, width, metric, dropout, mc_samples, backbone, weights,
+                       layers, image_size, augment_cfg, epochs, lr, max_time, holdout, fpr, data_dir,
+                       download, device, seed, batch_size, quiet):
+    """Convolutional autoencoder; score = reconstruction error, maps = per-pixel error.
+
+    \b
+    Example:
+      anomaly fit reconstruction --data "mnist:train?classes=7" --augment aug.yaml -o ae7.anomaly
+    """
+    det = al.Reconstruction(
+        latent_dim=latent_dim, width=width, metric=metric, dropout=dropout, mc_samples=mc_samples,
+        backbone=backbone, weights=weights, layers=layers.split(",") if layers else None,
+        image_size=image_size, device=device, seed=seed, verbose=not quiet,
+        **_train_params(epochs, lr, max_time, augment_cfg, batch_size),
+    )
+    _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, quiet)
+
+
+@fit.command("synthetic")
+@click.option("--data", "data_spec", required=True, help='Normal images, e.g. "mnist:train?classes=7".')
+@click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.anomaly).")
+@click.option("--backbone", default="resnet18", show_default=True)
+@click.option("--weights", default="random", show_default=True, help="imagenet, random, or a weights file (e.g. from `anomaly pretrain`).")
+@click.option("--synth-ops", default="cutpaste,scar,stroke_blob,local_elastic,perlin", show_default=True,
+              help="Comma-separated augment.synth ops.")
+@click.option("--severity", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True)
+@click.option("--scoring", type=click.Choice(["gaussian", "probability"]), default="gaussian", show_default=True)
+@_image_model_options
+@train_options
+@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True)
+@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True)
+@data_options
+@run_options
+def fit_synthetic(data_spec, out, backbone, weights, synth_ops, severity, scoring, layers, image_size,
+                  augment_cfg, epochs, lr, max_time, holdout, fpr, data_dir, download, device, seed,
+                  batch_size, quiet):
+    """Classifier of normal images vs synthesised subtle anomalies (CutPaste-style).
+
+    \b
+    Example:
+      anomaly fit synthetic --data "mnist:train?classes=7" --image-size 32 -o ood7.anomaly
+    """
+    det = al.SyntheticOOD(
+        backbone=backbone, weights=weights, synth_ops=[o.strip() for o in synth_ops.split(",") if o.strip()],
+        severity=severity, scoring=scoring, layers=layers.split(",") if layers else None,
+        image_size=image_size, device=device, seed=seed, verbose=not quiet,
+        **_train_params(epochs, lr, max_time, augment_cfg, batch_size),
+    )
+    _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, quiet)
+
+
+@cli.command("pretrain")
+@click.option("--backbone", required=True, help="Backbone to pretrain (see `anomaly backbones`).")
+@click.option("--data", "data_spec", required=True, help='Normal images, e.g. "mnist:train?classes=3".')
+@click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Weights file to write (.safetensors).")
+@click.option("--task", type=click.Choice(["transforms", "synthetic"]), default="transforms", show_default=True)
+@click.option("--transforms", "transform_set", type=click.Choice(["rot4", "rot4_flip", "geom"]), default="geom",
+              show_default=True, help="Transformation set for --task transforms (geom: 72 flips x shifts x rotations).")
+@click.option("--weights", default="random", show_default=True, help="Starting weights: random, imagenet or a file.")
+@_image_model_options
+@train_options
+@data_options
+@run_options
+def pretrain_cmd(backbone, data_spec, out, task, transform_set, weights, layers, image_size, augment_cfg,
+                 epochs, lr, max_time, data_dir, download, device, seed, batch_size, quiet):
+    """Self-supervised pretraining of a backbone on your own normal images.
+
+    The weights file works anywhere --weights PATH does.
+
+    \b
+    Example:
+      anomaly pretrain --backbone resnet18 --data "mnist:train?classes=3" --image-size 32 -o r18-digit3.safetensors
+      anomaly fit latent --data "mnist:train?classes=3" --backbone resnet18 --image-size 32 --weights r18-digit3.safetensors -o d3.anomaly
+    """
+    from anomalib_lite.pretrain import pretrain
+
+    out = check_writable(out, "weights")
+    source = al.load_data(data_spec, data_dir=data_dir, download=download)
+    res = pretrain(
+        backbone, source, task=task, transforms=transform_set, weights=weights,
+        layers=layers.split(",") if layers else None, image_size=image_size, augment=augment_cfg,
+        epochs=epochs or 10, lr=lr, max_time=max_time, batch_size=batch_size or 128, device=device,
+        seed=seed, out=out, verbose=not quiet,
+    )
+    h = res.history
+    _say(quiet, f"pretrained {backbone} ({task}) on {len(source)} images of {data_spec}: {len(h.train_loss)} epochs, "
+                f"loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; wrote {out}")
+
+
+def _series(data_spec, data_dir, download, columns, time_column, label_column, nan_policy):
+    """Load a time series spec (CSV, nab:, -) with the CSV reading options."""
+    source = al.load_data(data_spec, data_dir=data_dir, download=download, columns=_columns(columns),
+                          time_column=time_column, label_column=label_column, nan=nan_policy)
+    if getattr(source, "kind", None) != "series":
+        raise al.AnomalyError(f"{data_spec}: not a time series; give a .csv file, nab:CATEGORY/FILE.csv or -")
+    return source
+
+
+@fit.command("continuation")
+@click.option("--data", "data_spec", required=True, help="Normal series: a .csv file, nab:realKnownCause/nyc_taxi.csv, or -.")
+@click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.anomaly).")
+@click.option("--model", type=click.Choice(["lstm", "tcn"]), default="lstm", show_default=True)
+@click.option("--window", type=click.IntRange(min=2), default=64, show_default=True, help="Past steps read per forecast.")
+@click.option("--horizon", type=click.IntRange(min=1), default=5, show_default=True, help="Steps predicted.")
+@click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True, help="LSTM layers.")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--smoothing", type=click.FloatRange(min=0), default=20.0, show_default=True, help="EWMA span of the score (1 = none).")
+@click.option("--threshold", type=click.Choice(["calibrated", "moving", "quantile", "dynamic"]), default="calibrated",
+              show_default=True, help="calibrated (--fpr on the held-out tail), moving (mean + k std), quantile, dynamic (Telemanom).")
+@click.option("--threshold-k", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True)
+@click.option("--threshold-window", type=click.IntRange(min=2), default=2000, show_default=True)
+@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True,
+              help="Share of the series, at its end, kept to calibrate the threshold.")
+@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True)
+@series_options
+@data_options
+@run_options
+def fit_continuation(data_spec, out, model, window, horizon, hidden, layers, epochs, smoothing, threshold,
+                     threshold_k, threshold_window, holdout, fpr, columns, time_column, nan_policy, data_dir,
+                     download, device, seed, batch_size, quiet):
+    """Forecaster (LSTM or temporal CNN) whose prediction error is the anomaly score.
+
+    The series is split by time: the first part trains, the last --holdout calibrates.
+
+    \b
+    Example:
+      anomaly fit continuation --data series.csv --column value -o m.anomaly
+      anomaly fit continuation --data "nab:realKnownCause/nyc_taxi.csv?stop=0.5" -o taxi.anomaly
+    """
+    det = al.Continuation(
+        model=model, window=window, horizon=horizon, hidden=hidden, layers=layers, epochs=epochs,
+        smoothing=smoothing, threshold=threshold, threshold_k=threshold_k, threshold_window=threshold_window,
+        device=device, seed=seed, verbose=not quiet,
+    )
+    if batch_size:
+        det.set_params(batch_size=batch_size)
+    _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, quiet,
+                  columns=_columns(columns), time_column=time_column, nan=nan_policy)
+
+
+@fit.command("rnn")
+@click.option("--data", "data_spec", required=True, help="Labelled series: a .csv file with --label-column, or nab:...")
+@click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.anomaly).")
+@click.option("--label-column", default=None, help="CSV column of 0/1 labels (1 = anomalous step).")
+@click.option("--horizon", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Warn of anomalies starting within this many steps (0 = detect at onset).")
+@click.option("--window", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--cell", type=click.Choice(["lstm", "gru"]), default="lstm", show_default=True)
+@click.option("--hidden", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+              help="Last share of the windows held out for early stopping (by time).")
+@series_options
+@data_options
+@run_options
+def fit_rnn(data_spec, out, label_column, horizon, window, cell, hidden, epochs, val_fraction, columns,
+            time_column, nan_policy, data_dir, download, device, seed, batch_size, quiet):
+    """Supervised early warning: the probability that an anomaly starts within --horizon steps.
+
+    \b
+    Example:
+      anomaly fit rnn --data labelled.csv --label-column anomaly --horizon 20 -o warn.anomaly
+    """
+    out = check_writable(out, "bundle")
+    source = _series(data_spec, data_dir, download, columns, time_column, label_column, nan_policy)
+    if source.anomaly_labels() is None:
+        raise al.AnomalyError(f"{data_spec}: no labels; name the 0/1 column with --label-column")
+    det = al.SupervisedRNN(window=window, horizon=horizon, cell=cell, hidden=hidden, epochs=epochs,
+                           val_fraction=val_fraction, device=device, seed=seed, verbose=not quiet)
+    if batch_size:
+        det.set_params(batch_size=batch_size)
+    det.fit(source).save(out)
+    onsets = len(al.metrics.onsets(source.anomaly_labels()))
+    _say(quiet, f"fitted SupervisedRNN on {len(source)} steps of {data_spec} ({onsets} anomaly onsets, "
+                f"horizon {horizon}); wrote {out}")
+
+
 # ---------------------------------------------------------------- score
 def _load_bundle(path, device, batch_size, quiet):
     det = al.load(path, device=device)
@@ -146,23 +390,43 @@ def _load_bundle(path, device, batch_size, quiet):
 
 @cli.command()
 @click.argument("bundle", type=click.Path(dir_okay=False))
-@click.option("--data", "data_spec", required=True, help="Data to score, e.g. mnist:test.")
-@click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Scores CSV to write.")
+@click.option("--data", "data_spec", required=True, help="Data to score, e.g. mnist:test, series.csv, nab:..., - (stdin).")
+@click.option("--output", "-o", "out", default=None, type=click.Path(dir_okay=False), help="Scores CSV to write.")
+@click.option("--stream", is_flag=True, help="Series: score CSV lines as they arrive, print one line each (flushed).")
+@click.option("--learn", is_flag=True, help="Series (Continuation): keep learning while scoring, test-then-train.")
+@click.option("--nab-results", type=click.Path(file_okay=False), default=None,
+              help="Series: also write NAB's results file (scores in [0, 1]) under this folder.")
+@click.option("--label-column", default=None, help="Series: CSV column of 0/1 labels, for metrics.")
+@series_options
 @data_options
 @run_options
-def score(bundle, data_spec, out, data_dir, download, device, seed, batch_size, quiet):
-    """Score data with a bundle; write one CSV row per sample.
+def score(bundle, data_spec, out, stream, learn, nab_results, label_column, columns, time_column, nan_policy,
+          data_dir, download, device, seed, batch_size, quiet):
+    """Score data with a bundle; write one CSV row per sample (per time step for series).
 
     Columns: index, score, p_value and is_anomaly (when the bundle is calibrated), label (0 normal,
     1 anomalous, when the data has classes). Prints ROC-AUC and average precision when labels
-    are known.
+    are known. Series: timestamp (or index), the value columns, score (NaN until the first
+    window is full), p_value, is_anomaly, label. A bad line in --stream mode is reported on
+    stderr with its line number and skipped.
 
     \b
     Example:
       anomaly score digit7.anomaly --data mnist:test -o scores.csv
+      anomaly score m.anomaly --data series.csv -o scores.csv
+      tail -f live.csv | anomaly score m.anomaly --data - --stream
+      anomaly score taxi.anomaly --data nab:realKnownCause/nyc_taxi.csv --nab-results results
     """
-    out = check_writable(out, "scores")
+    if out is not None:
+        out = check_writable(out, "scores")
     det = _load_bundle(bundle, device, batch_size, quiet)
+    if det.input_kind == "series":
+        return _score_series(det, data_spec, out, stream, learn, nab_results, label_column, columns,
+                             time_column, nan_policy, data_dir, download, quiet)
+    if stream or learn or nab_results or label_column or columns or time_column:
+        raise al.AnomalyError(f"{bundle}: --stream, --learn, --nab-results and the CSV options apply to series bundles")
+    if out is None:
+        raise click.UsageError("Missing option '--output' / '-o'.")
     source = al.load_data(data_spec, data_dir=data_dir, download=download)
     scores = det.score(source)
     labels = source.anomaly_labels((det.data_info_ or {}).get("classes"))
@@ -187,6 +451,152 @@ def score(bundle, data_spec, out, data_dir, download, device, seed, batch_size, 
         m = al.metrics.image_metrics(labels, scores)
         summary += f"\nROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}"
     _say(quiet, summary)
+
+
+def _fmt(v: float) -> str:
+    return "nan" if np.isnan(v) else f"{v:.6g}"
+
+
+def _score_series(det, data_spec, out, stream, learn, nab_results, label_column, columns, time_column,
+                  nan_policy, data_dir, download, quiet):
+    """Score a series file (or stdin) with a series bundle: CSV, NAB results, or a live stream."""
+    fitted = det.data_info_ or {}
+    base = data_spec.split("?")[0]
+    if base == "-" or base.lower().endswith(".csv"):  # a CSV: read it the way the bundle was fitted
+        columns = _columns(columns) or fitted.get("columns")
+        time_column = time_column or fitted.get("time_column")
+    if learn and not isinstance(det, al.Continuation):
+        raise al.AnomalyError(f"--learn: {type(det).__name__} does not learn online; drop --learn")
+    if stream:
+        if out is not None or nab_results is not None:
+            raise al.AnomalyError("--stream prints to stdout; drop -o and --nab-results")
+        return _stream_lines(det, data_spec, columns, time_column, label_column, nan_policy, learn, quiet)
+    if out is None and nab_results is None:
+        raise click.UsageError("Missing option '--output' / '-o' (or --nab-results, or --stream).")
+    try:
+        source = _series(data_spec, data_dir, download, columns, time_column, label_column, nan_policy)
+    except al.AnomalyError as e:
+        if columns and "not found" in str(e) and columns == fitted.get("columns"):
+            raise al.AnomalyError(f"{e} (the bundle was fitted on columns {', '.join(columns)}; pass --column)") from None
+        raise
+    if learn:
+        parts = [det.partial_fit(source.values[i : i + 256]).last_scores_ for i in range(0, len(source), 256)]
+        scores = np.concatenate(parts)
+    else:
+        scores = det.score(source)
+    det.reset()
+    flags = det.flag(scores) if det.can_flag() else None
+    pvals = det.p_values(scores) if det.calibration_scores_ is not None else None
+    unit = det.unit_scores(scores) if nab_results is not None else None  # before writing anything
+    labels = source.anomaly_labels()
+    if out is not None:
+        head = [source.time_column or "index", *source.columns, "score"]
+        head += (["p_value"] if pvals is not None else []) + (["is_anomaly"] if flags is not None else [])
+        head += ["label"] if labels is not None else []
+        with atomic_output(out, "scores") as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(head)
+            for i in range(len(source)):
+                row = [source.stamps[i] if source.stamps else i, *(f"{v:.10g}" for v in source.values[i]), _fmt(scores[i])]
+                row += ([_fmt(pvals[i])] if pvals is not None else []) + ([int(flags[i])] if flags is not None else [])
+                row += [int(labels[i])] if labels is not None else []
+                w.writerow(row)
+    summary = f"scored {len(scores)} steps of {data_spec}" + (f"; wrote {out}" if out else "")
+    if nab_results is not None:
+        path = nab.write_results(nab_results, source, unit, type(det).__name__.lower())
+        summary += f"; wrote NAB results {path}"
+    if flags is not None:
+        summary += f"; {int(flags.sum())} flagged as anomalous"
+    targets = None if labels is None else det.targets(labels)
+    if targets is not None and 0 < targets.sum() < len(targets) and np.isfinite(scores).any():
+        m = al.metrics.image_metrics(targets, scores)
+        summary += f"\nper step: ROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}"
+    if labels is not None and flags is not None and isinstance(det, al.SupervisedRNN):
+        m = al.metrics.lead_times(flags, labels, det.horizon)
+        summary += (f"\nonsets warned {100 * m['warned']:.0f} % (mean lead {m['mean_lead']:.1f} steps); "
+                    f"false alarms {m['false_alarms_per_1k']:.1f} per 1,000 steps")
+    if flags is not None and getattr(source, "windows", None):
+        m = al.metrics.window_metrics(flags, source.windows, source.references)
+        summary += (f"\nanomaly windows detected {m['detected']}/{m['windows']}; false alarms "
+                    f"{m['false_alarms_per_1k']:.2f} per 1,000 steps outside windows")
+    _say(quiet, summary)
+
+
+def _stream_lines(det, data_spec, columns, time_column, label_column, nan_policy, learn, quiet):
+    """``--stream``: CSV lines from stdin (or a file), scored one at a time as they arrive."""
+    if data_spec == "-":
+        return _stream_from(det, sys.stdin, "stdin", columns, time_column, label_column,
+                            nan_policy, learn, quiet)
+    try:
+        with open(data_spec, newline="", encoding="utf-8") as fh:
+            return _stream_from(det, fh, data_spec, columns, time_column, label_column, nan_policy, learn, quiet)
+    except OSError as e:
+        raise al.AnomalyError(f"{data_spec}: cannot read ({e.strerror})") from None
+
+
+def _stream_from(det, fh, where, columns, time_column, label_column, nan_policy, learn, quiet):
+    """Print ``timestamp,values...,score,is_anomaly`` for each line as it arrives (flushed); a bad
+    line is reported on stderr with its number and skipped. A header line is optional when the
+    bundle knows the layout it was fitted on."""
+    import torch
+
+    torch.set_num_threads(1)  # one step at a time: intra-op threads only add latency
+    lines = iter(fh.readline, "")
+    first, lineno = "", 0
+    for first in lines:
+        lineno += 1
+        if first.strip():
+            break
+    if not first.strip():
+        raise al.AnomalyError(f"{where}: no lines")
+    fields = next(csv.reader([first]))
+    known = set((det.data_info_ or {}).get("header") or []) | set(columns or []) | {time_column}
+    dim = int(det.input_shape_[0])
+    is_header = bool(known & {f.strip() for f in fields}) or not all(_is_number(f) for f in fields[1:])
+    header = [f.strip() for f in fields] if is_header else (det.data_info_ or {}).get("header")
+    if not is_header and (not header or len(header) != len(fields)):
+        if len(fields) not in (dim, dim + 1):
+            raise al.AnomalyError(f"{where}: line {lineno}: no header line and {len(fields)} fields for {dim} channel(s)")
+        header = (["timestamp"] if len(fields) == dim + 1 else []) + [f"value{i}" for i in range(dim)]
+        columns = time_column = None
+    reader = SeriesReader(header, where, columns, time_column, label_column, nan_policy)
+    if len(reader.columns) != dim:
+        raise al.AnomalyError(f"{where}: {len(reader.columns)} value column(s) but the bundle takes {dim}")
+    can_flag = det.can_flag()
+    head = [reader.time_column or "index", *reader.columns, "score"] + (["is_anomaly"] if can_flag else [])
+    click.echo(",".join(head))
+    sys.stdout.flush()
+    pending = [] if is_header else [(lineno, first)]
+    bad = step = 0
+    for number, line in itertools.chain(pending, ((lineno + 1 + i, ln) for i, ln in enumerate(lines))):
+        if not line.strip():
+            continue
+        try:
+            stamp, _, values, _ = reader.parse(next(csv.reader([line])), number, stream=True)
+        except (al.AnomalyError, csv.Error) as e:
+            bad += 1
+            click.echo(f"anomaly: skipped: {e}", err=True)
+            continue
+        if learn:
+            det.partial_fit(values[None, :])
+            s, f = det.last_scores_[0], bool(det.last_flags_[0])
+        else:
+            s = det.score(values[None, :])[0]
+            f = bool(det.flag([s])[0]) if can_flag else None
+        row = [stamp if stamp is not None else str(step), *(f"{v:.10g}" for v in values), _fmt(s)]
+        click.echo(",".join(row + ([str(int(f))] if can_flag else [])))
+        sys.stdout.flush()
+        step += 1
+    if bad and not quiet:
+        click.echo(f"anomaly: {bad} bad line(s) skipped, {step} scored", err=True)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return text.strip().lower() in MISSING
 
 
 # ---------------------------------------------------------------- demo

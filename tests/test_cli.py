@@ -172,3 +172,49 @@ def test_augment_bad_config_names_step_and_key(tmp_path, mnist_dir):
     cfg.write_text("steps:\n  - {op: twirl}\n")
     r = run("augment", cfg, "--data", "mnist:train?classes=3", "-o", tmp_path / "g.png")
     assert r.exit_code == 2 and "twirl" in r.output
+
+
+def test_fit_reconstruction_and_synthetic_then_score(tmp_path, mnist_dir):
+    cfg = tmp_path / "aug.yaml"
+    cfg.write_text("seed: 0\nsteps:\n  - {op: affine, rotate: 5}\n")
+    ae = tmp_path / "ae.anomaly"
+    r = run("fit", "reconstruction", "--data", "mnist:train?classes=1&limit=400", "-o", ae,
+            "--epochs", "2", "--latent-dim", "8", "--width", "8", "--augment", cfg, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert json.loads(run("info", ae, "--json").output)["state"]["augment_config"]["steps"][0]["op"] == "affine"
+    ood = tmp_path / "ood.anomaly"
+    r = run("fit", "synthetic", "--data", "mnist:train?classes=1&limit=200", "-o", ood, "--epochs", "1",
+            "--image-size", "32", "--synth-ops", "cutpaste,stroke_blob", "--quiet")
+    assert r.exit_code == 0, r.output
+    for bundle in (ae, ood):
+        out = tmp_path / f"{bundle.stem}.csv"
+        r = run("score", bundle, "--data", "mnist:test?limit=300", "-o", out)
+        assert r.exit_code == 0, r.output
+        assert "ROC-AUC" in r.output and len(out.read_text().splitlines()) == 301
+
+
+def test_pretrain_writes_weights_that_fit_latent_uses(tmp_path, mnist_dir):
+    w = tmp_path / "r18.safetensors"
+    r = run("pretrain", "--backbone", "resnet18", "--data", "mnist:train?classes=3&limit=300", "-o", w,
+            "--image-size", "32", "--epochs", "1", "--transforms", "rot4")
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.output and w.exists()
+    out = tmp_path / "d3.anomaly"
+    r = run("fit", "latent", "--data", "mnist:train?classes=3&limit=300", "--backbone", "resnet18",
+            "--weights", w, "--image-size", "32", "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    header = json.loads(run("info", out, "--json").output)
+    assert header["backbone"]["weights_source"] == str(w) and header["backbone"]["weights_sha256"]
+
+
+def test_training_commands_reject_bad_input(tmp_path, mnist_dir):
+    r = run("fit", "reconstruction", "--data", "mnist:train?classes=1&limit=50", "-o", tmp_path / "a.anomaly",
+            "--augment", tmp_path / "missing.yaml")
+    assert r.exit_code == 2 and "missing.yaml" in r.output
+    r = run("fit", "synthetic", "--data", "mnist:train?classes=1&limit=50", "-o", tmp_path / "b.anomaly",
+            "--synth-ops", "glitter")
+    assert r.exit_code == 2 and "glitter" in r.output
+    r = run("pretrain", "--backbone", "resnet18", "--data", "mnist:train?classes=1&limit=50",
+            "-o", tmp_path / "no" / "w.safetensors")
+    assert r.exit_code == 2 and "does not exist" in r.output
+    assert not list(tmp_path.glob("*.anomaly"))

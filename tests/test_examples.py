@@ -14,7 +14,7 @@ def test_mnist_outliers_streaming_example(mnist_dir):
     )
     assert proc.returncode == 0, proc.stderr
     assert "learned from 6068 digits, kept 800" in proc.stdout  # bounded by memory_size
-    assert len(re.findall(r"^digits ", proc.stdout, re.M)) == 10  # scored as a stream of batches
+    assert len(re.findall(r"^digits ", proc.stdout, re.MULTILINE)) == 10  # scored as a stream of batches
     auc = float(re.search(r"ROC-AUC ([\d.]+)", proc.stdout).group(1))
     fpr = float(re.search(r"at false positive rate ([\d.]+)", proc.stdout).group(1))
     assert auc > 99.0 and fpr < 3.0
