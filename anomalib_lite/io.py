@@ -12,10 +12,20 @@ from .errors import AnomalyError
 __all__ = ["atomic_output", "check_writable"]
 
 
-def check_writable(path, what: str = "output") -> Path:
-    """Fail early (before long work) if ``path`` cannot be written."""
+def check_writable(path, what: str = "output", folder: bool = False) -> Path:
+    """Fail early (before long work) if ``path`` cannot be written (``folder``: a folder that
+    exists and is writable, or can be made in a writable parent)."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise AnomalyError(f"{path}: is a file; give a folder for the {what}")
+        target = path if path.is_dir() else parent
+        if not target.is_dir():
+            raise AnomalyError(f"{path}: folder '{parent}' does not exist")
+        if not os.access(target, os.W_OK):
+            raise AnomalyError(f"{path}: folder '{target}' is not writable")
+        return path
     if path.is_dir():
         raise AnomalyError(f"{path}: is a folder; give a file name for the {what}")
     if not parent.is_dir():

@@ -3,7 +3,9 @@
 ``mnist:train`` / ``mnist:test`` (options ``?classes=7`` or ``?classes=0,1``, ``?limit=N``), a
 folder of images (sub-folder names are class names; ``good`` and ``normal`` are normal; option
 ``?size=64`` or ``?size=64x48`` resizes), and ``.npy`` / ``.npz`` files (an ``.npz`` may hold
-labels under ``y``, ``labels`` or ``targets``). :func:`load` returns a :class:`DataSource`, which
+labels under ``y``, ``labels`` or ``targets``). Any image spec takes ``?synth=stroke_blob`` (ops of
+``augment.synth``; with ``share=``, ``severity=``, ``seed=``) to plant synthetic anomalies with
+exact masks, for pixel-level evaluation. :func:`load` returns a :class:`DataSource`, which
 :func:`anomalib_lite.data.iter_batches` understands. Folder images are read lazily, batch by batch.
 Time series: a ``.csv`` file, ``-`` (CSV on stdin) or ``nab:realKnownCause/nyc_taxi.csv`` (from
 ``<data root>/NAB``), read by :mod:`anomalib_lite.series_sources`; options ``?start=`` and
@@ -87,11 +89,11 @@ class DataSource:
 
 
 class ArraySource(DataSource):
-    """Samples held in memory (MNIST, .npy/.npz)."""
+    """Samples held in memory (MNIST, .npy/.npz); ``masks`` (N, H, W) mark synthetic defects."""
 
-    def __init__(self, spec, x, targets=None, class_names=None, normal_names=None):
+    def __init__(self, spec, x, targets=None, class_names=None, normal_names=None, masks=None):
         self.spec, self.x, self.targets = spec, x, targets
-        self.class_names, self.normal_names = class_names, normal_names
+        self.class_names, self.normal_names, self.masks = class_names, normal_names, masks
 
     def __len__(self) -> int:
         return len(self.x)
@@ -103,7 +105,8 @@ class ArraySource(DataSource):
 
     def subset(self, indices: np.ndarray) -> ArraySource:
         t = None if self.targets is None else self.targets[indices]
-        return ArraySource(self.spec, self.x[indices], t, self.class_names, self.normal_names)
+        m = None if self.masks is None else self.masks[indices]
+        return ArraySource(self.spec, self.x[indices], t, self.class_names, self.normal_names, m)
 
 
 class ImageFolderSource(DataSource):
@@ -145,7 +148,8 @@ class ImageFolderSource(DataSource):
 
 # ---------------------------------------------------------------- spec parsing
 
-_OPTIONS = {"classes", "limit", "size", "start", "stop"}
+_OPTIONS = {"classes", "limit", "seed", "severity", "share", "size", "start", "stop", "synth"}
+SYNTH_CLASS = "synthetic"
 
 
 def _parse(spec: str) -> tuple[str, dict[str, str]]:
@@ -199,6 +203,62 @@ def _select(src: DataSource, options: dict[str, str]) -> DataSource:
     if len(src) == 0:
         raise AnomalyError(f"{src.spec}: no samples")
     return src
+
+
+def _number(src: DataSource, options: dict[str, str], key: str, default: float, lo: float, hi: float) -> float:
+    try:
+        value = float(options.get(key, default))
+        if not lo <= value <= hi:
+            raise ValueError
+    except ValueError:
+        raise AnomalyError(f"{src.spec}: {key} '{options[key]}' is not a number in [{lo:g}, {hi:g}]") from None
+    return value
+
+
+def _synthesize(src: DataSource, options: dict[str, str]) -> DataSource:
+    """``?synth=op[,op]``: replace a ``share`` of the normal samples (all samples when the normal
+    classes are not known yet) by augment.synth anomalies of class 'synthetic', with exact masks.
+    ``severity`` and ``seed`` as in augment.synth; the rest of the samples are the patch pool."""
+    if "synth" not in options:
+        for key in ("share", "severity", "seed"):
+            if key in options:
+                raise AnomalyError(f"{src.spec}: {key}= applies with synth= only")
+        return src
+    import augment
+
+    ops = [o.strip() for o in options["synth"].split(",") if o.strip()]
+    unknown = [o for o in ops if o not in augment.synth.OPS]
+    if not ops or unknown:
+        raise AnomalyError(
+            f"{src.spec}: synth op '{unknown[0] if unknown else ''}' unknown; ops are: {', '.join(augment.synth.OPS)}"
+        )
+    share = _number(src, options, "share", 0.5, 0.0, 1.0)
+    severity = _number(src, options, "severity", 0.5, 1e-6, 1.0)
+    seed = int(_number(src, options, "seed", 0, 0, 2**31))
+    x = np.concatenate([b for b, _ in src.batches(1024)])
+    if x.ndim not in (3, 4):
+        raise AnomalyError(f"{src.spec}: synth= needs images, got samples of shape {x.shape[1:]}")
+    if src.targets is None or src.class_names is None:
+        targets, names, normal = np.zeros(len(x), dtype=np.int64), ["normal"], ["normal"]
+    else:
+        targets, names, normal = src.targets.copy(), list(src.class_names), src.normal_names
+    candidates = np.flatnonzero(np.isin(np.asarray(names)[targets], normal)) if normal else np.arange(len(x))
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(candidates, size=round(share * len(candidates)), replace=False))
+    masks = np.zeros((len(x), *x.shape[1:3]), dtype=bool)
+    if chosen.size:
+        rest = np.setdiff1d(np.arange(len(x)), chosen)
+        pool = x[rest[:512]] if rest.size else None
+        try:
+            imgs, m, _ = augment.synth.synthesize(x[chosen], ops=ops, severity=severity, seed=seed,
+                                                   indices=chosen, pool=pool)
+        except augment.AugmentError as e:
+            raise AnomalyError(f"{src.spec}: synth: {e}") from None
+        x = x.copy()
+        x[chosen], masks[chosen] = np.asarray(imgs), np.asarray(m)
+        names = [*names, SYNTH_CLASS]
+        targets[chosen] = len(names) - 1
+    return ArraySource(src.spec, x, targets, names, normal, masks)
 
 
 def _load_mnist(spec: str, split: str, data_dir, download: bool) -> ArraySource:
@@ -296,7 +356,7 @@ def _step(src: DataSource, options: dict[str, str], key: str, default: int) -> i
 
 def _select_series(src, options: dict[str, str]):
     """Apply ?start=, ?stop= and ?limit= to a series (time ranges, never a shuffle)."""
-    for key in ("classes", "size"):
+    for key in ("classes", "size", "synth", "share", "severity", "seed"):
         if key in options:
             raise AnomalyError(f"{src.spec}: {key}= applies to images only")
     start, stop = _step(src, options, "start", 0), _step(src, options, "stop", len(src))
@@ -335,7 +395,7 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
     if base.startswith("mnist:"):
         if "size" in options:
             raise AnomalyError(f"{spec}: size= applies to image folders only")
-        return _select(_load_mnist(spec, base.split(":", 1)[1], data_dir, download), options)
+        return _synthesize(_select(_load_mnist(spec, base.split(":", 1)[1], data_dir, download), options), options)
     path = Path(base).expanduser()
     if ":" in base and not path.exists() and not (len(base) > 1 and base[1] == ":"):
         scheme = base.split(":", 1)[0]
@@ -347,11 +407,11 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
         raise AnomalyError(f"{spec}: path '{path}' does not exist")
     if path.is_dir():
         size = _parse_size(spec, options["size"]) if "size" in options else None
-        return _select(_load_folder(spec, path, size), options)
+        return _synthesize(_select(_load_folder(spec, path, size), options), options)
     if path.suffix.lower() in (".npy", ".npz"):
         if "size" in options:
             raise AnomalyError(f"{spec}: size= applies to image folders only")
-        return _select(_load_array(spec, path), options)
+        return _synthesize(_select(_load_array(spec, path), options), options)
     raise AnomalyError(
         f"{spec}: cannot read '{path.suffix or path.name}' files; expected a folder of "
         "images, a .npy/.npz file, or a .csv series"
