@@ -11,6 +11,8 @@ from .bundle import load, read_header
 from .data import Batch, iter_batches, iter_series
 from .detectors import Continuation, LatentDistance, Reconstruction, SupervisedRNN, SyntheticOOD
 from .errors import AnomalyError
+from .evaluation import evaluate
+from .report import report
 from .sources import load as load_data
 from .thresholds import fpr_threshold, p_values
 
@@ -24,6 +26,7 @@ __all__ = [
     "Reconstruction",
     "SupervisedRNN",
     "SyntheticOOD",
+    "evaluate",
     "fpr_threshold",
     "iter_batches",
     "iter_series",
@@ -32,4 +35,5 @@ __all__ = [
     "metrics",
     "p_values",
     "read_header",
+    "report",
 ]
