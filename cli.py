@@ -103,6 +103,11 @@ def fit():
 
     A share of the normal data (--holdout) is kept aside to calibrate the threshold at the
     target false positive rate (--fpr).
+
+    \b
+    Example:
+      anomaly fit latent --data "mnist:train?classes=7" -o digit7.anomaly
+      anomaly fit continuation --data series.csv --column value -o m.anomaly
     """
 
 
@@ -380,6 +385,45 @@ def fit_rnn(data_spec, out, label_column, horizon, window, cell, hidden, epochs,
 
 
 # ---------------------------------------------------------------- score
+def show_options(f):
+    """What to show a person: heatmaps and the HTML report."""
+    f = click.option("--report", type=click.Path(dir_okay=False), default=None,
+                     help="Write a one-file HTML report (ROC, histograms, top anomalies with heatmaps).")(f)
+    f = click.option("--top", type=click.IntRange(min=1), default=None,
+                     help="With --maps: only the K highest-scoring samples.")(f)
+    f = click.option("--maps", "maps_dir", type=click.Path(file_okay=False), default=None,
+                     help="Write a heatmap PNG per sample (image detectors with score_map) to this folder.")(f)
+    return f
+
+
+def _check_show(det, maps_dir, top, report) -> tuple:
+    """Check the show options before any work: a detector without maps, unwritable paths."""
+    from anomalib_lite.evaluation import has_score_map
+
+    if top is not None and maps_dir is None:
+        raise click.UsageError("--top applies with --maps DIR")
+    if maps_dir is not None:
+        if det.input_kind == "series" or not has_score_map(det):
+            raise al.AnomalyError(f"--maps: {type(det).__name__} has no score_map (no per-pixel maps); drop --maps")
+        maps_dir = check_writable(maps_dir, "maps", folder=True)
+    return maps_dir, None if report is None else check_writable(report, "report")
+
+
+def _show(ev, maps_dir, top, report) -> list[str]:
+    """Write heatmaps and the report; return what was written, for the summary line."""
+    from anomalib_lite.report import render_report
+    from anomalib_lite.visual import write_heatmaps
+
+    written = []
+    if maps_dir is not None:
+        files = write_heatmaps(maps_dir, ev, top=top)
+        written.append(f"{len(files)} heatmaps to {maps_dir}")
+    if report is not None:
+        render_report(ev, report)
+        written.append(f"report {report}")
+    return written
+
+
 def _load_bundle(path, device, batch_size, quiet):
     det = al.load(path, device=device)
     det.set_params(verbose=not quiet)
@@ -397,11 +441,12 @@ def _load_bundle(path, device, batch_size, quiet):
 @click.option("--nab-results", type=click.Path(file_okay=False), default=None,
               help="Series: also write NAB's results file (scores in [0, 1]) under this folder.")
 @click.option("--label-column", default=None, help="Series: CSV column of 0/1 labels, for metrics.")
+@show_options
 @series_options
 @data_options
 @run_options
-def score(bundle, data_spec, out, stream, learn, nab_results, label_column, columns, time_column, nan_policy,
-          data_dir, download, device, seed, batch_size, quiet):
+def score(bundle, data_spec, out, stream, learn, nab_results, label_column, maps_dir, top, report, columns,
+          time_column, nan_policy, data_dir, download, device, seed, batch_size, quiet):
     """Score data with a bundle; write one CSV row per sample (per time step for series).
 
     Columns: index, score, p_value and is_anomaly (when the bundle is calibrated), label (0 normal,
@@ -416,35 +461,40 @@ def score(bundle, data_spec, out, stream, learn, nab_results, label_column, colu
       anomaly score m.anomaly --data series.csv -o scores.csv
       tail -f live.csv | anomaly score m.anomaly --data - --stream
       anomaly score taxi.anomaly --data nab:realKnownCause/nyc_taxi.csv --nab-results results
+      anomaly score digit7.anomaly --data mnist:test -o scores.csv --maps maps --top 20 --report report.html
     """
     if out is not None:
         out = check_writable(out, "scores")
     det = _load_bundle(bundle, device, batch_size, quiet)
+    maps_dir, report = _check_show(det, maps_dir, top, report)
     if det.input_kind == "series":
         return _score_series(det, data_spec, out, stream, learn, nab_results, label_column, columns,
-                             time_column, nan_policy, data_dir, download, quiet)
+                             time_column, nan_policy, data_dir, download, quiet, report)
     if stream or learn or nab_results or label_column or columns or time_column:
         raise al.AnomalyError(f"{bundle}: --stream, --learn, --nab-results and the CSV options apply to series bundles")
-    if out is None:
-        raise click.UsageError("Missing option '--output' / '-o'.")
-    source = al.load_data(data_spec, data_dir=data_dir, download=download)
-    scores = det.score(source)
-    labels = source.anomaly_labels((det.data_info_ or {}).get("classes"))
+    if out is None and maps_dir is None and report is None:
+        raise click.UsageError("Missing option '--output' / '-o' (or --maps, or --report).")
+    from anomalib_lite.evaluation import assess
+
+    ev = assess(det, al.load_data(data_spec, data_dir=data_dir, download=download))
+    scores, labels = ev.scores, ev.labels
     calibrated = det.threshold_ is not None
     columns = ["index", "score"] + (["p_value", "is_anomaly"] if calibrated else [])
     columns += ["label"] if labels is not None else []
     pvals = det.p_values(scores) if calibrated else None
-    with atomic_output(out, "scores") as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(columns)
-        for i, s in enumerate(scores):
-            row = [i, f"{s:.6g}"]
-            if calibrated:
-                row += [f"{pvals[i]:.6g}", int(s > det.threshold_)]
-            if labels is not None:
-                row.append(int(labels[i]))
-            w.writerow(row)
-    summary = f"scored {len(scores)} samples of {data_spec}; wrote {out}"
+    if out is not None:
+        with atomic_output(out, "scores") as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(columns)
+            for i, s in enumerate(scores):
+                row = [i, f"{s:.6g}"]
+                if calibrated:
+                    row += [f"{pvals[i]:.6g}", int(s > det.threshold_)]
+                if labels is not None:
+                    row.append(int(labels[i]))
+                w.writerow(row)
+    written = ([f"{out}"] if out is not None else []) + _show(ev, maps_dir, top, report)
+    summary = f"scored {len(scores)} samples of {data_spec}; wrote {', '.join(written)}"
     if calibrated:
         summary += f"; {int((scores > det.threshold_).sum())} flagged as anomalous"
     if labels is not None and 0 < labels.sum() < len(labels):
@@ -453,12 +503,64 @@ def score(bundle, data_spec, out, stream, learn, nab_results, label_column, colu
     _say(quiet, summary)
 
 
+@cli.command()
+@click.argument("bundle", type=click.Path(dir_okay=False))
+@click.option("--data", "data_spec", required=True,
+              help='Labelled data, e.g. mnist:test, "mnist:test?classes=7&synth=stroke_blob", nab:..., a CSV with --label-column.')
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the figures as JSON.")
+@click.option("--label-column", default=None, help="Series: CSV column of 0/1 labels.")
+@show_options
+@series_options
+@data_options
+@run_options
+def evaluate(bundle, data_spec, json_out, label_column, maps_dir, top, report, columns, time_column, nan_policy,
+             data_dir, download, device, seed, batch_size, quiet):
+    """Figures of a bundle on labelled data: ROC-AUC, AP, and precision, recall, F1 and false
+    positive rate at the bundle's threshold; pixel ROC-AUC where masks are known (synthetic
+    anomalies: add synth=OP to an image spec); anomaly-window figures for series.
+
+    \b
+    Example:
+      anomaly evaluate digit7.anomaly --data mnist:test --report report.html
+      anomaly evaluate digit7.anomaly --data "mnist:test?classes=7&synth=stroke_blob" --json figures.json
+      anomaly evaluate taxi.anomaly --data nab:realKnownCause/nyc_taxi.csv --report taxi.html
+    """
+    from anomalib_lite.evaluation import assess, format_figures
+
+    json_out = None if json_out is None else check_writable(json_out, "figures")
+    det = _load_bundle(bundle, device, batch_size, quiet)
+    maps_dir, report = _check_show(det, maps_dir, top, report)
+    if det.input_kind == "series":
+        fitted = det.data_info_ or {}
+        if data_spec.split("?")[0].lower().endswith(".csv"):
+            columns = _columns(columns) or fitted.get("columns")
+            time_column = time_column or fitted.get("time_column")
+        source = _series(data_spec, data_dir, download, columns, time_column, label_column, nan_policy)
+    else:
+        if label_column or columns or time_column:
+            raise al.AnomalyError(f"{bundle}: --label-column and the CSV options apply to series bundles")
+        source = al.load_data(data_spec, data_dir=data_dir, download=download)
+    ev = assess(det, source)
+    written = _show(ev, maps_dir, top, report)
+    if json_out is not None:
+        with atomic_output(json_out, "figures") as tmp:
+            tmp.write_text(json.dumps(ev.figures, indent=1, default=float) + "\n")
+        written.append(f"figures {json_out}")
+    _say(quiet, format_figures(ev.figures))
+    if "note" in ev.figures:
+        if written:
+            _say(quiet, "wrote " + ", ".join(written))
+        raise al.AnomalyError(f"{data_spec}: {ev.figures['note']}")
+    if written:
+        _say(quiet, "wrote " + ", ".join(written))
+
+
 def _fmt(v: float) -> str:
     return "nan" if np.isnan(v) else f"{v:.6g}"
 
 
 def _score_series(det, data_spec, out, stream, learn, nab_results, label_column, columns, time_column,
-                  nan_policy, data_dir, download, quiet):
+                  nan_policy, data_dir, download, quiet, report=None):
     """Score a series file (or stdin) with a series bundle: CSV, NAB results, or a live stream."""
     fitted = det.data_info_ or {}
     base = data_spec.split("?")[0]
@@ -468,11 +570,11 @@ def _score_series(det, data_spec, out, stream, learn, nab_results, label_column,
     if learn and not isinstance(det, al.Continuation):
         raise al.AnomalyError(f"--learn: {type(det).__name__} does not learn online; drop --learn")
     if stream:
-        if out is not None or nab_results is not None:
-            raise al.AnomalyError("--stream prints to stdout; drop -o and --nab-results")
+        if out is not None or nab_results is not None or report is not None:
+            raise al.AnomalyError("--stream prints to stdout; drop -o, --nab-results and --report")
         return _stream_lines(det, data_spec, columns, time_column, label_column, nan_policy, learn, quiet)
-    if out is None and nab_results is None:
-        raise click.UsageError("Missing option '--output' / '-o' (or --nab-results, or --stream).")
+    if out is None and nab_results is None and report is None:
+        raise click.UsageError("Missing option '--output' / '-o' (or --nab-results, --report or --stream).")
     try:
         source = _series(data_spec, data_dir, download, columns, time_column, label_column, nan_policy)
     except al.AnomalyError as e:
@@ -505,6 +607,10 @@ def _score_series(det, data_spec, out, stream, learn, nab_results, label_column,
     if nab_results is not None:
         path = nab.write_results(nab_results, source, unit, type(det).__name__.lower())
         summary += f"; wrote NAB results {path}"
+    if report is not None:
+        from anomalib_lite.evaluation import from_scores
+
+        summary += "; wrote " + ", ".join(_show(from_scores(det, source, scores), None, None, report))
     if flags is not None:
         summary += f"; {int(flags.sum())} flagged as anomalous"
     targets = None if labels is None else det.targets(labels)
@@ -662,7 +768,13 @@ def augment_preview(config, data_spec, out, synth, backend, n, variants, data_di
 # ---------------------------------------------------------------- backbones / info
 @cli.command("backbones")
 def list_backbones():
-    """List backbones, their layers (* = default) and whether ImageNet weights are cached."""
+    """List backbones, their layers (* = default) and whether ImageNet weights are cached.
+
+    \b
+    Example:
+      anomaly backbones
+      anomaly fit latent --data "mnist:train?classes=7" --backbone resnet18 --layers layer2,layer3 -o d7.anomaly
+    """
     rows = []
     for info in backbones.list_backbones():
         layers = ",".join(f"{n}*" if n in info.default_layers else n for n in info.layers)
