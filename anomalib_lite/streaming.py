@@ -5,7 +5,8 @@
 float64), optionally per position (PaDiM-style). Both are seeded and resumable: their random draws
 depend only on (seed, number of items seen), never on batch boundaries of earlier calls.
 For series: :func:`sliding_windows` (views, no copies), :class:`Ewma` (exponential smoothing) and
-:class:`MovingWindow` (the last n values with mean, std and quantiles). Each gives the same
+:class:`MovingWindow` (the last n values with mean, std and quantiles), :class:`MovingAverage`
+(scores of a stream of frames smoothed over a time window). Each gives the same
 numbers whether a stream arrives at once or in chunks.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections import deque
 import numpy as np
 import torch
 
-__all__ = ["Ewma", "MovingWindow", "Reservoir", "RunningMoments", "sliding_windows", "stream_rng"]
+__all__ = ["Ewma", "MovingAverage", "MovingWindow", "Reservoir", "RunningMoments", "sliding_windows", "stream_rng"]
 
 
 def stream_rng(seed: int, *key: int) -> np.random.Generator:
@@ -198,3 +199,29 @@ class MovingWindow:
         lo = math.floor(pos)
         hi = min(lo + 1, len(s) - 1)
         return s[lo] + (pos - lo) * (s[hi] - s[lo])
+
+
+class MovingAverage:
+    """Scores of a stream (e.g. image frames scored by ``Reconstruction``) averaged over the last
+    ``window`` scores, so one noisy frame does not raise an alarm but a run of anomalous frames
+    does. Feed chunks in order with :meth:`update`; the result does not depend on the chunking.
+    The first ``window - 1`` outputs average over the scores seen so far."""
+
+    def __init__(self, window: int):
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self.window = int(window)
+        self.tail = np.empty(0)
+
+    def update(self, scores) -> np.ndarray:
+        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        x = np.concatenate([self.tail, s])
+        c = np.concatenate([[0.0], np.cumsum(x)])
+        end = np.arange(len(self.tail) + 1, len(x) + 1)
+        start = np.maximum(0, end - self.window)
+        out = (c[end] - c[start]) / (end - start)  # one output per new score
+        self.tail = x[-(self.window - 1) :] if self.window > 1 else np.empty(0)
+        return out
+
+    def reset(self) -> None:
+        self.tail = np.empty(0)

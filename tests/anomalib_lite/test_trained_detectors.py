@@ -43,6 +43,22 @@ def test_autoencoder_loss_falls_and_defects_score_high(ae, data):
     assert _auroc(ae.score(normal), ae.score(defective)) > 0.95
 
 
+def test_autoencoder_on_a_stream_moving_average_flags_runs_not_single_frames(ae, data):
+    from anomalib_lite.streaming import MovingAverage
+
+    _, normal, defective = data
+    frames = np.concatenate([normal[:30], defective[:1], normal[30:50], defective[1:11], normal[50:60]])
+    raw = ae.score(frames)
+    smooth = MovingAverage(5).update(raw)
+    single, run = 30, np.arange(51, 61)
+    assert raw[single] > np.median(raw[:30])  # the lone defect frame is high on its own ...
+    assert smooth[single] < smooth[run[4:]].min()  # ... but only the run stays high after smoothing
+    assert smooth[run[4:]].min() > smooth[:30].max()
+    chunked = MovingAverage(5)
+    parts = [chunked.update(raw[i : i + 7]) for i in range(0, len(raw), 7)]
+    np.testing.assert_allclose(np.concatenate(parts), smooth, rtol=1e-12)
+
+
 def test_autoencoder_map_points_at_the_defect(ae, data):
     _, _, defective = data
     maps = ae.score_map(defective)
