@@ -140,13 +140,14 @@ def _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, q
 @click.option("--layers", default=None, help="Comma-separated backbone layers (default: the backbone's).")
 @click.option("--image-size", type=click.IntRange(min=8), default=None, help="Resize for the backbone.")
 @click.option("--maps/--no-maps", default=True, show_default=True, help="Learn patch features for heatmaps.")
+@click.option("--normalize", is_flag=True, help="L2-normalise each backbone layer's pooled features before joining them.")
 @click.option("--search", type=click.Choice(["torch", "faiss"]), default="torch", show_default=True)
 @click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True)
 @click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True)
 @data_options
 @run_options
 def fit_latent(data_spec, out, method, k, memory_size, coreset, backbone, weights, layers,
-               image_size, maps, search, holdout, fpr, data_dir, download, device, seed,
+               image_size, maps, normalize, search, holdout, fpr, data_dir, download, device, seed,
                batch_size, quiet):
     """kNN or Mahalanobis distance in a feature space (raw pixels or a CNN backbone).
 
@@ -158,7 +159,7 @@ def fit_latent(data_spec, out, method, k, memory_size, coreset, backbone, weight
     det = al.LatentDistance(
         method=method, k=k, memory_size=memory_size, coreset=coreset, backbone=backbone,
         weights=weights, layers=layers.split(",") if layers else None, image_size=image_size,
-        maps=maps, search=search, device=device, seed=seed, verbose=not quiet,
+        maps=maps, normalize=normalize, search=search, device=device, seed=seed, verbose=not quiet,
     )
     if batch_size:
         det.set_params(batch_size=batch_size)

@@ -201,10 +201,11 @@ def test_pretrain_writes_weights_that_fit_latent_uses(tmp_path, mnist_dir):
     assert "wrote" in r.output and w.exists()
     out = tmp_path / "d3.anomaly"
     r = run("fit", "latent", "--data", "mnist:train?classes=3&limit=300", "--backbone", "resnet18",
-            "--weights", w, "--image-size", "32", "-o", out, "--quiet")
+            "--weights", w, "--image-size", "32", "--method", "gaussian", "--normalize", "-o", out, "--quiet")
     assert r.exit_code == 0, r.output
     header = json.loads(run("info", out, "--json").output)
     assert header["backbone"]["weights_source"] == str(w) and header["backbone"]["weights_sha256"]
+    assert header["params"]["normalize"] is True and header["params"]["method"] == "gaussian"
 
 
 def test_training_commands_reject_bad_input(tmp_path, mnist_dir):
