@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5, help="pretraining epochs (stops early at --budget)")
     ap.add_argument("--only", default="reconstruction,synthetic,pretrained",
                     help="detector groups besides the baselines (which always run)")
+    ap.add_argument("--latents", default="16,32", help="Reconstruction bottleneck sizes to run")
     ap.add_argument("--no-record", action="store_true")
     ap.add_argument("--json", default=None, help="also write all figures to this JSON file")
     args = ap.parse_args()
@@ -105,7 +106,7 @@ def main() -> None:
             auroc(val_y, -iso.score_samples(val_set.flatten(1).numpy())), sec)
 
         # Reconstruction (pixels)
-        for latent in (16, 32) if "reconstruction" in groups else ():
+        for latent in [int(v) for v in args.latents.split(",")] if "reconstruction" in groups else ():
             t = time.perf_counter()
             det = al.Reconstruction(latent_dim=latent, epochs=20, device="cpu", max_time=args.train_budget).fit(fit_x)
             evaluate(f"Reconstruction (latent {latent})", det, time.perf_counter() - t, maps=True)
