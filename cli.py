@@ -111,6 +111,12 @@ def fit():
     """
 
 
+def calibration_options(f):
+    """--holdout and --fpr: the share of normal data kept to calibrate the threshold, and its rate."""
+    f = click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True)(f)
+    return click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True)(f)
+
+
 def _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, quiet, **load_options):
     out = check_writable(out, "bundle")
     source = al.load_data(data_spec, data_dir=data_dir, download=download, **load_options)
@@ -142,8 +148,7 @@ def _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, q
 @click.option("--maps/--no-maps", default=True, show_default=True, help="Learn patch features for heatmaps.")
 @click.option("--normalize", is_flag=True, help="L2-normalise each backbone layer's pooled features before joining them.")
 @click.option("--search", type=click.Choice(["torch", "faiss"]), default="torch", show_default=True)
-@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True)
-@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True)
+@calibration_options
 @data_options
 @run_options
 def fit_latent(data_spec, out, method, k, memory_size, coreset, backbone, weights, layers,
@@ -203,8 +208,7 @@ def _train_params(epochs, lr, max_time, augment_cfg, batch_size) -> dict:
 @click.option("--weights", default="imagenet", show_default=True, help="imagenet, random, or a weights file.")
 @_image_model_options
 @train_options
-@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True)
-@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True)
+@calibration_options
 @data_options
 @run_options
 def fit_reconstruction(data_spec, out, latent_dim, width, metric, dropout, mc_samples, backbone, weights,
@@ -236,8 +240,7 @@ def fit_reconstruction(data_spec, out, latent_dim, width, metric, dropout, mc_sa
 @click.option("--scoring", type=click.Choice(["gaussian", "probability"]), default="gaussian", show_default=True)
 @_image_model_options
 @train_options
-@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True)
-@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True)
+@calibration_options
 @data_options
 @run_options
 def fit_synthetic(data_spec, out, backbone, weights, synth_ops, severity, scoring, layers, image_size,
@@ -498,8 +501,8 @@ def score(bundle, data_spec, out, stream, learn, nab_results, label_column, maps
     summary = f"scored {len(scores)} samples of {data_spec}; wrote {', '.join(written)}"
     if calibrated:
         summary += f"; {int((scores > det.threshold_).sum())} flagged as anomalous"
-    if labels is not None and 0 < labels.sum() < len(labels):
-        m = al.metrics.image_metrics(labels, scores)
+    m = ev.figures
+    if "roc_auc" in m:
         summary += f"\nROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}"
     _say(quiet, summary)
 
@@ -532,10 +535,7 @@ def evaluate(bundle, data_spec, json_out, label_column, maps_dir, top, report, c
     det = _load_bundle(bundle, device, batch_size, quiet)
     maps_dir, report = _check_show(det, maps_dir, top, report)
     if det.input_kind == "series":
-        fitted = det.data_info_ or {}
-        if data_spec.split("?")[0].lower().endswith(".csv"):
-            columns = _columns(columns) or fitted.get("columns")
-            time_column = time_column or fitted.get("time_column")
+        columns, time_column = _fitted_layout(det, data_spec, columns, time_column)
         source = _series(data_spec, data_dir, download, columns, time_column, label_column, nan_policy)
     else:
         if label_column or columns or time_column:
@@ -560,14 +560,20 @@ def _fmt(v: float) -> str:
     return "nan" if np.isnan(v) else f"{v:.6g}"
 
 
+def _fitted_layout(det, data_spec, columns, time_column):
+    """A CSV (or stdin) is read the way the bundle was fitted, unless the options say otherwise."""
+    base = data_spec.split("?")[0]
+    if base == "-" or base.lower().endswith(".csv"):
+        fitted = det.data_info_ or {}
+        return _columns(columns) or fitted.get("columns"), time_column or fitted.get("time_column")
+    return columns, time_column
+
+
 def _score_series(det, data_spec, out, stream, learn, nab_results, label_column, columns, time_column,
                   nan_policy, data_dir, download, quiet, report=None):
     """Score a series file (or stdin) with a series bundle: CSV, NAB results, or a live stream."""
     fitted = det.data_info_ or {}
-    base = data_spec.split("?")[0]
-    if base == "-" or base.lower().endswith(".csv"):  # a CSV: read it the way the bundle was fitted
-        columns = _columns(columns) or fitted.get("columns")
-        time_column = time_column or fitted.get("time_column")
+    columns, time_column = _fitted_layout(det, data_spec, columns, time_column)
     if learn and not isinstance(det, al.Continuation):
         raise al.AnomalyError(f"--learn: {type(det).__name__} does not learn online; drop --learn")
     if stream:
@@ -588,7 +594,10 @@ def _score_series(det, data_spec, out, stream, learn, nab_results, label_column,
     else:
         scores = det.score(source)
     det.reset()
-    flags = det.flag(scores) if det.can_flag() else None
+    from anomalib_lite.evaluation import from_scores
+
+    ev = from_scores(det, source, scores)  # flags and every figure, computed once
+    flags, m = ev.flags, ev.figures
     pvals = det.p_values(scores) if det.calibration_scores_ is not None else None
     unit = det.unit_scores(scores) if nab_results is not None else None  # before writing anything
     labels = source.anomaly_labels()
@@ -609,23 +618,19 @@ def _score_series(det, data_spec, out, stream, learn, nab_results, label_column,
         path = nab.write_results(nab_results, source, unit, type(det).__name__.lower())
         summary += f"; wrote NAB results {path}"
     if report is not None:
-        from anomalib_lite.evaluation import from_scores
-
-        summary += "; wrote " + ", ".join(_show(from_scores(det, source, scores), None, None, report))
+        summary += "; wrote " + ", ".join(_show(ev, None, None, report))
     if flags is not None:
         summary += f"; {int(flags.sum())} flagged as anomalous"
-    targets = None if labels is None else det.targets(labels)
-    if targets is not None and 0 < targets.sum() < len(targets) and np.isfinite(scores).any():
-        m = al.metrics.image_metrics(targets, scores)
+    if "roc_auc" in m:
         summary += f"\nper step: ROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}"
-    if labels is not None and flags is not None and isinstance(det, al.SupervisedRNN):
-        m = al.metrics.lead_times(flags, labels, det.horizon)
-        summary += (f"\nonsets warned {100 * m['warned']:.0f} % (mean lead {m['mean_lead']:.1f} steps); "
-                    f"false alarms {m['false_alarms_per_1k']:.1f} per 1,000 steps")
-    if flags is not None and getattr(source, "windows", None):
-        m = al.metrics.window_metrics(flags, source.windows, source.references)
-        summary += (f"\nanomaly windows detected {m['detected']}/{m['windows']}; false alarms "
-                    f"{m['false_alarms_per_1k']:.2f} per 1,000 steps outside windows")
+    if "early_warning" in m:
+        e = m["early_warning"]
+        summary += (f"\nonsets warned {100 * e['warned']:.0f} % (mean lead {e['mean_lead']:.1f} steps); "
+                    f"false alarms {e['false_alarms_per_1k']:.1f} per 1,000 steps")
+    if "windows" in m:
+        w = m["windows"]
+        summary += (f"\nanomaly windows detected {w['detected']}/{w['windows']}; false alarms "
+                    f"{w['false_alarms_per_1k']:.2f} per 1,000 steps outside windows")
     _say(quiet, summary)
 
 

@@ -88,6 +88,13 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in params.items() if k in names}).check()
 
+    @classmethod
+    def for_epochs(cls, params: dict, epochs: int, val: bool = True) -> TrainConfig:
+        """A detector's config for ``epochs``; ``val=False`` (minibatch learning) drops the
+        held-out share and early stopping."""
+        return cls.from_params({**params, "epochs": epochs, "val_fraction": 0.1 if val else 0.0,
+                                "patience": params.get("patience") if val else None})
+
 
 @dataclass
 class TrainResult:

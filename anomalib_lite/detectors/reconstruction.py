@@ -118,10 +118,7 @@ class Reconstruction(Detector):
         self._train_config(self.epochs)
 
     def _train_config(self, epochs: int, val: bool = True) -> TrainConfig:
-        return TrainConfig.from_params(
-            {**self.get_params(), "epochs": epochs, "val_fraction": 0.1 if val else 0.0,
-             "patience": self.patience if val else None}
-        )
+        return TrainConfig.for_epochs(self.get_params(), epochs, val)
 
     def _reset(self) -> None:
         try:
