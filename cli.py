@@ -125,9 +125,11 @@ def _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, q
     det.calibrate(held, fpr=fpr)
     det.save(out)
     size = out.stat().st_size / 1e6
+    learned = det.summary()
     _say(
         quiet,
-        f"fitted {type(det).__name__} on {len(train)} samples of {data_spec}; calibrated on "
+        f"fitted {type(det).__name__} on {len(train)} samples of {data_spec}"
+        + (f" ({learned})" if learned else "") + f"; calibrated on "
         f"{len(held)} held-out samples: threshold {det.threshold_:.4g} at fpr {fpr:g}; "
         f"wrote {out} ({size:.1f} MB)",
     )
@@ -139,7 +141,15 @@ def _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, q
 @click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.anomaly).")
 @click.option("--method", type=click.Choice(["knn", "gaussian"]), default="knn", show_default=True)
 @click.option("--k", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--memory-size", type=click.IntRange(min=1), default=10000, show_default=True)
+@click.option("--image-score", type=click.Choice(["patch", "pooled"]), default="patch", show_default=True,
+              help="patch: the largest patch distance (PatchCore; local defects); pooled: distance of the "
+                   "globally averaged features (whole-image outliers, e.g. another digit).")
+@click.option("--coreset-ratio", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True,
+              help="Share of the patch features seen that the bank keeps.")
+@click.option("--memory-size", type=click.IntRange(min=1), default=10000, show_default=True,
+              help="Cap on the rows of each memory bank.")
+@click.option("--reweight", type=click.IntRange(min=0), default=0, show_default=True,
+              help="PatchCore's re-weighting of image scores over this many bank neighbours (0 = off).")
 @click.option("--coreset", type=click.Choice(["greedy", "random"]), default="greedy", show_default=True)
 @click.option("--backbone", default=None, help="Feature extractor (see `anomaly backbones`); default: raw pixels.")
 @click.option("--weights", default="imagenet", show_default=True, help="imagenet, random, or a weights file.")
@@ -151,18 +161,19 @@ def _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, q
 @calibration_options
 @data_options
 @run_options
-def fit_latent(data_spec, out, method, k, memory_size, coreset, backbone, weights, layers,
-               image_size, maps, normalize, search, holdout, fpr, data_dir, download, device, seed,
-               batch_size, quiet):
+def fit_latent(data_spec, out, method, k, image_score, coreset_ratio, memory_size, reweight, coreset, backbone,
+               weights, layers, image_size, maps, normalize, search, holdout, fpr, data_dir, download, device,
+               seed, batch_size, quiet):
     """kNN or Mahalanobis distance in a feature space (raw pixels or a CNN backbone).
 
     \b
     Example:
-      anomaly fit latent --data "mnist:train?classes=7" -o digit7.anomaly
-      anomaly fit latent --data parts/train --backbone resnet18 --image-size 224 -o parts.anomaly
+      anomaly fit latent --data brick/train --backbone resnet18 --weights random -o brick.anomaly
+      anomaly fit latent --data "mnist:train?classes=7" --image-score pooled -o digit7.anomaly
     """
     det = al.LatentDistance(
-        method=method, k=k, memory_size=memory_size, coreset=coreset, backbone=backbone,
+        method=method, k=k, image_score=image_score, coreset_ratio=coreset_ratio, memory_size=memory_size,
+        reweight=reweight, coreset=coreset, backbone=backbone,
         weights=weights, layers=layers.split(",") if layers else None, image_size=image_size,
         maps=maps, normalize=normalize, search=search, device=device, seed=seed, verbose=not quiet,
     )
@@ -476,34 +487,31 @@ def score(bundle, data_spec, out, stream, learn, nab_results, label_column, maps
                              time_column, nan_policy, data_dir, download, quiet, report)
     if stream or learn or nab_results or label_column or columns or time_column:
         raise al.AnomalyError(f"{bundle}: --stream, --learn, --nab-results and the CSV options apply to series bundles")
-    if out is None and maps_dir is None and report is None:
-        raise click.UsageError("Missing option '--output' / '-o' (or --maps, or --report).")
-    from anomalib_lite.evaluation import assess
+    from anomalib_lite.evaluation import assess, format_verdict, score_rows
 
-    ev = assess(det, al.load_data(data_spec, data_dir=data_dir, download=download))
-    scores, labels = ev.scores, ev.labels
-    calibrated = det.threshold_ is not None
-    columns = ["index", "score"] + (["p_value", "is_anomaly"] if calibrated else [])
-    columns += ["label"] if labels is not None else []
-    pvals = det.p_values(scores) if calibrated else None
+    source = al.load_data(data_spec, data_dir=data_dir, download=download)
+    if out is None and maps_dir is None and report is None and len(source) != 1:
+        raise click.UsageError("Missing option '--output' / '-o' (or --maps, or --report).")
+    ev = assess(det, source)
+    if out is None and maps_dir is None and report is None:  # one image: one line
+        click.echo(format_verdict(ev, 0))
+        return
+    scores = ev.scores
     if out is not None:
+        head, rows = score_rows(ev)
         with atomic_output(out, "scores") as tmp, open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(columns)
-            for i, s in enumerate(scores):
-                row = [i, f"{s:.6g}"]
-                if calibrated:
-                    row += [f"{pvals[i]:.6g}", int(s > det.threshold_)]
-                if labels is not None:
-                    row.append(int(labels[i]))
-                w.writerow(row)
+            w.writerow(head)
+            w.writerows(rows)
     written = ([f"{out}"] if out is not None else []) + _show(ev, maps_dir, top, report)
     summary = f"scored {len(scores)} samples of {data_spec}; wrote {', '.join(written)}"
-    if calibrated:
+    if det.threshold_ is not None:
         summary += f"; {int((scores > det.threshold_).sum())} flagged as anomalous"
     m = ev.figures
     if "roc_auc" in m:
         summary += f"\nROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}"
+    if "pixel_roc_auc" in m:
+        summary += f"  pixel ROC-AUC {100 * m['pixel_roc_auc']:.2f}  PRO {100 * m['pro']:.2f}"
     _say(quiet, summary)
 
 
@@ -727,7 +735,7 @@ def demo(digit, download, data_dir, device, seed, batch_size, quiet):
     train = al.load_data(f"mnist:train?classes={digit}", data_dir=data_dir, download=download)
     test = al.load_data("mnist:test", data_dir=data_dir, download=download)
     fit_part, held = train.split(0.1, seed=seed)
-    det = al.LatentDistance(maps=False, device=device, seed=seed, verbose=not quiet)
+    det = al.LatentDistance(image_score="pooled", maps=False, device=device, seed=seed, verbose=not quiet)
     if batch_size:
         det.set_params(batch_size=batch_size)
     det.fit(fit_part).calibrate(held, fpr=0.01)

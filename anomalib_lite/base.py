@@ -40,6 +40,8 @@ def _shape_str(shape) -> str:
     return "x".join(str(s) for s in shape)
 
 
+
+
 class Detector:
     """Base class: fit / partial_fit / score / score_map / calibrate / predict / save."""
 
@@ -113,7 +115,12 @@ class Detector:
             raise AnomalyError(f"{self._name} is not fitted: call fit(normal_data) first")
 
     def _batches(self, data, desc: str | None = None):
-        """Normalised batches of ``data``, checked against the fitted input shape, with progress."""
+        """Normalised batches of ``data``, checked against the fitted input shape, with progress.
+
+        Yields ``(batch, tiled)``: with tiling (a ``?tile=`` spec, or the tiling the detector was
+        fitted with) the batch holds the tiles of its images, image by image, and ``tiled`` is
+        ``(tiles per image, image height, image width)``; else ``tiled`` is None.
+        """
         bs = int(getattr(self, "batch_size", 256))
         it = self._iter_data(data, bs)
         try:
@@ -122,9 +129,15 @@ class Detector:
             total = None
         verbose = getattr(self, "verbose", False)
         bar = tqdm(it, total=total, desc=desc, unit="batch", leave=False, disable=None if verbose else True)
+        tiling = getattr(data, "tiling", None) or getattr(self, "tiling_", None)
         for batch in bar:
+            tiled = None
+            if tiling is not None and batch.x.ndim == 4:
+                h, w = batch.x.shape[-2:]
+                tiled = (tiling.count(h, w), h, w)
+                batch = Batch(tiling.split(batch.x), None, batch.index.repeat_interleave(tiled[0]))
             self._check_input(batch)
-            yield batch
+            yield batch, tiled
 
     def _iter_data(self, data, batch_size: int):
         """The normaliser for this detector's inputs (series detectors use ``iter_series``)."""
@@ -153,9 +166,10 @@ class Detector:
         self.input_shape_ = None
         self.n_seen_ = 0
         self.data_info_ = data.describe() if hasattr(data, "describe") else None
+        self.tiling_ = getattr(data, "tiling", None)  # scoring tiles images the same way
 
     def _learn(self, data, fitting: bool) -> None:
-        for batch in self._batches(data, desc="fit" if fitting else "partial_fit"):
+        for batch, _ in self._batches(data, desc="fit" if fitting else "partial_fit"):
             if self.input_shape_ is None:
                 self.input_shape_ = tuple(batch.x.shape[1:])
             self._update(batch, fitting)
@@ -177,18 +191,44 @@ class Detector:
         return self
 
     def score(self, data) -> np.ndarray:
-        """One anomaly score per sample; higher is more anomalous."""
+        """One anomaly score per sample; higher is more anomalous (tiled images: the largest
+        of their tiles' scores)."""
         self._require_fitted()
+        out = []
         with torch.inference_mode():
-            out = [self._score_batch(b.x).double().cpu() for b in self._batches(data, "score")]
+            for b, tiled in self._batches(data, "score"):
+                s = self._score_batch(b.x).double().cpu()
+                out.append(s if tiled is None else s.reshape(-1, tiled[0]).amax(1))
         return torch.cat(out).numpy()
 
     def score_map(self, data) -> np.ndarray:
-        """Per-pixel anomaly maps (N, H, W) at input resolution."""
+        """Per-pixel anomaly maps (N, H, W) at input resolution (tiled images: the tiles' maps
+        stitched, averaged where they overlap)."""
         self._require_fitted()
+        tiling = getattr(data, "tiling", None) or getattr(self, "tiling_", None)
+        out = []
         with torch.inference_mode():
-            out = [self._score_map_batch(b.x).float().cpu() for b in self._batches(data, "score_map")]
+            for b, tiled in self._batches(data, "score_map"):
+                m = self._score_map_batch(b.x).float().cpu()
+                out.append(m if tiled is None else tiling.stitch(m, tiled[1], tiled[2]))
         return torch.cat(out).numpy()
+
+    def _score_and_map_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and maps of a batch; detectors whose scores come from their maps override it
+        to compute them in one pass."""
+        return self._score_batch(x), self._score_map_batch(x)
+
+    def _scores_and_maps(self, data):
+        """``(scores, maps)`` per batch of ``data`` (numpy), for evaluations that need both."""
+        self._require_fitted()
+        tiling = getattr(data, "tiling", None) or getattr(self, "tiling_", None)
+        with torch.inference_mode():
+            for b, tiled in self._batches(data, "score"):
+                s, m = self._score_and_map_batch(b.x)
+                s, m = s.double().cpu(), m.float().cpu()
+                if tiled is not None:
+                    s, m = s.reshape(-1, tiled[0]).amax(1), tiling.stitch(m, tiled[1], tiled[2])
+                yield s.numpy(), m.numpy()
 
     def calibrate(self, normal, fpr: float = 0.01) -> Detector:
         """Set ``threshold_`` so that about ``fpr`` of normal data is flagged (conformal)."""
@@ -214,6 +254,10 @@ class Detector:
         """Conformal p-values of given scores against the calibration scores."""
         self._require_calibrated()
         return p_values(scores, self.calibration_scores_)
+
+    def summary(self) -> str:
+        """One line on what was learned (e.g. a memory bank's size), for the CLI; may be empty."""
+        return ""
 
     def save(self, path) -> None:
         """Write a one-file ``.anomaly`` bundle (safetensors + JSON header), atomically."""

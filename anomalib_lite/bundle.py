@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 from .base import DETECTORS, Detector
 from .errors import AnomalyError
 from .io import atomic_output, check_writable
+from .tiling import Tiling
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "read_header", "save"]
 
@@ -96,6 +97,7 @@ def save(detector: Detector, path) -> Path:
         "normal_classes": info.get("classes"),
         "data": _jsonable(info) or None,
         "input_shape": list(detector.input_shape_),
+        "tiling": None if getattr(detector, "tiling_", None) is None else detector.tiling_.to_dict(),
         "n_seen": int(detector.n_seen_),
         "state": _jsonable(meta),
         "versions": _versions(),
@@ -167,6 +169,7 @@ def load(path, device: str | None = None) -> Detector:
     det.fpr_ = header.get("fpr")
     det.calibration_scores_ = None if cal is None else cal.numpy()
     det.input_shape_ = tuple(header["input_shape"])
+    det.tiling_ = Tiling.from_dict(header.get("tiling"))
     det.n_seen_ = int(header.get("n_seen", 0))
     det.data_info_ = header.get("data")
     meta = dict(header.get("state") or {})

@@ -18,7 +18,10 @@ from .errors import AnomalyError
 from .sources import DataSource
 from .sources import load as load_data
 
-__all__ = ["Evaluation", "assess", "evaluate", "format_figures", "from_scores", "has_score_map"]
+__all__ = [
+    "Evaluation", "assess", "evaluate", "format_figures", "format_verdict", "from_scores", "has_score_map",
+    "score_rows",
+]
 
 NO_LABELS = "ROC-AUC, AP and F1 need labels: give data with classes (e.g. mnist:test) or a label column"
 
@@ -40,7 +43,6 @@ class Evaluation:
     threshold: float | None
     flags: np.ndarray | None  # bool per sample, where the detector can flag
     figures: dict = field(default_factory=dict)
-    masks: np.ndarray | None = None  # (N, H, W) bool, known for synthetic anomalies
 
     @property
     def header(self) -> dict:
@@ -66,6 +68,17 @@ class Evaluation:
         x, _ = collect(self.source.subset(idx), where=str(self.source.spec))
         return x.numpy()
 
+    def masks(self, indices) -> np.ndarray | None:
+        """Ground-truth defect masks (k, H, W) of samples ``indices``, or None where unknown."""
+        if self.kind != "image" or not getattr(self.source, "has_masks", False):
+            return None
+        return self.source.read_masks(np.asarray(indices, dtype=np.int64))
+
+    def names(self, indices) -> list[str]:
+        """What outputs call samples ``indices``: their file paths, else their indices."""
+        name = getattr(self.source, "name", None)
+        return [name(int(i)) if name else str(int(i)) for i in indices]
+
     def maps(self, indices) -> np.ndarray | None:
         """Per-pixel maps (k, H, W) of samples ``indices``, or None without ``score_map``."""
         if self.kind != "image" or not has_score_map(self.detector):
@@ -74,7 +87,11 @@ class Evaluation:
         return self.detector.score_map(self.source.subset(idx))
 
 
-def _image_figures(ev: Evaluation) -> dict:
+#: pixels kept per map for pixel figures before maps and masks are pooled to fewer
+_PIXEL_BUDGET = 1 << 27
+
+
+def _image_figures(ev: Evaluation, maps: np.ndarray | None = None) -> dict:
     out: dict = {"n": len(ev.scores)}
     if ev.flags is not None:
         out["flagged"] = int(ev.flags.sum())
@@ -82,9 +99,48 @@ def _image_figures(ev: Evaluation) -> dict:
         out["note"] = NO_LABELS if ev.labels is None else "labels hold one class only; " + NO_LABELS
         return out
     out.update(metrics.image_metrics(ev.labels, ev.scores, ev.threshold))
-    if ev.masks is not None and ev.masks.any() and has_score_map(ev.detector):
-        maps = ev.detector.score_map(ev.source)
-        out["pixel_roc_auc"] = metrics.roc_auc(ev.masks.reshape(-1).astype(np.int64), maps.reshape(-1))
+    masks = ev.masks(np.arange(len(ev.scores))) if maps is not None else None
+    if masks is not None and masks.any():
+        maps, masks = _pooled(maps, masks)
+        out.update(metrics.pixel_metrics(masks, maps))
+    per_class = _per_class(ev, maps, masks)
+    if per_class:
+        out["per_class"] = per_class
+    return out
+
+
+def _pooled(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maps average-pooled (masks: any defect pixel) by the smallest factor that keeps them
+    under the pixel budget, so pixel figures of large sets fit in memory."""
+    f = int(np.ceil(np.sqrt(maps.size / _PIXEL_BUDGET)))
+    if f <= 1:
+        return maps, masks
+    n, h, w = maps.shape
+    h2, w2 = h // f, w // f
+    m = maps[:, : h2 * f, : w2 * f].reshape(n, h2, f, w2, f).mean(axis=(2, 4))
+    k = masks[:, : h2 * f, : w2 * f].reshape(n, h2, f, w2, f).any(axis=(2, 4))
+    return m, k
+
+
+def _per_class(ev: Evaluation, maps, masks) -> dict:
+    """Figures per anomalous class against the normal samples: image ROC-AUC, and pixel ROC-AUC
+    and PRO where masks are known (MVTec's per-defect table)."""
+    src = ev.source
+    names, targets = getattr(src, "class_names", None), getattr(src, "targets", None)
+    if names is None or targets is None:
+        return {}
+    labels = np.asarray(ev.labels)
+    normal = labels == 0
+    classes = [c for c in np.unique(targets[labels == 1])]
+    if len(classes) < 2 and masks is None:
+        return {}
+    out = {}
+    for c in classes:
+        sel = normal | (targets == c)
+        row = {"n": int((targets == c).sum()), "roc_auc": metrics.roc_auc(labels[sel], ev.scores[sel])}
+        if masks is not None and masks[targets == c].any():
+            row.update(metrics.pixel_metrics(masks[sel], maps[sel]))
+        out[str(names[c])] = row
     return out
 
 
@@ -114,14 +170,20 @@ def assess(det: Detector, data, *, data_dir=None, download: bool = False, **load
     kind = "series" if getattr(source, "kind", None) == "series" else "image"
     if det.input_kind not in (kind, "any"):
         raise AnomalyError(f"{source.spec}: {kind} data for a {det.input_kind} detector ({type(det).__name__})")
+    if kind == "image" and getattr(source, "has_masks", False) and has_score_map(det):
+        parts = list(det._scores_and_maps(source))  # one pass: the maps make the scores too
+        scores = np.concatenate([p[0] for p in parts])
+        maps = np.concatenate([p[1] for p in parts])
+        return from_scores(det, source, scores, maps)
     scores = det.score(source)
     if kind == "series":
         det.reset()  # the next call starts a new stream
     return from_scores(det, source, scores)
 
 
-def from_scores(det: Detector, source, scores: np.ndarray) -> Evaluation:
-    """An :class:`Evaluation` of scores already computed (e.g. while streaming or learning)."""
+def from_scores(det: Detector, source, scores: np.ndarray, maps: np.ndarray | None = None) -> Evaluation:
+    """An :class:`Evaluation` of scores already computed (e.g. while streaming or learning);
+    ``maps`` (N, H, W), when given for images with known masks, give the pixel figures."""
     threshold = getattr(det, "threshold_", None)
     if getattr(source, "kind", None) == "series":
         flags = det.flag(scores) if det.can_flag() else None
@@ -132,10 +194,42 @@ def from_scores(det: Detector, source, scores: np.ndarray) -> Evaluation:
     else:
         labels = source.anomaly_labels((det.data_info_ or {}).get("classes"))
         flags = None if threshold is None else scores > threshold
-        ev = Evaluation(det, source, "image", scores, labels, threshold, flags, masks=getattr(source, "masks", None))
-        ev.figures = _image_figures(ev)
+        ev = Evaluation(det, source, "image", scores, labels, threshold, flags)
+        ev.figures = _image_figures(ev, maps)
     ev.figures = {"detector": type(det).__name__, "data": source.spec, "kind": ev.kind, **ev.figures}
     return ev
+
+
+def score_rows(ev: Evaluation) -> tuple[list[str], list[list]]:
+    """The scores table of images: ``index``, ``path`` (for files: relative to the data spec),
+    ``score``, ``p_value`` and ``is_anomaly`` (calibrated detectors), ``label`` (when known)."""
+    det, n = ev.detector, len(ev.scores)
+    calibrated = ev.threshold is not None and getattr(det, "calibration_scores_", None) is not None
+    named = getattr(ev.source, "names", None) is not None
+    head = ["index"] + (["path"] if named else []) + ["score"]
+    head += (["p_value", "is_anomaly"] if calibrated else []) + (["label"] if ev.labels is not None else [])
+    pvals = det.p_values(ev.scores) if calibrated else None
+    names = ev.names(range(n)) if named else None
+    rows = []
+    for i, s in enumerate(ev.scores):
+        row = [i] + ([names[i]] if named else []) + [f"{s:.6g}"]
+        if calibrated:
+            row += [f"{pvals[i]:.6g}", int(s > ev.threshold)]
+        if ev.labels is not None:
+            row.append(int(ev.labels[i]))
+        rows.append(row)
+    return head, rows
+
+
+def format_verdict(ev: Evaluation, i: int = 0) -> str:
+    """One line for one sample: ``part.png: score 2.31, p-value 0.0099, ANOMALY (threshold 1.9)``."""
+    det, s = ev.detector, float(ev.scores[i])
+    text = f"{ev.names([i])[0]}: score {s:.4g}"
+    if ev.threshold is not None and getattr(det, "calibration_scores_", None) is not None:
+        p = float(det.p_values([s])[0])
+        verdict = "ANOMALY" if s > ev.threshold else "normal"
+        text += f", p-value {p:.3g}, {verdict} (threshold {ev.threshold:.4g})"
+    return text
 
 
 def evaluate(det: Detector, data, **load_options) -> dict:
@@ -159,6 +253,8 @@ def format_figures(figures: dict) -> str:
                  (("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("fpr", "false positive rate"))]
     if "pixel_roc_auc" in figures:
         rows.append(("pixel ROC-AUC", pct(figures["pixel_roc_auc"])))
+    if "pro" in figures:
+        rows.append(("PRO (to FPR 0.3)", pct(figures["pro"])))
     if "flagged" in figures:
         rows.append(("flagged", str(figures["flagged"])))
     if "windows" in figures:
@@ -172,4 +268,13 @@ def format_figures(figures: dict) -> str:
                  ("mean lead", f"{e['mean_lead']:.1f} steps"),
                  ("false alarms", f"{e['false_alarms_per_1k']:.2f} per 1,000 steps")]
     width = max(len(r[0]) for r in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+    text = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+    per = figures.get("per_class")
+    if per:
+        w = max(len("class"), *(len(k) for k in per))
+        lines = [f"{'class'.ljust(w)}  {'n':>5}  {'image':>8}  {'pixel':>8}  {'PRO':>8}"]
+        for name, r in per.items():
+            cell = lambda key: f"{100 * r[key]:7.2f}%" if key in r else f"{'-':>8}"
+            lines.append(f"{name.ljust(w)}  {r['n']:>5}  {cell('roc_auc')}  {cell('pixel_roc_auc')}  {cell('pro')}")
+        text += "\n\nper class (ROC-AUC against the normal samples):\n" + "\n".join(lines)
+    return text

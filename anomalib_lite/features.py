@@ -1,8 +1,8 @@
 """Featurizer: one place that turns image batches into feature vectors and patch-feature maps.
 
 With ``backbone=None`` the features are raw pixels: an image is its flattened pixel vector and a
-patch feature is the ``patch_size`` x ``patch_size`` neighbourhood of a grid point (the grid has at
-most ~16 points a side, so search stays cheap on large images). With a backbone (see :mod:`backbones`), an
+patch feature is the ``patch_size`` x ``patch_size`` neighbourhood of a grid point (the grid has
+about 16 points a side, denser where patches would leave gaps, at most 64). With a backbone (see :mod:`backbones`), an
 image is the concatenation of its globally averaged layer maps (each L2-normalised with
 ``normalize=True``), and a patch feature is the
 PatchCore aggregate: each layer smoothed by a 3x3 average, upsampled to the finest requested
@@ -61,7 +61,10 @@ class Featurizer:
         return [torch.cat(layer) for layer in zip(*parts)]
 
     def _grid_stride(self, h: int, w: int) -> int:
-        return max(1, math.ceil(min(h, w) / 16))
+        """Raw-pixel patch grid: about 16 points a side, but never a stride above half a patch
+        (no pixel falls between patches) unless the grid would pass 64 points a side."""
+        side = min(h, w)
+        return max(1, math.ceil(side / 64), min(math.ceil(side / 16), math.ceil(self.patch_size / 2)))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """One feature vector per image: (N, D)."""

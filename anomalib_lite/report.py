@@ -37,9 +37,9 @@ _NAMES = {
     "n": "samples", "scored": "steps scored", "flagged": "flagged", "n_anomalous": "anomalous",
     "roc_auc": "ROC-AUC", "average_precision": "average precision", "threshold": "threshold",
     "precision": "precision", "recall": "recall", "f1": "F1", "fpr": "false positive rate",
-    "pixel_roc_auc": "pixel ROC-AUC", "note": "note",
+    "pixel_roc_auc": "pixel ROC-AUC", "pro": "PRO (to FPR 0.3)", "note": "note",
 }
-_PERCENT = {"roc_auc", "average_precision", "precision", "recall", "f1", "fpr", "pixel_roc_auc", "warned"}
+_PERCENT = {"roc_auc", "average_precision", "precision", "recall", "f1", "fpr", "pixel_roc_auc", "pro", "warned"}
 _HEADER_NAMES = {
     "detector": "detector", "backbone": "backbone", "weights": "weights", "threshold": "threshold",
     "fpr": "target false positive rate", "fitted_on": "fitted on", "fitted_samples": "fitted samples",
@@ -68,8 +68,8 @@ def _fmt(value, key: str = "") -> str:
 def _rows(d: dict, prefix: str = "", unit: str = "samples") -> list[tuple[str, str]]:
     rows = []
     for key, value in d.items():
-        if key in ("detector", "data", "kind") and not prefix:
-            continue  # in the title already
+        if key in ("detector", "data", "kind", "per_class") and not prefix:
+            continue  # in the title already, or a table of its own
         if isinstance(value, dict):
             rows += _rows(value, f"{prefix}{key.replace('_', ' ')}: ", unit)
         else:
@@ -250,7 +250,7 @@ def _kpis(ev: Evaluation) -> str:
     f = ev.figures
     cards = []
     for key, name in (("roc_auc", "ROC-AUC"), ("average_precision", "average precision"),
-                      ("f1", "F1 at threshold"), ("pixel_roc_auc", "pixel ROC-AUC")):
+                      ("f1", "F1 at threshold"), ("pixel_roc_auc", "pixel ROC-AUC"), ("pro", "PRO")):
         if key in f:
             cards.append((name, _fmt(f[key], key)))
     if "flagged" in f:
@@ -274,6 +274,20 @@ def _header_section(ev: Evaluation) -> str:
     )
 
 
+def _per_class_section(ev: Evaluation) -> str:
+    """MVTec's per-defect table: each anomalous class against the normal samples."""
+    per = ev.figures.get("per_class")
+    if not per:
+        return ""
+    head = ["class", "samples", "image ROC-AUC", "pixel ROC-AUC", "PRO (to FPR 0.3)"]
+    rows = [[name, f"{r['n']:,}", _fmt(r["roc_auc"], "roc_auc"), _fmt(r.get("pixel_roc_auc"), "pixel_roc_auc"),
+             _fmt(r.get("pro"), "pro")] for name, r in per.items()]
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return ('<section id="per-class"><h2>Per defect class</h2><p>Each anomalous class against the normal samples.</p>'
+            f'<table class="list"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></section>')
+
+
 def _note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
 
@@ -294,9 +308,9 @@ def _plots_section(ev: Evaluation) -> str:
     return f'<div class="two plots">{roc}{hist}</div>'
 
 
-def _card(img_png: bytes, rank: int, index: int, caption: str) -> str:
-    return (f'<figure class="card">{_png(img_png, f"sample {index}", "heat")}'
-            f'<figcaption><b>#{rank}</b> sample {index} · {html.escape(caption)}</figcaption></figure>')
+def _card(img_png: bytes, rank: int, name: str, caption: str) -> str:
+    return (f'<figure class="card">{_png(img_png, name, "heat")}'
+            f'<figcaption><b>#{rank}</b> {html.escape(name)} · {html.escape(caption)}</figcaption></figure>')
 
 
 def _image_sections(ev: Evaluation, top: int) -> str:
@@ -311,6 +325,9 @@ def _image_sections(ev: Evaluation, top: int) -> str:
     idx = np.concatenate([top_idx, missed_idx]).astype(np.int64)
     images = ev.images(idx) if idx.size else None
     maps = ev.maps(idx) if idx.size else None
+    masks = ev.masks(idx) if idx.size else None
+    names = ev.names(idx)
+    named = getattr(ev.source, "names", None) is not None
     vmin = vmax = None
     if maps is not None and np.isfinite(maps).any():
         vmin, vmax = float(np.nanmin(maps)), float(np.nanmax(maps))
@@ -319,8 +336,8 @@ def _image_sections(ev: Evaluation, top: int) -> str:
     for j, i in enumerate(idx):
         png = io.BytesIO()
         img = heatmap_image(images[j], None if maps is None else maps[j], float(ev.scores[i]), ev.threshold,
-                            labels[j], vmin=vmin, vmax=vmax)
-        img.thumbnail((2 * MAX_PANEL + 8, MAX_PANEL))  # large photographs: keep the page light
+                            labels[j], vmin=vmin, vmax=vmax, mask=None if masks is None else masks[j])
+        img.thumbnail((3 * MAX_PANEL + 8, MAX_PANEL))  # large photographs: keep the page light
         img.save(png, format="PNG")
         cards.append(png.getvalue())
     if maps is not None and vmin is not None:
@@ -332,11 +349,14 @@ def _image_sections(ev: Evaluation, top: int) -> str:
 
     def grid(part, offset):
         return '<div class="grid">' + "".join(
-            _card(cards[offset + r], r + 1, int(i), f"score {ev.scores[i]:.4g}") for r, i in enumerate(part)
+            _card(cards[offset + r], r + 1, names[offset + r] if named else f"sample {int(i)}",
+                  f"score {ev.scores[i]:.4g}") for r, i in enumerate(part)
         ) + "</div>"
 
+    panels = "the image, and the image under its anomaly map" + (
+        "; right: the true defect mask" if masks is not None else "")
     out = ('<section id="top-anomalies"><h2>Top anomalies</h2>'
-           f"<p>The {len(top_idx)} highest-scoring of {len(s):,} samples: the image, and the image under its anomaly map.</p>"
+           f"<p>The {len(top_idx)} highest-scoring of {len(s):,} samples: {panels}.</p>"
            + legend + grid(top_idx, 0) + "</section>")
     out += '<section id="missed"><h2>Missed: the most normal-looking anomalies</h2>'
     if not labelled:
@@ -461,7 +481,7 @@ def render_report(ev: Evaluation, out, top: int = 8) -> Path:
     when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     n_scored = int(np.isfinite(np.asarray(ev.scores, dtype=np.float64)).sum())
     scored = f"{n:,} {unit}" + (f", {n_scored:,} scored" if n_scored != n else " scored")
-    parts = [_header_section(ev), _plots_section(ev)]
+    parts = [_header_section(ev), _per_class_section(ev), _plots_section(ev)]
     parts.append(_series_sections(ev, int(top)) if ev.kind == "series" else _image_sections(ev, int(top)))
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

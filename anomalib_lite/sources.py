@@ -1,18 +1,23 @@
 """Data specs: the strings the CLI (and Python users) name data by.
 
-``mnist:train`` / ``mnist:test`` (options ``?classes=7`` or ``?classes=0,1``, ``?limit=N``), a
-folder of images (sub-folder names are class names; ``good`` and ``normal`` are normal; option
-``?size=64`` or ``?size=64x48`` resizes), and ``.npy`` / ``.npz`` files (an ``.npz`` may hold
-labels under ``y``, ``labels`` or ``targets``). Any image spec takes ``?synth=stroke_blob`` (ops of
-``augment.synth``; with ``share=``, ``severity=``, ``seed=``) to plant synthetic anomalies with
-exact masks, for pixel-level evaluation. :func:`load` returns a :class:`DataSource`, which
-:func:`anomalib_lite.data.iter_batches` understands. Folder images are read lazily, batch by batch.
+``mnist:train`` / ``mnist:test`` (options ``?classes=7`` or ``?classes=0,1``, ``?limit=N``); a
+folder of images (sub-folder names are class names, ``good`` and ``normal`` are normal; a folder
+with images directly inside is unlabelled; option ``?size=64`` or ``?size=64x48`` resizes); one
+image file; a glob such as ``"lot7/*.png"`` (unlabelled); ``.npy`` / ``.npz`` files (an ``.npz``
+may hold labels under ``y``, ``labels`` or ``targets``). MVTec AD's layout is recognised: for
+``CAT/test`` the masks in ``CAT/ground_truth/<defect>/<name>_mask.png`` come with the images.
+Any image spec takes ``?tile=256`` (and ``overlap=0.25``) to be scored tile by tile, and
+``?synth=stroke_blob`` (ops of ``augment.synth``; with ``share=``, ``severity=``, ``seed=``) to
+plant synthetic anomalies with exact masks. :func:`load` returns a :class:`DataSource`, which
+:func:`anomalib_lite.data.iter_batches` understands. Image files are read lazily, batch by batch,
+and every sample has a name (its path relative to the spec) for outputs.
 Time series: a ``.csv`` file, ``-`` (CSV on stdin) or ``nab:realKnownCause/nyc_taxi.csv`` (from
 ``<data root>/NAB``), read by :mod:`anomalib_lite.series_sources`; options ``?start=`` and
 ``?stop=`` (a step, or a fraction of the series such as ``0.15``) and ``?limit=N`` cut it in time.
 """
 from __future__ import annotations
 
+import glob as _glob
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,6 +26,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from .errors import AnomalyError
+from .tiling import Tiling
 
 __all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "load"]
 
@@ -50,9 +56,32 @@ class DataSource:
     targets: np.ndarray | None
     class_names: list[str] | None
     normal_names: list[str] | None
+    #: per-sample names for outputs (paths relative to the spec), or None (arrays: the index)
+    names: list[str] | None = None
+    #: score images tile by tile (``?tile=``), or None
+    tiling: Tiling | None = None
 
     def __len__(self) -> int:
         raise NotImplementedError
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether ground-truth defect masks are known for every sample."""
+        return False
+
+    def read_masks(self, indices) -> np.ndarray | None:
+        """Boolean (k, H, W) defect masks of samples ``indices`` (all-False for normal ones), or
+        None when the data has none."""
+        return None
+
+    def name(self, i: int) -> str:
+        """What outputs call sample ``i``: its path relative to the spec, else its index."""
+        return self.names[i] if self.names is not None else str(i)
+
+    def _carry(self, other: DataSource) -> DataSource:
+        """Options that survive subsetting (tiling)."""
+        other.tiling = self.tiling
+        return other
 
     def batches(self, batch_size: int) -> Iterator[tuple]:
         """Yield raw ``(x, y)`` batches (uint8 images or float arrays, class indices or None)."""
@@ -91,12 +120,20 @@ class DataSource:
 class ArraySource(DataSource):
     """Samples held in memory (MNIST, .npy/.npz); ``masks`` (N, H, W) mark synthetic defects."""
 
-    def __init__(self, spec, x, targets=None, class_names=None, normal_names=None, masks=None):
+    def __init__(self, spec, x, targets=None, class_names=None, normal_names=None, masks=None, names=None):
         self.spec, self.x, self.targets = spec, x, targets
         self.class_names, self.normal_names, self.masks = class_names, normal_names, masks
+        self.names = names
 
     def __len__(self) -> int:
         return len(self.x)
+
+    @property
+    def has_masks(self) -> bool:
+        return self.masks is not None
+
+    def read_masks(self, indices) -> np.ndarray | None:
+        return None if self.masks is None else np.asarray(self.masks[np.asarray(indices, dtype=np.int64)], dtype=bool)
 
     def batches(self, batch_size: int) -> Iterator[tuple]:
         for i in range(0, len(self.x), batch_size):
@@ -106,16 +143,28 @@ class ArraySource(DataSource):
     def subset(self, indices: np.ndarray) -> ArraySource:
         t = None if self.targets is None else self.targets[indices]
         m = None if self.masks is None else self.masks[indices]
-        return ArraySource(self.spec, self.x[indices], t, self.class_names, self.normal_names, m)
+        names = None if self.names is None else [self.names[i] for i in indices]
+        return self._carry(ArraySource(self.spec, self.x[indices], t, self.class_names, self.normal_names, m, names))
+
+
+#: decoded values per folder batch (images are read lazily: large images come fewer at a time)
+_BATCH_VALUES = 1 << 26
 
 
 class ImageFolderSource(DataSource):
-    """Image files read lazily; all decoded to one mode ('L' or 'RGB') and one size."""
+    """Image files read lazily; all decoded to one mode ('L' or 'RGB') and one size.
 
-    def __init__(self, spec, paths, targets, class_names, normal_names, mode, size):
+    ``names`` are the paths relative to ``root``; ``mask_paths`` (one per file, None for normal
+    images) are MVTec-style ground-truth masks, read and resized like the images.
+    """
+
+    def __init__(self, spec, paths, targets, class_names, normal_names, mode, size, root=None, mask_paths=None):
         self.spec, self.paths, self.targets = spec, list(paths), targets
         self.class_names, self.normal_names = class_names, normal_names
         self.mode, self.size = mode, size  # size is (H, W)
+        self.root = Path(root) if root is not None else None
+        self.mask_paths = mask_paths
+        self.names = [_relative(p, self.root) for p in self.paths]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -132,23 +181,58 @@ class ImageFolderSource(DataSource):
         except (OSError, ValueError, SyntaxError) as e:
             raise AnomalyError(f"{path}: cannot read image ({e})") from None
 
+    def _read_mask(self, path: Path | None) -> np.ndarray:
+        from PIL import Image
+
+        if path is None:
+            return np.zeros(self.size, dtype=bool)
+        try:
+            with Image.open(path) as im:
+                im = im.convert("L")
+                if (im.height, im.width) != self.size:
+                    im = im.resize((self.size[1], self.size[0]), Image.NEAREST)
+                return np.asarray(im) >= 128
+        except (OSError, ValueError, SyntaxError) as e:
+            raise AnomalyError(f"{path}: cannot read mask ({e})") from None
+
+    @property
+    def has_masks(self) -> bool:
+        return self.mask_paths is not None
+
+    def read_masks(self, indices) -> np.ndarray | None:
+        if self.mask_paths is None:
+            return None
+        return np.stack([self._read_mask(self.mask_paths[int(i)]) for i in indices])
+
     def batches(self, batch_size: int) -> Iterator[tuple]:
-        for i in range(0, len(self.paths), batch_size):
-            x = np.stack([self._read(p) for p in self.paths[i : i + batch_size]])
-            y = None if self.targets is None else self.targets[i : i + batch_size]
+        channels = 1 if self.mode == "L" else 3
+        step = max(1, min(batch_size, _BATCH_VALUES // (self.size[0] * self.size[1] * channels)))
+        for i in range(0, len(self.paths), step):
+            x = np.stack([self._read(p) for p in self.paths[i : i + step]])
+            y = None if self.targets is None else self.targets[i : i + step]
             yield x, y
 
     def subset(self, indices: np.ndarray) -> ImageFolderSource:
         t = None if self.targets is None else self.targets[indices]
         paths = [self.paths[i] for i in indices]
-        return ImageFolderSource(
-            self.spec, paths, t, self.class_names, self.normal_names, self.mode, self.size
-        )
+        masks = None if self.mask_paths is None else [self.mask_paths[i] for i in indices]
+        return self._carry(ImageFolderSource(
+            self.spec, paths, t, self.class_names, self.normal_names, self.mode, self.size, self.root, masks
+        ))
+
+
+def _relative(path: Path, root: Path | None) -> str:
+    if root is None:
+        return path.name
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
 
 
 # ---------------------------------------------------------------- spec parsing
 
-_OPTIONS = {"classes", "limit", "seed", "severity", "share", "size", "start", "stop", "synth"}
+_OPTIONS = {"classes", "limit", "overlap", "seed", "severity", "share", "size", "start", "stop", "synth", "tile"}
 SYNTH_CLASS = "synthetic"
 
 
@@ -258,7 +342,8 @@ def _synthesize(src: DataSource, options: dict[str, str]) -> DataSource:
         x[chosen], masks[chosen] = np.asarray(imgs), np.asarray(m)
         names = [*names, SYNTH_CLASS]
         targets[chosen] = len(names) - 1
-    return ArraySource(src.spec, x, targets, names, normal, masks)
+    sample_names = None if src.names is None else list(src.names)
+    return src._carry(ArraySource(src.spec, x, targets, names, normal, masks, sample_names))
 
 
 def _load_mnist(spec: str, split: str, data_dir, download: bool) -> ArraySource:
@@ -307,12 +392,18 @@ def _load_array(spec: str, path: Path) -> ArraySource:
     return ArraySource(spec, x, targets.astype(np.int64), [str(v) for v in names])
 
 
-def _load_folder(spec: str, root: Path, size: tuple[int, int] | None) -> ImageFolderSource:
-    from PIL import Image
+def _image_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
-    files = sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+
+def _load_folder(spec: str, root: Path, size: tuple[int, int] | None) -> ImageFolderSource:
+    """A folder: sub-folders are classes (labelled), or images directly inside (unlabelled)."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        raise AnomalyError(
+            f"{spec}: an MVTec-style category (train/, test/, ground_truth/); use {root / 'train'} "
+            f"to fit and {root / 'test'} to score or evaluate"
+        )
+    files = _image_files(root)
     if not files:
         raise AnomalyError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     classes = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else None for p in files]
@@ -320,6 +411,39 @@ def _load_folder(spec: str, root: Path, size: tuple[int, int] | None) -> ImageFo
     class_names = sorted(set(classes)) if labelled else None
     targets = np.array([class_names.index(c) for c in classes]) if labelled else None
     normal = [c for c in class_names if c.lower() in NORMAL_NAMES] if labelled else []
+    masks = _mvtec_masks(root, files, classes, normal) if labelled else None
+    return _image_source(spec, root, files, size, targets, class_names, normal or None, masks)
+
+
+def _mvtec_masks(root: Path, files: list[Path], classes: list[str], normal: list[str]) -> list | None:
+    """MVTec AD's ground truth beside a test folder: ``../ground_truth/<defect>/<name>_mask.png``
+    for every image of a defect class (normal images have none). All or nothing: a defect class
+    without a ground-truth folder means no masks; a folder that lacks one image's mask is an error."""
+    gt = root.parent / "ground_truth"
+    if not gt.is_dir():
+        return None
+    out: list[Path | None] = []
+    for path, cls in zip(files, classes):
+        if cls in normal:
+            out.append(None)
+            continue
+        folder = gt / cls
+        if not folder.is_dir():
+            return None
+        rel = path.relative_to(root / cls)
+        candidates = [folder / rel.parent / f"{path.stem}_mask{ext}" for ext in (".png", path.suffix)]
+        candidates.append(folder / rel)
+        mask = next((c for c in candidates if c.is_file()), None)
+        if mask is None:
+            raise AnomalyError(f"{path}: no ground-truth mask (looked for {candidates[0]})")
+        out.append(mask)
+    return out
+
+
+def _image_source(spec, root, files, size, targets=None, class_names=None, normal=None, masks=None) -> ImageFolderSource:
+    """Check that every file opens and that sizes agree (unless ``size`` resizes them)."""
+    from PIL import Image
+
     modes, sizes = set(), {}
     for p in files:
         try:
@@ -332,12 +456,19 @@ def _load_folder(spec: str, root: Path, size: tuple[int, int] | None) -> ImageFo
         if len(sizes) > 1:
             (s1, p1), (s2, p2) = list(sizes.items())[:2]
             raise AnomalyError(
-                f"{root}: images differ in size ({p1.name} {s1[0]}x{s1[1]}, {p2.name} "
+                f"{spec}: images differ in size ({p1.name} {s1[0]}x{s1[1]}, {p2.name} "
                 f"{s2[0]}x{s2[1]}); add ?size=H or ?size=HxW to the data spec"
             )
         size = next(iter(sizes))
     mode = "L" if modes <= _GRAY_MODES else "RGB"
-    return ImageFolderSource(spec, files, targets, class_names, normal or None, mode, size)
+    return ImageFolderSource(spec, files, targets, class_names, normal, mode, size, root, masks)
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder part of a glob before its first wildcard (names are relative to it)."""
+    parts = Path(pattern).parts
+    fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if _glob.has_magic(p))]]
+    return Path(*fixed) if fixed else Path(".")
 
 
 def _step(src: DataSource, options: dict[str, str], key: str, default: int) -> int:
@@ -356,7 +487,7 @@ def _step(src: DataSource, options: dict[str, str], key: str, default: int) -> i
 
 def _select_series(src, options: dict[str, str]):
     """Apply ?start=, ?stop= and ?limit= to a series (time ranges, never a shuffle)."""
-    for key in ("classes", "size", "synth", "share", "severity", "seed"):
+    for key in ("classes", "size", "synth", "share", "severity", "seed", "tile", "overlap"):
         if key in options:
             raise AnomalyError(f"{src.spec}: {key}= applies to images only")
     start, stop = _step(src, options, "start", 0), _step(src, options, "stop", len(src))
@@ -392,11 +523,38 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
         return _select_series(src, options)
     if columns or time_column or label_column:
         raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to CSV series only")
+    src = _load_images(spec, base, options, data_dir, download)
+    if "tile" in options:
+        src.tiling = _tiling(spec, options)
+    elif "overlap" in options:
+        raise AnomalyError(f"{spec}: overlap= applies with tile= only")
+    return src
+
+
+def _tiling(spec: str, options: dict[str, str]) -> Tiling:
+    try:
+        tile = int(options["tile"])
+        overlap = float(options.get("overlap", 0.25))
+        return Tiling(tile, overlap)
+    except ValueError as e:
+        why = str(e) if "tile" in str(e) or "overlap" in str(e) else f"tile '{options['tile']}' is not a positive integer"
+        raise AnomalyError(f"{spec}: {why}") from None
+
+
+def _load_images(spec: str, base: str, options: dict[str, str], data_dir, download: bool) -> DataSource:
     if base.startswith("mnist:"):
         if "size" in options:
-            raise AnomalyError(f"{spec}: size= applies to image folders only")
+            raise AnomalyError(f"{spec}: size= applies to image files only")
         return _synthesize(_select(_load_mnist(spec, base.split(":", 1)[1], data_dir, download), options), options)
+    size = _parse_size(spec, options["size"]) if "size" in options else None
     path = Path(base).expanduser()
+    if _glob.has_magic(base) and not path.exists():
+        files = sorted(Path(p) for p in _glob.glob(str(path), recursive=True)
+                       if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
+        if not files:
+            raise AnomalyError(f"{spec}: no image files match '{base}'")
+        src = _image_source(spec, _glob_root(str(path)), files, size)
+        return _synthesize(_select(src, options), options)
     if ":" in base and not path.exists() and not (len(base) > 1 and base[1] == ":"):
         scheme = base.split(":", 1)[0]
         raise AnomalyError(
@@ -406,13 +564,14 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
     if not path.exists():
         raise AnomalyError(f"{spec}: path '{path}' does not exist")
     if path.is_dir():
-        size = _parse_size(spec, options["size"]) if "size" in options else None
         return _synthesize(_select(_load_folder(spec, path, size), options), options)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return _synthesize(_select(_image_source(spec, path.parent, [path], size), options), options)
     if path.suffix.lower() in (".npy", ".npz"):
         if "size" in options:
-            raise AnomalyError(f"{spec}: size= applies to image folders only")
+            raise AnomalyError(f"{spec}: size= applies to image files only")
         return _synthesize(_select(_load_array(spec, path), options), options)
     raise AnomalyError(
-        f"{spec}: cannot read '{path.suffix or path.name}' files; expected a folder of "
-        "images, a .npy/.npz file, or a .csv series"
+        f"{spec}: cannot read '{path.suffix or path.name}' files; expected a folder of images, "
+        "an image file, a glob such as 'lot7/*.png', a .npy/.npz file, or a .csv series"
     )

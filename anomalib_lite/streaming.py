@@ -27,31 +27,44 @@ def stream_rng(seed: int, *key: int) -> np.random.Generator:
 
 
 class Reservoir:
-    """A uniform random sample of at most ``capacity`` rows of a stream of (n, d) tensors."""
+    """A uniform random sample of at most ``capacity`` rows of a stream of (n, d) tensors.
 
-    def __init__(self, capacity: int, seed: int = 0):
+    Storage follows what was seen: rows are kept as they come until ``capacity`` is reached, so
+    a capacity of 10^6 rows costs nothing for a data set of 200 images. ``dtype`` stores the
+    rows in another precision (e.g. float16 halves the memory of a patch pool).
+    """
+
+    def __init__(self, capacity: int, seed: int = 0, dtype: torch.dtype | None = None):
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        self.capacity, self.seed = int(capacity), int(seed)
-        self.data: torch.Tensor | None = None
+        self.capacity, self.seed, self.dtype = int(capacity), int(seed), dtype
+        self.data: torch.Tensor | None = None  # exactly `capacity` rows once full
+        self._filling: list[torch.Tensor] = []  # rows kept while not yet full
         self.n_seen = 0
 
     def __len__(self) -> int:
-        return 0 if self.data is None else min(self.n_seen, self.capacity)
+        return min(self.n_seen, self.capacity)
 
     def add(self, rows: torch.Tensor) -> None:
         """Offer ``rows``; each row of the stream is kept with probability capacity / n_seen."""
         n = rows.shape[0]
         if n == 0:
             return
-        if self.data is None:
-            self.data = rows.new_empty((self.capacity, *rows.shape[1:]))
+        if self.dtype is not None:
+            rows = rows.to(self.dtype)
+        room = max(0, self.capacity - self.n_seen)
+        if room:  # still filling: keep the first `room` rows as they are
+            self._filling.append(rows[:room].clone())
+            self.n_seen += min(room, n)
+            if self.n_seen < self.capacity:
+                return
+            self.data, self._filling = torch.cat(self._filling), []
+            rows, n = rows[room:], n - room
+            if n == 0:
+                return
         pos = np.arange(self.n_seen, self.n_seen + n)
-        slots = pos.copy()
-        late = pos >= self.capacity
-        if late.any():
-            rng = stream_rng(self.seed, self.n_seen, n)
-            slots[late] = (rng.random(late.sum()) * (pos[late] + 1)).astype(np.int64)
+        rng = stream_rng(self.seed, self.n_seen, n)
+        slots = (rng.random(n) * (pos + 1)).astype(np.int64)
         keep = slots < self.capacity
         # later rows overwrite earlier ones that drew the same slot (sequential semantics)
         src = np.flatnonzero(keep)
@@ -62,11 +75,28 @@ class Reservoir:
         self.data[torch.as_tensor(dst, device=rows.device)] = rows.index_select(0, idx)
         self.n_seen += n
 
+    @classmethod
+    def restore(cls, rows: torch.Tensor, capacity: int, seed: int = 0, n_seen: int = 0,
+                dtype: torch.dtype | None = None) -> Reservoir:
+        """A reservoir holding ``rows`` (e.g. a coreset) that goes on from there: while it holds
+        fewer than ``capacity`` rows new ones are appended, then each replaces a random slot
+        with probability capacity / rows seen (``n_seen``, when more were seen than kept)."""
+        res = cls(capacity, seed, dtype)
+        rows = rows[:capacity]
+        res.add(rows)
+        if len(rows) >= res.capacity:
+            res.n_seen = max(res.n_seen, int(n_seen))
+        return res
+
     def values(self) -> torch.Tensor:
         """The rows kept so far (in slot order)."""
-        if self.data is None:
+        if self.n_seen == 0:
             raise ValueError("empty reservoir")
-        return self.data[: len(self)]
+        if self.data is not None:
+            return self.data
+        if len(self._filling) > 1:
+            self._filling = [torch.cat(self._filling)]
+        return self._filling[0]
 
 
 class RunningMoments:

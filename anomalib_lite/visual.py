@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .errors import AnomalyError
 from .io import atomic_output, check_writable
 
-__all__ = ["CMAP", "heatmap_image", "label_text", "true_labels", "write_heatmaps"]
+__all__ = ["CMAP", "heatmap_image", "heatmap_name", "label_text", "true_labels", "write_heatmaps"]
 
 CMAP = "jet"  # blue (low) to red (high): readable over grey digits and photographs alike
 ALPHA = 0.5  # weight of the map colour in the overlay
@@ -93,10 +93,11 @@ def label_text(label) -> str | None:
 
 def heatmap_image(image, score_map, score: float, threshold: float | None = None, label=None,
                   scale: int | None = None, vmin: float | None = None, vmax: float | None = None,
-                  cmap: str = CMAP) -> Image.Image:
+                  cmap: str = CMAP, mask=None) -> Image.Image:
     """The image and (with a map) the image under its map in colour, side by side, with the
     score, the verdict (ANOMALY/normal, when ``threshold`` is given) and the true label (when
-    known: 0/1 or text) in the top-left corner.
+    known: 0/1 or text) in the top-left corner. A ground-truth ``mask`` (H, W) adds a third
+    panel: the true defect in white, beside the map that should find it.
 
     ``image``: (C, H, W) float in [0, 1], C = 1 or 3. ``score_map``: (H, W) or None (image only).
     ``scale``: integer upscaling (nearest), by default the smallest making each side >= 160 px.
@@ -113,6 +114,11 @@ def heatmap_image(image, score_map, score: float, threshold: float | None = None
     if score_map is not None:
         colour = _colour(score_map, (h, w), vmin, vmax, cmap)
         panels.append((rgb * (1 - ALPHA) + colour * ALPHA).round().astype(np.uint8))
+    if mask is not None:
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != (h, w):
+            raise AnomalyError(f"heatmap: mask {m.shape} does not match the image {h}x{w}")
+        panels.append(np.repeat((m * 255).astype(np.uint8)[..., None], 3, axis=-1))
     H, W = h * scale, w * scale
     out = Image.new("RGB", (W * len(panels) + GAP * (len(panels) - 1), H), (255, 255, 255))
     for i, p in enumerate(panels):
@@ -175,9 +181,19 @@ def true_labels(ev, idx: Sequence[int]) -> list[str | None]:
     return out
 
 
+def heatmap_name(ev, i: int) -> str:
+    """The file a sample's heatmap goes to: its own relative path as a PNG (``scratch/003.png``
+    for ``test/scratch/003.png``), or ``{index:05d}_score{score:.4g}.png`` for arrays."""
+    names = getattr(ev.source, "names", None)
+    if names is not None:
+        return str(Path(names[int(i)]).with_suffix(".png"))
+    return f"{int(i):05d}_score{float(ev.scores[i]):.4g}.png"
+
+
 def write_heatmaps(out_dir, ev, indices=None, top: int | None = None, *, batch_size: int = 64,
                    vmin: float | None = None, vmax: float | None = None) -> list[Path]:
-    """One PNG per sample of ``ev`` (an image Evaluation): ``{index:05d}_score{score:.4g}.png``.
+    """One PNG per sample of ``ev`` (an image Evaluation), named by :func:`heatmap_name`: the
+    image, the image under its map, and the true mask where one is known.
 
     ``indices`` picks samples (default: all); ``top`` keeps only the ``top`` highest scoring of
     them. Maps are computed ``batch_size`` at a time; every file is written whole or not at all;
@@ -200,12 +216,14 @@ def write_heatmaps(out_dir, ev, indices=None, top: int | None = None, *, batch_s
     paths: list[Path] = []
     for start in range(0, len(idx), batch_size):
         chunk = idx[start : start + batch_size]
-        images, maps = ev.images(chunk), ev.maps(chunk)
+        images, maps, masks = ev.images(chunk), ev.maps(chunk), ev.masks(chunk)
         for j, i in enumerate(chunk):
             score = float(ev.scores[i])
             img = heatmap_image(images[j], maps[j], score, ev.threshold, labels[start + j],
-                                vmin=vmin, vmax=vmax)
-            path = out_dir / f"{int(i):05d}_score{score:.4g}.png"
+                                vmin=vmin, vmax=vmax, mask=None if masks is None else masks[j])
+            path = out_dir / heatmap_name(ev, i)
+            if path.parent != out_dir:
+                path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_output(path, "heatmap") as tmp:
                 img.save(tmp, format="PNG", optimize=False)
             paths.append(path)

@@ -30,7 +30,7 @@ def main() -> None:
     train = al.load_data("mnist:train")
     before = peak_rss_mb()
     t = time.perf_counter()
-    det = al.LatentDistance(memory_size=args.memory_size, maps=args.maps, device="cpu").fit(train)
+    det = al.LatentDistance(image_score="pooled", memory_size=args.memory_size, maps=args.maps, device="cpu").fit(train)
     sec = time.perf_counter() - t
     after = peak_rss_mb()
     f32 = len(train) * 784 * 4 / 2**20

@@ -97,7 +97,7 @@ def main() -> None:
 
         # baselines
         t = time.perf_counter()
-        det = al.LatentDistance(k=5, device="cpu").fit(fit_x)
+        det = al.LatentDistance(k=5, image_score="pooled", device="cpu").fit(fit_x)
         evaluate("raw-pixel kNN (k=5)", det, time.perf_counter() - t, maps=True)
         t = time.perf_counter()
         iso = IsolationForest(random_state=0, n_jobs=-1).fit(fit_x.flatten(1).numpy())
@@ -130,7 +130,7 @@ def main() -> None:
         for method in ("knn", "gaussian"):
             for norm in (False, True):
                 t = time.perf_counter()
-                det = al.LatentDistance(backbone=pre.extractor, method=method, normalize=norm, device="cpu")
+                det = al.LatentDistance(backbone=pre.extractor, image_score="pooled", method=method, normalize=norm, device="cpu")
                 det.fit(fit_x)
                 name = (f"LatentDistance on self-pretrained resnet18 ({method}{', L2 per layer' if norm else ''}, "
                         f"{args.epochs} epochs)")

@@ -32,7 +32,7 @@ def main() -> None:
 
     t = time.perf_counter()
     fit_data, cal_data = al.load_data("mnist:train?classes=7").split(0.2, seed=0)
-    det = al.LatentDistance(k=5, device="cpu").fit(fit_data).calibrate(cal_data, fpr=0.01)
+    det = al.LatentDistance(k=5, image_score="pooled", device="cpu").fit(fit_data).calibrate(cal_data, fpr=0.01)
     t_fit = time.perf_counter() - t
     print(f"fit + calibrate on {len(fit_data)} + {len(cal_data)} sevens: {t_fit:.1f} s", flush=True)
 

@@ -35,7 +35,7 @@ def main() -> None:
         sys.exit("chromium not found: apt-get install chromium")
 
     fit_data, cal_data = al.load_data("mnist:train?classes=7").split(0.2, seed=0)
-    det = al.LatentDistance(k=5, device="cpu").fit(fit_data).calibrate(cal_data, fpr=0.01)
+    det = al.LatentDistance(k=5, image_score="pooled", device="cpu").fit(fit_data).calibrate(cal_data, fpr=0.01)
     ev = assess(det, "mnist:test?limit=2000")
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,7 +29,7 @@ def main() -> None:
     fit_part, held_out = train.split(0.1, seed=0)
     loader = DataLoader(TensorDataset(torch.from_numpy(fit_part.x)), batch_size=args.batch_size, shuffle=True)
 
-    det = al.LatentDistance(k=5, memory_size=args.memory_size, maps=False)
+    det = al.LatentDistance(k=5, image_score="pooled", memory_size=args.memory_size, maps=False)
     for (batch,) in loader:  # streaming: one minibatch at a time
         det.partial_fit(batch)
     det.calibrate(held_out, fpr=args.fpr)

@@ -20,7 +20,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def digit7(tmp_path_factory, mnist_dir):
     out = tmp_path_factory.mktemp("fit") / "digit7.anomaly"
-    r = run("fit", "latent", "--data", "mnist:train?classes=7&limit=1500", "-o", out, "--quiet")
+    r = run("fit", "latent", "--data", "mnist:train?classes=7&limit=1500", "--image-score", "pooled", "-o", out, "--quiet")
     assert r.exit_code == 0, r.output
     return out
 

@@ -15,7 +15,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def digit7(tmp_path_factory, mnist_dir):
     out = tmp_path_factory.mktemp("fit") / "digit7.anomaly"
-    r = run("fit", "latent", "--data", "mnist:train?classes=7&limit=1200", "-o", out, "--quiet")
+    r = run("fit", "latent", "--data", "mnist:train?classes=7&limit=1200", "--image-score", "pooled", "-o", out, "--quiet")
     assert r.exit_code == 0, r.output
     return out
 

@@ -35,7 +35,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def digit7(mnist_dir):
-    det = al.LatentDistance(k=5, memory_size=2000, device="cpu").fit(al.load_data("mnist:train?classes=7&limit=500"))
+    det = al.LatentDistance(k=5, image_score="pooled", memory_size=2000, device="cpu").fit(al.load_data("mnist:train?classes=7&limit=500"))
     return det.calibrate(al.load_data("mnist:test?classes=7&limit=200"), fpr=0.05)
 
 
@@ -68,7 +68,8 @@ def ids(page: str) -> set[str]:
 def test_image_report_has_every_section_and_valid_embedded_pngs(labelled, tmp_path):
     out = render_report(labelled, tmp_path / "report.html", top=5)
     page = out.read_text(encoding="utf-8")
-    assert ids(page) == set(IMAGE_IDS)
+    assert ids(page) == {*IMAGE_IDS, "per-class"}  # nine other digits: a row each
+    assert page.count("<tr><td>") >= 9
     images = pngs(page)
     assert len(images) == page.count("<img") == 2 + 2 * 5  # ROC, histogram, 5 top + 5 missed
     assert all(im.width > 100 and im.height > 100 for im in images)
@@ -244,4 +245,4 @@ def test_unwritable_paths_give_one_error_and_leave_no_file(labelled, digit7, tmp
 def test_report_scores_a_spec_and_writes_the_page(digit7, tmp_path):
     out = report(digit7, "mnist:test?limit=60", tmp_path / "r.html", top=2)
     page = out.read_text()
-    assert ids(page) == set(IMAGE_IDS) and "mnist:test?limit=60" in page
+    assert ids(page) == {*IMAGE_IDS, "per-class"} and "mnist:test?limit=60" in page

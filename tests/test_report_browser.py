@@ -29,7 +29,7 @@ def page(mnist_dir, tmp_path_factory):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        det = al.LatentDistance(k=5, memory_size=2000, device="cpu").fit(
+        det = al.LatentDistance(k=5, image_score="pooled", memory_size=2000, device="cpu").fit(
             al.load_data("mnist:train?classes=7&limit=300"))
         det.calibrate(al.load_data("mnist:test?classes=7&limit=100"), fpr=0.05)
         ev = assess(det, "mnist:test?limit=200")

@@ -226,7 +226,7 @@ class Reconstruction(Detector):
         self._require_fitted()
         out = []
         with torch.inference_mode():
-            for b in self._batches(data, "score_spread"):
+            for b, _ in self._batches(data, "score_spread"):
                 s = torch.stack([m.flatten(1).mean(1) for m in self._passes(b.x)])
                 out.append(s.std(0, unbiased=False).double().cpu())
         return torch.cat(out).numpy()
