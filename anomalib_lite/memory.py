@@ -58,7 +58,8 @@ class KnnIndex:
             q = queries[i : i + rows]
             # |b|^2 - 2 q.b in one fused call (|q|^2 is constant per row: it cannot change the order)
             part = torch.addmm(sq, q, bank.T, alpha=-2.0)
-            idx = part.argmin(1, keepdim=True) if k == 1 else part.topk(k, 1, largest=False).indices
+            # (min() is faster than argmin() on CPU)
+            idx = part.min(1, keepdim=True).indices if k == 1 else part.topk(k, 1, largest=False).indices
             # exact distances to the k candidates: the expansion loses precision near zero
             d, order = (q[:, None, :] - bank[idx]).norm(dim=-1).sort(1)
             dists.append(d)

@@ -1,0 +1,69 @@
+"""The `anomaly` command on real-size image folders (issue 10): MVTec layout, one image, globs,
+tiles, paths in every output."""
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "anomalib_lite"))
+from test_real_size import _mvtec  # noqa: E402
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mvtec")
+    cat = _mvtec(root, np.random.default_rng(5), n_train=30, n_good=6, n_bad=4)
+    out = root / "tex.anomaly"
+    r = run("fit", "latent", "--data", cat / "train", "--holdout", "0.2", "--fpr", "0.1", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "patch bank" in r.output and "MB)" in r.output
+    return cat, out
+
+
+def test_evaluate_mvtec_prints_pixel_figures_and_a_table_per_defect(fitted, tmp_path):
+    cat, bundle = fitted
+    r = run("evaluate", bundle, "--data", cat / "test", "--report", tmp_path / "r.html")
+    assert r.exit_code == 0, r.output
+    assert "pixel ROC-AUC" in r.output and "PRO (to FPR 0.3)" in r.output
+    assert "per class" in r.output and "\nspot " in r.output
+
+
+def test_score_one_image_prints_one_line(fitted):
+    cat, bundle = fitted
+    r = run("score", bundle, "--data", cat / "test" / "spot" / "001.png")
+    assert r.exit_code == 0, r.output
+    (line,) = r.output.strip().splitlines()
+    assert line.startswith("001.png: score ") and "p-value" in line and "threshold" in line
+
+
+def test_score_a_glob_writes_paths_and_named_heatmaps(fitted, tmp_path):
+    cat, bundle = fitted
+    out, maps = tmp_path / "s.csv", tmp_path / "maps"
+    r = run("score", bundle, "--data", f"{cat / 'test'}/*/00[0-2].png", "-o", out, "--maps", maps)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(out.open()))
+    assert [row["path"] for row in rows] == ["good/000.png", "good/001.png", "good/002.png",
+                                             "spot/000.png", "spot/001.png", "spot/002.png"]
+    assert sorted(p.relative_to(maps).as_posix() for p in maps.rglob("*.png")) == [row["path"] for row in rows]
+
+
+def test_tiles_from_the_command_line(fitted, tmp_path):
+    cat, bundle = fitted
+    out = tmp_path / "tiles.anomaly"
+    r = run("fit", "latent", "--data", f"{cat / 'train'}?tile=32&overlap=0.5", "--holdout", "0.2", "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    r = run("score", out, "--data", cat / "test", "-o", tmp_path / "s.csv")  # 48 px images, 32 px tiles
+    assert r.exit_code == 0, r.output
+    r = run("info", out)
+    assert "tile: 32" in r.output
+    r = run("score", out, "--data", f"{cat / 'test'}?tile=64", "-o", tmp_path / "t.csv")
+    assert r.exit_code == 2 and "smaller than the 64 px tile" in r.output
