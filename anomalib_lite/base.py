@@ -259,8 +259,9 @@ class Detector:
         """One line on what was learned (e.g. a memory bank's size), for the CLI; may be empty."""
         return ""
 
-    def save(self, path) -> None:
-        """Write a one-file ``.anomaly`` bundle (safetensors + JSON header), atomically."""
+    def save(self, path, sign=None) -> None:
+        """Write a one-file ``.anomaly`` bundle (safetensors + JSON header), atomically;
+        ``sign``: an Ed25519 private key file that signs the whole file (``anomaly keygen``)."""
         from .bundle import save
 
-        save(self, path)
+        save(self, path, sign=sign)

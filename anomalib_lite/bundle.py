@@ -19,6 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from . import signing
 from .base import DETECTORS, Detector
 from .errors import AnomalyError
 from .io import atomic_output, check_writable
@@ -75,10 +76,14 @@ def _versions() -> dict[str, str]:
     }
 
 
-def save(detector: Detector, path) -> Path:
-    """Write ``detector`` to ``path`` atomically; returns the path."""
+def save(detector: Detector, path, sign=None) -> Path:
+    """Write ``detector`` to ``path`` atomically; returns the path. ``sign``: an Ed25519 private
+    key file (``anomaly keygen``) or key object; the signature covers the whole file."""
     detector._require_fitted()
-    path = check_writable(path, "bundle")
+    path = check_writable(_path(path), "bundle")
+    key = None
+    if sign is not None:
+        key = signing.load_private_key(sign) if isinstance(sign, (str, os.PathLike)) else sign
     tensors, meta = detector._get_state()
     cal = detector.calibration_scores_
     if cal is not None:
@@ -104,9 +109,33 @@ def save(detector: Detector, path) -> Path:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     header["checksum"] = _checksum(header, tensors)
+    metadata = {_KEY: json.dumps(header)}
+    if key is not None:
+        metadata[signing.SIGNATURE_KEY] = signing.PLACEHOLDER
     with atomic_output(path, "bundle") as tmp:
-        save_file(tensors, str(tmp), metadata={_KEY: json.dumps(header)})
+        save_file(tensors, str(tmp), metadata=metadata)
+        if key is not None:
+            signing.sign_file(tmp, key)
     return path
+
+
+def _path(path) -> Path:
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise AnomalyError(f"bundle path: expected a file name, got {path!r}")
+    return Path(path)
+
+
+def _verify(path: Path, verify) -> None:
+    """Check the signature when a public key is given (or set in $ANOMALY_VERIFY_KEY)."""
+    verify = verify if verify is not None else signing.verify_key_from_env()
+    if verify is None or verify is False:
+        return
+    key = signing.load_public_key(verify) if isinstance(verify, (str, os.PathLike)) else verify
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise AnomalyError(f"{path}: cannot read ({e.strerror})") from None
+    signing.verify_file(path, key, data)
 
 
 def _check_header(path: Path, meta: dict | None) -> dict:
@@ -127,29 +156,37 @@ def _check_header(path: Path, meta: dict | None) -> dict:
     return header
 
 
-def _read(path: Path, with_tensors: bool) -> tuple[dict, dict[str, torch.Tensor]]:
+def _read(path: Path, with_tensors: bool, verify=None) -> tuple[dict, dict[str, torch.Tensor]]:
     if not path.exists():
         raise AnomalyError(f"{path}: bundle not found")
     if path.is_dir():
         raise AnomalyError(f"{path}: is a folder, not a bundle")
+    if not path.is_file():
+        raise AnomalyError(f"{path}: not a regular file")
+    _verify(path, verify)
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = _check_header(path, handle.metadata())
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (not a dict) if with_tensors else {}
+            names = list(handle.keys()) if with_tensors else []
+            tensors = {k: handle.get_tensor(k) for k in names}
     except (SafetensorError, OSError, RuntimeError) as e:
         raise AnomalyError(f"{path}: not a readable bundle (truncated or not safetensors: {e})") from None
     return header, tensors
 
 
-def read_header(path) -> dict:
-    """The JSON header of a bundle, without loading its tensors."""
-    return _read(Path(path), with_tensors=False)[0]
+def read_header(path, verify=None) -> dict:
+    """The JSON header of a bundle, without loading its tensors (``verify``: as for :func:`load`)."""
+    return _read(_path(path), with_tensors=False, verify=verify)[0]
 
 
-def load(path, device: str | None = None) -> Detector:
-    """Load a bundle written by :meth:`Detector.save`; never executes code from the file."""
-    path = Path(path)
-    header, tensors = _read(path, with_tensors=True)
+def load(path, device: str | None = None, verify=None) -> Detector:
+    """Load a bundle written by :meth:`Detector.save`; never executes code from the file.
+
+    ``verify``: a public key file (or key) whose signature the bundle must carry; by default
+    ``$ANOMALY_VERIFY_KEY`` when set. An unsigned or changed bundle is then refused.
+    """
+    path = _path(path)
+    header, tensors = _read(path, with_tensors=True, verify=verify)
     if header.get("checksum") != _checksum(header, tensors):
         raise AnomalyError(f"{path}: checksum mismatch: the bundle was modified or damaged")
     cls = DETECTORS.get(header.get("detector"))
