@@ -32,7 +32,63 @@ __all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "da
 
 NORMAL_NAMES = ("good", "normal")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L"}
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L"}  # 16-bit grey: scaled by 1/65535, read as float32
+_ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+def _open_image(path: Path):
+    """PIL's image of a file, or one AnomalyError naming it (unreadable, truncated header, or a
+    decompression bomb: more pixels than PIL allows, ``PIL.Image.MAX_IMAGE_PIXELS`` x 2)."""
+    from PIL import Image
+
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise AnomalyError(f"{path}: refused: {e}") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise AnomalyError(f"{path}: cannot read image ({e})") from None
+
+
+def _probe(path: Path) -> tuple[str, tuple[int, int]]:
+    """Mode and (height, width) as the image will be read (EXIF rotation applied), without
+    decoding its pixels."""
+    with _open_image(path) as im:
+        if im.mode == "F":
+            raise AnomalyError(f"{path}: 32-bit float images are not supported; save it as 8- or 16-bit")
+        try:
+            turned = im.getexif().get(0x0112) in _ROTATED
+        except Exception:  # noqa: BLE001  (a damaged EXIF block: read the image as stored)
+            turned = False
+        return im.mode, ((im.width, im.height) if turned else (im.height, im.width))
+
+
+def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """An image as (H, W) or (H, W, 3): uint8, or float32 in [0, 1] for 16-bit grey; EXIF
+    orientation applied, palettes and CMYK converted, resized to ``size`` (bilinear)."""
+    from PIL import Image, ImageOps
+
+    with _open_image(path) as im:
+        try:
+            try:
+                im = ImageOps.exif_transpose(im)
+            except Exception:  # noqa: BLE001  (a damaged EXIF block: keep the stored orientation)
+                im.load()
+            if mode == "L" and im.mode in _WIDE_MODES:
+                a = np.asarray(im, dtype=np.float32) / 65535.0
+                if a.shape != size:
+                    a = np.asarray(Image.fromarray(a, mode="F").resize((size[1], size[0]), Image.BILINEAR))
+                return np.clip(a, 0.0, 1.0)
+            if im.mode == "P" or im.mode == "CMYK" or (im.mode not in ("L", "RGB") and mode == "L"):
+                im = im.convert("RGBA" if im.mode == "P" else "RGB")
+            im = im.convert(mode)
+            if (im.height, im.width) != size:
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+        except Image.DecompressionBombError as e:
+            raise AnomalyError(f"{path}: refused: {e}") from None
+        except (OSError, ValueError, SyntaxError) as e:
+            raise AnomalyError(f"{path}: cannot read image ({e})") from None
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
@@ -158,10 +214,12 @@ class ImageFolderSource(DataSource):
     images) are MVTec-style ground-truth masks, read and resized like the images.
     """
 
-    def __init__(self, spec, paths, targets, class_names, normal_names, mode, size, root=None, mask_paths=None):
+    def __init__(self, spec, paths, targets, class_names, normal_names, mode, size, root=None, mask_paths=None,
+                 wide=False):
         self.spec, self.paths, self.targets = spec, list(paths), targets
         self.class_names, self.normal_names = class_names, normal_names
         self.mode, self.size = mode, size  # size is (H, W)
+        self.wide = wide  # some images are 16-bit: every image is read as float32 in [0, 1]
         self.root = Path(root) if root is not None else None
         self.mask_paths = mask_paths
         self.names = [_relative(p, self.root) for p in self.paths]
@@ -170,30 +228,25 @@ class ImageFolderSource(DataSource):
         return len(self.paths)
 
     def _read(self, path: Path) -> np.ndarray:
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                im = im.convert(self.mode)
-                if (im.height, im.width) != self.size:
-                    im = im.resize((self.size[1], self.size[0]), Image.BILINEAR)
-                return np.asarray(im, dtype=np.uint8)
-        except (OSError, ValueError, SyntaxError) as e:
-            raise AnomalyError(f"{path}: cannot read image ({e})") from None
+        x = _decode(path, self.mode, self.size)
+        return x.astype(np.float32) / 255.0 if self.wide and x.dtype == np.uint8 else x
 
     def _read_mask(self, path: Path | None) -> np.ndarray:
         from PIL import Image
 
         if path is None:
             return np.zeros(self.size, dtype=bool)
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L")
+        with _open_image(path) as im:
+            try:
+                if im.mode not in ("1", "L", "P"):
+                    im = im.convert("L")
                 if (im.height, im.width) != self.size:
                     im = im.resize((self.size[1], self.size[0]), Image.NEAREST)
-                return np.asarray(im) >= 128
-        except (OSError, ValueError, SyntaxError) as e:
-            raise AnomalyError(f"{path}: cannot read mask ({e})") from None
+                a = np.asarray(im)
+            except (OSError, ValueError, SyntaxError) as e:
+                raise AnomalyError(f"{path}: cannot read mask ({e})") from None
+        top = int(a.max(initial=0))
+        return a > top // 2 if top > 1 else a > 0  # 0/255 masks (MVTec) and 0/1 masks alike
 
     @property
     def has_masks(self) -> bool:
@@ -217,7 +270,8 @@ class ImageFolderSource(DataSource):
         paths = [self.paths[i] for i in indices]
         masks = None if self.mask_paths is None else [self.mask_paths[i] for i in indices]
         return self._carry(ImageFolderSource(
-            self.spec, paths, t, self.class_names, self.normal_names, self.mode, self.size, self.root, masks
+            self.spec, paths, t, self.class_names, self.normal_names, self.mode, self.size, self.root, masks,
+            self.wide,
         ))
 
 
@@ -442,16 +496,11 @@ def _mvtec_masks(root: Path, files: list[Path], classes: list[str], normal: list
 
 def _image_source(spec, root, files, size, targets=None, class_names=None, normal=None, masks=None) -> ImageFolderSource:
     """Check that every file opens and that sizes agree (unless ``size`` resizes them)."""
-    from PIL import Image
-
     modes, sizes = set(), {}
     for p in files:
-        try:
-            with Image.open(p) as im:
-                modes.add(im.mode)
-                sizes.setdefault((im.height, im.width), p)
-        except (OSError, ValueError, SyntaxError) as e:
-            raise AnomalyError(f"{p}: cannot read image ({e})") from None
+        mode, hw = _probe(p)
+        modes.add(mode)
+        sizes.setdefault(hw, p)
     if size is None:
         if len(sizes) > 1:
             (s1, p1), (s2, p2) = list(sizes.items())[:2]
@@ -461,7 +510,8 @@ def _image_source(spec, root, files, size, targets=None, class_names=None, norma
             )
         size = next(iter(sizes))
     mode = "L" if modes <= _GRAY_MODES else "RGB"
-    return ImageFolderSource(spec, files, targets, class_names, normal, mode, size, root, masks)
+    wide = mode == "L" and bool(modes & _WIDE_MODES)
+    return ImageFolderSource(spec, files, targets, class_names, normal, mode, size, root, masks, wide)
 
 
 def _glob_root(pattern: str) -> Path:

@@ -145,3 +145,69 @@ def test_read_header_reads_no_tensor_and_bad_paths_are_one_error(tmp_path, fitte
     os.mkfifo(fifo)
     with pytest.raises(AnomalyError, match="not a regular file"):
         al.load(fifo)
+
+
+# ---------------------------------------------------------------- images of every kind
+
+def _png_claiming(path, width, height):
+    """A PNG whose header claims width x height (PIL refuses it before decoding anything)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17])) & 0xFFFFFFFF
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+
+
+def test_hostile_and_unusual_images_are_read_right_or_refused_in_one_line(tmp_path):
+    from PIL import Image
+
+    from anomalib_lite.data import iter_batches
+
+    bomb = tmp_path / "bomb" / "x.png"
+    bomb.parent.mkdir()
+    _png_claiming(bomb, 100000, 100000)
+    with pytest.raises(AnomalyError, match=r"x.png: refused: .*decompression bomb"):
+        al.load_data(str(bomb))
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(cut / "a.png")
+    data = (cut / "a.png").read_bytes()
+    (cut / "a.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AnomalyError, match="a.png: cannot read image .*truncated"):
+        list(iter_batches(al.load_data(str(cut))))
+
+    kinds = tmp_path / "kinds"
+    kinds.mkdir()
+    wide = (np.arange(16 * 16).reshape(16, 16) * 250).astype(np.uint16)  # 16-bit grey, up to 63,750
+    Image.fromarray(wide).save(kinds / "wide.png")
+    (b,) = list(iter_batches(al.load_data(str(kinds / "wide.png"))))
+    assert b.x.dtype.is_floating_point and np.allclose(b.x[0, 0].numpy(), wide / 65535.0, atol=1e-6)
+
+    pal = Image.new("P", (16, 16))
+    pal.putpalette([0, 0, 0, 255, 0, 0] + [0, 0, 0] * 254)
+    pal.putpixel((3, 2), 1)
+    pal.save(kinds / "pal.png")
+    (b,) = list(iter_batches(al.load_data(str(kinds / "pal.png"))))
+    assert b.x.shape == (1, 3, 16, 16) and b.x[0, :, 2, 3].tolist() == [1.0, 0.0, 0.0]
+
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(kinds / "cmyk.jpg", quality=100)
+    (b,) = list(iter_batches(al.load_data(str(kinds / "cmyk.jpg"))))
+    assert b.x.shape == (1, 3, 16, 16) and b.x[0, 0].mean() > 0.9 and b.x[0, 1].mean() < 0.1  # red
+
+    tall = np.zeros((20, 10), np.uint8)
+    tall[0, :] = 255  # the top row of the picture as seen
+    img = Image.fromarray(tall.T.copy()[::-1])  # stored turned: 10 high, 20 wide
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    img.save(kinds / "turned.jpg", exif=exif, quality=100)
+    src = al.load_data(str(kinds / "turned.jpg"))
+    (b,) = list(iter_batches(src))
+    assert src.size == (20, 10) and b.x.shape == (1, 1, 20, 10)
+    assert b.x[0, 0, 0].mean() > 0.8 and b.x[0, 0, 1:].mean() < 0.2  # the bright row is on top
