@@ -1,6 +1,8 @@
 """Fitting from streams: Reconstruction, SyntheticOOD and pretrain read lazy folders, torch
 Datasets and DataLoaders batch by batch, give what the in-memory array gives, never hold the whole
 set, and do not depend on the number of DataLoader workers."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -173,3 +175,40 @@ def test_cli_workers_option(folder, tmp_path):
                                  str(tmp_path / "w.safetensors"), "--epochs", "1", "--image-size", "32",
                                  "--workers", "-1", "--quiet"])
     assert r.exit_code == 2 and "--workers" in r.output
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="reads /proc (Linux)")
+def test_worker_memory_stays_flat():
+    """A DataLoader worker's heap once grew by a batch for every batch it sent (glibc's dynamic
+    mmap threshold): 60 batches of 3 MB each would add 180 MB to it."""
+    from anomalib_lite.sources import DataSource
+
+    class Lazy(DataSource):  # not in memory as far as training knows: read by a worker
+        spec, targets, class_names, normal_names = "lazy", None, None, None
+
+        def __init__(self, x):
+            self.x = x
+
+        def __len__(self):
+            return len(self.x)
+
+        def batches(self, batch_size):
+            for i in range(0, len(self.x), batch_size):
+                yield self.x[i : i + batch_size], None
+
+        def subset(self, indices):
+            return Lazy(self.x[indices])
+
+    def private_dirty_mb(pid):
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        return int(next(line for line in text.splitlines() if line.startswith("Private_Dirty")).split()[1]) / 1024
+
+    samples = training_data(Lazy(np.zeros((16, 128, 128, 3), np.uint8)))
+    reader = samples.reader(num_workers=1)
+    sizes = []
+    for k, _ in enumerate(reader.read([torch.arange(16)] * 60)):
+        if k in (10, 59):
+            tasks = Path("/proc/self/task").iterdir()
+            kids = [int(c) for t in tasks for c in (t / "children").read_text().split()]
+            sizes.append(sum(private_dirty_mb(pid) for pid in kids))  # the worker's (and any other child's)
+    assert sizes[1] - sizes[0] < 60, sizes
