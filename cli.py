@@ -207,6 +207,14 @@ def _train_params(epochs, lr, max_time, augment_cfg, batch_size) -> dict:
     return params
 
 
+def workers_option(f):
+    """--workers: DataLoader processes decoding lazy data (image folders) while training."""
+    return click.option(
+        "--workers", type=click.IntRange(min=0), default=2, show_default=True,
+        help="Processes that decode images while training (0: in the main process; in-memory data never uses them).",
+    )(f)
+
+
 @fit.command("reconstruction")
 @click.option("--data", "data_spec", required=True, help='Normal images, e.g. "mnist:train?classes=7".')
 @click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.anomaly).")
@@ -219,11 +227,12 @@ def _train_params(epochs, lr, max_time, augment_cfg, batch_size) -> dict:
 @click.option("--weights", default="imagenet", show_default=True, help="imagenet, random, or a weights file.")
 @_image_model_options
 @train_options
+@workers_option
 @calibration_options
 @data_options
 @run_options
 def fit_reconstruction(data_spec, out, latent_dim, width, metric, dropout, mc_samples, backbone, weights,
-                       layers, image_size, augment_cfg, epochs, lr, max_time, holdout, fpr, data_dir,
+                       layers, image_size, augment_cfg, epochs, lr, max_time, workers, holdout, fpr, data_dir,
                        download, device, seed, batch_size, quiet):
     """Convolutional autoencoder; score = reconstruction error, maps = per-pixel error.
 
@@ -234,7 +243,7 @@ def fit_reconstruction(data_spec, out, latent_dim, width, metric, dropout, mc_sa
     det = al.Reconstruction(
         latent_dim=latent_dim, width=width, metric=metric, dropout=dropout, mc_samples=mc_samples,
         backbone=backbone, weights=weights, layers=layers.split(",") if layers else None,
-        image_size=image_size, device=device, seed=seed, verbose=not quiet,
+        image_size=image_size, device=device, seed=seed, verbose=not quiet, num_workers=workers,
         **_train_params(epochs, lr, max_time, augment_cfg, batch_size),
     )
     _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, quiet)
@@ -251,11 +260,12 @@ def fit_reconstruction(data_spec, out, latent_dim, width, metric, dropout, mc_sa
 @click.option("--scoring", type=click.Choice(["gaussian", "probability"]), default="gaussian", show_default=True)
 @_image_model_options
 @train_options
+@workers_option
 @calibration_options
 @data_options
 @run_options
 def fit_synthetic(data_spec, out, backbone, weights, synth_ops, severity, scoring, layers, image_size,
-                  augment_cfg, epochs, lr, max_time, holdout, fpr, data_dir, download, device, seed,
+                  augment_cfg, epochs, lr, max_time, workers, holdout, fpr, data_dir, download, device, seed,
                   batch_size, quiet):
     """Classifier of normal images vs synthesised subtle anomalies (CutPaste-style).
 
@@ -266,7 +276,7 @@ def fit_synthetic(data_spec, out, backbone, weights, synth_ops, severity, scorin
     det = al.SyntheticOOD(
         backbone=backbone, weights=weights, synth_ops=[o.strip() for o in synth_ops.split(",") if o.strip()],
         severity=severity, scoring=scoring, layers=layers.split(",") if layers else None,
-        image_size=image_size, device=device, seed=seed, verbose=not quiet,
+        image_size=image_size, device=device, seed=seed, verbose=not quiet, num_workers=workers,
         **_train_params(epochs, lr, max_time, augment_cfg, batch_size),
     )
     _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, quiet)
@@ -282,10 +292,11 @@ def fit_synthetic(data_spec, out, backbone, weights, synth_ops, severity, scorin
 @click.option("--weights", default="random", show_default=True, help="Starting weights: random, imagenet or a file.")
 @_image_model_options
 @train_options
+@workers_option
 @data_options
 @run_options
 def pretrain_cmd(backbone, data_spec, out, task, transform_set, weights, layers, image_size, augment_cfg,
-                 epochs, lr, max_time, data_dir, download, device, seed, batch_size, quiet):
+                 epochs, lr, max_time, workers, data_dir, download, device, seed, batch_size, quiet):
     """Self-supervised pretraining of a backbone on your own normal images.
 
     The weights file works anywhere --weights PATH does.
@@ -302,8 +313,8 @@ def pretrain_cmd(backbone, data_spec, out, task, transform_set, weights, layers,
     res = pretrain(
         backbone, source, task=task, transforms=transform_set, weights=weights,
         layers=layers.split(",") if layers else None, image_size=image_size, augment=augment_cfg,
-        epochs=epochs or 10, lr=lr, max_time=max_time, batch_size=batch_size or 128, device=device,
-        seed=seed, out=out, verbose=not quiet,
+        epochs=epochs or 10, lr=lr, max_time=max_time, batch_size=batch_size or 128, num_workers=workers,
+        device=device, seed=seed, out=out, verbose=not quiet,
     )
     h = res.history
     _say(quiet, f"pretrained {backbone} ({task}) on {len(source)} images of {data_spec}: {len(h.train_loss)} epochs, "

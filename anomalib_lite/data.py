@@ -23,8 +23,8 @@ import torch
 from .errors import AnomalyError
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "NAN_POLICIES", "Batch", "collect", "fill_gaps", "iter_batches", "iter_series",
-    "to_float_tensor", "to_series_tensor",
+    "DEFAULT_BATCH_SIZE", "NAN_POLICIES", "Batch", "BatchReader", "Replayed", "Samples", "TrainingData",
+    "collect", "fill_gaps", "iter_batches", "iter_series", "to_float_tensor", "to_series_tensor", "training_data",
 ]
 
 DEFAULT_BATCH_SIZE = 256
@@ -46,10 +46,11 @@ def _is_array(obj) -> bool:
     return isinstance(obj, (np.ndarray, torch.Tensor))
 
 
-def to_float_tensor(x, where: str = "data", offset: int = 0) -> torch.Tensor:
+def to_float_tensor(x, where: str = "data", offset: int = 0, indices=None) -> torch.Tensor:
     """Convert one array to a float32 tensor in the canonical layout, or raise AnomalyError.
 
-    ``offset`` is the global index of the first sample, so errors name the right sample.
+    ``offset`` is the global index of the first sample (or ``indices`` the global index of each
+    sample), so errors name the right sample.
     """
     if isinstance(x, np.ndarray):
         if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
@@ -76,7 +77,8 @@ def to_float_tensor(x, where: str = "data", offset: int = 0) -> torch.Tensor:
     if not integral and x.shape[0] > 0 and not torch.isfinite(x).all():
         bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).nonzero()[0, 0].item()
         kind = "NaN" if torch.isnan(x[bad]).any() else "inf"
-        raise AnomalyError(f"{where}: sample {offset + bad} contains {kind}")
+        name = int(indices[bad]) if indices is not None else offset + bad
+        raise AnomalyError(f"{where}: sample {name} contains {kind}")
     return x.contiguous()
 
 
@@ -102,9 +104,24 @@ def _split_item(item):
     return item, None
 
 
+def _is_source(data) -> bool:
+    return hasattr(data, "batches") and callable(data.batches)  # anomalib_lite.sources.DataSource
+
+
+def _is_pair(data) -> bool:
+    """An ``(x, y)`` tuple of samples and their labels (or None)."""
+    return (
+        isinstance(data, tuple)
+        and len(data) == 2
+        and _is_array(data[0])
+        and (data[1] is None or _is_array(data[1]) or isinstance(data[1], list))
+        and (data[1] is None or len(data[1]) == len(data[0]))
+    )
+
+
 def _raw_batches(data, batch_size: int) -> Iterator[tuple]:
     """Yield (x, y) pairs of raw arrays, before conversion."""
-    if hasattr(data, "batches") and callable(data.batches):  # anomalib_lite.sources.DataSource
+    if _is_source(data):
         yield from data.batches(batch_size)
         return
     if _is_array(data):
@@ -113,13 +130,7 @@ def _raw_batches(data, batch_size: int) -> Iterator[tuple]:
         if len(data) == 0:
             yield data, None
         return
-    if (
-        isinstance(data, tuple)
-        and len(data) == 2
-        and _is_array(data[0])
-        and (data[1] is None or _is_array(data[1]) or isinstance(data[1], list))
-        and (data[1] is None or len(data[1]) == len(data[0]))
-    ):
+    if _is_pair(data):
         x, y = data
         y = None if y is None else np.asarray(y) if isinstance(y, list) else y
         for i in range(0, len(x), batch_size):
@@ -163,6 +174,264 @@ def iter_batches(data, batch_size: int = DEFAULT_BATCH_SIZE, where: str = "data"
         start += n
     if start == 0:
         raise AnomalyError(f"{where}: no samples")
+
+
+# ---------------------------------------------------------------- training data
+#
+# Training reads its data once per epoch, shuffled, with a held-out share chosen by index; it never
+# holds the whole set. :func:`training_data` turns what a user passes into one of two readers:
+# :class:`Samples` (random access by index: arrays, ``(x, y)`` pairs, data sources, map-style
+# Datasets) or :class:`Replayed` (a DataLoader or a list of batches, read as given every epoch).
+
+
+class TrainingData:
+    """What the training loop and the detectors' statistics passes read; see :func:`training_data`."""
+
+    random_access: bool = False
+    sample_shape: tuple[int, ...]
+    where: str = "data"
+
+    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0) -> Iterator[Batch]:
+        """One pass over the data in order, batch by batch (for streaming statistics)."""
+        raise NotImplementedError
+
+    def head(self) -> Batch:
+        """The first sample as a batch of one (for input checks)."""
+        raise NotImplementedError
+
+
+class Samples(TrainingData, torch.utils.data.Dataset):
+    """Random access by index, normalised as :func:`iter_batches` does (8-bit scaling, layout,
+    NaN/inf and shape checks naming the sample).
+
+    A torch map-style Dataset whose items are lists of indices: ``samples[[3, 7]]`` is one
+    normalised batch ``(x, y, index)``, so a DataLoader (``batch_size=None``) reads whole
+    batches in its workers. ``in_memory`` data (arrays, in-memory sources) is read directly.
+    """
+
+    random_access = True
+
+    def __init__(self, data, kind: str, in_memory: bool, where: str = "data"):
+        if kind == "pair" and isinstance(data[1], list):
+            data = (data[0], np.asarray(data[1]))
+        self.data, self.kind, self.in_memory, self.where = data, kind, in_memory, where
+        self.n = len(data[0]) if kind == "pair" else len(data)
+        if self.n == 0:
+            raise AnomalyError(f"{where}: no samples")
+        x, _, _ = self[np.array([0])]
+        self.sample_shape = tuple(x.shape[1:])
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _read(self, idx: np.ndarray) -> tuple:
+        """Raw ``(x, y)`` of the samples at ``idx`` (x already a float32 tensor for Datasets)."""
+        if self.kind == "array":
+            return self.data[torch.from_numpy(idx) if isinstance(self.data, torch.Tensor) else idx], None
+        if self.kind == "pair":
+            x, y = self.data
+            x = x[torch.from_numpy(idx) if isinstance(x, torch.Tensor) else idx]
+            y = None if y is None else y[torch.from_numpy(idx) if isinstance(y, torch.Tensor) else idx]
+            return x, y
+        if self.kind == "source":
+            return self.data.read(idx)
+        xs, ys = [], []  # a map-style Dataset: one item at a time, each normalised on its own
+        for i in idx.tolist():
+            item = self.data[i]
+            if isinstance(item, (tuple, list)) and len(item) in (1, 2):
+                x, y = item[0], item[1] if len(item) == 2 else None
+            else:
+                x, y = _split_item(item)
+            if not _is_array(x) and (hasattr(x, "__array_interface__") or hasattr(x, "__array__")):
+                x = np.array(x)  # e.g. a PIL image (a writable copy)
+            x = to_float_tensor(x[None] if _is_array(x) else x, self.where, indices=[i])
+            if xs and x.shape[1:] != xs[0].shape[1:]:
+                raise AnomalyError(
+                    f"{self.where}: sample {i} has shape {tuple(x.shape[1:])}, sample {idx[0]} {tuple(xs[0].shape[1:])}"
+                )
+            xs.append(x)
+            ys.append(y)
+        y = None if any(v is None for v in ys) else np.asarray([int(v) for v in ys])
+        return torch.cat(xs), y
+
+    def __getitem__(self, indices) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        idx = np.asarray(indices.numpy() if isinstance(indices, torch.Tensor) else indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            raise IndexError(f"{self.where}: index out of range for {self.n} samples")
+        x, y = self._read(idx)
+        x = to_float_tensor(x, self.where, indices=idx)
+        shape = getattr(self, "sample_shape", None)
+        if shape is not None and tuple(x.shape[1:]) != shape:
+            raise AnomalyError(f"{self.where}: sample {idx[0]} has shape {tuple(x.shape[1:])}, earlier samples {shape}")
+        return x, _to_targets(y, len(idx), self.where), torch.from_numpy(idx)
+
+    def reader(self, num_workers: int = 0, pin_memory: bool = False, seed: int = 0) -> BatchReader:
+        """A :class:`BatchReader` of this data (workers only where decoding happens)."""
+        return BatchReader(self, 0 if self.in_memory else num_workers, pin_memory, seed)
+
+    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0) -> Iterator[Batch]:
+        order = [torch.arange(i, min(i + batch_size, self.n)) for i in range(0, self.n, batch_size)]
+        for x, y, index in self.reader(num_workers).read(order):
+            yield Batch(x, y, index)
+
+    def head(self) -> Batch:
+        return Batch(*self[[0]])
+
+
+class _Order(torch.utils.data.Sampler):
+    """The batches (lists of indices) of the next pass; set before each pass."""
+
+    def __init__(self):
+        self.batches: list = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _worker_init(worker_id: int) -> None:
+    """Seed a worker's global generators (``augment.worker_init_fn``) and fix glibc's mmap
+    threshold at 1 MiB: with the default dynamic threshold, a worker's heap grew by about one
+    batch for every batch it sent (freed buffers never reused: 1.4 GB per worker after 40
+    batches of 32 224-px images); mmapped blocks go back to the system when freed."""
+    from augment import worker_init_fn
+
+    worker_init_fn(worker_id)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD; glibc only
+    except (OSError, AttributeError):
+        pass
+
+
+class _Guarded(torch.utils.data.Dataset):
+    """Samples read in a DataLoader worker: a user error comes back as its message (re-raised as
+    one AnomalyError line in the main process, not wrapped in the worker's traceback)."""
+
+    def __init__(self, samples: Samples):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, indices):
+        try:
+            return self.samples[indices]
+        except AnomalyError as e:
+            return str(e)
+
+
+class BatchReader:
+    """Reads given batches of indices from :class:`Samples`, in order: directly, or through a
+    persistent DataLoader with ``num_workers`` processes (pinned memory when asked). Workers only
+    decode; every random draw of training happens in the main process keyed by index and epoch,
+    so results do not depend on the number of workers."""
+
+    def __init__(self, samples: Samples, num_workers: int = 0, pin_memory: bool = False, seed: int = 0):
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise AnomalyError(f"num_workers={num_workers!r}: must be an integer >= 0")
+        self.samples, self.loader = samples, None
+        if num_workers or pin_memory:
+            self._order = _Order()
+            self.loader = torch.utils.data.DataLoader(
+                _Guarded(samples), sampler=self._order, batch_size=None, num_workers=num_workers,
+                pin_memory=pin_memory, persistent_workers=num_workers > 0, worker_init_fn=_worker_init,
+                generator=torch.Generator().manual_seed(seed),
+            )
+
+    def read(self, batches) -> Iterator[tuple]:
+        """``(x, y, index)`` for each index batch, in the order given."""
+        if self.loader is None:
+            for b in batches:
+                yield self.samples[b]
+            return
+        self._order.batches = list(batches)
+        for item in self.loader:
+            if isinstance(item, str):
+                raise AnomalyError(item)
+            yield item
+
+
+class Replayed(TrainingData):
+    """Data read as given, whole, every epoch: a DataLoader (its own batching, shuffling and
+    workers) or a list of batches. No random access: training holds no samples out of it."""
+
+    def __init__(self, data, where: str = "data"):
+        self.data, self.where, self._n = data, where, None
+        first = next(iter_batches(data, where=where))
+        self.sample_shape = tuple(first.x.shape[1:])
+        self._head = Batch(first.x[:1], None if first.y is None else first.y[:1], first.index[:1])
+        try:
+            self.n_batches = len(data)
+        except TypeError:
+            self.n_batches = sum(1 for _ in self.epoch())
+
+    def epoch(self) -> Iterator[Batch]:
+        """One pass; counts the samples (``len``) as it goes."""
+        n = 0
+        for b in iter_batches(self.data, where=self.where):
+            if tuple(b.x.shape[1:]) != self.sample_shape:
+                raise AnomalyError(
+                    f"{self.where}: sample {b.index[0].item()} has shape {tuple(b.x.shape[1:])}, "
+                    f"earlier samples {self.sample_shape}"
+                )
+            n += len(b)
+            yield b
+        self._n = n
+
+    def __len__(self) -> int:
+        if self._n is None:
+            for _ in self.epoch():
+                pass
+        return self._n
+
+    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0) -> Iterator[Batch]:
+        return self.epoch()
+
+    def head(self) -> Batch:
+        return self._head
+
+
+def training_data(data, where: str = "data", batch_size: int = DEFAULT_BATCH_SIZE) -> TrainingData:
+    """What training reads from ``data``, without reading it all.
+
+    Random access (:class:`Samples`): a tensor or ndarray, an ``(x, y)`` pair, a data source from
+    :mod:`anomalib_lite.sources` (lazy image folders decode only the samples asked for), a torch
+    map-style Dataset. Read as given every epoch (:class:`Replayed`): a DataLoader, an
+    IterableDataset (batched by ``batch_size``), a list or tuple of batches. A one-shot iterator
+    or generator cannot be read once per epoch: AnomalyError.
+    """
+    if isinstance(data, TrainingData):
+        return data
+    if _is_array(data):
+        return Samples(data, "array", True, where)
+    if _is_pair(data):
+        return Samples(data, "pair", True, where)
+    if _is_source(data):
+        from .sources import ArraySource
+
+        where = str(getattr(data, "spec", where))
+        if hasattr(data, "read"):
+            return Samples(data, "source", isinstance(data, ArraySource), where)
+        return Replayed(data, where)
+    if isinstance(data, torch.utils.data.IterableDataset):
+        return Replayed(torch.utils.data.DataLoader(data, batch_size=batch_size), where)
+    if isinstance(data, torch.utils.data.Dataset):
+        return Samples(data, "dataset", False, where)
+    if isinstance(data, Iterator):
+        raise AnomalyError(
+            f"{where}: a {type(data).__name__} can be read only once, and training reads its data every "
+            "epoch; pass an array, a data source, a torch Dataset or DataLoader, or a list of batches"
+        )
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise AnomalyError(
+            f"{where}: cannot read a {type(data).__name__}; expected an array, a tensor, "
+            "a data source, a Dataset, a DataLoader or a list of batches"
+        )
+    return Replayed(data, where)
 
 
 # ---------------------------------------------------------------- time series
@@ -267,8 +536,8 @@ def iter_series(data, batch_size: int = DEFAULT_BATCH_SIZE, where: str = "data")
 
 
 def collect(data, where: str = "data") -> tuple[torch.Tensor, torch.Tensor | None]:
-    """All samples (and targets, if every batch has them) of ``data`` as CPU tensors: for models
-    that train for several epochs and need random access."""
+    """All samples (and targets, if every batch has them) of ``data`` as CPU tensors: for small
+    things only (report thumbnails); training reads :func:`training_data` instead."""
     xs, ys = [], []
     for b in iter_batches(data, where=where):
         xs.append(b.x)

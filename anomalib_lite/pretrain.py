@@ -9,7 +9,8 @@ Two pretext tasks, both needing only normal images:
   (CutPaste-style pretraining).
 
 The result is a weights file (``backbones.save_weights``: safetensors + metadata) that works
-anywhere ``weights=PATH`` does. The training loop is :func:`anomalib_lite.training.fit_model`.
+anywhere ``weights=PATH`` does. The training loop is :func:`anomalib_lite.training.fit_model`,
+which reads the data batch by batch (lazy image folders through DataLoader workers).
 This module is what an issue may call ``backbones.pretrain``: ``backbones`` itself knows nothing
 of training, it only loads the file.
 """
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 import backbones
 
-from .data import collect
+from .data import training_data
 from .errors import AnomalyError
 from .nets import BackboneClassifier, geometric_transform, n_transforms, trainable_extractor
 from .streaming import stream_rng
@@ -80,13 +81,16 @@ def pretrain(
     batch_size: int = 128,
     lr: float = 1e-3,
     max_time: float | None = None,
+    num_workers: int = 2,
     device: str = "auto",
     seed: int = 0,
     out: str | os.PathLike | None = None,
     verbose: bool = False,
 ) -> PretrainResult:
     """Pretrain ``backbone`` on normal ``data`` with a self-supervised ``task``; optionally write
-    the weights to ``out``. Returns the frozen extractor and the loss history."""
+    the weights to ``out``. Returns the frozen extractor and the loss history. ``data``: anything
+    :func:`anomalib_lite.data.training_data` reads (never held whole); ``num_workers``: DataLoader
+    processes decoding lazy data."""
     if task not in TASKS:
         raise AnomalyError(f"task='{task}': unknown; use one of {', '.join(TASKS)}")
     if out is not None:
@@ -94,9 +98,9 @@ def pretrain(
 
         check_writable(out, "weights")
     dev = backbones.resolve_device(device)
-    x, _ = collect(data)
-    if x.ndim != 4:
-        raise AnomalyError("pretrain: needs images (N,C,H,W)")
+    train = training_data(data, batch_size=batch_size)
+    if len(train.sample_shape) != 3:
+        raise AnomalyError(f"pretrain: needs images (N,C,H,W), got samples shaped {train.sample_shape}")
     ext = trainable_extractor(backbone, weights, layers, image_size, seed, dev)
     n_out = n_transforms(transforms) if task == "transforms" else 2
     with torch.random.fork_rng():
@@ -113,8 +117,9 @@ def pretrain(
         target = torch.cat([torch.zeros(len(step.x)), torch.ones(len(fake))]).long().to(xb.device)
         return F.cross_entropy(model(xb), target)
 
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_time=max_time, seed=seed, verbose=verbose)
-    history = fit_model(model, loss_fn, x, None, cfg, dev, augment=augment, desc=f"pretrain {task}")
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_time=max_time, num_workers=num_workers,
+                      seed=seed, verbose=verbose)
+    history = fit_model(model, loss_fn, train, None, cfg, dev, augment=augment, desc=f"pretrain {task}")
     meta = {
         "task": task,
         "transforms": transforms if task == "transforms" else None,

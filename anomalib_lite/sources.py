@@ -146,6 +146,12 @@ class DataSource:
     def subset(self, indices: np.ndarray) -> DataSource:
         raise NotImplementedError
 
+    def read(self, indices: Sequence[int]) -> tuple:
+        """Raw ``(x, y)`` of the samples at ``indices`` only (random access for training: a lazy
+        source decodes these samples and nothing else)."""
+        part = self.subset(np.asarray(indices, dtype=np.int64))
+        return next(iter(part.batches(max(1, len(part)))))
+
     def split(self, fraction: float, seed: int = 0) -> tuple[DataSource, DataSource]:
         """Random (seeded) split into (rest, held-out ``fraction``); both parts non-empty."""
         n = len(self)

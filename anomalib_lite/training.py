@@ -1,10 +1,18 @@
 """The one training loop: every model in anomalib_lite that learns by gradient descent uses it.
 
-``fit_model(model, loss_fn, x, y, config)`` runs epochs of shuffled minibatches with an optional
+``fit_model(model, loss_fn, data, y, config)`` runs epochs of shuffled minibatches with an optional
 augmentation pipeline (keyed by sample index and epoch, so runs are reproducible), AdamW/Adam/SGD
 with a cosine or constant schedule, gradient clipping, mixed precision on CUDA, early stopping on
 a held-out share of the data (the best weights are restored), an optional time budget, and a
 tqdm bar per epoch that shows the loss. Seeded: the same seed gives the same weights.
+
+``data`` is read batch by batch, never whole: an in-memory tensor (with targets ``y``: the series
+detectors' windows) is indexed directly; anything else goes through
+:func:`anomalib_lite.data.training_data`. Random-access data (arrays, data sources such as lazy
+image folders, map-style Datasets) is shuffled by index and read through a DataLoader with
+``num_workers`` processes (pinned memory on CUDA); its results do not depend on the number of
+workers. A DataLoader (or a list of batches) is read as given every epoch, with its own batching,
+order and workers; it has no held-out share, so it trains on every batch without early stopping.
 """
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .data import TrainingData, training_data
 from .errors import AnomalyError
 
 __all__ = ["Step", "TrainConfig", "TrainResult", "augment_pipeline", "fit_model"]
@@ -58,6 +67,7 @@ class TrainConfig:
     patience: int | None = 5
     max_time: float | None = None  # seconds; stop after the epoch that crosses it
     amp: bool = True  # mixed precision, CUDA only
+    num_workers: int = 2  # DataLoader processes decoding lazy data (in-memory data: none)
     seed: int = 0
     verbose: bool = False
 
@@ -80,6 +90,8 @@ class TrainConfig:
             bad("val_fraction", "must be in [0, 1)")
         if self.patience is not None and self.patience < 1:
             bad("patience", "must be >= 1 or None")
+        if not isinstance(self.num_workers, int) or isinstance(self.num_workers, bool) or self.num_workers < 0:
+            bad("num_workers", "must be an integer >= 0")
         return self
 
     @classmethod
@@ -139,39 +151,63 @@ def _batches(n: int, batch_size: int, gen: torch.Generator | None):
         yield order[i : i + batch_size]
 
 
+class _TensorReader:
+    """The fast path for in-memory tensors (series windows): index them, no per-item collation."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None):
+        self.x, self.y = x, y
+
+    def read(self, batches):
+        for idx in batches:
+            yield self.x[idx], None if self.y is None else self.y[idx], idx
+
+
 def fit_model(
     model: nn.Module,
     loss_fn: LossFn,
-    x: torch.Tensor,
+    x,
     y: torch.Tensor | None = None,
     config: TrainConfig | None = None,
     device: torch.device | str = "cpu",
     augment=None,
     desc: str = "train",
 ) -> TrainResult:
-    """Train ``model`` in place on samples ``x`` (and targets ``y``); returns the loss history.
+    """Train ``model`` in place on ``x`` (samples, and targets ``y`` for a tensor ``x``); returns
+    the loss history.
 
-    ``augment`` (an ``augment.Pipeline`` or its config) transforms each training batch with
-    draws keyed by (seed, epoch, sample index); held-out batches are never augmented.
+    ``x``: a tensor, or anything :func:`anomalib_lite.data.training_data` reads (targets then come
+    with the data). ``augment`` (an ``augment.Pipeline`` or its config) transforms each training
+    batch with draws keyed by (seed, epoch, sample index); held-out batches are never augmented.
     """
     cfg = (config or TrainConfig()).check()
     device = torch.device(device)
     pipeline = augment_pipeline(augment)
-    n = len(x)
-    n_val = round(n * cfg.val_fraction) if n >= 20 else 0
     gen = torch.Generator().manual_seed(cfg.seed)
-    # held out: a random share, or ("tail") the last samples, so series are split by time
-    perm = torch.randperm(n, generator=gen) if cfg.val_split == "random" else torch.roll(torch.arange(n), n_val)
-    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
-    if len(train_idx) == 0:
-        raise AnomalyError("training: no samples to train on")
+    if isinstance(x, torch.Tensor):
+        data, reader = None, _TensorReader(x, y)
+        n = len(x)
+    else:
+        if y is not None:
+            raise AnomalyError("training: give targets with the data (an (x, y) pair or a Dataset), not as y")
+        data = x if isinstance(x, TrainingData) else training_data(x, batch_size=cfg.batch_size)
+        reader = data.reader(cfg.num_workers, device.type == "cuda", cfg.seed) if data.random_access else None
+        n = len(data) if data.random_access else 0
+    if reader is not None:  # random access: shuffled by index, held-out share by index
+        n_val = round(n * cfg.val_fraction) if n >= 20 else 0
+        # held out: a random share, or ("tail") the last samples, so series are split by time
+        perm = torch.randperm(n, generator=gen) if cfg.val_split == "random" else torch.roll(torch.arange(n), n_val)
+        val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+        if len(train_idx) == 0:
+            raise AnomalyError("training: no samples to train on")
+        steps = math.ceil(len(train_idx) / cfg.batch_size)
+    else:  # read as given every epoch
+        n_val, val_idx, steps = 0, None, data.n_batches
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     opt = _optimizer(model, cfg)
-    total_steps = cfg.epochs * math.ceil(len(train_idx) / cfg.batch_size)
     sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps))
         if cfg.schedule == "cosine"
         else None
     )
@@ -184,17 +220,19 @@ def fit_model(
         for epoch in range(cfg.epochs):
             model.train()
             total, count = 0.0, 0
+            if reader is not None:
+                batches = reader.read([train_idx[pos] for pos in _batches(len(train_idx), cfg.batch_size, gen)])
+            else:
+                batches = ((b.x, b.y, b.index) for b in data.epoch())
             bar = tqdm(
-                list(_batches(len(train_idx), cfg.batch_size, gen)),
-                desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
+                batches, total=steps, desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
                 disable=None if cfg.verbose else True,
             )
-            for pos in bar:
-                idx = train_idx[pos]
-                xb = x[idx].to(device, non_blocking=True)
+            for xb, yb, idx in bar:
+                xb = xb.to(device, non_blocking=True)
                 if pipeline is not None:
                     xb = pipeline(xb, indices=idx.tolist(), epoch=epoch)
-                yb = None if y is None else y[idx].to(device, non_blocking=True)
+                yb = None if yb is None else yb.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     loss = loss_fn(model, Step(xb, yb, idx, epoch, True))
                 if not torch.isfinite(loss):
@@ -212,7 +250,7 @@ def fit_model(
                 count += len(idx)
                 bar.set_postfix(loss=f"{total / count:.4g}")
             result.train_loss.append(total / count)
-            val = _evaluate(model, loss_fn, x, y, val_idx, cfg, device, epoch) if n_val else result.train_loss[-1]
+            val = _evaluate(model, loss_fn, reader, val_idx, cfg, device) if n_val else result.train_loss[-1]
             result.val_loss.append(val)
             if val < best_val - 1e-12:
                 best_val, bad_epochs, result.best_epoch = val, 0, epoch
@@ -234,12 +272,12 @@ def fit_model(
 
 
 @torch.no_grad()
-def _evaluate(model, loss_fn, x, y, idx, cfg, device, epoch) -> float:
+def _evaluate(model, loss_fn, reader, idx, cfg, device) -> float:
     """Mean held-out loss; draws keyed by epoch 0 so every epoch is judged on the same task."""
     model.eval()
     total = 0.0
-    for i in range(0, len(idx), cfg.batch_size):
-        b = idx[i : i + cfg.batch_size]
-        yb = None if y is None else y[b].to(device)
-        total += loss_fn(model, Step(x[b].to(device), yb, b, 0, False)).item() * len(b)
+    order = [idx[i : i + cfg.batch_size] for i in range(0, len(idx), cfg.batch_size)]
+    for xb, yb, b in reader.read(order):
+        yb = None if yb is None else yb.to(device, non_blocking=True)
+        total += loss_fn(model, Step(xb.to(device, non_blocking=True), yb, b, 0, False)).item() * len(b)
     return total / len(idx)

@@ -6,7 +6,8 @@ reconstruction error (``metric``: mean squared error, 1 - SSIM, or mean absolute
 feature maps the error is in feature space), ``score_map`` the per-pixel error at input
 resolution. ``mc_samples > 1`` with ``dropout > 0`` averages several stochastic passes
 (MC-dropout); :meth:`score_spread` gives their spread. Training uses the project's loop
-(:func:`anomalib_lite.training.fit_model`) with an optional ``augment`` pipeline.
+(:func:`anomalib_lite.training.fit_model`) with an optional ``augment`` pipeline; ``fit`` reads
+its data batch by batch (feature statistics in a streaming pass), never all at once.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import torch.nn.functional as F
 import backbones
 
 from ..base import Detector, register
-from ..data import Batch, collect
+from ..data import Batch, training_data
 from ..errors import AnomalyError
 from ..features import Featurizer
 from ..nets import ConvAutoencoder
+from ..streaming import RunningMoments
 from ..training import TrainConfig, augment_pipeline, fit_model
 
 __all__ = ["Reconstruction", "ssim_map"]
@@ -50,6 +52,7 @@ class Reconstruction(Detector):
     backbone, weights, layers, image_size: reconstruct frozen backbone features instead of pixels.
     augment: an ``augment`` config (dict or YAML/JSON path) applied to training batches.
     epochs, batch_size, lr, weight_decay, patience, max_time: training (see ``TrainConfig``).
+    num_workers: DataLoader processes that decode lazy data (image folders) while training.
     partial_fit_epochs: passes over each minibatch given to ``partial_fit``.
     """
 
@@ -74,6 +77,7 @@ class Reconstruction(Detector):
         weight_decay: float = 1e-5,
         patience: int | None = 5,
         max_time: float | None = None,
+        num_workers: int = 2,
         partial_fit_epochs: int = 1,
         device: str = "auto",
         seed: int = 0,
@@ -96,6 +100,7 @@ class Reconstruction(Detector):
         self.weight_decay = weight_decay
         self.patience = patience
         self.max_time = max_time
+        self.num_workers = num_workers
         self.partial_fit_epochs = partial_fit_epochs
         self.device = device
         self.seed = seed
@@ -143,15 +148,19 @@ class Reconstruction(Detector):
             f = self.featurizer_.patches(x)
         return (f - self.feature_mean_) / self.feature_std_
 
-    def _build(self, x: torch.Tensor) -> None:
+    def _build(self, xs, shape: tuple[int, ...]) -> None:
+        """The autoencoder for samples of ``shape``; with a backbone, the per-channel mean and std
+        of its feature maps over the batches ``xs`` first (running moments, one pass)."""
         if self.featurizer_ is not None:
+            moments = RunningMoments()
             with torch.no_grad():
-                f = torch.cat([self.featurizer_.patches(x[i : i + 256]) for i in range(0, len(x), 256)])
-            self.feature_mean_ = f.mean(dim=(0, 2, 3), keepdim=True)
-            self.feature_std_ = f.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-            shape = tuple(f.shape[1:])
-        else:
-            shape = tuple(x.shape[1:])
+                for x in xs:
+                    for i in range(0, len(x), 32):  # bounds the float64 copies of the feature maps
+                        f = self.featurizer_.patches(x[i : i + 32].to(self.device_))
+                        shape = tuple(f.shape[1:])
+                        moments.update(f.transpose(0, 1).reshape(shape[0], -1).T[:, :, None])  # channels as positions
+            self.feature_mean_ = moments.mean.reshape(1, -1, 1, 1).float()
+            self.feature_std_ = moments.covariance().sqrt().reshape(1, -1, 1, 1).float().clamp_min(1e-6)
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.model_ = ConvAutoencoder(
@@ -164,7 +173,7 @@ class Reconstruction(Detector):
         target = self._model_input(step.x)
         return F.mse_loss(model(target), target)
 
-    def _train(self, x: torch.Tensor, epochs: int, val: bool) -> None:
+    def _train(self, x, epochs: int, val: bool) -> None:
         cfg = self._train_config(epochs, val)
         self.history_ = fit_model(
             self.model_, self._loss, x, None, cfg, self.device_, augment=self._pipeline,
@@ -175,18 +184,17 @@ class Reconstruction(Detector):
     def fit(self, data) -> Reconstruction:
         """Train the autoencoder on normal images for ``epochs`` (early stopping on 10 %)."""
         self._start(data)
-        x, _ = collect(data)
-        batch = Batch(x[:1], None, torch.arange(1))
-        self._check_input(batch)
-        self.input_shape_ = tuple(x.shape[1:])
-        self._build(x)
-        self._train(x, self.epochs, val=True)
-        self.n_seen_ = len(x)
+        train = training_data(data, batch_size=self.batch_size)
+        self._check_input(train.head())
+        self.input_shape_ = train.sample_shape
+        self._build((b.x for b in train.batches(self.batch_size, self.num_workers)), self.input_shape_)
+        self._train(train, self.epochs, val=True)
+        self.n_seen_ = len(train)
         return self
 
     def _update(self, batch: Batch, fitting: bool) -> None:  # partial_fit only
         if self.model_ is None:
-            self._build(batch.x)
+            self._build([batch.x], tuple(batch.x.shape[1:]))
         self._train(batch.x, self.partial_fit_epochs, val=False)
 
     def _passes(self, x: torch.Tensor) -> list[torch.Tensor]:

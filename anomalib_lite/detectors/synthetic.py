@@ -8,7 +8,8 @@ the normal training images (``scoring="gaussian"``, usually better: synthetic ar
 real anomalies, but the features learned to spot them describe the normal images well).
 ``score_map``: ``maps="patch"`` scores every position of the finest requested layer against a
 Gaussian of normal patch features; ``maps="gradient"`` is the smoothed input gradient of the
-score.
+score. ``fit`` reads its data batch by batch (the Gaussians from running moments), never all at
+once.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 import backbones
 
 from ..base import Detector, register
-from ..data import Batch, collect
+from ..data import Batch, training_data
 from ..errors import AnomalyError
 from ..nets import BackboneClassifier, trainable_extractor
 from ..pretrain import DEFAULT_SYNTH_OPS, synth_batch
@@ -44,6 +45,7 @@ class SyntheticOOD(Detector):
     scoring: "gaussian" or "probability"; maps: "patch" or "gradient"; shrinkage: of the Gaussians.
     augment: an ``augment`` config applied to the normal images before synthesis.
     epochs, batch_size, lr, weight_decay, patience, max_time: training (see ``TrainConfig``).
+    num_workers: DataLoader processes that decode lazy data (image folders) while training.
     """
 
     input_kind = "image"
@@ -66,6 +68,7 @@ class SyntheticOOD(Detector):
         weight_decay: float = 1e-4,
         patience: int | None = 5,
         max_time: float | None = None,
+        num_workers: int = 2,
         partial_fit_epochs: int = 1,
         device: str = "auto",
         seed: int = 0,
@@ -87,6 +90,7 @@ class SyntheticOOD(Detector):
         self.weight_decay = weight_decay
         self.patience = patience
         self.max_time = max_time
+        self.num_workers = num_workers
         self.partial_fit_epochs = partial_fit_epochs
         self.device = device
         self.seed = seed
@@ -132,7 +136,7 @@ class SyntheticOOD(Detector):
         target = torch.cat([torch.zeros(len(step.x)), torch.ones(len(fake))]).long().to(xb.device)
         return F.cross_entropy(model(xb), target)
 
-    def _train(self, x: torch.Tensor, epochs: int, val: bool) -> None:
+    def _train(self, x, epochs: int, val: bool) -> None:
         self.history_ = fit_model(
             self.model_, self._loss, x, None, self._train_config(epochs, val), self.device_,
             augment=self._pipeline, desc="synthetic-ood",
@@ -144,30 +148,32 @@ class SyntheticOOD(Detector):
         pooled = torch.cat([m.float().mean(dim=(2, 3)) for m in maps.values()], dim=1)
         return pooled, next(iter(maps.values())).float()
 
-    def _fit_gaussians(self, x: torch.Tensor) -> None:
+    def _fit_gaussians(self, xs) -> None:
+        """Add the batches ``xs`` to the running moments of pooled and patch features."""
         self.model_.eval()
         with torch.no_grad():
-            for i in range(0, len(x), 256):
-                pooled, fine = self._finest(x[i : i + 256])
-                self._moments.update(pooled)
-                self._patch_moments.update(fine.permute(0, 2, 3, 1).reshape(-1, fine.shape[1]))
+            for x in xs:
+                for i in range(0, len(x), 256):
+                    pooled, fine = self._finest(x[i : i + 256])
+                    self._moments.update(pooled)
+                    self._patch_moments.update(fine.permute(0, 2, 3, 1).reshape(-1, fine.shape[1]))
         self._precision = self._patch_precision = None
 
     # ------------------------------------------------------------------ the hooks
     def fit(self, data) -> SyntheticOOD:
         """Fine-tune on normal images vs their synthesised variations, then fit the Gaussians."""
         self._start(data)
-        x, _ = collect(data)
-        self._check_input(Batch(x[:1], None, torch.arange(1)))
-        self.input_shape_ = tuple(x.shape[1:])
-        self._train(x, self.epochs, val=True)
-        self._fit_gaussians(x)
-        self.n_seen_ = len(x)
+        train = training_data(data, batch_size=self.batch_size)
+        self._check_input(train.head())
+        self.input_shape_ = train.sample_shape
+        self._train(train, self.epochs, val=True)
+        self._fit_gaussians(b.x for b in train.batches(self.batch_size, self.num_workers))
+        self.n_seen_ = len(train)
         return self
 
     def _update(self, batch: Batch, fitting: bool) -> None:  # partial_fit only
         self._train(batch.x, self.partial_fit_epochs, val=False)
-        self._fit_gaussians(batch.x)
+        self._fit_gaussians([batch.x])
 
     def _gaussian(self, moments: RunningMoments) -> torch.Tensor:
         return torch.linalg.inv(moments.covariance(self.shrinkage))

@@ -93,3 +93,25 @@ def test_diverging_loss_is_reported():
     x, y = _data(100)
     with pytest.raises(AnomalyError, match="loss became"):
         fit_model(_model(), lambda m, s: _mse(m, s) * float("nan"), x, y, TrainConfig(epochs=1))
+
+
+def test_a_dataset_trains_like_the_tensor_it_holds():
+    """Random-access data is shuffled and held out by index exactly as a tensor is."""
+    from torch.utils.data import TensorDataset
+
+    x, _ = _data(200)
+
+    def energy(model, step):
+        return model(step.x).pow(2).mean()
+
+    weights = []
+    for data, workers in ((x, 0), (TensorDataset(x), 0), (TensorDataset(x), 2)):
+        m = _model()
+        fit_model(m, energy, data, None, TrainConfig(epochs=2, batch_size=32, num_workers=workers))
+        weights.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    assert torch.allclose(weights[0], weights[1], rtol=1e-6, atol=1e-7)
+    assert torch.allclose(weights[0], weights[2], rtol=1e-6, atol=1e-7)
+    with pytest.raises(AnomalyError, match="targets with the data"):
+        fit_model(_model(), energy, TensorDataset(x), torch.zeros(200), TrainConfig(epochs=1))
+    with pytest.raises(AnomalyError, match="num_workers"):
+        fit_model(_model(), energy, x, None, TrainConfig(epochs=1, num_workers=-1))
