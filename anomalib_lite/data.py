@@ -414,6 +414,8 @@ def training_data(data, where: str = "data", batch_size: int = DEFAULT_BATCH_SIZ
         from .sources import ArraySource
 
         where = str(getattr(data, "spec", where))
+        if getattr(data, "tiling", None) is not None:
+            data = data.tiles()  # ?tile=: the tiles are the training samples
         if hasattr(data, "read"):
             return Samples(data, "source", isinstance(data, ArraySource), where)
         return Replayed(data, where)

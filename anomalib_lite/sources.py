@@ -150,7 +150,14 @@ class DataSource:
         """Raw ``(x, y)`` of the samples at ``indices`` only (random access for training: a lazy
         source decodes these samples and nothing else)."""
         part = self.subset(np.asarray(indices, dtype=np.int64))
-        return next(iter(part.batches(max(1, len(part)))))
+        xs, ys = zip(*part.batches(max(1, len(part))))  # large images may come a few at a time
+        y = None if any(v is None for v in ys) else np.concatenate(ys)
+        return (xs[0] if len(xs) == 1 else np.concatenate(xs)), y
+
+    def tiles(self) -> DataSource:
+        """With ``tiling``: a view whose samples are the tiles, image by image (for training on
+        tiles); without: the source itself."""
+        return self if self.tiling is None else TileView(self)
 
     def split(self, fraction: float, seed: int = 0) -> tuple[DataSource, DataSource]:
         """Random (seeded) split into (rest, held-out ``fraction``); both parts non-empty."""
@@ -207,6 +214,45 @@ class ArraySource(DataSource):
         m = None if self.masks is None else self.masks[indices]
         names = None if self.names is None else [self.names[i] for i in indices]
         return self._carry(ArraySource(self.spec, self.x[indices], t, self.class_names, self.normal_names, m, names))
+
+
+class TileView(DataSource):
+    """The tiles of a tiled source as samples: sample ``i`` is tile ``i % T`` of image ``i // T``
+    (``T`` tiles per image: the images of a source share one size)."""
+
+    def __init__(self, source: DataSource):
+        from .data import to_float_tensor
+
+        self.source, self.spec = source, source.spec
+        first = to_float_tensor(source.read([0])[0], self.spec)
+        if first.ndim != 4:
+            raise AnomalyError(f"{self.spec}: tile= needs images, got samples of shape {tuple(first.shape[1:])}")
+        self.per = source.tiling.count(*first.shape[-2:])
+        t = source.targets
+        self.targets = None if t is None else np.repeat(t, self.per)
+        self.class_names, self.normal_names = source.class_names, source.normal_names
+
+    def __len__(self) -> int:
+        return len(self.source) * self.per
+
+    def read(self, indices) -> tuple:
+        import torch
+
+        from .data import to_float_tensor
+
+        idx = np.asarray(indices, dtype=np.int64)
+        images, inverse = np.unique(idx // self.per, return_inverse=True)
+        x, _ = self.source.read(images)
+        tiles = self.source.tiling.split(to_float_tensor(x, self.spec))
+        tiles = tiles.reshape(len(images), self.per, *tiles.shape[1:])[torch.from_numpy(inverse), torch.from_numpy(idx % self.per)]
+        return tiles.numpy(), None if self.targets is None else self.targets[idx]
+
+    def batches(self, batch_size: int) -> Iterator[tuple]:
+        for i in range(0, len(self), batch_size):
+            yield self.read(np.arange(i, min(i + batch_size, len(self))))
+
+    def subset(self, indices: np.ndarray) -> DataSource:
+        raise AnomalyError(f"{self.spec}: a tile view cannot be subset; split the source before tiling")
 
 
 #: decoded values per folder batch (images are read lazily: large images come fewer at a time)

@@ -236,3 +236,14 @@ def test_tile_spec_and_fitted_tiling_is_reused(tmp_path):
         with pytest.raises(AnomalyError, match=message):
             det2 = LatentDistance(device="cpu")
             det2.fit(al.load_data(spec))
+
+
+def test_trained_detectors_learn_from_tiles():
+    rng = np.random.default_rng(6)
+    x = _texture(rng, 12, 64)
+    src = al.sources.ArraySource("arr", x)
+    src.tiling = Tiling(32, overlap=0.0)
+    det = al.Reconstruction(epochs=1, batch_size=8, device="cpu").fit(src)
+    assert det.input_shape_ == (1, 32, 32) and det.n_seen_ == 12 * 4 and det.tiling_ == Tiling(32, 0.0)
+    whole = al.sources.ArraySource("whole", x[:3])  # scored with the tiling it was fitted with
+    assert det.score(whole).shape == (3,) and det.score_map(whole).shape == (3, 64, 64)
