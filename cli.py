@@ -286,7 +286,8 @@ def fit_synthetic(data_spec, out, backbone, weights, synth_ops, severity, scorin
 @click.option("--backbone", required=True, help="Backbone to pretrain (see `anomaly backbones`).")
 @click.option("--data", "data_spec", required=True, help='Normal images, e.g. "mnist:train?classes=3".')
 @click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Weights file to write (.safetensors).")
-@click.option("--task", type=click.Choice(["transforms", "synthetic"]), default="transforms", show_default=True)
+@click.option("--task", type=click.Choice(["transforms", "synthetic", "segment"]), default="transforms", show_default=True,
+              help="transforms: which of --transforms was applied; synthetic: normal vs synthesised defects; segment: where the synthesised defects are, patch by patch (textures, local defects).")
 @click.option("--transforms", "transform_set", type=click.Choice(["rot4", "rot4_flip", "geom"]), default="geom",
               show_default=True, help="Transformation set for --task transforms (geom: 72 flips x shifts x rotations).")
 @click.option("--weights", default="random", show_default=True, help="Starting weights: random, imagenet or a file.")

@@ -19,7 +19,18 @@ import backbones
 
 from .errors import AnomalyError
 
-__all__ = ["Featurizer"]
+__all__ = ["Featurizer", "aggregate_patches"]
+
+
+def aggregate_patches(maps: list[torch.Tensor]) -> torch.Tensor:
+    """PatchCore's patch features: each layer's map averaged over 3x3 neighbourhoods, upsampled
+    (bilinear) to the finest map, concatenated along channels: (N, sum of channels, h, w)."""
+    size = max((m.shape[-2:] for m in maps), key=lambda hw: hw[0] * hw[1])
+    out = [
+        F.interpolate(F.avg_pool2d(m, 3, stride=1, padding=1), size=size, mode="bilinear", align_corners=False)
+        for m in maps
+    ]
+    return torch.cat(out, dim=1)
 
 
 class Featurizer:
@@ -84,13 +95,7 @@ class Featurizer:
             cols = F.unfold(x, kernel_size=p, padding=p // 2, stride=s)
             gh, gw = (h + 2 * (p // 2) - p) // s + 1, (w + 2 * (p // 2) - p) // s + 1
             return cols.reshape(n, -1, gh, gw)
-        maps = self._maps(x)
-        size = max((m.shape[-2:] for m in maps), key=lambda hw: hw[0] * hw[1])
-        out = [
-            F.interpolate(F.avg_pool2d(m, 3, stride=1, padding=1), size=size, mode="bilinear", align_corners=False)
-            for m in maps
-        ]
-        return torch.cat(out, dim=1)
+        return aggregate_patches(self._maps(x))
 
     # ------------------------------------------------------------------ bundles
     def config(self) -> dict | None:

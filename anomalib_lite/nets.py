@@ -14,7 +14,7 @@ import backbones
 
 from .errors import AnomalyError
 
-__all__ = ["TRANSFORM_SETS", "BackboneClassifier", "geometric_transform", "trainable_extractor"]
+__all__ = ["TRANSFORM_SETS", "BackboneClassifier", "PatchSegmenter", "geometric_transform", "trainable_extractor"]
 
 
 def trainable_extractor(name: str, weights="random", layers=None, image_size=None, seed=0, device="cpu"):
@@ -44,6 +44,23 @@ class BackboneClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class PatchSegmenter(nn.Module):
+    """Extractor -> PatchCore's patch features -> a 1x1 convolution: one logit per patch, that
+    the patch shows an anomaly (dense pretraining on synthesised defects)."""
+
+    def __init__(self, extractor: backbones.FeatureExtractor):
+        super().__init__()
+        self.extractor = extractor
+        self.head = nn.Conv2d(sum(extractor.layer_channels.values()), 1, 1)
+        self.head.to(extractor.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .features import aggregate_patches
+
+        maps = [m.float() for m in self.extractor(x).values()]
+        return self.head(aggregate_patches(maps))[:, 0]
 
 
 #: name -> (flips, shifts per axis as fractions of the size, quarter turns)

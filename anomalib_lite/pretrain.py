@@ -1,12 +1,15 @@
 """Self-supervised pretraining of a backbone on the user's own normal data.
 
-Two pretext tasks, both needing only normal images:
+Three pretext tasks, all needing only normal images:
 
 * ``"transforms"``: predict which geometric transformation (a set of flips x shifts x quarter
   turns, see :data:`anomalib_lite.nets.TRANSFORM_SETS`) was applied. Telling orientation and
   position apart forces features that describe the normal shapes (GEOM, RotNet).
 * ``"synthetic"``: tell normal images from subtle anomalies synthesised by ``augment.synth``
   (CutPaste-style pretraining).
+* ``"segment"``: find those synthesised anomalies patch by patch, from the same patch features
+  that ``LatentDistance`` compares (DRAEM-style dense supervision): the layers that describe
+  patches learn what a local irregularity looks like on these images.
 
 The result is a weights file (``backbones.save_weights``: safetensors + metadata) that works
 anywhere ``weights=PATH`` does. The training loop is :func:`anomalib_lite.training.fit_model`,
@@ -27,13 +30,13 @@ import backbones
 
 from .data import training_data
 from .errors import AnomalyError
-from .nets import BackboneClassifier, geometric_transform, n_transforms, trainable_extractor
+from .nets import BackboneClassifier, PatchSegmenter, geometric_transform, n_transforms, trainable_extractor
 from .streaming import stream_rng
 from .training import TrainConfig, TrainResult, fit_model
 
 __all__ = ["TASKS", "PretrainResult", "pretrain", "synth_batch"]
 
-TASKS = ("transforms", "synthetic")
+TASKS = ("transforms", "synthetic", "segment")
 DEFAULT_SYNTH_OPS = ("cutpaste", "scar", "stroke_blob", "local_elastic", "perlin")
 
 
@@ -60,6 +63,18 @@ def synth_batch(x: torch.Tensor, index: torch.Tensor, epoch: int, seed: int, ops
     return images.to(x.device), torch.as_tensor(np.asarray(masks)).to(x.device)
 
 
+def _segment_loss(model, step, seed: int, ops, severity: float) -> torch.Tensor:
+    """Dense pretext: find synthesised defects patch by patch. Every image appears twice, as it
+    is and with a synthesised defect; a patch's target is 1 where the defect covers a quarter of
+    it (balanced by the share of such patches)."""
+    fake, masks = synth_batch(step.x, step.index, step.epoch, seed, ops, severity)
+    logits = model(torch.cat([step.x, fake]))
+    m = torch.cat([torch.zeros_like(masks), masks]).float()[:, None]
+    target = (F.adaptive_avg_pool2d(m, logits.shape[-2:])[:, 0] > 0.25).float()
+    pos = target.mean().clamp(1e-3, 0.5)
+    return F.binary_cross_entropy_with_logits(logits, target, pos_weight=(1 - pos) / pos)
+
+
 def _transform_ids(index: torch.Tensor, epoch: int, seed: int, n: int) -> torch.Tensor:
     rng = stream_rng(seed, epoch, 7919)
     table = rng.integers(0, n, size=int(index.max()) + 1)
@@ -74,7 +89,7 @@ def pretrain(
     weights: str | os.PathLike = "random",
     layers=None,
     image_size=None,
-    transforms: str = "rot4_flip",
+    transforms: str = "geom",
     synth_ops=DEFAULT_SYNTH_OPS,
     severity: float = 0.5,
     augment=None,
@@ -105,13 +120,15 @@ def pretrain(
     n_out = n_transforms(transforms) if task == "transforms" else 2
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = BackboneClassifier(ext, n_out)
+        model = PatchSegmenter(ext) if task == "segment" else BackboneClassifier(ext, n_out)
 
     def loss_fn(model, step):
         if task == "transforms":
             ids = _transform_ids(step.index, step.epoch, seed, n_out).to(step.x.device)
             logits = model(geometric_transform(step.x, ids, transforms))
             return F.cross_entropy(logits, ids)
+        if task == "segment":
+            return _segment_loss(model, step, seed, synth_ops, severity)
         fake, _ = synth_batch(step.x, step.index, step.epoch, seed, synth_ops, severity)
         xb = torch.cat([step.x, fake])
         target = torch.cat([torch.zeros(len(step.x)), torch.ones(len(fake))]).long().to(xb.device)
