@@ -326,7 +326,7 @@ def threads_option(f):
 @fit.command("continuation")
 @click.option("--data", "data_spec", required=True, help="Normal series: a .csv file, nab:realKnownCause/nyc_taxi.csv, or -.")
 @click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.anomaly).")
-@click.option("--model", type=click.Choice(["tcn", "lstm"]), default=_default(al.Continuation, "model"), show_default=True)
+@click.option("--model", type=click.Choice(["lstm", "tcn"]), default=_default(al.Continuation, "model"), show_default=True)
 @click.option("--window", type=click.IntRange(min=2), default=_default(al.Continuation, "window"), show_default=True,
               help="Past steps read per forecast (and steps without a score at a stream's start).")
 @click.option("--horizon", type=click.IntRange(min=1), default=_default(al.Continuation, "horizon"), show_default=True,
@@ -334,7 +334,7 @@ def threads_option(f):
 @click.option("--hidden", type=click.IntRange(min=1), default=_default(al.Continuation, "hidden"), show_default=True)
 @click.option("--num-layers", type=click.IntRange(min=1), default=_default(al.Continuation, "num_layers"),
               show_default=True, help="LSTM layers.")
-@click.option("--season", type=_season, default=_default(al.Continuation, "season"), show_default=True,
+@click.option("--season", type=_season, metavar="auto|N", default=_default(al.Continuation, "season"), show_default=True,
               help="Seasonal period in steps (e.g. 288: daily at 5-minute steps), auto (detected), or 0 (none).")
 @click.option("--epochs", type=click.IntRange(min=1), default=_default(al.Continuation, "epochs"), show_default=True)
 @click.option("--smoothing", type=click.FloatRange(min=0), default=_default(al.Continuation, "smoothing"), show_default=True,

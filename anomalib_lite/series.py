@@ -40,6 +40,8 @@ __all__ = ["STEP_CHUNK", "THRESHOLDS", "TOLERANCE", "SeriesDetector", "seasonal_
 THRESHOLDS = ("calibrated", "moving", "quantile", "dynamic")
 #: chunks of at most this many steps are scored in numpy one step at a time, longer ones in torch
 STEP_CHUNK = 16
+#: a long series is scored in torch passes of this many steps (memory stays bounded)
+SCORE_CHUNK = 16384
 #: scores of one stream agree within ``rtol * |score| + atol`` however it is cut into chunks
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 
@@ -188,8 +190,12 @@ class SeriesDetector(Detector):
             if getattr(self, "_stream", None) is None:
                 self.reset()
             return self._score_steps(x)
-        with self._threads():
-            return super().score(data)
+        out = []
+        with self._threads(), torch.inference_mode():
+            for batch in iter_series(data, SCORE_CHUNK):
+                self._check_input(batch)
+                out.append(self._score_batch(batch.x).double().numpy())
+        return np.concatenate(out)
 
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
         if self._stream is None:
@@ -288,11 +294,14 @@ class SeriesDetector(Detector):
     def unit_scores(self, scores) -> np.ndarray:
         """A stream's scores (in order, from its start) mapped to [0, 1] for NAB: how surprising
         each step's score is against the stream's long-run distribution of scores (seeded with
-        the calibration scores, when there are some), quiet for ``window`` steps after an alarm
+        the calibration scores, when there are some), quiet after an alarm for a window, or for a
+        season's period when that is longer (an event disturbs the forecasts that read it, and
+        the seasonal inputs one period later: one event, one alarm)
         (:class:`anomalib_lite.thresholds.SurpriseScore`). Never capped; comparable across
         series. NaN stays NaN."""
         prior = getattr(self, "calibration_scores_", None)
-        return SurpriseScore(() if prior is None else prior, refractory=self.window).update(scores)
+        quiet = max(self.window, getattr(self, "season_", 0))
+        return SurpriseScore(() if prior is None else prior, refractory=quiet).update(scores)
 
     def p_values(self, scores) -> np.ndarray:
         """p-values against the calibration scores, with a fitted exponential tail beyond them

@@ -211,3 +211,17 @@ def test_gaps_can_be_interpolated_when_fitting(tmp_path):
     r = run("fit", "continuation", "--data", data, "--nan", "interpolate", "--holdout", "0.3", "--fpr", "0.05", *TINY,
             "-o", tmp_path / "o.anomaly")
     assert r.exit_code == 0, r.output
+
+
+def test_the_line_scorer_is_an_api_function(bundle):
+    import io
+
+    import anomalib_lite as al
+    from anomalib_lite import series_io
+
+    det = al.load(bundle)
+    lines = io.StringIO("timestamp,value,other\n2024-01-01T00:00:00,0.1,1\nbad\n2024-01-01T00:01:00,0.2,1\n")
+    out, err = [], []
+    scored, bad = series_io.stream_lines(det, lines, "live", columns=["value"], out=out.append, err=err.append)
+    assert (scored, bad) == (2, 1) and out[0] == "timestamp,value,score,is_anomaly" and len(out) == 3
+    assert out[1].startswith("2024-01-01T00:00:00,0.1,nan,") and "live: line 3: 1 fields, the header has 3" in err[0]
