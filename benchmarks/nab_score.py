@@ -111,8 +111,9 @@ def main() -> None:
                 table[route, subset] = score(tmp / ("example" if route == "example" else "cli"),
                                              subset_dir(tmp, categories), tmp / "scores.json")
         early = {name: [early_alarms(tmp / route, name) for route in ("example", "cli")] for name in names}
+    again = "Scored again from the results files of the run above (--score-only). " if args.score_only else ""
     lines = [
-        f"Continuation with every default (LSTM 2 x 32, window 64, horizon 5, season auto, EWMA span 10; NAB's "
+        again + f"Continuation with every default (LSTM 2 x 32, window 64, horizon 5, season auto, EWMA span 10; NAB's "
         f"[0, 1] score from `unit_scores`: HTM-style likelihood of each step's score against the series' own "
         f"history, alarm at p <= 1e-5, quiet for a window (or a season) after an alarm). Example route: "
         f"`python examples/nab.py --results DIR` ({seconds['example']:.0f} s). CLI route: `anomaly fit continuation "
