@@ -10,7 +10,6 @@ import json
 import sys
 
 import click
-import numpy as np
 
 import anomalib_lite as al
 import augment
