@@ -6,19 +6,16 @@ unexpected failure (a bug: the traceback is shown).
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import sys
 
 import click
-import numpy as np
 
 import anomalib_lite as al
 import augment
 import backbones
 from anomalib_lite import nab
 from anomalib_lite.io import atomic_output, check_writable
-from anomalib_lite.series_sources import MISSING, SeriesReader
 
 USER_ERRORS: tuple[type[Exception], ...] = (al.AnomalyError, backbones.BackboneError, augment.AugmentError)
 
@@ -122,7 +119,8 @@ def _fit_and_save(det, data_spec, out, data_dir, download, holdout, fpr, seed, q
     source = al.load_data(data_spec, data_dir=data_dir, download=download, **load_options)
     train, held = source.split(holdout, seed=seed)
     det.fit(train)
-    det.calibrate(held, fpr=fpr)
+    # a series' held-out end is scored as the continuation of the training steps before it
+    det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
     det.save(out)
     size = out.stat().st_size / 1e6
     learned = det.summary()
@@ -331,42 +329,67 @@ def _series(data_spec, data_dir, download, columns, time_column, label_column, n
     return source
 
 
+def _default(cls, name):
+    """A detector parameter's default, from its signature (never copied into an option)."""
+    import inspect
+
+    return inspect.signature(cls).parameters[name].default
+
+
+def _season(value):
+    return value if value == "auto" else click.IntRange(min=0).convert(value, None, None)
+
+
+def threads_option(f):
+    return click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="Torch intra-op threads (default: 1 for these small networks on the CPU).")(f)
+
+
 @fit.command("continuation")
 @click.option("--data", "data_spec", required=True, help="Normal series: a .csv file, nab:realKnownCause/nyc_taxi.csv, or -.")
 @click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.anomaly).")
-@click.option("--model", type=click.Choice(["lstm", "tcn"]), default="lstm", show_default=True)
-@click.option("--window", type=click.IntRange(min=2), default=64, show_default=True, help="Past steps read per forecast.")
-@click.option("--horizon", type=click.IntRange(min=1), default=5, show_default=True, help="Steps predicted.")
-@click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True, help="LSTM layers.")
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--smoothing", type=click.FloatRange(min=0), default=20.0, show_default=True, help="EWMA span of the score (1 = none).")
+@click.option("--model", type=click.Choice(["lstm", "tcn"]), default=_default(al.Continuation, "model"), show_default=True)
+@click.option("--window", type=click.IntRange(min=2), default=_default(al.Continuation, "window"), show_default=True,
+              help="Past steps read per forecast (and steps without a score at a stream's start).")
+@click.option("--horizon", type=click.IntRange(min=1), default=_default(al.Continuation, "horizon"), show_default=True,
+              help="Steps predicted.")
+@click.option("--hidden", type=click.IntRange(min=1), default=_default(al.Continuation, "hidden"), show_default=True)
+@click.option("--num-layers", type=click.IntRange(min=1), default=_default(al.Continuation, "num_layers"),
+              show_default=True, help="LSTM layers.")
+@click.option("--season", type=_season, metavar="auto|N", default=_default(al.Continuation, "season"), show_default=True,
+              help="Seasonal period in steps (e.g. 288: daily at 5-minute steps), auto (detected), or 0 (none).")
+@click.option("--epochs", type=click.IntRange(min=1), default=_default(al.Continuation, "epochs"), show_default=True)
+@click.option("--smoothing", type=click.FloatRange(min=0), default=_default(al.Continuation, "smoothing"), show_default=True,
+              help="EWMA span of the score (1 = none).")
 @click.option("--threshold", type=click.Choice(["calibrated", "moving", "quantile", "dynamic"]), default="calibrated",
               show_default=True, help="calibrated (--fpr on the held-out tail), moving (mean + k std), quantile, dynamic (Telemanom).")
-@click.option("--threshold-k", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True)
-@click.option("--threshold-window", type=click.IntRange(min=2), default=2000, show_default=True)
+@click.option("--threshold-k", type=click.FloatRange(min=0, min_open=True), default=_default(al.Continuation, "threshold_k"),
+              show_default=True)
+@click.option("--threshold-window", type=click.IntRange(min=2), default=_default(al.Continuation, "threshold_window"),
+              show_default=True)
 @click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True,
-              help="Share of the series, at its end, kept to calibrate the threshold.")
+              help="Share of the series, at its end, kept to calibrate the threshold (scored as the training part's continuation).")
 @click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True)
+@threads_option
 @series_options
 @data_options
 @run_options
-def fit_continuation(data_spec, out, model, window, horizon, hidden, layers, epochs, smoothing, threshold,
-                     threshold_k, threshold_window, holdout, fpr, columns, time_column, nan_policy, data_dir,
+def fit_continuation(data_spec, out, model, window, horizon, hidden, num_layers, season, epochs, smoothing, threshold,
+                     threshold_k, threshold_window, holdout, fpr, threads, columns, time_column, nan_policy, data_dir,
                      download, device, seed, batch_size, quiet):
-    """Forecaster (LSTM or temporal CNN) whose prediction error is the anomaly score.
+    """Forecaster (temporal CNN or LSTM) whose prediction error is the anomaly score.
 
     The series is split by time: the first part trains, the last --holdout calibrates.
 
     \b
     Example:
       anomaly fit continuation --data series.csv --column value -o m.anomaly
-      anomaly fit continuation --data "nab:realKnownCause/nyc_taxi.csv?stop=0.5" -o taxi.anomaly
+      anomaly fit continuation --data "nab:realKnownCause/nyc_taxi.csv?stop=0.15" -o taxi.anomaly
     """
     det = al.Continuation(
-        model=model, window=window, horizon=horizon, hidden=hidden, layers=layers, epochs=epochs,
-        smoothing=smoothing, threshold=threshold, threshold_k=threshold_k, threshold_window=threshold_window,
-        device=device, seed=seed, verbose=not quiet,
+        model=model, window=window, horizon=horizon, hidden=hidden, num_layers=num_layers, season=season,
+        epochs=epochs, smoothing=smoothing, threshold=threshold, threshold_k=threshold_k,
+        threshold_window=threshold_window, device=device, seed=seed, verbose=not quiet, threads=threads,
     )
     if batch_size:
         det.set_params(batch_size=batch_size)
@@ -378,18 +401,19 @@ def fit_continuation(data_spec, out, model, window, horizon, hidden, layers, epo
 @click.option("--data", "data_spec", required=True, help="Labelled series: a .csv file with --label-column, or nab:...")
 @click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.anomaly).")
 @click.option("--label-column", default=None, help="CSV column of 0/1 labels (1 = anomalous step).")
-@click.option("--horizon", type=click.IntRange(min=0), default=20, show_default=True,
+@click.option("--horizon", type=click.IntRange(min=0), default=_default(al.SupervisedRNN, "horizon"), show_default=True,
               help="Warn of anomalies starting within this many steps (0 = detect at onset).")
-@click.option("--window", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--cell", type=click.Choice(["lstm", "gru"]), default="lstm", show_default=True)
-@click.option("--hidden", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
-              help="Last share of the windows held out for early stopping (by time).")
+@click.option("--window", type=click.IntRange(min=1), default=_default(al.SupervisedRNN, "window"), show_default=True)
+@click.option("--cell", type=click.Choice(["lstm", "gru"]), default=_default(al.SupervisedRNN, "cell"), show_default=True)
+@click.option("--hidden", type=click.IntRange(min=1), default=_default(al.SupervisedRNN, "hidden"), show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=_default(al.SupervisedRNN, "epochs"), show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=_default(al.SupervisedRNN, "val_fraction"),
+              show_default=True, help="Last share of the training crops held out for early stopping (by time).")
+@threads_option
 @series_options
 @data_options
 @run_options
-def fit_rnn(data_spec, out, label_column, horizon, window, cell, hidden, epochs, val_fraction, columns,
+def fit_rnn(data_spec, out, label_column, horizon, window, cell, hidden, epochs, val_fraction, threads, columns,
             time_column, nan_policy, data_dir, download, device, seed, batch_size, quiet):
     """Supervised early warning: the probability that an anomaly starts within --horizon steps.
 
@@ -402,7 +426,7 @@ def fit_rnn(data_spec, out, label_column, horizon, window, cell, hidden, epochs,
     if source.anomaly_labels() is None:
         raise al.AnomalyError(f"{data_spec}: no labels; name the 0/1 column with --label-column")
     det = al.SupervisedRNN(window=window, horizon=horizon, cell=cell, hidden=hidden, epochs=epochs,
-                           val_fraction=val_fraction, device=device, seed=seed, verbose=not quiet)
+                           val_fraction=val_fraction, device=device, seed=seed, verbose=not quiet, threads=threads)
     if batch_size:
         det.set_params(batch_size=batch_size)
     det.fit(source).save(out)
@@ -468,11 +492,12 @@ def _load_bundle(path, device, batch_size, quiet):
 @click.option("--nab-results", type=click.Path(file_okay=False), default=None,
               help="Series: also write NAB's results file (scores in [0, 1]) under this folder.")
 @click.option("--label-column", default=None, help="Series: CSV column of 0/1 labels, for metrics.")
+@threads_option
 @show_options
 @series_options
 @data_options
 @run_options
-def score(bundle, data_spec, out, stream, learn, nab_results, label_column, maps_dir, top, report, columns,
+def score(bundle, data_spec, out, stream, learn, nab_results, label_column, threads, maps_dir, top, report, columns,
           time_column, nan_policy, data_dir, download, device, seed, batch_size, quiet):
     """Score data with a bundle; write one CSV row per sample (per time step for series).
 
@@ -495,10 +520,14 @@ def score(bundle, data_spec, out, stream, learn, nab_results, label_column, maps
     det = _load_bundle(bundle, device, batch_size, quiet)
     maps_dir, report = _check_show(det, maps_dir, top, report)
     if det.input_kind == "series":
+        if threads is not None:
+            det.set_params(threads=threads)
         return _score_series(det, data_spec, out, stream, learn, nab_results, label_column, columns,
                              time_column, nan_policy, data_dir, download, quiet, report)
-    if stream or learn or nab_results or label_column or columns or time_column:
-        raise al.AnomalyError(f"{bundle}: --stream, --learn, --nab-results and the CSV options apply to series bundles")
+    if stream or learn or nab_results or label_column or columns or time_column or threads:
+        raise al.AnomalyError(
+            f"{bundle}: --stream, --learn, --nab-results, --threads and the CSV options apply to series bundles"
+        )
     from anomalib_lite.evaluation import assess, format_verdict, score_rows
 
     source = al.load_data(data_spec, data_dir=data_dir, download=download)
@@ -576,10 +605,6 @@ def evaluate(bundle, data_spec, json_out, label_column, maps_dir, top, report, c
         _say(quiet, "wrote " + ", ".join(written))
 
 
-def _fmt(v: float) -> str:
-    return "nan" if np.isnan(v) else f"{v:.6g}"
-
-
 def _fitted_layout(det, data_spec, columns, time_column):
     """A CSV (or stdin) is read the way the bundle was fitted, unless the options say otherwise."""
     base = data_spec.split("?")[0]
@@ -592,6 +617,9 @@ def _fitted_layout(det, data_spec, columns, time_column):
 def _score_series(det, data_spec, out, stream, learn, nab_results, label_column, columns, time_column,
                   nan_policy, data_dir, download, quiet, report=None):
     """Score a series file (or stdin) with a series bundle: CSV, NAB results, or a live stream."""
+    from anomalib_lite import series_io
+    from anomalib_lite.evaluation import from_scores
+
     fitted = det.data_info_ or {}
     columns, time_column = _fitted_layout(det, data_spec, columns, time_column)
     if learn and not isinstance(det, al.Continuation):
@@ -599,7 +627,19 @@ def _score_series(det, data_spec, out, stream, learn, nab_results, label_column,
     if stream:
         if out is not None or nab_results is not None or report is not None:
             raise al.AnomalyError("--stream prints to stdout; drop -o, --nab-results and --report")
-        return _stream_lines(det, data_spec, columns, time_column, label_column, nan_policy, learn, quiet)
+        options = (columns, time_column, label_column, nan_policy, learn)
+        if data_spec == "-":
+            scored, bad = series_io.stream_lines(det, sys.stdin, "stdin", *options)
+        else:
+            try:
+                fh = open(data_spec, newline="", encoding="utf-8")
+            except OSError as e:
+                raise al.AnomalyError(f"{data_spec}: cannot read ({e.strerror})") from None
+            with fh:
+                scored, bad = series_io.stream_lines(det, fh, data_spec, *options)
+        if bad and not quiet:
+            click.echo(f"anomaly: {bad} bad line(s) skipped, {scored} scored", err=True)
+        return
     if out is None and nab_results is None and report is None:
         raise click.UsageError("Missing option '--output' / '-o' (or --nab-results, --report or --stream).")
     try:
@@ -608,31 +648,13 @@ def _score_series(det, data_spec, out, stream, learn, nab_results, label_column,
         if columns and "not found" in str(e) and columns == fitted.get("columns"):
             raise al.AnomalyError(f"{e} (the bundle was fitted on columns {', '.join(columns)}; pass --column)") from None
         raise
-    if learn:
-        parts = [det.partial_fit(source.values[i : i + 256]).last_scores_ for i in range(0, len(source), 256)]
-        scores = np.concatenate(parts)
-    else:
-        scores = det.score(source)
-    det.reset()
-    from anomalib_lite.evaluation import from_scores
-
+    scores = series_io.score_series(det, source, learn=learn)
     ev = from_scores(det, source, scores)  # flags and every figure, computed once
     flags, m = ev.flags, ev.figures
     pvals = det.p_values(scores) if det.calibration_scores_ is not None else None
-    unit = det.unit_scores(scores) if nab_results is not None else None  # before writing anything
-    labels = source.anomaly_labels()
+    unit = nab.results_scores(det, scores) if nab_results is not None else None  # before writing anything
     if out is not None:
-        head = [source.time_column or "index", *source.columns, "score"]
-        head += (["p_value"] if pvals is not None else []) + (["is_anomaly"] if flags is not None else [])
-        head += ["label"] if labels is not None else []
-        with atomic_output(out, "scores") as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(head)
-            for i in range(len(source)):
-                row = [source.stamps[i] if source.stamps else i, *(f"{v:.10g}" for v in source.values[i]), _fmt(scores[i])]
-                row += ([_fmt(pvals[i])] if pvals is not None else []) + ([int(flags[i])] if flags is not None else [])
-                row += [int(labels[i])] if labels is not None else []
-                w.writerow(row)
+        series_io.write_score_table(out, source, scores, pvals, flags, source.anomaly_labels())
     summary = f"scored {len(scores)} steps of {data_spec}" + (f"; wrote {out}" if out else "")
     if nab_results is not None:
         path = nab.write_results(nab_results, source, unit, type(det).__name__.lower())
@@ -652,83 +674,6 @@ def _score_series(det, data_spec, out, stream, learn, nab_results, label_column,
         summary += (f"\nanomaly windows detected {w['detected']}/{w['windows']}; false alarms "
                     f"{w['false_alarms_per_1k']:.2f} per 1,000 steps outside windows")
     _say(quiet, summary)
-
-
-def _stream_lines(det, data_spec, columns, time_column, label_column, nan_policy, learn, quiet):
-    """``--stream``: CSV lines from stdin (or a file), scored one at a time as they arrive."""
-    if data_spec == "-":
-        return _stream_from(det, sys.stdin, "stdin", columns, time_column, label_column,
-                            nan_policy, learn, quiet)
-    try:
-        with open(data_spec, newline="", encoding="utf-8") as fh:
-            return _stream_from(det, fh, data_spec, columns, time_column, label_column, nan_policy, learn, quiet)
-    except OSError as e:
-        raise al.AnomalyError(f"{data_spec}: cannot read ({e.strerror})") from None
-
-
-def _stream_from(det, fh, where, columns, time_column, label_column, nan_policy, learn, quiet):
-    """Print ``timestamp,values...,score,is_anomaly`` for each line as it arrives (flushed); a bad
-    line is reported on stderr with its number and skipped. A header line is optional when the
-    bundle knows the layout it was fitted on."""
-    import torch
-
-    torch.set_num_threads(1)  # one step at a time: intra-op threads only add latency
-    lines = iter(fh.readline, "")
-    first, lineno = "", 0
-    for first in lines:
-        lineno += 1
-        if first.strip():
-            break
-    if not first.strip():
-        raise al.AnomalyError(f"{where}: no lines")
-    fields = next(csv.reader([first]))
-    known = set((det.data_info_ or {}).get("header") or []) | set(columns or []) | {time_column}
-    dim = int(det.input_shape_[0])
-    is_header = bool(known & {f.strip() for f in fields}) or not all(_is_number(f) for f in fields[1:])
-    header = [f.strip() for f in fields] if is_header else (det.data_info_ or {}).get("header")
-    if not is_header and (not header or len(header) != len(fields)):
-        if len(fields) not in (dim, dim + 1):
-            raise al.AnomalyError(f"{where}: line {lineno}: no header line and {len(fields)} fields for {dim} channel(s)")
-        header = (["timestamp"] if len(fields) == dim + 1 else []) + [f"value{i}" for i in range(dim)]
-        columns = time_column = None
-    reader = SeriesReader(header, where, columns, time_column, label_column, nan_policy)
-    if len(reader.columns) != dim:
-        raise al.AnomalyError(f"{where}: {len(reader.columns)} value column(s) but the bundle takes {dim}")
-    can_flag = det.can_flag()
-    head = [reader.time_column or "index", *reader.columns, "score"] + (["is_anomaly"] if can_flag else [])
-    click.echo(",".join(head))
-    sys.stdout.flush()
-    pending = [] if is_header else [(lineno, first)]
-    bad = step = 0
-    for number, line in itertools.chain(pending, ((lineno + 1 + i, ln) for i, ln in enumerate(lines))):
-        if not line.strip():
-            continue
-        try:
-            stamp, _, values, _ = reader.parse(next(csv.reader([line])), number, stream=True)
-        except (al.AnomalyError, csv.Error) as e:
-            bad += 1
-            click.echo(f"anomaly: skipped: {e}", err=True)
-            continue
-        if learn:
-            det.partial_fit(values[None, :])
-            s, f = det.last_scores_[0], bool(det.last_flags_[0])
-        else:
-            s = det.score(values[None, :])[0]
-            f = bool(det.flag([s])[0]) if can_flag else None
-        row = [stamp if stamp is not None else str(step), *(f"{v:.10g}" for v in values), _fmt(s)]
-        click.echo(",".join(row + ([str(int(f))] if can_flag else [])))
-        sys.stdout.flush()
-        step += 1
-    if bad and not quiet:
-        click.echo(f"anomaly: {bad} bad line(s) skipped, {step} scored", err=True)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return text.strip().lower() in MISSING
 
 
 # ---------------------------------------------------------------- demo

@@ -18,7 +18,7 @@ import numpy as np
 from .errors import AnomalyError
 from .io import atomic_output
 
-__all__ = ["probation_steps", "results_path", "run_protocol", "write_results"]
+__all__ = ["probation_steps", "results_path", "results_scores", "run_protocol", "write_results"]
 
 
 def probation_steps(n: int, share: float = 0.15) -> int:
@@ -26,25 +26,40 @@ def probation_steps(n: int, share: float = 0.15) -> int:
     return int(min(math.floor(share * n), share * 5000))
 
 
-def run_protocol(detector, source, chunk: int = 64, share: float = 0.15, fpr: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
-    """Fit and calibrate on the probationary period (``unit_scores`` then maps scores to [0, 1]
-    against it), score it to fill the stream's window and moving threshold, then test-then-train
-    chunk by chunk. Returns (scores, flags) for every step; nothing uses a later step."""
+def run_protocol(detector, source, chunk: int = 64, share: float = 0.15, fpr: float = 0.01,
+                 holdout: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """NAB's protocol with a series detector: ``fit`` on the probationary period but its last
+    ``holdout`` share, ``calibrate`` on that share as the continuation of the training steps
+    (realistic scores of unseen data), then score the training steps to carry the stream to the
+    held-out ones, and go on test-then-train (``partial_fit``: score, then learn) chunk by chunk
+    from there, the held-out steps included. Returns (scores, flags) for every step; nothing
+    uses a later step."""
     n = len(source)
     p = probation_steps(n, share)
-    if p <= getattr(detector, "window", 0) + getattr(detector, "horizon", 0):
+    k = max(1, round(holdout * p))
+    if p - k <= getattr(detector, "window", 0) + getattr(detector, "horizon", 0):
         raise AnomalyError(f"{source.spec}: a probationary period of {p} steps is shorter than the window")
     values = source.values
-    detector.fit(values[:p])
-    detector.calibrate(values[:p], fpr=fpr)
+    detector.fit(values[: p - k])
+    detector.calibrate(values[p - k : p], fpr=fpr, context=values[: p - k])
     detector.reset()
-    scores = [detector.score(values[:p])]
-    flags = [detector.flag(scores[0]) if detector.can_flag() else np.zeros(p, dtype=bool)]
-    for i in range(p, n, chunk):
+    scores = [detector.score(values[: p - k])]
+    flags = [detector.flag(scores[0]) if detector.can_flag() else np.zeros(p - k, dtype=bool)]
+    for i in range(p - k, n, chunk):
         detector.partial_fit(values[i : i + chunk])
         scores.append(detector.last_scores_)
         flags.append(detector.last_flags_)
     return np.concatenate(scores), np.concatenate(flags)
+
+
+def results_scores(detector, scores, share: float = 0.15) -> np.ndarray:
+    """The [0, 1] scores NAB reads for one series scored from its first step:
+    ``detector.unit_scores`` of the whole stream (its long-run distribution of scores starts
+    with the probationary period's), 0 in the probationary period, which NAB does not score."""
+    s = np.asarray(scores, dtype=np.float64)
+    out = np.nan_to_num(detector.unit_scores(s), nan=0.0)
+    out[: probation_steps(len(s), share)] = 0.0
+    return out
 
 
 def results_path(folder, source, detector_name: str) -> Path:

@@ -1,123 +1,97 @@
 """What the series detectors (Continuation, SupervisedRNN) share.
 
 * Inputs are time steps: :func:`anomalib_lite.data.iter_series` reads them; a sample is one step
-  of D channels, scores are one per step, NaN until a detector has a full window of past steps.
-* A stream state carries over from one ``score(chunk)`` to the next (the last steps, smoothing,
-  moving thresholds): scoring a series at once or chunk by chunk gives the same scores, bit for
-  bit, because networks always run on fixed-size blocks of windows (see :func:`run_blocks`).
-  ``reset()`` starts a new stream; ``calibrate`` scores its data as a stream of its own and
-  leaves the current stream where it was. A loaded bundle starts from a reset stream.
+  of D channels, scores are one per step, NaN until a detector has seen ``window`` steps.
+* A stream state carries over from one ``score(chunk)`` to the next: the network's state (a
+  causal network, see :mod:`anomalib_lite.series_nets`), pending forecasts, smoothing and moving
+  thresholds. Each step's work reuses the previous step's: a chunk of a few steps runs in numpy
+  one step at a time, a longer chunk in one torch pass; both give the same scores up to float32
+  rounding (:data:`TOLERANCE`), however the stream is cut. ``reset()`` starts a new stream;
+  ``calibrate`` scores its data as a stream of its own (optionally continuing from ``context``,
+  the steps before it) and leaves the current stream where it was. A loaded bundle starts from a
+  reset stream.
 * ``flag(scores)`` turns scores into anomaly flags with the detector's threshold rule:
   ``"calibrated"`` (``threshold_`` from ``calibrate``), ``"moving"`` (mean + k*std of a moving
   window of past scores), ``"quantile"`` (a moving quantile) or ``"dynamic"`` (Telemanom, on the
   scores given at once); ``predict(data)`` is ``flag(score(data))``.
+* p-values and ``threshold_`` use an exponential tail fitted to the calibration scores
+  (:func:`anomalib_lite.thresholds.tail_p_values`): they keep ranking past the largest
+  calibration score. ``unit_scores`` maps a stream's scores to NAB's [0, 1] (see
+  :class:`anomalib_lite.thresholds.SurpriseScore`).
+* Torch threads follow :mod:`anomalib_lite.threads` (one on the CPU for these small networks,
+  ``threads=N`` to override), restored after each call.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 import backbones
 
 from .base import Detector
 from .data import Batch, iter_series
 from .errors import AnomalyError
-from .thresholds import MovingThreshold, dynamic_threshold, fpr_threshold, p_values
+from .streaming import sliding_windows
+from .thresholds import MovingThreshold, SurpriseScore, dynamic_threshold, tail_p_values, tail_threshold
+from .threads import choose_threads, log_choice, torch_threads
 
-__all__ = ["THRESHOLDS", "ForecastNet", "SequenceNet", "SeriesDetector", "run_blocks"]
+__all__ = ["STEP_CHUNK", "THRESHOLDS", "TOLERANCE", "SeriesDetector", "seasonal_period", "training_crops"]
 
 THRESHOLDS = ("calibrated", "moving", "quantile", "dynamic")
-_BLOCK = 32  # windows per forward pass
+#: chunks of at most this many steps are scored in numpy one step at a time, longer ones in torch
+STEP_CHUNK = 16
+#: a long series is scored in torch passes of this many steps (memory stays bounded)
+SCORE_CHUNK = 16384
+#: scores of one stream agree within ``rtol * |score| + atol`` however it is cut into chunks
+TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 
 
-@torch.no_grad()
-def run_blocks(model: nn.Module, windows: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``model(windows)`` on blocks of exactly ``_BLOCK`` windows (the last one zero-padded), so
-    a window's output is bit-identical whatever windows share its block; results on the CPU."""
-    out = []
-    for i in range(0, len(windows), _BLOCK):
-        n = min(_BLOCK, len(windows) - i)
-        block = windows.new_zeros((_BLOCK, *windows.shape[1:]))  # always a fresh contiguous block
-        block[:n] = windows[i : i + n]
-        out.append(model(block.to(device))[:n].float().cpu())
-    return torch.cat(out) if out else windows.new_empty((0,))
+def training_crops(inputs: np.ndarray, targets: np.ndarray, burn: int, span: int, stride: int):
+    """Training samples for a causal network: crops of ``burn + span`` consecutive steps of
+    ``inputs`` (T, D) and ``targets`` (T, K), as views (no copy) every ``stride`` steps. The
+    first ``burn`` steps of a crop only warm up the network's state; the loss is taken on the
+    last ``span`` (where a target is NaN, not at all)."""
+    length = burn + span
+    x = sliding_windows(torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)), length)[::stride]
+    y = sliding_windows(torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)), length)[::stride]
+    return x, y
 
 
-class _CausalConv(nn.Module):
-    """A residual block of two dilated causal convolutions (kernel 3)."""
-
-    def __init__(self, c_in: int, c_out: int, dilation: int, dropout: float):
-        super().__init__()
-        self.pad = 2 * dilation
-        self.conv1 = nn.Conv1d(c_in, c_out, 3, dilation=dilation)
-        self.conv2 = nn.Conv1d(c_out, c_out, 3, dilation=dilation)
-        self.drop = nn.Dropout(dropout)
-        self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.drop(torch.relu(self.conv1(nn.functional.pad(x, (self.pad, 0)))))
-        h = self.drop(torch.relu(self.conv2(nn.functional.pad(h, (self.pad, 0)))))
-        return torch.relu(h + self.skip(x))
-
-
-class _Encoder(nn.Module):
-    """(B, W, D) windows -> (B, hidden) summary: the last state of an LSTM/GRU, or the last step of
-    a temporal CNN whose dilations (1, 2, 4, ...) cover the window."""
-
-    def __init__(self, kind: str, d_in: int, hidden: int, layers: int, dropout: float, window: int):
-        super().__init__()
-        self.kind = kind
-        if kind in ("lstm", "gru"):
-            rnn = nn.LSTM if kind == "lstm" else nn.GRU
-            self.net = rnn(d_in, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
-        else:
-            blocks, d, reach = [], 1, 1
-            while reach < window:
-                blocks.append(_CausalConv(d_in if not blocks else hidden, hidden, d, dropout))
-                reach += 4 * d
-                d *= 2
-            self.net = nn.Sequential(*blocks) if blocks else nn.Conv1d(d_in, hidden, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind in ("lstm", "gru"):
-            return self.net(x)[0][:, -1]
-        return self.net(x.transpose(1, 2))[:, :, -1]
+def seasonal_period(z: np.ndarray, min_lag: int, max_lag: int) -> int:
+    """The seasonal period of a standardised series (T, D), or 0 when it has none. Peaks of the
+    autocorrelation (averaged over channels) in [min_lag, max_lag] count when they reach 0.5 (a
+    strong rhythm) and rise at least 0.2 above the lowest autocorrelation at a shorter lag (so a
+    slowly decaying trend is not taken for a season); the period is the shortest peak within
+    0.05 of the highest (a rhythm's multiples are peaks too)."""
+    n = len(z)
+    max_lag = min(max_lag, n - 2)
+    if max_lag <= min_lag:
+        return 0
+    x = z - z.mean(0)
+    f = np.fft.rfft(x, 2 * n, axis=0)
+    ac = np.fft.irfft(f * np.conj(f), axis=0)[: max_lag + 2].sum(1)
+    if ac[0] <= 0:
+        return 0
+    ac = ac / ac[0] * n / (n - np.arange(max_lag + 2))  # unbiased: each lag's own number of pairs
+    low = np.minimum.accumulate(ac)
+    k = np.arange(max(min_lag, 2), max_lag + 1)
+    peaks = k[(ac[k] >= ac[k - 1]) & (ac[k] >= ac[k + 1]) & (ac[k] >= 0.5) & (ac[k] - low[k - 1] >= 0.2)]
+    if peaks.size == 0:
+        return 0
+    return int(peaks[ac[peaks] >= ac[peaks].max() - 0.05][0])
 
 
-class ForecastNet(nn.Module):
-    """Predicts the next ``horizon`` steps (B, H, D) from a window (B, W, D) as changes from the
-    window's last value. ``relative=True`` also reads the window relative to that value: shifting
-    a window shifts its forecast, so after a level shift only the change itself is a surprise
-    (right for raw measurements; wrong for embeddings, whose absolute values carry the content)."""
-
-    def __init__(self, kind: str, d_in: int, hidden: int, layers: int, dropout: float, window: int, horizon: int,
-                 relative: bool = True):
-        super().__init__()
-        self.horizon, self.d_in, self.relative = horizon, d_in, relative
-        self.encoder = _Encoder(kind, d_in, hidden, layers, dropout, window)
-        self.head = nn.Linear(hidden, horizon * d_in)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        last = x[:, -1:, :]
-        seen = x - last if self.relative else x
-        return last + self.head(self.encoder(seen)).view(-1, self.horizon, self.d_in)
-
-
-class SequenceNet(nn.Module):
-    """One logit per window (B, W, D) -> (B,)."""
-
-    def __init__(self, kind: str, d_in: int, hidden: int, layers: int, dropout: float, window: int):
-        super().__init__()
-        self.encoder = _Encoder(kind, d_in, hidden, layers, dropout, window)
-        self.head = nn.Linear(hidden, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))[:, 0]
+def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the finite targets (0 with a gradient when there are none)."""
+    ok = torch.isfinite(target)
+    if not bool(ok.any()):
+        return (pred * 0.0).sum()
+    return torch.nn.functional.mse_loss(pred[ok], target[ok])
 
 
 class SeriesDetector(Detector):
-    """Base of the series detectors: reading steps, the stream state, flags and calibration."""
+    """Base of the series detectors: reading steps, the stream state, threads, flags and
+    calibration."""
 
     input_kind = "series"
     #: moving thresholds never flag at or below this score
@@ -133,6 +107,21 @@ class SeriesDetector(Detector):
             raise AnomalyError(
                 f"data: the series has {batch.x.shape[1]} channel(s) but {self._name} was fitted on {expected[0]}"
             )
+
+    def _few_steps(self, data) -> np.ndarray | None:
+        """``data`` as float64 (n, D) steps when it is a short, clean array (the one-step fast
+        path, which skips the general reader); None to take the general path, which also gives
+        the errors for bad input."""
+        if isinstance(data, (float, int)) and not isinstance(data, bool):
+            x = np.array([[data]], dtype=np.float64)
+        elif isinstance(data, np.ndarray) and data.dtype.kind == "f" and data.ndim <= 2 and data.size <= 4 * STEP_CHUNK:
+            x = data.reshape(-1, 1) if data.ndim < 2 else data
+        else:
+            return None
+        dim = int(self.input_shape_[0])
+        if len(x) == 0 or len(x) > STEP_CHUNK or x.shape[1] != dim or not np.isfinite(x).all():
+            return None
+        return x.astype(np.float32).astype(np.float64)  # the values the general reader would see
 
     def _resolve_device(self) -> torch.device:
         try:
@@ -155,8 +144,67 @@ class SeriesDetector(Detector):
             raise AnomalyError(f"scaling='{self.scaling}': unknown; use 'channel' or 'global'")
 
     def _scaled(self, x: np.ndarray) -> np.ndarray:
-        """Values standardised with the training mean and std (float32)."""
-        return ((x - self.scaler_mean_) / self.scaler_std_).astype(np.float32)
+        """Values standardised with the training mean and std (float64)."""
+        return (np.asarray(x, dtype=np.float64) - self.scaler_mean_) / self.scaler_std_
+
+    def _build_net(self, make) -> torch.nn.Module:
+        """``make()`` under the detector's seed, leaving the caller's random state alone."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            net = make()
+        return net.to(self.device_).eval()
+
+    # ------------------------------------------------------------------ threads
+    def _threads(self):
+        """The thread policy for this detector's torch work (a context manager); the choice is
+        logged once per detector in verbose mode."""
+        model = getattr(self, "model_", None)
+        if model is not None:
+            n_params = sum(p.numel() for p in model.parameters())
+        else:  # before the network exists: the size of its largest part, a generous estimate
+            n_params = 8 * self.hidden * (self.hidden + int(getattr(self, "window", 1))) * getattr(self, "num_layers", 1)
+        device = getattr(self, "device_", None) or "cpu"
+        n, why = choose_threads(getattr(self, "threads", None), n_params, device)
+        if getattr(self, "verbose", False) and getattr(self, "_threads_logged", None) != n:
+            log_choice(self._name, n, why)
+            self._threads_logged = n
+        return torch_threads(n)
+
+    def fit(self, data, y=None) -> SeriesDetector:
+        """Learn from a series (anything :func:`anomalib_lite.data.iter_series` reads)."""
+        if y is not None:
+            data = (data, y)
+        choose_threads(getattr(self, "threads", None), 0)  # a bad threads= fails before any work
+        with self._threads():
+            return super().fit(data)
+
+    def partial_fit(self, batch) -> SeriesDetector:
+        with self._threads():
+            return super().partial_fit(batch)
+
+    def score(self, data) -> np.ndarray:
+        """One score per step, continuing the stream (NaN while the first window fills)."""
+        self._require_fitted()
+        x = self._few_steps(data)
+        if x is not None:
+            if getattr(self, "_stream", None) is None:
+                self.reset()
+            return self._score_steps(x)
+        out = []
+        with self._threads(), torch.inference_mode():
+            for batch in iter_series(data, SCORE_CHUNK):
+                self._check_input(batch)
+                out.append(self._score_batch(batch.x).double().numpy())
+        return np.concatenate(out)
+
+    def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
+        if self._stream is None:
+            self.reset()
+        return torch.from_numpy(self._score_steps(x.cpu().double().numpy()))
+
+    def _score_steps(self, x: np.ndarray) -> np.ndarray:
+        """Scores of the next steps ``x`` (n, D) float64 of the stream."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ stream state
     def _new_stream(self):
@@ -164,7 +212,7 @@ class SeriesDetector(Detector):
 
     def reset(self) -> SeriesDetector:
         """Start a new stream: forget the past steps, smoothing and moving-threshold state."""
-        self._stream = self._new_stream() if self._is_fitted() else None
+        self._stream = self._new_stream() if self._is_fitted() and getattr(self, "model_", None) is not None else None
         return self
 
     def _moving_threshold(self) -> MovingThreshold | None:
@@ -177,13 +225,18 @@ class SeriesDetector(Detector):
         )
 
     # ------------------------------------------------------------------ thresholds
-    def calibrate(self, normal, fpr: float = 0.01) -> SeriesDetector:
+    def calibrate(self, normal, fpr: float = 0.01, context=None) -> SeriesDetector:
         """Set ``threshold_`` from the scores of a normal series, scored as a stream of its own
-        (the current stream is left as it was); its first ``window`` steps have no score."""
+        (the current stream is left as it was). ``context``: the steps just before ``normal``
+        (typically the training series it was cut from): the stream runs through them first, so
+        ``normal`` is scored as their continuation and every one of its steps has a score.
+        Without context its first ``window`` steps have none."""
         self._require_fitted()
         kept = self._stream
         self.reset()
         try:
+            if context is not None:
+                self.score(context)
             scores = self.score(normal)
         finally:
             self._stream = kept
@@ -191,12 +244,17 @@ class SeriesDetector(Detector):
         if finite.size == 0:
             raise AnomalyError(
                 f"calibration data: a series of {len(scores)} steps gives no score; it must be longer "
-                f"than window={self.window}"
+                f"than window={self.window}{self._season_note()} (or continue the training series: "
+                "calibrate(..., context=train))"
             )
-        self.threshold_ = fpr_threshold(finite, fpr)
+        self.threshold_ = tail_threshold(finite, fpr)
         self.fpr_ = float(fpr)
         self.calibration_scores_ = np.sort(finite)
         return self
+
+    def _season_note(self) -> str:
+        p = getattr(self, "season_", 0)
+        return f" + season={p}" if p else ""
 
     def flag(self, scores) -> np.ndarray:
         """Anomaly flags for scores (in stream order) under the ``threshold`` rule; NaN is never
@@ -228,13 +286,24 @@ class SeriesDetector(Detector):
         """What the scores should rank high, from 0/1 anomaly labels per step: the labels."""
         return np.asarray(labels, dtype=np.int64)
 
-    def unit_scores(self, scores) -> np.ndarray:
-        """Scores mapped to [0, 1] (NAB's results format): 1 - p-value against the calibration
-        scores, so the mapping is the same for every series; NaN stays NaN."""
-        return 1.0 - self.p_values(scores)
-
-    def p_values(self, scores) -> np.ndarray:
-        """Conformal p-values against the calibration scores; NaN scores give NaN."""
+    def _calibration_scores(self) -> np.ndarray:
         if getattr(self, "calibration_scores_", None) is None:
             raise AnomalyError(f"{self._name} has no calibration scores: call calibrate(normal_series) first")
-        return p_values(scores, self.calibration_scores_)
+        return self.calibration_scores_
+
+    def unit_scores(self, scores) -> np.ndarray:
+        """A stream's scores (in order, from its start) mapped to [0, 1] for NAB: how surprising
+        each step's score is against the stream's long-run distribution of scores (seeded with
+        the calibration scores, when there are some), quiet after an alarm for a window, or for a
+        season's period when that is longer (an event disturbs the forecasts that read it, and
+        the seasonal inputs one period later: one event, one alarm)
+        (:class:`anomalib_lite.thresholds.SurpriseScore`). Never capped; comparable across
+        series. NaN stays NaN."""
+        prior = getattr(self, "calibration_scores_", None)
+        quiet = max(self.window, getattr(self, "season_", 0))
+        return SurpriseScore(() if prior is None else prior, refractory=quiet).update(scores)
+
+    def p_values(self, scores) -> np.ndarray:
+        """p-values against the calibration scores, with a fitted exponential tail beyond them
+        (:func:`anomalib_lite.thresholds.tail_p_values`); NaN scores give NaN."""
+        return tail_p_values(scores, self._calibration_scores())

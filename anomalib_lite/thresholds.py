@@ -5,20 +5,31 @@ conformal way: a score ``s`` gets the p-value ``(1 + #{s_i >= s}) / (n + 1)`` ag
 calibration scores, and ``s > threshold`` exactly when that p-value is at most ``fpr``. On
 exchangeable data this bounds the false positive rate by ``fpr``.
 
+A conformal p-value cannot go below ``1 / (n + 1)``: every score above the largest calibration
+score gets that same value. The series detectors rank further: :func:`tail_p_values` fits an
+exponential tail (a generalised Pareto tail of shape 0, the peaks-over-threshold model of extreme
+value theory) to the top tenth of the calibration scores and continues the p-value past the
+largest ones, so a more extreme score always gets a smaller p-value; :func:`tail_threshold` is
+the matching threshold, which also reaches rates that a small calibration set cannot certify.
+
 For series and streams two label-free alternatives: :func:`dynamic_threshold` (Telemanom's
 non-parametric search over mean + z*std with pruning, on a batch of smoothed errors) and
 :class:`MovingThreshold` (mean + k*std or a quantile of a moving window of past scores).
 """
 from __future__ import annotations
 
+import math
 import warnings
+from collections import deque
 
 import numpy as np
+from scipy.special import log_ndtr
 
 from .errors import AnomalyError
 from .streaming import MovingWindow
 
-__all__ = ["MovingThreshold", "check_scores", "dynamic_threshold", "fpr_threshold", "p_values"]
+__all__ = ["MovingThreshold", "SurpriseScore", "check_scores", "dynamic_threshold", "fpr_threshold", "p_values", "tail_p_values",
+           "tail_threshold"]
 
 
 def check_scores(scores, where: str = "scores") -> np.ndarray:
@@ -58,6 +69,51 @@ def p_values(scores, calibration_scores) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64)
     n_ge = len(cal) - np.searchsorted(cal, s, side="left")
     return np.where(np.isnan(s), np.nan, (1.0 + n_ge) / (len(cal) + 1.0))
+
+
+def _tail(calibration_scores) -> tuple[np.ndarray, int, float, float]:
+    """Sorted calibration scores, m, a (the m-th largest score, m = min(10, n - 1): where the
+    fitted tail takes over from the counts) and beta (the exponential tail's scale: the mean
+    excess of the top tenth of the scores, at least 5, over the score just below them)."""
+    cal = np.sort(check_scores(calibration_scores, "calibration scores"))
+    n = len(cal)
+    if n < 2:  # one score: no tail to fit; a scale from its size
+        return cal, 1, float(cal[-1]), max(abs(float(cal[-1])), 1e-12)
+    k = min(n - 1, max(5, int(np.ceil(0.1 * n))))
+    beta = float(np.mean(cal[n - k :] - cal[n - k - 1]))
+    m = min(10, n - 1)
+    a = float(cal[n - m])
+    return cal, m, a, max(beta, 1e-9 * max(1.0, abs(a)))
+
+
+def tail_p_values(scores, calibration_scores) -> np.ndarray:
+    """p-values that keep ranking past the largest calibration score: conformal
+    ``(1 + #{c >= s}) / (n + 1)`` up to the m-th largest score a (m = 10, or n - 1 for fewer
+    scores), beyond it ``m / (n + 1) * exp(-(s - a) / beta)``, beta the mean excess of the top
+    tenth of the scores (an exponential tail: a generalised Pareto tail of shape 0). Strictly
+    decreasing past a; NaN gives NaN."""
+    cal, m, a, beta = _tail(calibration_scores)
+    n = len(cal)
+    s = np.asarray(scores, dtype=np.float64)
+    n_ge = n - np.searchsorted(cal, s, side="left")
+    with np.errstate(over="ignore", invalid="ignore"):
+        tail = m / (n + 1.0) * np.exp(-(s - a) / beta)
+    p = np.where(s > a, tail, (1.0 + n_ge) / (n + 1.0))
+    return np.where(np.isnan(s), np.nan, p)
+
+
+def tail_threshold(calibration_scores, fpr: float = 0.01) -> float:
+    """The threshold matching :func:`tail_p_values`: ``s > threshold`` exactly when its p-value is
+    at most ``fpr``: conformal (:func:`fpr_threshold`) where the calibration set can certify
+    ``fpr``, the fitted tail where it cannot (no warning, and no falling back to the largest
+    score)."""
+    if not 0 < fpr < 1:
+        raise AnomalyError(f"fpr: must be in (0, 1), got {fpr}")
+    cal, m, a, beta = _tail(calibration_scores)
+    n = len(cal)
+    if fpr * (n + 1) >= m:
+        return fpr_threshold(cal, fpr)
+    return a + beta * float(np.log(m / ((n + 1.0) * fpr)))
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -154,3 +210,86 @@ class MovingThreshold:
             flags[i] = v > self.current()
             self.window.push(v)
         return flags
+
+
+
+class SurpriseScore:
+    """NAB's [0, 1] anomaly score, online, from a stream of a detector's scores.
+
+    HTM's anomaly likelihood (Ahmad et al. 2017, the detector behind NAB's scoreboard), on the
+    detector's smoothed scores: the surprise of a step is ``L = -log10 p``, p the Gaussian tail
+    probability of its score under the mean and standard deviation of the previous ``history``
+    scores (the long-run distribution, seeded with ``prior``: the calibration scores). Scores in
+    units of each series' own typical error become tail probabilities, which compare across
+    series: NAB chooses one threshold for all of them. Then HTM's filter keeps alarms short: a
+    step at or above ``alarm`` (p <= 1e-5, HTM's "red") alarms only if the step before did not,
+    and none within ``refractory`` steps after the last alarm does (one event, one alarm: NAB
+    rewards the first detection in a window and charges every one outside); such steps are held
+    at ``rest`` (p = 1e-3, HTM's "yellow"). The output ``L / (L + scale)`` is strictly increasing
+    in L and never reaches 1: no cap, however extreme the step. NaN scores give NaN (and leave
+    the state alone); the result does not depend on how the stream is chunked.
+    """
+
+    def __init__(self, prior=(), history: int = 8640, refractory: int = 64, alarm: float = 5.0,
+                 rest: float = 3.0, scale: float = 5.0, min_count: int = 30, min_std: float = 0.01):
+        if not isinstance(history, int) or history < 2 or refractory < 0:
+            raise AnomalyError(f"SurpriseScore: history={history!r} must be an integer >= 2, refractory >= 0")
+        self.history, self.refractory, self.alarm, self.rest = history, int(refractory), float(alarm), float(rest)
+        self.scale, self.min_count, self.min_std = float(scale), int(min_count), float(min_std)
+        self.values: deque[float] = deque()
+        self.total = self.total_sq = 0.0
+        self.pushed = 0
+        self.since_alarm = self.refractory + 1
+        self.was_alarm = False
+        for v in np.asarray(prior, dtype=np.float64).reshape(-1).tolist():
+            if math.isfinite(v):
+                self._push(v)
+
+    @property
+    def alarm_level(self) -> float:
+        """The output at which a step alarms (0.5 with the defaults): ``output >= alarm_level``
+        flags one step per event."""
+        return self.alarm / (self.alarm + self.scale)
+
+    def _push(self, v: float) -> None:
+        self.values.append(v)
+        self.total += v
+        self.total_sq += v * v
+        if len(self.values) > self.history:
+            old = self.values.popleft()
+            self.total -= old
+            self.total_sq -= old * old
+        self.pushed += 1
+        if self.pushed % self.history == 0:  # exact sums now and then: no drift
+            self.total = math.fsum(self.values)
+            self.total_sq = math.fsum(u * u for u in self.values)
+
+    def surprise(self, score: float) -> float:
+        """``-log10`` of the Gaussian tail probability of ``score`` under the history (0 while
+        the history holds fewer than ``min_count`` scores)."""
+        n = len(self.values)
+        if n < self.min_count:
+            return 0.0
+        mean = self.total / n
+        std = math.sqrt(max(0.0, self.total_sq / n - mean * mean))
+        std = max(std, self.min_std, 1e-9 * abs(mean))
+        return float(-log_ndtr(-(score - mean) / std) / math.log(10.0))
+
+    def update(self, scores) -> np.ndarray:
+        """The [0, 1] scores of the next steps, in order."""
+        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        out = np.full(s.shape, np.nan)
+        for i, v in enumerate(s.tolist()):
+            if math.isnan(v):
+                continue
+            level = raw = self.surprise(v)
+            self._push(v)
+            self.since_alarm += 1
+            if raw >= self.alarm:
+                if self.was_alarm or self.since_alarm <= self.refractory:
+                    level = min(raw, self.rest)
+                else:
+                    self.since_alarm = 0
+            self.was_alarm = raw >= self.alarm
+            out[i] = level / (level + self.scale)
+        return out

@@ -67,7 +67,7 @@ def main() -> None:
         f"{len(parts)} NAB series; first {100 * args.train:.0f} % of each trains ({len(x_train):,} steps, "
         f"{len(onsets(y_train))} onsets), the rest tests ({len(y):,} steps, {sum(len(onsets(p[4])) for p in parts)} onsets). "
         f"SupervisedRNN: LSTM 1x32, window {args.window}, horizon {args.horizon}, balanced loss, early stopping on the "
-        f"last 20 % of the training windows (by time), {det.train_result_.best_epoch + 1} epochs kept, {fit_s:.0f} s. "
+        f"last 20 % of the training windows (by time), {det.history_.best_epoch + 1} epochs kept, {fit_s:.0f} s. "
         f"torch threads: 1. Load average before: {'/'.join(f'{v:.1f}' for v in load_before)}, after: "
         + "/".join(f"{v:.1f}" for v in os.getloadavg()) + ".",
         "",

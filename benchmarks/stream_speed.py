@@ -1,20 +1,27 @@
-"""Streaming cost of Continuation: per-point latency (Python API and ``anomaly score --stream``),
-batch throughput, and memory over long streams.
+"""Streaming cost of Continuation against River's HalfSpaceTrees, in the same run: per-point
+latency (Python API and ``anomaly score --stream``), batch throughput, CPU per line of a long
+piped stream, and memory over long streams.
 
 * Python API: ``det.score(one_point)`` then ``det.flag(score)`` (moving threshold), one point at a
-  time after a warm-up; median and p99 over ``--points`` points.
+  time after a warm-up; median and p99 over ``--points`` points. River: ``score_one`` then
+  ``learn_one`` of ``MinMaxScaler | HalfSpaceTrees`` on the same points.
 * ``--stream``: the CLI in a subprocess fed one CSV line at a time; the time from writing a line
   to reading its scored line back (parse, score, flag, print, flush, pipes).
+* Piped: ``--long-lines`` CSV lines written to ``score --stream`` at once; wall time and the
+  child's CPU time per line.
 * Batch: ``det.score(series)`` on 10^5 steps at once, points per second.
 * Memory: RSS of this process after 10^4, 10^5 and 10^6 points streamed through ``score`` and
-  ``flag`` in chunks of 1,000 (the stream state is bounded: the last window, the pending
-  forecasts, the EWMA value and the moving-threshold window).
+  ``flag`` in chunks of 1,000 (the stream state is bounded).
+River is a benchmark-only dependency (``pip install river``); without it its rows are skipped.
+The detectors run with their defaults (window 64, horizon 5, 2 x 32 LSTM or a temporal CNN of 32
+channels; the season of the test series, 50 steps, is detected) and their thread policy.
 Run:  python benchmarks/stream_speed.py
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -23,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import record
-import torch
 
 import anomalib_lite as al
 
@@ -44,7 +50,7 @@ def series(n: int, seed: int = 0) -> np.ndarray:
 
 def api_latency(det, x: np.ndarray, n: int) -> np.ndarray:
     det.reset()
-    det.score(x[:200])  # fill the window
+    det.score(x[:200])  # fill the window (and the season)
     out = np.empty(n)
     for i in range(n):
         point = x[200 + i : 201 + i]
@@ -54,11 +60,29 @@ def api_latency(det, x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def river_latency(x: np.ndarray, n: int) -> np.ndarray | None:
+    try:
+        from river import anomaly, preprocessing
+    except ImportError:
+        return None
+    model = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=0)
+    for v in x[:200].tolist():
+        model.learn_one({"x": v})
+    out = np.empty(n)
+    for i, v in enumerate(x[200 : 200 + n].tolist()):
+        t = time.perf_counter()
+        model.score_one({"x": v})
+        model.learn_one({"x": v})
+        out[i] = time.perf_counter() - t
+    return out
+
+
+def cli_command(bundle: Path) -> list[str]:
+    return [sys.executable, str(REPO / "cli.py"), "score", str(bundle), "--data", "-", "--stream", "-q"]
+
+
 def cli_latency(bundle: Path, x: np.ndarray, n: int) -> np.ndarray:
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "cli.py"), "score", str(bundle), "--data", "-", "--stream", "-q"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
-    )
+    proc = subprocess.Popen(cli_command(bundle), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
     proc.stdin.write("timestamp,value\n")
     proc.stdin.flush()
     proc.stdout.readline()  # the header: the process is up
@@ -75,20 +99,34 @@ def cli_latency(bundle: Path, x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def cli_piped(bundle: Path, x: np.ndarray, n: int, tmp: Path) -> tuple[float, float]:
+    """Wall seconds and child CPU seconds per line for ``n`` lines piped at once."""
+    data = tmp / "lines.csv"
+    data.write_text("timestamp,value\n" + "".join(f"{i},{v:.6f}\n" for i, v in enumerate(x[:n].tolist())))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    with data.open() as fh:
+        subprocess.run(cli_command(bundle), stdin=fh, stdout=subprocess.DEVNULL, check=True, cwd=REPO)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall / n, cpu / n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--points", type=int, default=2000, help="points timed one at a time")
+    ap.add_argument("--points", type=int, default=3000, help="points timed one at a time")
     ap.add_argument("--long", type=int, default=1_000_000, help="length of the memory stream")
+    ap.add_argument("--long-lines", type=int, default=200_000, help="lines piped at once into --stream")
     args = ap.parse_args()
-    torch.set_num_threads(1)
     load_before = os.getloadavg()
-    x = series(max(args.long, 100_000) + 1000)
-    rows, mem_rows = [], []
+    x = series(max(args.long, 100_000, args.long_lines) + 1000)
+    rows, mem_rows, piped_rows = [], [], []
+    ms = lambda a: f"{np.median(a):.3f} | {np.percentile(a, 99):.3f}"  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         for model in ("lstm", "tcn"):
-            det = al.Continuation(model=model, window=64, horizon=5, hidden=64, layers=2, epochs=1,
-                                  threshold="moving", device="cpu")
-            det.fit(x[:3000]).calibrate(x[3000:4000])  # speed does not depend on how well it learned
+            det = al.Continuation(model=model, epochs=1, threshold="moving", device="cpu")
+            det.fit(x[:3000]).calibrate(x[3000:4000], context=x[:3000])  # speed does not depend on how well it learned
             bundle = Path(tmp) / f"{model}.anomaly"
             det.save(bundle)
             api = api_latency(det, x, args.points) * 1e3
@@ -97,8 +135,9 @@ def main() -> None:
             t = time.perf_counter()
             det.score(x[:100_000])
             batch = 100_000 / (time.perf_counter() - t)
-            rows.append(f"| {model} | {np.median(api):.2f} | {np.percentile(api, 99):.2f} | {np.median(cli):.2f} | "
-                        f"{np.percentile(cli, 99):.2f} | {batch:,.0f} |")
+            rows.append(f"| Continuation ({model}, season {det.season_}) | {ms(api)} | {ms(cli)} | {batch:,.0f} |")
+            wall, cpu = cli_piped(bundle, x, args.long_lines, Path(tmp))
+            piped_rows.append(f"| Continuation ({model}) | {args.long_lines:,} | {wall * 1e3:.3f} | {cpu * 1e3:.3f} |")
             det.reset()
             marks, seen, rss = {10_000, 100_000, 1_000_000, args.long}, 0, {}
             t = time.perf_counter()
@@ -111,17 +150,30 @@ def main() -> None:
             rate = args.long / (time.perf_counter() - t)
             mem_rows.append(f"| {model} | " + " | ".join(f"{rss.get(m, float('nan')):.0f}" for m in (10_000, 100_000, 1_000_000))
                             + f" | {rate:,.0f} |")
+    hst = river_latency(x, args.points)
+    if hst is not None:
+        import river
+
+        rows.append(f"| River {river.__version__} MinMaxScaler + HalfSpaceTrees (score_one, learn_one) | {ms(hst * 1e3)} | | | |")
+    load_after = os.getloadavg()
     body = "\n".join([
-        f"Continuation, window 64, horizon 5, LSTM 2x64 or temporal CNN (64 channels, dilations 1-16), moving "
-        f"threshold (k=4 over 2,000 scores); torch threads: 1 (for one point at a time, more threads only add "
-        f"latency). Load average (1/5/15 min) before: {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, "
-        "after: " + "/".join(f"{v:.1f}" for v in os.getloadavg()) + " (other engineers' jobs share the 2 cores).",
+        "Continuation with its defaults (window 64, horizon 5; LSTM 2 x 32 or temporal CNN of 32 channels; the "
+        "test series' season of 50 steps detected), moving threshold (k=4 over 2,000 scores), torch threads by "
+        "the thread policy (one). River in the same run, on the same points. Load average (1/5/15 min) before: "
+        + "/".join(f"{v:.1f}" for v in load_before) + ", after: " + "/".join(f"{v:.1f}" for v in load_after)
+        + " (2 cores; other engineers' jobs share them: p99 includes their time slices).",
         "",
         f"Latency per point, {args.points} points after a warm-up of 200 (ms):",
         "",
-        "| model | API median | API p99 | `--stream` median | `--stream` p99 | batch `score` (points/s, 10^5 steps) |",
+        "| detector | API median | API p99 | `--stream` median | `--stream` p99 | batch `score` (points/s, 10^5 steps) |",
         "| --- | --- | --- | --- | --- | --- |",
         *rows,
+        "",
+        "A long stream piped at once into `anomaly score --stream` (ms per line):",
+        "",
+        "| detector | lines | wall per line | CPU per line |",
+        "| --- | --- | --- | --- |",
+        *piped_rows,
         "",
         "Memory: RSS of the process (MB) after N points streamed through `score` + `flag` in chunks of 1,000:",
         "",
@@ -129,7 +181,7 @@ def main() -> None:
         "| --- | --- | --- | --- | --- |",
         *mem_rows,
     ])
-    record.append("Continuation streaming cost: latency, throughput, memory", body)
+    record.append("Continuation streaming cost vs River HalfSpaceTrees: latency, throughput, memory", body)
 
 
 if __name__ == "__main__":

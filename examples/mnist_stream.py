@@ -71,7 +71,7 @@ def main() -> None:
     print(f"embeddings: {e_clean.shape[1]} values per frame ({args.backbone or 'raw pixels'}); "
           f"test stream of {len(frames)} frames, {labels.sum()} out of order")
 
-    det = al.Continuation(window=10, horizon=1, hidden=128, layers=1, dropout=0.0, relative=False,
+    det = al.Continuation(window=10, horizon=1, hidden=128, num_layers=1, dropout=0.0, relative=False,
                           scaling="global", smoothing=1, epochs=args.epochs, lr=3e-3, device="cpu")
     det.fit(e_clean).calibrate(e_held, fpr=0.01)
     scores = det.reset().score(e_test)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from anomalib_lite.series import TOLERANCE
 from cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-TINY = ["--window", "24", "--hidden", "16", "--layers", "1", "--epochs", "5", "--device", "cpu", "-q"]
+TINY = ["--window", "24", "--hidden", "16", "--num-layers", "1", "--season", "0", "--epochs", "5", "--device", "cpu", "-q"]
 
 
 def run(*args, input=None):
@@ -104,7 +105,8 @@ def test_stream_answers_each_line_as_it_arrives_and_skips_bad_lines(tmp_path, bu
         assert proc.wait(timeout=60) == 0
     finally:
         proc.kill()
-    assert [g.split(",")[2] for g in got] == expected  # the stream scores exactly like the batch
+    streamed = np.array([float(g.split(",")[2]) for g in got])  # one step at a time, in numpy ...
+    assert np.allclose(streamed, np.array(expected, dtype=float), equal_nan=True, **TOLERANCE)  # ... = the batch
     assert [g.split(",")[0] for g in got] == [ln.split(",")[0] for ln in lines[1:]]
     for n, msg in zip((31, 32, 33, 34), ("'abc' is not a number", "1 fields, the header has 3",
                                           "is empty (a gap)", "'noon' is not a date/time")):
@@ -121,19 +123,23 @@ def test_stream_without_header_and_with_gap_filling(bundle):
     assert out[2] == "2024-01-01T00:01:00,0.1,nan,0"  # the gap takes the last value
 
 
-def test_nab_results_for_nab_scorer(tmp_path):
-    bundle = tmp_path / "rogue.anomaly"
-    r = run("fit", "continuation", "--data", "nab:realKnownCause/rogue_agent_key_hold.csv?stop=0.4",
-            "--holdout", "0.3", *TINY, "-o", bundle)
+def test_fit_on_a_nab_probation_period_with_every_default_then_nab_results(tmp_path):
+    """NAB's CLI route: fit on the probationary period (15 % of the file) with the defaults, the
+    held-out end scored as the training steps' continuation; then NAB's results file."""
+    bundle = tmp_path / "ec2.anomaly"
+    r = run("fit", "continuation", "--data", "nab:realKnownCause/ec2_request_latency_system_failure.csv?stop=0.15",
+            "-o", bundle, "-q")
     assert r.exit_code == 0, r.output
-    r = run("score", bundle, "--data", "nab:realKnownCause/rogue_agent_key_hold.csv", "--nab-results", tmp_path / "results")
+    r = run("score", bundle, "--data", "nab:realKnownCause/ec2_request_latency_system_failure.csv",
+            "--nab-results", tmp_path / "results")
     assert r.exit_code == 0, r.output
-    path = tmp_path / "results" / "continuation" / "realKnownCause" / "continuation_rogue_agent_key_hold.csv"
+    path = tmp_path / "results" / "continuation" / "realKnownCause" / "continuation_ec2_request_latency_system_failure.csv"
     rows = list(csv.DictReader(path.open()))
-    assert list(rows[0]) == ["timestamp", "value", "anomaly_score", "label"] and len(rows) == 1882
+    assert list(rows[0]) == ["timestamp", "value", "anomaly_score", "label"] and len(rows) == 4032
     s = np.array([float(r["anomaly_score"]) for r in rows])
-    assert ((s >= 0) & (s <= 1)).all() and s[:24].max() == 0 and s.max() > 0.9
-    assert sum(int(r["label"]) for r in rows) > 0 and "anomaly windows detected" in r.output
+    assert ((s >= 0) & (s < 1)).all() and s[:604].max() == 0  # NAB does not score the probationary period
+    labels = np.array([int(r["label"]) for r in rows])
+    assert s[labels == 1].max() >= 0.5 and "anomaly windows detected" in r.output  # an alarm in a window
 
 
 def test_fit_rnn_and_score_report_early_warning(tmp_path):
@@ -180,8 +186,8 @@ assert GAP != GOOD
                        "-o", t / "o.anomaly"), "is empty (a gap); use --nan interpolate"),
         (lambda t, b: ("fit", "continuation", "--data", _csv(t, GOOD[:300]), *TINY, "-o", t / "o.anomaly"),
          "too short for window + horizon = 29"),
-        (lambda t, b: ("fit", "continuation", "--data", _csv(t, GOOD), *TINY, "--holdout", "0.05", "-o", t / "o.anomaly"),
-         "calibration data: a series of 10 steps gives no score"),
+        (lambda t, b: ("fit", "continuation", "--data", _csv(t, GOOD), *TINY, "--holdout", "0.9", "-o", t / "o.anomaly"),
+         "a series of 20 steps is too short for window + horizon = 29"),
         (lambda t, b: ("fit", "rnn", "--data", _csv(t, "timestamp,value,y\n1,2,0\n2,3,2\n"), "--label-column", "y",
                        "-o", t / "o.anomaly"), "label '2' in column 'y' is not 0 or 1"),
         (lambda t, b: ("fit", "rnn", "--data", _csv(t, GOOD), "-o", t / "o.anomaly"), "no labels; name the 0/1 column"),
@@ -205,3 +211,17 @@ def test_gaps_can_be_interpolated_when_fitting(tmp_path):
     r = run("fit", "continuation", "--data", data, "--nan", "interpolate", "--holdout", "0.3", "--fpr", "0.05", *TINY,
             "-o", tmp_path / "o.anomaly")
     assert r.exit_code == 0, r.output
+
+
+def test_the_line_scorer_is_an_api_function(bundle):
+    import io
+
+    import anomalib_lite as al
+    from anomalib_lite import series_io
+
+    det = al.load(bundle)
+    lines = io.StringIO("timestamp,value,other\n2024-01-01T00:00:00,0.1,1\nbad\n2024-01-01T00:01:00,0.2,1\n")
+    out, err = [], []
+    scored, bad = series_io.stream_lines(det, lines, "live", columns=["value"], out=out.append, err=err.append)
+    assert (scored, bad) == (2, 1) and out[0] == "timestamp,value,score,is_anomaly" and len(out) == 3
+    assert out[1].startswith("2024-01-01T00:00:00,0.1,nan,") and "live: line 3: 1 fields, the header has 3" in err[0]

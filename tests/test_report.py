@@ -104,7 +104,7 @@ def test_report_without_labels_has_the_histogram_and_says_roc_needs_labels(digit
 def series_eval():
     t = np.arange(1700)
     x = np.sin(2 * np.pi * t / 20) + 0.05 * np.random.default_rng(0).normal(size=t.size)
-    det = al.Continuation(window=24, horizon=3, hidden=16, layers=1, epochs=3, lr=3e-3, smoothing=3, device="cpu")
+    det = al.Continuation(window=24, horizon=3, hidden=16, num_layers=1, epochs=3, lr=3e-3, smoothing=3, device="cpu")
     det.fit(x[:600]).calibrate(x[600:1000], fpr=0.01)
     y = x[1000:].copy()
     y[300:306] += 3.0  # a planted spike

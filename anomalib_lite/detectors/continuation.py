@@ -1,17 +1,20 @@
 """Continuation: anomaly = a series that does not continue the way its past says it should.
 
-A forecaster (LSTM or temporal CNN) reads a ``window`` of standardised past steps and predicts the
-next ``horizon`` steps (Telemanom, Hundman et al. 2018). Each step is predicted up to ``horizon``
-times; the score of a step is the absolute error of the mean of those forecasts, divided per
-channel by the mean error on the training series, averaged over channels, and smoothed by an EWMA
-of span ``smoothing``. Scores are NaN for the first ``window`` steps of a stream.
+A causal forecaster (a dilated temporal CNN or an LSTM, :mod:`anomalib_lite.series_nets`) reads
+the standardised series step by step and, after each step, predicts the next ``horizon`` steps
+(Telemanom, Hundman et al. 2018). With ``relative=True`` it reads the changes from step to step
+(first differences), so a level shift surprises only where it happens, and it predicts the coming
+steps as changes from the last value. Each step is predicted up to ``horizon`` times; its score is
+the absolute error of the mean of those forecasts, divided per channel by the mean error on the
+training series, averaged over channels, and smoothed by an EWMA of span ``smoothing``. Scores
+are NaN for the first ``window`` steps of a stream (``season_ + window`` with a season).
 
-Streams: ``score(chunk)`` continues from the previous chunk (see :mod:`anomalib_lite.series`);
-``partial_fit(chunk)`` is test-then-train: it scores the chunk (``last_scores_``, ``last_flags_``),
-then learns from the windows it completed, skipping windows whose targets were flagged when
-``learn_flagged=False``; chunks longer than ``batch_size`` are scored and learned batch by batch.
-Started without ``fit``, it keeps its first ``warm_up`` steps (scores NaN), trains on them like
-``fit`` does, then goes on test-then-train.
+Streams: the network's state carries over from step to step and from one ``score(chunk)`` to the
+next, so one new step costs one step of the network (a few small numpy products); see
+:mod:`anomalib_lite.series`. ``partial_fit(chunk)`` is test-then-train: it scores the chunk
+(``last_scores_``, ``last_flags_``), then learns from the steps whose targets it has seen,
+skipping flagged targets when ``learn_flagged=False``. Started without ``fit``, it keeps its first
+``warm_up`` steps (scores NaN), trains on them like ``fit`` does, then goes on test-then-train.
 """
 from __future__ import annotations
 
@@ -21,27 +24,35 @@ import torch
 from ..base import register
 from ..data import Batch
 from ..errors import AnomalyError
-from ..series import THRESHOLDS, ForecastNet, SeriesDetector, run_blocks
-from ..streaming import Ewma, sliding_windows
+from ..series import STEP_CHUNK, THRESHOLDS, SeriesDetector, masked_mse, seasonal_period, training_crops
+from ..series_nets import StreamNet
+from ..streaming import Ewma
 from ..training import TrainConfig, fit_model
 
 __all__ = ["Continuation"]
 
 _MODELS = ("lstm", "tcn")
-_MIN_ERROR = 1e-3  # in standard deviations of the data: smaller training errors are numerical noise
+_MIN_ERROR = 0.01  # in standard deviations of the data: finer errors are below a measurement's resolution
+_SPAN = 8  # training crops: steps with a loss after the window that warms the network up ...
+_STRIDE = 1  # ... one crop every this many steps (each step is a target in 8 crops per epoch)
 
 
 class _Stream:
-    """What carries over from one chunk to the next."""
+    """What carries over from one step (and chunk) to the next."""
 
     def __init__(self, det: Continuation, dim: int):
         h = det.horizon
-        self.context = np.zeros((0, dim), dtype=np.float32)  # last `window` raw steps
-        self.forecasts = np.full((h, h, dim), np.nan, dtype=np.float32)  # made at the last h steps
+        self.seen = 0  # steps of this stream so far
+        self.last: np.ndarray | None = None  # the last standardised step (for differences)
+        self.season = np.zeros((det.season_, dim))  # the last season_ standardised steps, oldest first
+        self.state = det.model_.encoder.zero_state(1)
+        self.sums = np.zeros((h, dim))  # forecasts made for the next h steps: their sum ...
+        self.counts = np.zeros(h)  # ... and number
         self.ewma = Ewma(det.smoothing)
         self.threshold = det._moving_threshold()
-        self.tail = np.zeros((0, dim), dtype=np.float32)  # last window+horizon-1 steps, to learn
-        self.tail_flags = np.zeros(0, dtype=bool)
+        self.learn_x = np.zeros((0, dim))  # partial_fit: recent raw steps, their flags, and how
+        self.learn_flags = np.zeros(0, dtype=bool)  # many leading ones are only context
+        self.learn_done = det.season_ + det.window
 
 
 @register
@@ -50,23 +61,34 @@ class Continuation(SeriesDetector):
 
     Parameters
     ----------
-    model: "lstm" or "tcn" (temporal CNN: dilated causal convolutions covering the window).
-    window, horizon: steps read, steps predicted.
-    hidden, layers, dropout: network size (``layers`` counts LSTM layers).
-    relative: read each window relative to its last value (level shifts surprise only where they
-        happen); set False for embeddings of frames, whose absolute values are the content.
+    model: "lstm" (its state carries over the whole stream; in training, ``window`` steps warm it
+        up before each crop's loss) or "tcn" (dilated causal convolutions whose receptive field
+        covers ``window`` steps).
+    window, horizon: steps read (and NaN scores at a stream's start, after the season's period
+        when there is one), steps predicted.
+    hidden, num_layers, dropout: network size (``num_layers`` counts LSTM layers).
+    relative: read the step-to-step changes (a level shift surprises only where it happens); set
+        False for embeddings of frames, whose absolute values are the content.
     scaling: "channel" (standardise each channel, and divide its error by its own training
         error) or "global" (one scale for all channels: embeddings).
+    season: the period of a seasonal pattern in steps (e.g. 288 for a daily rhythm at 5-minute
+        steps): the forecaster also reads what the series did over the coming ``horizon`` steps
+        one period earlier, so a rhythm longer than ``window`` is expected, not a surprise.
+        "auto" (default) detects it from the training series' autocorrelation (a peak of at least
+        0.5) and keeps it when it explains at least 20 % of the training forecasts' squared
+        changes (0 otherwise); 0 turns it off.
     smoothing: EWMA span of the score (1 = none).
     threshold: "calibrated", "moving", "quantile" or "dynamic" (see :mod:`anomalib_lite.series`);
         threshold_window, threshold_k, threshold_q: the moving rules' window, k and quantile.
-    learn_flagged: whether ``partial_fit`` learns from windows whose targets were flagged.
-    learn_every: windows collected by ``partial_fit`` before one online update (SGD at
+    learn_flagged: whether ``partial_fit`` learns from steps whose targets were flagged.
+    learn_every: steps collected by ``partial_fit`` before one online update (SGD at
         ``online_lr``, default ``10 * lr``: its steps shrink with the gradient, unlike Adam's).
     warm_up: steps ``partial_fit`` collects and trains on when started without ``fit``
         (default ``10 * (window + horizon)``).
     epochs, batch_size, lr, patience, val_fraction, max_time: the training loop (the last
-        ``val_fraction`` of the windows, in time, is held out for early stopping).
+        ``val_fraction`` of the training crops, in time, is held out for early stopping).
+    threads: torch intra-op threads (None: one for these small networks on the CPU; see
+        :mod:`anomalib_lite.threads`).
     """
 
     #: scores are in units of the mean training error: moving thresholds never flag below it
@@ -77,12 +99,13 @@ class Continuation(SeriesDetector):
         model: str = "lstm",
         window: int = 64,
         horizon: int = 5,
-        hidden: int = 64,
-        layers: int = 2,
-        dropout: float = 0.2,
+        hidden: int = 32,
+        num_layers: int = 2,
+        dropout: float = 0.1,
         relative: bool = True,
         scaling: str = "channel",
-        smoothing: float = 20.0,
+        season: int | str = "auto",
+        smoothing: float = 10.0,
         threshold: str = "calibrated",
         threshold_window: int = 2000,
         threshold_k: float = 4.0,
@@ -100,15 +123,17 @@ class Continuation(SeriesDetector):
         device: str = "auto",
         seed: int = 0,
         verbose: bool = False,
+        threads: int | None = None,
     ):
         self.model = model
         self.window = window
         self.horizon = horizon
         self.hidden = hidden
-        self.layers = layers
+        self.num_layers = num_layers
         self.dropout = dropout
         self.relative = relative
         self.scaling = scaling
+        self.season = season
         self.smoothing = smoothing
         self.threshold = threshold
         self.threshold_window = threshold_window
@@ -127,6 +152,7 @@ class Continuation(SeriesDetector):
         self.device = device
         self.seed = seed
         self.verbose = verbose
+        self.threads = threads
 
     # ------------------------------------------------------------------ set-up
     def _check_params(self) -> None:
@@ -135,7 +161,7 @@ class Continuation(SeriesDetector):
         self._check_scaling()
         if self.threshold not in THRESHOLDS:
             raise AnomalyError(f"threshold='{self.threshold}': unknown; use one of {', '.join(THRESHOLDS)}")
-        lowest = {"window": 2, "threshold_window": 2, "horizon": 1, "hidden": 1, "layers": 1, "epochs": 1,
+        lowest = {"window": 2, "threshold_window": 2, "horizon": 1, "hidden": 1, "num_layers": 1, "epochs": 1,
                   "batch_size": 1, "learn_every": 1}
         for name, low in lowest.items():
             value = getattr(self, name)
@@ -143,6 +169,9 @@ class Continuation(SeriesDetector):
                 raise AnomalyError(f"{name}={value!r}: must be an integer >= {low}")
         if not 0 <= self.dropout < 1:
             raise AnomalyError(f"dropout={self.dropout}: must be in [0, 1)")
+        if self.season != "auto" and (not isinstance(self.season, int) or isinstance(self.season, bool)
+                                      or not (self.season == 0 or self.season > self.horizon)):
+            raise AnomalyError(f"season={self.season!r}: must be 'auto', 0 (none) or a period in steps > horizon")
         if self.warm_up is not None and (not isinstance(self.warm_up, int) or self.warm_up <= self.window + self.horizon):
             raise AnomalyError(f"warm_up={self.warm_up!r}: must be an integer > window + horizon")
         if not self.smoothing >= 0:
@@ -151,19 +180,21 @@ class Continuation(SeriesDetector):
             raise AnomalyError("threshold_q must be in (0, 1) and threshold_k > 0")
 
     def _build(self, dim: int) -> None:
-        torch.manual_seed(self.seed)
-        self.model_ = ForecastNet(self.model, dim, self.hidden, self.layers, self.dropout, self.window, self.horizon,
-                                  self.relative)
-        self.model_.to(self.device_).eval()
+        d_in = dim * (1 + (self.horizon if self.season_ else 0))
+        self.model_ = self._build_net(lambda: StreamNet(self.model, d_in, self.hidden, self.num_layers, self.dropout,
+                                                        self.window, self.horizon * dim))
+        self._stepper = None
 
     def _reset(self) -> None:
         self.device_ = self._resolve_device()
         self.model_ = None
-        self.scaler_mean_ = self.scaler_std_ = self.err_scale_ = None
+        self.scaler_mean_ = self.scaler_std_ = self.input_scale_ = self.err_scale_ = self.season_weight_ = self.season_clip_ = None
         self.n_updates_ = 0
+        self.season_ = 0
+        self.history_ = None
         self._chunks: list[torch.Tensor] = []  # fit: the training series; partial_fit: warm-up
-        self._pending: list[torch.Tensor] = []
         self._stream = None
+        self._stepper = None
 
     def _new_stream(self) -> _Stream:
         return _Stream(self, int(self.input_shape_[0]))
@@ -174,33 +205,81 @@ class Continuation(SeriesDetector):
                "seed": self.seed, "verbose": self.verbose}
         return TrainConfig(**{**cfg, **changes}).check()
 
+    # ------------------------------------------------------------------ inputs and targets
+    def _seasonal_reference(self, z: np.ndarray, past: np.ndarray, seen: int) -> np.ndarray:
+        """The series as the seasonal inputs see it: each step, but at most ``season_clip_`` away
+        from the reference one period earlier (a robust, Huber-style filter: an anomaly is not
+        echoed in full one period later, while the usual season is followed exactly)."""
+        p, n = self.season_, len(z)
+        full = np.concatenate([past, z])
+        for a in range(0, n, p):  # each block depends on the block one period before it
+            idx = np.arange(a, min(n, a + p))
+            ref = full[idx]  # one period earlier
+            keep = (seen + idx < p)[:, None]
+            full[p + idx] = np.where(keep, z[idx], ref + np.clip(z[idx] - ref, -self.season_clip_, self.season_clip_))
+        return full[p:]
+
+    def _inputs(self, z: np.ndarray, prev: np.ndarray | None, past: np.ndarray, seen: int):
+        """What the network reads at each step of ``z`` (n, D), the seasonal changes, and the
+        seasonal reference of ``z``.
+
+        The network reads the step-to-step change in units of its training spread
+        (``relative``; the first step of a stream reads no change), else the standardised value;
+        with a season P, also ``ahead`` (n, horizon, D): the changes of the seasonal reference
+        (:meth:`_seasonal_reference`) over the next ``horizon`` steps one period earlier (zero
+        until a period has passed), which also enter the forecast through ``season_weight_``.
+        ``prev``: the step before ``z`` (None at a stream's start); ``past``: the reference of
+        the P steps before ``z``, oldest first; ``seen``: the stream's steps before ``z``.
+        """
+        if self.relative:
+            before = np.concatenate([(z[:1] if prev is None else prev[None]), z[:-1]])
+            u = (z - before) / self.input_scale_
+        else:
+            u = z
+        p = self.season_
+        if not p:
+            return u, None, None
+        n, h = len(z), self.horizon
+        ref = self._seasonal_reference(z, past, seen)
+        full = np.concatenate([past, ref])  # full[i]: step i - p of the chunk
+        i = np.arange(n)
+        ahead = full[i[:, None] + np.arange(1, h + 1)] - full[i][:, None]  # (n, h, D)
+        ahead[seen + i < p] = 0.0
+        return np.concatenate([u, (ahead / self.input_scale_).reshape(n, -1)], axis=1), ahead, ref
+
+    def _targets(self, z: np.ndarray) -> np.ndarray:
+        """(T, horizon * D): the changes from step t to t + 1 ... t + horizon (NaN past the end)."""
+        n, dim = z.shape
+        y = np.full((n, self.horizon, dim), np.nan)
+        for k in range(1, self.horizon + 1):
+            y[: n - k, k - 1] = z[k:] - z[: n - k]
+        return y.reshape(n, -1)
+
     def _loss(self, model, step) -> torch.Tensor:
-        x, target = step.x[:, : self.window], step.x[:, self.window :]
-        return torch.nn.functional.mse_loss(model(x), target)
+        pred, _ = model(step.x)
+        return masked_mse(pred[:, self.window :], step.y[:, self.window :])
 
     # ------------------------------------------------------------------ fitting
     def _update(self, batch: Batch, fitting: bool) -> None:
         if fitting:
             self._chunks.append(batch.x)
             return
-        x = batch.x.numpy()
+        x = batch.x.double().numpy()
         if self.model_ is None:  # partial_fit from scratch: collect the warm-up steps, then train
             self._chunks.append(batch.x)
             self._last.append(np.full(len(x), np.nan))
             self._last_flags.append(np.zeros(len(x), dtype=bool))
-            warm = torch.cat(self._chunks).numpy()
+            warm = torch.cat(self._chunks).double().numpy()
             if len(warm) >= (self.warm_up or 10 * (self.window + self.horizon)):
                 self._chunks = []
                 self._train(warm)
-                with torch.inference_mode():
-                    self._score_steps(warm)  # fills the stream's window, smoothing and threshold
-                self._stream.tail = warm[-(self.window + self.horizon - 1) :]
-                self._stream.tail_flags = np.zeros(len(self._stream.tail), dtype=bool)
+                self._score_steps(warm)  # fills the stream's state, smoothing and threshold
+                keep = self.season_ + self.window + self.horizon
+                self._stream.learn_x, self._stream.learn_flags = warm[-keep:], np.zeros(min(keep, len(warm)), bool)
             return
         if self._stream is None:
             self.reset()
-        with torch.inference_mode():
-            scores = self._score_steps(x)
+        scores = self._score_steps(x)
         flags = self.flag(scores) if self.can_flag() else np.zeros(len(x), dtype=bool)
         self._last.append(scores)
         self._last_flags.append(flags)
@@ -215,48 +294,110 @@ class Continuation(SeriesDetector):
         self.last_flags_ = np.concatenate(self._last_flags) if self._last_flags else np.zeros(0, dtype=bool)
         return self
 
-    def _learn_online(self, x: np.ndarray, flags: np.ndarray | None) -> None:
-        st, span = self._stream, self.window + self.horizon
-        flags = np.zeros(len(x), dtype=bool) if flags is None else flags
-        steps = np.concatenate([st.tail, x])
-        marks = np.concatenate([st.tail_flags, flags])
-        st.tail, st.tail_flags = steps[-(span - 1) :], marks[-(span - 1) :]
-        wins = sliding_windows(torch.from_numpy(self._scaled(steps)), span)
-        if not self.learn_flagged and len(wins):
-            bad = sliding_windows(torch.from_numpy(marks[:, None]), span)[:, self.window :].any(dim=(1, 2))
-            wins = wins[~bad]
-        if len(wins):
-            self._pending.append(wins.contiguous())
-        if sum(len(w) for w in self._pending) >= self.learn_every:
-            data = torch.cat(self._pending)
-            self._pending = []
+    def _learn_online(self, x: np.ndarray, flags: np.ndarray) -> None:
+        """Queue the new steps; every ``learn_every`` steps whose targets are complete, one SGD
+        epoch on crops whose loss covers exactly those steps (with their window of context)."""
+        st, w, h = self._stream, self.window, self.horizon
+        st.learn_x = np.concatenate([st.learn_x, x])
+        st.learn_flags = np.concatenate([st.learn_flags, flags])
+        ready = len(st.learn_x) - h  # steps whose h targets are known
+        if ready - st.learn_done < self.learn_every:
+            return
+        z = self._scaled(st.learn_x)
+        y = self._targets(z)
+        y[: st.learn_done] = np.nan  # context only, or learned already
+        if not self.learn_flagged:
+            f = st.learn_flags
+            for k in range(1, h + 1):
+                y[: len(f) - k][f[k:]] = np.nan
+        u, ahead, _ = self._inputs(z, None, np.zeros((self.season_, z.shape[1])), 0)
+        if ahead is not None:
+            y -= (self.season_weight_ * ahead).reshape(len(z), -1)
+        length = min(w + _SPAN, len(z))
+        starts = list(range(st.learn_done - w, ready - length + 1, _SPAN)) + [ready - length]
+        starts = sorted({max(0, s) for s in starts})
+        xs = torch.from_numpy(np.stack([u[s : s + length] for s in starts]).astype(np.float32))
+        ys = torch.from_numpy(np.stack([y[s : s + length] for s in starts]).astype(np.float32))
+        if torch.isfinite(ys).any():
             lr = self.online_lr if self.online_lr is not None else 10 * self.lr
             cfg = self._config(epochs=1, lr=lr, optimizer="sgd", val_fraction=0.0, patience=None,
                                schedule="constant", seed=self.seed + 1 + self.n_updates_, verbose=False)
-            fit_model(self.model_, self._loss, data, None, cfg, self.device_, desc="partial_fit")
+            fit_model(self.model_, self._loss, xs, ys, cfg, self.device_, desc="partial_fit")
+            self.model_.eval()
+            self._stepper = None
             self.n_updates_ += 1
+        keep = self.season_ + w + h  # the next steps' context; their targets are not known yet
+        st.learn_x, st.learn_flags = st.learn_x[-keep:], st.learn_flags[-keep:]
+        st.learn_done = self.season_ + w
+
+    def _fit_season(self, z: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """The season (period, weight, clip) of a standardised training series: the period given,
+        or detected (:func:`anomalib_lite.series.seasonal_period`); the clip, 3 robust standard
+        deviations of the change from one period to the next (at least 0.1); the weight, by
+        least squares: how much of the change one period earlier recurs in the next ``horizon``
+        steps. A detected season that explains less than 20 % of those changes is dropped."""
+        w, h, dim = self.window, self.horizon, z.shape[1]
+        none = (0, np.zeros(dim), np.ones(dim))
+        p = self.season
+        if p == "auto":  # a period of at most 60 % of the series leaves 40 % to learn it on
+            p = seasonal_period(z, 2 * h, min(int(0.6 * len(z)), len(z) - w - h - _SPAN))
+        if not p or len(z) - h - w - p < 1:
+            return none if not p else (p, np.zeros(dim), np.ones(dim))
+        d = z[p:] - z[:-p]
+        spread = 1.4826 * np.median(np.abs(d - np.median(d, 0)), 0)
+        if self.scaling == "global":
+            spread = np.full(dim, spread.mean())
+        self.season_, self.season_clip_ = p, 3.0 * np.maximum(spread, 0.1)
+        _, ahead, _ = self._inputs(z, None, np.zeros((p, dim)), 0)
+        y = self._targets(z).reshape(ahead.shape)[w + p : len(z) - h]
+        a = ahead[w + p : len(z) - h]
+        num, den = (y * a).sum(axis=(0, 1)), (a * a).sum(axis=(0, 1))
+        if self.scaling == "global":
+            num, den = np.full(dim, num.sum()), np.full(dim, den.sum())
+        weight = np.clip(num / np.where(den > 0, den, 1.0), 0.0, 1.0)
+        gain = 1.0 - ((y - weight * a) ** 2).sum() / max((y**2).sum(), 1e-12)
+        if self.season == "auto" and gain < 0.2:
+            return none
+        return p, weight, self.season_clip_
 
     def _finish_fit(self) -> None:
-        series = torch.cat(self._chunks).numpy()
+        series = torch.cat(self._chunks).double().numpy()
         self._chunks = []
         self._train(series)
 
     def _train(self, series: np.ndarray) -> None:
         """Scaler, network and error scale from one series; leaves a reset stream."""
-        span = self.window + self.horizon
-        if len(series) < span + 1:
+        w, h = self.window, self.horizon
+        if len(series) < w + h + 1:
             raise AnomalyError(
-                f"data: a series of {len(series)} steps is too short for window + horizon = {span}; "
+                f"data: a series of {len(series)} steps is too short for window + horizon = {w + h}; "
                 "give a longer series or a smaller --window"
             )
         self._set_scaler(series)
+        z = self._scaled(series)
+        spread = np.diff(z, axis=0).std(0) if self.scaling == "channel" else np.full(z.shape[1], np.diff(z, axis=0).std())
+        self.input_scale_ = np.where(spread > 1e-6, spread, 1.0)
+        self.season_, self.season_weight_, self.season_clip_ = self._fit_season(z)
+        first = w + self.season_  # the first step trained on: a period, then a window, behind it
+        if len(z) - h - first < 1:
+            raise AnomalyError(
+                f"data: a series of {len(series)} steps is too short for season = {self.season_} + window + horizon"
+            )
         self._build(series.shape[1])
-        wins = sliding_windows(torch.from_numpy(self._scaled(series)), span)
-        self.train_result_ = fit_model(self.model_, self._loss, wins, None, self._config(), self.device_, desc="fit")
+        u, ahead, _ = self._inputs(z, None, np.zeros((self.season_, z.shape[1])), 0)
+        y = self._targets(z)
+        y[:first] = np.nan
+        if ahead is not None:  # the network learns what the seasonal term leaves
+            y -= (self.season_weight_ * ahead).reshape(len(z), -1)
+        start = max(0, first - w)
+        span = min(_SPAN, len(z) - start - w)
+        x, y = training_crops(u[start:], y[start:], w, span, _STRIDE)
+        self.history_ = fit_model(self.model_, self._loss, x, y, self._config(), self.device_, desc="fit")
+        self.model_.eval()
+        self._stepper = None
         self.err_scale_ = np.ones(series.shape[1])
         self.reset()
-        with torch.inference_mode():
-            err = self._errors(series)
+        err = self._errors(series)
         ok = ~np.isnan(err[:, 0])
         scale = err[ok].mean(0)
         if self.scaling == "global":
@@ -267,57 +408,96 @@ class Continuation(SeriesDetector):
     # ------------------------------------------------------------------ scoring
     def _errors(self, x: np.ndarray) -> np.ndarray:
         """|step - mean of its forecasts| per channel, standardised (n, D); NaN without forecasts.
-        Advances the stream: context and the forecasts still pending."""
+        Advances the stream: the network's state and the forecasts still pending."""
+        if len(x) <= STEP_CHUNK:
+            return self._errors_stepwise(x)
         st, w, h = self._stream, self.window, self.horizon
         n, dim = x.shape
-        steps = np.concatenate([st.context, x])
-        m = len(st.context)
-        z = self._scaled(steps)
-        new = np.full((n, h, dim), np.nan, dtype=np.float32)
-        first = max(0, w - 1 - m)  # first new step that ends a full window
-        if first < n:
-            wins = sliding_windows(torch.from_numpy(z), w)[m + first - w + 1 : m + n - w + 1]
-            new[first:] = run_blocks(self.model_, wins, self.device_).numpy()
-        made = np.concatenate([st.forecasts, new])  # made[h + i]: forecast made at new step i
-        total, count = np.zeros((n, dim)), np.zeros(n)
-        for k in range(1, h + 1):  # forecast of step i made k steps earlier, in a fixed order
-            f = made[h - k : h - k + n, k - 1]
-            ok = ~np.isnan(f[:, 0])
-            total += np.where(ok[:, None], f, 0.0)
-            count += ok
+        z = self._scaled(x)
+        u, ahead, ref = self._inputs(z, st.last, st.season, st.seen)
+        if self.season_:
+            st.season = np.concatenate([st.season, ref])[-self.season_ :]
+        with torch.inference_mode():
+            out, state = self.model_(torch.from_numpy(u[None].astype(np.float32)).to(self.device_), st.state)
+        st.state = [s.double().cpu().numpy() for s in state]
+        f = z[:, None, :] + out[0].double().cpu().numpy().reshape(n, h, dim)  # f[i, k-1]: made at i for i + k
+        if ahead is not None:
+            f += self.season_weight_ * ahead
+        valid = (st.seen + np.arange(n) >= w + self.season_ - 1).astype(np.float64)
+        total, count = np.zeros((n + h, dim)), np.zeros(n + h)
+        total[:h] += st.sums
+        count[:h] += st.counts
+        for k in range(1, h + 1):
+            total[k : k + n] += f[:, k - 1] * valid[:, None]
+            count[k : k + n] += valid
         with np.errstate(invalid="ignore", divide="ignore"):
-            err = np.abs(z[m:] - total / count[:, None])
-        st.context, st.forecasts = steps[-w:], made[-h:]
+            err = np.abs(z - total[:n] / count[:n, None])
+        st.sums, st.counts = total[n:], count[n:]
+        st.last, st.seen = z[-1].copy(), st.seen + n
+        return err
+
+    def _errors_stepwise(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`_errors` one step at a time in numpy (short chunks: one new point)."""
+        st, w = self._stream, self.window
+        if self._stepper is None:
+            self._stepper = self.model_.stepper()
+        step, shape, season, h = self._stepper.step, st.sums.shape, self.season_, self.horizon
+        z = self._scaled(x)
+        err = np.full(z.shape, np.nan)
+        for i in range(len(z)):
+            zi = z[i]
+            if st.counts[0] > 0:
+                err[i] = np.abs(zi - st.sums[0] / st.counts[0])
+            st.sums[:-1], st.counts[:-1] = st.sums[1:], st.counts[1:]
+            st.sums[-1], st.counts[-1] = 0.0, 0.0
+            if self.relative:
+                u = np.zeros_like(zi) if st.last is None else (zi - st.last) / self.input_scale_
+            else:
+                u = zi
+            if season:
+                past = st.season
+                if st.seen >= season:
+                    ahead = past[1 : h + 1] - past[0]
+                    ref = past[0] + np.clip(zi - past[0], -self.season_clip_, self.season_clip_)
+                else:
+                    ahead, ref = np.zeros((h, len(zi))), zi
+                u = np.concatenate([u, (ahead / self.input_scale_).reshape(-1)])
+                past[:-1] = past[1:]
+                past[-1] = ref
+            out = step(u, st.state).reshape(shape)
+            if season:
+                out += self.season_weight_ * ahead
+            if st.seen >= w + season - 1:
+                st.sums += zi + out
+                st.counts += 1.0
+            st.last = zi
+            st.seen += 1
         return err
 
     def _score_steps(self, x: np.ndarray) -> np.ndarray:
-        err = self._errors(x) / self.err_scale_
-        return self._stream.ewma.update(err.mean(1))
-
-    def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
         if self.model_ is None:
             raise AnomalyError("Continuation is still warming up: partial_fit needs window + horizon steps first")
         if self._stream is None:
             self.reset()
-        return torch.from_numpy(self._score_steps(x.cpu().numpy()))
+        err = self._errors(x) / self.err_scale_
+        return self._stream.ewma.update(err.mean(1))
 
     # ------------------------------------------------------------------ bundles
     def _get_state(self):
         if self.model_ is None:
             raise AnomalyError("Continuation: nothing to save yet (still warming up)")
         tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
-        tensors["scaler_mean"] = torch.from_numpy(self.scaler_mean_)
-        tensors["scaler_std"] = torch.from_numpy(self.scaler_std_)
-        tensors["err_scale"] = torch.from_numpy(np.asarray(self.err_scale_, dtype=np.float64))
-        return tensors, {"n_updates": self.n_updates_, "stream": "starts reset after loading"}
+        for name in ("scaler_mean", "scaler_std", "input_scale", "err_scale", "season_weight", "season_clip"):
+            tensors[name] = torch.from_numpy(np.asarray(getattr(self, name + "_"), dtype=np.float64))
+        return tensors, {"n_updates": self.n_updates_, "season": self.season_, "stream": "starts reset after loading"}
 
     def _set_state(self, tensors, meta) -> None:
         self._check_params()
         self._reset()
-        self.scaler_mean_ = tensors["scaler_mean"].numpy()
-        self.scaler_std_ = tensors["scaler_std"].numpy()
-        self.err_scale_ = tensors["err_scale"].numpy()
+        for name in ("scaler_mean", "scaler_std", "input_scale", "err_scale", "season_weight", "season_clip"):
+            setattr(self, name + "_", tensors[name].numpy())
         self.n_updates_ = int(meta.get("n_updates", 0))
+        self.season_ = int(meta.get("season", 0))
         self._build(int(self.input_shape_[0]))
         self.model_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         self.model_.eval()

@@ -1,13 +1,16 @@
 """SupervisedRNN: early warning learned from labelled series.
 
 Labels are 0/1 per step (1 = anomalous); an anomaly starts where a 1 follows a 0. An LSTM or GRU
-reads the ``window`` steps up to t and outputs, per step, the probability that an anomaly starts
-within (t, t + ``horizon``] (``horizon=0``: that one starts at t, i.e. detection). The last
-``horizon`` steps of a training series have unknown targets and are not trained on. Training is
-weighted against class imbalance (``pos_weight``, default: negatives / positives), and early
-stopping holds out the *last* ``val_fraction`` of the windows: splits are by time, never at random.
-With the balanced loss 0.5 is the natural decision point (``threshold_`` after ``fit``); the
-score is a ranking, not a calibrated probability. Scores are NaN for the first ``window - 1`` steps.
+reads the series step by step, its state carried over the whole stream, and outputs after each
+step t the probability that an anomaly starts within (t, t + ``horizon``] (``horizon=0``: that one
+starts at t, i.e. detection). It trains on crops of the series whose first ``window`` steps warm
+the state up; the last ``horizon`` steps of a training series have unknown targets and are not
+trained on. Training is weighted against class imbalance (``pos_weight``, default: negatives /
+positives), and early stopping holds out the *last* ``val_fraction`` of the crops: splits are by
+time, never at random. With the balanced loss 0.5 is the natural decision point (``threshold_``
+after ``fit``); the score is a ranking, not a calibrated probability. Scores are NaN for the
+first ``window - 1`` steps. One new step costs one step of the network (numpy, see
+:mod:`anomalib_lite.series`).
 """
 from __future__ import annotations
 
@@ -18,18 +21,21 @@ from ..base import register
 from ..data import Batch
 from ..errors import AnomalyError
 from ..metrics import early_warning_labels
-from ..series import SequenceNet, SeriesDetector, run_blocks
-from ..streaming import sliding_windows
+from ..series import STEP_CHUNK, SeriesDetector, training_crops
+from ..series_nets import StreamNet
 from ..training import TrainConfig, fit_model
 
 __all__ = ["SupervisedRNN"]
 
 _CELLS = ("lstm", "gru")
+_SPAN = 8  # training crops: steps with a loss after the window that warms the state up ...
+_STRIDE = 1  # ... one crop every this many steps
 
 
 class _Stream:
-    def __init__(self, dim: int):
-        self.context = np.zeros((0, dim), dtype=np.float32)  # the last window - 1 raw steps
+    def __init__(self, det: SupervisedRNN):
+        self.seen = 0
+        self.state = det.model_.encoder.zero_state(1)
 
 
 @register
@@ -39,10 +45,11 @@ class SupervisedRNN(SeriesDetector):
     Parameters
     ----------
     window: steps read per prediction; horizon: warning span (0 = detect at onset).
-    cell: "lstm" or "gru"; hidden, layers, dropout: network size.
+    cell: "lstm" or "gru"; hidden, num_layers, dropout: network size.
     scaling: standardise each channel ("channel") or all with one scale ("global": embeddings).
     pos_weight: weight of positive steps in the loss (None = negatives / positives).
     epochs, batch_size, lr, patience, val_fraction, max_time: the training loop.
+    threads: torch intra-op threads (None: one for these small networks on the CPU).
     """
 
     def __init__(
@@ -51,7 +58,7 @@ class SupervisedRNN(SeriesDetector):
         horizon: int = 20,
         cell: str = "lstm",
         hidden: int = 32,
-        layers: int = 1,
+        num_layers: int = 1,
         dropout: float = 0.0,
         scaling: str = "channel",
         pos_weight: float | None = None,
@@ -64,12 +71,13 @@ class SupervisedRNN(SeriesDetector):
         device: str = "auto",
         seed: int = 0,
         verbose: bool = False,
+        threads: int | None = None,
     ):
         self.window = window
         self.horizon = horizon
         self.cell = cell
         self.hidden = hidden
-        self.layers = layers
+        self.num_layers = num_layers
         self.dropout = dropout
         self.scaling = scaling
         self.pos_weight = pos_weight
@@ -82,12 +90,13 @@ class SupervisedRNN(SeriesDetector):
         self.device = device
         self.seed = seed
         self.verbose = verbose
+        self.threads = threads
 
     def _check_params(self) -> None:
         self._check_scaling()
         if self.cell not in _CELLS:
             raise AnomalyError(f"cell='{self.cell}': unknown; use one of {', '.join(_CELLS)}")
-        for name, low in (("window", 1), ("horizon", 0), ("hidden", 1), ("layers", 1), ("epochs", 1), ("batch_size", 1)):
+        for name, low in (("window", 1), ("horizon", 0), ("hidden", 1), ("num_layers", 1), ("epochs", 1), ("batch_size", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise AnomalyError(f"{name}={value!r}: must be an integer >= {low}")
@@ -97,19 +106,21 @@ class SupervisedRNN(SeriesDetector):
             raise AnomalyError(f"pos_weight={self.pos_weight}: must be > 0 (or None for balanced)")
 
     def _build(self, dim: int) -> None:
-        torch.manual_seed(self.seed)
-        self.model_ = SequenceNet(self.cell, dim, self.hidden, self.layers, self.dropout, self.window)
-        self.model_.to(self.device_).eval()
+        self.model_ = self._build_net(lambda: StreamNet(self.cell, dim, self.hidden, self.num_layers, self.dropout,
+                                                        self.window, 1))
+        self._stepper = None
 
     def _reset(self) -> None:
         self.device_ = self._resolve_device()
         self.model_ = None
         self.scaler_mean_ = self.scaler_std_ = None
+        self.history_ = None
         self._chunks: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._stream = None
+        self._stepper = None
 
     def _new_stream(self) -> _Stream:
-        return _Stream(int(self.input_shape_[0]))
+        return _Stream(self)
 
     # ------------------------------------------------------------------ fitting
     def _update(self, batch: Batch, fitting: bool) -> None:
@@ -123,52 +134,66 @@ class SupervisedRNN(SeriesDetector):
         self._chunks.append((batch.x, batch.y))
 
     def _finish_fit(self) -> None:
-        x = torch.cat([c[0] for c in self._chunks]).numpy()
+        x = torch.cat([c[0] for c in self._chunks]).double().numpy()
         y = torch.cat([c[1] for c in self._chunks]).numpy()
         self._chunks = []
         w, h = self.window, self.horizon
-        n_win = len(x) - w + 1 - h  # windows whose target is known
-        if n_win < 2:
+        n_known = len(x) - h  # steps whose target is known
+        if n_known - (w - 1) < 2:
             raise AnomalyError(f"data: a series of {len(x)} steps is too short for window + horizon = {w + h}")
-        target = early_warning_labels(y, h)[w - 1 : w - 1 + n_win]
-        n_pos = int(target.sum())
+        target = early_warning_labels(y, h).astype(np.float64)
+        target[n_known:] = np.nan
+        n_pos = int(np.nansum(target[w - 1 :]))
         if n_pos == 0:
             raise AnomalyError(
                 f"data: no anomaly starts in the labels ({int(y.sum())} anomalous steps); nothing to warn of"
             )
+        n_neg = int(np.sum(target[w - 1 :] == 0))
         self._set_scaler(x)
         self._build(x.shape[1])
-        wins = sliding_windows(torch.from_numpy(self._scaled(x)), w)[:n_win]
-        weight = torch.tensor(self.pos_weight if self.pos_weight is not None else (n_win - n_pos) / n_pos)
+        burn = w - 1  # the first step with a score has window - 1 steps before it
+        span = min(_SPAN, len(x) - burn)
+        xs, ys = training_crops(self._scaled(x), target[:, None], burn, span, _STRIDE)
+        weight = torch.tensor(self.pos_weight if self.pos_weight is not None else n_neg / n_pos)
 
         def loss(model, step):
+            logit = model(step.x)[0][:, burn:, 0]
+            t = step.y[:, burn:, 0]
+            ok = torch.isfinite(t)
+            if not bool(ok.any()):
+                return (logit * 0.0).sum()
             return torch.nn.functional.binary_cross_entropy_with_logits(
-                model(step.x), step.y, pos_weight=weight.to(step.x.device)
+                logit[ok], t[ok], pos_weight=weight.to(logit.device)
             )
 
         cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience,
                           val_fraction=self.val_fraction, val_split="tail", max_time=self.max_time,
                           seed=self.seed, verbose=self.verbose).check()
-        self.train_result_ = fit_model(self.model_, loss, wins, torch.from_numpy(target.astype(np.float32)),
-                                       cfg, self.device_, desc="fit")
+        self.history_ = fit_model(self.model_, loss, xs, ys, cfg, self.device_, desc="fit")
+        self.model_.eval()
+        self._stepper = None
         self.threshold_ = 0.5
         self.reset()
 
     # ------------------------------------------------------------------ scoring
-    def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
+    def _score_steps(self, x: np.ndarray) -> np.ndarray:
         if self._stream is None:
             self.reset()
-        st, w = self._stream, self.window
-        x = x.cpu().numpy()
-        n, m = len(x), len(st.context)
-        steps = np.concatenate([st.context, x])
-        out = np.full(n, np.nan)
-        first = max(0, w - 1 - m)
-        if first < n:
-            wins = sliding_windows(torch.from_numpy(self._scaled(steps)), w)[m + first - w + 1 : m + n - w + 1]
-            out[first:] = torch.sigmoid(run_blocks(self.model_, wins, self.device_)).double().numpy()
-        st.context = steps[len(steps) - (w - 1) :] if w > 1 else steps[:0]
-        return torch.from_numpy(out)
+        st, n = self._stream, len(x)
+        z = self._scaled(x)
+        if n <= STEP_CHUNK:
+            if self._stepper is None:
+                self._stepper = self.model_.stepper()
+            logit = np.array([self._stepper.step(zi, st.state)[0] for zi in z])
+        else:
+            with torch.inference_mode():
+                out, state = self.model_(torch.from_numpy(z[None].astype(np.float32)).to(self.device_), st.state)
+            st.state = [s.double().cpu().numpy() for s in state]
+            logit = out[0, :, 0].double().cpu().numpy()
+        prob = 1.0 / (1.0 + np.exp(-logit))
+        prob[: max(0, self.window - 1 - st.seen)] = np.nan
+        st.seen += n
+        return prob
 
     def targets(self, labels) -> np.ndarray:
         """1 where an anomaly starts within the horizon: what the scores should rank high."""

@@ -76,7 +76,7 @@ def test_series_window_figures(tmp_path):
     lab[1195:1215] = 1
     path = tmp_path / "s.csv"
     path.write_text("value,label\n" + "".join(f"{a:.5f},{b}\n" for a, b in zip(v, lab, strict=True)))
-    det = al.Continuation(window=32, horizon=1, hidden=16, epochs=8, device="cpu", threshold="moving",
+    det = al.Continuation(window=32, horizon=1, hidden=16, epochs=8, device="cpu", threshold="moving", season=0,
                           threshold_k=4.0, threshold_window=500)
     det.fit(al.load_data(f"{path}?stop=1000", columns=["value"]))
     source = al.load_data(path, columns=["value"], label_column="label")

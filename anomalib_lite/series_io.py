@@ -1,0 +1,134 @@
+"""Series detectors on files and live streams: what ``anomaly score`` does with a series bundle,
+usable from Python.
+
+* :func:`score_series`: score a whole series (optionally test-then-train with ``learn=True``).
+* :func:`write_score_table`: the per-step CSV (timestamp or index, values, score, p-value, flag,
+  label), written atomically.
+* :func:`stream_lines`: CSV lines from a text stream (stdin, a pipe, a file being written), one
+  at a time: each line is parsed, scored and answered with one flushed output line before the
+  next is read; a bad line is reported (with its number) and skipped, the stream goes on. A
+  header line is optional when the bundle knows the layout it was fitted on.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+import numpy as np
+
+from .errors import AnomalyError
+from .io import atomic_output
+from .series_sources import MISSING, SeriesReader, SeriesSource
+
+__all__ = ["score_series", "stream_lines", "write_score_table"]
+
+
+def fmt(v: float) -> str:
+    """A score as written in CSV output ("nan" while a stream warms up)."""
+    return "nan" if np.isnan(v) else f"{v:.6g}"
+
+
+def score_series(det, source: SeriesSource, learn: bool = False, chunk: int = 256) -> np.ndarray:
+    """Scores of every step of ``source`` from a reset stream; ``learn=True``: test-then-train
+    (``partial_fit`` chunk by chunk: each chunk is scored before the detector learns from it).
+    Leaves the detector with a reset stream."""
+    from .detectors.continuation import Continuation
+
+    if learn and not isinstance(det, Continuation):
+        raise AnomalyError(f"--learn: {type(det).__name__} does not learn online; drop --learn")
+    det.reset()
+    if learn:
+        parts = [det.partial_fit(source.values[i : i + chunk]).last_scores_ for i in range(0, len(source), chunk)]
+        scores = np.concatenate(parts) if parts else np.zeros(0)
+    else:
+        scores = det.score(source)
+    det.reset()
+    return scores
+
+
+def write_score_table(path, source: SeriesSource, scores, p_values=None, flags=None, labels=None) -> None:
+    """One CSV row per step: time (or index), the values, score, then p_value, is_anomaly and
+    label where given; written atomically."""
+    head = [source.time_column or "index", *source.columns, "score"]
+    head += (["p_value"] if p_values is not None else []) + (["is_anomaly"] if flags is not None else [])
+    head += ["label"] if labels is not None else []
+    with atomic_output(path, "scores") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(head)
+        for i in range(len(source)):
+            row = [source.stamps[i] if source.stamps else i, *(f"{v:.10g}" for v in source.values[i]), fmt(scores[i])]
+            row += ([fmt(p_values[i])] if p_values is not None else []) + ([int(flags[i])] if flags is not None else [])
+            row += [int(labels[i])] if labels is not None else []
+            w.writerow(row)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return text.strip().lower() in MISSING
+
+
+def stream_lines(det, fh: TextIO, where: str = "stdin", columns=None, time_column=None, label_column=None,
+                 nan: str = "reject", learn: bool = False, out: Callable[[str], None] | None = None,
+                 err: Callable[[str], None] | None = None) -> tuple[int, int]:
+    """Score CSV lines from ``fh`` as they arrive: ``out`` gets the header
+    ``time,values...,score[,is_anomaly]`` and then one line per input line (default: print to
+    stdout and flush), ``err`` a message per bad line (default: stderr). ``learn=True``:
+    test-then-train, one step at a time. Returns (steps scored, bad lines skipped)."""
+    out = out or _print_flush
+    err = err or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    lines = iter(fh.readline, "")
+    first, lineno = "", 0
+    for first in lines:
+        lineno += 1
+        if first.strip():
+            break
+    if not first.strip():
+        raise AnomalyError(f"{where}: no lines")
+    fields = next(csv.reader([first]))
+    info = getattr(det, "data_info_", None) or {}
+    known = set(info.get("header") or []) | set(columns or []) | {time_column}
+    dim = int(det.input_shape_[0])
+    is_header = bool(known & {f.strip() for f in fields}) or not all(_is_number(f) for f in fields[1:])
+    header = [f.strip() for f in fields] if is_header else info.get("header")
+    if not is_header and (not header or len(header) != len(fields)):
+        if len(fields) not in (dim, dim + 1):
+            raise AnomalyError(f"{where}: line {lineno}: no header line and {len(fields)} fields for {dim} channel(s)")
+        header = (["timestamp"] if len(fields) == dim + 1 else []) + [f"value{i}" for i in range(dim)]
+        columns = time_column = None
+    reader = SeriesReader(header, where, columns, time_column, label_column, nan)
+    if len(reader.columns) != dim:
+        raise AnomalyError(f"{where}: {len(reader.columns)} value column(s) but the bundle takes {dim}")
+    can_flag = det.can_flag()
+    out(",".join([reader.time_column or "index", *reader.columns, "score"] + (["is_anomaly"] if can_flag else [])))
+    pending = [] if is_header else [(lineno, first)]
+    bad = step = 0
+    for number, line in itertools.chain(pending, ((lineno + 1 + i, ln) for i, ln in enumerate(lines))):
+        if not line.strip():
+            continue
+        try:
+            stamp, _, values, _ = reader.parse(next(csv.reader([line])), number, stream=True)
+        except (AnomalyError, csv.Error) as e:
+            bad += 1
+            err(f"anomaly: skipped: {e}")
+            continue
+        if learn:
+            det.partial_fit(values[None, :])
+            s, f = det.last_scores_[0], bool(det.last_flags_[0])
+        else:
+            s = det.score(values[None, :])[0]
+            f = bool(det.flag([s])[0]) if can_flag else None
+        row = [stamp if stamp is not None else str(step), *(f"{v:.10g}" for v in values), fmt(s)]
+        out(",".join(row + ([str(int(f))] if can_flag else [])))
+        step += 1
+    return step, bad
+
+
+def _print_flush(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

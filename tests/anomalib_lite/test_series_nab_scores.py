@@ -1,0 +1,119 @@
+"""Scores that keep ranking past the calibration set (tail p-values, NAB's [0, 1] score), and
+NAB's own scorer reading the results files the project writes."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import anomalib_lite as al
+from anomalib_lite import nab
+from anomalib_lite.thresholds import SurpriseScore, p_values, tail_p_values, tail_threshold
+
+NAB_TOOL = Path(__file__).resolve().parents[3] / "shared" / "tools" / "nab_score.py"
+
+
+def test_tail_p_values_keep_falling_past_the_largest_calibration_score():
+    cal = np.random.default_rng(0).exponential(size=60)
+    top = cal.max()
+    s = np.array([top + 0.01, top + 0.5, top + 5.0, np.nan])
+    conformal = p_values(s, cal)
+    assert conformal[0] == conformal[1] == conformal[2]  # the conformal p-value is capped at 1 / (n + 1)
+    p = tail_p_values(s, cal)
+    assert p[0] > p[1] > p[2] > 0 and np.isnan(p[3])
+    bulk = np.sort(cal)[:50]  # below the ten largest scores: exactly conformal
+    assert np.array_equal(tail_p_values(bulk, cal), p_values(bulk, cal))
+    grid = np.linspace(0, top + 3, 500)
+    assert (np.diff(tail_p_values(grid, cal)) <= 0).all()
+
+
+def test_tail_threshold_reaches_rates_a_small_calibration_set_cannot_certify():
+    cal = np.random.default_rng(1).exponential(size=60)
+    t = tail_threshold(cal, 0.001)  # conformal would need 999 scores
+    assert t > cal.max()
+    assert tail_p_values([t * (1 - 1e-9)], cal)[0] > 0.001 >= tail_p_values([t * (1 + 1e-9)], cal)[0]
+    big = np.random.default_rng(2).exponential(size=20000)
+    assert tail_threshold(big, 0.01) == al.fpr_threshold(big, 0.01)  # enough scores: conformal
+    fresh = np.random.default_rng(3).exponential(size=200000)  # where the exponential tail holds ...
+    rates = [(fresh > tail_threshold(np.random.default_rng(s).exponential(size=400), 0.001)).mean() for s in range(6)]
+    assert 0.0003 < np.median(rates) < 0.003  # ... 400 scores extrapolate to a rate they cannot certify
+
+
+def test_surprise_score_is_uncapped_comparable_and_quiet_after_an_alarm():
+    rng = np.random.default_rng(4)
+    cal = 1 + 0.1 * rng.normal(size=200)
+    normal = 1 + 0.1 * rng.normal(size=400)
+    at_max, beyond = normal.copy(), normal.copy()
+    at_max[300], beyond[300] = cal.max(), cal.max() + 1.0
+    u_max, u_beyond = SurpriseScore(cal).update(at_max)[300], SurpriseScore(cal).update(beyond)[300]
+    assert 0 < u_max < u_beyond < 1  # a step more extreme than every calibration step scores higher
+    far = SurpriseScore(cal).update(np.r_[normal[:300], [1e6]])[-1]
+    assert u_beyond < far < 1
+    # the same series on another scale (another unit) gets the same unit scores: comparable
+    assert np.allclose(SurpriseScore(cal * 50).update(beyond * 50), SurpriseScore(cal).update(beyond), atol=1e-9)
+    # one alarm per event: the steps after an alarm stay at the resting level for `refractory` steps
+    event = normal.copy()
+    event[300:320] = 3.0
+    u = SurpriseScore(cal, refractory=64).update(event)
+    alarm = u[300]
+    assert alarm >= 0.5 and (u[301:320] < alarm).all() and (u[301:320] <= 3 / 8 + 1e-12).all()
+    event[340] = 20.0  # a bigger event inside the refractory period does not alarm again either
+    assert SurpriseScore(cal, refractory=64).update(event)[340] <= 3 / 8 + 1e-12
+    # chunked = whole, NaN stays NaN
+    x = np.r_[[np.nan] * 5, event]
+    s = SurpriseScore(cal)
+    chunked = np.concatenate([s.update(c) for c in np.split(x, [1, 7, 100, 101])])
+    assert np.array_equal(chunked, SurpriseScore(cal).update(x), equal_nan=True) and np.isnan(chunked[:5]).all()
+
+
+def _nab_score_tool():
+    spec = importlib.util.spec_from_file_location("nab_score", NAB_TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["nab_score"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not NAB_TOOL.is_file(), reason="NAB's scorer (../shared/tools/nab_score.py) is not here")
+def test_nab_scorer_reads_the_results_the_project_writes(tmp_path):
+    """A small NAB corpus (one series, one anomaly window) in NAB's layout: the project's results
+    file is read by NAB's scorer, and a detector that finds the anomaly scores above zero."""
+    n = 1200
+    t = np.arange(n)
+    v = np.sin(2 * np.pi * t / 50) + 0.05 * np.random.default_rng(5).normal(size=n)
+    v[900:910] += 3.0
+    stamps = [f"2024-01-{1 + i // 288:02d} {(i % 288) // 12:02d}:{5 * (i % 12):02d}:00" for i in range(n)]
+    data = tmp_path / "NAB" / "data" / "synthetic"
+    data.mkdir(parents=True)
+    (data / "spikes.csv").write_text("timestamp,value\n" + "".join(f"{s},{x:.5f}\n" for s, x in zip(stamps, v)))
+    labels = tmp_path / "NAB" / "labels"
+    labels.mkdir()
+    windows = {"synthetic/spikes.csv": [[stamps[860] + ".000000", stamps[940] + ".000000"]]}
+    (labels / "combined_windows.json").write_text(json.dumps(windows))
+    (labels / "combined_labels.json").write_text(json.dumps({"synthetic/spikes.csv": [stamps[900] + ".000000"]}))
+
+    source = al.load_data("nab:synthetic/spikes.csv", data_dir=tmp_path)
+    assert source.windows == [(860, 940)]
+    det = al.Continuation(window=24, horizon=3, hidden=16, num_layers=1, season=0, epochs=10, lr=3e-3, device="cpu")
+    scores, _ = nab.run_protocol(det, source, chunk=64)
+    unit = nab.results_scores(det, scores)
+    assert unit[: nab.probation_steps(n)].max() == 0 and ((unit >= 0) & (unit < 1)).all()
+    path = nab.write_results(tmp_path / "results", source, unit, "continuation")
+    assert path == tmp_path / "results" / "continuation" / "synthetic" / "continuation_spikes.csv"
+
+    out = subprocess.run(
+        [sys.executable, str(NAB_TOOL), "--data", str(data.parent), "--labels", str(labels / "combined_windows.json"),
+         "--results", str(tmp_path / "results"), "--json", str(tmp_path / "scores.json")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("continuation standard ")
+    report = json.loads((tmp_path / "scores.json").read_text())["detectors"]["continuation"]
+    assert report["standard"]["normalized"] > 50 and report["standard"]["tp"] >= 1  # the spike window is found
+    tool = _nab_score_tool()  # the same numbers when imported by path
+    corpus = tool.Corpus(str(data.parent), str(labels / "combined_windows.json"))
+    got = corpus.load_detector(str(tmp_path / "results"), "continuation", False)
+    assert np.allclose(got, unit[corpus.series[0].first_scored :], atol=1e-6)
