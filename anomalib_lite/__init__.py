@@ -1,16 +1,21 @@
 """anomalib_lite: find what does not belong in images and time series.
 
-Detectors share one contract (fit, partial_fit, score, score_map, calibrate, predict, save) and
-:func:`load` restores any of them from a one-file bundle without executing code.
+Detectors are scikit-learn estimators sharing one contract (fit, partial_fit, decision_function,
+score_samples, score_map, calibrate, predict, save) and :func:`load` restores any of them from a
+one-file bundle without executing code. The ``backbones`` and ``augment`` packages it builds on
+are reachable as ``anomalib_lite.backbones`` and ``anomalib_lite.augment``.
 """
 __version__ = "0.1.0"
 
-from . import metrics
+import augment
+import backbones
+
+from . import metrics, workflows
 from .base import DETECTORS, Detector
 from .bundle import load, read_header
 from .data import Batch, iter_batches, iter_series
 from .detectors import Continuation, LatentDistance, Reconstruction, SupervisedRNN, SyntheticOOD
-from .errors import AnomalyError
+from .errors import USER_ERRORS, AnomalyError
 from .evaluation import evaluate
 from .report import report
 from .sources import load as load_data
@@ -18,6 +23,7 @@ from .thresholds import fpr_threshold, p_values
 
 __all__ = [
     "DETECTORS",
+    "USER_ERRORS",
     "AnomalyError",
     "Batch",
     "Continuation",
@@ -32,8 +38,11 @@ __all__ = [
     "iter_series",
     "load",
     "load_data",
+    "augment",
+    "backbones",
     "metrics",
     "p_values",
     "read_header",
     "report",
+    "workflows",
 ]

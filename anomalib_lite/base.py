@@ -1,31 +1,40 @@
-"""The detector contract shared by all five detectors.
+"""The detector contract shared by all five detectors: a scikit-learn estimator in earnest.
 
-scikit-learn's shape: hyper-parameters in ``__init__`` (stored as given, nothing trained there),
-learned state in attributes ending in ``_``. Subclasses implement a handful of hooks:
+Hyper-parameters are ``__init__`` arguments stored as given (nothing is trained there), learned
+state lives in attributes ending in ``_``; ``get_params``/``set_params``, ``clone`` and use inside
+a ``Pipeline`` come from :class:`sklearn.base.BaseEstimator`. Scores follow the ecosystem:
 
-* ``_reset()`` drop fitted state;  ``_update(batch, fitting)`` learn from one :class:`Batch`;
-* ``_finish_fit()`` after the last batch of ``fit`` (e.g. reduce a memory bank);
-* ``_score_batch(x)`` one score per sample;  ``_score_map_batch(x)`` per-pixel maps (optional);
-* ``_get_state()`` / ``_set_state()`` tensors + JSON for bundles.
+* ``decision_function(X)``: one anomaly score per sample, higher = more anomalous (PyOD's sign);
+* ``score_samples(X)``: its negative, higher = more normal (scikit-learn's outlier detectors);
+* ``predict(X)``: 1 for an anomaly, 0 for normal (PyOD), ``decision_function > threshold_``;
+* ``score(X, y=None)``: one number, higher = better, for model selection: the ROC-AUC of the
+  anomaly scores against 0/1 labels ``y``, or without labels the mean of ``score_samples``.
 
-Everything else (input normalisation, shape checks, calibration, p-values, predict, progress,
-saving) lives here once.
+Subclasses implement a handful of hooks: ``_reset()`` (drop fitted state), ``_update(batch,
+fitting)`` (learn from one :class:`Batch`), ``_finish_fit()``, ``_score_batch(x)``,
+``_score_map_batch(x)`` (per-pixel maps, optional). What they learn is declared, not hand-saved:
+``_learned`` names the attributes that hold tensors (modules, tensors, arrays) and
+``_fitted_checks`` the plain values, with their checks; ``_build_learned(device)`` makes the
+learned modules' skeletons from the parameters and plain values (the same code ``fit`` uses),
+so :mod:`anomalib_lite.bundle` saves and loads every detector by one generic path and checks each
+tensor's name, shape and dtype before using it.
 """
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
+from . import validate as v
 from .data import Batch, iter_batches
 from .errors import AnomalyError
 from .thresholds import fpr_threshold, p_values
 
-__all__ = ["DETECTORS", "Detector", "register"]
+__all__ = ["COMMON_FITTED", "DETECTORS", "RUN_CHECKS", "Detector", "register"]
 
 DETECTORS: dict[str, type[Detector]] = {}
 
@@ -40,46 +49,65 @@ def _shape_str(shape) -> str:
     return "x".join(str(s) for s in shape)
 
 
+#: checks of the run parameters most detectors share
+RUN_CHECKS: dict[str, v.Check] = {
+    "batch_size": v.integer(1, 1 << 16),
+    "device": v.text(32),
+    "seed": v.integer(0, (1 << 63) - 1),
+    "verbose": v.boolean(),
+}
+
+#: plain fitted values every detector keeps in its bundle, with their checks
+COMMON_FITTED: dict[str, v.Check] = {
+    "input_shape_": v.shape(),
+    "n_seen_": v.integer(0, 1 << 62),
+    "threshold_": v.none_or(v.number()),
+    "fpr_": v.none_or(v.number(0, 1, lo_open=True, hi_open=True)),
+}
 
 
-class Detector:
-    """Base class: fit / partial_fit / score / score_map / calibrate / predict / save."""
+class Detector(BaseEstimator):
+    """Base class: fit / partial_fit / decision_function / score_map / calibrate / predict / save."""
 
     #: what a sample is: "image" (C,H,W), "vector" (D) or "any" of those; "series": one time
     #: step (D) of a series (see anomalib_lite.series.SeriesDetector)
     input_kind: ClassVar[str] = "any"
+    #: checks of every ``__init__`` parameter (types and ranges); run by ``fit`` and by ``load``
+    _param_checks: ClassVar[dict[str, v.Check]] = {}
+    #: detector-specific plain fitted values kept in bundles, with their checks
+    _fitted_checks: ClassVar[dict[str, v.Check]] = {}
+    #: attributes holding learned tensors: ``nn.Module`` (saved as its state dict), tensors, arrays
+    _learned: ClassVar[tuple[str, ...]] = ()
 
-    # ------------------------------------------------------------------ sklearn plumbing
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
+    # ------------------------------------------------------------------ scikit-learn
     def set_params(self, **params) -> Detector:
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
+        valid = self._get_param_names()
+        for name in params:
+            if name.split("__")[0] not in valid:
                 raise AnomalyError(
                     f"{type(self).__name__}: unknown parameter '{name}'; parameters are: {', '.join(valid)}"
                 )
-            setattr(self, name, value)
-        return self
+        return super().set_params(**params)
 
-    def __repr__(self) -> str:
-        sig = inspect.signature(type(self).__init__)
-        changed = [
-            f"{n}={getattr(self, n)!r}"
-            for n, p in sig.parameters.items()
-            if n != "self" and getattr(self, n) != p.default
-        ]
-        return f"{type(self).__name__}({', '.join(changed)})"
+    def __sklearn_is_fitted__(self) -> bool:
+        return self._is_fitted()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "outlier_detector"
+        tags.non_deterministic = False
+        tags.input_tags.allow_nan = False
+        tags.requires_fit = True
+        return tags
 
     # ------------------------------------------------------------------ hooks
     def _check_params(self) -> None:
-        """Validate hyper-parameters (called by fit); raise AnomalyError naming the parameter."""
+        """Validate every parameter (``_param_checks``, then ``_check_more``); AnomalyError."""
+        v.check_all(self.get_params(deep=False), self._param_checks)
+        self._check_more()
+
+    def _check_more(self) -> None:
+        """Checks that involve several parameters."""
 
     def _reset(self) -> None:
         raise NotImplementedError
@@ -96,16 +124,32 @@ class Detector:
     def _score_map_batch(self, x: torch.Tensor) -> torch.Tensor:
         raise AnomalyError(f"{type(self).__name__} has no score_map")
 
-    def _get_state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        raise NotImplementedError
+    def _build_learned(self, device) -> dict[str, torch.nn.Module]:
+        """The learned modules' skeletons (on ``device``, e.g. "meta"), from the parameters and
+        the plain fitted values: what a bundle's tensors must fit."""
+        return {}
 
-    def _set_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        raise NotImplementedError
+    def _learned_arrays(self) -> dict[str, tuple[tuple[int, ...], torch.dtype, str]]:
+        """Expected ``(shape, dtype, "tensor" | "numpy")`` of each learned attribute that is a
+        tensor or an array (not a module), from the parameters and the plain fitted values."""
+        return {}
+
+    def _after_load(self) -> None:
+        """Rebuild what derives from the learned state (caches, streams) after loading."""
 
     # ------------------------------------------------------------------ helpers
     @property
     def _name(self) -> str:
         return type(self).__name__
+
+    def _resolve_device(self) -> torch.device:
+        """``device`` ("auto", "cpu", "cuda:1", ...) as a torch.device, or one AnomalyError."""
+        import backbones
+
+        try:
+            return backbones.resolve_device(self.device)
+        except backbones.BackboneError as e:
+            raise AnomalyError(str(e)) from None
 
     def _is_fitted(self) -> bool:
         return getattr(self, "input_shape_", None) is not None
@@ -176,39 +220,56 @@ class Detector:
             self.n_seen_ += len(batch)
 
     # ------------------------------------------------------------------ the contract
-    def fit(self, data) -> Detector:
-        """Learn from normal data (anything :func:`anomalib_lite.data.iter_batches` accepts)."""
-        self._start(data)
-        self._learn(data, fitting=True)
+    def fit(self, X, y=None) -> Detector:
+        """Learn from normal data ``X``: an array or tensor, ``(x, y)`` pairs, a data source, a
+        torch Dataset or DataLoader, or an iterable of batches. ``y`` is ignored (unsupervised),
+        except by the supervised detector."""
+        self._start(X)
+        self._learn(X, fitting=True)
         self._finish_fit()
         return self
 
-    def partial_fit(self, batch) -> Detector:
+    def partial_fit(self, X, y=None) -> Detector:
         """Update with one minibatch (or a few); memory stays bounded."""
         if not self._is_fitted():
-            self._start(batch)
-        self._learn(batch, fitting=False)
+            self._start(X)
+        self._learn(X, fitting=False)
         return self
 
-    def score(self, data) -> np.ndarray:
-        """One anomaly score per sample; higher is more anomalous (tiled images: the largest
-        of their tiles' scores)."""
+    def decision_function(self, X) -> np.ndarray:
+        """One anomaly score per sample, higher = more anomalous (tiled images: the largest of
+        their tiles' scores)."""
         self._require_fitted()
         out = []
         with torch.inference_mode():
-            for b, tiled in self._batches(data, "score"):
+            for b, tiled in self._batches(X, "score"):
                 s = self._score_batch(b.x).double().cpu()
                 out.append(s if tiled is None else s.reshape(-1, tiled[0]).amax(1))
         return torch.cat(out).numpy()
 
-    def score_map(self, data) -> np.ndarray:
+    def score_samples(self, X) -> np.ndarray:
+        """scikit-learn's convention: higher = more normal (``-decision_function``)."""
+        return -self.decision_function(X)
+
+    def score(self, X, y=None) -> float:
+        """One number, higher = better, for scikit-learn's model selection: with 0/1 anomaly
+        labels ``y`` the ROC-AUC of ``decision_function``, else the mean of ``score_samples``
+        (how normal ``X`` looks)."""
+        if y is None:
+            s = self.score_samples(X)
+            return float(np.nanmean(s))
+        from .metrics import roc_auc
+
+        return roc_auc(np.asarray(y), self.decision_function(X))
+
+    def score_map(self, X) -> np.ndarray:
         """Per-pixel anomaly maps (N, H, W) at input resolution (tiled images: the tiles' maps
         stitched, averaged where they overlap)."""
         self._require_fitted()
-        tiling = getattr(data, "tiling", None) or getattr(self, "tiling_", None)
+        tiling = getattr(X, "tiling", None) or getattr(self, "tiling_", None)
         out = []
         with torch.inference_mode():
-            for b, tiled in self._batches(data, "score_map"):
+            for b, tiled in self._batches(X, "score_map"):
                 m = self._score_map_batch(b.x).float().cpu()
                 out.append(m if tiled is None else tiling.stitch(m, tiled[1], tiled[2]))
         return torch.cat(out).numpy()
@@ -232,7 +293,7 @@ class Detector:
 
     def calibrate(self, normal, fpr: float = 0.01) -> Detector:
         """Set ``threshold_`` so that about ``fpr`` of normal data is flagged (conformal)."""
-        scores = self.score(normal)
+        scores = self.decision_function(normal)
         self.threshold_ = fpr_threshold(scores, fpr)
         self.fpr_ = float(fpr)
         self.calibration_scores_ = np.sort(scores)
@@ -244,11 +305,19 @@ class Detector:
                 f"{self._name} is not calibrated: call calibrate(normal_data, fpr=0.01) first"
             )
 
-    def predict(self, data) -> np.ndarray:
-        """``score > threshold_`` as bool."""
+    def predict(self, X) -> np.ndarray:
+        """1 where ``decision_function(X) > threshold_`` (an anomaly), else 0 (PyOD's labels)."""
         self._require_fitted()
         self._require_calibrated()
-        return self.score(data) > self.threshold_
+        return (self.decision_function(X) > self.threshold_).astype(np.int64)
+
+    def fit_predict(self, X, y=None, fpr: float = 0.01) -> np.ndarray:
+        """Fit on ``X``, calibrate on ``X`` itself at ``fpr``, and return ``predict(X)``: the
+        ``fpr`` share of ``X`` that looks least normal. In-sample: for a threshold that holds on
+        new data, calibrate on held-out normal data instead."""
+        self.fit(X, y)
+        self.calibrate(X, fpr=fpr)
+        return self.predict(X)
 
     def p_values(self, scores) -> np.ndarray:
         """Conformal p-values of given scores against the calibration scores."""
@@ -265,3 +334,40 @@ class Detector:
         from .bundle import save
 
         save(self, path, sign=sign)
+
+    # ------------------------------------------------------------------ generic state
+    def _bundle_params(self) -> dict[str, Any]:
+        """The parameters a bundle records: as given, but an augmentation given as a file is
+        recorded as its config, so a bundle never needs another file."""
+        params = self.get_params(deep=False)
+        pipeline = getattr(self, "_pipeline", None)
+        if params.get("augment") is not None and pipeline is not None:
+            params["augment"] = pipeline.to_config()
+        return params
+
+    def _fitted_values(self) -> dict[str, Any]:
+        """The plain fitted values a bundle keeps (common ones and ``_fitted_checks``)."""
+        names = [*COMMON_FITTED, *self._fitted_checks]
+        return {n: getattr(self, n, None) for n in names}
+
+    def _learned_state(self) -> dict[str, torch.Tensor]:
+        """Every learned tensor, flat: ``attr.key`` for modules, ``attr`` for tensors/arrays."""
+        out: dict[str, torch.Tensor] = {}
+        for name in self._learned:
+            value = getattr(self, name, None)
+            if value is None:
+                continue
+            key = name.rstrip("_")
+            if _external(value):
+                continue  # ImageNet weights: referenced by name and hash, restored from the cache
+            if isinstance(value, torch.nn.Module):
+                out.update({f"{key}.{k}": t for k, t in value.state_dict().items()})
+            else:
+                out[key] = torch.as_tensor(value)
+        return out
+
+
+def _external(value) -> bool:
+    """Whether a learned module is a frozen extractor with torchvision's ImageNet weights."""
+    source = getattr(value, "weights_source", None)
+    return isinstance(source, str) and source.startswith("imagenet") and getattr(value, "frozen", False)

@@ -20,7 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import signing
-from .base import DETECTORS, Detector
+from . import validate as v
+from .base import COMMON_FITTED, DETECTORS, Detector, _external
 from .errors import AnomalyError
 from .io import atomic_output, check_writable
 from .tiling import Tiling
@@ -28,7 +29,7 @@ from .tiling import Tiling
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "read_header", "save"]
 
 FORMAT = "anomalib_lite.bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: generic learned state ("fitted" values + module state dicts)
 _KEY = "anomalib_lite"
 
 
@@ -43,11 +44,19 @@ def _jsonable(value):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
+    if isinstance(value, np.ndarray) and value.size <= 64:
+        return value.tolist()
     if isinstance(value, torch.device):
         return str(value)
+    if isinstance(value, Tiling):
+        return value.to_dict()
+    if hasattr(value, "to_dict"):  # a TrainResult
+        return _jsonable(value.to_dict())
+    if hasattr(value, "to_config"):  # an augment.Pipeline: its config rebuilds it
+        return value.to_config()
     if hasattr(value, "config") and hasattr(value, "name"):  # a backbones.FeatureExtractor object:
-        return value.name  # its weights travel in the bundle's tensors, its config in "backbone"
-    raise TypeError(f"cannot store {type(value).__name__} in a bundle header")
+        return value.name  # its weights travel in the bundle's tensors, its config in "fitted"
+    raise AnomalyError(f"cannot store a {type(value).__name__} in a bundle header")
 
 
 def _checksum(header: dict, tensors: dict[str, torch.Tensor]) -> str:
@@ -84,27 +93,22 @@ def save(detector: Detector, path, sign=None) -> Path:
     key = None
     if sign is not None:
         key = signing.load_private_key(sign) if isinstance(sign, (str, os.PathLike)) else sign
-    tensors, meta = detector._get_state()
+    tensors = detector._learned_state()
     cal = detector.calibration_scores_
     if cal is not None:
         tensors["calibration_scores"] = torch.as_tensor(np.asarray(cal, dtype=np.float64))
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    tensors = {k: t.detach().to("cpu").contiguous() for k, t in tensors.items()}
     info = detector.data_info_ or {}
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "detector": type(detector).__name__,
-        "params": _jsonable(detector.get_params()),
-        "backbone": _jsonable(meta.pop("backbone", None)),
-        "preprocessing": _jsonable(meta.pop("preprocessing", None)),
-        "threshold": detector.threshold_,
-        "fpr": detector.fpr_,
-        "normal_classes": info.get("classes"),
+        "params": _jsonable(detector._bundle_params()),
+        "fitted": _jsonable(detector._fitted_values()),
+        "tiling": _jsonable(getattr(detector, "tiling_", None)),
+        "normal_classes": _jsonable(info.get("classes")),
         "data": _jsonable(info) or None,
-        "input_shape": list(detector.input_shape_),
-        "tiling": None if getattr(detector, "tiling_", None) is None else detector.tiling_.to_dict(),
-        "n_seen": int(detector.n_seen_),
-        "state": _jsonable(meta),
+        "summary": detector.summary(),
         "versions": _versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -182,38 +186,124 @@ def read_header(path, verify=None) -> dict:
 def load(path, device: str | None = None, verify=None) -> Detector:
     """Load a bundle written by :meth:`Detector.save`; never executes code from the file.
 
-    ``verify``: a public key file (or key) whose signature the bundle must carry; by default
-    ``$ANOMALY_VERIFY_KEY`` when set. An unsigned or changed bundle is then refused.
+    Every header field is checked for type and range, and every tensor for name, shape and dtype
+    against what the detector's parameters imply, before anything is built from them; a mismatch
+    is one AnomalyError naming the field. ``verify``: a public key file (or key) whose signature
+    the bundle must carry; by default ``$ANOMALY_VERIFY_KEY`` when set. An unsigned or changed
+    bundle is then refused. Nothing but the bundle is opened (ImageNet weights, referenced by
+    name and hash, come from torchvision's cache and their hash is checked).
     """
     path = _path(path)
     header, tensors = _read(path, with_tensors=True, verify=verify)
     if header.get("checksum") != _checksum(header, tensors):
         raise AnomalyError(f"{path}: checksum mismatch: the bundle was modified or damaged")
-    cls = DETECTORS.get(header.get("detector"))
+    name = header.get("detector")
+    cls = DETECTORS.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise AnomalyError(
-            f"{path}: unknown detector '{header.get('detector')}'; known: {', '.join(sorted(DETECTORS))}"
-        )
-    params = dict(header.get("params") or {})
-    unknown = set(params) - set(cls._param_names())
+        raise AnomalyError(f"{path}: unknown detector {str(name)[:60]!r}; known: {', '.join(sorted(DETECTORS))}")
+    det = _with_params(path, cls, header.get("params"), device)
+    fitted = header.get("fitted")
+    if not isinstance(fitted, dict):
+        raise AnomalyError(f"{path}: fitted: expected an object of fitted values")
+    checks = {**COMMON_FITTED, **cls._fitted_checks}
+    unknown = set(fitted) - set(checks)
     if unknown:
-        raise AnomalyError(f"{path}: {cls.__name__} has no parameter '{min(unknown)}'")
-    if device is not None and "device" in params:
+        raise AnomalyError(f"{path}: fitted: unknown field '{min(unknown)}' for {cls.__name__}")
+    try:
+        values = v.check_all(fitted, checks, where="fitted.")
+        det.tiling_ = _tiling(header.get("tiling"))
+        det.data_info_ = _data_info(header.get("data"))
+        cal = tensors.pop("calibration_scores", None)
+        if cal is not None and (cal.dtype != torch.float64 or cal.ndim != 1):
+            raise AnomalyError(f"tensor 'calibration_scores': {_desc(cal)}, expected a 1-D float64 tensor")
+    except AnomalyError as e:
+        raise AnomalyError(f"{path}: {e}") from None
+    for key, value in values.items():
+        setattr(det, key, value)
+    det.calibration_scores_ = None if cal is None else cal.numpy()
+    try:
+        det.device_ = det._resolve_device()
+        _restore(det, tensors)
+        det._after_load()
+    except AnomalyError as e:
+        raise AnomalyError(f"{path}: {e}") from None
+    return det
+
+
+def _with_params(path: Path, cls, params, device) -> Detector:
+    """The detector with the bundle's parameters, each checked (types, ranges)."""
+    if not isinstance(params, dict):
+        raise AnomalyError(f"{path}: params: expected an object of parameters")
+    unknown = set(params) - set(cls._get_param_names())
+    if unknown:
+        raise AnomalyError(f"{path}: params: {cls.__name__} has no parameter '{str(min(unknown))[:60]}'")
+    params = dict(params)
+    if device is not None and "device" in cls._get_param_names():
         params["device"] = device
     det = cls(**params)
-    cal = tensors.pop("calibration_scores", None)
-    det.threshold_ = header.get("threshold")
-    det.fpr_ = header.get("fpr")
-    det.calibration_scores_ = None if cal is None else cal.numpy()
-    det.input_shape_ = tuple(header["input_shape"])
-    det.tiling_ = Tiling.from_dict(header.get("tiling"))
-    det.n_seen_ = int(header.get("n_seen", 0))
-    det.data_info_ = header.get("data")
-    meta = dict(header.get("state") or {})
-    meta["backbone"] = header.get("backbone")
-    meta["preprocessing"] = header.get("preprocessing")
     try:
-        det._set_state(tensors, meta)
-    except KeyError as e:
-        raise AnomalyError(f"{path}: bundle lacks state {e} for {cls.__name__}") from None
+        det._check_params()
+    except AnomalyError as e:
+        raise AnomalyError(f"{path}: params.{e}") from None
     return det
+
+
+def _desc(t: torch.Tensor) -> str:
+    return f"{str(t.dtype).replace('torch.', '')} {list(t.shape)}"
+
+
+#: learned tensors a loaded bundle may build, in elements (refused beyond: absurd sizes)
+MAX_ELEMENTS = 1 << 32
+
+
+def _restore(det: Detector, tensors: dict[str, torch.Tensor]) -> None:
+    """Check the bundle's tensors against the detector's learned skeletons (names, shapes,
+    dtypes: built on the meta device, nothing allocated), then load them."""
+    skeleton = det._build_learned("meta")
+    expected: dict[str, torch.Tensor] = {}
+    for attr, module in skeleton.items():
+        if module is None or _external(module):
+            continue
+        expected.update({f"{attr.rstrip('_')}.{k}": t for k, t in module.state_dict().items()})
+    arrays = det._learned_arrays()
+    for attr, (shape, dtype, _) in arrays.items():
+        expected[attr.rstrip("_")] = torch.empty(shape, dtype=dtype, device="meta")
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing:
+        raise AnomalyError(f"tensor '{missing[0]}' is missing ({len(missing)} of {len(expected)} expected ones)")
+    if extra:
+        raise AnomalyError(f"tensor '{extra[0][:80]}' is not part of a {det._name} with these parameters")
+    for key, want in expected.items():
+        got = tensors[key]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise AnomalyError(f"tensor '{key}': {_desc(got)}, expected {_desc(want)}")
+    if sum(t.numel() for t in expected.values()) > MAX_ELEMENTS:
+        raise AnomalyError(f"the learned state would hold more than {MAX_ELEMENTS:,} values; refused")
+    real = det._build_learned(det.device_)
+    for attr, module in real.items():
+        if module is not None and not _external(module):
+            prefix = attr.rstrip("_") + "."
+            module.load_state_dict({k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)})
+        setattr(det, attr, module)
+    for attr, (_, _, kind) in arrays.items():
+        t = tensors[attr.rstrip("_")]
+        setattr(det, attr, t.numpy() if kind == "numpy" else t.to(det.device_))
+
+
+def _tiling(d) -> Tiling | None:
+    if d is None:
+        return None
+    if not isinstance(d, dict) or set(d) - {"tile", "overlap"}:
+        raise AnomalyError("tiling: expected {tile, overlap}")
+    v.check_all(d, {"tile": v.integer(8, 1 << 15), "overlap": v.number(0, 1, hi_open=True)}, where="tiling.")
+    return Tiling(d["tile"], float(d["overlap"]))
+
+
+def _data_info(d) -> dict | None:
+    """What the bundle says about its training data (shown, never used to compute)."""
+    if d is None:
+        return None
+    if not isinstance(d, dict) or len(json.dumps(d)) > 1 << 16:
+        raise AnomalyError("data: expected a small object describing the training data")
+    return d

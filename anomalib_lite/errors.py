@@ -9,3 +9,14 @@ stderr and exit code 2. Any other exception is a bug.
 
 class AnomalyError(ValueError):
     """Bad input to anomalib_lite: the message says what is wrong and where."""
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from augment import AugmentError
+    from backbones import BackboneError
+
+    return (AnomalyError, BackboneError, AugmentError)
+
+
+#: every error a user can cause, in anomalib_lite and the packages it builds on (all ValueErrors)
+USER_ERRORS = _user_errors()

@@ -175,7 +175,7 @@ def assess(det: Detector, data, *, data_dir=None, download: bool = False, **load
         scores = np.concatenate([p[0] for p in parts])
         maps = np.concatenate([p[1] for p in parts])
         return from_scores(det, source, scores, maps)
-    scores = det.score(source)
+    scores = det.decision_function(source)
     if kind == "series":
         det.reset()  # the next call starts a new stream
     return from_scores(det, source, scores)

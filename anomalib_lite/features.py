@@ -19,7 +19,8 @@ import backbones
 
 from .errors import AnomalyError
 
-__all__ = ["Featurizer", "aggregate_patches"]
+__all__ = ["BACKBONE_CHECKS", "Featurizer", "aggregate_patches", "check_backbone_config", "extractor_from_config",
+           "make_extractor"]
 
 
 def aggregate_patches(maps: list[torch.Tensor]) -> torch.Tensor:
@@ -97,14 +98,21 @@ class Featurizer:
             return cols.reshape(n, -1, gh, gw)
         return aggregate_patches(self._maps(x))
 
-    # ------------------------------------------------------------------ bundles
-    def config(self) -> dict | None:
-        """What a bundle records: backbone name, weights source and hash, preprocessing."""
+    # ------------------------------------------------------------------ shapes
+    def embed_dim(self, input_shape) -> int:
+        """Width of ``embed`` for samples of ``input_shape`` (C, H, W) or (D,)."""
         if self.extractor is None:
-            return None
-        return self.extractor.config()
+            return math.prod(input_shape)
+        return sum(self.extractor.layer_channels.values())
+
+    def patch_dim(self, input_shape) -> int:
+        """Width of ``patches`` for images of ``input_shape`` (C, H, W)."""
+        if self.extractor is None:
+            return int(input_shape[0]) * self.patch_size**2
+        return sum(self.extractor.layer_channels.values())
 
     def preprocessing(self) -> dict:
+        """What is done to images before features: shown by ``anomaly info``."""
         if self.extractor is None:
             return {"features": "raw_pixels", "scale": "uint8/255", "patch_size": self.patch_size}
         cfg = self.extractor.config()
@@ -117,22 +125,101 @@ class Featurizer:
             "patch_aggregation": "avgpool3x3+upsample+concat",
         }
 
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Backbone tensors to embed: all, unless they are ImageNet weights (restored by hash)."""
-        if self.extractor is None or str(self.extractor.weights_source).startswith("imagenet"):
-            return {}
-        return {f"backbone.{k}": v for k, v in self.extractor.trunk_state_dict().items()}
 
-    @classmethod
-    def from_state(
-        cls, config: dict | None, tensors: dict[str, torch.Tensor], patch_size: int, device,
-        normalize: bool = False,
-    ) -> Featurizer:
-        if config is None:
-            return cls(None, patch_size=patch_size, device=device)
-        state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
-        try:
-            ext = backbones.FeatureExtractor.from_config(config, state_dict=state or None, device=device)
-        except backbones.BackboneError as e:
-            raise AnomalyError(str(e)) from None
-        return cls(extractor=ext, patch_size=patch_size, device=device, normalize=normalize)
+# ---------------------------------------------------------------- parameters shared by detectors
+
+def _is_extractor(value, name):
+    if not isinstance(value, backbones.FeatureExtractor):
+        raise AnomalyError(f"{name}: not a FeatureExtractor")
+    return value
+
+
+def _checks() -> dict:
+    from . import validate as v
+
+    return {
+        "backbone": v.none_or(v.either(v.text(64), _is_extractor,
+                                       what="must be a backbone name (anomaly backbones) or a FeatureExtractor")),
+        "weights": v.path_like(),
+        "layers": v.none_or(v.either(v.list_of(v.text(64), 16, 1), v.text(1024),
+                                     what="must be a list of layer names or a comma-separated string")),
+        "image_size": v.none_or(v.either(v.integer(8, 8192), v.list_of(v.integer(8, 8192), 2, 2),
+                                         what="must be a side of 8 to 8192 px, or [height, width]")),
+    }
+
+
+#: checks of the backbone parameters image detectors share (backbone, weights, layers, image_size)
+BACKBONE_CHECKS = _checks()
+
+
+def make_extractor(backbone, weights, layers, image_size, device, seed) -> backbones.FeatureExtractor | None:
+    """The frozen extractor of a detector's parameters (an extractor object is used as it is)."""
+    if backbone is None:
+        return None
+    if isinstance(backbone, backbones.FeatureExtractor):
+        return backbone
+    try:
+        return backbones.create(backbone, weights=weights, layers=layers, image_size=image_size,
+                                device=device, seed=seed)
+    except backbones.BackboneError as e:
+        raise AnomalyError(str(e)) from None
+
+
+# ---------------------------------------------------------------- extractors in bundles
+
+_SHA = set("0123456789abcdef")
+
+
+def check_backbone_config(cfg, where: str = "backbone_") -> dict:
+    """A saved extractor config (``FeatureExtractor.config()``), every field checked."""
+    from . import validate as v
+
+    if not isinstance(cfg, dict):
+        raise AnomalyError(f"{where}: expected an object describing the backbone")
+    known = {"name", "weights_source", "weights_sha256", "layers", "image_size", "mean", "std", "seed"}
+    if set(cfg) - known:
+        raise AnomalyError(f"{where}: unknown field '{min(set(cfg) - known)}'")
+    names = [b.name for b in backbones.list_backbones()]
+    v.check_all(cfg, {
+        "name": v.one_of(*names),
+        "weights_source": v.text(4096),
+        "weights_sha256": v.none_or(v.text(64)),
+        "layers": v.list_of(v.text(64), 16, 1),
+        "image_size": v.none_or(v.list_of(v.integer(8, 8192), 2, 2)),
+        "mean": v.list_of(v.number(-1e3, 1e3), 3, 1),
+        "std": v.list_of(v.number(1e-6, 1e3), 3, 1),
+        "seed": v.integer(),
+    }, where=f"{where}.")
+    sha = cfg.get("weights_sha256")
+    if sha is not None and (len(sha) != 64 or set(sha) - _SHA):
+        raise AnomalyError(f"{where}.weights_sha256: not a sha256 hex digest")
+    return cfg
+
+
+def extractor_from_config(cfg: dict, device, weights: bool = True) -> backbones.FeatureExtractor:
+    """The frozen extractor a bundle describes. ImageNet weights (``weights=True``) come from
+    torchvision's cache, their hash checked; any other weights are the bundle's own tensors, to be
+    loaded into the skeleton returned here (seeded random init): no other file is ever opened."""
+    check_backbone_config(cfg)
+    try:
+        imagenet = cfg["weights_source"].startswith("imagenet")
+        if imagenet and weights:
+            member = cfg["weights_source"].partition(":")[2] or None
+            spec = backbones.registry.get_spec(cfg["name"])
+            resolved = backbones.weights.resolve_weights(spec, f"imagenet:{member}" if member else "imagenet", True)
+            sha = cfg.get("weights_sha256")
+            if sha and resolved.sha256 != sha:
+                raise AnomalyError(
+                    f"{cfg['name']}: the cached ImageNet weights have sha256 {resolved.sha256[:12]}..., the bundle "
+                    f"recorded {sha[:12]}...; they are not the same weights"
+                )
+            state = resolved.state
+        else:
+            state = None
+        return backbones.FeatureExtractor(
+            cfg["name"], cfg["layers"], state_dict=state, weights_source=cfg["weights_source"],
+            weights_sha256=cfg.get("weights_sha256"), image_size=cfg.get("image_size"), mean=cfg["mean"],
+            std=cfg["std"], seed=cfg["seed"], device=device,
+        )
+    except backbones.BackboneError as e:
+        raise AnomalyError(str(e)) from None

@@ -43,7 +43,7 @@ def run_protocol(detector, source, chunk: int = 64, share: float = 0.15, fpr: fl
     detector.fit(values[: p - k])
     detector.calibrate(values[p - k : p], fpr=fpr, context=values[: p - k])
     detector.reset()
-    scores = [detector.score(values[: p - k])]
+    scores = [detector.decision_function(values[: p - k])]
     flags = [detector.flag(scores[0]) if detector.can_flag() else np.zeros(p - k, dtype=bool)]
     for i in range(p - k, n, chunk):
         detector.partial_fit(values[i : i + chunk])

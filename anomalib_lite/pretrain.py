@@ -87,12 +87,12 @@ def pretrain(
     task: str = "transforms",
     epochs: int = 10,
     weights: str | os.PathLike = "random",
-    layers=None,
-    image_size=None,
+    layers: list[str] | None = None,
+    image_size: int | None = None,
     transforms: str = "geom",
-    synth_ops=DEFAULT_SYNTH_OPS,
+    synth_ops: list[str] | tuple[str, ...] = DEFAULT_SYNTH_OPS,
     severity: float = 0.5,
-    augment=None,
+    augment: str | None = None,
     batch_size: int = 128,
     lr: float = 1e-3,
     max_time: float | None = None,
@@ -103,9 +103,49 @@ def pretrain(
     verbose: bool = False,
 ) -> PretrainResult:
     """Pretrain ``backbone`` on normal ``data`` with a self-supervised ``task``; optionally write
-    the weights to ``out``. Returns the frozen extractor and the loss history. ``data``: anything
-    :func:`anomalib_lite.data.training_data` reads (never held whole); ``num_workers``: DataLoader
-    processes decoding lazy data."""
+    the weights to ``out``. Returns the frozen extractor and the loss history.
+
+    Parameters
+    ----------
+    backbone : str
+        Backbone to pretrain (``anomaly backbones``).
+    data
+        Normal images: anything :func:`anomalib_lite.data.training_data` reads (never held whole).
+    task : {"transforms", "synthetic", "segment"}, default "transforms"
+        transforms: which of ``transforms`` was applied; synthetic: normal vs synthesised
+        defects; segment: where the synthesised defects are, patch by patch (local defects).
+    epochs : int, default 10
+    weights : str or path, default "random"
+        Starting weights: "random", "imagenet" or a weights file.
+    layers : list of str or None, default None
+    image_size : int or None, default None
+    transforms : {"rot4", "rot4_flip", "geom"}, default "geom"
+        Transformation set of the transforms task (geom: 72 flips x shifts x rotations).
+    synth_ops : list of str, default the five default ``augment.synth`` ops
+    severity : float, default 0.5
+    augment : dict, str or None, default None
+        Augmentation config applied to the normal images.
+    batch_size : int, default 128
+    lr : float, default 1e-3
+    max_time : float or None, default None
+        Time budget in seconds (stops after the epoch that crosses it).
+    num_workers : int, default 2
+        DataLoader processes decoding lazy data.
+    device : str, default "auto"
+    seed : int, default 0
+    out : str or path or None, default None
+        Weights file to write (safetensors).
+    verbose : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anomalib_lite.pretrain import pretrain
+    >>> images = np.random.default_rng(0).random((32, 1, 16, 16)).astype("float32")
+    >>> res = pretrain("resnet18", images, transforms="rot4", epochs=1, batch_size=16, num_workers=0, device="cpu")
+    >>> len(res.history.train_loss)
+    1
+    """
     if task not in TASKS:
         raise AnomalyError(f"task='{task}': unknown; use one of {', '.join(TASKS)}")
     if out is not None:
@@ -156,3 +196,13 @@ def pretrain(
         state_dict=ext.trunk_state_dict(), device=dev,
     )
     return PretrainResult(frozen, history, path)
+
+
+def _checks() -> dict:
+    from . import validate as v
+    from .nets import TRANSFORM_SETS
+
+    return {"task": v.one_of(*TASKS), "transforms": v.one_of(*TRANSFORM_SETS)}
+
+
+pretrain._param_checks = _checks()  # the CLI offers their choices

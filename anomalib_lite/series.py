@@ -10,7 +10,7 @@
   ``calibrate`` scores its data as a stream of its own (optionally continuing from ``context``,
   the steps before it) and leaves the current stream where it was. A loaded bundle starts from a
   reset stream.
-* ``flag(scores)`` turns scores into anomaly flags with the detector's threshold rule:
+* ``flag(scores)`` turns scores into anomaly flags with the detector's ``threshold_rule``:
   ``"calibrated"`` (``threshold_`` from ``calibrate``), ``"moving"`` (mean + k*std of a moving
   window of past scores), ``"quantile"`` (a moving quantile) or ``"dynamic"`` (Telemanom, on the
   scores given at once); ``predict(data)`` is ``flag(score(data))``.
@@ -26,8 +26,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import backbones
-
 from .base import Detector
 from .data import Batch, iter_series
 from .errors import AnomalyError
@@ -35,9 +33,34 @@ from .streaming import sliding_windows
 from .thresholds import MovingThreshold, SurpriseScore, dynamic_threshold, tail_p_values, tail_threshold
 from .threads import choose_threads, log_choice, torch_threads
 
-__all__ = ["STEP_CHUNK", "THRESHOLDS", "TOLERANCE", "SeriesDetector", "seasonal_period", "training_crops"]
+__all__ = [
+    "SERIES_CHECKS", "STEP_CHUNK", "THRESHOLDS", "TOLERANCE", "SeriesDetector", "seasonal_period", "training_crops",
+]
 
 THRESHOLDS = ("calibrated", "moving", "quantile", "dynamic")
+
+
+def _series_checks() -> dict:
+    from . import validate as v
+
+    return {
+        "window": v.integer(1, 100_000),
+        "hidden": v.integer(1, 4096),
+        "num_layers": v.integer(1, 16),
+        "dropout": v.number(0, 1, hi_open=True),
+        "scaling": v.one_of("channel", "global"),
+        "epochs": v.integer(1, 100_000),
+        "batch_size": v.integer(1, 1 << 16),
+        "lr": v.number(0, 10, lo_open=True),
+        "patience": v.none_or(v.integer(1, 100_000)),
+        "val_fraction": v.number(0, 1, hi_open=True),
+        "max_time": v.none_or(v.number(0, lo_open=True)),
+        "threads": v.none_or(v.integer(1, 1024)),
+    }
+
+
+#: checks of the parameters both series detectors have
+SERIES_CHECKS = _series_checks()
 #: chunks of at most this many steps are scored in numpy one step at a time, longer ones in torch
 STEP_CHUNK = 16
 #: a long series is scored in torch passes of this many steps (memory stays bounded)
@@ -123,12 +146,6 @@ class SeriesDetector(Detector):
             return None
         return x.astype(np.float32).astype(np.float64)  # the values the general reader would see
 
-    def _resolve_device(self) -> torch.device:
-        try:
-            return backbones.resolve_device(self.device)
-        except backbones.BackboneError as e:
-            raise AnomalyError(str(e)) from None
-
     def _set_scaler(self, series: np.ndarray) -> None:
         """Mean and std per channel (``scaling="channel"``: channels in their own units) or one
         for all (``"global"``: embeddings, where near-constant channels must not dominate)."""
@@ -139,20 +156,23 @@ class SeriesDetector(Detector):
             mean, std = series.mean(0, dtype=np.float64), series.std(0, dtype=np.float64)
         self.scaler_mean_, self.scaler_std_ = mean, np.where(std > 0, std, 1.0)
 
-    def _check_scaling(self) -> None:
-        if self.scaling not in ("channel", "global"):
-            raise AnomalyError(f"scaling='{self.scaling}': unknown; use 'channel' or 'global'")
-
     def _scaled(self, x: np.ndarray) -> np.ndarray:
         """Values standardised with the training mean and std (float64)."""
         return (np.asarray(x, dtype=np.float64) - self.scaler_mean_) / self.scaler_std_
 
-    def _build_net(self, make) -> torch.nn.Module:
-        """``make()`` under the detector's seed, leaving the caller's random state alone."""
-        with torch.random.fork_rng(devices=[]):
+    def _build_net(self, make, device=None) -> torch.nn.Module:
+        """``make()`` under the detector's seed on ``device`` (default: the detector's), leaving
+        the caller's random state alone."""
+        device = self.device_ if device is None else device
+        with torch.random.fork_rng(devices=[]), torch.device("meta" if str(device) == "meta" else "cpu"):
             torch.manual_seed(self.seed)
             net = make()
-        return net.to(self.device_).eval()
+        return net.to(device).eval()
+
+    def _after_load(self) -> None:
+        self._stepper = None
+        self.model_.eval()
+        self._stream = None
 
     # ------------------------------------------------------------------ threads
     def _threads(self):
@@ -170,21 +190,22 @@ class SeriesDetector(Detector):
             self._threads_logged = n
         return torch_threads(n)
 
-    def fit(self, data, y=None) -> SeriesDetector:
-        """Learn from a series (anything :func:`anomalib_lite.data.iter_series` reads)."""
-        if y is not None:
-            data = (data, y)
+    def fit(self, X, y=None) -> SeriesDetector:
+        """Learn from a series ``X`` (anything :func:`anomalib_lite.data.iter_series` reads);
+        ``y``: 0/1 labels per step (the supervised detector needs them)."""
+        data = X if y is None else (X, y)
         choose_threads(getattr(self, "threads", None), 0)  # a bad threads= fails before any work
         with self._threads():
             return super().fit(data)
 
-    def partial_fit(self, batch) -> SeriesDetector:
+    def partial_fit(self, X, y=None) -> SeriesDetector:
         with self._threads():
-            return super().partial_fit(batch)
+            return super().partial_fit(X if y is None else (X, y))
 
-    def score(self, data) -> np.ndarray:
-        """One score per step, continuing the stream (NaN while the first window fills)."""
+    def decision_function(self, X) -> np.ndarray:
+        """One anomaly score per step, continuing the stream (NaN while the first window fills)."""
         self._require_fitted()
+        data = X
         x = self._few_steps(data)
         if x is not None:
             if getattr(self, "_stream", None) is None:
@@ -216,7 +237,7 @@ class SeriesDetector(Detector):
         return self
 
     def _moving_threshold(self) -> MovingThreshold | None:
-        mode = getattr(self, "threshold", "calibrated")
+        mode = getattr(self, "threshold_rule", "calibrated")
         if mode not in ("moving", "quantile"):
             return None
         return MovingThreshold(
@@ -236,8 +257,8 @@ class SeriesDetector(Detector):
         self.reset()
         try:
             if context is not None:
-                self.score(context)
-            scores = self.score(normal)
+                self.decision_function(context)
+            scores = self.decision_function(normal)
         finally:
             self._stream = kept
         finite = scores[np.isfinite(scores)]
@@ -257,11 +278,11 @@ class SeriesDetector(Detector):
         return f" + season={p}" if p else ""
 
     def flag(self, scores) -> np.ndarray:
-        """Anomaly flags for scores (in stream order) under the ``threshold`` rule; NaN is never
+        """Anomaly flags for scores (in stream order) under the ``threshold_rule``; NaN is never
         flagged. The moving rules carry their window over from call to call (reset by ``reset``)."""
         self._require_fitted()
         s = np.asarray(scores, dtype=np.float64).reshape(-1)
-        mode = getattr(self, "threshold", "calibrated")
+        mode = getattr(self, "threshold_rule", "calibrated")
         if getattr(self, "_stream", None) is None:
             self.reset()
         if mode == "dynamic":
@@ -273,14 +294,15 @@ class SeriesDetector(Detector):
 
     def can_flag(self) -> bool:
         """Whether ``flag`` works now (the calibrated rule needs ``calibrate`` first)."""
-        return getattr(self, "threshold", "calibrated") != "calibrated" or self.threshold_ is not None
+        return getattr(self, "threshold_rule", "calibrated") != "calibrated" or self.threshold_ is not None
 
-    def predict(self, data) -> np.ndarray:
-        """``flag(score(data))``: like ``score``, it continues the stream."""
+    def predict(self, X) -> np.ndarray:
+        """``flag(decision_function(X))`` as 0/1: like ``decision_function``, it continues the
+        stream."""
         self._require_fitted()
         if not self.can_flag():
             self._require_calibrated()
-        return self.flag(self.score(data))
+        return self.flag(self.decision_function(X)).astype(np.int64)
 
     def targets(self, labels) -> np.ndarray:
         """What the scores should rank high, from 0/1 anomaly labels per step: the labels."""

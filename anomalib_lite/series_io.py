@@ -23,7 +23,7 @@ from .errors import AnomalyError
 from .io import atomic_output
 from .series_sources import MISSING, SeriesReader, SeriesSource
 
-__all__ = ["score_series", "stream_lines", "write_score_table"]
+__all__ = ["score_series", "score_table", "stream_lines", "write_score_table"]
 
 
 def fmt(v: float) -> str:
@@ -44,25 +44,33 @@ def score_series(det, source: SeriesSource, learn: bool = False, chunk: int = 25
         parts = [det.partial_fit(source.values[i : i + chunk]).last_scores_ for i in range(0, len(source), chunk)]
         scores = np.concatenate(parts) if parts else np.zeros(0)
     else:
-        scores = det.score(source)
+        scores = det.decision_function(source)
     det.reset()
     return scores
 
 
-def write_score_table(path, source: SeriesSource, scores, p_values=None, flags=None, labels=None) -> None:
-    """One CSV row per step: time (or index), the values, score, then p_value, is_anomaly and
-    label where given; written atomically."""
+def score_table(source: SeriesSource, scores, p_values=None, flags=None, labels=None) -> tuple[list, list]:
+    """(header, rows) of the per-step table: time (or index), the values, score, then p_value,
+    is_anomaly and label where given."""
     head = [source.time_column or "index", *source.columns, "score"]
     head += (["p_value"] if p_values is not None else []) + (["is_anomaly"] if flags is not None else [])
     head += ["label"] if labels is not None else []
+    rows = []
+    for i in range(len(source)):
+        row = [source.stamps[i] if source.stamps else i, *(f"{v:.10g}" for v in source.values[i]), fmt(scores[i])]
+        row += ([fmt(p_values[i])] if p_values is not None else []) + ([int(flags[i])] if flags is not None else [])
+        row += [int(labels[i])] if labels is not None else []
+        rows.append(row)
+    return head, rows
+
+
+def write_score_table(path, source: SeriesSource, scores, p_values=None, flags=None, labels=None) -> None:
+    """:func:`score_table` as a CSV file, written atomically."""
+    head, rows = score_table(source, scores, p_values, flags, labels)
     with atomic_output(path, "scores") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(head)
-        for i in range(len(source)):
-            row = [source.stamps[i] if source.stamps else i, *(f"{v:.10g}" for v in source.values[i]), fmt(scores[i])]
-            row += ([fmt(p_values[i])] if p_values is not None else []) + ([int(flags[i])] if flags is not None else [])
-            row += [int(labels[i])] if labels is not None else []
-            w.writerow(row)
+        w.writerows(rows)
 
 
 def _is_number(text: str) -> bool:
@@ -121,7 +129,7 @@ def stream_lines(det, fh: TextIO, where: str = "stdin", columns=None, time_colum
             det.partial_fit(values[None, :])
             s, f = det.last_scores_[0], bool(det.last_flags_[0])
         else:
-            s = det.score(values[None, :])[0]
+            s = det.decision_function(values[None, :])[0]
             f = bool(det.flag([s])[0]) if can_flag else None
         row = [stamp if stamp is not None else str(step), *(f"{v:.10g}" for v in values), fmt(s)]
         out(",".join(row + ([str(int(f))] if can_flag else [])))

@@ -28,7 +28,7 @@ import numpy as np
 from .errors import AnomalyError
 from .tiling import Tiling
 
-__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "load"]
+__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "load", "spec_path"]
 
 NORMAL_NAMES = ("good", "normal")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
@@ -601,6 +601,18 @@ def _select_series(src, options: dict[str, str]):
     if stop - start < 1:
         raise AnomalyError(f"{src.spec}: no time steps in [{start}, {stop})")
     return src.slice(start, stop)
+
+
+def spec_path(spec: str) -> Path | None:
+    """The file or folder a data spec reads (a glob: the folder before its first wildcard), or
+    None for data sets and stdin: what outputs must never overwrite."""
+    base = str(spec).split("?")[0]
+    if base in ("", "-") or base.startswith(("mnist:", "nab:")):
+        return None
+    path = Path(base).expanduser()
+    if _glob.has_magic(base) and not path.exists():
+        return _glob_root(str(path))
+    return path if path.exists() else None
 
 
 def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, columns=None,

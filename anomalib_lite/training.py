@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .data import TrainingData, training_data
 from .errors import AnomalyError
 
-__all__ = ["Step", "TrainConfig", "TrainResult", "augment_pipeline", "fit_model"]
+__all__ = ["TRAIN_CHECKS", "Step", "TrainConfig", "TrainResult", "augment_pipeline", "fit_model", "history"]
 
 
 @dataclass
@@ -118,6 +118,42 @@ class TrainResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _checks() -> dict:
+    from . import validate as v
+
+    return {
+        "epochs": v.integer(1, 100_000),
+        "lr": v.number(0, 10, lo_open=True),
+        "weight_decay": v.number(0, 10),
+        "patience": v.none_or(v.integer(1, 100_000)),
+        "max_time": v.none_or(v.number(0, lo_open=True)),
+        "num_workers": v.integer(0, 64),
+    }
+
+
+#: checks of the training parameters the trained detectors share
+TRAIN_CHECKS = _checks()
+
+
+def history(value, name):
+    """A bundle's training history (a JSON object) as a :class:`TrainResult`; checks it."""
+    if isinstance(value, TrainResult):
+        return value
+    known = {f.name for f in fields(TrainResult)}
+    if not isinstance(value, dict) or set(value) - known:
+        raise AnomalyError(f"{name}: expected a training history ({', '.join(sorted(known))})")
+    try:
+        result = TrainResult(**value)
+        ok = all(isinstance(x, (int, float)) for x in [*result.train_loss, *result.val_loss])
+        ok = ok and isinstance(result.best_epoch, int) and isinstance(result.stopped, str)
+        ok = ok and isinstance(result.seconds, (int, float)) and len(result.train_loss) <= 1_000_000
+    except TypeError:
+        ok = False
+    if not ok:
+        raise AnomalyError(f"{name}: not a valid training history")
+    return result
 
 
 def augment_pipeline(augment):

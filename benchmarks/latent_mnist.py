@@ -39,11 +39,11 @@ def main() -> None:
         res = {}
 
         t = time.perf_counter()
-        s = al.LatentDistance(k=5, image_score="pooled", maps=False, device="cpu").fit(xtr).score(xte)
+        s = al.LatentDistance(k=5, image_score="pooled", maps=False, device="cpu").fit(xtr).decision_function(xte)
         res["knn"] = (time.perf_counter() - t, roc_auc_score(y, s))
 
         t = time.perf_counter()
-        s = al.LatentDistance(method="gaussian", image_score="pooled", maps=False, device="cpu").fit(xtr).score(xte)
+        s = al.LatentDistance(method="gaussian", image_score="pooled", maps=False, device="cpu").fit(xtr).decision_function(xte)
         res["gauss"] = (time.perf_counter() - t, roc_auc_score(y, s))
 
         t = time.perf_counter()

@@ -93,7 +93,7 @@ def main() -> None:
         def evaluate(name, det, seconds, maps=False, d=d, test_y=test_y, val_y=val_y, val_set=val_set,
                      loc_x=loc_x, loc_m=loc_m):
             pix = pixel_auroc(det, loc_x, loc_m) if maps else None
-            put(name, d, auroc(test_y, det.score(xte)), auroc(val_y, det.score(val_set)), seconds, pix)
+            put(name, d, auroc(test_y, det.decision_function(xte)), auroc(val_y, det.decision_function(val_set)), seconds, pix)
 
         # baselines
         t = time.perf_counter()

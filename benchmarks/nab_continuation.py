@@ -91,7 +91,7 @@ def main() -> None:
     start = time.perf_counter()
     cont = []
     for src in sources:
-        det = al.Continuation(epochs=args.epochs, threshold="moving", device="cpu")
+        det = al.Continuation(epochs=args.epochs, threshold_rule="moving", device="cpu")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scores, _ = nab.run_protocol(det, src, chunk=64)

@@ -51,7 +51,7 @@ def main() -> None:
     fit_s = time.perf_counter() - start
     scores, base, targets, labels, per_series = [], [], [], [], []
     for name, _, _, z, y in parts:
-        s = det.reset().score(z)
+        s = det.reset().decision_function(z)
         t = early_warning_labels(y, args.horizon)
         scores.append(s), base.append(np.abs(z)), targets.append(t), labels.append(y)
         if t.any():

@@ -2,14 +2,14 @@
 latency (Python API and ``anomaly score --stream``), batch throughput, CPU per line of a long
 piped stream, and memory over long streams.
 
-* Python API: ``det.score(one_point)`` then ``det.flag(score)`` (moving threshold), one point at a
+* Python API: ``det.decision_function(one_point)`` then ``det.flag(score)`` (moving threshold), one point at a
   time after a warm-up; median and p99 over ``--points`` points. River: ``score_one`` then
   ``learn_one`` of ``MinMaxScaler | HalfSpaceTrees`` on the same points.
 * ``--stream``: the CLI in a subprocess fed one CSV line at a time; the time from writing a line
   to reading its scored line back (parse, score, flag, print, flush, pipes).
 * Piped: ``--long-lines`` CSV lines written to ``score --stream`` at once; wall time and the
   child's CPU time per line.
-* Batch: ``det.score(series)`` on 10^5 steps at once, points per second.
+* Batch: ``det.decision_function(series)`` on 10^5 steps at once, points per second.
 * Memory: RSS of this process after 10^4, 10^5 and 10^6 points streamed through ``score`` and
   ``flag`` in chunks of 1,000 (the stream state is bounded).
 River is a benchmark-only dependency (``pip install river``); without it its rows are skipped.
@@ -50,12 +50,12 @@ def series(n: int, seed: int = 0) -> np.ndarray:
 
 def api_latency(det, x: np.ndarray, n: int) -> np.ndarray:
     det.reset()
-    det.score(x[:200])  # fill the window (and the season)
+    det.decision_function(x[:200])  # fill the window (and the season)
     out = np.empty(n)
     for i in range(n):
         point = x[200 + i : 201 + i]
         t = time.perf_counter()
-        det.flag(det.score(point))
+        det.flag(det.decision_function(point))
         out[i] = time.perf_counter() - t
     return out
 
@@ -125,7 +125,7 @@ def main() -> None:
     ms = lambda a: f"{np.median(a):.3f} | {np.percentile(a, 99):.3f}"  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         for model in ("lstm", "tcn"):
-            det = al.Continuation(model=model, epochs=1, threshold="moving", device="cpu")
+            det = al.Continuation(network=model, epochs=1, threshold_rule="moving", device="cpu")
             det.fit(x[:3000]).calibrate(x[3000:4000], context=x[:3000])  # speed does not depend on how well it learned
             bundle = Path(tmp) / f"{model}.anomaly"
             det.save(bundle)
@@ -133,7 +133,7 @@ def main() -> None:
             cli = cli_latency(bundle, x, args.points) * 1e3
             det.reset()
             t = time.perf_counter()
-            det.score(x[:100_000])
+            det.decision_function(x[:100_000])
             batch = 100_000 / (time.perf_counter() - t)
             rows.append(f"| Continuation ({model}, season {det.season_}) | {ms(api)} | {ms(cli)} | {batch:,.0f} |")
             wall, cpu = cli_piped(bundle, x, args.long_lines, Path(tmp))
@@ -143,7 +143,7 @@ def main() -> None:
             t = time.perf_counter()
             while seen < args.long:
                 chunk = x[seen % 100_000 : seen % 100_000 + 1000]
-                det.flag(det.score(chunk))
+                det.flag(det.decision_function(chunk))
                 seen += len(chunk)
                 if seen in marks:
                     rss[seen] = rss_mb()

@@ -40,7 +40,7 @@ def main() -> None:
     scores, flagged = [], 0
     for start in range(0, len(test), 1000):  # the test stream
         batch = test.x[start : start + 1000]
-        s = det.score(batch)
+        s = det.decision_function(batch)
         p = det.p_values(s)
         flags = s > det.threshold_
         flagged += int(flags.sum())

@@ -74,7 +74,7 @@ def main() -> None:
     det = al.Continuation(window=10, horizon=1, hidden=128, num_layers=1, dropout=0.0, relative=False,
                           scaling="global", smoothing=1, epochs=args.epochs, lr=3e-3, device="cpu")
     det.fit(e_clean).calibrate(e_held, fpr=0.01)
-    scores = det.reset().score(e_test)
+    scores = det.reset().decision_function(e_test)
     flags = det.reset().predict(e_test)
     ok = np.isfinite(scores)
     m = al.metrics.image_metrics(labels[ok], scores[ok], det.threshold_)
@@ -84,7 +84,7 @@ def main() -> None:
     lab_frames, lab_labels = counting_stream(train, args.labelled_frames, 0.05, seed=3)
     rnn = al.SupervisedRNN(window=10, horizon=0, hidden=64, epochs=args.epochs, lr=3e-3, device="cpu")
     rnn.fit((embed(featurizer, lab_frames, args.pool), lab_labels))
-    prob = rnn.score(e_test)
+    prob = rnn.decision_function(e_test)
     alarms = rnn.reset().predict(e_test)
     m = al.metrics.image_metrics(labels, prob, rnn.threshold_)
     print(f"SupervisedRNN: ROC-AUC {100 * m['roc_auc']:.1f}  AP {100 * m['average_precision']:.1f}  "

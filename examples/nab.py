@@ -28,7 +28,7 @@ from anomalib_lite.thresholds import SurpriseScore
 def run_file(name: str, args) -> dict:
     """The NAB protocol on one series; returns its window figures (and writes results)."""
     source = al.load_data(f"nab:{name}")
-    det = al.Continuation(epochs=args.epochs, model=args.model, device="cpu")
+    det = al.Continuation(epochs=args.epochs, network=args.network, device="cpu")
     scores, _ = nab.run_protocol(det, source, chunk=args.chunk)
     unit = nab.results_scores(det, scores)  # 0 in the probationary period, which NAB does not count
     if args.results:
@@ -40,7 +40,7 @@ def run_file(name: str, args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", nargs="*", default=None, help="NAB names (default: every shared series)")
-    ap.add_argument("--model", choices=["lstm", "tcn"], default=al.Continuation().model)
+    ap.add_argument("--network", choices=["lstm", "tcn"], default=al.Continuation().network)
     ap.add_argument("--epochs", type=int, default=al.Continuation().epochs)
     ap.add_argument("--chunk", type=int, default=64, help="steps scored before each online update")
     ap.add_argument("--results", default=None, help="write NAB results files under this folder")

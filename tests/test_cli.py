@@ -44,7 +44,7 @@ def test_fit_score_info_round_trip(digit7, tmp_path):
     r = run("info", digit7)
     assert r.exit_code == 0 and "detector: LatentDistance" in r.output and "normal_classes" in r.output
     header = json.loads(run("info", digit7, "--json").output)
-    assert header["normal_classes"] == ["7"] and header["fpr"] == 0.01
+    assert header["normal_classes"] == ["7"] and header["fitted"]["fpr_"] == 0.01
 
 
 def test_backbones_lists_every_name_and_cache_state():
@@ -181,7 +181,7 @@ def test_fit_reconstruction_and_synthetic_then_score(tmp_path, mnist_dir):
     r = run("fit", "reconstruction", "--data", "mnist:train?classes=1&limit=400", "-o", ae,
             "--epochs", "2", "--latent-dim", "8", "--width", "8", "--augment", cfg, "--quiet")
     assert r.exit_code == 0, r.output
-    assert json.loads(run("info", ae, "--json").output)["state"]["augment_config"]["steps"][0]["op"] == "affine"
+    assert json.loads(run("info", ae, "--json").output)["params"]["augment"]["steps"][0]["op"] == "affine"
     ood = tmp_path / "ood.anomaly"
     r = run("fit", "synthetic", "--data", "mnist:train?classes=1&limit=200", "-o", ood, "--epochs", "1",
             "--image-size", "32", "--synth-ops", "cutpaste,stroke_blob", "--quiet")
@@ -204,7 +204,8 @@ def test_pretrain_writes_weights_that_fit_latent_uses(tmp_path, mnist_dir):
             "--weights", w, "--image-size", "32", "--method", "gaussian", "--normalize", "-o", out, "--quiet")
     assert r.exit_code == 0, r.output
     header = json.loads(run("info", out, "--json").output)
-    assert header["backbone"]["weights_source"] == str(w) and header["backbone"]["weights_sha256"]
+    backbone = header["fitted"]["backbone_"]
+    assert backbone["weights_source"] == str(w) and backbone["weights_sha256"]
     assert header["params"]["normalize"] is True and header["params"]["method"] == "gaussian"
 
 

@@ -190,7 +190,7 @@ assert GAP != GOOD
          "a series of 20 steps is too short for window + horizon = 29"),
         (lambda t, b: ("fit", "rnn", "--data", _csv(t, "timestamp,value,y\n1,2,0\n2,3,2\n"), "--label-column", "y",
                        "-o", t / "o.anomaly"), "label '2' in column 'y' is not 0 or 1"),
-        (lambda t, b: ("fit", "rnn", "--data", _csv(t, GOOD), "-o", t / "o.anomaly"), "no labels; name the 0/1 column"),
+        (lambda t, b: ("fit", "rnn", "--data", _csv(t, GOOD), "-o", t / "o.anomaly"), "needs 0/1 labels per step"),
         (lambda t, b: ("score", b, "--data", _csv(t, GOOD), "--stream", "-o", t / "o.csv"), "--stream prints to stdout"),
         (lambda t, b: ("score", b, "--data", "-", "--stream"), "no lines"),
         (lambda t, b: ("score", b, "--data", "mnist:test", "-o", t / "o.csv"), "not a time series"),

@@ -21,17 +21,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..base import register
+from .. import validate as v
+from ..base import RUN_CHECKS, register
 from ..data import Batch
 from ..errors import AnomalyError
-from ..series import STEP_CHUNK, THRESHOLDS, SeriesDetector, masked_mse, seasonal_period, training_crops
+from ..series import SERIES_CHECKS, STEP_CHUNK, THRESHOLDS, SeriesDetector, masked_mse, seasonal_period, training_crops
 from ..series_nets import StreamNet
 from ..streaming import Ewma
-from ..training import TrainConfig, fit_model
+from ..training import TrainConfig, fit_model, history
 
 __all__ = ["Continuation"]
 
-_MODELS = ("lstm", "tcn")
+_NETWORKS = ("lstm", "tcn")
 _MIN_ERROR = 0.01  # in standard deviations of the data: finer errors are below a measurement's resolution
 _SPAN = 8  # training crops: steps with a loss after the window that warms the network up ...
 _STRIDE = 1  # ... one crop every this many steps (each step is a target in 8 crops per epoch)
@@ -61,42 +62,99 @@ class Continuation(SeriesDetector):
 
     Parameters
     ----------
-    model: "lstm" (its state carries over the whole stream; in training, ``window`` steps warm it
-        up before each crop's loss) or "tcn" (dilated causal convolutions whose receptive field
-        covers ``window`` steps).
-    window, horizon: steps read (and NaN scores at a stream's start, after the season's period
-        when there is one), steps predicted.
-    hidden, num_layers, dropout: network size (``num_layers`` counts LSTM layers).
-    relative: read the step-to-step changes (a level shift surprises only where it happens); set
-        False for embeddings of frames, whose absolute values are the content.
-    scaling: "channel" (standardise each channel, and divide its error by its own training
-        error) or "global" (one scale for all channels: embeddings).
-    season: the period of a seasonal pattern in steps (e.g. 288 for a daily rhythm at 5-minute
-        steps): the forecaster also reads what the series did over the coming ``horizon`` steps
-        one period earlier, so a rhythm longer than ``window`` is expected, not a surprise.
-        "auto" (default) detects it from the training series' autocorrelation (a peak of at least
-        0.5) and keeps it when it explains at least 20 % of the training forecasts' squared
-        changes (0 otherwise); 0 turns it off.
-    smoothing: EWMA span of the score (1 = none).
-    threshold: "calibrated", "moving", "quantile" or "dynamic" (see :mod:`anomalib_lite.series`);
-        threshold_window, threshold_k, threshold_q: the moving rules' window, k and quantile.
-    learn_flagged: whether ``partial_fit`` learns from steps whose targets were flagged.
-    learn_every: steps collected by ``partial_fit`` before one online update (SGD at
-        ``online_lr``, default ``10 * lr``: its steps shrink with the gradient, unlike Adam's).
-    warm_up: steps ``partial_fit`` collects and trains on when started without ``fit``
-        (default ``10 * (window + horizon)``).
-    epochs, batch_size, lr, patience, val_fraction, max_time: the training loop (the last
-        ``val_fraction`` of the training crops, in time, is held out for early stopping).
-    threads: torch intra-op threads (None: one for these small networks on the CPU; see
-        :mod:`anomalib_lite.threads`).
+    network : {"lstm", "tcn"}, default "lstm"
+        The causal forecaster: an LSTM whose state carries over the whole stream (in training,
+        ``window`` steps warm it up before each crop's loss), or dilated causal convolutions
+        whose receptive field covers ``window`` steps.
+    window : int, default 64
+        Steps read (and NaN scores at a stream's start, after the season's period if any).
+    horizon : int, default 5
+        Steps predicted after each step.
+    hidden : int, default 32
+    num_layers : int, default 2
+        Recurrent layers (LSTM).
+    dropout : float, default 0.1
+    relative : bool, default True
+        Read step-to-step changes (a level shift surprises only where it happens); False for
+        embeddings of frames, whose absolute values are the content.
+    scaling : {"channel", "global"}, default "channel"
+        Standardise (and divide the errors of) each channel on its own, or all with one scale.
+    season : int or "auto", default "auto"
+        Period of a seasonal pattern in steps (e.g. 288 for daily at 5 minutes): the forecaster
+        also reads what the series did one period earlier. "auto" detects it (autocorrelation
+        peak >= 0.5, kept when it explains >= 20 % of the forecasts' changes); 0 turns it off.
+    smoothing : float, default 10.0
+        EWMA span of the score (1 = none).
+    threshold_rule : {"calibrated", "moving", "quantile", "dynamic"}, default "calibrated"
+        How ``flag``/``predict`` turn scores into flags (see :mod:`anomalib_lite.series`).
+    threshold_window : int, default 2000
+    threshold_k : float, default 4.0
+    threshold_q : float, default 0.99
+        The moving rules' window, k (mean + k std) and quantile.
+    learn_flagged : bool, default True
+        Whether ``partial_fit`` learns from steps whose targets were flagged.
+    learn_every : int, default 64
+        Steps ``partial_fit`` collects before one online update (SGD at ``online_lr``).
+    online_lr : float or None, default None
+        Learning rate of online updates (None: ``10 * lr``).
+    warm_up : int or None, default None
+        Steps ``partial_fit`` collects and trains on when started without ``fit``
+        (None: ``10 * (window + horizon)``).
+    epochs, batch_size, lr, patience, val_fraction, max_time
+        The training loop (the last ``val_fraction`` of the crops, in time, stops it early).
+    device : str, default "auto"
+    seed : int, default 0
+    verbose : bool, default False
+    threads : int or None, default None
+        Torch intra-op threads (None: one for these small networks on the CPU).
+
+    Attributes
+    ----------
+    model_ : anomalib_lite.series_nets.StreamNet
+    scaler_mean_, scaler_std_, input_scale_, err_scale_ : ndarray of shape (D,)
+        Standardisation, scale of the step-to-step changes, mean training error per channel.
+    season_ : int
+        The season's period in steps (0: none); ``season_weight_``, ``season_clip_`` its terms.
+    history_ : anomalib_lite.training.TrainResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anomalib_lite import Continuation
+    >>> series = np.sin(np.arange(600) / 8.0)
+    >>> det = Continuation(window=16, epochs=2, season=0, device="cpu").fit(series[:500])
+    >>> det.decision_function(series[500:]).shape
+    (100,)
     """
 
-    #: scores are in units of the mean training error: moving thresholds never flag below it
-    _score_floor = 1.0
+    _param_checks = {
+        "network": v.one_of(*_NETWORKS),
+        **SERIES_CHECKS,
+        "horizon": v.integer(1, 1000),
+        "relative": v.boolean(),
+        "season": v.either(v.one_of("auto"), v.integer(0, 1_000_000), what="must be 'auto', 0 or a period in steps"),
+        "smoothing": v.number(0, 1e6),
+        "threshold_rule": v.one_of(*THRESHOLDS),
+        "threshold_window": v.integer(2, 10_000_000),
+        "threshold_k": v.number(0, 1000, lo_open=True),
+        "threshold_q": v.number(0, 1, lo_open=True, hi_open=True),
+        "learn_flagged": v.boolean(),
+        "learn_every": v.integer(1, 1_000_000),
+        "online_lr": v.none_or(v.number(0, 10, lo_open=True)),
+        "warm_up": v.none_or(v.integer(2, 100_000_000)),
+        **RUN_CHECKS,
+    }
+    _fitted_checks = {
+        "season_": v.integer(0, 1_000_000),
+        "n_updates_": v.integer(0, 1 << 62),
+        "history_": v.none_or(history),
+    }
+    _learned = ("model_", "scaler_mean_", "scaler_std_", "input_scale_", "err_scale_", "season_weight_",
+                "season_clip_")
 
     def __init__(
         self,
-        model: str = "lstm",
+        network: str = "lstm",
         window: int = 64,
         horizon: int = 5,
         hidden: int = 32,
@@ -106,7 +164,7 @@ class Continuation(SeriesDetector):
         scaling: str = "channel",
         season: int | str = "auto",
         smoothing: float = 10.0,
-        threshold: str = "calibrated",
+        threshold_rule: str = "calibrated",
         threshold_window: int = 2000,
         threshold_k: float = 4.0,
         threshold_q: float = 0.99,
@@ -125,7 +183,7 @@ class Continuation(SeriesDetector):
         verbose: bool = False,
         threads: int | None = None,
     ):
-        self.model = model
+        self.network = network
         self.window = window
         self.horizon = horizon
         self.hidden = hidden
@@ -135,7 +193,7 @@ class Continuation(SeriesDetector):
         self.scaling = scaling
         self.season = season
         self.smoothing = smoothing
-        self.threshold = threshold
+        self.threshold_rule = threshold_rule
         self.threshold_window = threshold_window
         self.threshold_k = threshold_k
         self.threshold_q = threshold_q
@@ -155,35 +213,27 @@ class Continuation(SeriesDetector):
         self.threads = threads
 
     # ------------------------------------------------------------------ set-up
-    def _check_params(self) -> None:
-        if self.model not in _MODELS:
-            raise AnomalyError(f"model='{self.model}': unknown; use one of {', '.join(_MODELS)}")
-        self._check_scaling()
-        if self.threshold not in THRESHOLDS:
-            raise AnomalyError(f"threshold='{self.threshold}': unknown; use one of {', '.join(THRESHOLDS)}")
-        lowest = {"window": 2, "threshold_window": 2, "horizon": 1, "hidden": 1, "num_layers": 1, "epochs": 1,
-                  "batch_size": 1, "learn_every": 1}
-        for name, low in lowest.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise AnomalyError(f"{name}={value!r}: must be an integer >= {low}")
-        if not 0 <= self.dropout < 1:
-            raise AnomalyError(f"dropout={self.dropout}: must be in [0, 1)")
-        if self.season != "auto" and (not isinstance(self.season, int) or isinstance(self.season, bool)
-                                      or not (self.season == 0 or self.season > self.horizon)):
+    def _check_more(self) -> None:
+        if self.season not in ("auto", 0) and self.season <= self.horizon:
             raise AnomalyError(f"season={self.season!r}: must be 'auto', 0 (none) or a period in steps > horizon")
-        if self.warm_up is not None and (not isinstance(self.warm_up, int) or self.warm_up <= self.window + self.horizon):
+        if self.warm_up is not None and self.warm_up <= self.window + self.horizon:
             raise AnomalyError(f"warm_up={self.warm_up!r}: must be an integer > window + horizon")
-        if not self.smoothing >= 0:
-            raise AnomalyError(f"smoothing={self.smoothing}: must be >= 0 (an EWMA span; 1 = none)")
-        if not 0 < self.threshold_q < 1 or not self.threshold_k > 0:
-            raise AnomalyError("threshold_q must be in (0, 1) and threshold_k > 0")
+
+    def _net(self, dim: int, device=None) -> StreamNet:
+        d_in = dim * (1 + (self.horizon if self.season_ else 0))
+        return self._build_net(lambda: StreamNet(self.network, d_in, self.hidden, self.num_layers, self.dropout,
+                                                 self.window, self.horizon * dim), device)
 
     def _build(self, dim: int) -> None:
-        d_in = dim * (1 + (self.horizon if self.season_ else 0))
-        self.model_ = self._build_net(lambda: StreamNet(self.model, d_in, self.hidden, self.num_layers, self.dropout,
-                                                        self.window, self.horizon * dim))
+        self.model_ = self._net(dim)
         self._stepper = None
+
+    def _build_learned(self, device) -> dict:
+        return {"model_": self._net(int(self.input_shape_[0]), device)}
+
+    def _learned_arrays(self) -> dict:
+        d = (int(self.input_shape_[0]),)
+        return {name: (d, torch.float64, "numpy") for name in self._learned[1:]}
 
     def _reset(self) -> None:
         self.device_ = self._resolve_device()
@@ -481,23 +531,3 @@ class Continuation(SeriesDetector):
             self.reset()
         err = self._errors(x) / self.err_scale_
         return self._stream.ewma.update(err.mean(1))
-
-    # ------------------------------------------------------------------ bundles
-    def _get_state(self):
-        if self.model_ is None:
-            raise AnomalyError("Continuation: nothing to save yet (still warming up)")
-        tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
-        for name in ("scaler_mean", "scaler_std", "input_scale", "err_scale", "season_weight", "season_clip"):
-            tensors[name] = torch.from_numpy(np.asarray(getattr(self, name + "_"), dtype=np.float64))
-        return tensors, {"n_updates": self.n_updates_, "season": self.season_, "stream": "starts reset after loading"}
-
-    def _set_state(self, tensors, meta) -> None:
-        self._check_params()
-        self._reset()
-        for name in ("scaler_mean", "scaler_std", "input_scale", "err_scale", "season_weight", "season_clip"):
-            setattr(self, name + "_", tensors[name].numpy())
-        self.n_updates_ = int(meta.get("n_updates", 0))
-        self.season_ = int(meta.get("season", 0))
-        self._build(int(self.input_shape_[0]))
-        self.model_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        self.model_.eval()

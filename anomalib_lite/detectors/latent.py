@@ -24,13 +24,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-import backbones
-
-from ..base import Detector, register
+from .. import validate as v
+from ..base import RUN_CHECKS, Detector, register
 from ..data import Batch
 from ..errors import AnomalyError
-from ..features import Featurizer
+from ..features import BACKBONE_CHECKS, Featurizer, check_backbone_config, extractor_from_config, make_extractor
 from ..memory import KnnIndex, greedy_coreset
+from ..state import Buffers
 from ..streaming import Reservoir, RunningMoments
 
 __all__ = ["LatentDistance"]
@@ -40,6 +40,7 @@ _CORESETS = ("greedy", "random")
 _IMAGE_SCORES = ("patch", "pooled")
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
 _MAP_PIXELS = 1 << 22  # pixels of maps (and their patch features) computed at once
+_MAX_ROWS = 10**8  # the largest bank a LatentDistance may hold (memory_size's bound)
 
 
 def _mahalanobis(x: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
@@ -64,38 +65,115 @@ def _blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
 
 @register
 class LatentDistance(Detector):
-    """kNN or Mahalanobis distance to normal data in a feature space.
+    """kNN or Mahalanobis distance to normal data in a feature space (PatchCore, PaDiM).
 
     Parameters
     ----------
-    method: "knn" or "gaussian".
-    k: neighbours averaged by "knn" for pooled and vector scores (patches use the nearest one).
-    image_score: "patch" (PatchCore: the largest patch distance, the maximum of the map) or
-        "pooled" (distance of the globally averaged features). Vectors (N, D) are always scored
-        as they are.
-    coreset_ratio: share of the patch features seen that the patch bank keeps (PatchCore's coreset
-        sampling ratio); memory_size: absolute cap on each bank's rows (patches and pooled).
-    pool_factor: ``fit`` gathers at most ``pool_factor * memory_size`` candidate rows (a uniform
-        sample of everything seen) for the coreset to choose from.
-    coreset: how ``fit`` reduces a bank: "greedy" (farthest-point, PatchCore) or "random".
-    reweight: PatchCore's re-weighting of the image score by how isolated the matched bank patch
-        is, over this many bank neighbours (0 = off; the paper uses 9). The map is scaled by the
-        same factor, so its maximum still equals the image score.
-    bank_dtype: precision of the patch bank: "float16" (half-size bundles; searches still run in
-        float32; patch features of images are moderate numbers) or "float32". Pooled and vector
-        banks stay float32 (vectors may be anything a user passes).
-    shrinkage: weight of the scaled identity mixed into the covariance ("gaussian").
-    backbone, weights, layers, image_size: the feature space (None = raw pixels); see
-        :func:`backbones.create`. ``backbone`` may also be a ``backbones.FeatureExtractor``
-        object (e.g. one returned by :func:`anomalib_lite.pretrain.pretrain`), used as it is.
-    normalize: L2-normalise each layer's pooled features ("pooled" scores).
-    maps: with ``image_score="pooled"``, also learn patch features so that ``score_map`` works
-        (patch scores always learn them).
-    patch_size: raw-pixel patch side; map_dims: channels kept per position ("gaussian" maps).
-    search: "torch" (chunked matrix products on ``device``) or "faiss".
+    method : {"knn", "gaussian"}, default "knn"
+        Distance to the nearest normal features, or Mahalanobis distance to their Gaussian.
+    k : int, default 5
+        Neighbours averaged by "knn" for pooled and vector scores (patches use the nearest one).
+    image_score : {"patch", "pooled"}, default "patch"
+        "patch": an image scores its most anomalous patch, the maximum of its map (PatchCore; one
+        small defect decides). "pooled": distance of the globally averaged features (whole-image
+        outliers, e.g. another digit). Vectors (N, D) are always scored as they are.
+    coreset_ratio : float, default 0.1
+        Share of the patch features seen that the patch bank keeps (PatchCore's sampling ratio).
+    memory_size : int, default 10000
+        Cap on the rows of each bank (patches, and pooled features).
+    pool_factor : int, default 4
+        ``fit`` gathers at most ``pool_factor * memory_size`` candidates (a uniform sample of all
+        it sees) for the coreset to choose from.
+    coreset : {"greedy", "random"}, default "greedy"
+        How ``fit`` reduces a bank: farthest-point sampling on random projections, or at random.
+    reweight : int, default 0
+        PatchCore's re-weighting of the image score by how isolated the matched bank patch is,
+        over this many bank neighbours (0 = off; the paper uses 9); the map is scaled alike.
+    bank_dtype : {"float16", "float32"}, default "float16"
+        Precision of the patch bank (half-size bundles; searches still run in float32). Pooled
+        and vector banks stay float32.
+    shrinkage : float, default 0.01
+        Weight of the scaled identity mixed into each covariance ("gaussian").
+    backbone : str or backbones.FeatureExtractor or None, default None
+        Feature extractor (``anomaly backbones``); None = raw pixels. An extractor object (e.g.
+        from :func:`anomalib_lite.pretrain.pretrain`) is used as it is.
+    weights : str or path, default "imagenet"
+        "imagenet", "random" or a weights file (see :func:`backbones.create`).
+    layers : list of str or None, default None
+        Backbone layers (None: the backbone's default).
+    image_size : int or (int, int) or None, default None
+        Resize images to this before the backbone.
+    normalize : bool, default False
+        L2-normalise each layer's pooled features (pooled scores).
+    maps : bool, default True
+        With ``image_score="pooled"``, also learn patch features so that ``score_map`` works.
+    patch_size : int, default 7
+        Raw-pixel patch side.
+    map_dims : int, default 100
+        Channels kept per position by "gaussian" maps (PaDiM).
+    search : {"torch", "faiss"}, default "torch"
+        Exact search by chunked matrix products, or FAISS when installed.
+    batch_size : int, default 256
+    device : str, default "auto"
+    seed : int, default 0
+    verbose : bool, default False
+
+    Attributes
+    ----------
+    extractor_ : backbones.FeatureExtractor or None
+        The frozen feature extractor (None for raw pixels).
+    bank_ : anomalib_lite.state.Buffers
+        What was learned: ``memory`` and ``patch_memory`` (knn), or ``mean``, ``scatter``,
+        ``patch_mean``, ``patch_scatter`` and ``patch_channels`` (gaussian).
+    patches_seen_ : int
+        Patch features seen by ``fit`` (the patch bank keeps ``coreset_ratio`` of them).
+    threshold_, fpr_, calibration_scores_ : set by :meth:`calibrate`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anomalib_lite import LatentDistance
+    >>> rng = np.random.default_rng(0)
+    >>> normal = rng.normal(size=(200, 8)).astype("float32")
+    >>> det = LatentDistance(device="cpu").fit(normal[:150]).calibrate(normal[150:], fpr=0.1)
+    >>> outliers = normal[:3] + 6
+    >>> det.predict(outliers).tolist()
+    [1, 1, 1]
+    >>> bool(det.decision_function(outliers).min() > det.decision_function(normal[150:]).max())
+    True
     """
 
     input_kind = "any"
+    _param_checks = {
+        "method": v.one_of(*_METHODS),
+        "k": v.integer(1, 10_000),
+        "image_score": v.one_of(*_IMAGE_SCORES),
+        "coreset_ratio": v.number(0, 1, lo_open=True),
+        "memory_size": v.integer(1, _MAX_ROWS),
+        "pool_factor": v.integer(1, 100),
+        "coreset": v.one_of(*_CORESETS),
+        "reweight": v.integer(0, 1000),
+        "bank_dtype": v.one_of(*_DTYPES),
+        "shrinkage": v.number(0, 1),
+        **BACKBONE_CHECKS,
+        "normalize": v.boolean(),
+        "maps": v.boolean(),
+        "patch_size": v.integer(1, 64),
+        "map_dims": v.integer(1, 4096),
+        "search": v.one_of("torch", "faiss"),
+        **RUN_CHECKS,
+    }
+    _fitted_checks = {
+        "backbone_": v.none_or(lambda cfg, name: check_backbone_config(cfg, name)),
+        "rows_seen_": v.integer(0, 1 << 62),
+        "patches_seen_": v.integer(0, 1 << 62),
+        "map_grid_": v.none_or(v.list_of(v.integer(1, 4096), 2, 2)),
+        "bank_rows_": v.integer(0, _MAX_ROWS),
+        "patch_bank_rows_": v.integer(0, _MAX_ROWS),
+        "moments_n_": v.integer(0, 1 << 62),
+        "patch_moments_n_": v.integer(0, 1 << 62),
+    }
+    _learned = ("extractor_", "bank_")
 
     def __init__(
         self,
@@ -109,7 +187,7 @@ class LatentDistance(Detector):
         reweight: int = 0,
         bank_dtype: str = "float16",
         shrinkage: float = 0.01,
-        backbone: str | None = None,
+        backbone=None,
         weights: str = "imagenet",
         layers: list[str] | None = None,
         image_size: int | None = None,
@@ -148,50 +226,36 @@ class LatentDistance(Detector):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
-    def _check_params(self) -> None:
-        for name, allowed in (("method", _METHODS), ("coreset", _CORESETS), ("image_score", _IMAGE_SCORES),
-                              ("bank_dtype", tuple(_DTYPES)), ("search", ("torch", "faiss"))):
-            if getattr(self, name) not in allowed:
-                raise AnomalyError(f"{name}='{getattr(self, name)}': unknown; use one of {', '.join(allowed)}")
-        for name in ("k", "memory_size", "pool_factor", "patch_size", "map_dims", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise AnomalyError(f"{name}={value!r}: must be a positive integer")
-        if not isinstance(self.reweight, int) or isinstance(self.reweight, bool) or self.reweight < 0:
-            raise AnomalyError(f"reweight={self.reweight!r}: must be 0 (off) or a number of neighbours")
+    def _check_more(self) -> None:
         if self.memory_size < self.k:
             raise AnomalyError(f"memory_size={self.memory_size} must be at least k={self.k}")
-        if not isinstance(self.coreset_ratio, (int, float)) or not 0 < self.coreset_ratio <= 1:
-            raise AnomalyError(f"coreset_ratio={self.coreset_ratio!r}: must be in (0, 1]")
-        if not 0 <= self.shrinkage <= 1:
-            raise AnomalyError(f"shrinkage={self.shrinkage}: must be in [0, 1]")
         if self.reweight and self.method != "knn":
             raise AnomalyError("reweight: PatchCore's re-weighting applies to method='knn'")
-
-    def _resolve_device(self) -> torch.device:
-        try:
-            return backbones.resolve_device(self.device)
-        except backbones.BackboneError as e:
-            raise AnomalyError(str(e)) from None
 
     def _learns_patches(self) -> bool:
         return self.image_score == "patch" or self.maps
 
     def _reset(self) -> None:
         self.device_ = self._resolve_device()
-        self.featurizer_ = Featurizer(
-            self.backbone, weights=self.weights, layers=self.layers, image_size=self.image_size,
-            patch_size=self.patch_size, device=self.device_, seed=self.seed, normalize=self.normalize,
-        )
+        self.extractor_ = make_extractor(self.backbone, self.weights, self.layers, self.image_size,
+                                         self.device_, self.seed)
+        self.backbone_ = None if self.extractor_ is None else self.extractor_.config()
+        self.featurizer_ = Featurizer(extractor=self.extractor_, patch_size=self.patch_size,
+                                      device=self.device_, normalize=self.normalize)
         pool = self.memory_size * self.pool_factor  # candidates in float32: the coreset sees them exactly
         self._bank = Reservoir(pool, seed=self.seed)
         self._patch_bank = Reservoir(pool, seed=self.seed + 1)
         self._moments = RunningMoments()
         self._patch_moments = RunningMoments()
-        self._precision = self._patch_precision = None
-        self.memory_ = self.patch_memory_ = None
+        self.bank_ = Buffers()
         self.patch_channels_ = None
-        self.patches_seen_ = 0
+        self.map_grid_ = None
+        self.rows_seen_ = self.patches_seen_ = 0
+        self._sync_counts()
+        self._drop_caches()
+
+    def _drop_caches(self) -> None:
+        self._precision = self._patch_precision = None
         self._indexes: dict[str, KnnIndex] = {}
 
     def _chunks(self, x: torch.Tensor):
@@ -202,30 +266,29 @@ class LatentDistance(Detector):
 
     def _update(self, batch: Batch, fitting: bool) -> None:
         x = batch.x
-        self._precision = None
+        self._drop_caches()
         if not fitting and self._bank.capacity != self.memory_size:  # partial_fit from scratch
             self._bank = Reservoir(self.memory_size, seed=self.seed)
             self._patch_bank = Reservoir(self.memory_size, seed=self.seed + 1, dtype=self._patch_dtype())
-        patches = x.ndim == 4 and self._learns_patches()
         if x.ndim == 2 or self.image_score == "pooled":
             emb = self.featurizer_.embed(x)
+            self.rows_seen_ += len(emb)
             if self.method == "knn":
                 self._bank.add(emb)
-                self.memory_ = None if fitting else self._bank.values()
             else:
                 self._moments.update(emb)
-        if patches:
+        if x.ndim == 4 and self._learns_patches():
             for part in self._chunks(x):
-                self._update_patches(self.featurizer_.patches(part), fitting)
+                self._update_patches(self.featurizer_.patches(part))
+        if not fitting:
+            self._sync_bank()
 
-    def _update_patches(self, p: torch.Tensor, fitting: bool) -> None:
+    def _update_patches(self, p: torch.Tensor) -> None:
         n, d, h, w = p.shape
-        self.map_grid_ = (h, w)
+        self.map_grid_ = [h, w]
         self.patches_seen_ += n * h * w
-        self._patch_precision = None
         if self.method == "knn":
             self._patch_bank.add(p.permute(0, 2, 3, 1).reshape(-1, d))
-            self.patch_memory_ = None if fitting else self._patch_bank.values()
             return
         if self.patch_channels_ is None:
             gen = torch.Generator().manual_seed(self.seed)
@@ -252,46 +315,146 @@ class LatentDistance(Detector):
             self._bank = Reservoir(self.memory_size, seed=self.seed)
             self._patch_bank = Reservoir(self.memory_size, seed=self.seed + 1, dtype=self._patch_dtype())
             if bank.n_seen:
-                self.memory_ = self._reduce(bank, self.memory_size, self.seed)
-                self._bank = self._reservoir_from(self.memory_, self.seed, bank.n_seen)
+                memory = self._reduce(bank, self.memory_size, self.seed)
+                self._bank = Reservoir.restore(memory, self.memory_size, self.seed, bank.n_seen, memory.dtype)
             if patch_bank.n_seen:
                 seen = patch_bank.n_seen
                 size = min(self.memory_size, max(self.k, math.ceil(self.coreset_ratio * seen)))
-                self.patch_memory_ = self._reduce(patch_bank, size, self.seed + 1).to(self._patch_dtype())
-                self._patch_bank = self._reservoir_from(self.patch_memory_, self.seed + 1, seen)
-            bank = self.memory_ if self.memory_ is not None else self.patch_memory_
-            if len(bank) < self.k:
-                raise AnomalyError(f"data: k={self.k} needs at least {self.k} normal samples, got {len(bank)}")
+                memory = self._reduce(patch_bank, size, self.seed + 1).to(self._patch_dtype())
+                self._patch_bank = Reservoir.restore(memory, self.memory_size, self.seed + 1, seen, memory.dtype)
+        self._sync_bank()
+        if self.method == "knn":
+            bank = self.bank_.get("memory") if self.bank_.get("memory") is not None else self.bank_.get("patch_memory")
+            if bank is None or len(bank) < self.k:
+                n = 0 if bank is None else len(bank)
+                raise AnomalyError(f"data: k={self.k} needs at least {self.k} normal samples, got {n}")
         elif self._moments.n < 2 and self._patch_moments.n < 2:
             raise AnomalyError("data: the Gaussian needs at least 2 normal samples")
-
-    def _reservoir_from(self, rows: torch.Tensor, seed: int, n_seen: int) -> Reservoir:
-        """A memory_size reservoir that goes on from the bank ``rows`` (partial_fit after fit)."""
-        return Reservoir.restore(rows, self.memory_size, seed, n_seen, rows.dtype)
 
     def _patch_dtype(self) -> torch.dtype:
         return _DTYPES[self.bank_dtype]
 
+    def _sync_bank(self) -> None:
+        """Write what the reservoirs and running moments hold into ``bank_`` (the learned state)."""
+        b = self.bank_
+        if self.method == "knn":
+            b.set("memory", self._bank.values() if self._bank.n_seen else None)
+            b.set("patch_memory", self._patch_bank.values() if self._patch_bank.n_seen else None)
+        else:
+            m, pm = self._moments, self._patch_moments
+            b.set("mean", m.mean)
+            b.set("scatter", m.scatter)
+            b.set("patch_mean", pm.mean)
+            b.set("patch_scatter", pm.scatter)
+            b.set("patch_channels", self.patch_channels_ if pm.mean is not None else None)
+        self._sync_counts()
+
+    def _sync_counts(self) -> None:
+        memory, patch = self.bank_.get("memory"), self.bank_.get("patch_memory")
+        self.bank_rows_ = 0 if memory is None else len(memory)
+        self.patch_bank_rows_ = 0 if patch is None else len(patch)
+        self.moments_n_ = self._moments.n
+        self.patch_moments_n_ = self._patch_moments.n
+
+    # ------------------------------------------------------------------ the learned state
+    def _build_learned(self, device) -> dict:
+        """Skeletons: the extractor the bundle describes and the bank's buffers, whose shapes
+        follow from the parameters, the input shape and the fitted counts."""
+        if self.backbone_ is None and self.backbone is not None:
+            raise AnomalyError("fitted.backbone_: missing for a detector with a backbone")
+        meta = str(device) == "meta"
+        ext = None if self.backbone_ is None else extractor_from_config(
+            self.backbone_, "cpu" if meta else device, weights=not meta)
+        feat = Featurizer(extractor=ext, patch_size=self.patch_size, device="cpu", normalize=self.normalize)
+        shape = tuple(self.input_shape_)
+        image = len(shape) == 3
+        for name in ("bank_rows_", "patch_bank_rows_"):
+            if getattr(self, name) > self.memory_size:
+                raise AnomalyError(f"fitted.{name}={getattr(self, name)}: more rows than memory_size={self.memory_size}")
+        pooled = not image or self.image_score == "pooled"
+        patches = image and self._learns_patches()
+        d, dp = feat.embed_dim(shape), feat.patch_dim(shape) if image else 0
+        spec: dict = {}
+        if self.method == "knn":
+            if self.bank_rows_ and pooled:
+                spec["memory"] = ((self.bank_rows_, d), torch.float32)
+            if self.patch_bank_rows_ and patches:
+                spec["patch_memory"] = ((self.patch_bank_rows_, dp), self._patch_dtype())
+        else:
+            if self.moments_n_ and pooled:
+                spec["mean"], spec["scatter"] = ((d,), torch.float64), ((d, d), torch.float64)
+            if self.patch_moments_n_ and patches:
+                if self.map_grid_ is None:
+                    raise AnomalyError("fitted.map_grid_: missing for per-position Gaussians")
+                c, pos = min(dp, self.map_dims), self.map_grid_[0] * self.map_grid_[1]
+                spec.update(patch_mean=((pos, c), torch.float64), patch_scatter=((pos, c, c), torch.float64),
+                            patch_channels=((c,), torch.int64))
+        return {"extractor_": ext, "bank_": Buffers.skeleton(spec, device)}
+
+    def _after_load(self) -> None:
+        if self.extractor_ is not None:
+            self.extractor_.eval()
+        self.featurizer_ = Featurizer(extractor=self.extractor_, patch_size=self.patch_size,
+                                      device=self.device_, normalize=self.normalize)
+        b, dtype = self.bank_, self._patch_dtype()
+        memory, patch = b.get("memory"), b.get("patch_memory")
+        self._bank = Reservoir(self.memory_size, seed=self.seed)
+        self._patch_bank = Reservoir(self.memory_size, seed=self.seed + 1, dtype=dtype)
+        if memory is not None:
+            self._bank = Reservoir.restore(memory, self.memory_size, self.seed, self.rows_seen_, memory.dtype)
+        if patch is not None:
+            self._patch_bank = Reservoir.restore(patch, self.memory_size, self.seed + 1, self.patches_seen_, dtype)
+        self._moments, self._patch_moments = RunningMoments(), RunningMoments()
+        if b.get("mean") is not None:
+            self._moments = RunningMoments.from_state(self.moments_n_, b.get("mean"), b.get("scatter"))
+        if b.get("patch_mean") is not None:
+            self._patch_moments = RunningMoments.from_state(self.patch_moments_n_, b.get("patch_mean"),
+                                                            b.get("patch_scatter"))
+        self.patch_channels_ = b.get("patch_channels")
+        self._drop_caches()
+
+    @property
+    def memory_(self) -> torch.Tensor | None:
+        """The bank of pooled (or vector) features ("knn"), rows x features."""
+        return self.bank_.get("memory")
+
+    @property
+    def patch_memory_(self) -> torch.Tensor | None:
+        """The bank of patch features ("knn"), rows x features, in ``bank_dtype``."""
+        return self.bank_.get("patch_memory")
+
+    def summary(self) -> str:
+        """The banks' sizes: e.g. 'patch bank 18,432 rows of 184,320 patches seen (float16)'."""
+        parts = []
+        memory, patch = self.bank_.get("memory"), self.bank_.get("patch_memory")
+        if memory is not None:
+            parts.append(f"bank {len(memory):,} rows of {self.rows_seen_:,} seen")
+        if patch is not None:
+            parts.append(f"patch bank {len(patch):,} rows of {self.patches_seen_:,} patches seen "
+                         f"({str(patch.dtype).replace('torch.', '')})")
+        if self.method == "gaussian":
+            parts.append("Gaussian" + (" per position" if self.bank_.get("patch_mean") is not None else ""))
+        return "; ".join(parts)
+
     # ------------------------------------------------------------------ scoring
-    def score(self, data, leave_one_out: bool = False):
-        """Scores per sample; ``leave_one_out`` skips a sample's own entry in the bank ("knn"),
-        for scoring the training data itself."""
+    def decision_function(self, X, leave_one_out: bool = False):
+        """Anomaly scores per sample; ``leave_one_out`` skips a sample's own entry in the bank
+        ("knn"), for scoring the training data itself."""
         self._exclude_self = leave_one_out
         try:
-            return super().score(data)
+            return super().decision_function(X)
         finally:
             self._exclude_self = False
 
-    def _gaussian(self, moments: RunningMoments) -> torch.Tensor:
-        cov = moments.covariance(self.shrinkage)
-        return torch.linalg.inv(cov)
+    def _gaussian(self, mean: torch.Tensor, scatter: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.linalg.inv(RunningMoments.from_state(n, mean, scatter).covariance(self.shrinkage))
 
     def _knn_index(self, patches: bool) -> KnnIndex:
         """The search index over the current bank, rebuilt only after the bank changed."""
-        name = "patch_memory_" if patches else "memory_"
-        if getattr(self, name) is None:
-            setattr(self, name, (self._patch_bank if patches else self._bank).values())
-        bank = getattr(self, name)
+        name = "patch_memory" if patches else "memory"
+        bank = self.bank_.get(name)
+        if bank is None:
+            raise AnomalyError(f"LatentDistance was fitted without {'patch features' if patches else 'pooled features'}")
         cached = self._indexes.get(name)
         if cached is None or cached.source is not bank:
             cached = self._indexes[name] = KnnIndex(bank, self.search)
@@ -305,8 +468,8 @@ class LatentDistance(Detector):
             index = self._knn_index(patches=False)
             return index.search(emb, self.k, getattr(self, "_exclude_self", False)).mean(1)
         if self._precision is None:
-            self._precision = self._gaussian(self._moments)
-        return _mahalanobis(emb, self._moments.mean, self._precision)
+            self._precision = self._gaussian(self.bank_.mean, self.bank_.scatter, self.moments_n_)
+        return _mahalanobis(emb, self.bank_.mean, self._precision)
 
     def _score_map_batch(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
@@ -334,11 +497,11 @@ class LatentDistance(Detector):
             if self.reweight:
                 weight = self._reweight(index, rows.reshape(n, h * w, d), dist, idx[:, 0].reshape(n, h * w))
         else:
+            b = self.bank_
             if self._patch_precision is None:
-                self._patch_precision = self._gaussian(self._patch_moments)
-            sel = p[:, self.patch_channels_.to(p.device)].permute(2, 3, 0, 1).reshape(h * w, n, -1)
-            mean = self._patch_moments.mean[:, None, :]  # (positions, 1, d)
-            dist = _mahalanobis(sel, mean, self._patch_precision).T  # (n, positions)
+                self._patch_precision = self._gaussian(b.patch_mean, b.patch_scatter, self.patch_moments_n_)
+            sel = p[:, b.patch_channels.to(p.device)].permute(2, 3, 0, 1).reshape(h * w, n, -1)
+            dist = _mahalanobis(sel, b.patch_mean[:, None, :], self._patch_precision).T  # (n, positions)
         maps = dist.reshape(n, 1, h, w).float()
         H, W = x.shape[-2:]
         if (h, w) != (H, W):
@@ -358,77 +521,3 @@ class LatentDistance(Detector):
         _, support = index.search(matched, b, return_index=True)  # (n, b), the match included
         d = (worst[:, None, :].float() - index.bank[support].float()).norm(dim=-1)
         return 1 - torch.softmax(d, dim=1)[:, 0]
-
-    def summary(self) -> str:
-        """The banks' sizes: e.g. 'patch bank 18,432 rows of 184,320 patches seen (float16)'."""
-        parts = []
-        if self.memory_ is not None:
-            parts.append(f"bank {len(self.memory_):,} rows of {self._bank.n_seen:,} seen")
-        if self.patch_memory_ is not None:
-            parts.append(f"patch bank {len(self.patch_memory_):,} rows of {self.patches_seen_:,} patches seen "
-                         f"({str(self.patch_memory_.dtype).replace('torch.', '')})")
-        if self.method == "gaussian":
-            parts.append("Gaussian" + (" per position" if self._patch_moments.mean is not None else ""))
-        return "; ".join(parts)
-
-    # ------------------------------------------------------------------ bundles
-    def _get_state(self):
-        f = self.featurizer_
-        tensors = dict(f.state_tensors())
-        meta = {"backbone": f.config(), "preprocessing": f.preprocessing(), "patches_seen": self.patches_seen_}
-        if self.method == "knn":
-            if self.memory_ is not None or self._bank.n_seen:
-                tensors["memory"] = self.memory_ if self.memory_ is not None else self._bank.values()
-                meta["rows_seen"] = self._bank.n_seen
-            if self.patch_memory_ is not None or self._patch_bank.n_seen:
-                pm = self.patch_memory_ if self.patch_memory_ is not None else self._patch_bank.values()
-                tensors["patch_memory"] = pm
-                meta["patch_rows_seen"] = self._patch_bank.n_seen
-        else:
-            if self._moments.mean is not None:
-                tensors["mean"], tensors["scatter"] = self._moments.mean, self._moments.scatter
-                meta["moments_n"] = self._moments.n
-            if self._patch_moments.mean is not None:
-                tensors["patch_mean"] = self._patch_moments.mean
-                tensors["patch_scatter"] = self._patch_moments.scatter
-                tensors["patch_channels"] = self.patch_channels_
-                meta["patch_moments_n"] = self._patch_moments.n
-        if getattr(self, "map_grid_", None) is not None:
-            meta["map_grid"] = list(self.map_grid_)
-        return tensors, meta
-
-    def _set_state(self, tensors, meta) -> None:
-        self._check_params()
-        self.device_ = self._resolve_device()
-        self.featurizer_ = Featurizer.from_state(
-            meta["backbone"], tensors, self.patch_size, self.device_, normalize=self.normalize
-        )
-        dev = self.device_
-        self._moments, self._patch_moments = RunningMoments(), RunningMoments()
-        self._precision = self._patch_precision = None
-        self.memory_ = self.patch_memory_ = self.patch_channels_ = None
-        self._indexes = {}
-        self._bank = Reservoir(self.memory_size, seed=self.seed)
-        self._patch_bank = Reservoir(self.memory_size, seed=self.seed + 1, dtype=self._patch_dtype())
-        self.patches_seen_ = int(meta.get("patches_seen", 0))
-        if "map_grid" in meta:
-            self.map_grid_ = tuple(meta["map_grid"])
-        if self.method == "knn":
-            if "memory" in tensors:
-                self.memory_ = tensors["memory"].to(dev)
-                self._bank = self._reservoir_from(self.memory_, self.seed, meta.get("rows_seen", 0))
-            if "patch_memory" in tensors:
-                self.patch_memory_ = tensors["patch_memory"].to(dev)
-                self._patch_bank = self._reservoir_from(
-                    self.patch_memory_, self.seed + 1, meta.get("patch_rows_seen", 0)
-                )
-        else:
-            if "mean" in tensors:
-                self._moments = RunningMoments.from_state(
-                    meta["moments_n"], tensors["mean"].to(dev), tensors["scatter"].to(dev)
-                )
-            if "patch_mean" in tensors:
-                self._patch_moments = RunningMoments.from_state(
-                    meta["patch_moments_n"], tensors["patch_mean"].to(dev), tensors["patch_scatter"].to(dev)
-                )
-                self.patch_channels_ = tensors["patch_channels"].to(torch.long)

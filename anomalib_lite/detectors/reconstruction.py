@@ -14,15 +14,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-import backbones
-
-from ..base import Detector, register
+from .. import validate as v
+from ..base import RUN_CHECKS, Detector, register
 from ..data import Batch, training_data
 from ..errors import AnomalyError
-from ..features import Featurizer
+from ..features import BACKBONE_CHECKS, Featurizer, check_backbone_config, extractor_from_config, make_extractor
 from ..nets import ConvAutoencoder
+from ..state import Buffers
 from ..streaming import RunningMoments
-from ..training import TrainConfig, augment_pipeline, fit_model
+from ..training import TRAIN_CHECKS, TrainConfig, augment_pipeline, fit_model, history
 
 __all__ = ["Reconstruction", "ssim_map"]
 
@@ -40,23 +40,90 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 7) -> torch.Tensor:
     return s.mean(1)
 
 
+def _augment(value, name):
+    """An augment config: a dict, a YAML/JSON path or an ``augment.Pipeline``."""
+    if value is None or isinstance(value, (dict, str)) or hasattr(value, "to_config"):
+        return value
+    raise AnomalyError(f"{name}: expected an augment config (dict, YAML/JSON path) or an augment.Pipeline")
+
+
 @register
 class Reconstruction(Detector):
-    """Convolutional autoencoder; score = reconstruction error.
+    """Convolutional autoencoder trained on normal images; score = reconstruction error.
 
     Parameters
     ----------
-    latent_dim, width, levels: bottleneck size, first stage width, number of stride-2 stages.
-    metric: "mse", "ssim" (1 - SSIM; pixels only) or "l1".
-    dropout, mc_samples: MC-dropout (``mc_samples`` stochastic passes at scoring time).
-    backbone, weights, layers, image_size: reconstruct frozen backbone features instead of pixels.
-    augment: an ``augment`` config (dict or YAML/JSON path) applied to training batches.
-    epochs, batch_size, lr, weight_decay, patience, max_time: training (see ``TrainConfig``).
-    num_workers: DataLoader processes that decode lazy data (image folders) while training.
-    partial_fit_epochs: passes over each minibatch given to ``partial_fit``.
+    latent_dim : int, default 32
+        Bottleneck size.
+    width : int, default 32
+        Channels of the first stage (doubled at each of ``levels`` stride-2 stages).
+    levels : int, default 2
+    metric : {"mse", "ssim", "l1"}, default "mse"
+        Reconstruction error (1 - SSIM compares images: pixels only).
+    dropout : float, default 0.0
+    mc_samples : int, default 1
+        Stochastic passes at scoring time (MC-dropout; needs ``dropout > 0``).
+    backbone, weights, layers, image_size
+        Reconstruct the frozen feature maps of this backbone instead of pixels (None: pixels).
+    augment : dict, str, augment.Pipeline or None, default None
+        Augmentation of training batches (a config, a YAML/JSON path, or a pipeline).
+    epochs : int, default 30
+    batch_size : int, default 128
+    lr : float, default 1e-3
+    weight_decay : float, default 1e-5
+    patience : int or None, default 5
+        Early stopping on a 10 % held-out share (None: off).
+    max_time : float or None, default None
+        Training time budget in seconds.
+    num_workers : int, default 2
+        DataLoader processes that decode lazy data (image folders) while training.
+    partial_fit_epochs : int, default 1
+        Passes over each minibatch given to ``partial_fit``.
+    device : str, default "auto"
+    seed : int, default 0
+    verbose : bool, default False
+
+    Attributes
+    ----------
+    model_ : anomalib_lite.nets.ConvAutoencoder
+    extractor_ : backbones.FeatureExtractor or None
+    norm_ : anomalib_lite.state.Buffers
+        Per-channel ``mean`` and ``std`` of the backbone's feature maps (empty for pixels).
+    history_ : anomalib_lite.training.TrainResult
+        Losses per epoch, best epoch, why training stopped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anomalib_lite import Reconstruction
+    >>> rng = np.random.default_rng(0)
+    >>> normal = np.zeros((64, 1, 8, 8), "float32"); normal[:, :, 2:6, 2:6] = 1
+    >>> det = Reconstruction(latent_dim=4, width=4, epochs=3, device="cpu").fit(normal)
+    >>> odd = normal[:4].copy(); odd[:, :, :2, :2] = 1
+    >>> bool(det.decision_function(odd).mean() > det.decision_function(normal[:4]).mean())
+    True
     """
 
     input_kind = "image"
+    _param_checks = {
+        "latent_dim": v.integer(1, 1 << 16),
+        "width": v.integer(1, 4096),
+        "levels": v.integer(1, 8),
+        "metric": v.one_of(*_METRICS),
+        "dropout": v.number(0, 1, hi_open=True),
+        "mc_samples": v.integer(1, 1000),
+        **BACKBONE_CHECKS,
+        "augment": _augment,
+        **TRAIN_CHECKS,
+        "partial_fit_epochs": v.integer(1, 1000),
+        **RUN_CHECKS,
+    }
+    _fitted_checks = {
+        "backbone_": v.none_or(lambda cfg, name: check_backbone_config(cfg, name)),
+        "model_input_shape_": v.shape(3, 1 << 14, 1 << 26),
+        "history_": v.none_or(history),
+    }
+    _learned = ("extractor_", "model_", "norm_")
 
     def __init__(
         self,
@@ -107,37 +174,48 @@ class Reconstruction(Detector):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ set-up
-    def _check_params(self) -> None:
-        if self.metric not in _METRICS:
-            raise AnomalyError(f"metric='{self.metric}': unknown; use one of {', '.join(_METRICS)}")
+    def _check_more(self) -> None:
         if self.metric == "ssim" and self.backbone is not None:
             raise AnomalyError("metric='ssim' compares images; with a backbone use 'mse' or 'l1'")
-        for name in ("latent_dim", "width", "levels", "mc_samples", "partial_fit_epochs"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise AnomalyError(f"{name}={v!r}: must be a positive integer")
-        if not 0 <= self.dropout < 1:
-            raise AnomalyError(f"dropout={self.dropout}: must be in [0, 1)")
         if self.mc_samples > 1 and self.dropout == 0:
             raise AnomalyError("mc_samples > 1 needs dropout > 0 (MC-dropout)")
         self._train_config(self.epochs)
 
     def _train_config(self, epochs: int, val: bool = True) -> TrainConfig:
-        return TrainConfig.for_epochs(self.get_params(), epochs, val)
+        return TrainConfig.for_epochs(self.get_params(deep=False), epochs, val)
 
     def _reset(self) -> None:
-        try:
-            self.device_ = backbones.resolve_device(self.device)
-        except backbones.BackboneError as e:
-            raise AnomalyError(str(e)) from None
+        self.device_ = self._resolve_device()
         self._pipeline = augment_pipeline(self.augment)
-        self.featurizer_ = Featurizer(
-            self.backbone, weights=self.weights, layers=self.layers, image_size=self.image_size,
-            device=self.device_, seed=self.seed,
-        ) if self.backbone else None
+        self.extractor_ = make_extractor(self.backbone, self.weights, self.layers, self.image_size,
+                                         self.device_, self.seed)
+        self.backbone_ = None if self.extractor_ is None else self.extractor_.config()
+        self.featurizer_ = None if self.extractor_ is None else Featurizer(extractor=self.extractor_, device=self.device_)
         self.model_ = None
-        self.feature_mean_ = self.feature_std_ = None
+        self.norm_ = Buffers()
+        self.model_input_shape_ = None
         self.history_ = None
+
+    def _autoencoder(self, shape, device) -> ConvAutoencoder:
+        """The network for inputs of ``shape``, seeded (the caller's random state untouched)."""
+        with torch.random.fork_rng(devices=[]), torch.device(device):
+            torch.manual_seed(self.seed)
+            return ConvAutoencoder(shape, self.latent_dim, self.width, self.levels, self.dropout,
+                                   sigmoid=self.backbone_ is None)
+
+    def _build_learned(self, device) -> dict:
+        meta = str(device) == "meta"
+        ext = None if self.backbone_ is None else extractor_from_config(
+            self.backbone_, "cpu" if meta else device, weights=not meta)
+        shape = tuple(self.model_input_shape_)
+        norm = {} if ext is None else {n: ((1, shape[0], 1, 1), torch.float32) for n in ("mean", "std")}
+        return {"extractor_": ext, "model_": self._autoencoder(shape, device).eval(),
+                "norm_": Buffers.skeleton(norm, device)}
+
+    def _after_load(self) -> None:
+        self._pipeline = augment_pipeline(self.augment)
+        self.featurizer_ = None if self.extractor_ is None else Featurizer(extractor=self.extractor_, device=self.device_)
+        self.model_.eval()
 
     def _model_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the autoencoder sees: the image, or its standardised backbone feature maps."""
@@ -146,7 +224,7 @@ class Reconstruction(Detector):
             return x
         with torch.no_grad():
             f = self.featurizer_.patches(x)
-        return (f - self.feature_mean_) / self.feature_std_
+        return (f - self.norm_.mean) / self.norm_.std
 
     def _build(self, xs, shape: tuple[int, ...]) -> None:
         """The autoencoder for samples of ``shape``; with a backbone, the per-channel mean and std
@@ -159,15 +237,10 @@ class Reconstruction(Detector):
                         f = self.featurizer_.patches(x[i : i + 32].to(self.device_))
                         shape = tuple(f.shape[1:])
                         moments.update(f.transpose(0, 1).reshape(shape[0], -1).T[:, :, None])  # channels as positions
-            self.feature_mean_ = moments.mean.reshape(1, -1, 1, 1).float()
-            self.feature_std_ = moments.covariance().sqrt().reshape(1, -1, 1, 1).float().clamp_min(1e-6)
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
-            self.model_ = ConvAutoencoder(
-                shape, self.latent_dim, self.width, self.levels, self.dropout,
-                sigmoid=self.featurizer_ is None,
-            ).to(self.device_)
-        self.model_input_shape_ = shape
+            self.norm_ = Buffers(mean=moments.mean.reshape(1, -1, 1, 1).float(),
+                                 std=moments.covariance().sqrt().reshape(1, -1, 1, 1).float().clamp_min(1e-6))
+        self.model_ = self._autoencoder(shape, "cpu").to(self.device_)
+        self.model_input_shape_ = list(shape)
 
     def _loss(self, model, step) -> torch.Tensor:
         target = self._model_input(step.x)
@@ -181,8 +254,9 @@ class Reconstruction(Detector):
         )
 
     # ------------------------------------------------------------------ the hooks
-    def fit(self, data) -> Reconstruction:
+    def fit(self, X, y=None) -> Reconstruction:
         """Train the autoencoder on normal images for ``epochs`` (early stopping on 10 %)."""
+        data = X
         self._start(data)
         train = training_data(data, batch_size=self.batch_size)
         self._check_input(train.head())
@@ -239,38 +313,3 @@ class Reconstruction(Detector):
                 out.append(s.std(0, unbiased=False).double().cpu())
         return torch.cat(out).numpy()
 
-    # ------------------------------------------------------------------ bundles
-    def _get_state(self):
-        tensors = {f"ae.{k}": v for k, v in self.model_.state_dict().items()}
-        meta = {
-            "model_input_shape": list(self.model_input_shape_),
-            "augment_config": None if self._pipeline is None else self._pipeline.to_config(),
-            "history": None if self.history_ is None else self.history_.to_dict(),
-        }
-        if self.featurizer_ is not None:
-            tensors.update(self.featurizer_.state_tensors())
-            tensors["feature_mean"], tensors["feature_std"] = self.feature_mean_, self.feature_std_
-            meta["backbone"] = self.featurizer_.config()
-            meta["preprocessing"] = self.featurizer_.preprocessing()
-        else:
-            meta["preprocessing"] = {"features": "raw_pixels", "scale": "uint8/255"}
-        return tensors, meta
-
-    def _set_state(self, tensors, meta) -> None:
-        self._check_params()
-        self.device_ = backbones.resolve_device(self.device)
-        self._pipeline = augment_pipeline(meta.get("augment_config"))
-        self.featurizer_ = None
-        if meta.get("backbone"):
-            self.featurizer_ = Featurizer.from_state(meta["backbone"], tensors, 7, self.device_)
-            self.feature_mean_ = tensors["feature_mean"].to(self.device_)
-            self.feature_std_ = tensors["feature_std"].to(self.device_)
-        shape = tuple(meta["model_input_shape"])
-        self.model_input_shape_ = shape
-        self.model_ = ConvAutoencoder(
-            shape, self.latent_dim, self.width, self.levels, self.dropout,
-            sigmoid=self.featurizer_ is None,
-        )
-        self.model_.load_state_dict({k[3:]: v for k, v in tensors.items() if k.startswith("ae.")})
-        self.model_.to(self.device_).eval()
-        self.history_ = None

@@ -17,17 +17,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..base import register
+from .. import validate as v
+from ..base import RUN_CHECKS, register
 from ..data import Batch
 from ..errors import AnomalyError
-from ..metrics import early_warning_labels
-from ..series import STEP_CHUNK, SeriesDetector, training_crops
+from ..metrics import early_warning_labels, onsets
+from ..series import SERIES_CHECKS, STEP_CHUNK, SeriesDetector, training_crops
 from ..series_nets import StreamNet
-from ..training import TrainConfig, fit_model
+from ..training import TrainConfig, fit_model, history
 
 __all__ = ["SupervisedRNN"]
 
-_CELLS = ("lstm", "gru")
+_NETWORKS = ("lstm", "gru")
 _SPAN = 8  # training crops: steps with a loss after the window that warms the state up ...
 _STRIDE = 1  # ... one crop every this many steps
 
@@ -44,19 +45,61 @@ class SupervisedRNN(SeriesDetector):
 
     Parameters
     ----------
-    window: steps read per prediction; horizon: warning span (0 = detect at onset).
-    cell: "lstm" or "gru"; hidden, num_layers, dropout: network size.
-    scaling: standardise each channel ("channel") or all with one scale ("global": embeddings).
-    pos_weight: weight of positive steps in the loss (None = negatives / positives).
-    epochs, batch_size, lr, patience, val_fraction, max_time: the training loop.
-    threads: torch intra-op threads (None: one for these small networks on the CPU).
+    window : int, default 64
+        Steps read before the first prediction (NaN scores until then).
+    horizon : int, default 20
+        Warning span in steps (0 = detect at the onset).
+    network : {"lstm", "gru"}, default "lstm"
+    hidden : int, default 32
+    num_layers : int, default 1
+    dropout : float, default 0.0
+    scaling : {"channel", "global"}, default "channel"
+    pos_weight : float or None, default None
+        Weight of positive steps in the loss (None: negatives / positives).
+    epochs, batch_size, lr, patience, val_fraction, max_time
+        The training loop (the last ``val_fraction`` of the windows, in time, stops it early).
+    device : str, default "auto"
+    seed : int, default 0
+    verbose : bool, default False
+    threads : int or None, default None
+
+    Attributes
+    ----------
+    model_ : anomalib_lite.series_nets.StreamNet
+    scaler_mean_, scaler_std_ : ndarray of shape (D,)
+    history_ : anomalib_lite.training.TrainResult
+    threshold_ : float
+        0.5 after ``fit`` (the balanced loss's natural decision point).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anomalib_lite import SupervisedRNN
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=400), np.zeros(400, int)
+    >>> for onset in (100, 250, 350):
+    ...     x[onset - 5 : onset] += 3  # a precursor, then the anomaly
+    ...     y[onset : onset + 5] = 1
+    >>> det = SupervisedRNN(window=8, horizon=5, epochs=2, device="cpu").fit(x, y)
+    >>> det.decision_function(x).shape
+    (400,)
     """
+
+    _param_checks = {
+        **SERIES_CHECKS,
+        "horizon": v.integer(0, 100_000),
+        "network": v.one_of(*_NETWORKS),
+        "pos_weight": v.none_or(v.number(0, 1e9, lo_open=True)),
+        **RUN_CHECKS,
+    }
+    _fitted_checks = {"history_": v.none_or(history), "onsets_": v.integer(0, 1 << 62)}
+    _learned = ("model_", "scaler_mean_", "scaler_std_")
 
     def __init__(
         self,
         window: int = 64,
         horizon: int = 20,
-        cell: str = "lstm",
+        network: str = "lstm",
         hidden: int = 32,
         num_layers: int = 1,
         dropout: float = 0.0,
@@ -75,7 +118,7 @@ class SupervisedRNN(SeriesDetector):
     ):
         self.window = window
         self.horizon = horizon
-        self.cell = cell
+        self.network = network
         self.hidden = hidden
         self.num_layers = num_layers
         self.dropout = dropout
@@ -92,23 +135,20 @@ class SupervisedRNN(SeriesDetector):
         self.verbose = verbose
         self.threads = threads
 
-    def _check_params(self) -> None:
-        self._check_scaling()
-        if self.cell not in _CELLS:
-            raise AnomalyError(f"cell='{self.cell}': unknown; use one of {', '.join(_CELLS)}")
-        for name, low in (("window", 1), ("horizon", 0), ("hidden", 1), ("num_layers", 1), ("epochs", 1), ("batch_size", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise AnomalyError(f"{name}={value!r}: must be an integer >= {low}")
-        if not 0 <= self.dropout < 1:
-            raise AnomalyError(f"dropout={self.dropout}: must be in [0, 1)")
-        if self.pos_weight is not None and not self.pos_weight > 0:
-            raise AnomalyError(f"pos_weight={self.pos_weight}: must be > 0 (or None for balanced)")
+    def _net(self, dim: int, device=None) -> StreamNet:
+        return self._build_net(lambda: StreamNet(self.network, dim, self.hidden, self.num_layers, self.dropout,
+                                                 self.window, 1), device)
 
     def _build(self, dim: int) -> None:
-        self.model_ = self._build_net(lambda: StreamNet(self.cell, dim, self.hidden, self.num_layers, self.dropout,
-                                                        self.window, 1))
+        self.model_ = self._net(dim)
         self._stepper = None
+
+    def _build_learned(self, device) -> dict:
+        return {"model_": self._net(int(self.input_shape_[0]), device)}
+
+    def _learned_arrays(self) -> dict:
+        d = (int(self.input_shape_[0]),)
+        return {name: (d, torch.float64, "numpy") for name in self._learned[1:]}
 
     def _reset(self) -> None:
         self.device_ = self._resolve_device()
@@ -170,6 +210,7 @@ class SupervisedRNN(SeriesDetector):
                           val_fraction=self.val_fraction, val_split="tail", max_time=self.max_time,
                           seed=self.seed, verbose=self.verbose).check()
         self.history_ = fit_model(self.model_, loss, xs, ys, cfg, self.device_, desc="fit")
+        self.onsets_ = int(len(onsets(y)))
         self.model_.eval()
         self._stepper = None
         self.threshold_ = 0.5
@@ -195,6 +236,9 @@ class SupervisedRNN(SeriesDetector):
         st.seen += n
         return prob
 
+    def summary(self) -> str:
+        return f"{self.onsets_} anomaly onsets, horizon {self.horizon}"
+
     def targets(self, labels) -> np.ndarray:
         """1 where an anomaly starts within the horizon: what the scores should rank high."""
         return early_warning_labels(labels, self.horizon)
@@ -202,19 +246,3 @@ class SupervisedRNN(SeriesDetector):
     def unit_scores(self, scores) -> np.ndarray:
         """The scores themselves: they already lie in [0, 1]."""
         return np.asarray(scores, dtype=np.float64)
-
-    # ------------------------------------------------------------------ bundles
-    def _get_state(self):
-        tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
-        tensors["scaler_mean"] = torch.from_numpy(self.scaler_mean_)
-        tensors["scaler_std"] = torch.from_numpy(self.scaler_std_)
-        return tensors, {"stream": "starts reset after loading"}
-
-    def _set_state(self, tensors, meta) -> None:
-        self._check_params()
-        self._reset()
-        self.scaler_mean_ = tensors["scaler_mean"].numpy()
-        self.scaler_std_ = tensors["scaler_std"].numpy()
-        self._build(int(self.input_shape_[0]))
-        self.model_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        self.model_.eval()

@@ -6,8 +6,8 @@ local warps). The anomaly score is the classifier's anomaly probability (``scori
 or, as in CutPaste, the Mahalanobis distance of an image's pooled features to a Gaussian fitted on
 the normal training images (``scoring="gaussian"``, usually better: synthetic artefacts are not the
 real anomalies, but the features learned to spot them describe the normal images well).
-``score_map``: ``maps="patch"`` scores every position of the finest requested layer against a
-Gaussian of normal patch features; ``maps="gradient"`` is the smoothed input gradient of the
+``score_map``: ``map_method="patch"`` scores every position of the finest requested layer
+against a Gaussian of normal patch features; ``"gradient"`` is the smoothed input gradient of the
 score. ``fit`` reads its data batch by batch (the Gaussians from running moments), never all at
 once.
 """
@@ -18,19 +18,34 @@ import torch.nn.functional as F
 
 import backbones
 
-from ..base import Detector, register
+from .. import validate as v
+from ..base import RUN_CHECKS, Detector, register
 from ..data import Batch, training_data
 from ..errors import AnomalyError
+from ..features import BACKBONE_CHECKS, check_backbone_config
 from ..nets import BackboneClassifier, trainable_extractor
 from ..pretrain import DEFAULT_SYNTH_OPS, synth_batch
+from ..state import Buffers
 from ..streaming import RunningMoments
-from ..training import TrainConfig, augment_pipeline, fit_model
+from ..training import TRAIN_CHECKS, TrainConfig, augment_pipeline, fit_model, history
 from .latent import _blur, _mahalanobis
+from .reconstruction import _augment
 
 __all__ = ["SyntheticOOD"]
 
 _SCORES = ("gaussian", "probability")
 _MAPS = ("patch", "gradient")
+
+
+def _synth_ops(value, name):
+    import augment
+
+    if not isinstance(value, (list, tuple)) or not value or len(value) > 32:
+        raise AnomalyError(f"{name}: give one to 32 augment.synth ops")
+    unknown = [op for op in value if op not in augment.synth.OPS]
+    if unknown:
+        raise AnomalyError(f"{name}: unknown op '{str(unknown[0])[:40]}'; ops are: {', '.join(augment.synth.OPS)}")
+    return value
 
 
 @register
@@ -39,16 +54,78 @@ class SyntheticOOD(Detector):
 
     Parameters
     ----------
-    backbone, weights, layers, image_size: the network to fine-tune (``weights`` may be a file
-        written by ``anomaly pretrain``).
-    synth_ops, severity: the synthesis (``augment.synth`` op names; severity in (0, 1]).
-    scoring: "gaussian" or "probability"; maps: "patch" or "gradient"; shrinkage: of the Gaussians.
-    augment: an ``augment`` config applied to the normal images before synthesis.
-    epochs, batch_size, lr, weight_decay, patience, max_time: training (see ``TrainConfig``).
-    num_workers: DataLoader processes that decode lazy data (image folders) while training.
+    backbone : str, default "resnet18"
+        The network to fine-tune.
+    weights : str or path, default "random"
+        "random", "imagenet" or a weights file (e.g. written by ``anomaly pretrain``).
+    layers, image_size
+        As for :func:`backbones.create`.
+    synth_ops : list of str, default the five of :data:`anomalib_lite.pretrain.DEFAULT_SYNTH_OPS`
+        ``augment.synth`` ops that make the anomalous class.
+    severity : float, default 0.5
+        In (0, 1]: how strong the synthesised changes may be.
+    scoring : {"gaussian", "probability"}, default "gaussian"
+        Mahalanobis distance of pooled features to the normal Gaussian (CutPaste), or the
+        classifier's anomaly probability.
+    map_method : {"patch", "gradient"}, default "patch"
+        Maps from per-position Gaussians of the finest layer, or from the score's input gradient.
+    shrinkage : float, default 0.01
+        Weight of the scaled identity mixed into the covariances.
+    augment : dict, str, augment.Pipeline or None, default None
+        Augmentation of the normal images before synthesis.
+    epochs : int, default 10
+    batch_size : int, default 64
+    lr : float, default 1e-3
+    weight_decay : float, default 1e-4
+    patience : int or None, default 5
+    max_time : float or None, default None
+    num_workers : int, default 2
+    partial_fit_epochs : int, default 1
+    device : str, default "auto"
+    seed : int, default 0
+    verbose : bool, default False
+
+    Attributes
+    ----------
+    model_ : anomalib_lite.nets.BackboneClassifier
+        The fine-tuned backbone and its two-way head.
+    gauss_ : anomalib_lite.state.Buffers
+        ``mean``/``scatter`` of pooled features and ``patch_mean``/``patch_scatter`` of the
+        finest layer's patch features, over the normal training images.
+    history_ : anomalib_lite.training.TrainResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anomalib_lite import SyntheticOOD
+    >>> rng = np.random.default_rng(0)
+    >>> normal = (0.5 + 0.1 * rng.standard_normal((48, 1, 16, 16))).clip(0, 1).astype("float32")
+    >>> det = SyntheticOOD(epochs=1, batch_size=16, num_workers=0, device="cpu").fit(normal)
+    >>> det.decision_function(normal[:2]).shape
+    (2,)
     """
 
     input_kind = "image"
+    _param_checks = {
+        **{k: c for k, c in BACKBONE_CHECKS.items() if k != "backbone"},
+        "backbone": v.text(64),
+        "synth_ops": _synth_ops,
+        "severity": v.number(0, 1, lo_open=True),
+        "scoring": v.one_of(*_SCORES),
+        "map_method": v.one_of(*_MAPS),
+        "shrinkage": v.number(0, 1),
+        "augment": _augment,
+        **TRAIN_CHECKS,
+        "partial_fit_epochs": v.integer(1, 1000),
+        **RUN_CHECKS,
+    }
+    _fitted_checks = {
+        "backbone_": lambda cfg, name: check_backbone_config(cfg, name),
+        "moments_n_": v.integer(0, 1 << 62),
+        "patch_moments_n_": v.integer(0, 1 << 62),
+        "history_": v.none_or(history),
+    }
+    _learned = ("model_", "gauss_")
 
     def __init__(
         self,
@@ -59,7 +136,7 @@ class SyntheticOOD(Detector):
         synth_ops: list[str] | tuple[str, ...] = DEFAULT_SYNTH_OPS,
         severity: float = 0.5,
         scoring: str = "gaussian",
-        maps: str = "patch",
+        map_method: str = "patch",
         shrinkage: float = 0.01,
         augment=None,
         epochs: int = 10,
@@ -81,7 +158,7 @@ class SyntheticOOD(Detector):
         self.synth_ops = synth_ops
         self.severity = severity
         self.scoring = scoring
-        self.maps = maps
+        self.map_method = map_method
         self.shrinkage = shrinkage
         self.augment = augment
         self.epochs = epochs
@@ -97,38 +174,60 @@ class SyntheticOOD(Detector):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ set-up
-    def _check_params(self) -> None:
-        if self.scoring not in _SCORES:
-            raise AnomalyError(f"scoring='{self.scoring}': unknown; use one of {', '.join(_SCORES)}")
-        if self.maps not in _MAPS:
-            raise AnomalyError(f"maps='{self.maps}': unknown; use one of {', '.join(_MAPS)}")
-        if not 0 < self.severity <= 1:
-            raise AnomalyError(f"severity={self.severity}: must be in (0, 1]")
-        if not self.synth_ops:
-            raise AnomalyError("synth_ops: give at least one augment.synth op")
-        import augment
-
-        unknown = [op for op in self.synth_ops if op not in augment.synth.OPS]
-        if unknown:
-            raise AnomalyError(f"synth_ops: unknown op '{unknown[0]}'; ops are: {', '.join(augment.synth.OPS)}")
+    def _check_more(self) -> None:
         self._train_config(self.epochs)
 
     def _train_config(self, epochs: int, val: bool = True) -> TrainConfig:
-        return TrainConfig.for_epochs(self.get_params(), epochs, val)
+        return TrainConfig.for_epochs(self.get_params(deep=False), epochs, val)
+
+    def _classifier(self, ext) -> BackboneClassifier:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return BackboneClassifier(ext, 2)
 
     def _reset(self) -> None:
-        try:
-            self.device_ = backbones.resolve_device(self.device)
-        except backbones.BackboneError as e:
-            raise AnomalyError(str(e)) from None
+        self.device_ = self._resolve_device()
         self._pipeline = augment_pipeline(self.augment)
         ext = trainable_extractor(self.backbone, self.weights, self.layers, self.image_size, self.seed, self.device_)
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
-            self.model_ = BackboneClassifier(ext, 2)
+        self.model_ = self._classifier(ext)
+        self.backbone_ = ext.config()
         self._moments, self._patch_moments = RunningMoments(), RunningMoments()
+        self.gauss_ = Buffers()
+        self.moments_n_ = self.patch_moments_n_ = 0
         self._precision = self._patch_precision = None
         self.history_ = None
+
+    def _build_learned(self, device) -> dict:
+        check_backbone_config(self.backbone_, "fitted.backbone_")
+        cfg = self.backbone_
+        try:
+            ext = backbones.FeatureExtractor(
+                cfg["name"], cfg["layers"], weights_source=cfg["weights_source"], weights_sha256=cfg.get("weights_sha256"),
+                image_size=cfg.get("image_size"), mean=cfg["mean"], std=cfg["std"], seed=cfg["seed"],
+                device="cpu" if str(device) == "meta" else device, frozen=False,
+            )
+        except backbones.BackboneError as e:
+            raise AnomalyError(str(e)) from None
+        d = sum(ext.layer_channels.values())
+        c = ext.layer_channels[ext.layers[0]]
+        spec = {}
+        if self.moments_n_:
+            spec.update(mean=((d,), torch.float64), scatter=((d, d), torch.float64))
+        if self.patch_moments_n_:
+            spec.update(patch_mean=((c,), torch.float64), patch_scatter=((c, c), torch.float64))
+        return {"model_": self._classifier(ext).eval(), "gauss_": Buffers.skeleton(spec, device)}
+
+    def _after_load(self) -> None:
+        self._pipeline = augment_pipeline(self.augment)
+        self.model_.to(self.device_).eval()
+        g = self.gauss_
+        self._moments, self._patch_moments = RunningMoments(), RunningMoments()
+        if g.get("mean") is not None:
+            self._moments = RunningMoments.from_state(self.moments_n_, g.get("mean"), g.get("scatter"))
+        if g.get("patch_mean") is not None:
+            self._patch_moments = RunningMoments.from_state(self.patch_moments_n_, g.get("patch_mean"),
+                                                            g.get("patch_scatter"))
+        self._precision = self._patch_precision = None
 
     def _loss(self, model, step) -> torch.Tensor:
         fake, _ = synth_batch(step.x, step.index, step.epoch, self.seed, self.synth_ops, self.severity)
@@ -158,10 +257,14 @@ class SyntheticOOD(Detector):
                     self._moments.update(pooled)
                     self._patch_moments.update(fine.permute(0, 2, 3, 1).reshape(-1, fine.shape[1]))
         self._precision = self._patch_precision = None
+        m, pm = self._moments, self._patch_moments
+        self.gauss_ = Buffers(mean=m.mean, scatter=m.scatter, patch_mean=pm.mean, patch_scatter=pm.scatter)
+        self.moments_n_, self.patch_moments_n_ = m.n, pm.n
 
     # ------------------------------------------------------------------ the hooks
-    def fit(self, data) -> SyntheticOOD:
+    def fit(self, X, y=None) -> SyntheticOOD:
         """Fine-tune on normal images vs their synthesised variations, then fit the Gaussians."""
+        data = X
         self._start(data)
         train = training_data(data, batch_size=self.batch_size)
         self._check_input(train.head())
@@ -190,7 +293,7 @@ class SyntheticOOD(Detector):
     def _score_map_batch(self, x: torch.Tensor) -> torch.Tensor:
         self.model_.eval()
         H, W = x.shape[-2:]
-        if self.maps == "patch":
+        if self.map_method == "patch":
             if self._patch_precision is None:
                 self._patch_precision = self._gaussian(self._patch_moments)
             _, fine = self._finest(x)
@@ -212,39 +315,3 @@ class SyntheticOOD(Detector):
         pooled, _ = self._finest(x)
         return _mahalanobis(pooled, self._moments.mean, self._precision)
 
-    # ------------------------------------------------------------------ bundles
-    def _get_state(self):
-        ext = self.model_.extractor
-        tensors = {f"backbone.{k}": v for k, v in ext.trunk_state_dict().items()}
-        tensors.update({f"head.{k}": v for k, v in self.model_.head.state_dict().items()})
-        tensors.update(mean=self._moments.mean, scatter=self._moments.scatter,
-                       patch_mean=self._patch_moments.mean, patch_scatter=self._patch_moments.scatter)
-        meta = {
-            "backbone": {**ext.config(), "weights_source": ext.weights_source},
-            "preprocessing": {"image_size": ext.config()["image_size"], "mean": list(ext.mean), "std": list(ext.std)},
-            "moments_n": self._moments.n,
-            "patch_moments_n": self._patch_moments.n,
-            "augment_config": None if self._pipeline is None else self._pipeline.to_config(),
-            "history": None if self.history_ is None else self.history_.to_dict(),
-        }
-        return tensors, meta
-
-    def _set_state(self, tensors, meta) -> None:
-        self._check_params()
-        self.device_ = backbones.resolve_device(self.device)
-        self._pipeline = augment_pipeline(meta.get("augment_config"))
-        state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
-        try:
-            ext = backbones.FeatureExtractor.from_config(meta["backbone"], state_dict=state, device=self.device_)
-        except backbones.BackboneError as e:
-            raise AnomalyError(str(e)) from None
-        self.model_ = BackboneClassifier(ext, 2)
-        self.model_.head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
-        self.model_.to(self.device_).eval()
-        dev = self.device_
-        self._moments = RunningMoments.from_state(meta["moments_n"], tensors["mean"].to(dev), tensors["scatter"].to(dev))
-        self._patch_moments = RunningMoments.from_state(
-            meta["patch_moments_n"], tensors["patch_mean"].to(dev), tensors["patch_scatter"].to(dev)
-        )
-        self._precision = self._patch_precision = None
-        self.history_ = None

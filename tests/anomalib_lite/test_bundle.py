@@ -30,15 +30,15 @@ def test_round_trip_scores_identically(tmp_path, images, params):
     det.save(tmp_path / "m.anomaly")
     back = al.load(tmp_path / "m.anomaly")
     assert type(back) is LatentDistance and back.get_params() == det.get_params()
-    assert np.array_equal(back.score(defective), det.score(defective))
+    assert np.array_equal(back.decision_function(defective), det.decision_function(defective))
     assert np.array_equal(back.score_map(defective), det.score_map(defective))
     assert back.threshold_ == det.threshold_
     assert np.array_equal(back.predict(defective), det.predict(defective))
-    assert np.array_equal(back.p_values(back.score(normal)), det.p_values(det.score(normal)))
+    assert np.array_equal(back.p_values(back.decision_function(normal)), det.p_values(det.decision_function(normal)))
     # loaded bundles keep learning like the original
     det.partial_fit(defective)
     back.partial_fit(defective)
-    assert np.allclose(back.score(normal), det.score(normal))
+    assert np.allclose(back.decision_function(normal), det.decision_function(normal))
 
 
 def test_header_records_what_a_user_needs(tmp_path, images, mnist_dir):
@@ -47,13 +47,13 @@ def test_header_records_what_a_user_needs(tmp_path, images, mnist_dir):
     det.fit(src).calibrate(al.load_data("mnist:test?classes=4&limit=100"))
     det.save(tmp_path / "m.anomaly")
     h = al.read_header(tmp_path / "m.anomaly")
-    assert h["detector"] == "LatentDistance" and h["format_version"] == 1
-    assert h["params"]["backbone"] == "resnet18" and h["backbone"]["name"] == "resnet18"
-    assert h["backbone"]["weights_source"] == "random"
-    assert h["preprocessing"]["image_size"] == [32, 32] and h["preprocessing"]["mean"]
-    assert h["normal_classes"] == ["4"] and h["threshold"] == det.threshold_
+    assert h["detector"] == "LatentDistance" and h["format_version"] == 2
+    backbone = h["fitted"]["backbone_"]
+    assert h["params"]["backbone"] == "resnet18" and backbone["name"] == "resnet18"
+    assert backbone["weights_source"] == "random" and backbone["image_size"] == [32, 32] and backbone["mean"]
+    assert h["normal_classes"] == ["4"] and h["fitted"]["threshold_"] == det.threshold_
     assert {"torch", "anomalib_lite", "numpy"} <= set(h["versions"])
-    assert h["input_shape"] == [1, 28, 28]
+    assert h["fitted"]["input_shape_"] == [1, 28, 28] and "patch bank" in h["summary"]
 
 
 def test_imagenet_backbone_is_referenced_by_hash_not_embedded(tmp_path, images, monkeypatch):
@@ -71,7 +71,7 @@ def test_imagenet_backbone_is_referenced_by_hash_not_embedded(tmp_path, images, 
 
     with safe_open(str(tmp_path / "m.anomaly"), "pt") as f:
         assert not [k for k in f.keys() if k.startswith("backbone.")]  # noqa: SIM118  # they stay in the cache
-    assert np.array_equal(al.load(tmp_path / "m.anomaly").score(defective), det.score(defective))
+    assert np.array_equal(al.load(tmp_path / "m.anomaly").decision_function(defective), det.decision_function(defective))
     torch.save(torchvision.models.resnet18().state_dict(), ckpt / "resnet18-f37072fd.pth")
     with pytest.raises(AnomalyError, match="hash|sha256"):
         al.load(tmp_path / "m.anomaly")

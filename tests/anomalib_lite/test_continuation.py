@@ -83,7 +83,7 @@ def test_global_scaling_keeps_a_near_constant_channel_from_dominating():
     test[200, 1] = 0.05  # a blip far below the other channel's scale
     surprise = {}
     for scaling in ("channel", "global"):
-        s = Continuation(**SMALL, epochs=10, lr=3e-3, smoothing=1, scaling=scaling).fit(x).score(test)
+        s = Continuation(**SMALL, epochs=10, lr=3e-3, smoothing=1, scaling=scaling).fit(x).decision_function(test)
         surprise[scaling] = s[200:203].max() / np.nanmedian(s)  # the blip's score, in typical scores
     assert surprise["channel"] > 10 and surprise["global"] < 3
 
@@ -97,19 +97,19 @@ def close(a, b):
 def test_one_step_and_chunked_scores_equal_the_whole_series(model, season):
     rng = np.random.default_rng(3)
     x = np.stack([wave(400, 4), wave(400, 5, period=13)], axis=1)
-    det = Continuation(model=model, **{**SMALL, "horizon": 4, "season": season}, epochs=2, smoothing=5,
-                       threshold="moving", threshold_window=100, threshold_k=2.0).fit(x[:300])
+    det = Continuation(network=model, **{**SMALL, "horizon": 4, "season": season}, epochs=2, smoothing=5,
+                       threshold_rule="moving", threshold_window=100, threshold_k=2.0).fit(x[:300])
     assert det.season_ == season
-    whole = det.reset().score(x)  # one torch pass
+    whole = det.reset().decision_function(x)  # one torch pass
     flags_whole = det.reset().predict(x)
     det.reset()
-    one = [det.score(x[i : i + 1]) for i in range(len(x))]  # numpy, one step at a time
+    one = [det.decision_function(x[i : i + 1]) for i in range(len(x))]  # numpy, one step at a time
     assert all(s.shape == (1,) for s in one) and close(np.concatenate(one), whole)
     det.reset()
     cuts = np.sort(rng.choice(np.arange(1, 400), size=25, replace=False))
     parts, flags = [], []
     for chunk in np.split(x, cuts):  # chunks of 1 to ~40 steps: both paths, switching
-        s = det.score(chunk)
+        s = det.decision_function(chunk)
         parts.append(s)
         flags.append(det.flag(s))
     assert close(np.concatenate(parts), whole)
@@ -127,7 +127,7 @@ def test_a_daily_rhythm_longer_than_the_window_is_learned_as_a_season():
     scores = {}
     for season in ("auto", 0):
         det = Continuation(**{**SMALL, "season": season}, epochs=15, lr=3e-3, smoothing=1).fit(x[:1200])
-        s = det.reset().score(x)
+        s = det.reset().decision_function(x)
         scores[season] = (det.season_, np.nanmax(s[2400:2500]) / np.nanmax(s[1300:2300]))
     assert scores["auto"][0] == 96 and scores[0][0] == 0
     assert scores["auto"][1] > 2  # the missing jump stands out above every normal day's jumps
@@ -136,14 +136,14 @@ def test_a_daily_rhythm_longer_than_the_window_is_learned_as_a_season():
 
 def test_streams_continue_reset_starts_over_and_calibrate_leaves_the_stream(fitted):
     x = wave(200, 6)
-    first = fitted.reset().score(x)
-    cont = fitted.score(x)  # continues: the previous chunk supplies the window
+    first = fitted.reset().decision_function(x)
+    cont = fitted.decision_function(x)  # continues: the previous chunk supplies the window
     assert np.isfinite(cont).all() and not np.array_equal(cont, first, equal_nan=True)
-    assert np.array_equal(fitted.reset().score(x), first, equal_nan=True)
-    fitted.reset().score(x[:100])
+    assert np.array_equal(fitted.reset().decision_function(x), first, equal_nan=True)
+    fitted.reset().decision_function(x[:100])
     kept = copy.deepcopy(fitted)
     fitted.calibrate(wave(1100, 1), fpr=0.001)  # scores its own stream
-    assert np.array_equal(fitted.score(x[100:]), kept.score(x[100:]))
+    assert np.array_equal(fitted.decision_function(x[100:]), kept.decision_function(x[100:]))
 
 
 def test_calibration_continues_the_training_series_and_fits_a_short_probation_period():
@@ -159,13 +159,13 @@ def test_calibration_continues_the_training_series_and_fits_a_short_probation_pe
     det.calibrate(held, context=train)
     assert len(det.calibration_scores_) == 60 and np.isfinite(det.threshold_)
     fresh = copy.deepcopy(det).reset()
-    fresh.score(train.values)
-    assert np.allclose(np.sort(fresh.score(held.values)), det.calibration_scores_, **TOLERANCE)
+    fresh.decision_function(train.values)
+    assert np.allclose(np.sort(fresh.decision_function(held.values)), det.calibration_scores_, **TOLERANCE)
 
 
 def test_nan_warm_up_has_nan_p_values_and_is_never_flagged(fitted):
     x = wave(100, 7)
-    s = fitted.reset().score(x)
+    s = fitted.reset().decision_function(x)
     p = fitted.p_values(s)
     assert np.isnan(s[:24]).all() and np.isnan(p[:24]).all() and np.isfinite(p[24:]).all()
     fitted.threshold_, kept = -1.0, fitted.threshold_  # flag every finite score
@@ -178,35 +178,35 @@ def test_nan_warm_up_has_nan_p_values_and_is_never_flagged(fitted):
 
 @pytest.mark.parametrize("threshold", ["calibrated", "dynamic", "quantile"])
 def test_bundle_round_trip_scores_identically(tmp_path, fitted, threshold):
-    fitted.set_params(threshold=threshold)
+    fitted.set_params(threshold_rule=threshold)
     try:
         x = wave(300, 8)
         x[150] += 3
         fitted.save(tmp_path / "c.anomaly")
         back = al.load(tmp_path / "c.anomaly")
         assert type(back) is Continuation and back.get_params() == fitted.get_params()
-        assert np.array_equal(back.score(x), fitted.reset().score(x), equal_nan=True)  # loaded: a reset stream
+        assert np.array_equal(back.decision_function(x), fitted.reset().decision_function(x), equal_nan=True)  # loaded: a reset stream
         assert np.array_equal(back.reset().predict(x), fitted.reset().predict(x))
         assert back.threshold_ == fitted.threshold_
-        assert np.array_equal(back.p_values(back.reset().score(x)), fitted.p_values(fitted.reset().score(x)), equal_nan=True)
+        assert np.array_equal(back.p_values(back.reset().decision_function(x)), fitted.p_values(fitted.reset().decision_function(x)), equal_nan=True)
     finally:
-        fitted.set_params(threshold="calibrated")
+        fitted.set_params(threshold_rule="calibrated")
     header = al.read_header(tmp_path / "c.anomaly")
-    assert header["input_shape"] == [1] and header["state"]["stream"] == "starts reset after loading"
+    assert header["fitted"]["input_shape_"] == [1] and header["fitted"]["season_"] == fitted.season_
 
 
 def test_partial_fit_is_test_then_train():
     det = Continuation(**SMALL, epochs=10, lr=3e-3, smoothing=1, learn_every=32, online_lr=0.05).fit(wave(800, 0))
     frozen = copy.deepcopy(det.reset())
     new = wave(3000, 9, period=31.0)  # a slower rhythm than the one it was fitted on
-    before = copy.deepcopy(det).score(new[:60])
+    before = copy.deepcopy(det).decision_function(new[:60])
     det.partial_fit(new[:60])  # one batch (batch_size=64): scored, then learned from
     assert np.array_equal(det.last_scores_, before, equal_nan=True) and det.n_updates_ == 1
     for i in range(60, 2800, 100):
         det.partial_fit(new[i : i + 100])
     assert det.n_updates_ > 40
     later = new[2800:]
-    assert np.nanmean(det.reset().score(later)) < 0.5 * np.nanmean(frozen.score(later))  # it learned
+    assert np.nanmean(det.reset().decision_function(later)) < 0.5 * np.nanmean(frozen.decision_function(later))  # it learned
 
 
 @pytest.mark.parametrize("learn_flagged", [True, False])
@@ -221,7 +221,7 @@ def test_partial_fit_can_skip_flagged_points(learn_flagged):
 
 
 def test_partial_fit_from_scratch_warms_up_then_goes_on_streaming():
-    det = Continuation(**SMALL, epochs=10, lr=3e-3, smoothing=1, threshold="moving", threshold_k=6.0, warm_up=400)
+    det = Continuation(**SMALL, epochs=10, lr=3e-3, smoothing=1, threshold_rule="moving", threshold_k=6.0, warm_up=400)
     x = wave(1500, 10)
     x[1200] += 3.0
     scores, flags = [], []
@@ -242,16 +242,16 @@ def test_bad_input_and_parameters():
     with pytest.raises(AnomalyError, match="calibration data: a series of 20 steps gives no score"):
         det.calibrate(wave(20, 1))
     with pytest.raises(AnomalyError, match="the series has 2 channel\\(s\\) but Continuation was fitted on 1"):
-        det.score(np.zeros((50, 2)))
+        det.decision_function(np.zeros((50, 2)))
     with pytest.raises(AnomalyError, match="not calibrated"):
         det.predict(wave(50, 1))
-    for unfitted in (lambda d: d.reset().score([1.0]), lambda d: d.calibrate(wave(100, 0)), lambda d: d.flag([1.0])):
+    for unfitted in (lambda d: d.reset().decision_function([1.0]), lambda d: d.calibrate(wave(100, 0)), lambda d: d.flag([1.0])):
         with pytest.raises(AnomalyError, match="Continuation is not fitted"):
             unfitted(Continuation())
-    with pytest.raises(AnomalyError, match="model='gru'"):
-        Continuation(model="gru").fit(wave(200, 0))
-    with pytest.raises(AnomalyError, match="threshold='fixed'"):
-        Continuation(threshold="fixed").fit(wave(200, 0))
+    with pytest.raises(AnomalyError, match="network='gru'"):
+        Continuation(network="gru").fit(wave(200, 0))
+    with pytest.raises(AnomalyError, match="threshold_rule='fixed'"):
+        Continuation(threshold_rule="fixed").fit(wave(200, 0))
     with pytest.raises(AnomalyError, match="season=3: must be 'auto', 0"):
         Continuation(season=3).fit(wave(200, 0))
     with pytest.raises(AnomalyError, match="threads=0: must be an integer >= 1"):

@@ -17,7 +17,7 @@ def digit7(mnist_dir):
 def test_figures_equal_scikit_learn_at_the_threshold(digit7):
     source = al.load_data("mnist:test?limit=600")
     figures = al.evaluate(digit7, source)
-    scores, y = digit7.score(source), (source.targets != 7).astype(int)
+    scores, y = digit7.decision_function(source), (source.targets != 7).astype(int)
     pred = scores > digit7.threshold_
     assert figures["roc_auc"] == pytest.approx(skm.roc_auc_score(y, scores))
     assert figures["average_precision"] == pytest.approx(skm.average_precision_score(y, scores))
@@ -76,7 +76,7 @@ def test_series_window_figures(tmp_path):
     lab[1195:1215] = 1
     path = tmp_path / "s.csv"
     path.write_text("value,label\n" + "".join(f"{a:.5f},{b}\n" for a, b in zip(v, lab, strict=True)))
-    det = al.Continuation(window=32, horizon=1, hidden=16, epochs=8, device="cpu", threshold="moving", season=0,
+    det = al.Continuation(window=32, horizon=1, hidden=16, epochs=8, device="cpu", threshold_rule="moving", season=0,
                           threshold_k=4.0, threshold_window=500)
     det.fit(al.load_data(f"{path}?stop=1000", columns=["value"]))
     source = al.load_data(path, columns=["value"], label_column="label")

@@ -16,7 +16,7 @@ def _auroc(normal_scores, outlier_scores):
 def test_planted_outliers_rank_above_normals(blobs, method):
     normal, test_normal, outliers = blobs
     det = LatentDistance(method=method, device="cpu").fit(normal)
-    assert _auroc(det.score(test_normal), det.score(outliers)) > 0.99
+    assert _auroc(det.decision_function(test_normal), det.decision_function(outliers)) > 0.99
 
 
 def test_knn_score_is_mean_distance_to_k_nearest():
@@ -25,15 +25,15 @@ def test_knn_score_is_mean_distance_to_k_nearest():
     det = LatentDistance(k=3, maps=False, device="cpu").fit(bank)
     d = np.sqrt(((q[:, None] - bank[None]) ** 2).sum(-1))
     expected = np.sort(d, 1)[:, :3].mean(1)
-    assert np.allclose(det.score(q), expected, atol=1e-4)
+    assert np.allclose(det.decision_function(q), expected, atol=1e-4)
 
 
 def test_leave_one_out_scores_on_training_data(blobs):
     normal, _, _ = blobs
     nearest = LatentDistance(k=1, device="cpu", maps=False).fit(normal)
-    assert np.allclose(nearest.score(normal[:50]), 0, atol=1e-3)  # each point finds itself
+    assert np.allclose(nearest.decision_function(normal[:50]), 0, atol=1e-3)  # each point finds itself
     det = LatentDistance(k=5, device="cpu", maps=False).fit(normal)
-    loo = det.score(normal[:50], leave_one_out=True)
+    loo = det.decision_function(normal[:50], leave_one_out=True)
     d = np.sqrt(((normal[:50, None] - normal[None]) ** 2).sum(-1))
     expected = np.sort(d, 1)[:, 1:6].mean(1)
     assert np.allclose(loo, expected, atol=1e-3)
@@ -46,14 +46,14 @@ def test_gaussian_equals_mahalanobis_with_shrunk_covariance(blobs):
     cov = 0.9 * cov + 0.1 * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
     d = test_normal - mu
     expected = np.sqrt(np.einsum("ij,jk,ik->i", d, np.linalg.inv(cov), d))
-    assert np.allclose(det.score(test_normal), expected, rtol=1e-4)
+    assert np.allclose(det.decision_function(test_normal), expected, rtol=1e-4)
 
 
 def test_memory_is_bounded_by_coreset_and_reservoir(blobs):
     normal, test_normal, outliers = blobs
     det = LatentDistance(memory_size=60, device="cpu", batch_size=50).fit(normal)
     assert det.memory_.shape == (60, 16)
-    assert _auroc(det.score(test_normal), det.score(outliers)) > 0.99
+    assert _auroc(det.decision_function(test_normal), det.decision_function(outliers)) > 0.99
     streamed = LatentDistance(memory_size=60, device="cpu")
     for i in range(0, 400, 32):
         streamed.partial_fit(normal[i : i + 32])
@@ -61,7 +61,7 @@ def test_memory_is_bounded_by_coreset_and_reservoir(blobs):
     # a reservoir is a uniform sample: rows from late batches are kept too
     late = {tuple(r) for r in normal[300:]}
     assert any(tuple(r) in late for r in streamed.memory_.numpy())
-    assert _auroc(streamed.score(test_normal), streamed.score(outliers)) > 0.99
+    assert _auroc(streamed.decision_function(test_normal), streamed.decision_function(outliers)) > 0.99
 
 
 def test_greedy_coreset_covers_every_cluster():
@@ -77,9 +77,9 @@ def test_greedy_coreset_covers_every_cluster():
 def test_partial_fit_after_fit_keeps_learning(blobs):
     normal, _, outliers = blobs
     det = LatentDistance(k=1, device="cpu", maps=False).fit(normal)
-    assert det.score(outliers).min() > 3
+    assert det.decision_function(outliers).min() > 3
     det.partial_fit(outliers)  # the "outliers" become normal: each now finds itself
-    assert det.score(outliers).max() < 1e-2 and det.n_seen_ == 420
+    assert det.decision_function(outliers).max() < 1e-2 and det.n_seen_ == 420
 
 
 @pytest.mark.parametrize("method", ["knn", "gaussian"])
@@ -94,7 +94,7 @@ def test_score_map_points_at_the_defect(shapes_images, method):
     inside = maps[:, spot].mean()
     outside = maps[:, ~spot].mean()
     assert inside > 3 * outside, (inside, outside, truth.mean())
-    assert _auroc(det.score(shapes_images(40, False)), det.score(defective)) > 0.95
+    assert _auroc(det.decision_function(shapes_images(40, False)), det.decision_function(defective)) > 0.95
 
 
 def test_faiss_search_agrees_with_torch(blobs):
@@ -102,8 +102,8 @@ def test_faiss_search_agrees_with_torch(blobs):
         pytest.fail("faiss-cpu is part of the dev extra; install with pip install -e '.[dev]'")
     normal, test_normal, outliers = blobs
     q = np.concatenate([test_normal, outliers])
-    a = LatentDistance(search="torch", device="cpu").fit(normal).score(q)
-    b = LatentDistance(search="faiss", device="cpu").fit(normal).score(q)
+    a = LatentDistance(search="torch", device="cpu").fit(normal).decision_function(q)
+    b = LatentDistance(search="faiss", device="cpu").fit(normal).decision_function(q)
     assert np.allclose(a, b, atol=1e-3)
     d = knn_distances(torch.tensor(normal), torch.tensor(normal), 3, exclude_self=True, backend="faiss")
     assert (d[:, 0] > 0).all()
@@ -113,7 +113,7 @@ def test_raw_pixel_knn_on_real_mnist_digit(mnist_dir):
     train = load_data("mnist:train?classes=1&limit=2000")
     test = load_data("mnist:test?limit=2000")
     det = LatentDistance(image_score="pooled", maps=False, device="cpu").fit(train)
-    auc = roc_auc_score(test.anomaly_labels(["1"]), det.score(test))
+    auc = roc_auc_score(test.anomaly_labels(["1"]), det.decision_function(test))
     assert auc > 0.99  # digit 1 is the easy case: 99.8 with all data
 
 
@@ -121,14 +121,14 @@ def test_backbone_features_rank_outliers(shapes_images):
     normal, defective = shapes_images(60, False), shapes_images(20, True)
     det = LatentDistance(backbone="resnet18", weights="random", image_size=32, device="cpu").fit(normal)
     assert det.score_map(defective).shape == (20, 16, 16)
-    assert _auroc(det.score(shapes_images(40, False)), det.score(defective)) > 0.9
+    assert _auroc(det.decision_function(shapes_images(40, False)), det.decision_function(defective)) > 0.9
 
 
 @pytest.mark.parametrize(
     "params, message",
     [
         ({"method": "lof"}, "method='lof': unknown"),
-        ({"k": 0}, "k=0: must be a positive integer"),
+        ({"k": 0}, "k=0: must be an integer in \\[1, 10000\\]"),
         ({"memory_size": 3, "k": 5}, "memory_size=3 must be at least k=5"),
         ({"backbone": "resnet19", "weights": "random"}, "resnet19"),
         ({"backbone": "resnet18", "weights": "random", "layers": ["layer9"]}, "layer9"),
@@ -143,12 +143,12 @@ def test_bad_parameters_fail_at_fit(blobs, params, message):
 def test_misuse_errors(blobs):
     normal, _, _ = blobs
     with pytest.raises(AnomalyError, match="not fitted"):
-        LatentDistance().score(normal)
+        LatentDistance().decision_function(normal)
     det = LatentDistance(device="cpu").fit(normal)
     with pytest.raises(AnomalyError, match="not calibrated"):
         det.predict(normal)
     with pytest.raises(AnomalyError, match="samples are 8 but LatentDistance was fitted on 16"):
-        det.score(normal[:, :8])
+        det.decision_function(normal[:, :8])
     with pytest.raises(AnomalyError, match="needs images"):
         det.score_map(normal)
 
@@ -158,5 +158,5 @@ def test_calibrate_then_predict_flags_outliers(blobs):
     det = LatentDistance(device="cpu").fit(normal[:300]).calibrate(normal[300:], fpr=0.05)
     assert det.predict(outliers).all()
     assert det.predict(test_normal).mean() < 0.15
-    p = det.p_values(det.score(outliers))
+    p = det.p_values(det.decision_function(outliers))
     assert (p <= 1 / 101 + 1e-12).all()

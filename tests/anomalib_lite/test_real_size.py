@@ -51,14 +51,14 @@ def _auroc(normal_scores, anomalous_scores):
 def test_small_defect_in_large_image_is_found_by_patch_scores_not_pooled(spots):
     train, normal, defective, _ = spots
     patch = LatentDistance(device="cpu").fit(train)  # raw-pixel patches
-    assert _auroc(patch.score(normal), patch.score(defective)) > 0.95
+    assert _auroc(patch.decision_function(normal), patch.decision_function(defective)) > 0.95
     cnn = dict(backbone="resnet18", weights="random", layers=["layer1", "layer2"], device="cpu")
     patch = LatentDistance(**cnn).fit(train)
-    assert _auroc(patch.score(normal), patch.score(defective)) > 0.95
+    assert _auroc(patch.decision_function(normal), patch.decision_function(defective)) > 0.95
     pooled = LatentDistance(image_score="pooled", **cnn).fit(train)
-    assert _auroc(pooled.score(normal), pooled.score(defective)) < 0.8  # the spot is averaged away
+    assert _auroc(pooled.decision_function(normal), pooled.decision_function(defective)) < 0.8  # the spot is averaged away
     raw_pooled = LatentDistance(image_score="pooled", device="cpu").fit(train)
-    assert _auroc(raw_pooled.score(normal), raw_pooled.score(defective)) < 0.8
+    assert _auroc(raw_pooled.decision_function(normal), raw_pooled.decision_function(defective)) < 0.8
 
 
 @pytest.mark.parametrize("params", [{}, {"backbone": "resnet18", "weights": "random"}, {"method": "gaussian"},
@@ -66,7 +66,7 @@ def test_small_defect_in_large_image_is_found_by_patch_scores_not_pooled(spots):
 def test_image_score_is_the_maximum_of_its_map(spots, params):
     train, _, defective, _ = spots
     det = LatentDistance(device="cpu", **params).fit(train)
-    scores, maps = det.score(defective), det.score_map(defective)
+    scores, maps = det.decision_function(defective), det.score_map(defective)
     assert maps.shape == (30, 48, 48)
     assert np.allclose(scores, maps.reshape(30, -1).max(1), rtol=1e-5)
 
@@ -75,9 +75,9 @@ def test_reweighting_scales_scores_by_a_factor_below_one(spots):
     train, normal, defective, _ = spots
     plain = LatentDistance(device="cpu").fit(train)
     weighted = LatentDistance(device="cpu", reweight=5).fit(train)
-    a, b = plain.score(defective), weighted.score(defective)
+    a, b = plain.decision_function(defective), weighted.decision_function(defective)
     assert ((b > 0) & (b < a)).all()
-    assert _auroc(weighted.score(normal), b) > 0.9
+    assert _auroc(weighted.decision_function(normal), b) > 0.9
 
 
 def test_bank_is_a_share_of_the_patches_seen_and_never_more(spots):
@@ -108,9 +108,9 @@ def test_half_precision_bank_changes_no_figure(spots):
     half = LatentDistance(device="cpu").fit(train)
     full = LatentDistance(device="cpu", bank_dtype="float32").fit(train)
     assert half.patch_memory_.dtype == torch.float16 and full.patch_memory_.dtype == torch.float32
-    a, b = half.score(np.concatenate([normal, defective])), full.score(np.concatenate([normal, defective]))
+    a, b = half.decision_function(np.concatenate([normal, defective])), full.decision_function(np.concatenate([normal, defective]))
     assert np.allclose(a, b, rtol=2e-3)
-    assert _auroc(half.score(normal), half.score(defective)) == _auroc(full.score(normal), full.score(defective))
+    assert _auroc(half.decision_function(normal), half.decision_function(defective)) == _auroc(full.decision_function(normal), full.decision_function(defective))
 
 
 def test_pro_of_perfect_random_and_partial_maps():
@@ -202,15 +202,15 @@ def test_one_tile_equals_the_whole_image_and_tiles_cover_larger_images(spots):
     tiled = Tiled("x", defective)
     tiled.tiling = Tiling(48)
     assert np.array_equal(det.score_map(tiled), det.score_map(whole))
-    assert np.array_equal(det.score(tiled), det.score(whole))
+    assert np.array_equal(det.decision_function(tiled), det.decision_function(whole))
     # a detector fitted on 48 px tiles scores 96 px images tile by tile, stitching the maps
     big = np.concatenate([np.concatenate([normal[:10], defective[:10]], 3),
                           np.concatenate([normal[10:20], normal[20:30]], 3)], 2)  # (10, 1, 96, 96)
     src = al.sources.ArraySource("big", big)
     src.tiling = Tiling(48, overlap=0.5)
-    maps, scores = det.score_map(src), det.score(src)
+    maps, scores = det.score_map(src), det.decision_function(src)
     assert maps.shape == (10, 96, 96)
-    tile_scores = det.score(al.sources.ArraySource("t", Tiling(48, 0.5).split(torch.from_numpy(big)).numpy()))
+    tile_scores = det.decision_function(al.sources.ArraySource("t", Tiling(48, 0.5).split(torch.from_numpy(big)).numpy()))
     assert np.allclose(scores, tile_scores.reshape(10, -1).max(1))
     # the defects sit in the top-right quarter: that is where the stitched maps peak
     peak = maps.reshape(10, -1).argmax(1)
@@ -230,7 +230,7 @@ def test_tile_spec_and_fitted_tiling_is_reused(tmp_path):
     assert det.score_map(plain).shape == (8, 96, 96)
     det.save(tmp_path / "m.anomaly")
     back = al.load(tmp_path / "m.anomaly")
-    assert back.tiling_ == det.tiling_ and np.array_equal(back.score(plain), det.score(plain))
+    assert back.tiling_ == det.tiling_ and np.array_equal(back.decision_function(plain), det.decision_function(plain))
     for spec, message in ((f"{root}?tile=4", "at least 8"), (f"{root}?tile=200", "smaller than the 200 px tile"),
                           (f"{root}?overlap=0.5", "overlap= applies with tile= only")):
         with pytest.raises(AnomalyError, match=message):
@@ -246,4 +246,4 @@ def test_trained_detectors_learn_from_tiles():
     det = al.Reconstruction(epochs=1, batch_size=8, device="cpu").fit(src)
     assert det.input_shape_ == (1, 32, 32) and det.n_seen_ == 12 * 4 and det.tiling_ == Tiling(32, 0.0)
     whole = al.sources.ArraySource("whole", x[:3])  # scored with the tiling it was fitted with
-    assert det.score(whole).shape == (3,) and det.score_map(whole).shape == (3, 64, 64)
+    assert det.decision_function(whole).shape == (3,) and det.score_map(whole).shape == (3, 64, 64)

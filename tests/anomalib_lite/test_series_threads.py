@@ -43,7 +43,7 @@ def test_policy_is_applied_restored_and_overridable(two_threads, monkeypatch, ca
     assert f"anomalib_lite: {cls.__name__}: 1 torch thread (a small network on the CPU" in capsys.readouterr().err
     scoring = []
     det.model_.register_forward_hook(lambda *_: scoring.append(torch.get_num_threads()))
-    det.reset().score(np.zeros(200))  # chunks of batch_size steps: torch passes, under the policy too
+    det.reset().decision_function(np.zeros(200))  # chunks of batch_size steps: torch passes, under the policy too
     assert scoring and set(scoring) == {1} and torch.get_num_threads() == 2
     seen.clear()
     torch.set_num_threads(1)

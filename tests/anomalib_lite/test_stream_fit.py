@@ -73,7 +73,7 @@ def _outcome(fitted, images):
     """What a fit produced: scores for detectors, the trunk's weights for pretraining."""
     if isinstance(fitted, al.pretrain.PretrainResult):
         return torch.cat([v.flatten().float() for v in fitted.extractor.trunk_state_dict().values()]).numpy()
-    return fitted.score(images)
+    return fitted.decision_function(images)
 
 
 @pytest.mark.parametrize("name", list(FITTERS))
@@ -123,7 +123,7 @@ def test_a_dataloader_is_read_as_given_every_epoch(images):
     assert data.reads == 10 + 3 * N  # the first batch (shape), then every sample once per epoch
     assert h.val_loss == h.train_loss  # no held-out share in a stream read as given
     assert h.train_loss[-1] < h.train_loss[0]
-    assert np.isfinite(det.score(images)).all()
+    assert np.isfinite(det.decision_function(images)).all()
 
 
 def test_a_list_of_batches_is_read_every_epoch(images):
@@ -168,13 +168,13 @@ def test_cli_workers_option(folder, tmp_path):
 
     out = tmp_path / "ae.anomaly"
     r = CliRunner().invoke(cli, ["fit", "reconstruction", "--data", str(folder), "-o", str(out), "--epochs", "1",
-                                 "--latent-dim", "4", "--width", "4", "--workers", "1", "--quiet"])
+                                 "--latent-dim", "4", "--width", "4", "--num-workers", "1", "--quiet"])
     assert r.exit_code == 0, r.output
     assert al.load(out).num_workers == 1
     r = CliRunner().invoke(cli, ["pretrain", "--backbone", "resnet18", "--data", str(folder), "-o",
                                  str(tmp_path / "w.safetensors"), "--epochs", "1", "--image-size", "32",
-                                 "--workers", "-1", "--quiet"])
-    assert r.exit_code == 2 and "--workers" in r.output
+                                 "--num-workers", "-1", "--quiet"])
+    assert r.exit_code == 2 and "num_workers=-1" in r.output
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="reads /proc (Linux)")

@@ -44,7 +44,7 @@ def test_alarms_come_before_onsets(trained):
     assert m["onsets"] >= 6 and m["warned"] >= 0.8
     assert m["mean_lead"] >= 5  # well before the onset, not at it
     assert m["false_alarms_per_1k"] < 60
-    ap = metrics.average_precision(trained.targets(y), trained.reset().score(x))
+    ap = metrics.average_precision(trained.targets(y), trained.reset().decision_function(x))
     base_rate = trained.targets(y).mean()
     assert ap > 0.7 and ap > 10 * base_rate
     # the last value's z-score (no precursor knowledge) does far worse
@@ -54,25 +54,25 @@ def test_alarms_come_before_onsets(trained):
 
 def test_chunked_scores_equal_whole_and_bundle_round_trip(tmp_path, trained):
     x, _ = precursors(600, 3)
-    whole = trained.reset().score(x)
+    whole = trained.reset().decision_function(x)
     trained.reset()
-    parts = np.concatenate([trained.score(c) for c in np.split(x, [1, 5, 40, 41, 300])])
+    parts = np.concatenate([trained.decision_function(c) for c in np.split(x, [1, 5, 40, 41, 300])])
     assert np.allclose(parts, whole, equal_nan=True, **TOLERANCE)
     assert np.isnan(whole[:31]).all() and np.isfinite(whole[31:]).all()
     assert ((whole[31:] >= 0) & (whole[31:] <= 1)).all() and trained.threshold_ == 0.5
     trained.save(tmp_path / "r.anomaly")
     back = al.load(tmp_path / "r.anomaly")
-    assert type(back) is SupervisedRNN and np.array_equal(back.score(x), whole, equal_nan=True)
+    assert type(back) is SupervisedRNN and np.array_equal(back.decision_function(x), whole, equal_nan=True)
     assert np.array_equal(back.reset().predict(x), trained.reset().predict(x))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_one_step_scores_equal_the_whole_series(cell):
     x, y = precursors(1500, 4)
-    det = SupervisedRNN(window=16, horizon=5, cell=cell, hidden=8, num_layers=2, epochs=2, device="cpu").fit((x, y))
-    whole = det.reset().score(x[:400])  # one torch pass
+    det = SupervisedRNN(window=16, horizon=5, network=cell, hidden=8, num_layers=2, epochs=2, device="cpu").fit((x, y))
+    whole = det.reset().decision_function(x[:400])  # one torch pass
     det.reset()
-    one = np.concatenate([det.score(x[i : i + 1]) for i in range(400)])  # numpy, one step at a time
+    one = np.concatenate([det.decision_function(x[i : i + 1]) for i in range(400)])  # numpy, one step at a time
     assert np.allclose(one, whole, equal_nan=True, **TOLERANCE) and np.isfinite(whole[15:]).all()
 
 

@@ -40,7 +40,7 @@ def test_autoencoder_loss_falls_and_defects_score_high(ae, data):
     _, normal, defective = data
     h = ae.history_
     assert h.train_loss[-1] < 0.5 * h.train_loss[0]
-    assert _auroc(ae.score(normal), ae.score(defective)) > 0.95
+    assert _auroc(ae.decision_function(normal), ae.decision_function(defective)) > 0.95
 
 
 def test_autoencoder_on_a_stream_moving_average_flags_runs_not_single_frames(ae, data):
@@ -48,7 +48,7 @@ def test_autoencoder_on_a_stream_moving_average_flags_runs_not_single_frames(ae,
 
     _, normal, defective = data
     frames = np.concatenate([normal[:30], defective[:1], normal[30:50], defective[1:11], normal[50:60]])
-    raw = ae.score(frames)
+    raw = ae.decision_function(frames)
     smooth = MovingAverage(5).update(raw)
     single, run = 30, np.arange(51, 61)
     assert raw[single] > np.median(raw[:30])  # the lone defect frame is high on its own ...
@@ -71,10 +71,10 @@ def test_autoencoder_map_points_at_the_defect(ae, data):
 def test_autoencoder_is_seeded_and_round_trips(ae, data, tmp_path):
     train, normal, defective = data
     again = Reconstruction(latent_dim=8, width=8, epochs=15, lr=3e-3, device="cpu").fit(train)
-    assert np.array_equal(again.score(defective), ae.score(defective))
+    assert np.array_equal(again.decision_function(defective), ae.decision_function(defective))
     ae.calibrate(normal, fpr=0.1).save(tmp_path / "ae.anomaly")
     back = al.load(tmp_path / "ae.anomaly")
-    assert np.array_equal(back.score(defective), ae.score(defective))
+    assert np.array_equal(back.decision_function(defective), ae.decision_function(defective))
     assert np.array_equal(back.score_map(defective), ae.score_map(defective))
 
 
@@ -86,8 +86,8 @@ def test_mc_dropout_and_ssim_and_augment(data):
     ).fit(train)
     spread = det.score_spread(defective)
     assert spread.shape == (30,) and (spread > 0).all()
-    assert np.array_equal(det.score(defective), det.score(defective))  # passes are seeded
-    assert _auroc(det.score(normal), det.score(defective)) > 0.8
+    assert np.array_equal(det.decision_function(defective), det.decision_function(defective))  # passes are seeded
+    assert _auroc(det.decision_function(normal), det.decision_function(defective)) > 0.8
     with pytest.raises(AnomalyError, match="needs dropout"):
         Reconstruction(mc_samples=3).fit(train)
 
@@ -98,8 +98,8 @@ def test_autoencoder_partial_fit_learns_online(data):
     first = None
     for i in range(0, 300, 50):
         det.partial_fit(train[i : i + 50])
-        first = det.score(normal).mean() if first is None else first
-    assert det.score(normal).mean() < first and det.n_seen_ == 300
+        first = det.decision_function(normal).mean() if first is None else first
+    assert det.decision_function(normal).mean() < first and det.n_seen_ == 300
 
 
 @pytest.fixture(scope="module")
@@ -123,25 +123,25 @@ def test_pretraining_loss_falls_and_weights_load_into_every_detector(pretrained,
     rec = Reconstruction(backbone="resnet18", weights=str(path), image_size=32, epochs=2, device="cpu").fit(train)
     for det in (lat, ood, rec):
         assert det.featurizer_.extractor.weights_source == str(path) if hasattr(det, "featurizer_") and det.featurizer_ else True
-        assert np.isfinite(det.score(defective)).all()
+        assert np.isfinite(det.decision_function(defective)).all()
     emb = lat.featurizer_.extractor.extract(torch.as_tensor(train[:4]))
     ref = backbones.create("resnet18", weights=str(path), image_size=32, device="cpu").extract(torch.as_tensor(train[:4]))
     assert all(torch.equal(emb[k], ref[k]) for k in emb)
-    assert _auroc(lat.score(normal), lat.score(defective)) > 0.9
+    assert _auroc(lat.decision_function(normal), lat.decision_function(defective)) > 0.9
 
 
 def test_synthetic_ood_ranks_defects_and_round_trips(data, tmp_path):
     train, normal, defective = data
     det = SyntheticOOD(image_size=32, epochs=3, synth_ops=["cutpaste", "stroke_blob"], device="cpu").fit(train)
     assert det.history_.train_loss[-1] < det.history_.train_loss[0]
-    assert _auroc(det.score(normal), det.score(defective)) > 0.8
+    assert _auroc(det.decision_function(normal), det.decision_function(defective)) > 0.8
     maps = det.score_map(defective)
     assert maps.shape == (30, 16, 16) and np.isfinite(maps).all()
     det.save(tmp_path / "ood.anomaly")
     back = al.load(tmp_path / "ood.anomaly")
-    assert np.allclose(back.score(defective), det.score(defective), rtol=1e-5)
-    det.set_params(scoring="probability", maps="gradient")
-    p = det.score(defective)
+    assert np.allclose(back.decision_function(defective), det.decision_function(defective), rtol=1e-5)
+    det.set_params(scoring="probability", map_method="gradient")
+    p = det.decision_function(defective)
     assert ((p >= 0) & (p <= 1)).all() and det.score_map(defective[:4]).shape == (4, 16, 16)
 
 

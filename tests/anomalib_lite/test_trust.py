@@ -29,7 +29,7 @@ def test_signed_bundle_verifies_and_every_changed_byte_is_refused(tmp_path, keys
     det, x = fitted
     path = tmp_path / "m.anomaly"
     det.save(path, sign=private)
-    assert np.array_equal(al.load(path, verify=public).score(x), det.score(x))
+    assert np.array_equal(al.load(path, verify=public).decision_function(x), det.decision_function(x))
     assert al.read_header(path, verify=public)["detector"] == "LatentDistance"
     data = path.read_bytes()
     header_end = 8 + int.from_bytes(data[:8], "little")
@@ -137,7 +137,7 @@ def test_read_header_reads_no_tensor_and_bad_paths_are_one_error(tmp_path, fitte
             raise AssertionError("read_header loaded a tensor")
 
     monkeypatch.setattr(bundle, "safe_open", NoTensors)
-    assert al.read_header(tmp_path / "m.anomaly")["n_seen"] == 60
+    assert al.read_header(tmp_path / "m.anomaly")["fitted"]["n_seen_"] == 60
     for bad in (None, 3, ""):
         with pytest.raises(AnomalyError, match="bundle path: expected a file name"):
             al.load(bad)

@@ -1,0 +1,258 @@
+"""What the ``anomaly`` command does, as Python functions: each CLI command parses its options and
+calls one of these, which return the lines it prints.
+
+* :func:`load_source`: a data spec, read the way a bundle was fitted (series: its columns);
+* :func:`fit_and_save`: fit on a data spec, calibrate on a held-out share, save the bundle;
+* :func:`score_and_write`: scores CSV (``-`` for stdout), heatmaps, HTML report, NAB results, or
+  one line for one image;
+* :func:`evaluate_and_write`: the figures table, JSON, heatmaps and report;
+* :func:`stream`: CSV lines scored as they arrive (:func:`anomalib_lite.series_io.stream_lines`);
+* :func:`demo`, :func:`describe_header`.
+
+Outputs are checked before any work: writable, and never the same file as an input (a data
+file, the bundle) nor a heatmap folder holding the data (:func:`anomalib_lite.io.check_outputs`).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics, nab, series_io
+from .base import Detector
+from .errors import AnomalyError
+from .evaluation import Evaluation, assess, format_figures, format_verdict, from_scores, has_score_map, score_rows
+from .io import atomic_output, check_outputs, check_writable
+from .sources import load as load_data
+from .sources import spec_path
+
+__all__ = ["demo", "describe_header", "evaluate_and_write", "fit_and_save", "load_source", "score_and_write",
+           "stream"]
+
+
+def load_source(spec: str, det: Detector | None = None, *, data_dir=None, download: bool = False, columns=None,
+                time_column: str | None = None, label_column: str | None = None, nan: str = "reject"):
+    """Load ``spec``; for a series detector a CSV is read with the columns it was fitted on
+    (unless ``columns`` / ``time_column`` say otherwise) and the spec must be a series."""
+    series = det is not None and det.input_kind == "series"
+    base = str(spec).split("?")[0]
+    fitted = (getattr(det, "data_info_", None) or {}) if det is not None else {}
+    if series and (base == "-" or base.lower().endswith(".csv")):
+        columns, time_column = columns or fitted.get("columns"), time_column or fitted.get("time_column")
+    if det is not None and not series and (columns or time_column or label_column):
+        raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to series")
+    options = dict(columns=columns, time_column=time_column, label_column=label_column, nan=nan) if series else {}
+    try:
+        source = load_data(spec, data_dir=data_dir, download=download, **options)
+    except AnomalyError as e:
+        if columns and "not found" in str(e) and columns == fitted.get("columns"):
+            raise AnomalyError(f"{e} (the bundle was fitted on columns {', '.join(columns)}; pass --column)") from None
+        raise
+    kind = getattr(source, "kind", "image")
+    if series and kind != "series":
+        raise AnomalyError(f"{spec}: not a time series; give a .csv file, nab:CATEGORY/FILE.csv or -")
+    if det is not None and not series and kind == "series":
+        raise AnomalyError(f"{spec}: a time series, but {type(det).__name__} takes images or vectors")
+    return source
+
+
+def _inputs(*specs) -> list[Path]:
+    return [p for p in (spec_path(str(s)) if s is not None else None for s in specs) if p is not None]
+
+
+def fit_and_save(det: Detector, spec: str, out, *, holdout: float | None = 0.1, fpr: float = 0.01, seed: int = 0,
+                 sign=None, **load_options) -> str:
+    """Fit ``det`` on the data ``spec`` less a ``holdout`` share (series: the end), calibrate the
+    threshold at ``fpr`` on that share (series: as the training part's continuation), save the
+    bundle to ``out`` (signed with the key file ``sign``). ``holdout=None``: fit on everything,
+    no calibration (the supervised detector). Returns the summary line."""
+    out = check_writable(out, "bundle")
+    check_outputs({"bundle": out}, _inputs(spec, sign))
+    source = load_source(spec, det, **load_options)
+    if holdout is None:
+        det.fit(source)
+        train, held = source, None
+    else:
+        train, held = source.split(holdout, seed=seed)
+        det.fit(train)
+        det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
+    det.save(out, sign=sign)
+    learned = det.summary()
+    text = f"fitted {type(det).__name__} on {len(train)} samples of {spec}" + (f" ({learned})" if learned else "")
+    if held is not None:
+        text += f"; calibrated on {len(held)} held-out samples: threshold {det.threshold_:.4g} at fpr {fpr:g}"
+    return text + f"; wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)" + (" signed" if sign else "")
+
+
+def _check_show(det: Detector, maps, top, report) -> None:
+    if top is not None and maps is None:
+        raise AnomalyError("--top applies with --maps DIR")
+    if maps is not None:
+        if det.input_kind == "series" or not has_score_map(det):
+            raise AnomalyError(f"--maps: {type(det).__name__} has no score_map (no per-pixel maps); drop --maps")
+        check_writable(maps, "maps", folder=True)
+    if report is not None:
+        check_writable(report, "report")
+
+
+def _show(ev: Evaluation, maps, top, report) -> list[str]:
+    from .report import render_report
+    from .visual import write_heatmaps
+
+    written = []
+    if maps is not None:
+        written.append(f"{len(write_heatmaps(maps, ev, top=top))} heatmaps to {maps}")
+    if report is not None:
+        render_report(ev, report)
+        written.append(f"report {report}")
+    return written
+
+
+def _write_rows(out, head, rows) -> None:
+    """A CSV table to ``out`` (atomically), or to stdout for ``-``."""
+    if str(out) == "-":
+        w = csv.writer(sys.stdout)
+        w.writerow(head)
+        w.writerows(rows)
+        sys.stdout.flush()
+        return
+    with atomic_output(out, "scores") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(head)
+        w.writerows(rows)
+
+
+def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=None, top=None, report=None,
+                    nab_results=None, learn: bool = False, **load_options) -> str:
+    """Score the data ``spec`` and write what was asked: a scores CSV (``out``; ``-`` prints it),
+    heatmaps, a report, NAB's results (series). One image and no outputs: its one-line verdict.
+    Returns what to print ("" when the scores went to stdout)."""
+    _check_show(det, maps, top, report)
+    check_outputs({"scores": out, "report": report}, _inputs(spec, bundle), folders=[maps, nab_results])
+    if out is not None and str(out) != "-":
+        check_writable(out, "scores")
+    series = det.input_kind == "series"
+    if not series and (learn or nab_results is not None):
+        raise AnomalyError(f"{bundle or type(det).__name__}: --learn and --nab-results apply to series bundles")
+    source = load_source(spec, det, **load_options)
+    if not series and out is None and maps is None and report is None:
+        if len(source) != 1:
+            raise AnomalyError("give -o FILE (or -o - for stdout), --maps or --report; one image alone prints its verdict")
+        return format_verdict(assess(det, source), 0)
+    if series and out is None and nab_results is None and report is None:
+        raise AnomalyError("give -o FILE (or -o -), --nab-results DIR, --report FILE or --stream")
+    if series:
+        scores = series_io.score_series(det, source, learn=learn)
+        ev = from_scores(det, source, scores)
+    else:
+        ev = assess(det, source)
+    written = _write_outputs(det, ev, source, out, nab_results)
+    written += _show(ev, maps, top, report)
+    n = len(ev.scores)
+    text = f"scored {n} {'steps' if series else 'samples'} of {spec}" + (f"; wrote {', '.join(written)}" if written else "")
+    if ev.flags is not None:
+        text += f"; {int(np.sum(ev.flags))} flagged as anomalous"
+    return "" if str(out) == "-" and not written else text + _figures_line(ev.figures)
+
+
+def _write_outputs(det, ev: Evaluation, source, out, nab_results) -> list[str]:
+    written = []
+    if ev.kind == "series":
+        pvals = det.p_values(ev.scores) if det.calibration_scores_ is not None else None
+        unit = nab.results_scores(det, ev.scores) if nab_results is not None else None  # before writing anything
+        if out is not None:
+            head, rows = series_io.score_table(source, ev.scores, pvals, ev.flags, source.anomaly_labels())
+            _write_rows(out, head, rows)
+        if nab_results is not None:
+            written.append(f"NAB results {nab.write_results(nab_results, source, unit, type(det).__name__.lower())}")
+    elif out is not None:
+        _write_rows(out, *score_rows(ev))
+    if out is not None and str(out) != "-":
+        written.insert(0, str(out))
+    return written
+
+
+def _figures_line(m: dict) -> str:
+    text = ""
+    if "roc_auc" in m:
+        text += f"\nROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}"
+    if "pixel_roc_auc" in m:
+        text += f"  pixel ROC-AUC {100 * m['pixel_roc_auc']:.2f}  PRO {100 * m['pro']:.2f}"
+    if "early_warning" in m:
+        e = m["early_warning"]
+        text += (f"\nonsets warned {100 * e['warned']:.0f} % (mean lead {e['mean_lead']:.1f} steps); "
+                 f"false alarms {e['false_alarms_per_1k']:.1f} per 1,000 steps")
+    if "windows" in m:
+        w = m["windows"]
+        text += (f"\nanomaly windows detected {w['detected']}/{w['windows']}; false alarms "
+                 f"{w['false_alarms_per_1k']:.2f} per 1,000 steps outside windows")
+    return text
+
+
+def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, maps=None, top=None, report=None,
+                       **load_options) -> tuple[dict, str]:
+    """Figures of ``det`` on labelled data, written as asked; returns (figures, text to print).
+    Data without labels: ``figures["note"]`` says so (what could be written is written)."""
+    _check_show(det, maps, top, report)
+    check_outputs({"figures": json_out, "report": report}, _inputs(spec, bundle), folders=[maps])
+    if json_out is not None:
+        check_writable(json_out, "figures")
+    ev = assess(det, load_source(spec, det, **load_options))
+    written = _show(ev, maps, top, report)
+    if json_out is not None:
+        with atomic_output(json_out, "figures") as tmp:
+            tmp.write_text(json.dumps(ev.figures, indent=1, default=float) + "\n")
+        written.append(f"figures {json_out}")
+    return ev.figures, format_figures(ev.figures) + (f"\nwrote {', '.join(written)}" if written else "")
+
+
+def stream(det: Detector, spec: str, *, learn: bool = False, columns=None, time_column=None, label_column=None,
+           nan: str = "reject") -> tuple[int, int]:
+    """``anomaly score --stream``: CSV lines from stdin (``-``) or a file, scored as they arrive;
+    returns (lines scored, bad lines skipped)."""
+    if det.input_kind != "series":
+        raise AnomalyError(f"--stream: {type(det).__name__} scores images; --stream reads series lines")
+    fitted = det.data_info_ or {}
+    options = (columns or fitted.get("columns"), time_column or fitted.get("time_column"), label_column, nan, learn)
+    if str(spec) == "-":
+        return series_io.stream_lines(det, sys.stdin, "stdin", *options)
+    try:
+        fh = open(spec, newline="", encoding="utf-8")
+    except OSError as e:
+        raise AnomalyError(f"{spec}: cannot read ({e.strerror})") from None
+    with fh:
+        return series_io.stream_lines(det, fh, str(spec), *options)
+
+
+def demo(digit: int = 7, *, data_dir=None, download: bool = True, device: str = "auto", seed: int = 0,
+         batch_size: int | None = None, verbose: bool = False) -> str:
+    """MNIST outliers: fit on one digit's training images, score all 10,000 test digits."""
+    from .detectors import LatentDistance
+
+    train = load_data(f"mnist:train?classes={digit}", data_dir=data_dir, download=download)
+    test = load_data("mnist:test", data_dir=data_dir, download=download)
+    fit_part, held = train.split(0.1, seed=seed)
+    det = LatentDistance(image_score="pooled", maps=False, device=device, seed=seed, verbose=verbose)
+    if batch_size:
+        det.set_params(batch_size=batch_size)
+    det.fit(fit_part).calibrate(held, fpr=0.01)
+    m = metrics.image_metrics(test.anomaly_labels([str(digit)]), det.decision_function(test), det.threshold_)
+    return (f"MNIST outliers, digit {digit} normal: {det!r} on {len(fit_part)} training digits\n"
+            f"ROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}  "
+            f"at the calibrated threshold (fpr 0.01): recall {100 * m['recall']:.1f}, "
+            f"false positive rate {100 * m['fpr']:.2f}")
+
+
+def describe_header(header: dict) -> str:
+    """A bundle header as ``key: value`` lines, one level of nesting indented."""
+    lines = []
+    for key, value in header.items():
+        if isinstance(value, dict):
+            lines.append(f"{key}:")
+            lines += [f"  {k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in value.items()]
+        else:
+            lines.append(f"{key}: {json.dumps(value) if isinstance(value, list) else value}")
+    return "\n".join(lines)
