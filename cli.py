@@ -39,8 +39,7 @@ class _Group(click.Group):
 
 
 def _say(quiet: bool, msg: str) -> None:
-    if msg and not quiet:
-        click.echo(msg)
+    click.echo(msg) if msg and not quiet else None
 
 
 # ---------------------------------------------------------------- options from signatures
@@ -152,9 +151,8 @@ def _show(f):
                         help="Write a heatmap PNG per sample (named after its image) to this folder.")(f)
 
 
-def _verify(f):
-    return click.option("--verify", type=click.Path(dir_okay=False), default=None,
-                        help="Public key file: refuse a bundle not signed with its private key (default: $ANOMALY_VERIFY_KEY).")(f)
+_verify = click.option("--verify", type=click.Path(dir_okay=False), default=None,
+                       help="Public key file: refuse a bundle not signed with its private key (default: $ANOMALY_VERIFY_KEY).")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -421,10 +419,8 @@ def info(bundle, as_json, verify):
     Example:
       anomaly info digit7.anomaly
     """
-    import json
-
     header = al.read_header(bundle, verify=verify)
-    click.echo(json.dumps(header, indent=2, sort_keys=True) if as_json else wf.describe_header(header))
+    click.echo(wf.describe_header(header, as_json))
 
 
 @cli.command()

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from . import validate as v
 from .data import Batch, iter_batches
-from .errors import AnomalyError
+from .errors import AnomalyError, NotFittedError
 from .thresholds import fpr_threshold, p_values
 
 __all__ = ["COMMON_FITTED", "DETECTORS", "RUN_CHECKS", "Detector", "register"]
@@ -51,6 +51,7 @@ def _shape_str(shape) -> str:
 
 #: checks of the run parameters most detectors share
 RUN_CHECKS: dict[str, v.Check] = {
+    "contamination": v.none_or(v.number(0, 0.5, lo_open=True)),
     "batch_size": v.integer(1, 1 << 16),
     "device": v.text(32),
     "seed": v.integer(0, (1 << 63) - 1),
@@ -156,7 +157,24 @@ class Detector(BaseEstimator):
 
     def _require_fitted(self) -> None:
         if not self._is_fitted():
-            raise AnomalyError(f"{self._name} is not fitted: call fit(normal_data) first")
+            raise NotFittedError(f"{self._name} is not fitted: call fit(normal_data) first")
+
+    @property
+    def n_features_in_(self) -> int:
+        """Values per sample seen by ``fit`` (scikit-learn's name; images: C * H * W)."""
+        if not self._is_fitted():
+            raise AttributeError("n_features_in_: not fitted")
+        return int(math.prod(self.input_shape_))
+
+    def _after_fit(self, X) -> None:
+        """With ``contamination``: set ``threshold_`` in-sample (PyOD's way), flagging that share
+        of the training data; without: ``calibrate`` on held-out normal data sets it."""
+        if getattr(self, "contamination", None) is not None:
+            self.calibrate(X, fpr=self.contamination, _in_sample=True)
+
+    def _in_sample_scores(self, X) -> np.ndarray:
+        """Scores of the training data itself (a memory bank skips each sample's own entry)."""
+        return self.decision_function(X)
 
     def _batches(self, data, desc: str | None = None):
         """Normalised batches of ``data``, checked against the fitted input shape, with progress.
@@ -196,6 +214,10 @@ class Detector(BaseEstimator):
             )
         expected = getattr(self, "input_shape_", None)
         if expected is not None and shape != tuple(expected):
+            if len(shape) == 1 and len(expected) == 1:  # scikit-learn's words for vectors
+                raise AnomalyError(
+                    f"data: X has {shape[0]} features, but {self._name} is expecting {expected[0]} features as input"
+                )
             raise AnomalyError(
                 f"data: samples are {_shape_str(shape)} but {self._name} was fitted on "
                 f"{_shape_str(expected)}"
@@ -227,6 +249,7 @@ class Detector(BaseEstimator):
         self._start(X)
         self._learn(X, fitting=True)
         self._finish_fit()
+        self._after_fit(X)
         return self
 
     def partial_fit(self, X, y=None) -> Detector:
@@ -291,9 +314,9 @@ class Detector(BaseEstimator):
                     s, m = s.reshape(-1, tiled[0]).amax(1), tiling.stitch(m, tiled[1], tiled[2])
                 yield s.numpy(), m.numpy()
 
-    def calibrate(self, normal, fpr: float = 0.01) -> Detector:
+    def calibrate(self, normal, fpr: float = 0.01, _in_sample: bool = False) -> Detector:
         """Set ``threshold_`` so that about ``fpr`` of normal data is flagged (conformal)."""
-        scores = self.decision_function(normal)
+        scores = self._in_sample_scores(normal) if _in_sample else self.decision_function(normal)
         self.threshold_ = fpr_threshold(scores, fpr)
         self.fpr_ = float(fpr)
         self.calibration_scores_ = np.sort(scores)

@@ -237,7 +237,11 @@ def _with_params(path: Path, cls, params, device) -> Detector:
     unknown = set(params) - set(cls._get_param_names())
     if unknown:
         raise AnomalyError(f"{path}: params: {cls.__name__} has no parameter '{str(min(unknown))[:60]}'")
-    params = dict(params)
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
+    params = {k: tuple(val) if isinstance(defaults.get(k), tuple) and isinstance(val, list) else val
+              for k, val in params.items()}  # JSON has lists only: tuples come back as tuples
     if device is not None and "device" in cls._get_param_names():
         params["device"] = device
     det = cls(**params)

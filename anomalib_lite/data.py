@@ -53,7 +53,14 @@ def to_float_tensor(x, where: str = "data", offset: int = 0, indices=None) -> to
     sample), so errors name the right sample.
     """
     if isinstance(x, np.ndarray):
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        if x.dtype == object:  # numbers held as Python objects (e.g. from pandas): as float64
+            try:
+                x = x.astype(np.float64)
+            except (TypeError, ValueError) as e:
+                raise AnomalyError(f"{where}: array of dtype object holds values that are not numbers ({e})") from None
+        if np.iscomplexobj(x):
+            raise AnomalyError(f"{where}: Complex data not supported")
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
             raise AnomalyError(f"{where}: array of dtype {x.dtype} is not numeric")
         x = torch.from_numpy(np.ascontiguousarray(x))
     elif not isinstance(x, torch.Tensor):
@@ -62,7 +69,7 @@ def to_float_tensor(x, where: str = "data", offset: int = 0, indices=None) -> to
     if integral:
         x = x.to(torch.float32).div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32)
     elif x.is_complex():
-        raise AnomalyError(f"{where}: complex values are not supported")
+        raise AnomalyError(f"{where}: Complex data not supported")
     else:
         x = x.to(torch.float32)
     if x.ndim == 3:
@@ -70,10 +77,13 @@ def to_float_tensor(x, where: str = "data", offset: int = 0, indices=None) -> to
     elif x.ndim == 4 and x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):
         x = x.permute(0, 3, 1, 2)  # channels-last images from PIL/OpenCV -> (N,C,H,W)
     if x.ndim not in (2, 4):
+        hint = "; Reshape your data: one sample is x.reshape(1, -1), one feature x.reshape(-1, 1)" if x.ndim == 1 else ""
         raise AnomalyError(
             f"{where}: array of rank {x.ndim} (shape {tuple(x.shape)}); "
-            "expected (N,H,W), (N,C,H,W) or (N,D)"
+            f"expected (N,H,W), (N,C,H,W) or (N,D){hint}"
         )
+    if x.numel() == 0 and x.shape[0] > 0:
+        raise AnomalyError(f"{where}: 0 feature(s) (shape={tuple(x.shape)}) while a minimum of 1 is required.")
     if not integral and x.shape[0] > 0 and not torch.isfinite(x).all():
         bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).nonzero()[0, 0].item()
         kind = "NaN" if torch.isnan(x[bad]).any() else "inf"
@@ -119,8 +129,34 @@ def _is_pair(data) -> bool:
     )
 
 
+def _is_number_row(item) -> bool:
+    """A number, or a list/tuple of numbers (a row of features): not a batch or an (x, y) pair."""
+    number = lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+    if number(item):
+        return True
+    return isinstance(item, (list, tuple)) and bool(item) and all(number(v) for v in item[:64])
+
+
+def as_array_like(data, where: str = "data"):
+    """scikit-learn's inputs as arrays: nested lists of numbers and objects with ``__array__``
+    (pandas, array wrappers) become ndarrays; sparse matrices are refused in one line. Anything
+    else (arrays, sources, Datasets, lists of batches) is returned as it is."""
+    if type(data).__module__.startswith("scipy.sparse"):
+        raise AnomalyError(f"{where}: sparse input is not supported; pass a dense array (X.toarray())")
+    if isinstance(data, list) and data and _is_number_row(data[0]):
+        try:
+            return np.asarray(data, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise AnomalyError(f"{where}: a list of rows of different lengths, or of values that are not numbers") from None
+    if not _is_array(data) and not _is_source(data) and hasattr(data, "__array__") \
+            and not isinstance(data, torch.utils.data.Dataset):
+        return np.asarray(data)
+    return data
+
+
 def _raw_batches(data, batch_size: int) -> Iterator[tuple]:
     """Yield (x, y) pairs of raw arrays, before conversion."""
+    data = as_array_like(data)
     if _is_source(data):
         yield from data.batches(batch_size)
         return
@@ -406,6 +442,7 @@ def training_data(data, where: str = "data", batch_size: int = DEFAULT_BATCH_SIZ
     """
     if isinstance(data, TrainingData):
         return data
+    data = as_array_like(data, where)
     if _is_array(data):
         return Samples(data, "array", True, where)
     if _is_pair(data):
@@ -476,7 +513,14 @@ def to_series_tensor(x, where: str = "data", offset: int = 0) -> torch.Tensor:
         except (TypeError, ValueError):
             raise AnomalyError(f"{where}: cannot read a {type(x).__name__} as series values") from None
     if isinstance(x, np.ndarray):
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        if x.dtype == object:  # numbers held as Python objects (e.g. from pandas): as float64
+            try:
+                x = x.astype(np.float64)
+            except (TypeError, ValueError) as e:
+                raise AnomalyError(f"{where}: array of dtype object holds values that are not numbers ({e})") from None
+        if np.iscomplexobj(x):
+            raise AnomalyError(f"{where}: Complex data not supported")
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
             raise AnomalyError(f"{where}: array of dtype {x.dtype} is not numeric")
         x = torch.from_numpy(np.ascontiguousarray(x))
     if x.is_complex():
@@ -491,6 +535,8 @@ def to_series_tensor(x, where: str = "data", offset: int = 0) -> torch.Tensor:
             f"{where}: array of rank {x.ndim} (shape {tuple(x.shape)}) is not a series; expected "
             "(T,) or (T, D); embed image frames first (anomalib_lite.Featurizer)"
         )
+    if x.shape[0] and x.shape[1] == 0:
+        raise AnomalyError(f"{where}: 0 feature(s) (shape={tuple(x.shape)}) while a minimum of 1 is required.")
     if x.shape[0] and not torch.isfinite(x).all():
         t, d = (~torch.isfinite(x)).nonzero()[0].tolist()
         kind = "NaN" if torch.isnan(x[t, d]) else "inf"

@@ -11,6 +11,16 @@ class AnomalyError(ValueError):
     """Bad input to anomalib_lite: the message says what is wrong and where."""
 
 
+def _not_fitted_base():
+    from sklearn.exceptions import NotFittedError as SkNotFitted
+
+    return SkNotFitted
+
+
+class NotFittedError(AnomalyError, _not_fitted_base()):
+    """A detector used before ``fit``: an AnomalyError, and scikit-learn's NotFittedError."""
+
+
 def _user_errors() -> tuple[type[Exception], ...]:
     from augment import AugmentError
     from backbones import BackboneError

@@ -190,17 +190,20 @@ class SeriesDetector(Detector):
             self._threads_logged = n
         return torch_threads(n)
 
+    #: whether ``fit`` learns from labels ``y`` (else they are ignored, as scikit-learn does)
+    _supervised = False
+
     def fit(self, X, y=None) -> SeriesDetector:
         """Learn from a series ``X`` (anything :func:`anomalib_lite.data.iter_series` reads);
-        ``y``: 0/1 labels per step (the supervised detector needs them)."""
-        data = X if y is None else (X, y)
+        ``y``: 0/1 labels per step (the supervised detector needs them, others ignore them)."""
+        data = X if y is None or not self._supervised else (X, y)
         choose_threads(getattr(self, "threads", None), 0)  # a bad threads= fails before any work
         with self._threads():
             return super().fit(data)
 
     def partial_fit(self, X, y=None) -> SeriesDetector:
         with self._threads():
-            return super().partial_fit(X if y is None else (X, y))
+            return super().partial_fit(X if y is None or not self._supervised else (X, y))
 
     def decision_function(self, X) -> np.ndarray:
         """One anomaly score per step, continuing the stream (NaN while the first window fills)."""
@@ -217,6 +220,16 @@ class SeriesDetector(Detector):
                 self._check_input(batch)
                 out.append(self._score_batch(batch.x).double().numpy())
         return np.concatenate(out)
+
+    def score(self, X, y=None) -> float:
+        """As for every detector (ROC-AUC against 0/1 labels ``y``, else the mean of
+        ``score_samples``), on ``X`` scored as a stream of its own: the same number every call."""
+        kept = getattr(self, "_stream", None)
+        self.reset()
+        try:
+            return super().score(X, y)
+        finally:
+            self._stream = kept
 
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
         if self._stream is None:
@@ -246,7 +259,7 @@ class SeriesDetector(Detector):
         )
 
     # ------------------------------------------------------------------ thresholds
-    def calibrate(self, normal, fpr: float = 0.01, context=None) -> SeriesDetector:
+    def calibrate(self, normal, fpr: float = 0.01, context=None, _in_sample: bool = False) -> SeriesDetector:
         """Set ``threshold_`` from the scores of a normal series, scored as a stream of its own
         (the current stream is left as it was). ``context``: the steps just before ``normal``
         (typically the training series it was cut from): the stream runs through them first, so

@@ -17,6 +17,15 @@ class Buffers(nn.Module):
 
     ``Buffers.skeleton({"memory": ((10, 384), torch.float16)}, device="meta")`` makes the empty
     shapes a bundle's tensors must fit.
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = Buffers(mean=torch.zeros(3), scatter=None)
+    >>> sorted(b.state_dict()), b.get("scatter") is None
+    (['mean'], True)
+    >>> Buffers.skeleton({"mean": ((3,), torch.float64)}).mean.shape
+    torch.Size([3])
     """
 
     def __init__(self, **tensors: torch.Tensor | None):

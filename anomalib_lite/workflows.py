@@ -246,8 +246,10 @@ def demo(digit: int = 7, *, data_dir=None, download: bool = True, device: str = 
             f"false positive rate {100 * m['fpr']:.2f}")
 
 
-def describe_header(header: dict) -> str:
-    """A bundle header as ``key: value`` lines, one level of nesting indented."""
+def describe_header(header: dict, as_json: bool = False) -> str:
+    """A bundle header as ``key: value`` lines, one level of nesting indented (or as JSON)."""
+    if as_json:
+        return json.dumps(header, indent=2, sort_keys=True)
     lines = []
     for key, value in header.items():
         if isinstance(value, dict):

@@ -102,6 +102,9 @@ class Continuation(SeriesDetector):
         (None: ``10 * (window + horizon)``).
     epochs, batch_size, lr, patience, val_fraction, max_time
         The training loop (the last ``val_fraction`` of the crops, in time, stops it early).
+    contamination : float or None, default None
+        Share of the training data taken as anomalous to set ``threshold_`` at ``fit``, in-sample
+        (PyOD's way); None: ``calibrate`` on held-out normal data sets it (the better way).
     device : str, default "auto"
     seed : int, default 0
     verbose : bool, default False
@@ -178,6 +181,7 @@ class Continuation(SeriesDetector):
         patience: int | None = 5,
         val_fraction: float = 0.1,
         max_time: float | None = None,
+        contamination: float | None = None,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = False,
@@ -207,6 +211,7 @@ class Continuation(SeriesDetector):
         self.patience = patience
         self.val_fraction = val_fraction
         self.max_time = max_time
+        self.contamination = contamination
         self.device = device
         self.seed = seed
         self.verbose = verbose

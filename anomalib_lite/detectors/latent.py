@@ -114,6 +114,9 @@ class LatentDistance(Detector):
     search : {"torch", "faiss"}, default "torch"
         Exact search by chunked matrix products, or FAISS when installed.
     batch_size : int, default 256
+    contamination : float or None, default None
+        Share of the training data taken as anomalous to set ``threshold_`` at ``fit``, in-sample
+        (PyOD's way); None: ``calibrate`` on held-out normal data sets it (the better way).
     device : str, default "auto"
     seed : int, default 0
     verbose : bool, default False
@@ -197,6 +200,7 @@ class LatentDistance(Detector):
         map_dims: int = 100,
         search: str = "torch",
         batch_size: int = 256,
+        contamination: float | None = None,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = False,
@@ -221,6 +225,7 @@ class LatentDistance(Detector):
         self.map_dims = map_dims
         self.search = search
         self.batch_size = batch_size
+        self.contamination = contamination
         self.device = device
         self.seed = seed
         self.verbose = verbose
@@ -327,7 +332,7 @@ class LatentDistance(Detector):
             bank = self.bank_.get("memory") if self.bank_.get("memory") is not None else self.bank_.get("patch_memory")
             if bank is None or len(bank) < self.k:
                 n = 0 if bank is None else len(bank)
-                raise AnomalyError(f"data: k={self.k} needs at least {self.k} normal samples, got {n}")
+                raise AnomalyError(f"data: k={self.k} needs at least {self.k} normal samples, got {n} sample(s)")
         elif self._moments.n < 2 and self._patch_moments.n < 2:
             raise AnomalyError("data: the Gaussian needs at least 2 normal samples")
 
@@ -445,6 +450,9 @@ class LatentDistance(Detector):
             return super().decision_function(X)
         finally:
             self._exclude_self = False
+
+    def _in_sample_scores(self, X):
+        return self.decision_function(X, leave_one_out=True)
 
     def _gaussian(self, mean: torch.Tensor, scatter: torch.Tensor, n: int) -> torch.Tensor:
         return torch.linalg.inv(RunningMoments.from_state(n, mean, scatter).covariance(self.shrinkage))

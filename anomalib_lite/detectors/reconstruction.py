@@ -79,6 +79,9 @@ class Reconstruction(Detector):
         DataLoader processes that decode lazy data (image folders) while training.
     partial_fit_epochs : int, default 1
         Passes over each minibatch given to ``partial_fit``.
+    contamination : float or None, default None
+        Share of the training data taken as anomalous to set ``threshold_`` at ``fit``, in-sample
+        (PyOD's way); None: ``calibrate`` on held-out normal data sets it (the better way).
     device : str, default "auto"
     seed : int, default 0
     verbose : bool, default False
@@ -146,6 +149,7 @@ class Reconstruction(Detector):
         max_time: float | None = None,
         num_workers: int = 2,
         partial_fit_epochs: int = 1,
+        contamination: float | None = None,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = False,
@@ -169,6 +173,7 @@ class Reconstruction(Detector):
         self.max_time = max_time
         self.num_workers = num_workers
         self.partial_fit_epochs = partial_fit_epochs
+        self.contamination = contamination
         self.device = device
         self.seed = seed
         self.verbose = verbose
@@ -264,6 +269,7 @@ class Reconstruction(Detector):
         self._build((b.x for b in train.batches(self.batch_size, self.num_workers)), self.input_shape_)
         self._train(train, self.epochs, val=True)
         self.n_seen_ = len(train)
+        self._after_fit(X)
         return self
 
     def _update(self, batch: Batch, fitting: bool) -> None:  # partial_fit only

@@ -58,6 +58,9 @@ class SupervisedRNN(SeriesDetector):
         Weight of positive steps in the loss (None: negatives / positives).
     epochs, batch_size, lr, patience, val_fraction, max_time
         The training loop (the last ``val_fraction`` of the windows, in time, stops it early).
+    contamination : float or None, default None
+        Share of the training data taken as anomalous to set ``threshold_`` at ``fit``, in-sample
+        (PyOD's way); None: ``calibrate`` on held-out normal data sets it (the better way).
     device : str, default "auto"
     seed : int, default 0
     verbose : bool, default False
@@ -93,6 +96,7 @@ class SupervisedRNN(SeriesDetector):
         **RUN_CHECKS,
     }
     _fitted_checks = {"history_": v.none_or(history), "onsets_": v.integer(0, 1 << 62)}
+    _supervised = True
     _learned = ("model_", "scaler_mean_", "scaler_std_")
 
     def __init__(
@@ -111,6 +115,7 @@ class SupervisedRNN(SeriesDetector):
         patience: int | None = 5,
         val_fraction: float = 0.2,
         max_time: float | None = None,
+        contamination: float | None = None,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = False,
@@ -130,6 +135,7 @@ class SupervisedRNN(SeriesDetector):
         self.patience = patience
         self.val_fraction = val_fraction
         self.max_time = max_time
+        self.contamination = contamination
         self.device = device
         self.seed = seed
         self.verbose = verbose

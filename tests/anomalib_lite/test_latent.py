@@ -147,7 +147,7 @@ def test_misuse_errors(blobs):
     det = LatentDistance(device="cpu").fit(normal)
     with pytest.raises(AnomalyError, match="not calibrated"):
         det.predict(normal)
-    with pytest.raises(AnomalyError, match="samples are 8 but LatentDistance was fitted on 16"):
+    with pytest.raises(AnomalyError, match="X has 8 features, but LatentDistance is expecting 16 features"):
         det.decision_function(normal[:, :8])
     with pytest.raises(AnomalyError, match="needs images"):
         det.score_map(normal)

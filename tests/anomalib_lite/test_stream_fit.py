@@ -180,7 +180,9 @@ def test_cli_workers_option(folder, tmp_path):
 @pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="reads /proc (Linux)")
 def test_worker_memory_stays_flat():
     """A DataLoader worker's heap once grew by a batch for every batch it sent (glibc's dynamic
-    mmap threshold): 60 batches of 3 MB each would add 180 MB to it."""
+    mmap threshold): 100 batches of 12.6 MB each would add 1.26 GB to it. The window starts after
+    a warm-up, and the bound is wide, because a forked worker also copies some of its parent's
+    pages as it touches them (tens of MB in a long test session), which is not a leak."""
     from anomalib_lite.sources import DataSource
 
     class Lazy(DataSource):  # not in memory as far as training knows: read by a worker
@@ -203,12 +205,12 @@ def test_worker_memory_stays_flat():
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
         return int(next(line for line in text.splitlines() if line.startswith("Private_Dirty")).split()[1]) / 1024
 
-    samples = training_data(Lazy(np.zeros((16, 128, 128, 3), np.uint8)))
+    samples = training_data(Lazy(np.zeros((16, 256, 256, 3), np.uint8)))
     reader = samples.reader(num_workers=1)
     sizes = []
-    for k, _ in enumerate(reader.read([torch.arange(16)] * 60)):
-        if k in (10, 59):
+    for k, _ in enumerate(reader.read([torch.arange(16)] * 140)):
+        if k in (39, 139):
             tasks = Path("/proc/self/task").iterdir()
             kids = [int(c) for t in tasks for c in (t / "children").read_text().split()]
             sizes.append(sum(private_dirty_mb(pid) for pid in kids))  # the worker's (and any other child's)
-    assert sizes[1] - sizes[0] < 60, sizes
+    assert sizes[1] - sizes[0] < 300, sizes

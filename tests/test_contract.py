@@ -1,0 +1,176 @@
+"""One contract, five detectors (issue 12): the scikit-learn protocol, bundles that score the same
+after loading, one error class, the caller's random state untouched, series scored in chunks of
+any length, predict consistent with decision_function and the threshold."""
+import random
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError as SkNotFittedError
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+import anomalib_lite as al
+from anomalib_lite import AnomalyError
+from anomalib_lite.errors import NotFittedError
+from anomalib_lite.series import TOLERANCE
+
+
+def _images(n, seed, spot=False):
+    rng = np.random.default_rng(seed)
+    x = (0.5 + 0.05 * rng.standard_normal((n, 1, 16, 16))).astype(np.float32)
+    x[:, :, 4:12, 4:12] += 0.3
+    if spot:
+        x[:, :, 1:4, 11:14] = 1.0
+    return x.clip(0, 1)
+
+
+def _series(n, seed):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return np.sin(t / 5.0) + 0.05 * rng.standard_normal(n)
+
+
+def _labelled(n, seed):
+    x = _series(n, seed)
+    y = np.zeros(n, dtype=int)
+    for onset in range(60, n - 10, 70):
+        x[onset - 4 : onset] += 2.0
+        y[onset : onset + 4] = 1
+    return x, y
+
+
+CASES = {
+    "LatentDistance": (lambda: al.LatentDistance(device="cpu"), lambda: _images(60, 0), lambda: _images(10, 1, True)),
+    "Reconstruction": (lambda: al.Reconstruction(latent_dim=4, width=4, epochs=2, device="cpu"),
+                       lambda: _images(60, 0), lambda: _images(10, 1, True)),
+    "SyntheticOOD": (lambda: al.SyntheticOOD(epochs=1, batch_size=16, num_workers=0, device="cpu"),
+                     lambda: _images(48, 0), lambda: _images(10, 1, True)),
+    "Continuation": (lambda: al.Continuation(window=8, horizon=2, hidden=8, num_layers=1, epochs=2, season=0,
+                                             device="cpu"), lambda: _series(300, 0), lambda: _series(120, 1)),
+    "SupervisedRNN": (lambda: al.SupervisedRNN(window=8, horizon=3, hidden=8, epochs=2, device="cpu"),
+                      lambda: _labelled(400, 0), lambda: _series(120, 1)),
+}
+
+
+def _fit(name):
+    make, train, _ = CASES[name]
+    det = make()
+    data = train()
+    if name == "SupervisedRNN":
+        return det.fit(*data), data[0]
+    det.fit(data)
+    return det.calibrate(data, fpr=0.1) if name != "Continuation" else det.calibrate(data[200:], fpr=0.1, context=data[:200]), data
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def fitted(request):
+    return request.param, *_fit(request.param)
+
+
+def _rng_state():
+    return torch.get_rng_state().clone(), np.random.get_state()[1].copy(), random.getstate()
+
+
+def test_scikit_learn_protocol(fitted):
+    name, det, train = fitted
+    params = det.get_params(deep=True)
+    twin = clone(det)
+    assert twin.get_params() == params and not twin.__sklearn_is_fitted__()
+    with pytest.raises(SkNotFittedError):
+        check_is_fitted(twin)
+    check_is_fitted(det)
+    assert det.set_params(verbose=True) is det and det.verbose is True
+    det.set_params(verbose=False)
+    with pytest.raises(AnomalyError, match="unknown parameter 'colour'"):
+        det.set_params(colour="red")
+    assert name in repr(twin) and det.n_features_in_ == int(np.prod(det.input_shape_))
+
+
+def test_bundle_scores_identically_after_loading(fitted, tmp_path):
+    name, det, _ = fitted
+    test = CASES[name][2]()
+    det.save(tmp_path / "m.anomaly")
+    back = al.load(tmp_path / "m.anomaly")
+    if det.input_kind == "series":
+        det.reset()
+    a, b = det.decision_function(test), back.decision_function(test)
+    assert np.array_equal(a, b, equal_nan=True)
+    assert back.get_params(deep=False) == det.get_params(deep=False)
+    assert back.threshold_ == det.threshold_
+
+
+def test_predict_agrees_with_decision_function_and_threshold(fitted):
+    name, det, _ = fitted
+    test = CASES[name][2]()
+    if det.input_kind == "series":
+        det.reset()
+        scores = det.decision_function(test)
+        det.reset()
+    else:
+        scores = det.decision_function(test)
+    flags = det.predict(test)
+    assert flags.dtype.kind == "i" and set(np.unique(flags)) <= {0, 1}
+    expected = np.nan_to_num(scores, nan=-np.inf) > det.threshold_
+    assert np.array_equal(flags.astype(bool), expected)
+    assert np.allclose(det.score_samples(test) if det.input_kind != "series" else -scores,
+                       -scores if det.input_kind != "series" else det.reset().score_samples(test), equal_nan=True)
+
+
+def test_errors_are_the_package_error(fitted):
+    name, det, _ = fitted
+    make = CASES[name][0]
+    for bad in ({"device": "tpu"}, {"batch_size": 0}, {"seed": -1}):
+        with pytest.raises(AnomalyError) as info:
+            make().set_params(**bad).fit(CASES[name][1]() if name != "SupervisedRNN" else CASES[name][1]()[0])
+        assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
+    with pytest.raises(NotFittedError) as info:  # ours, and scikit-learn's
+        make().decision_function(CASES[name][2]())
+    assert isinstance(info.value, (AnomalyError, SkNotFittedError))
+    with pytest.raises(AnomalyError):
+        det.decision_function(np.zeros((4, 3, 5, 5), np.float32) if det.input_kind != "series" else np.zeros((20, 3)))
+
+
+def test_fit_leaves_the_callers_random_state_alone(fitted):
+    name = fitted[0]
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    before = _rng_state()
+    det, _ = _fit(name)
+    det.decision_function(CASES[name][2]())
+    after = _rng_state()
+    assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
+
+
+@pytest.mark.parametrize("name", ["Continuation", "SupervisedRNN"])
+def test_series_scored_in_chunks_of_odd_lengths_match(name):
+    det, _ = _fit(name)
+    test = _series(157, 3)
+    whole = det.reset().decision_function(test)
+    det.reset()
+    parts, i = [], 0
+    for size in (1, 7, 13, 3, 29, 1, 50, 100):
+        parts.append(det.decision_function(test[i : i + size]))
+        i += size
+    chunked = np.concatenate(parts)
+    assert chunked.shape == whole.shape
+    assert np.allclose(chunked, whole, equal_nan=True, **TOLERANCE)
+
+
+def test_pipeline_and_contamination():
+    rng = np.random.default_rng(0)
+    x = rng.normal(5, 3, (300, 4))
+    pipe = make_pipeline(StandardScaler(), al.LatentDistance(device="cpu", contamination=0.05)).fit(x)
+    flags = pipe.predict(np.vstack([x[:50], x[:5] + 40]))
+    assert flags[-5:].all() and flags[:50].mean() < 0.2
+    assert pipe.score(np.vstack([x[:50], x[:5] + 40]), np.r_[np.zeros(50), np.ones(5)]) > 0.99
+    det = al.LatentDistance(device="cpu").fit(x)
+    assert isinstance(det.score(x), float)
+    labels = det.fit_predict(x, fpr=0.1)
+    assert 0 < labels.mean() <= 0.1 + 1e-9
+    series = make_pipeline(StandardScaler(), al.Continuation(window=8, horizon=2, hidden=8, num_layers=1, epochs=1,
+                                                             season=0, device="cpu"))
+    assert series.fit(_series(300, 0).reshape(-1, 1)).decision_function(_series(50, 1).reshape(-1, 1)).shape == (50,)
