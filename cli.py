@@ -58,7 +58,7 @@ def _param_docs(target) -> dict[str, str]:
         elif names:
             for n in names:
                 out[n] = (out[n] + " " + line.strip()).strip()
-    return out
+    return {n: re.sub(r":\w+:`~?([^`]+)`|``([^`]+)``", lambda m: m[1] or m[2], t) for n, t in out.items()}
 
 
 def _is_list(hint, default) -> bool:
