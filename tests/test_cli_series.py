@@ -69,10 +69,25 @@ def test_score_a_csv_series(tmp_path, bundle):
     assert "scored 300 steps" in r.output
 
 
-def _readline(proc, sel, timeout=60):
-    """One line from the subprocess, failing if none comes in time (no hang)."""
-    assert sel.select(timeout), "no output line in time"
-    return proc.stdout.readline().rstrip("\n")
+class _Lines:
+    """Lines from a subprocess's stdout as they arrive, failing if none comes in time (no hang).
+
+    Reads the raw file descriptor: a buffered ``readline`` may pull two lines into its buffer,
+    after which ``select`` waits for bytes that already arrived."""
+
+    def __init__(self, proc):
+        self.fd, self.buf = proc.stdout.fileno(), b""
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.fd, selectors.EVENT_READ)
+
+    def next(self, timeout=60) -> str:
+        while b"\n" not in self.buf:
+            assert self.sel.select(timeout), "no output line in time"
+            chunk = os.read(self.fd, 65536)
+            assert chunk, "the process closed its output"
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
 
 
 def test_stream_answers_each_line_as_it_arrives_and_skips_bad_lines(tmp_path, bundle):
@@ -86,20 +101,19 @@ def test_stream_answers_each_line_as_it_arrives_and_skips_bad_lines(tmp_path, bu
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
+    out = _Lines(proc)
     try:
         proc.stdin.write(lines[0] + "\n" + lines[1] + "\n")
         proc.stdin.flush()
-        assert _readline(proc, sel) == "timestamp,value,score,is_anomaly"
-        got = [_readline(proc, sel)]  # answered before the next line is even written
+        assert out.next() == "timestamp,value,score,is_anomaly"
+        got = [out.next()]  # answered before the next line is even written
         bad = ["2024-02-01T00:00:00,abc,1", "garbage", "2024-02-01T00:00:00,,1", "noon,1.0,1"]
         for i, line in enumerate(lines[2:], start=2):
             if i == 30:
                 proc.stdin.write("\n".join(bad) + "\n")
             proc.stdin.write(line + "\n")
             proc.stdin.flush()
-            got.append(_readline(proc, sel))
+            got.append(out.next())
         proc.stdin.close()
         err = proc.stderr.read()
         assert proc.wait(timeout=60) == 0
