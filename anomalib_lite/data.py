@@ -46,6 +46,20 @@ def _is_array(obj) -> bool:
     return isinstance(obj, (np.ndarray, torch.Tensor))
 
 
+def _numeric_tensor(x: np.ndarray, where: str) -> torch.Tensor:
+    """A numpy array as a tensor, refusing what is not numbers (scikit-learn's messages)."""
+    if x.dtype == object:  # numbers held as Python objects (e.g. from pandas): as float64
+        try:
+            x = x.astype(np.float64)
+        except (TypeError, ValueError) as e:
+            raise AnomalyError(f"{where}: array of dtype object holds values that are not numbers ({e})") from None
+    if np.iscomplexobj(x):
+        raise AnomalyError(f"{where}: Complex data not supported")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise AnomalyError(f"{where}: array of dtype {x.dtype} is not numeric")
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
 def to_float_tensor(x, where: str = "data", offset: int = 0, indices=None) -> torch.Tensor:
     """Convert one array to a float32 tensor in the canonical layout, or raise AnomalyError.
 
@@ -53,16 +67,7 @@ def to_float_tensor(x, where: str = "data", offset: int = 0, indices=None) -> to
     sample), so errors name the right sample.
     """
     if isinstance(x, np.ndarray):
-        if x.dtype == object:  # numbers held as Python objects (e.g. from pandas): as float64
-            try:
-                x = x.astype(np.float64)
-            except (TypeError, ValueError) as e:
-                raise AnomalyError(f"{where}: array of dtype object holds values that are not numbers ({e})") from None
-        if np.iscomplexobj(x):
-            raise AnomalyError(f"{where}: Complex data not supported")
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-            raise AnomalyError(f"{where}: array of dtype {x.dtype} is not numeric")
-        x = torch.from_numpy(np.ascontiguousarray(x))
+        x = _numeric_tensor(x, where)
     elif not isinstance(x, torch.Tensor):
         raise AnomalyError(f"{where}: expected an array or tensor, got {type(x).__name__}")
     integral = x.dtype in (torch.uint8, torch.bool)
@@ -513,16 +518,7 @@ def to_series_tensor(x, where: str = "data", offset: int = 0) -> torch.Tensor:
         except (TypeError, ValueError):
             raise AnomalyError(f"{where}: cannot read a {type(x).__name__} as series values") from None
     if isinstance(x, np.ndarray):
-        if x.dtype == object:  # numbers held as Python objects (e.g. from pandas): as float64
-            try:
-                x = x.astype(np.float64)
-            except (TypeError, ValueError) as e:
-                raise AnomalyError(f"{where}: array of dtype object holds values that are not numbers ({e})") from None
-        if np.iscomplexobj(x):
-            raise AnomalyError(f"{where}: Complex data not supported")
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-            raise AnomalyError(f"{where}: array of dtype {x.dtype} is not numeric")
-        x = torch.from_numpy(np.ascontiguousarray(x))
+        x = _numeric_tensor(x, where)
     if x.is_complex():
         raise AnomalyError(f"{where}: complex values are not supported")
     x = x.to(torch.float32)

@@ -75,19 +75,26 @@ def blobs():
     return normal, test_normal, outliers
 
 
+def _make_shapes(rng, n, defect):
+    """Tiny 1x16x16 images: normal = a bright square near the centre; anomaly = square + a spot."""
+    x = rng.uniform(0, 0.05, (n, 1, 16, 16)).astype(np.float32)
+    for i in range(n):
+        r, c = rng.integers(5, 7, 2)
+        x[i, 0, r : r + 5, c : c + 5] = 0.9
+        if defect:
+            rr, cc = rng.integers(0, 3, 2) + np.array([0, 12])
+            x[i, 0, rr : rr + 3, cc : cc + 3] = 1.0
+    return x
+
+
+@pytest.fixture(scope="session")
+def make_shapes():
+    """``make_shapes(rng, n, defect)``: the shapes images from a generator of the caller's."""
+    return _make_shapes
+
+
 @pytest.fixture
 def shapes_images():
-    """Tiny 1x16x16 images: normal = a bright square near the centre; anomaly = square + a spot."""
+    """``shapes_images(n, defect)``: shapes images from one generator per test (seed 1)."""
     rng = np.random.default_rng(1)
-
-    def make(n, defect):
-        x = rng.uniform(0, 0.05, (n, 1, 16, 16)).astype(np.float32)
-        for i in range(n):
-            r, c = rng.integers(5, 7, 2)
-            x[i, 0, r : r + 5, c : c + 5] = 0.9
-            if defect:
-                rr, cc = rng.integers(0, 3, 2) + np.array([0, 12])
-                x[i, 0, rr : rr + 3, cc : cc + 3] = 1.0
-        return x
-
-    return make
+    return lambda n, defect: _make_shapes(rng, n, defect)

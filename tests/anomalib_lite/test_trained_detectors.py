@@ -14,20 +14,9 @@ def _auroc(normal, anomalous):
 
 
 @pytest.fixture(scope="module")
-def data():
+def data(make_shapes):
     rng = np.random.default_rng(1)
-
-    def make(n, defect):
-        x = rng.uniform(0, 0.05, (n, 1, 16, 16)).astype(np.float32)
-        for i in range(n):
-            r, c = rng.integers(5, 7, 2)
-            x[i, 0, r : r + 5, c : c + 5] = 0.9
-            if defect:
-                rr, cc = rng.integers(0, 3, 2) + np.array([0, 12])
-                x[i, 0, rr : rr + 3, cc : cc + 3] = 1.0
-        return x
-
-    return make(300, False), make(60, False), make(30, True)
+    return make_shapes(rng, 300, False), make_shapes(rng, 60, False), make_shapes(rng, 30, True)
 
 
 @pytest.fixture(scope="module")
