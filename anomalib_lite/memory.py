@@ -54,10 +54,13 @@ class KnnIndex:
         sq = self._sq.to(queries.dtype)
         rows = max(1, _BLOCK_ELEMENTS // max(1, len(self)))
         dists, indices = [], []
+        # one block buffer reused: a fresh 16 MB block per step fragments glibc's heap (its
+        # dynamic mmap threshold), and the process grew by gigabytes over a large image batch
+        buf = torch.empty(min(rows, queries.shape[0]), len(self), dtype=queries.dtype, device=queries.device)
         for i in range(0, queries.shape[0], rows):
             q = queries[i : i + rows]
             # |b|^2 - 2 q.b in one fused call (|q|^2 is constant per row: it cannot change the order)
-            part = torch.addmm(sq, q, bank.T, alpha=-2.0)
+            part = torch.addmm(sq, q, bank.T, alpha=-2.0, out=buf[: len(q)])
             # (min() is faster than argmin() on CPU)
             idx = part.min(1, keepdim=True).indices if k == 1 else part.topk(k, 1, largest=False).indices
             # exact distances to the k candidates: the expansion loses precision near zero

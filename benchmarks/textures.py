@@ -36,12 +36,13 @@ TOOL = Path(__file__).resolve().parents[2] / "shared" / "tools" / "make_textures
 def route(name: str, train, args) -> al.LatentDistance:
     """The detector of a route, fitted on ``train`` (pretraining counts as fitting time)."""
     common = dict(device="cpu", seed=args.seed, coreset_ratio=args.ratio)
+    size = dict(image_size=args.image_size) if args.image_size else {}
     if name == "raw-pooled":
         return al.LatentDistance(image_score="pooled", **common).fit(train)
     if name == "raw-patch":
         return al.LatentDistance(**common).fit(train)
     if name == "r18-random":
-        return al.LatentDistance(backbone="resnet18", weights="random", layers=args.layers, **common).fit(train)
+        return al.LatentDistance(backbone="resnet18", weights="random", layers=args.layers, **size, **common).fit(train)
     if name.startswith("r18-pretrained"):
         task = name.split(":")[1] if ":" in name else "synthetic"
         res = pretrain("resnet18", train, task=task, layers=args.layers, epochs=100, max_time=args.pretrain_time,
@@ -78,6 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None, help="an existing set (default: make one)")
     ap.add_argument("--categories", default="brick,grass")
+    ap.add_argument("--image-size", type=int, default=None, help="resize before the backbone (default: as read)")
     ap.add_argument("--routes", default="raw-pooled,raw-patch,r18-random,r18-pretrained")
     ap.add_argument("--layers", default="layer1,layer2")
     ap.add_argument("--ratio", type=float, default=0.1, help="coreset_ratio")
