@@ -179,8 +179,8 @@ def onnx_graph(det: Detector) -> nn.Module:
     the detector does: ``graph(images)`` -> (score,) or (score, score_map)."""
     from .detectors import LatentDistance
 
-    det._require_fitted()
     _refuse_unsupported(det)
+    det._require_fitted()
     graph = LatentGraph(det) if isinstance(det, LatentDistance) else ReconstructionGraph(det)
     return copy.deepcopy(graph).to("cpu").eval()  # a copy: the detector stays on its device
 
