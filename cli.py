@@ -429,7 +429,7 @@ def info(bundle, as_json, verify):
 @_verify
 @click.option("--quiet", "-q", is_flag=True)
 def export_cmd(bundle, out, verify, quiet):
-    """Export a LatentDistance (method knn) or Reconstruction bundle as one ONNX model that
+    """Export a LatentDistance or Reconstruction bundle as one ONNX model that
     onnxruntime runs without torch: input images (N, C, H, W) float32 in [0, 1] at the fitted
     size; outputs score (N,) and score_map (N, H, W); the threshold is in the model's metadata.
     Needs the export extra (pip install "anomalib_lite[export]").

@@ -9,15 +9,16 @@ preprocessing (channel adapt, resize, mean/std), the features, the scoring. What
 bundle's key facts are in the model's ``metadata_props`` (:func:`read_metadata` reads them;
 ``is_anomaly = score > threshold``).
 
-Exported: ``LatentDistance`` with ``method="knn"`` (the extractor and the nearest-neighbour
-search in one graph: the bank is a constant, stored as the bundle stores it (float16 by default)
-and searched in float32; candidates by ``|b|^2 - 2 q.b`` and one matrix product, then the exact
-distances to them, as :class:`anomalib_lite.memory.KnnIndex` does; the same ``k``,
-``image_score`` and ``reweight``: PatchCore's re-weighting reads each bank row's neighbours from
-a table computed at export) and ``Reconstruction`` (the autoencoder and its error, ``mc_samples
-= 1``). Anything else is refused in one line. onnxruntime's scores equal torch's within
-:data:`TOLERANCE`; the graph holds one image's patches times the bank's rows in memory at once
-(about 31 MB per 224 px image for a 10,000-row bank), the torch path works in bounded chunks.
+Exported: ``LatentDistance``, the extractor and the distance in one graph. ``method="knn"``:
+the bank is a constant, stored as the bundle stores it (float16 by default) and searched in
+float32: candidates by ``|b|^2 - 2 q.b`` (one matrix product), then the exact distances to them,
+as :class:`anomalib_lite.memory.KnnIndex` does; the same ``k``, ``image_score`` and
+``reweight`` (PatchCore's re-weighting reads each bank row's neighbours from a table computed at
+export). ``method="gaussian"``: the Mahalanobis distance with the precision matrices as
+constants, in float64 as torch computes it. ``Reconstruction``: the autoencoder and its error
+(``mc_samples=1``). Anything else is refused in one line. onnxruntime's scores equal torch's
+within :data:`TOLERANCE`. The graph holds one batch's patches times the bank's rows at once
+(about 31 MB per 224 px image for a 10,000-row bank); the torch path works in bounded chunks.
 
 Needs the ``export`` extra: ``pip install -e ".[export]"`` (onnx, onnxruntime, onnxscript, which
 ``torch.onnx.export`` needs).
@@ -79,7 +80,8 @@ def _nearest(q: torch.Tensor, bank: torch.Tensor, sq: torch.Tensor, k: int) -> t
 
 
 class LatentGraph(nn.Module):
-    """``LatentDistance`` (knn) as one module: features, search against constant banks, maps."""
+    """``LatentDistance`` as one module: features, then the search against constant banks (knn) or
+    the Mahalanobis distance with constant precision matrices (gaussian, float64 as in torch), maps."""
 
     def __init__(self, det):
         super().__init__()
@@ -92,6 +94,18 @@ class LatentGraph(nn.Module):
         self.pooled = not self.image or det.image_score == "pooled"
         self.maps = self.image and det._learns_patches()
         self.k, self.reweight = int(det.k), int(det.reweight)
+        self.gaussian = det.method == "gaussian"
+        if self.gaussian:  # the precision matrices as the detector computes them (float64)
+            b = det.bank_
+            if self.pooled:
+                self.register_buffer("mean", b.mean.detach().cpu())
+                self.register_buffer("precision", det._gaussian(b.mean, b.scatter, det.moments_n_).cpu())
+            if self.maps:
+                self.register_buffer("patch_mean", b.patch_mean.detach().cpu()[:, None, :])
+                self.register_buffer("patch_precision",
+                                     det._gaussian(b.patch_mean, b.patch_scatter, det.patch_moments_n_).cpu())
+                self.register_buffer("patch_channels", b.patch_channels.detach().cpu())
+            return
         memory, patch = det.bank_.get("memory"), det.bank_.get("patch_memory")
         if self.pooled:
             self.register_buffer("memory", memory.detach().cpu())
@@ -107,10 +121,14 @@ class LatentGraph(nn.Module):
                 self.register_buffer("support", support)
 
     def _patch_maps(self, x: torch.Tensor) -> torch.Tensor:
-        from .detectors.latent import patch_maps, reweight_factor
+        from .detectors.latent import _mahalanobis, patch_maps, reweight_factor
 
         p = self.feat.patches(x)
         n, d, h, w = p.shape
+        if self.gaussian:  # per-position Mahalanobis distance on the kept channels (PaDiM)
+            sel = p[:, self.patch_channels].permute(2, 3, 0, 1).reshape(h * w, n, -1)
+            dist = _mahalanobis(sel, self.patch_mean, self.patch_precision).T
+            return patch_maps(dist.reshape(n, h, w), tuple(x.shape[-2:]))
         rows = p.permute(0, 2, 3, 1).reshape(-1, d)
         bank = self.patch_memory.float()
         dist, idx = _nearest(rows, bank, self.patch_sq, 1)
@@ -127,7 +145,12 @@ class LatentGraph(nn.Module):
         maps = self._patch_maps(images) if self.maps else None
         if self.pooled:
             emb = self.feat.embed(images)
-            score = _nearest(emb, self.memory.float(), self.memory_sq, self.k)[0].mean(1)
+            if self.gaussian:
+                from .detectors.latent import _mahalanobis
+
+                score = _mahalanobis(emb, self.mean, self.precision).float()
+            else:
+                score = _nearest(emb, self.memory.float(), self.memory_sq, self.k)[0].mean(1)
         else:
             score = maps.flatten(1).amax(1)  # the map's maximum, as the torch path
         return (score,) if maps is None else (score, maps)
@@ -164,11 +187,9 @@ def _refuse_unsupported(det: Detector) -> None:
 
     name = type(det).__name__
     if not isinstance(det, (LatentDistance, Reconstruction)):
-        raise AnomalyError(f"{name}: ONNX export covers LatentDistance (method='knn') and Reconstruction")
+        raise AnomalyError(f"{name}: ONNX export covers LatentDistance and Reconstruction")
     if getattr(det, "tiling_", None) is not None:
         raise AnomalyError(f"{name}: fitted on tiles (?tile=); ONNX export takes whole images, fit without tiling")
-    if isinstance(det, LatentDistance) and det.method != "knn":
-        raise AnomalyError(f"LatentDistance: method='{det.method}' is not exported; ONNX export covers method='knn'")
     if isinstance(det, Reconstruction) and det.mc_samples > 1:
         raise AnomalyError("Reconstruction: mc_samples > 1 (MC-dropout) is random at scoring time; export a bundle "
                            "with mc_samples=1")

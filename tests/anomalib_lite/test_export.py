@@ -51,10 +51,11 @@ def digits(mnist_dir):
 @needs_extra
 @pytest.mark.parametrize("det", [
     al.LatentDistance(memory_size=400, reweight=4, device="cpu"),  # raw-pixel patches, PatchCore re-weighting
-    al.LatentDistance(backbone="resnet18", weights="random", image_size=32, image_score="pooled", k=3,
+    al.LatentDistance(backbone="lenet5", weights="random", image_size=32, image_score="pooled", k=3,
                       memory_size=200, device="cpu"),  # backbone (resized inside the graph), pooled kNN + maps
+    al.LatentDistance(method="gaussian", map_dims=16, device="cpu"),  # per-position Gaussians (float64)
     al.Reconstruction(width=4, latent_dim=8, epochs=1, metric="ssim", device="cpu"),
-], ids=["latent-pixels-reweight", "latent-resnet18-pooled", "reconstruction-ssim"])
+], ids=["latent-pixels-reweight", "latent-lenet5-pooled", "latent-gaussian", "reconstruction-ssim"])
 def test_onnxruntime_scores_equal_torch_scores(det, digits, tmp_path):
     train, test = digits
     det.fit(train[:250]).calibrate(train[250:], fpr=0.1)
@@ -107,18 +108,16 @@ def test_cli_refuses_in_one_line_and_writes_nothing(digits, tmp_path):
     from cli import cli
 
     train, _ = digits
-    cases = {
-        "gaussian": al.LatentDistance(method="gaussian", image_score="pooled", maps=False, device="cpu"),
-        "mc": al.Reconstruction(width=2, latent_dim=2, epochs=1, dropout=0.2, mc_samples=3, device="cpu"),
-    }
-    for name, det in cases.items():
-        det.fit(train[:60]).save(tmp_path / f"{name}.anomaly")
-    for name, message in [("gaussian", "method='gaussian' is not exported"), ("mc", "mc_samples > 1")]:
+    tiles = al.load_data("mnist:train?classes=7&limit=60&tile=14")
+    al.LatentDistance(image_score="pooled", maps=False, device="cpu").fit(tiles).save(tmp_path / "tiled.anomaly")
+    al.Reconstruction(width=2, latent_dim=2, epochs=1, dropout=0.2, mc_samples=3, device="cpu").fit(
+        train[:60]).save(tmp_path / "mc.anomaly")
+    for name, message in [("tiled", "fitted on tiles"), ("mc", "mc_samples > 1")]:
         r = CliRunner().invoke(cli, ["export", str(tmp_path / f"{name}.anomaly"), "-o", str(tmp_path / "x.onnx")])
         assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
     r = CliRunner().invoke(cli, ["export", str(tmp_path / "mc.anomaly"), "-o", str(tmp_path / "mc.anomaly")])
     assert r.exit_code == 2 and "would overwrite the input" in r.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gaussian.anomaly", "mc.anomaly"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mc.anomaly", "tiled.anomaly"]
 
 
 def test_unsupported_detectors_are_refused():
