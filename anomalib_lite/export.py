@@ -17,8 +17,9 @@ as :class:`anomalib_lite.memory.KnnIndex` does; the same ``k``, ``image_score`` 
 export). ``method="gaussian"``: the Mahalanobis distance with the precision matrices as
 constants, in float64 as torch computes it. ``Reconstruction``: the autoencoder and its error
 (``mc_samples=1``). Anything else is refused in one line. onnxruntime's scores equal torch's
-within :data:`TOLERANCE`, maps within :data:`MAP_TOLERANCE`. The graph holds one batch's patches times the bank's rows at once
-(about 31 MB per 224 px image for a 10,000-row bank); the torch path works in bounded chunks.
+within :data:`TOLERANCE`, maps within :data:`MAP_TOLERANCE`. The graph holds one batch's
+patches times the bank's rows at once (about 31 MB per 224 px image for a 10,000-row bank); the
+torch path works in bounded chunks.
 
 Needs the ``export`` extra: ``pip install -e ".[export]"`` (onnx, onnxruntime, onnxscript, which
 ``torch.onnx.export`` needs).
@@ -63,7 +64,8 @@ def _require_onnx():
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as e:
-        raise AnomalyError(f"ONNX export needs the export extra: pip install 'anomalib_lite[export]' ({e.name} is missing)") from None
+        raise AnomalyError(f"ONNX export needs the export extra: pip install 'anomalib_lite[export]' "
+                           f"({e.name} is missing)") from None
 
 
 class _GraphFeaturizer(Featurizer):

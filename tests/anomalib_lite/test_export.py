@@ -43,7 +43,7 @@ def _assert_close(onnx_values, torch_values, tolerance=TOLERANCE):
 
 @pytest.fixture(scope="module")
 def digits(mnist_dir):
-    """300 training 7s (250 to fit, 50 to calibrate) and 24 test digits of every class."""
+    """300 training 7s (250 to fit, 50 to calibrate) and the first 24 test digits (all classes)."""
     train = next(al.iter_batches(al.load_data("mnist:train?classes=7&limit=300"), 300)).x.numpy()
     test = next(al.iter_batches(al.load_data("mnist:test?limit=24"), 24)).x.numpy()
     return train, test
