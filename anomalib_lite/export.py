@@ -60,6 +60,11 @@ _MAX_BYTES = 2_000_000_000  # one ONNX protobuf file holds < 2 GB
 
 
 def _require_onnx():
+    """One AnomalyError when the exporter cannot run here: torch before 2.6 (no dynamo exporter
+    with dynamic shapes; tested with 2.14) or the export extra missing."""
+    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
+    if (major, minor) < (2, 6):
+        raise AnomalyError(f"ONNX export needs torch >= 2.6 (its dynamo exporter); this is torch {torch.__version__}")
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
