@@ -423,6 +423,25 @@ def info(bundle, as_json, verify):
     click.echo(wf.describe_header(header, as_json))
 
 
+@cli.command("export")
+@click.argument("bundle", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="ONNX model to write (.onnx).")
+@_verify
+@click.option("--quiet", "-q", is_flag=True)
+def export_cmd(bundle, out, verify, quiet):
+    """Export a LatentDistance or Reconstruction bundle as one ONNX model that
+    onnxruntime runs without torch: input images (N, C, H, W) float32 in [0, 1] at the fitted
+    size; outputs score (N,) and score_map (N, H, W); the threshold is in the model's metadata.
+    Needs the export extra (pip install "anomalib_lite[export]").
+
+    \b
+    Example:
+      anomaly export digit7.anomaly -o digit7.onnx
+      python examples/serve_onnx.py digit7.onnx digits/ -o scores.csv
+    """
+    _say(quiet, wf.export(bundle, out, verify=verify))
+
+
 @cli.command()
 @click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False),
               help="Private key file to write (the public key goes to OUT.pub).")

@@ -7,6 +7,7 @@ calls one of these, which return the lines it prints.
   one line for one image;
 * :func:`evaluate_and_write`: the figures table, JSON, heatmaps and report;
 * :func:`stream`: CSV lines scored as they arrive (:func:`anomalib_lite.series_io.stream_lines`);
+* :func:`export`: a bundle as an ONNX model (:mod:`anomalib_lite.export`);
 * :func:`demo`, :func:`describe_header`.
 
 Outputs are checked before any work: writable, and never the same file as an input (a data
@@ -29,8 +30,8 @@ from .io import atomic_output, check_outputs, check_writable
 from .sources import load as load_data
 from .sources import spec_path
 
-__all__ = ["demo", "describe_header", "evaluate_and_write", "fit_and_save", "load_source", "score_and_write",
-           "stream"]
+__all__ = ["demo", "describe_header", "evaluate_and_write", "export", "fit_and_save", "load_source",
+           "score_and_write", "stream"]
 
 
 def load_source(spec: str, det: Detector | None = None, *, data_dir=None, download: bool = False, columns=None,
@@ -225,6 +226,24 @@ def stream(det: Detector, spec: str, *, learn: bool = False, columns=None, time_
         raise AnomalyError(f"{spec}: cannot read ({e.strerror})") from None
     with fh:
         return series_io.stream_lines(det, fh, str(spec), *options)
+
+
+def export(bundle, out, *, verify=None) -> str:
+    """``anomaly export``: the bundle ``bundle`` as an ONNX model at ``out`` (checked before the
+    bundle is read; written atomically). Returns the summary line."""
+    from .bundle import load
+    from .export import _require_onnx, export_onnx, metadata
+
+    _require_onnx()
+    out = check_writable(out, "ONNX model")
+    check_outputs({"ONNX model": out}, [bundle])
+    det = load(bundle, device="cpu", verify=verify)
+    export_onnx(det, out, bundle=bundle)
+    meta = metadata(det, bundle)
+    shape = "x".join(str(s) for s in meta["input"]["shape"])
+    threshold = "none (not calibrated)" if det.threshold_ is None else f"{det.threshold_:.6g}"
+    return (f"exported {meta['detector']} from {bundle} to {out} ({Path(out).stat().st_size / 1e6:.1f} MB): "
+            f"input images {shape} float32 in [0, 1]; outputs {', '.join(meta['outputs'])}; threshold {threshold}")
 
 
 def demo(digit: int = 7, *, data_dir=None, download: bool = True, device: str = "auto", seed: int = 0,

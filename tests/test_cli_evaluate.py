@@ -83,7 +83,8 @@ def test_show_options_bad_input(digit7, tmp_path):
 
 def test_every_command_has_help_with_an_example():
     commands = [["fit", name] for name in ("latent", "reconstruction", "synthetic", "continuation", "rnn")]
-    commands += [[c] for c in ("fit", "score", "evaluate", "pretrain", "augment", "backbones", "info", "demo")]
+    commands += [[c] for c in ("fit", "score", "evaluate", "pretrain", "augment", "backbones", "info", "demo",
+                               "export")]
     for c in commands:
         r = run(*c, "--help")
         assert r.exit_code == 0 and "Example:" in r.output and "anomaly " in r.output, c

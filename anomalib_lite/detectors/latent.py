@@ -63,6 +63,25 @@ def _blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return x[:, 0]
 
 
+def patch_maps(dist: torch.Tensor, size: tuple[int, int], weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pixel maps (n, H, W) from patch distances (n, h, w): upsampled bilinearly to ``size``,
+    Gaussian-blurred (sigma 4 px at 224 px), scaled by ``weight`` (n,) when given (re-weighting).
+    Shared by scoring and the ONNX graph (:mod:`anomalib_lite.export`)."""
+    maps = dist[:, None].float()
+    H, W = size
+    if tuple(dist.shape[-2:]) != (H, W):
+        maps = F.interpolate(maps, size=(H, W), mode="bilinear", align_corners=False)
+    maps = _blur(maps[:, 0], sigma=4.0 * max(H, W) / 224)
+    return maps if weight is None else maps * weight[:, None, None]
+
+
+def reweight_factor(worst: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """PatchCore's ``1 - softmax(d)[0]``, d = distances from each image's most anomalous patch
+    (n, d) to its matched bank patch and that patch's bank neighbours (n, b, d), match first."""
+    d = (worst[:, None, :].float() - support.float()).norm(dim=-1)
+    return 1 - torch.softmax(d, dim=1)[:, 0]
+
+
 @register
 class LatentDistance(Detector):
     """kNN or Mahalanobis distance to normal data in a feature space (PatchCore, PaDiM).
@@ -510,12 +529,7 @@ class LatentDistance(Detector):
                 self._patch_precision = self._gaussian(b.patch_mean, b.patch_scatter, self.patch_moments_n_)
             sel = p[:, b.patch_channels.to(p.device)].permute(2, 3, 0, 1).reshape(h * w, n, -1)
             dist = _mahalanobis(sel, b.patch_mean[:, None, :], self._patch_precision).T  # (n, positions)
-        maps = dist.reshape(n, 1, h, w).float()
-        H, W = x.shape[-2:]
-        if (h, w) != (H, W):
-            maps = F.interpolate(maps, size=(H, W), mode="bilinear", align_corners=False)
-        maps = _blur(maps[:, 0], sigma=4.0 * max(H, W) / 224)
-        return maps if weight is None else maps * weight[:, None, None]
+        return patch_maps(dist.reshape(n, h, w), tuple(x.shape[-2:]), weight)
 
     def _reweight(self, index: KnnIndex, rows: torch.Tensor, dist: torch.Tensor, nearest: torch.Tensor):
         """PatchCore's factor ``1 - softmax(-)[0]`` over the distances from each image's most
@@ -527,5 +541,4 @@ class LatentDistance(Detector):
         matched = index.bank[nearest[torch.arange(n), top]]  # (n, d)
         b = min(self.reweight, len(index))
         _, support = index.search(matched, b, return_index=True)  # (n, b), the match included
-        d = (worst[:, None, :].float() - index.bank[support].float()).norm(dim=-1)
-        return 1 - torch.softmax(d, dim=1)[:, 0]
+        return reweight_factor(worst, index.bank[support])

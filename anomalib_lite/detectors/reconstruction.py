@@ -24,7 +24,7 @@ from ..state import Buffers
 from ..streaming import RunningMoments
 from ..training import TRAIN_CHECKS, TrainConfig, augment_pipeline, fit_model, history
 
-__all__ = ["Reconstruction", "ssim_map"]
+__all__ = ["Reconstruction", "error_map", "ssim_map"]
 
 _METRICS = ("mse", "ssim", "l1")
 
@@ -38,6 +38,16 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 7) -> torch.Tensor:
     vx, vy, cxy = pool(x * x) - mx**2, pool(y * y) - my**2, pool(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     return s.mean(1)
+
+
+def error_map(inp: torch.Tensor, rec: torch.Tensor, metric: str) -> torch.Tensor:
+    """Per-pixel reconstruction error (N, h, w) of ``metric``: 1 - SSIM, mean absolute or mean
+    squared error over channels (shared by scoring and the ONNX graph)."""
+    if metric == "ssim":
+        return 1 - ssim_map(inp, rec)
+    if metric == "l1":
+        return (inp - rec).abs().mean(1)
+    return ((inp - rec) ** 2).mean(1)
 
 
 def _augment(value, name):
@@ -290,13 +300,7 @@ class Reconstruction(Detector):
         with gen_state:
             torch.manual_seed(self.seed)
             for _ in range(self.mc_samples):
-                rec = self.model_(inp)
-                if self.metric == "ssim":
-                    maps.append(1 - ssim_map(inp, rec))
-                elif self.metric == "l1":
-                    maps.append((inp - rec).abs().mean(1))
-                else:
-                    maps.append(((inp - rec) ** 2).mean(1))
+                maps.append(error_map(inp, self.model_(inp), self.metric))
         self.model_.eval()
         return maps
 
