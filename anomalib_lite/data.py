@@ -185,14 +185,23 @@ def _raw_batches(data, batch_size: int) -> Iterator[tuple]:
         yield _split_item(item)
 
 
-def iter_batches(data, batch_size: int = DEFAULT_BATCH_SIZE, where: str = "data") -> Iterator[Batch]:
+def iter_batches(data, batch_size: int = DEFAULT_BATCH_SIZE, where: str = "data",
+                 shard: tuple[int, int] | None = None) -> Iterator[Batch]:
     """Normalise ``data`` into a stream of :class:`Batch` with consistent sample shape.
+
+    ``shard=(rank, world)``: only the samples whose index is ``rank`` modulo ``world`` (one
+    process's share under torchrun; ``Batch.index`` keeps the global indices). Random-access data
+    (arrays, data sources, map-style Datasets) reads only those samples; other iterables are read
+    whole and the rest dropped. A shard may be empty.
 
     Raises AnomalyError for empty data, NaN/inf, a bad rank, or batches whose sample shape differs
     from the first batch's.
     """
     if batch_size < 1:
         raise AnomalyError(f"batch_size: must be >= 1, got {batch_size}")
+    if shard is not None and shard[1] > 1:
+        yield from _shard_batches(data, batch_size, where, *shard)
+        return
     start, shape = 0, None
     for x, y in _raw_batches(data, batch_size):
         x = to_float_tensor(x, where=where, offset=start)
@@ -210,6 +219,34 @@ def iter_batches(data, batch_size: int = DEFAULT_BATCH_SIZE, where: str = "data"
         start += n
     if start == 0:
         raise AnomalyError(f"{where}: no samples")
+
+
+def _random_access(data, where: str) -> Samples | None:
+    """Random access to ``data`` as it is (a tiled source stays whole images), or None."""
+    data = as_array_like(data, where)
+    if _is_array(data):
+        return Samples(data, "array", True, where) if len(data) else None
+    if _is_pair(data):
+        return Samples(data, "pair", True, where) if len(data[0]) else None
+    if _is_source(data) and hasattr(data, "read"):
+        return Samples(data, "source", True, str(getattr(data, "spec", where))) if len(data) else None
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
+        return Samples(data, "dataset", False, where) if len(data) else None
+    return None
+
+
+def _shard_batches(data, batch_size: int, where: str, rank: int, world: int) -> Iterator[Batch]:
+    """:func:`iter_batches` of the samples ``rank::world`` (see there)."""
+    samples = _random_access(data, where)
+    if samples is None:  # read as given: keep this rank's rows
+        for b in iter_batches(data, batch_size, where):
+            keep = b.index % world == rank
+            if keep.any():
+                yield Batch(b.x[keep], None if b.y is None else b.y[keep], b.index[keep])
+        return
+    own = np.arange(rank, len(samples), world, dtype=np.int64)
+    for i in range(0, len(own), batch_size):
+        yield Batch(*samples[own[i : i + batch_size]])
 
 
 # ---------------------------------------------------------------- training data
