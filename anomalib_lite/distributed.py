@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 from contextlib import contextmanager
 
 import numpy as np
@@ -125,8 +126,8 @@ def shard(n: int) -> np.ndarray | None:
 
 # ---------------------------------------------------------------- collectives
 def _cause(e: BaseException) -> str:
-    lines = [s.strip() for s in str(e).splitlines() if s.strip()]
-    return (lines[0] if lines else type(e).__name__)[:200]
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", s.strip()) for s in str(e).splitlines() if s.strip()]
+    return (lines[0] if lines else type(e).__name__)[:200]  # gloo's first line, less its source path
 
 
 def _device() -> torch.device:
@@ -143,9 +144,10 @@ def _call(what: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except (RuntimeError, dist.DistError) as e:
-        raise DistributedError(
-            f"distributed: rank {rank()} of {world()}: {what} failed: another process stopped or did not answer "
-            f"within {timeout():g} s; see its error ({_cause(e)})") from None
+        cause = _cause(e).split(". ")[0]
+        why = (f"no answer from another process within {timeout():g} s (ANOMALY_DIST_TIMEOUT)"
+               if "time" in cause.lower() else "another process failed or stopped; see its error")
+        raise DistributedError(f"distributed: rank {rank()} of {world()}: {what} failed: {why} ({cause})") from None
 
 
 def collective(what: str, fn, *args, **kwargs):
