@@ -217,7 +217,7 @@ def _fit_command(name: str, cls) -> click.Command:
     def run(data_spec, out, sign, quiet, device, seed, batch_size, holdout=None, fpr=0.01, **rest):
         load = _load_options(**{k: rest.pop(k) for k in ("columns", "time_column", "label_column", "nan", "data_dir",
                                                           "download") if k in rest})
-        det = cls(**_values(cls, rest), device=device, seed=seed, verbose=not quiet)
+        det = cls(**_values(cls, rest), device=device, seed=seed, verbose=not quiet and distributed.is_main())
         if batch_size:
             det.set_params(batch_size=batch_size)
         _say(quiet, wf.fit_and_save(det, data_spec, out, holdout=holdout if calibrates else None, fpr=fpr, seed=seed,
@@ -262,7 +262,7 @@ def pretrain_cmd(data_spec, out, data_dir, download, device, seed, batch_size, q
     source = wf.load_source(data_spec, data_dir=data_dir, download=download)
     al.io.check_outputs({"weights": out}, [al.sources.spec_path(data_spec)])
     extra = {"batch_size": batch_size} if batch_size else {}
-    res = pretrain(data=source, out=out, device=device, seed=seed, verbose=not quiet, **_values(pretrain, rest), **extra)
+    res = pretrain(data=source, out=out, device=device, seed=seed, verbose=not quiet and distributed.is_main(), **_values(pretrain, rest), **extra)
     h = res.history
     _say(quiet, f"pretrained {rest['backbone']} ({rest['task']}) on {len(source)} images of {data_spec}: "
                 f"{len(h.train_loss)} epochs, loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; wrote {out}")
@@ -274,7 +274,7 @@ pretrain_cmd.params[2:2] = _options(pretrain, skip=("data", "out"))
 # ---------------------------------------------------------------- score / evaluate
 def _bundle(path, device, batch_size, quiet, verify, threads=None):
     det = al.load(path, device=device, verify=verify)
-    det.set_params(verbose=not quiet)
+    det.set_params(verbose=not quiet and distributed.is_main())
     if batch_size and "batch_size" in det.get_params():
         det.set_params(batch_size=batch_size)
     if threads is not None:

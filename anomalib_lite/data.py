@@ -264,8 +264,10 @@ class TrainingData:
     sample_shape: tuple[int, ...]
     where: str = "data"
 
-    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0) -> Iterator[Batch]:
-        """One pass over the data in order, batch by batch (for streaming statistics)."""
+    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0,
+                shard: tuple[int, int] | None = None) -> Iterator[Batch]:
+        """One pass over the data in order, batch by batch (for streaming statistics);
+        ``shard=(rank, world)``: only the samples ``rank::world`` (torchrun)."""
         raise NotImplementedError
 
     def head(self) -> Batch:
@@ -342,8 +344,10 @@ class Samples(TrainingData, torch.utils.data.Dataset):
         """A :class:`BatchReader` of this data (workers only where decoding happens)."""
         return BatchReader(self, 0 if self.in_memory else num_workers, pin_memory, seed)
 
-    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0) -> Iterator[Batch]:
-        order = [torch.arange(i, min(i + batch_size, self.n)) for i in range(0, self.n, batch_size)]
+    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0,
+                shard: tuple[int, int] | None = None) -> Iterator[Batch]:
+        own = torch.arange(self.n) if shard is None else torch.arange(shard[0], self.n, shard[1])
+        order = [own[i : i + batch_size] for i in range(0, len(own), batch_size)]
         for x, y, index in self.reader(num_workers).read(order):
             yield Batch(x, y, index)
 
@@ -461,8 +465,12 @@ class Replayed(TrainingData):
                 pass
         return self._n
 
-    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0) -> Iterator[Batch]:
-        return self.epoch()
+    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0,
+                shard: tuple[int, int] | None = None) -> Iterator[Batch]:
+        for b in self.epoch():
+            keep = slice(None) if shard is None else b.index % shard[1] == shard[0]
+            if shard is None or keep.any():
+                yield Batch(b.x[keep], None if b.y is None else b.y[keep], b.index[keep])
 
     def head(self) -> Batch:
         return self._head
