@@ -262,7 +262,8 @@ def pretrain_cmd(data_spec, out, data_dir, download, device, seed, batch_size, q
     source = wf.load_source(data_spec, data_dir=data_dir, download=download)
     al.io.check_outputs({"weights": out}, [al.sources.spec_path(data_spec)])
     extra = {"batch_size": batch_size} if batch_size else {}
-    res = pretrain(data=source, out=out, device=device, seed=seed, verbose=not quiet and distributed.is_main(), **_values(pretrain, rest), **extra)
+    res = pretrain(data=source, out=out, device=device, seed=seed, verbose=not quiet and distributed.is_main(),
+                   **_values(pretrain, rest), **extra)
     h = res.history
     _say(quiet, f"pretrained {rest['backbone']} ({rest['task']}) on {len(source)} images of {data_spec}: "
                 f"{len(h.train_loss)} epochs, loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; wrote {out}")

@@ -324,7 +324,10 @@ def fit_model(
                     raise AnomalyError(f"training: the loss became {value if world == 1 else 'non-finite'} "
                                        f"in epoch {epoch + 1}; lower lr")
                 opt.zero_grad(set_to_none=True)
-                scaler.scale(loss * weight if world > 1 else loss).backward()
+                if world > 1:  # DDP averages the gradients over processes during backward
+                    distributed.collective("exchanging gradients", scaler.scale(loss * weight).backward)
+                else:
+                    scaler.scale(loss).backward()
                 if cfg.grad_clip:
                     scaler.unscale_(opt)
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

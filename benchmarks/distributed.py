@@ -45,9 +45,10 @@ CONFIGS = {"full": ("mnist:train", [*POOLED, "--memory-size", "60000"]), "corese
 
 def run(args: list[str], procs: int, cwd: Path) -> float:
     """Wall seconds of one CLI command in ``procs`` processes (raises if it fails)."""
-    launch = [sys.executable] if procs == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                 "--nproc-per-node", str(procs)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    launch = [sys.executable] if procs == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs)]
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     start = time.perf_counter()
     res = subprocess.run([*launch, str(REPO / "cli.py"), *args], cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -78,13 +79,16 @@ def main() -> None:
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
-        cut = lambda spec: spec if args.limit is None else f"{spec}{'&' if '?' in spec else '?'}limit={args.limit}"
+        def cut(spec: str) -> str:
+            return spec if args.limit is None else f"{spec}{'&' if '?' in spec else '?'}limit={args.limit}"
+
         test = cut("mnist:test")
         for name in args.configs.split(","):
             train, extra = CONFIGS[name]
             out = {}
             for procs in (1, 2):
-                fit = ["fit", "latent", "--data", cut(train), "--device", "cpu", "-q", *extra, "-o", f"{name}{procs}.anomaly"]
+                fit = ["fit", "latent", "--data", cut(train), "--device", "cpu", "-q", *extra,
+                       "-o", f"{name}{procs}.anomaly"]
                 t_fit = run(fit, procs, cwd)
                 t_score = run(["score", f"{name}{procs}.anomaly", "--data", test, "--device", "cpu", "-q",
                                "-o", f"{name}{procs}.csv"], procs, cwd)
