@@ -72,11 +72,16 @@ def _torchrun(args: list[str], cwd) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc-per-node 2 --no-python anomaly ARGS`` (the documented form)."""
     anomaly = shutil.which("anomaly")
     cmd = ["--no-python", anomaly] if anomaly else [str(REPO / "cli.py")]
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             *cmd, *args], cwd=cwd, env=_env(), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
     try:
-        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                               *cmd, *args], cwd=cwd, env=_env(), text=True, capture_output=True, timeout=LIMIT)
+        out, err = proc.communicate(timeout=LIMIT)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # the agent and its workers
+        proc.communicate()
         pytest.fail(f"torchrun {args[:2]} hung for more than {LIMIT} s")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _rows(path: Path) -> list[dict]:
