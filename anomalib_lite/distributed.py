@@ -230,5 +230,5 @@ def merge_moments(m, what: str = "merging running moments"):
     for n, mu, sc in zip(counts, means, scatters):
         out.merge(RunningMoments.from_state(int(n[0]), mu[0], sc[0]) if int(n[0]) else RunningMoments())
     if out.mean is not None and has:
-        out.mean, out.scatter = out.mean.to(m.mean.device), out.scatter.to(m.mean.device)
+        out.mean, out.scatter = out.mean.to(m.mean), out.scatter.to(m.scatter)  # device and dtype
     return out
