@@ -4,8 +4,13 @@
 The ``fit`` sub-commands are made from the detectors' own signatures: every parameter is an
 option with the detector's default and the help of its docstring, so no default is ever copied
 here. Exit codes: 0 ok; 2 bad usage or bad input (one line on stderr saying what and where); 1 an
-unexpected failure (a bug: the traceback is shown). SIGTERM ends a run like Ctrl-C does: the
-temporary file of an output being written is removed.
+unexpected failure (a bug: the traceback is shown), or one line when another process of a
+torchrun job failed. SIGTERM ends a run like Ctrl-C does: the temporary file of an output being
+written is removed.
+
+Under ``torchrun --nproc-per-node N --no-python anomaly ...`` every process runs the command on
+its share of the data (:mod:`anomalib_lite.distributed`); rank 0 writes the outputs and prints,
+the others print nothing but their errors (prefixed with their rank).
 """
 from __future__ import annotations
 
@@ -14,10 +19,12 @@ import re
 import signal
 import sys
 import typing
+import warnings
 
 import click
 
 import anomalib_lite as al
+from anomalib_lite import distributed
 from anomalib_lite import workflows as wf
 from anomalib_lite.pretrain import pretrain
 
@@ -34,12 +41,20 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except al.USER_ERRORS as e:
-            click.echo(f"anomaly: error: {' '.join(str(e).split())}", err=True)
+            click.echo(f"anomaly: {_who()}error: {' '.join(str(e).split())}", err=True)
             ctx.exit(2)
+        except al.DistributedError as e:
+            click.echo(f"anomaly: {_who()}error: {' '.join(str(e).split())}", err=True)
+            ctx.exit(1)
+
+
+def _who() -> str:
+    """'rank 1: ' in a multi-process run (which process says it), else ''."""
+    return f"rank {distributed.rank()}: " if distributed.active() else ""
 
 
 def _say(quiet: bool, msg: str) -> None:
-    click.echo(msg) if msg and not quiet else None
+    click.echo(msg) if msg and not quiet and distributed.is_main() else None
 
 
 # ---------------------------------------------------------------- options from signatures
@@ -202,7 +217,7 @@ def _fit_command(name: str, cls) -> click.Command:
     def run(data_spec, out, sign, quiet, device, seed, batch_size, holdout=None, fpr=0.01, **rest):
         load = _load_options(**{k: rest.pop(k) for k in ("columns", "time_column", "label_column", "nan", "data_dir",
                                                           "download") if k in rest})
-        det = cls(**_values(cls, rest), device=device, seed=seed, verbose=not quiet)
+        det = cls(**_values(cls, rest), device=device, seed=seed, verbose=not quiet and distributed.is_main())
         if batch_size:
             det.set_params(batch_size=batch_size)
         _say(quiet, wf.fit_and_save(det, data_spec, out, holdout=holdout if calibrates else None, fpr=fpr, seed=seed,
@@ -247,7 +262,8 @@ def pretrain_cmd(data_spec, out, data_dir, download, device, seed, batch_size, q
     source = wf.load_source(data_spec, data_dir=data_dir, download=download)
     al.io.check_outputs({"weights": out}, [al.sources.spec_path(data_spec)])
     extra = {"batch_size": batch_size} if batch_size else {}
-    res = pretrain(data=source, out=out, device=device, seed=seed, verbose=not quiet, **_values(pretrain, rest), **extra)
+    res = pretrain(data=source, out=out, device=device, seed=seed, verbose=not quiet and distributed.is_main(),
+                   **_values(pretrain, rest), **extra)
     h = res.history
     _say(quiet, f"pretrained {rest['backbone']} ({rest['task']}) on {len(source)} images of {data_spec}: "
                 f"{len(h.train_loss)} epochs, loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; wrote {out}")
@@ -259,7 +275,7 @@ pretrain_cmd.params[2:2] = _options(pretrain, skip=("data", "out"))
 # ---------------------------------------------------------------- score / evaluate
 def _bundle(path, device, batch_size, quiet, verify, threads=None):
     det = al.load(path, device=device, verify=verify)
-    det.set_params(verbose=not quiet)
+    det.set_params(verbose=not quiet and distributed.is_main())
     if batch_size and "batch_size" in det.get_params():
         det.set_params(batch_size=batch_size)
     if threads is not None:
@@ -312,7 +328,7 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
     text = wf.score_and_write(det, data_spec, bundle=bundle, out=out, maps=maps, top=top, report=report,
                               nab_results=nab_results, learn=learn, **load)
     verdict = out is None and maps is None and report is None and nab_results is None
-    click.echo(text) if verdict else _say(quiet, text)
+    click.echo(text) if verdict and distributed.is_main() else _say(quiet, text)
 
 
 @cli.command()
@@ -460,9 +476,20 @@ def keygen(out):
 
 
 def main() -> None:
-    """Console-script entry point; SIGTERM unwinds like Ctrl-C, so temporary files are removed."""
+    """Console-script entry point; SIGTERM unwinds like Ctrl-C, so temporary files are removed.
+    Under torchrun (``WORLD_SIZE`` > 1) the process joins the group first and leaves it at the end."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    cli(prog_name="anomaly")
+    try:
+        distributed.init_from_env()
+    except (al.DistributedError, al.AnomalyError) as e:
+        click.echo(f"anomaly: error: {e}", err=True)
+        sys.exit(1)
+    if not distributed.is_main():  # rank 0 speaks for the job; the others only report errors
+        warnings.simplefilter("ignore")
+    try:
+        cli(prog_name="anomaly")
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

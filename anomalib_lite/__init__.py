@@ -15,7 +15,7 @@ from .base import DETECTORS, Detector
 from .bundle import load, read_header
 from .data import Batch, iter_batches, iter_series
 from .detectors import Continuation, LatentDistance, Reconstruction, SupervisedRNN, SyntheticOOD
-from .errors import USER_ERRORS, AnomalyError
+from .errors import USER_ERRORS, AnomalyError, DistributedError
 from .evaluation import evaluate
 from .report import report
 from .sources import load as load_data
@@ -28,6 +28,7 @@ __all__ = [
     "Batch",
     "Continuation",
     "Detector",
+    "DistributedError",
     "LatentDistance",
     "Reconstruction",
     "SupervisedRNN",

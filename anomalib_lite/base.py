@@ -29,6 +29,7 @@ import torch
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
+from . import distributed
 from . import validate as v
 from .data import Batch, iter_batches
 from .errors import AnomalyError, NotFittedError
@@ -79,6 +80,10 @@ class Detector(BaseEstimator):
     _fitted_checks: ClassVar[dict[str, v.Check]] = {}
     #: attributes holding learned tensors: ``nn.Module`` (saved as its state dict), tensors, arrays
     _learned: ClassVar[tuple[str, ...]] = ()
+    #: under torchrun, whether ``fit`` and scoring split the samples among the processes (rank
+    #: ``r`` reads samples ``r::world``; scores are gathered back in input order). Series are one
+    #: stream: every process reads all of it (their training still splits the windows, DDP)
+    shards_data: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ scikit-learn
     def set_params(self, **params) -> Detector:
@@ -176,17 +181,22 @@ class Detector(BaseEstimator):
         """Scores of the training data itself (a memory bank skips each sample's own entry)."""
         return self.decision_function(X)
 
-    def _batches(self, data, desc: str | None = None):
+    def _shard(self) -> tuple[int, int] | None:
+        """``(rank, world)`` when this process reads only its share of the samples (torchrun)."""
+        return (distributed.rank(), distributed.world()) if self.shards_data and distributed.active() else None
+
+    def _batches(self, data, desc: str | None = None, shard: tuple[int, int] | None = None):
         """Normalised batches of ``data``, checked against the fitted input shape, with progress.
 
         Yields ``(batch, tiled)``: with tiling (a ``?tile=`` spec, or the tiling the detector was
         fitted with) the batch holds the tiles of its images, image by image, and ``tiled`` is
-        ``(tiles per image, image height, image width)``; else ``tiled`` is None.
+        ``(tiles per image, image height, image width)``; else ``tiled`` is None. ``shard``:
+        only this process's samples (:meth:`_shard`).
         """
         bs = int(getattr(self, "batch_size", 256))
-        it = self._iter_data(data, bs)
+        it = self._iter_data(data, bs) if shard is None else iter_batches(data, bs, shard=shard)
         try:
-            total = math.ceil(len(data) / bs)
+            total = math.ceil(len(data) / bs / (1 if shard is None else shard[1]))
         except TypeError:
             total = None
         verbose = getattr(self, "verbose", False)
@@ -233,13 +243,24 @@ class Detector(BaseEstimator):
         self.n_seen_ = 0
         self.data_info_ = data.describe() if hasattr(data, "describe") else None
         self.tiling_ = getattr(data, "tiling", None)  # scoring tiles images the same way
+        self.world_size_ = distributed.world()  # processes that fitted it (the bundle records it)
 
     def _learn(self, data, fitting: bool) -> None:
-        for batch, _ in self._batches(data, desc="fit" if fitting else "partial_fit"):
+        """Learn from the batches of ``data``; ``fit`` under torchrun reads this process's share
+        (``partial_fit`` learns its minibatch as given, in every process alike)."""
+        shard = self._shard() if fitting else None
+        for batch, _ in self._batches(data, desc="fit" if fitting else "partial_fit", shard=shard):
             if self.input_shape_ is None:
                 self.input_shape_ = tuple(batch.x.shape[1:])
             self._update(batch, fitting)
             self.n_seen_ += len(batch)
+        if shard is not None:
+            counts = distributed.all_sum([self.n_seen_ if r == shard[0] else 0 for r in range(shard[1])],
+                                         "counting the samples")
+            if min(counts) == 0:
+                raise AnomalyError(f"data: {int(sum(counts))} sample(s) for {shard[1]} processes; "
+                                   "every process needs at least one to fit")
+            self.n_seen_ = int(sum(counts))
 
     # ------------------------------------------------------------------ the contract
     def fit(self, X, y=None) -> Detector:
@@ -263,12 +284,24 @@ class Detector(BaseEstimator):
         """One anomaly score per sample, higher = more anomalous (tiled images: the largest of
         their tiles' scores)."""
         self._require_fitted()
-        out = []
+        shard = self._shard()
+        out, index = [], []
         with torch.inference_mode():
-            for b, tiled in self._batches(X, "score"):
+            for b, tiled in self._batches(X, "score", shard):
                 s = self._score_batch(b.x).double().cpu()
                 out.append(s if tiled is None else s.reshape(-1, tiled[0]).amax(1))
-        return torch.cat(out).numpy()
+                index.append(b.index if tiled is None else b.index[:: tiled[0]])
+        return self._gathered(out, index, shard, torch.float64).numpy()
+
+    @staticmethod
+    def _gathered(parts: list, index: list, shard, dtype) -> torch.Tensor:
+        """This process's rows of a scoring pass, or with ``shard`` every process's rows, in
+        input order (what one process would have returned)."""
+        if shard is None:
+            return torch.cat(parts)
+        values = torch.cat(parts) if parts else torch.empty(0, dtype=dtype)
+        idx = torch.cat(index) if index else torch.empty(0, dtype=torch.int64)
+        return distributed.gather_rows(values, idx)
 
     def score_samples(self, X) -> np.ndarray:
         """scikit-learn's convention: higher = more normal (``-decision_function``)."""
@@ -290,12 +323,16 @@ class Detector(BaseEstimator):
         stitched, averaged where they overlap)."""
         self._require_fitted()
         tiling = getattr(X, "tiling", None) or getattr(self, "tiling_", None)
-        out = []
+        shard = self._shard()
+        out, index = [], []
         with torch.inference_mode():
-            for b, tiled in self._batches(X, "score_map"):
+            for b, tiled in self._batches(X, "score_map", shard):
                 m = self._score_map_batch(b.x).float().cpu()
                 out.append(m if tiled is None else tiling.stitch(m, tiled[1], tiled[2]))
-        return torch.cat(out).numpy()
+                index.append(b.index if tiled is None else b.index[:: tiled[0]])
+        if shard is not None and not out:  # an empty share (more processes than samples)
+            out = [torch.empty((0, 0, 0))]
+        return self._gathered(out, index, shard, torch.float32).numpy()
 
     def _score_and_map_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and maps of a batch; detectors whose scores come from their maps override it
@@ -306,13 +343,25 @@ class Detector(BaseEstimator):
         """``(scores, maps)`` per batch of ``data`` (numpy), for evaluations that need both."""
         self._require_fitted()
         tiling = getattr(data, "tiling", None) or getattr(self, "tiling_", None)
+        shard = self._shard()
+        scores, maps, index = [], [], []
         with torch.inference_mode():
-            for b, tiled in self._batches(data, "score"):
+            for b, tiled in self._batches(data, "score", shard):
                 s, m = self._score_and_map_batch(b.x)
                 s, m = s.double().cpu(), m.float().cpu()
                 if tiled is not None:
                     s, m = s.reshape(-1, tiled[0]).amax(1), tiling.stitch(m, tiled[1], tiled[2])
-                yield s.numpy(), m.numpy()
+                if shard is None:
+                    yield s.numpy(), m.numpy()
+                else:  # gathered at the end, in input order
+                    scores.append(s)
+                    maps.append(m)
+                    index.append(b.index if tiled is None else b.index[:: tiled[0]])
+        if shard is not None:
+            if not maps:  # an empty share (more processes than samples)
+                maps = [torch.empty((0, 0, 0))]
+            yield (self._gathered(scores, index, shard, torch.float64).numpy(),
+                   self._gathered(maps, index, shard, torch.float32).numpy())
 
     def calibrate(self, normal, fpr: float = 0.01, _in_sample: bool = False) -> Detector:
         """Set ``threshold_`` so that about ``fpr`` of normal data is flagged (conformal)."""

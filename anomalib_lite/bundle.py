@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from . import signing
+from . import distributed, signing
 from . import validate as v
 from .base import COMMON_FITTED, DETECTORS, Detector, _external
 from .errors import AnomalyError
@@ -87,9 +87,12 @@ def _versions() -> dict[str, str]:
 
 def save(detector: Detector, path, sign=None) -> Path:
     """Write ``detector`` to ``path`` atomically; returns the path. ``sign``: an Ed25519 private
-    key file (``anomaly keygen``) or key object; the signature covers the whole file."""
+    key file (``anomaly keygen``) or key object; the signature covers the whole file. Under
+    torchrun only rank 0 writes (every rank holds the same model)."""
     detector._require_fitted()
     path = check_writable(_path(path), "bundle")
+    if not distributed.is_main():
+        return path
     key = None
     if sign is not None:
         key = signing.load_private_key(sign) if isinstance(sign, (str, os.PathLike)) else sign
@@ -109,6 +112,7 @@ def save(detector: Detector, path, sign=None) -> Path:
         "normal_classes": _jsonable(info.get("classes")),
         "data": _jsonable(info) or None,
         "summary": detector.summary(),
+        "world_size": int(getattr(detector, "world_size_", 1) or 1),  # processes that fitted it (torchrun)
         "versions": _versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -213,6 +217,8 @@ def load(path, device: str | None = None, verify=None) -> Detector:
         values = v.check_all(fitted, checks, where="fitted.")
         det.tiling_ = _tiling(header.get("tiling"))
         det.data_info_ = _data_info(header.get("data"))
+        det.world_size_ = v.check_all({"world_size": header.get("world_size", 1)},
+                                      {"world_size": v.integer(1, 1 << 20)})["world_size"]
         cal = tensors.pop("calibration_scores", None)
         if cal is not None and (cal.dtype != torch.float64 or cal.ndim != 1):
             raise AnomalyError(f"tensor 'calibration_scores': {_desc(cal)}, expected a 1-D float64 tensor")

@@ -190,14 +190,23 @@ def _raw_batches(data, batch_size: int) -> Iterator[tuple]:
         yield _split_item(item)
 
 
-def iter_batches(data, batch_size: int = DEFAULT_BATCH_SIZE, where: str = "data") -> Iterator[Batch]:
+def iter_batches(data, batch_size: int = DEFAULT_BATCH_SIZE, where: str = "data",
+                 shard: tuple[int, int] | None = None) -> Iterator[Batch]:
     """Normalise ``data`` into a stream of :class:`Batch` with consistent sample shape.
+
+    ``shard=(rank, world)``: only the samples whose index is ``rank`` modulo ``world`` (one
+    process's share under torchrun; ``Batch.index`` keeps the global indices). Random-access data
+    (arrays, data sources, map-style Datasets) reads only those samples; other iterables are read
+    whole and the rest dropped. A shard may be empty.
 
     Raises AnomalyError for empty data, NaN/inf, a bad rank, or batches whose sample shape differs
     from the first batch's.
     """
     if batch_size < 1:
         raise AnomalyError(f"batch_size: must be >= 1, got {batch_size}")
+    if shard is not None and shard[1] > 1:
+        yield from _shard_batches(data, batch_size, where, *shard)
+        return
     start, shape = 0, None
     for x, y in _raw_batches(data, batch_size):
         x = to_float_tensor(x, where=where, offset=start)
@@ -217,6 +226,34 @@ def iter_batches(data, batch_size: int = DEFAULT_BATCH_SIZE, where: str = "data"
         raise AnomalyError(f"{where}: no samples")
 
 
+def _random_access(data, where: str) -> Samples | None:
+    """Random access to ``data`` as it is (a tiled source stays whole images), or None."""
+    data = as_array_like(data, where)
+    if _is_array(data):
+        return Samples(data, "array", True, where) if len(data) else None
+    if _is_pair(data):
+        return Samples(data, "pair", True, where) if len(data[0]) else None
+    if _is_source(data) and hasattr(data, "read"):
+        return Samples(data, "source", True, str(getattr(data, "spec", where))) if len(data) else None
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
+        return Samples(data, "dataset", False, where) if len(data) else None
+    return None
+
+
+def _shard_batches(data, batch_size: int, where: str, rank: int, world: int) -> Iterator[Batch]:
+    """:func:`iter_batches` of the samples ``rank::world`` (see there)."""
+    samples = _random_access(data, where)
+    if samples is None:  # read as given: keep this rank's rows
+        for b in iter_batches(data, batch_size, where):
+            keep = b.index % world == rank
+            if keep.any():
+                yield Batch(b.x[keep], None if b.y is None else b.y[keep], b.index[keep])
+        return
+    own = np.arange(rank, len(samples), world, dtype=np.int64)
+    for i in range(0, len(own), batch_size):
+        yield Batch(*samples[own[i : i + batch_size]])
+
+
 # ---------------------------------------------------------------- training data
 #
 # Training reads its data once per epoch, shuffled, with a held-out share chosen by index; it never
@@ -232,8 +269,10 @@ class TrainingData:
     sample_shape: tuple[int, ...]
     where: str = "data"
 
-    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0) -> Iterator[Batch]:
-        """One pass over the data in order, batch by batch (for streaming statistics)."""
+    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0,
+                shard: tuple[int, int] | None = None) -> Iterator[Batch]:
+        """One pass over the data in order, batch by batch (for streaming statistics);
+        ``shard=(rank, world)``: only the samples ``rank::world`` (torchrun)."""
         raise NotImplementedError
 
     def head(self) -> Batch:
@@ -310,8 +349,10 @@ class Samples(TrainingData, torch.utils.data.Dataset):
         """A :class:`BatchReader` of this data (workers only where decoding happens)."""
         return BatchReader(self, 0 if self.in_memory else num_workers, pin_memory, seed)
 
-    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0) -> Iterator[Batch]:
-        order = [torch.arange(i, min(i + batch_size, self.n)) for i in range(0, self.n, batch_size)]
+    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0,
+                shard: tuple[int, int] | None = None) -> Iterator[Batch]:
+        own = torch.arange(self.n) if shard is None else torch.arange(shard[0], self.n, shard[1])
+        order = [own[i : i + batch_size] for i in range(0, len(own), batch_size)]
         for x, y, index in self.reader(num_workers).read(order):
             yield Batch(x, y, index)
 
@@ -429,8 +470,12 @@ class Replayed(TrainingData):
                 pass
         return self._n
 
-    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0) -> Iterator[Batch]:
-        return self.epoch()
+    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0,
+                shard: tuple[int, int] | None = None) -> Iterator[Batch]:
+        for b in self.epoch():
+            keep = slice(None) if shard is None else b.index % shard[1] == shard[0]
+            if shard is None or keep.any():
+                yield Batch(b.x[keep], None if b.y is None else b.y[keep], b.index[keep])
 
     def head(self) -> Batch:
         return self._head

@@ -11,6 +11,11 @@ class AnomalyError(ValueError):
     """Bad input to anomalib_lite: the message says what is wrong and where."""
 
 
+class DistributedError(RuntimeError):
+    """Another process of a multi-process run (torchrun) failed or stopped answering: not bad
+    input here, so the CLI prints this one line and exits with 1."""
+
+
 def _not_fitted_base():
     from sklearn.exceptions import NotFittedError as SkNotFitted
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 import backbones
 
+from . import distributed
 from .data import training_data
 from .errors import AnomalyError
 from .nets import BackboneClassifier, PatchSegmenter, geometric_transform, n_transforms, trainable_extractor
@@ -179,6 +180,7 @@ def pretrain(
     history = fit_model(model, loss_fn, train, None, cfg, dev, augment=augment, desc=f"pretrain {task}")
     meta = {
         "task": task,
+        "world_size": distributed.world(),
         "transforms": transforms if task == "transforms" else None,
         "epochs_run": len(history.train_loss),
         "final_loss": history.train_loss[-1],
@@ -189,7 +191,8 @@ def pretrain(
     }
     path = None
     if out is not None:
-        backbones.save_weights(ext.trunk_state_dict(), out, backbone, metadata=meta)
+        if distributed.is_main():  # under torchrun every rank holds the same weights: rank 0 writes
+            backbones.save_weights(ext.trunk_state_dict(), out, backbone, metadata=meta)
         path = str(out)
     frozen = backbones.FeatureExtractor.from_config(
         {**ext.config(), "weights_source": path or "pretrained (not saved)"},

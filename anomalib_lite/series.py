@@ -117,6 +117,7 @@ class SeriesDetector(Detector):
     calibration."""
 
     input_kind = "series"
+    shards_data = False  # one stream: every torchrun process reads all of it
     #: moving thresholds never flag at or below this score
     _score_floor: float = -np.inf
 

@@ -142,6 +142,22 @@ class RunningMoments:
             cov = (1 - shrinkage) * cov + shrinkage * scale[..., None, None] * eye
         return cov
 
+    def merge(self, other: RunningMoments) -> RunningMoments:
+        """Add another stream's moments (Chan et al.'s pairwise combination); returns self."""
+        if other.mean is None or other.n == 0:
+            return self
+        if self.mean is None:
+            self.n, self.mean, self.scatter = other.n, other.mean.clone(), other.scatter.clone()
+            return self
+        n, m = self.n, other.n
+        delta = other.mean.to(self.mean) - self.mean
+        total = n + m
+        self.mean = self.mean + delta * (m / total)
+        self.scatter = (self.scatter + other.scatter.to(self.scatter)
+                        + (delta[..., :, None] * delta[..., None, :]) * (n * m / total))
+        self.n = total
+        return self
+
     def state(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean, "scatter": self.scatter}
 

@@ -13,6 +13,14 @@ image folders, map-style Datasets) is shuffled by index and read through a DataL
 ``num_workers`` processes (pinned memory on CUDA); its results do not depend on the number of
 workers. A DataLoader (or a list of batches) is read as given every epoch, with its own batching,
 order and workers; it has no held-out share, so it trains on every batch without early stopping.
+
+Under torchrun (:mod:`anomalib_lite.distributed`) the model trains with DistributedDataParallel:
+every process draws the same batches (same seed) and computes the loss of its rows of each batch
+(``rank::world``), weighted by its share of the batch, so the averaged gradient is the gradient of
+the whole batch: the same steps as one process, up to float summation order (and BatchNorm,
+whose batch statistics are each process's rows; dropout draws differ too). The losses, the
+held-out loss, early stopping and the time budget are decided from all processes' figures, so
+every process stops at the same epoch with the same weights.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data import TrainingData, training_data
 from .errors import AnomalyError
 
@@ -187,6 +196,26 @@ def _batches(n: int, batch_size: int, gen: torch.Generator | None):
         yield order[i : i + batch_size]
 
 
+def _own_rows(n: int, rank: int, world: int) -> tuple[torch.Tensor, float]:
+    """This process's rows of a batch of ``n`` (``rank::world``) and its loss weight
+    ``world * share``: DDP averages over processes, so the sum is the whole batch's mean loss. A
+    process with no row of a small batch computes the first row with weight 0 (DDP needs every
+    process to take part in each step)."""
+    rows = torch.arange(rank, n, world)
+    return (rows, world * len(rows) / n) if len(rows) else (torch.arange(min(1, n)), 0.0)
+
+
+def _wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model under DistributedDataParallel in a process group, else itself."""
+    if not distributed.active():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    # every trainable parameter takes part in the loss (extractors drop the stages past their last layer)
+    return distributed.collective("starting DistributedDataParallel", DistributedDataParallel, model, device_ids=ids)
+
+
 class _TensorReader:
     """The fast path for in-memory tensors (series windows): index them, no per-item collation."""
 
@@ -250,6 +279,8 @@ def fit_model(
     result, best_state, best_val, bad_epochs = TrainResult(), None, math.inf, 0
     start = time.perf_counter()
     model.to(device)
+    net = _wrap(model, device)  # DDP under torchrun: each process its rows of every batch
+    rank, world = distributed.rank(), distributed.world()
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.seed)
@@ -257,24 +288,46 @@ def fit_model(
             model.train()
             total, count = 0.0, 0
             if reader is not None:
-                batches = reader.read([train_idx[pos] for pos in _batches(len(train_idx), cfg.batch_size, gen)])
+                whole = [train_idx[pos] for pos in _batches(len(train_idx), cfg.batch_size, gen)]
+                own = [_own_rows(len(b), rank, world) for b in whole]
+                weights = [w for _, w in own]
+                batches = reader.read([b[rows] for b, (rows, _) in zip(whole, own)])
             else:
+                weights = None
                 batches = ((b.x, b.y, b.index) for b in data.epoch())
             bar = tqdm(
                 batches, total=steps, desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
                 disable=None if cfg.verbose else True,
             )
-            for xb, yb, idx in bar:
+            for step, (xb, yb, idx) in enumerate(bar):
+                if weights is not None:
+                    weight = weights[step]
+                else:  # read as given: every process reads the batch and keeps its rows
+                    rows, weight = _own_rows(len(idx), rank, world)
+                    if world > 1:
+                        xb, yb, idx = xb[rows], None if yb is None else yb[rows], idx[rows]
                 xb = xb.to(device, non_blocking=True)
                 if pipeline is not None:
                     xb = pipeline(xb, indices=idx.tolist(), epoch=epoch)
                 yb = None if yb is None else yb.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    loss = loss_fn(model, Step(xb, yb, idx, epoch, True))
-                if not torch.isfinite(loss):
-                    raise AnomalyError(f"training: the loss became {loss.item()} in epoch {epoch + 1}; lower lr")
+                    loss = loss_fn(net, Step(xb, yb, idx, epoch, True))
+                n_own = len(idx) if weight else 0
+                value = loss.item()
+                bad = not math.isfinite(value)
+                if world > 1:  # the batch's loss (and whether any process's went bad) from every process
+                    value_sum, n_own, bad = distributed.all_sum(
+                        [0.0 if bad else value * n_own, n_own, float(bad and n_own > 0)], "sharing the loss")
+                    value = value_sum / max(n_own, 1)
+                    n_own, bad = int(n_own), bad > 0
+                if bad:
+                    raise AnomalyError(f"training: the loss became {value if world == 1 else 'non-finite'} "
+                                       f"in epoch {epoch + 1}; lower lr")
                 opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                if world > 1:  # DDP averages the gradients over processes during backward
+                    distributed.collective("exchanging gradients", scaler.scale(loss * weight).backward)
+                else:
+                    scaler.scale(loss).backward()
                 if cfg.grad_clip:
                     scaler.unscale_(opt)
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -282,11 +335,17 @@ def fit_model(
                 scaler.update()
                 if sched is not None:
                     sched.step()
-                total += loss.item() * len(idx)
-                count += len(idx)
+                total += value * n_own
+                count += n_own
                 bar.set_postfix(loss=f"{total / count:.4g}")
             result.train_loss.append(total / count)
-            val = _evaluate(model, loss_fn, reader, val_idx, cfg, device) if n_val else result.train_loss[-1]
+            if n_val:
+                own_val = val_idx[rank::world] if world > 1 else val_idx
+                v_sum, v_n = distributed.all_sum(_evaluate(model, loss_fn, reader, own_val, cfg, device),
+                                                 "sharing the held-out loss")
+                val = v_sum / v_n
+            else:
+                val = result.train_loss[-1]
             result.val_loss.append(val)
             if val < best_val - 1e-12:
                 best_val, bad_epochs, result.best_epoch = val, 0, epoch
@@ -297,9 +356,14 @@ def fit_model(
             if n_val and cfg.patience and bad_epochs >= cfg.patience:
                 result.stopped = "early_stopping"
                 break
-            if cfg.max_time is not None and time.perf_counter() - start > cfg.max_time:
-                result.stopped = "time"
-                break
+            if cfg.max_time is not None:
+                late = time.perf_counter() - start > cfg.max_time
+                if world > 1:  # stop together: when any process ran out of time
+                    late = distributed.all_sum([float(late)], "sharing the time budget")[0] > 0
+                if late:
+                    result.stopped = "time"
+                    break
+    del net
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -308,12 +372,13 @@ def fit_model(
 
 
 @torch.no_grad()
-def _evaluate(model, loss_fn, reader, idx, cfg, device) -> float:
-    """Mean held-out loss; draws keyed by epoch 0 so every epoch is judged on the same task."""
+def _evaluate(model, loss_fn, reader, idx, cfg, device) -> tuple[float, int]:
+    """Summed held-out loss and the number of samples (``idx``: this process's share); draws
+    keyed by epoch 0 so every epoch is judged on the same task."""
     model.eval()
     total = 0.0
     order = [idx[i : i + cfg.batch_size] for i in range(0, len(idx), cfg.batch_size)]
     for xb, yb, b in reader.read(order):
         yb = None if yb is None else yb.to(device, non_blocking=True)
         total += loss_fn(model, Step(xb.to(device, non_blocking=True), yb, b, 0, False)).item() * len(b)
-    return total / len(idx)
+    return total, len(idx)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics, nab, series_io
+from . import distributed, metrics, nab, series_io
 from .base import Detector
 from .errors import AnomalyError
 from .evaluation import Evaluation, assess, format_figures, format_verdict, from_scores, has_score_map, score_rows
@@ -80,7 +80,9 @@ def fit_and_save(det: Detector, spec: str, out, *, holdout: float | None = 0.1, 
         train, held = source.split(holdout, seed=seed)
         det.fit(train)
         det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
-    det.save(out, sign=sign)
+    det.save(out, sign=sign)  # under torchrun: rank 0 writes, the others return here
+    if not distributed.is_main():
+        return ""
     learned = det.summary()
     text = f"fitted {type(det).__name__} on {len(train)} samples of {spec}" + (f" ({learned})" if learned else "")
     if held is not None:
@@ -104,11 +106,12 @@ def _show(ev: Evaluation, maps, top, report) -> list[str]:
     from .visual import write_heatmaps
 
     written = []
-    if maps is not None:
-        written.append(f"{len(write_heatmaps(maps, ev, top=top))} heatmaps to {maps}")
-    if report is not None:
-        render_report(ev, report)
-        written.append(f"report {report}")
+    with distributed.local():  # rank 0 alone (maps of the top samples are scored here)
+        if maps is not None:
+            written.append(f"{len(write_heatmaps(maps, ev, top=top))} heatmaps to {maps}")
+        if report is not None:
+            render_report(ev, report)
+            written.append(f"report {report}")
     return written
 
 
@@ -150,8 +153,10 @@ def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=Non
         ev = from_scores(det, source, scores)
     else:
         ev = assess(det, source)
-    written = _write_outputs(det, ev, source, out, nab_results)
-    written += _show(ev, maps, top, report)
+    written = []
+    if distributed.is_main():  # under torchrun: every rank holds all the scores, rank 0 writes
+        written = _write_outputs(det, ev, source, out, nab_results)
+        written += _show(ev, maps, top, report)
     n = len(ev.scores)
     text = f"scored {n} {'steps' if series else 'samples'} of {spec}" + (f"; wrote {', '.join(written)}" if written else "")
     if ev.flags is not None:
@@ -202,6 +207,8 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
     if json_out is not None:
         check_writable(json_out, "figures")
     ev = assess(det, load_source(spec, det, **load_options))
+    if not distributed.is_main():  # under torchrun: rank 0 writes
+        return ev.figures, ""
     written = _show(ev, maps, top, report)
     if json_out is not None:
         with atomic_output(json_out, "figures") as tmp:

@@ -24,6 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from .. import validate as v
 from ..base import RUN_CHECKS, Detector, register
 from ..data import Batch
@@ -267,8 +268,9 @@ class LatentDistance(Detector):
         self.featurizer_ = Featurizer(extractor=self.extractor_, patch_size=self.patch_size,
                                       device=self.device_, normalize=self.normalize)
         pool = self.memory_size * self.pool_factor  # candidates in float32: the coreset sees them exactly
-        self._bank = Reservoir(pool, seed=self.seed)
-        self._patch_bank = Reservoir(pool, seed=self.seed + 1)
+        own = 2 * distributed.rank()  # under torchrun each process samples its share with its own draws
+        self._bank = Reservoir(pool, seed=self.seed + own)
+        self._patch_bank = Reservoir(pool, seed=self.seed + 1 + own)
         self._moments = RunningMoments()
         self._patch_moments = RunningMoments()
         self.bank_ = Buffers()
@@ -321,8 +323,7 @@ class LatentDistance(Detector):
         sel = p[:, self.patch_channels_.to(p.device)]
         self._patch_moments.update(sel.permute(0, 2, 3, 1).reshape(n, h * w, -1))
 
-    def _reduce(self, pool: Reservoir, size: int, seed: int) -> torch.Tensor:
-        rows = pool.values()
+    def _reduce(self, rows: torch.Tensor, size: int, seed: int) -> torch.Tensor:
         if rows.shape[0] <= size:
             return rows.clone()
         if self.coreset == "greedy":
@@ -332,20 +333,40 @@ class LatentDistance(Detector):
             idx = torch.randperm(rows.shape[0], generator=gen)[:size].to(rows.device)
         return rows[idx].clone()
 
+    def _composed(self, pool: Reservoir, size: int, seed: int) -> torch.Tensor:
+        """The bank of ``size`` rows from a candidate pool. Under torchrun (composable coresets):
+        each process reduces its own pool to ``size`` rows, the reductions are gathered (rank
+        order) and reduced again to ``size``; rank 0's result is shared, so every process holds
+        the same bank. When every row fits, the bank is all the rows either way."""
+        local = self._reduce(pool.values(), size, seed) if pool.n_seen else torch.empty((0, 0))
+        if self._shard() is None:
+            return local
+        union = distributed.gather_cat(local.float(), "gathering the coreset candidates")
+        return distributed.broadcast(self._reduce(union, size, seed), what="sharing the coreset")
+
     def _finish_fit(self) -> None:
+        sharded = self._shard() is not None
+        if sharded:  # what every process saw, for the bank sizes and the bundle's counts
+            counts = distributed.all_sum([self._bank.n_seen, self._patch_bank.n_seen, self.rows_seen_,
+                                          self.patches_seen_], "counting the features")
+            seen, patches_seen, self.rows_seen_, self.patches_seen_ = (int(c) for c in counts)
+            self._moments = distributed.merge_moments(self._moments)
+            self._patch_moments = distributed.merge_moments(self._patch_moments)
+        else:
+            seen, patches_seen = self._bank.n_seen, self._patch_bank.n_seen
         if self.method == "knn":
             # the candidate pools become memory_size reservoirs that partial_fit goes on with
             bank, patch_bank = self._bank, self._patch_bank
             self._bank = Reservoir(self.memory_size, seed=self.seed)
             self._patch_bank = Reservoir(self.memory_size, seed=self.seed + 1, dtype=self._patch_dtype())
-            if bank.n_seen:
-                memory = self._reduce(bank, self.memory_size, self.seed)
-                self._bank = Reservoir.restore(memory, self.memory_size, self.seed, bank.n_seen, memory.dtype)
-            if patch_bank.n_seen:
-                seen = patch_bank.n_seen
-                size = min(self.memory_size, max(self.k, math.ceil(self.coreset_ratio * seen)))
-                memory = self._reduce(patch_bank, size, self.seed + 1).to(self._patch_dtype())
-                self._patch_bank = Reservoir.restore(memory, self.memory_size, self.seed + 1, seen, memory.dtype)
+            if seen:
+                memory = self._composed(bank, self.memory_size, self.seed)
+                self._bank = Reservoir.restore(memory, self.memory_size, self.seed, seen, memory.dtype)
+            if patches_seen:
+                size = min(self.memory_size, max(self.k, math.ceil(self.coreset_ratio * patches_seen)))
+                memory = self._composed(patch_bank, size, self.seed + 1).to(self._patch_dtype())
+                self._patch_bank = Reservoir.restore(memory, self.memory_size, self.seed + 1, patches_seen,
+                                                     memory.dtype)
         self._sync_bank()
         if self.method == "knn":
             bank = self.bank_.get("memory") if self.bank_.get("memory") is not None else self.bank_.get("patch_memory")

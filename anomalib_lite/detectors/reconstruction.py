@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from .. import validate as v
 from ..base import RUN_CHECKS, Detector, register
 from ..data import Batch, training_data
@@ -241,9 +242,10 @@ class Reconstruction(Detector):
             f = self.featurizer_.patches(x)
         return (f - self.norm_.mean) / self.norm_.std
 
-    def _build(self, xs, shape: tuple[int, ...]) -> None:
+    def _build(self, xs, shape: tuple[int, ...], sharded: bool = False) -> None:
         """The autoencoder for samples of ``shape``; with a backbone, the per-channel mean and std
-        of its feature maps over the batches ``xs`` first (running moments, one pass)."""
+        of its feature maps over the batches ``xs`` first (running moments, one pass; ``sharded``:
+        ``xs`` is this process's share, the moments are merged over processes)."""
         if self.featurizer_ is not None:
             moments = RunningMoments()
             with torch.no_grad():
@@ -252,6 +254,8 @@ class Reconstruction(Detector):
                         f = self.featurizer_.patches(x[i : i + 32].to(self.device_))
                         shape = tuple(f.shape[1:])
                         moments.update(f.transpose(0, 1).reshape(shape[0], -1).T[:, :, None])  # channels as positions
+            if sharded:
+                moments = distributed.merge_moments(moments)
             self.norm_ = Buffers(mean=moments.mean.reshape(1, -1, 1, 1).float(),
                                  std=moments.covariance().sqrt().reshape(1, -1, 1, 1).float().clamp_min(1e-6))
         self.model_ = self._autoencoder(shape, "cpu").to(self.device_)
@@ -276,7 +280,9 @@ class Reconstruction(Detector):
         train = training_data(data, batch_size=self.batch_size)
         self._check_input(train.head())
         self.input_shape_ = train.sample_shape
-        self._build((b.x for b in train.batches(self.batch_size, self.num_workers)), self.input_shape_)
+        shard = self._shard()  # under torchrun: the statistics pass reads this process's share
+        self._build((b.x for b in train.batches(self.batch_size, self.num_workers, shard)), self.input_shape_,
+                    sharded=shard is not None)
         self._train(train, self.epochs, val=True)
         self.n_seen_ = len(train)
         self._after_fit(X)

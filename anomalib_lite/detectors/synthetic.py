@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 import backbones
 
+from .. import distributed
 from .. import validate as v
 from ..base import RUN_CHECKS, Detector, register
 from ..data import Batch, training_data
@@ -252,8 +253,9 @@ class SyntheticOOD(Detector):
         pooled = torch.cat([m.float().mean(dim=(2, 3)) for m in maps.values()], dim=1)
         return pooled, next(iter(maps.values())).float()
 
-    def _fit_gaussians(self, xs) -> None:
-        """Add the batches ``xs`` to the running moments of pooled and patch features."""
+    def _fit_gaussians(self, xs, sharded: bool = False) -> None:
+        """Add the batches ``xs`` to the running moments of pooled and patch features
+        (``sharded``: ``xs`` is this process's share, the moments are merged over processes)."""
         self.model_.eval()
         with torch.no_grad():
             for x in xs:
@@ -261,6 +263,9 @@ class SyntheticOOD(Detector):
                     pooled, fine = self._finest(x[i : i + 256])
                     self._moments.update(pooled)
                     self._patch_moments.update(fine.permute(0, 2, 3, 1).reshape(-1, fine.shape[1]))
+        if sharded:
+            self._moments = distributed.merge_moments(self._moments)
+            self._patch_moments = distributed.merge_moments(self._patch_moments)
         self._precision = self._patch_precision = None
         m, pm = self._moments, self._patch_moments
         self.gauss_ = Buffers(mean=m.mean, scatter=m.scatter, patch_mean=pm.mean, patch_scatter=pm.scatter)
@@ -275,7 +280,9 @@ class SyntheticOOD(Detector):
         self._check_input(train.head())
         self.input_shape_ = train.sample_shape
         self._train(train, self.epochs, val=True)
-        self._fit_gaussians(b.x for b in train.batches(self.batch_size, self.num_workers))
+        shard = self._shard()  # under torchrun: the statistics pass reads this process's share
+        self._fit_gaussians((b.x for b in train.batches(self.batch_size, self.num_workers, shard)),
+                            sharded=shard is not None)
         self.n_seen_ = len(train)
         self._after_fit(X)
         return self
