@@ -5,12 +5,9 @@ The ``fit`` sub-commands are made from the detectors' own signatures: every para
 option with the detector's default and the help of its docstring, so no default is ever copied
 here. Exit codes: 0 ok; 2 bad usage or bad input (one line on stderr saying what and where); 1 an
 unexpected failure (a bug: the traceback is shown), or one line when another process of a
-torchrun job failed. SIGTERM ends a run like Ctrl-C does: the temporary file of an output being
-written is removed.
-
-Under ``torchrun --nproc-per-node N --no-python anomaly ...`` every process runs the command on
-its share of the data (:mod:`anomalib_lite.distributed`); rank 0 writes the outputs and prints,
-the others print nothing but their errors (prefixed with their rank).
+torchrun job failed. SIGTERM ends a run like Ctrl-C does (temporary outputs are removed). Under
+``torchrun ... --no-python anomaly ...`` every process works on its share of the data; rank 0
+writes the outputs and prints, the others print only their errors (prefixed with their rank).
 """
 from __future__ import annotations
 
@@ -28,7 +25,7 @@ from anomalib_lite import distributed
 from anomalib_lite import workflows as wf
 from anomalib_lite.pretrain import pretrain
 
-augment, backbones = al.augment, al.backbones
+augment = al.augment
 
 #: parameters every command sets from its run options, never offered per detector
 _RUN = ("device", "seed", "verbose", "batch_size")
@@ -40,17 +37,10 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except al.USER_ERRORS as e:
-            click.echo(f"anomaly: {_who()}error: {' '.join(str(e).split())}", err=True)
-            ctx.exit(2)
-        except al.DistributedError as e:
-            click.echo(f"anomaly: {_who()}error: {' '.join(str(e).split())}", err=True)
-            ctx.exit(1)
-
-
-def _who() -> str:
-    """'rank 1: ' in a multi-process run (which process says it), else ''."""
-    return f"rank {distributed.rank()}: " if distributed.active() else ""
+        except (*al.USER_ERRORS, al.DistributedError) as e:  # a peer's failure is not the user's: exit 1
+            who = f"rank {distributed.rank()}: " if distributed.active() else ""  # which process says it
+            click.echo(f"anomaly: {who}error: {' '.join(str(e).split())}", err=True)
+            ctx.exit(1 if isinstance(e, al.DistributedError) else 2)
 
 
 def _say(quiet: bool, msg: str) -> None:
@@ -153,9 +143,8 @@ def _series(f):
 
 
 def _load_options(columns=(), time_column=None, label_column=None, nan="reject", data_dir=None, download=False) -> dict:
-    names = [c.strip() for group in columns for c in group.split(",") if c.strip()] or None
-    return dict(columns=names, time_column=time_column, label_column=label_column, nan=nan, data_dir=data_dir,
-                download=download)
+    return dict(columns=[c.strip() for g in columns for c in g.split(",") if c.strip()] or None, nan=nan,
+                time_column=time_column, label_column=label_column, data_dir=data_dir, download=download)
 
 
 def _show(f):
@@ -186,15 +175,12 @@ def cli():
 # ---------------------------------------------------------------- fit
 @cli.group(cls=_Group)
 def fit():
-    """Fit a detector on normal data and save it as a one-file bundle.
-
-    A share of the normal data (--holdout; the end of a series) is kept aside to calibrate the
-    threshold at the target false positive rate (--fpr).
+    """Fit a detector on normal data and save it as a one-file bundle; a share of the data
+    (--holdout; the end of a series) calibrates the threshold at a false positive rate (--fpr).
 
     \b
     Example:
       anomaly fit latent --data brick/train --backbone resnet18 --weights random -o brick.anomaly
-      anomaly fit continuation --data series.csv --column value -o m.anomaly
     """
 
 
@@ -259,14 +245,9 @@ def pretrain_cmd(data_spec, out, data_dir, download, device, seed, batch_size, q
       anomaly pretrain --backbone resnet18 --data "mnist:train?classes=3" --image-size 32 -o r18-digit3.safetensors
       anomaly pretrain --backbone resnet18 --data brick/train --task segment --max-time 30 -o r18-brick.safetensors
     """
-    source = wf.load_source(data_spec, data_dir=data_dir, download=download)
-    al.io.check_outputs({"weights": out}, [al.sources.spec_path(data_spec)])
     extra = {"batch_size": batch_size} if batch_size else {}
-    res = pretrain(data=source, out=out, device=device, seed=seed, verbose=not quiet and distributed.is_main(),
-                   **_values(pretrain, rest), **extra)
-    h = res.history
-    _say(quiet, f"pretrained {rest['backbone']} ({rest['task']}) on {len(source)} images of {data_spec}: "
-                f"{len(h.train_loss)} epochs, loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; wrote {out}")
+    _say(quiet, wf.pretrain_and_save(data_spec, out, data_dir=data_dir, download=download, device=device, seed=seed,
+                                     verbose=not quiet and distributed.is_main(), **_values(pretrain, rest), **extra))
 
 
 pretrain_cmd.params[2:2] = _options(pretrain, skip=("data", "out"))
@@ -274,15 +255,8 @@ pretrain_cmd.params[2:2] = _options(pretrain, skip=("data", "out"))
 
 # ---------------------------------------------------------------- score / evaluate
 def _bundle(path, device, batch_size, quiet, verify, threads=None):
-    det = al.load(path, device=device, verify=verify)
-    det.set_params(verbose=not quiet and distributed.is_main())
-    if batch_size and "batch_size" in det.get_params():
-        det.set_params(batch_size=batch_size)
-    if threads is not None:
-        if "threads" not in det.get_params():
-            raise al.AnomalyError(f"--threads: {type(det).__name__} does not take it (series detectors do)")
-        det.set_params(threads=threads)
-    return det
+    return wf.load_bundle(path, device=device, verify=verify, verbose=not quiet and distributed.is_main(),
+                          batch_size=batch_size, threads=threads)
 
 
 @cli.command()
@@ -303,10 +277,9 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
     """Score data with a bundle: one CSV row per sample (per time step for series).
 
     Columns: index, path (image files), score, p_value and is_anomaly (calibrated bundles), label
-    (0 normal, 1 anomalous, when known). One image and no output: one line with its score,
-    p-value and verdict. Series: time, values, score (NaN until the first window is full),
-    p_value, is_anomaly, label; --stream answers each line as it arrives (a bad line is reported
-    on stderr with its number and skipped).
+    (0 normal, 1 anomalous, when known); one image and no output: one line. Series: time, values,
+    score (NaN until the first window is full), p_value, is_anomaly, label; --stream answers each
+    line as it arrives (a bad line is reported on stderr with its number and skipped).
 
     \b
     Example:
@@ -318,10 +291,8 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
     det = _bundle(bundle, device, batch_size, quiet, verify, threads)
     load = _load_options(columns, time_column, label_column, nan, data_dir, download)
     if stream:
-        if out or nab_results or report or maps:
-            raise al.AnomalyError("--stream prints to stdout; drop -o, --nab-results, --maps and --report")
-        scored, bad = wf.stream(det, data_spec, learn=learn, **{k: load[k] for k in ("columns", "time_column",
-                                                                                     "label_column", "nan")})
+        scored, bad = wf.stream(det, data_spec, learn=learn, outputs=(out, nab_results, report, maps),
+                                **{k: load[k] for k in ("columns", "time_column", "label_column", "nan")})
         if bad and not quiet:
             click.echo(f"anomaly: {bad} bad line(s) skipped, {scored} scored", err=True)
         return
@@ -352,9 +323,9 @@ def evaluate(bundle, data_spec, json_out, maps, top, report, verify, columns, ti
       anomaly evaluate digit7.anomaly --data "mnist:test?classes=7&synth=stroke_blob" --json figures.json
     """
     det = _bundle(bundle, device, batch_size, quiet, verify)
+    load = _load_options(columns, time_column, label_column, nan, data_dir, download)
     figures, text = wf.evaluate_and_write(det, data_spec, bundle=bundle, json_out=json_out, maps=maps, top=top,
-                                          report=report, **_load_options(columns, time_column, label_column, nan,
-                                                                         data_dir, download))
+                                          report=report, **load)
     _say(quiet, text)
     if "note" in figures:
         raise al.AnomalyError(f"{data_spec}: {figures['note']}")
@@ -395,14 +366,8 @@ def augment_preview(config, data_spec, out, synth, backend, n, variants, data_di
     Example:
       anomaly augment aug.yaml --data "mnist:train?classes=3" -o grid.png --synth
     """
-    al.io.check_outputs({"preview": out}, [config, al.sources.spec_path(data_spec)])
-    al.io.check_writable(out, "preview")
-    pipeline = augment.Pipeline.from_config(config, backend=backend)
-    batch = next(al.iter_batches(wf.load_source(data_spec, data_dir=data_dir, download=download), batch_size=n)).x
-    grid = augment.preview_grid(batch, pipeline, n=n, synth=synth, variants=variants)
-    with al.io.atomic_output(out, "preview") as tmp:
-        augment.save_png(grid, tmp)
-    _say(quiet, f"wrote {out} ({grid.shape[1]}x{grid.shape[0]} px, {len(batch)} images of {data_spec})")
+    _say(quiet, wf.augment_preview(config, data_spec, out, backend=backend, n=n, synth=synth, variants=variants,
+                                   data_dir=data_dir, download=download))
 
 
 @cli.command("backbones")
@@ -413,15 +378,7 @@ def list_backbones():
     Example:
       anomaly backbones
     """
-    rows = []
-    for b in backbones.list_backbones():
-        cached = backbones.imagenet_cached(b.name)
-        layers = ",".join(f"{n}*" if n in b.default_layers else n for n in b.layers)
-        rows.append((b.name, layers, "n/a" if cached is None else "cached" if cached else "not cached"))
-    w1, w2 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
-    click.echo(f"{'name':<{w1}}  {'layers (* = default)':<{w2}}  imagenet weights")
-    for name, layers, state in rows:
-        click.echo(f"{name:<{w1}}  {layers:<{w2}}  {state}")
+    click.echo(wf.backbones_table())
 
 
 @cli.command()
@@ -435,8 +392,7 @@ def info(bundle, as_json, verify):
     Example:
       anomaly info digit7.anomaly
     """
-    header = al.read_header(bundle, verify=verify)
-    click.echo(wf.describe_header(header, as_json))
+    click.echo(wf.describe_header(al.read_header(bundle, verify=verify), as_json))
 
 
 @cli.command("export")
@@ -445,10 +401,9 @@ def info(bundle, as_json, verify):
 @_verify
 @click.option("--quiet", "-q", is_flag=True)
 def export_cmd(bundle, out, verify, quiet):
-    """Export a LatentDistance or Reconstruction bundle as one ONNX model that
-    onnxruntime runs without torch: input images (N, C, H, W) float32 in [0, 1] at the fitted
-    size; outputs score (N,) and score_map (N, H, W); the threshold is in the model's metadata.
-    Needs the export extra (pip install "anomalib_lite[export]").
+    """Export a LatentDistance or Reconstruction bundle as one ONNX model for onnxruntime: images
+    (N, C, H, W) float32 in [0, 1] in, score (N,) and score_map (N, H, W) out, the threshold in
+    its metadata. Needs the export extra (pip install "anomalib_lite[export]").
 
     \b
     Example:
@@ -476,8 +431,7 @@ def keygen(out):
 
 
 def main() -> None:
-    """Console-script entry point; SIGTERM unwinds like Ctrl-C, so temporary files are removed.
-    Under torchrun (``WORLD_SIZE`` > 1) the process joins the group first and leaves it at the end."""
+    """Entry point: SIGTERM unwinds like Ctrl-C; under torchrun, join the process group first."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         distributed.init_from_env()

@@ -30,8 +30,8 @@ from .io import atomic_output, check_outputs, check_writable
 from .sources import load as load_data
 from .sources import spec_path
 
-__all__ = ["demo", "describe_header", "evaluate_and_write", "export", "fit_and_save", "load_source",
-           "score_and_write", "stream"]
+__all__ = ["augment_preview", "backbones_table", "demo", "describe_header", "evaluate_and_write", "export",
+           "fit_and_save", "load_bundle", "load_source", "pretrain_and_save", "score_and_write", "stream"]
 
 
 def load_source(spec: str, det: Detector | None = None, *, data_dir=None, download: bool = False, columns=None,
@@ -62,6 +62,23 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
 
 def _inputs(*specs) -> list[Path]:
     return [p for p in (spec_path(str(s)) if s is not None else None for s in specs) if p is not None]
+
+
+def load_bundle(path, *, device: str = "auto", verify=None, verbose: bool = False, batch_size: int | None = None,
+                threads: int | None = None) -> Detector:
+    """A bundle loaded for scoring, with the run's settings (``batch_size`` where the detector has
+    one; ``threads`` only for the detectors that take it: one error otherwise)."""
+    from .bundle import load
+
+    det = load(path, device=device, verify=verify)
+    det.set_params(verbose=verbose)
+    if batch_size and "batch_size" in det.get_params():
+        det.set_params(batch_size=batch_size)
+    if threads is not None:
+        if "threads" not in det.get_params():
+            raise AnomalyError(f"--threads: {type(det).__name__} does not take it (series detectors do)")
+        det.set_params(threads=threads)
+    return det
 
 
 def fit_and_save(det: Detector, spec: str, out, *, holdout: float | None = 0.1, fpr: float = 0.01, seed: int = 0,
@@ -218,11 +235,14 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
 
 
 def stream(det: Detector, spec: str, *, learn: bool = False, columns=None, time_column=None, label_column=None,
-           nan: str = "reject") -> tuple[int, int]:
+           nan: str = "reject", outputs=()) -> tuple[int, int]:
     """``anomaly score --stream``: CSV lines from stdin (``-``) or a file, scored as they arrive;
-    returns (lines scored, bad lines skipped)."""
+    returns (lines scored, bad lines skipped). ``outputs``: file outputs asked for as well, which a
+    stream cannot write (one error when any is set)."""
     if det.input_kind != "series":
         raise AnomalyError(f"--stream: {type(det).__name__} scores images; --stream reads series lines")
+    if any(outputs):
+        raise AnomalyError("--stream prints to stdout; drop -o, --nab-results, --maps and --report")
     fitted = det.data_info_ or {}
     options = (columns or fitted.get("columns"), time_column or fitted.get("time_column"), label_column, nan, learn)
     if str(spec) == "-":
@@ -251,6 +271,51 @@ def export(bundle, out, *, verify=None) -> str:
     threshold = "none (not calibrated)" if det.threshold_ is None else f"{det.threshold_:.6g}"
     return (f"exported {meta['detector']} from {bundle} to {out} ({Path(out).stat().st_size / 1e6:.1f} MB): "
             f"input images {shape} float32 in [0, 1]; outputs {', '.join(meta['outputs'])}; threshold {threshold}")
+
+
+def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, **options) -> str:
+    """``anomaly pretrain``: :func:`anomalib_lite.pretrain.pretrain` on a data spec's images,
+    weights written to ``out`` (never over the data). Returns the summary line."""
+    from .pretrain import pretrain
+
+    source = load_source(spec, data_dir=data_dir, download=download)
+    check_outputs({"weights": out}, _inputs(spec))
+    h = pretrain(data=source, out=out, **options).history
+    return (f"pretrained {options.get('backbone')} ({options.get('task')}) on {len(source)} images of {spec}: "
+            f"{len(h.train_loss)} epochs, loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; "
+            f"wrote {out}")
+
+
+def augment_preview(config, spec: str, out, *, backend: str = "torchvision", n: int = 8, synth: bool = False,
+                    variants: int = 3, data_dir=None, download: bool = False) -> str:
+    """``anomaly augment``: a PNG grid of ``n`` images of ``spec``, augmented ``variants`` times by
+    the config (and its synthesised anomalies with masks when ``synth``). Returns the summary line."""
+    import augment
+
+    from .data import iter_batches
+
+    check_outputs({"preview": out}, [config, *_inputs(spec)])
+    check_writable(out, "preview")
+    pipeline = augment.Pipeline.from_config(config, backend=backend)
+    batch = next(iter_batches(load_source(spec, data_dir=data_dir, download=download), batch_size=n)).x
+    grid = augment.preview_grid(batch, pipeline, n=n, synth=synth, variants=variants)
+    with atomic_output(out, "preview") as tmp:
+        augment.save_png(grid, tmp)
+    return f"wrote {out} ({grid.shape[1]}x{grid.shape[0]} px, {len(batch)} images of {spec})"
+
+
+def backbones_table() -> str:
+    """``anomaly backbones``: each backbone's layers (* = default) and whether ImageNet weights
+    are in the local cache."""
+    import backbones
+
+    rows = [("name", "layers (* = default)", "imagenet weights")]
+    for b in backbones.list_backbones():
+        cached = backbones.imagenet_cached(b.name)
+        layers = ",".join(f"{n}*" if n in b.default_layers else n for n in b.layers)
+        rows.append((b.name, layers, "n/a" if cached is None else "cached" if cached else "not cached"))
+    w1, w2 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+    return "\n".join(f"{a:<{w1}}  {b:<{w2}}  {c}" for a, b, c in rows)
 
 
 def demo(digit: int = 7, *, data_dir=None, download: bool = True, device: str = "auto", seed: int = 0,
