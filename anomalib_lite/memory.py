@@ -49,8 +49,8 @@ FAISS_INDEXES = ("flat", "ivfflat", "ivfpq", "hnsw")
 #: and costs a k-means; benchmarks/faiss_banks.py) ...
 FLAT_MAX_ROWS = 100_000
 #: ... IVF-Flat up to this many (recall@1 ~1 at the default nprobe, exact distances, but its
-#: lists hold a float32 copy of the bank: 3 GB at 2 x 10^6 x 384), and IVF-PQ beyond (96 bytes
-#: a row, candidates re-ranked exactly against the bank)
+#: lists hold a float32 copy of the bank: 3 GB at 2 x 10^6 x 384), and IVF-PQ beyond (48 bytes
+#: a row at width 384, 32 candidates re-ranked exactly against the bank)
 IVFFLAT_MAX_ROWS = 2_000_000
 #: the coarse k-means and each added row cost O(nlist): 4096 lists keep a 10^7-row build to
 #: minutes on a small CPU (FAISS suggests 4-16 sqrt(n) lists; more lists = faster queries)
@@ -91,10 +91,10 @@ def faiss_plan(kind: str, rows: int, dim: int) -> dict:
         nlist = min(nlist, _MAX_NLIST)
         while nlist > 1 and nlist * 39 > rows:
             nlist //= 2
-        plan.update(factory=f"IVF{nlist},Flat", nprobe=min(nlist, max(8, nlist // 64)),
+        plan.update(factory=f"IVF{nlist},Flat", nprobe=min(nlist, max(16, nlist // 64)),
                     train_rows=min(rows, 64 * nlist))
         if kind == "ivfpq":
-            m = max(s for s in range(1, dim + 1) if dim % s == 0 and s <= max(1, dim // 4))  # 4 dims a code
+            m = max(s for s in range(1, dim + 1) if dim % s == 0 and s <= max(1, dim // 8))  # 8 dims a byte
             bits = max(1, min(8, int(math.log2(max(2, rows // 39)))))
             plan.update(factory=f"IVF{nlist},PQ{m}x{bits}", candidates=32,
                         train_rows=min(rows, max(64 * nlist, 39 * 256)))
@@ -116,6 +116,7 @@ def build_faiss_index(bank: torch.Tensor, kind: str, seed: int = 0):
         ivf.cp.seed = int(seed) % (1 << 31)
         if kind == "ivfpq":  # (polysemous codes serve Hamming filtering, unused here; slow to train)
             faiss.downcast_index(ivf).do_polysemous_training = False
+            faiss.downcast_index(ivf).pq.cp.max_points_per_centroid = 64  # 16k rows per codebook
         index.train(sample)
         del sample
     for i in range(0, rows, _ADD_ROWS):
