@@ -441,17 +441,12 @@ class LatentDistance(Detector):
     def _index_spec(self, banks: dict) -> dict:
         """The serialised FAISS indexes the fitted values promise: one uint8 tensor per bank with
         a trained index, bounded by what such an index of that bank can weigh."""
-        info = self.faiss_index_ or {}
-        if info and not self.search.startswith("faiss"):
-            raise AnomalyError(f"fitted.faiss_index_: FAISS indexes in a bundle with search='{self.search}'")
+        info = self.faiss_index_ or {}  # (kept as trained even if `search` was set otherwise since)
         spec = {}
         for bank, entry in info.items():
             if bank not in banks:
                 raise AnomalyError(f"fitted.faiss_index_.{bank}: no such bank in this detector")
             (rows, dim), _ = banks[bank]
-            named = self.search.partition(":")[2]
-            if named and entry["type"] not in (named, "flat"):
-                raise AnomalyError(f"fitted.faiss_index_.{bank}.type={entry['type']!r}: search is '{self.search}'")
             if (entry["type"] == "flat") != (entry["bytes"] == 0) or entry["bytes"] > max_index_bytes(rows, dim):
                 raise AnomalyError(f"fitted.faiss_index_.{bank}: {entry['bytes']} bytes for a "
                                    f"{entry['type']} index of {rows} x {dim}")

@@ -174,3 +174,16 @@ def test_corrupt_index_bytes_are_refused_with_one_line(tmp_path):
     r = CliRunner().invoke(cli, ["score", str(truncated), "--data", str(tmp_path / "x.npy"), "-o", str(tmp_path / "s.csv")])
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "bank.index" in r.output, r.output
     assert not (tmp_path / "s.csv").exists()
+
+
+@needs_faiss
+def test_changing_search_after_fit_still_saves_a_loadable_bundle(tmp_path):
+    x = clustered(1500)
+    det = LatentDistance(search="faiss:ivfflat", memory_size=1500, device="cpu").fit(x)
+    det.set_params(search="torch")  # exact search from now on; the trained index stays in the state
+    exact = det.decision_function(x[:50] + 1)
+    det.save(tmp_path / "m.anomaly")
+    back = al.load(tmp_path / "m.anomaly")
+    np.testing.assert_array_equal(back.decision_function(x[:50] + 1), exact)
+    back.set_params(search="faiss:ivfflat")  # the saved index is used again, not retrained
+    assert back._knn_index(False).index_type == "ivfflat"
