@@ -48,7 +48,7 @@ FAISS_INDEXES = ("flat", "ivfflat", "ivfpq", "hnsw")
 #: 10^5 x 384 bank answers 1000 queries in ~0.6 s on one CPU thread: an IVF index saves little
 #: and costs a k-means; benchmarks/faiss_banks.py) ...
 FLAT_MAX_ROWS = 100_000
-#: ... IVF-Flat up to this many (recall@1 ~1 at the default nprobe, exact distances, but its
+#: ... IVF-Flat up to this many (recall@1 0.98-1 at the default nprobe, exact distances, but its
 #: lists hold a float32 copy of the bank: 3 GB at 2 x 10^6 x 384), and IVF-PQ beyond (48 bytes
 #: a row at width 384, 32 candidates re-ranked exactly against the bank)
 IVFFLAT_MAX_ROWS = 2_000_000
