@@ -1,7 +1,9 @@
 """Nearest-neighbour search and memory-bank reduction.
 
 Distances are computed as ``|q|^2 - 2 q.b + |b|^2`` by chunked matrix products on the bank's
-device (memory-bounded, unlike a full ``cdist``); FAISS is used when installed and asked for.
+device (memory-bounded, unlike a full ``cdist``). With FAISS (an extra) a bank gets an index chosen
+for its size (flat, IVF-Flat, IVF-PQ, or HNSW when named), trained once and kept in bundles as
+FAISS's own serialisation (bytes, validated when read back); its candidates are re-ranked exactly.
 :func:`greedy_coreset` picks a bank that covers the data (farthest-point sampling on a random
 projection), vectorised so each step is one matrix-vector product.
 """
@@ -14,7 +16,10 @@ import torch
 
 from .errors import AnomalyError
 
-__all__ = ["KnnIndex", "faiss_available", "greedy_coreset", "knn_distances"]
+__all__ = [
+    "FAISS_INDEXES", "KnnIndex", "build_faiss_index", "choose_faiss_index", "faiss_available", "faiss_plan",
+    "greedy_coreset", "index_from_bytes", "index_to_bytes", "knn_distances",
+]
 
 # rows of the distance matrix held at once: ~16 MB of float32, cache-friendly
 _BLOCK_ELEMENTS = 1 << 22
@@ -28,26 +33,232 @@ def faiss_available() -> bool:
     return True
 
 
-class KnnIndex:
-    """Exact k-nearest-neighbour search over a fixed bank (build once, query many times).
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise AnomalyError("search='faiss': faiss is not installed (pip install 'anomalib_lite[faiss]'; "
+                           "faiss-gpu for CUDA)") from None
+    return faiss
 
-    ``backend="torch"``: chunked ``|b|^2 - 2 q.b`` products on the bank's device, then exact
-    distances to the k candidates; ``"faiss"``: a flat L2 index (CPU), when faiss is installed.
-    A bank stored in half precision (float16 bundles) is searched in float32.
+
+#: the FAISS index types a bank can use (``search="faiss:<type>"``; ``"faiss"`` picks one by size)
+FAISS_INDEXES = ("flat", "ivfflat", "ivfpq", "hnsw")
+#: ``search="faiss"`` searches banks of up to this many rows exhaustively (flat: exact, and a
+#: 10^5 x 384 bank answers 1000 queries in ~0.6 s on one CPU thread: an IVF index saves little
+#: and costs a k-means; benchmarks/faiss_banks.py) ...
+FLAT_MAX_ROWS = 100_000
+#: ... IVF-Flat up to this many (recall@1 0.98-1 at the default nprobe, exact distances, but its
+#: lists hold a float32 copy of the bank: 3 GB at 2 x 10^6 x 384), and IVF-PQ beyond (48 bytes
+#: a row at width 384, 32 candidates re-ranked exactly against the bank)
+IVFFLAT_MAX_ROWS = 2_000_000
+#: the coarse k-means and each added row cost O(nlist): 4096 lists keep a 10^7-row build to
+#: minutes on a small CPU (FAISS suggests 4-16 sqrt(n) lists; more lists = faster queries)
+_MAX_NLIST = 4096
+#: a named approximate index is trained only for banks of at least this many rows (FAISS wants
+#: ~39 training rows per centroid); smaller banks are searched flat (exact, nothing to train)
+MIN_TRAINED_ROWS = 1000
+_FOURCC = {"flat": b"IxF2", "ivfflat": b"IwFl", "ivfpq": b"IwPQ", "hnsw": b"IHNf"}
+_CLASSES = {"flat": ("IndexFlat", "IndexFlatL2"), "ivfflat": ("IndexIVFFlat",), "ivfpq": ("IndexIVFPQ",),
+            "hnsw": ("IndexHNSWFlat",)}
+_ADD_ROWS = 1 << 16  # rows converted to float32 and added at once (bounded memory for big banks)
+
+
+def choose_faiss_index(rows: int, requested: str = "auto") -> str:
+    """The index a bank of ``rows`` rows gets: ``requested`` (one of :data:`FAISS_INDEXES`; flat
+    below :data:`MIN_TRAINED_ROWS`), or for ``"auto"`` flat, IVF-Flat or IVF-PQ by size."""
+    if requested != "auto":
+        if requested not in FAISS_INDEXES:
+            raise AnomalyError(f"faiss index '{requested}': unknown; use one of auto, {', '.join(FAISS_INDEXES)}")
+        return requested if rows >= MIN_TRAINED_ROWS else "flat"
+    if rows <= FLAT_MAX_ROWS:
+        return "flat"
+    return "ivfflat" if rows <= IVFFLAT_MAX_ROWS else "ivfpq"
+
+
+def faiss_plan(kind: str, rows: int, dim: int) -> dict:
+    """How an index of ``kind`` is built for ``rows`` x ``dim``: the FAISS factory string, the
+    search setting (``nprobe`` lists or HNSW's ``ef``), the training sample and how many
+    candidates are re-ranked exactly. Every k-means gets >= 39 points per centroid (FAISS's
+    minimum), so small banks get fewer lists and fewer PQ bits."""
+    if kind not in FAISS_INDEXES:
+        raise AnomalyError(f"faiss index '{kind}': unknown; use one of {', '.join(FAISS_INDEXES)}")
+    plan = {"kind": kind, "factory": "Flat", "nprobe": 0, "ef": 0, "train_rows": 0, "candidates": 1}
+    if kind == "hnsw":
+        plan.update(factory="HNSW32,Flat", ef=128)
+    elif kind in ("ivfflat", "ivfpq"):
+        nlist = 1 << max(0, round(math.log2(4 * math.sqrt(max(1, rows)))))
+        nlist = min(nlist, _MAX_NLIST)
+        while nlist > 1 and nlist * 39 > rows:
+            nlist //= 2
+        plan.update(factory=f"IVF{nlist},Flat", nprobe=min(nlist, max(16, nlist // 64)),
+                    train_rows=min(rows, 64 * nlist))
+        if kind == "ivfpq":
+            m = max(s for s in range(1, dim + 1) if dim % s == 0 and s <= max(1, dim // 8))  # 8 dims a byte
+            bits = max(1, min(8, int(math.log2(max(2, rows // 39)))))
+            plan.update(factory=f"IVF{nlist},PQ{m}x{bits}", candidates=32,
+                        train_rows=min(rows, max(64 * nlist, 39 * 256)))
+    return plan
+
+
+def build_faiss_index(bank: torch.Tensor, kind: str, seed: int = 0):
+    """A trained CPU FAISS index over ``bank`` (added in float32 chunks, so a float16 bank is
+    never copied whole); IVF indexes train on a seeded sample of at most ``train_rows`` rows."""
+    faiss = _faiss()
+    rows, dim = bank.shape
+    plan = faiss_plan(kind, rows, dim)
+    index = faiss.index_factory(dim, plan["factory"], faiss.METRIC_L2)
+    if plan["train_rows"]:
+        pick = np.random.default_rng(seed).choice(rows, plan["train_rows"], replace=False)
+        pick.sort()
+        sample = _f32(bank[torch.from_numpy(pick).to(bank.device)])
+        ivf = faiss.extract_index_ivf(index)
+        ivf.cp.seed = int(seed) % (1 << 31)
+        if kind == "ivfpq":  # (polysemous codes serve Hamming filtering, unused here; slow to train)
+            faiss.downcast_index(ivf).do_polysemous_training = False
+            faiss.downcast_index(ivf).pq.cp.max_points_per_centroid = 64  # 16k rows per codebook
+        index.train(sample)
+        del sample
+    for i in range(0, rows, _ADD_ROWS):
+        index.add(_f32(bank[i : i + _ADD_ROWS]))
+    _set_search(index, plan)
+    return index
+
+
+def _f32(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+
+
+def _set_search(index, plan: dict) -> None:
+    faiss = _faiss()
+    if plan["nprobe"]:
+        faiss.extract_index_ivf(index).nprobe = plan["nprobe"]
+    if plan["ef"]:
+        index.hnsw.efSearch = plan["ef"]
+
+
+def index_to_bytes(index) -> torch.Tensor:
+    """FAISS's own serialisation of a CPU index, as a uint8 tensor (bundles hold it; no pickle)."""
+    return torch.from_numpy(_faiss().serialize_index(index).copy())
+
+
+def max_index_bytes(rows: int, dim: int) -> int:
+    """An upper bound on a serialised index of any type for ``rows`` x ``dim`` (float32 vectors,
+    ids, an HNSW graph, centroids): larger bytes are refused before FAISS reads them."""
+    return rows * (4 * dim + 8 + 1024) + (_MAX_NLIST + 256) * 4 * dim + (1 << 20)
+
+
+def index_from_bytes(data: torch.Tensor, kind: str, rows: int, dim: int, what: str = "index"):
+    """Read a serialised index back (never retrained), validated: type and size first, then
+    FAISS's reader, then its dimensions, row count and row ids, so a damaged index is one
+    AnomalyError rather than a crash or wrong neighbours."""
+    faiss = _faiss()
+    if data.dtype != torch.uint8 or data.ndim != 1 or not 16 <= data.numel() <= max_index_bytes(rows, dim):
+        raise AnomalyError(f"{what}: {data.numel()} bytes is not a serialised FAISS index of {rows} x {dim}")
+    raw = data.cpu().numpy()
+    if raw[:4].tobytes() != _FOURCC[kind]:
+        raise AnomalyError(f"{what}: not a FAISS {kind} index (starts with {raw[:4].tobytes()!r})")
+    try:
+        index = faiss.deserialize_index(np.ascontiguousarray(raw))
+    except Exception as e:  # FAISS raises RuntimeError: "Error in <function> at <file>: Error: '<check>' failed"
+        said = " ".join(str(e).split())
+        said = said.rsplit("Error: ", 1)[-1][:100] or type(e).__name__
+        raise AnomalyError(f"{what}: FAISS could not read the serialised {kind} index ({said})") from None
+    if type(index).__name__ not in _CLASSES[kind] or index.d != dim or index.ntotal != rows or not index.is_trained:
+        raise AnomalyError(f"{what}: the serialised index is a {type(index).__name__} of {index.ntotal} x "
+                           f"{index.d}, expected a {kind} index of {rows} x {dim}")
+    _check_ids(index, kind, rows, what)
+    return index
+
+
+def _check_ids(index, kind: str, rows: int, what: str) -> None:
+    """Every row id an IVF index returns is a bank row, each exactly once; an HNSW graph links
+    bank rows only (a damaged index must not index past the bank)."""
+    faiss = _faiss()
+    if kind in ("ivfflat", "ivfpq"):
+        lists = index.invlists
+        ids = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+               for i in range(lists.nlist) if lists.list_size(i)]
+        ids = np.sort(np.concatenate(ids)) if ids else np.empty(0, np.int64)
+        if len(ids) != rows or (rows and (ids[0] != 0 or ids[-1] != rows - 1 or (np.diff(ids) != 1).any())):
+            raise AnomalyError(f"{what}: the serialised index's row ids are not the bank's {rows} rows")
+    elif kind == "hnsw":
+        h = index.hnsw
+        nb = faiss.vector_to_array(h.neighbors)
+        off = faiss.vector_to_array(h.offsets)
+        levels = faiss.vector_to_array(h.levels)
+        ok = (len(levels) == rows and len(off) == rows + 1 and (np.diff(off.astype(np.int64)) >= 0).all()
+              and int(off[-1]) <= len(nb) and (nb.size == 0 or (nb.min() >= -1 and nb.max() < rows))
+              and (rows == 0 or 0 <= h.entry_point < rows) and h.max_level < 64 and (levels <= h.max_level + 1).all())
+        if not ok:
+            raise AnomalyError(f"{what}: the serialised HNSW graph does not link the bank's {rows} rows")
+
+
+def _to_gpu(index, kind: str, device: torch.device):
+    """The index on the bank's GPU when FAISS was built with CUDA (HNSW has no GPU form);
+    else the CPU index. Returns (index, resources to keep alive)."""
+    faiss = _faiss()
+    if device.type != "cuda" or kind == "hnsw" or not hasattr(faiss, "StandardGpuResources") \
+            or faiss.get_num_gpus() <= 0:
+        return index, None
+    res = faiss.StandardGpuResources()
+    opts = faiss.GpuClonerOptions()
+    opts.useFloat16 = kind == "ivfpq"  # PQ lookup tables in half precision (large M needs it)
+    try:
+        return faiss.index_cpu_to_gpu(res, device.index or 0, index, opts), res
+    except RuntimeError:  # a layout the GPU build does not support: search on the CPU
+        return index, None
+
+
+class KnnIndex:
+    """k-nearest-neighbour search over a fixed bank (build once, query many times).
+
+    ``backend="torch"``: exact; chunked ``|b|^2 - 2 q.b`` products on the bank's device, then
+    exact distances to the k candidates. ``"faiss"``: a FAISS index of ``index_type`` (one of
+    :data:`FAISS_INDEXES`, or ``"auto"``: :func:`choose_faiss_index`), built here or read from
+    ``index_bytes`` (a serialised index, validated, never retrained); on the GPU when FAISS has
+    CUDA and the bank is there. FAISS proposes candidates and their distances are recomputed
+    exactly against the bank, so an approximate index can only miss a neighbour, never report
+    a wrong distance. A bank stored in half precision is searched in float32.
     """
 
-    def __init__(self, bank: torch.Tensor, backend: str = "torch"):
+    def __init__(self, bank: torch.Tensor, backend: str = "torch", index_type: str = "auto",
+                 index_bytes: torch.Tensor | None = None, seed: int = 0):
         if backend not in ("torch", "faiss"):
             raise AnomalyError(f"search='{backend}': unknown; use 'torch' or 'faiss'")
-        if backend == "faiss" and not faiss_available():
-            raise AnomalyError("search='faiss': faiss is not installed (pip install faiss-cpu)")
         self.source, self.backend = bank, backend  # `source`: the bank as given (identity checks)
-        self.bank = bank if bank.dtype in (torch.float32, torch.float64) else bank.float()
-        self._sq = (self.bank * self.bank).sum(1) if backend == "torch" else None
-        self._faiss = None
+        self.index_type = None
+        self._sq = self._faiss = self._gpu_res = self._cpu = self._exact = None
+        if backend == "torch":
+            self.bank = bank if bank.dtype in (torch.float32, torch.float64) else bank.float()
+            self._sq = (self.bank * self.bank).sum(1)
+            return
+        _faiss()
+        self.bank = bank  # kept in its dtype: rows are converted as they are gathered
+        rows, dim = bank.shape
+        self.index_type = index_type if index_bytes is not None else choose_faiss_index(rows, index_type)
+        self.plan = faiss_plan(self.index_type, rows, dim)
+        if index_bytes is not None:
+            cpu = index_from_bytes(index_bytes, self.index_type, rows, dim, "faiss index")
+        else:
+            cpu = build_faiss_index(bank, self.index_type, seed)
+        self._faiss, self._gpu_res = _to_gpu(cpu, self.index_type, bank.device)
+        self._cpu = cpu if self._gpu_res is None else None
 
     def __len__(self) -> int:
         return int(self.bank.shape[0])
+
+    def to_bytes(self) -> torch.Tensor:
+        """The FAISS index serialised (``"faiss"`` backend only)."""
+        if self._faiss is None:
+            raise AnomalyError("only a FAISS index can be serialised")
+        cpu = self._cpu if self._cpu is not None else _faiss().index_gpu_to_cpu(self._faiss)
+        return index_to_bytes(cpu)
+
+    @property
+    def trained(self) -> bool:
+        """Whether the FAISS index holds more than the bank (worth keeping in a bundle)."""
+        return self.index_type not in (None, "flat")
 
     def _torch(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         bank = self.bank.to(queries.dtype)
@@ -70,14 +281,30 @@ class KnnIndex:
         return torch.cat(dists), torch.cat(indices)
 
     def _faiss_search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        import faiss
-
-        if self._faiss is None:
-            self._faiss = faiss.IndexFlatL2(self.bank.shape[1])
-            self._faiss.add(np.ascontiguousarray(self.bank.detach().float().cpu().numpy()))
-        d2, idx = self._faiss.search(np.ascontiguousarray(queries.detach().float().cpu().numpy()), k)
-        dist = torch.from_numpy(np.sqrt(np.maximum(d2, 0))).to(queries.device)
-        return dist, torch.from_numpy(idx).to(queries.device)
+        n = len(self)
+        want = min(n, max(k, self.plan["candidates"]))  # IVF-PQ: more candidates, re-ranked below
+        if self.plan["ef"] and want > self.plan["ef"]:
+            self._faiss.hnsw.efSearch = want
+        _, found = self._faiss.search(_f32(queries), want)
+        found = torch.from_numpy(found).to(self.bank.device)
+        if found.numel() and int(found.max()) >= n:
+            raise AnomalyError(f"faiss index: returned row {int(found.max())} of a {n}-row bank")
+        queries = queries.to(self.bank.device)
+        rows = max(1, _BLOCK_ELEMENTS // max(1, want * self.bank.shape[1]))
+        dists, indices = [], []
+        for i in range(0, len(found), rows):  # exact distances to the candidates
+            f, q = found[i : i + rows], queries[i : i + rows]
+            d = (q[:, None, :] - self.bank[f.clamp_min(0)].to(q.dtype)).norm(dim=-1)
+            d, order = d.masked_fill(f < 0, float("inf")).sort(1)
+            dists.append(d[:, :k])
+            indices.append(f.gather(1, order)[:, :k])
+        dist, idx = torch.cat(dists), torch.cat(indices)
+        short = ~torch.isfinite(dist[:, -1]) if len(dist) else torch.zeros(0, dtype=torch.bool)
+        if short.any():  # an IVF probe found fewer than k rows (tiny banks): search those exactly
+            if self._exact is None:
+                self._exact = KnnIndex(self.bank)
+            dist[short], idx[short] = self._exact._torch(queries[short], k)
+        return dist, idx
 
     def search(
         self, queries: torch.Tensor, k: int, exclude_self: bool = False, return_index: bool = False

@@ -30,7 +30,7 @@ from ..base import RUN_CHECKS, Detector, register
 from ..data import Batch
 from ..errors import AnomalyError
 from ..features import BACKBONE_CHECKS, Featurizer, check_backbone_config, extractor_from_config, make_extractor
-from ..memory import KnnIndex, greedy_coreset
+from ..memory import FAISS_INDEXES, KnnIndex, greedy_coreset, max_index_bytes
 from ..state import Buffers
 from ..streaming import Reservoir, RunningMoments
 
@@ -42,6 +42,24 @@ _IMAGE_SCORES = ("patch", "pooled")
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
 _MAP_PIXELS = 1 << 22  # pixels of maps (and their patch features) computed at once
 _MAX_ROWS = 10**8  # the largest bank a LatentDistance may hold (memory_size's bound)
+_SEARCHES = ("torch", "faiss", *(f"faiss:{kind}" for kind in FAISS_INDEXES))
+_BANKS = ("memory", "patch_memory")  # each bank's FAISS index is the buffer "index" / "patch_index"
+
+
+def _index_name(bank: str) -> str:
+    return bank.replace("memory", "index")
+
+
+def _index_info(value, name):
+    """fitted.faiss_index_: {bank: {"type": one of FAISS_INDEXES, "bytes": serialised size}}."""
+    if not isinstance(value, dict) or set(value) - set(_BANKS):
+        raise AnomalyError(f"{name}: expected an object keyed by {' / '.join(_BANKS)}")
+    for bank, info in value.items():
+        if not isinstance(info, dict) or set(info) != {"type", "bytes"}:
+            raise AnomalyError(f"{name}.{bank}: expected {{type, bytes}}")
+        v.one_of(*FAISS_INDEXES)(info["type"], f"{name}.{bank}.type")
+        v.integer(0, 1 << 40)(info["bytes"], f"{name}.{bank}.bytes")
+    return value
 
 
 def _mahalanobis(x: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
@@ -131,8 +149,12 @@ class LatentDistance(Detector):
         Raw-pixel patch side.
     map_dims : int, default 100
         Channels kept per position by "gaussian" maps (PaDiM).
-    search : {"torch", "faiss"}, default "torch"
-        Exact search by chunked matrix products, or FAISS when installed.
+    search : {"torch", "faiss", "faiss:flat", "faiss:ivfflat", "faiss:ivfpq", "faiss:hnsw"}, default "torch"
+        Exact search by chunked matrix products, or FAISS (the ``faiss`` extra): ``"faiss"`` picks
+        the index by bank size (flat up to 10^5 rows, IVF-Flat up to 2 x 10^6, IVF-PQ beyond;
+        :func:`anomalib_lite.memory.choose_faiss_index`), ``"faiss:<type>"`` names it (banks under
+        1000 rows stay flat). The index is trained at ``fit`` and saved in the bundle (FAISS's own
+        serialisation); candidates are re-ranked by exact distance; on the GPU when FAISS has CUDA.
     batch_size : int, default 256
     contamination : float or None, default None
         Share of the training data taken as anomalous to set ``threshold_`` at ``fit``, in-sample
@@ -183,7 +205,7 @@ class LatentDistance(Detector):
         "maps": v.boolean(),
         "patch_size": v.integer(1, 64),
         "map_dims": v.integer(1, 4096),
-        "search": v.one_of("torch", "faiss"),
+        "search": v.one_of(*_SEARCHES),
         **RUN_CHECKS,
     }
     _fitted_checks = {
@@ -195,6 +217,7 @@ class LatentDistance(Detector):
         "patch_bank_rows_": v.integer(0, _MAX_ROWS),
         "moments_n_": v.integer(0, 1 << 62),
         "patch_moments_n_": v.integer(0, 1 << 62),
+        "faiss_index_": v.none_or(_index_info),
     }
     _learned = ("extractor_", "bank_")
 
@@ -275,6 +298,7 @@ class LatentDistance(Detector):
         self._patch_moments = RunningMoments()
         self.bank_ = Buffers()
         self.patch_channels_ = None
+        self.faiss_index_ = None
         self.map_grid_ = None
         self.rows_seen_ = self.patches_seen_ = 0
         self._sync_counts()
@@ -385,6 +409,7 @@ class LatentDistance(Detector):
         if self.method == "knn":
             b.set("memory", self._bank.values() if self._bank.n_seen else None)
             b.set("patch_memory", self._patch_bank.values() if self._patch_bank.n_seen else None)
+            self._build_indexes()
         else:
             m, pm = self._moments, self._patch_moments
             b.set("mean", m.mean)
@@ -393,6 +418,22 @@ class LatentDistance(Detector):
             b.set("patch_scatter", pm.scatter)
             b.set("patch_channels", self.patch_channels_ if pm.mean is not None else None)
         self._sync_counts()
+
+    def _build_indexes(self) -> None:
+        """Train each bank's FAISS index (after the bank changed) and keep the trained ones
+        serialised in ``bank_`` (a flat index is the bank itself: rebuilt, not stored)."""
+        self.faiss_index_ = None
+        for bank in _BANKS:
+            self.bank_.set(_index_name(bank), None)
+            rows = self.bank_.get(bank)
+            if rows is None or not self.search.startswith("faiss"):
+                continue
+            index = KnnIndex(rows, "faiss", self.search.partition(":")[2] or "auto", seed=self.seed)
+            self._indexes[bank] = index
+            data = index.to_bytes() if index.trained else None
+            self.bank_.set(_index_name(bank), data)
+            self.faiss_index_ = {**(self.faiss_index_ or {}),
+                                 bank: {"type": index.index_type, "bytes": 0 if data is None else len(data)}}
 
     def _sync_counts(self) -> None:
         memory, patch = self.bank_.get("memory"), self.bank_.get("patch_memory")
@@ -425,6 +466,7 @@ class LatentDistance(Detector):
                 spec["memory"] = ((self.bank_rows_, d), torch.float32)
             if self.patch_bank_rows_ and patches:
                 spec["patch_memory"] = ((self.patch_bank_rows_, dp), self._patch_dtype())
+            spec.update(self._index_spec(spec))
         else:
             if self.moments_n_ and pooled:
                 spec["mean"], spec["scatter"] = ((d,), torch.float64), ((d, d), torch.float64)
@@ -435,6 +477,22 @@ class LatentDistance(Detector):
                 spec.update(patch_mean=((pos, c), torch.float64), patch_scatter=((pos, c, c), torch.float64),
                             patch_channels=((c,), torch.int64))
         return {"extractor_": ext, "bank_": Buffers.skeleton(spec, device)}
+
+    def _index_spec(self, banks: dict) -> dict:
+        """The serialised FAISS indexes the fitted values promise: one uint8 tensor per bank with
+        a trained index, bounded by what such an index of that bank can weigh."""
+        info = self.faiss_index_ or {}  # (kept as trained even if `search` was set otherwise since)
+        spec = {}
+        for bank, entry in info.items():
+            if bank not in banks:
+                raise AnomalyError(f"fitted.faiss_index_.{bank}: no such bank in this detector")
+            (rows, dim), _ = banks[bank]
+            if (entry["type"] == "flat") != (entry["bytes"] == 0) or entry["bytes"] > max_index_bytes(rows, dim):
+                raise AnomalyError(f"fitted.faiss_index_.{bank}: {entry['bytes']} bytes for a "
+                                   f"{entry['type']} index of {rows} x {dim}")
+            if entry["bytes"]:
+                spec[_index_name(bank)] = ((entry["bytes"],), torch.uint8)
+        return spec
 
     def _after_load(self) -> None:
         if self.extractor_ is not None:
@@ -457,6 +515,11 @@ class LatentDistance(Detector):
                                                             b.get("patch_scatter"))
         self.patch_channels_ = b.get("patch_channels")
         self._drop_caches()
+        for bank in (self.faiss_index_ or {}):  # read (and validate) the saved indexes now, never retrain
+            try:
+                self._knn_index(bank == "patch_memory")
+            except AnomalyError as e:
+                raise AnomalyError(f"tensor 'bank.{_index_name(bank)}': {e}") from None
 
     @property
     def memory_(self) -> torch.Tensor | None:
@@ -477,6 +540,8 @@ class LatentDistance(Detector):
         if patch is not None:
             parts.append(f"patch bank {len(patch):,} rows of {self.patches_seen_:,} patches seen "
                          f"({str(patch.dtype).replace('torch.', '')})")
+        for bank, info in (getattr(self, "faiss_index_", None) or {}).items():
+            parts.append(f"{bank.replace('_', ' ')}: faiss {info['type']} index")
         if self.method == "gaussian":
             parts.append("Gaussian" + (" per position" if self.bank_.get("patch_mean") is not None else ""))
         return "; ".join(parts)
@@ -503,9 +568,13 @@ class LatentDistance(Detector):
         bank = self.bank_.get(name)
         if bank is None:
             raise AnomalyError(f"LatentDistance was fitted without {'patch features' if patches else 'pooled features'}")
+        backend, _, named = self.search.partition(":")
         cached = self._indexes.get(name)
-        if cached is None or cached.source is not bank:
-            cached = self._indexes[name] = KnnIndex(bank, self.search)
+        if cached is None or cached.source is not bank or cached.backend != backend:
+            info = (self.faiss_index_ or {}).get(name) if backend == "faiss" else None
+            kind = info["type"] if info else named or "auto"
+            cached = self._indexes[name] = KnnIndex(bank, backend, kind, self.bank_.get(_index_name(name)),
+                                                    seed=self.seed)
         return cached
 
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
