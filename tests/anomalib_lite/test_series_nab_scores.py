@@ -69,6 +69,35 @@ def test_surprise_score_is_uncapped_comparable_and_quiet_after_an_alarm():
     assert np.array_equal(chunked, SurpriseScore(cal).update(x), equal_nan=True) and np.isnan(chunked[:5]).all()
 
 
+def test_surprise_score_recurring_events_rest_and_new_extremes_alarm():
+    rng = np.random.default_rng(6)
+    cal = 1 + 0.1 * rng.normal(size=200)
+    x = 1 + 0.1 * rng.normal(size=1000)
+    x[[250, 350, 450, 550]] = 4.0  # the same surprise at the same phase of a 100-step season
+    x[620] = 4.0  # ... and one at a new phase
+    quiet = dict(refractory=20, season=100, reach=5)
+    u = SurpriseScore(cal, **quiet).update(x)
+    assert u[250] >= 0.5 and (u[[350, 450, 550]] <= 3 / 8 + 1e-12).all() and u[620] >= 0.5
+    assert (SurpriseScore(cal, refractory=20).update(x)[[350, 450, 550]] >= 0.5).all()  # no season: each alarms
+    # a new extreme of the series (beyond its range by > 5 %) adds an alarm's worth of surprise
+    values = np.sin(np.arange(1000) / 10.0)
+    plain = SurpriseScore(cal, refractory=20).update(x)
+    values[700] = 1.2
+    with_values = SurpriseScore(cal, refractory=20).update(x, values)
+    assert with_values[700] >= 0.5 > plain[700]
+    # once a cycle has set the range, values inside it change nothing
+    assert np.allclose(np.delete(with_values, 700)[70:], np.delete(plain, 700)[70:])
+    values[800] = 1.22  # within 5 % of the range just extended: not new
+    assert SurpriseScore(cal, refractory=20).update(x, values)[800] == plain[800]
+    # chunked = whole, with both signals
+    y = np.r_[[np.nan] * 5, x]
+    vals = np.r_[np.zeros(5), values]
+    s = SurpriseScore(cal, **quiet)
+    cuts = [1, 7, 100, 101, 333]
+    chunked = np.concatenate([s.update(a, b) for a, b in zip(np.split(y, cuts), np.split(vals, cuts))])
+    assert np.array_equal(chunked, SurpriseScore(cal, **quiet).update(y, vals), equal_nan=True)
+
+
 def _nab_score_tool():
     spec = importlib.util.spec_from_file_location("nab_score", NAB_TOOL)
     module = importlib.util.module_from_spec(spec)
