@@ -60,10 +60,12 @@ def results_scores(detector, scores, share: float = 0.15, values=None) -> np.nda
     the score stays quiet for half the probationary period: NAB's anomaly windows are 10 % of a
     series shared among its anomalies, the probationary period 15 % (at most 750 steps), so
     half of it is about one window, and NAB counts one detection per window and charges every
-    other one."""
+    other one. The end of the probationary period (of training) counts as such an event: the
+    first out-of-sample steps are judged against a history of in-sample scores, so no alarm in
+    the half probationary period after it."""
     s = np.asarray(scores, dtype=np.float64)
     p = probation_steps(len(s), share)
-    out = np.nan_to_num(detector.unit_scores(s, values=values, quiet=p // 2), nan=0.0)
+    out = np.nan_to_num(detector.unit_scores(s, values=values, quiet=p // 2, settle=p + p // 2), nan=0.0)
     out[:p] = 0.0
     return out
 

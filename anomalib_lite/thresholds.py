@@ -235,6 +235,10 @@ class SurpriseScore:
       no higher than the largest surprise within ``reach`` steps of the same phase one period
       earlier is held at ``rest`` (a forecaster's blind spot at a daily jump surprises every
       day; an anomaly surprises once).
+    * ``settle``: the stream's first ``settle`` steps (NaN ones included) never alarm; they are
+      held at ``rest``. A stream scored from the start of its training series judges its first
+      out-of-sample steps against a history of in-sample scores, which are too small: the end
+      of training is treated like an alarm, with its quiet period after it.
     * ``values`` given to :meth:`update` (the series itself, one row per score): NAB's HTM
       detector's "spatial anomaly": a value beyond the range of every earlier value by more than
       ``tolerance`` (5 %) of that range adds ``alarm`` to the step's surprise (a new extreme is
@@ -243,7 +247,7 @@ class SurpriseScore:
 
     def __init__(self, prior=(), history: int = 8640, refractory: int = 64, alarm: float = 5.0,
                  rest: float = 3.0, scale: float = 5.0, min_count: int = 30, min_std: float = 0.01,
-                 season: int = 0, reach: int = 0, tolerance: float = 0.05):
+                 season: int = 0, reach: int = 0, tolerance: float = 0.05, settle: int = 0):
         if not isinstance(history, int) or history < 2 or refractory < 0:
             raise AnomalyError(f"SurpriseScore: history={history!r} must be an integer >= 2, refractory >= 0")
         if season < 0 or reach < 0 or (season and reach >= season) or tolerance < 0:
@@ -252,6 +256,7 @@ class SurpriseScore:
         self.history, self.refractory, self.alarm, self.rest = history, int(refractory), float(alarm), float(rest)
         self.scale, self.min_count, self.min_std = float(scale), int(min_count), float(min_std)
         self.season, self.reach, self.tolerance = int(season), int(reach), float(tolerance)
+        self.settle, self.steps = int(settle), 0
         self.past = np.zeros(self.season + self.reach + 1 if self.season else 0)  # ring of past surprises
         self.scored = 0  # surprises in the ring so far
         self.low = self.high = None  # the range of the values seen
@@ -334,6 +339,7 @@ class SurpriseScore:
         out = np.full(s.shape, np.nan)
         for i, v in enumerate(s.tolist()):
             extreme = values is not None and self._new_extreme(values[i])
+            self.steps += 1
             if math.isnan(v):
                 continue
             level = raw = self.surprise(v)
@@ -345,7 +351,7 @@ class SurpriseScore:
             self.since_alarm += 1
             before = level
             if level >= self.alarm:
-                if self.was_alarm or self.since_alarm <= self.refractory:
+                if self.was_alarm or self.since_alarm <= self.refractory or self.steps <= self.settle:
                     level = min(level, self.rest)
                 else:
                     self.since_alarm = 0

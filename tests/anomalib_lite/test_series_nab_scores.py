@@ -79,6 +79,8 @@ def test_surprise_score_recurring_events_rest_and_new_extremes_alarm():
     u = SurpriseScore(cal, **quiet).update(x)
     assert u[250] >= 0.5 and (u[[350, 450, 550]] <= 3 / 8 + 1e-12).all() and u[620] >= 0.5
     assert (SurpriseScore(cal, refractory=20).update(x)[[350, 450, 550]] >= 0.5).all()  # no season: each alarms
+    settled = SurpriseScore(cal, refractory=20, settle=300).update(x)  # the first 300 steps never alarm
+    assert settled[250] <= 3 / 8 + 1e-12 and settled[350] >= 0.5
     # a new extreme of the series (beyond its range by > 5 %) adds an alarm's worth of surprise
     values = np.sin(np.arange(1000) / 10.0)
     plain = SurpriseScore(cal, refractory=20).update(x)
