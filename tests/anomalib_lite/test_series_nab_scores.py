@@ -130,8 +130,10 @@ def test_nab_scorer_reads_the_results_the_project_writes(tmp_path):
     assert source.windows == [(860, 940)]
     det = al.Continuation(window=24, horizon=3, hidden=16, num_layers=1, season=0, epochs=10, lr=3e-3, device="cpu")
     scores, _ = nab.run_protocol(det, source, chunk=64)
-    unit = nab.results_scores(det, scores)
-    assert unit[: nab.probation_steps(n)].max() == 0 and ((unit >= 0) & (unit < 1)).all()
+    unit = nab.results_scores(det, scores, values=source.values)
+    p = nab.probation_steps(n)
+    assert unit[:p].max() == 0 and ((unit >= 0) & (unit < 1)).all()
+    assert unit[p : p + p // 2].max() < SurpriseScore().alarm_level <= unit[900:941].max()  # settles, then finds it
     path = nab.write_results(tmp_path / "results", source, unit, "continuation")
     assert path == tmp_path / "results" / "continuation" / "synthetic" / "continuation_spikes.csv"
 
