@@ -52,13 +52,21 @@ def run_protocol(detector, source, chunk: int = 64, share: float = 0.15, fpr: fl
     return np.concatenate(scores), np.concatenate(flags)
 
 
-def results_scores(detector, scores, share: float = 0.15) -> np.ndarray:
+def results_scores(detector, scores, share: float = 0.15, values=None) -> np.ndarray:
     """The [0, 1] scores NAB reads for one series scored from its first step:
     ``detector.unit_scores`` of the whole stream (its long-run distribution of scores starts
-    with the probationary period's), 0 in the probationary period, which NAB does not score."""
+    with the probationary period's), 0 in the probationary period, which NAB does not score.
+    ``values``: the series (its new extremes alarm, as in NAB's HTM detector). After an alarm
+    the score stays quiet for half the probationary period: NAB's anomaly windows are 10 % of a
+    series shared among its anomalies, the probationary period 15 % (at most 750 steps), so
+    half of it is about one window, and NAB counts one detection per window and charges every
+    other one. The end of the probationary period (of training) counts as such an event: the
+    first out-of-sample steps are judged against a history of in-sample scores, so no alarm in
+    the half probationary period after it."""
     s = np.asarray(scores, dtype=np.float64)
-    out = np.nan_to_num(detector.unit_scores(s), nan=0.0)
-    out[: probation_steps(len(s), share)] = 0.0
+    p = probation_steps(len(s), share)
+    out = np.nan_to_num(detector.unit_scores(s, values=values, quiet=p // 2, settle=p + p // 2), nan=0.0)
+    out[:p] = 0.0
     return out
 
 

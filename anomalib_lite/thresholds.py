@@ -228,14 +228,38 @@ class SurpriseScore:
     at ``rest`` (p = 1e-3, HTM's "yellow"). The output ``L / (L + scale)`` is strictly increasing
     in L and never reaches 1: no cap, however extreme the step. NaN scores give NaN (and leave
     the state alone); the result does not depend on how the stream is chunked.
+
+    Two more signals, both off by default:
+
+    * ``season`` (a period in steps): an event that recurs is not new. A step whose surprise is
+      no higher than the largest surprise within ``reach`` steps of the same phase one period
+      earlier is held at ``rest`` (a forecaster's blind spot at a daily jump surprises every
+      day; an anomaly surprises once).
+    * ``settle``: the stream's first ``settle`` steps (NaN ones included) never alarm; they are
+      held at ``rest``. A stream scored from the start of its training series judges its first
+      out-of-sample steps against a history of in-sample scores, which are too small: the end
+      of training is treated like an alarm, with its quiet period after it.
+    * ``values`` given to :meth:`update` (the series itself, one row per score): NAB's HTM
+      detector's "spatial anomaly": a value beyond the range of every earlier value by more than
+      ``tolerance`` (5 %) of that range adds ``alarm`` to the step's surprise (a new extreme is
+      news whatever a forecaster expected; it still ranks by its likelihood).
     """
 
     def __init__(self, prior=(), history: int = 8640, refractory: int = 64, alarm: float = 5.0,
-                 rest: float = 3.0, scale: float = 5.0, min_count: int = 30, min_std: float = 0.01):
+                 rest: float = 3.0, scale: float = 5.0, min_count: int = 30, min_std: float = 0.01,
+                 season: int = 0, reach: int = 0, tolerance: float = 0.05, settle: int = 0):
         if not isinstance(history, int) or history < 2 or refractory < 0:
             raise AnomalyError(f"SurpriseScore: history={history!r} must be an integer >= 2, refractory >= 0")
+        if season < 0 or reach < 0 or (season and reach >= season) or tolerance < 0:
+            raise AnomalyError(f"SurpriseScore: season={season!r}, reach={reach!r} must be >= 0 with reach < season, "
+                               f"tolerance={tolerance!r} >= 0")
         self.history, self.refractory, self.alarm, self.rest = history, int(refractory), float(alarm), float(rest)
         self.scale, self.min_count, self.min_std = float(scale), int(min_count), float(min_std)
+        self.season, self.reach, self.tolerance = int(season), int(reach), float(tolerance)
+        self.settle, self.steps = int(settle), 0
+        self.past = np.zeros(self.season + self.reach + 1 if self.season else 0)  # ring of past surprises
+        self.scored = 0  # surprises in the ring so far
+        self.low = self.high = None  # the range of the values seen
         self.values: deque[float] = deque()
         self.total = self.total_sq = 0.0
         self.pushed = 0
@@ -275,21 +299,62 @@ class SurpriseScore:
         std = max(std, self.min_std, 1e-9 * abs(mean))
         return float(-log_ndtr(-(score - mean) / std) / math.log(10.0))
 
-    def update(self, scores) -> np.ndarray:
-        """The [0, 1] scores of the next steps, in order."""
+    def _recurs(self, level: float) -> bool:
+        """Whether a surprise this high was seen near the same phase one season earlier (and
+        push it to the ring)."""
+        if not self.season:
+            return False
+        size, t = len(self.past), self.scored
+        seen = False
+        if t >= self.season + self.reach:
+            back = t - self.season + np.arange(-self.reach, self.reach + 1)
+            seen = level <= float(self.past[back % size].max())
+        self.past[t % size] = level
+        self.scored += 1
+        return seen
+
+    def _new_extreme(self, value: np.ndarray) -> bool:
+        """NAB's spatial anomaly: a value beyond the range seen so far by more than ``tolerance``
+        of that range, in any channel (then the range takes it in)."""
+        ok = np.isfinite(value)
+        if not ok.any():
+            return False
+        if self.low is None:
+            self.low, self.high = np.where(ok, value, np.inf), np.where(ok, value, -np.inf)
+            return False
+        span = self.high - self.low
+        with np.errstate(invalid="ignore"):
+            ranged = ok & np.isfinite(span) & (span > 0)
+            out = ranged & ((value > self.high + self.tolerance * span) | (value < self.low - self.tolerance * span))
+        self.low = np.where(ok, np.minimum(self.low, value), self.low)
+        self.high = np.where(ok, np.maximum(self.high, value), self.high)
+        return bool(out.any())
+
+    def update(self, scores, values=None) -> np.ndarray:
+        """The [0, 1] scores of the next steps, in order; ``values``: the series' steps (n,) or
+        (n, D) the scores belong to (for new extremes), optional."""
         s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if values is not None:
+            values = np.asarray(values, dtype=np.float64).reshape(len(s), -1)
         out = np.full(s.shape, np.nan)
         for i, v in enumerate(s.tolist()):
+            extreme = values is not None and self._new_extreme(values[i])
+            self.steps += 1
             if math.isnan(v):
                 continue
             level = raw = self.surprise(v)
             self._push(v)
+            if self._recurs(raw):
+                level = min(level, self.rest)
+            if extreme:
+                level += self.alarm
             self.since_alarm += 1
-            if raw >= self.alarm:
-                if self.was_alarm or self.since_alarm <= self.refractory:
-                    level = min(raw, self.rest)
+            before = level
+            if level >= self.alarm:
+                if self.was_alarm or self.since_alarm <= self.refractory or self.steps <= self.settle:
+                    level = min(level, self.rest)
                 else:
                     self.since_alarm = 0
-            self.was_alarm = raw >= self.alarm
+            self.was_alarm = before >= self.alarm
             out[i] = level / (level + self.scale)
         return out

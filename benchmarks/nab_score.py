@@ -38,7 +38,23 @@ PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 PUBLISHED = {"ARTime": 67.12, "numenta (HTM)": 61.30, "htmjava": 59.29, "contextOSE": 50.52, "knncad": 43.70,
              "windowedGaussian": 12.07}
 SUBSETS = {"all 18 series": None, "artificial (11)": ("artificialNoAnomaly", "artificialWithAnomaly"),
-           "artificialWithAnomaly (6)": ("artificialWithAnomaly",), "realKnownCause (7)": ("realKnownCause",)}
+           "artificialWithAnomaly (6)": ("artificialWithAnomaly",), "realKnownCause (7)": ("realKnownCause",),
+           "dev half (9)": "dev", "held-out half (9)": "held-out"}
+
+
+def halves() -> dict[str, list[str]]:
+    """The two halves the NAB defaults are developed and checked on, fixed before any result was
+    looked at: within each category, in sorted order, files alternate between the development
+    half (first, third, ...) and the held-out half (second, fourth, ...). Defaults are chosen on
+    the development half; the held-out half (and NAB's other series) only check them."""
+    out: dict[str, list[str]] = {"dev": [], "held-out": []}
+    by_category: dict[str, list[str]] = {}
+    for name in sorted(nab_files()):
+        by_category.setdefault(name.split("/")[0], []).append(name)
+    for names in by_category.values():
+        for i, name in enumerate(names):
+            out["dev" if i % 2 == 0 else "held-out"].append(name)
+    return out
 
 
 def run(cmd: list[str]) -> None:
@@ -74,11 +90,18 @@ def early_alarms(results: Path, name: str, steps: int = 576) -> int:
 
 
 def subset_dir(tmp: Path, categories) -> Path:
-    """A data folder holding only these categories (links to NAB's files: the scorer scores the
-    series it finds under --data)."""
+    """A data folder holding only these categories, or one half (links to NAB's files: the
+    scorer scores the series it finds under --data)."""
     data = data_root() / "NAB" / "data"
     if categories is None:
         return data
+    if isinstance(categories, str):  # a half
+        folder = tmp / f"data-{categories}"
+        for name in halves()[categories]:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            if not (folder / name).exists():
+                (folder / name).symlink_to(data / name)
+        return folder
     folder = tmp / ("data-" + "-".join(categories))
     for c in categories:
         (folder / c).mkdir(parents=True, exist_ok=True)
@@ -92,6 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=None, help="keep the results files in this folder (default: a temporary one)")
     ap.add_argument("--score-only", action="store_true", help="score the results already in --work")
+    ap.add_argument("--note", default="", help="a line recorded before the description (e.g. which code wrote --work)")
     args = ap.parse_args()
     load_before = os.getloadavg()
     names = nab_files()
@@ -111,11 +135,16 @@ def main() -> None:
                 table[route, subset] = score(tmp / ("example" if route == "example" else "cli"),
                                              subset_dir(tmp, categories), tmp / "scores.json")
         early = {name: [early_alarms(tmp / route, name) for route in ("example", "cli")] for name in names}
-    again = "Scored again from the results files of the run above (--score-only). " if args.score_only else ""
+    again = "Scored from results files already in --work (--score-only). " if args.score_only else ""
     lines = [
-        again + f"Continuation with every default (LSTM 2 x 32, window 64, horizon 5, season auto, EWMA span 10; NAB's "
-        f"[0, 1] score from `unit_scores`: HTM-style likelihood of each step's score against the series' own "
-        f"history, alarm at p <= 1e-5, quiet for a window (or a season) after an alarm). Example route: "
+        (args.note + " " if args.note else "") + again
+        + f"Continuation with every default (LSTM 2 x 32, window 64, horizon 5, season auto, EWMA span 10; NAB's "
+        f"[0, 1] score from `nab.results_scores`: HTM-style likelihood of each step's score against the series' own "
+        f"history, alarm at p <= 1e-5; a surprise that recurs at the same phase one season earlier rests; a new "
+        f"extreme of the series (beyond its range by > 5 %, NAB's HTM 'spatial anomaly') adds an alarm; quiet for "
+        f"half the probationary period (about one NAB window) after an alarm and after training). Dev / held-out "
+        f"halves: files alternate within each category (sorted), fixed before looking at results; the defaults "
+        f"were chosen on the dev half. Example route: "
         f"`python examples/nab.py --results DIR` ({seconds['example']:.0f} s). CLI route: `anomaly fit continuation "
         f"--data \"nab:NAME?stop=P\"` (P = NAB's probationary period) then `anomaly score BUNDLE --data nab:NAME "
         f"--nab-results DIR`, no learning after the fit ({seconds['CLI']:.0f} s, 36 processes). Scored by "
@@ -136,8 +165,9 @@ def main() -> None:
               "-0.11 per false positive row):", "",
               "| series | example | CLI | alarms in the 2 days after training: example, CLI |", "| --- | --- | --- | --- |"]
     ex, cl = table["example", "all 18 series"]["standard"]["files"], table["CLI", "all 18 series"]["standard"]["files"]
+    half = {name: h for h, members in halves().items() for name in members}
     for name in names:
-        lines.append(f"| {name} | {ex[name]['raw']:+.2f} (fp {ex[name]['fp']}) | {cl[name]['raw']:+.2f} (fp {cl[name]['fp']}) "
+        lines.append(f"| {name} ({half[name]}) | {ex[name]['raw']:+.2f} (fp {ex[name]['fp']}) | {cl[name]['raw']:+.2f} (fp {cl[name]['fp']}) "
                      f"| {early[name][0]}, {early[name][1]} |")
     lines += ["", "Alarms: steps whose NAB score reaches the alarm level (0.5, p <= 1e-5) in the 576 steps (2 days at "
               "5-minute steps) after the probationary period; the issue reported 29 false flags there on one AWS series."]

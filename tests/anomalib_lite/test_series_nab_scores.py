@@ -69,6 +69,37 @@ def test_surprise_score_is_uncapped_comparable_and_quiet_after_an_alarm():
     assert np.array_equal(chunked, SurpriseScore(cal).update(x), equal_nan=True) and np.isnan(chunked[:5]).all()
 
 
+def test_surprise_score_recurring_events_rest_and_new_extremes_alarm():
+    rng = np.random.default_rng(6)
+    cal = 1 + 0.1 * rng.normal(size=200)
+    x = 1 + 0.1 * rng.normal(size=1000)
+    x[[250, 350, 450, 550]] = 4.0  # the same surprise at the same phase of a 100-step season
+    x[620] = 4.0  # ... and one at a new phase
+    quiet = dict(refractory=20, season=100, reach=5)
+    u = SurpriseScore(cal, **quiet).update(x)
+    assert u[250] >= 0.5 and (u[[350, 450, 550]] <= 3 / 8 + 1e-12).all() and u[620] >= 0.5
+    assert (SurpriseScore(cal, refractory=20).update(x)[[350, 450, 550]] >= 0.5).all()  # no season: each alarms
+    settled = SurpriseScore(cal, refractory=20, settle=300).update(x)  # the first 300 steps never alarm
+    assert settled[250] <= 3 / 8 + 1e-12 and settled[350] >= 0.5
+    # a new extreme of the series (beyond its range by > 5 %) adds an alarm's worth of surprise
+    values = np.sin(np.arange(1000) / 10.0)
+    plain = SurpriseScore(cal, refractory=20).update(x)
+    values[700] = 1.2
+    with_values = SurpriseScore(cal, refractory=20).update(x, values)
+    assert with_values[700] >= 0.5 > plain[700]
+    # once a cycle has set the range, values inside it change nothing
+    assert np.allclose(np.delete(with_values, 700)[70:], np.delete(plain, 700)[70:])
+    values[800] = 1.22  # within 5 % of the range just extended: not new
+    assert SurpriseScore(cal, refractory=20).update(x, values)[800] == plain[800]
+    # chunked = whole, with both signals
+    y = np.r_[[np.nan] * 5, x]
+    vals = np.r_[np.zeros(5), values]
+    s = SurpriseScore(cal, **quiet)
+    cuts = [1, 7, 100, 101, 333]
+    chunked = np.concatenate([s.update(a, b) for a, b in zip(np.split(y, cuts), np.split(vals, cuts))])
+    assert np.array_equal(chunked, SurpriseScore(cal, **quiet).update(y, vals), equal_nan=True)
+
+
 def _nab_score_tool():
     spec = importlib.util.spec_from_file_location("nab_score", NAB_TOOL)
     module = importlib.util.module_from_spec(spec)
@@ -99,8 +130,10 @@ def test_nab_scorer_reads_the_results_the_project_writes(tmp_path):
     assert source.windows == [(860, 940)]
     det = al.Continuation(window=24, horizon=3, hidden=16, num_layers=1, season=0, epochs=10, lr=3e-3, device="cpu")
     scores, _ = nab.run_protocol(det, source, chunk=64)
-    unit = nab.results_scores(det, scores)
-    assert unit[: nab.probation_steps(n)].max() == 0 and ((unit >= 0) & (unit < 1)).all()
+    unit = nab.results_scores(det, scores, values=source.values)
+    p = nab.probation_steps(n)
+    assert unit[:p].max() == 0 and ((unit >= 0) & (unit < 1)).all()
+    assert unit[p : p + p // 2].max() < SurpriseScore().alarm_level <= unit[900:941].max()  # settles, then finds it
     path = nab.write_results(tmp_path / "results", source, unit, "continuation")
     assert path == tmp_path / "results" / "continuation" / "synthetic" / "continuation_spikes.csv"
 
