@@ -79,6 +79,8 @@ class Detector(BaseEstimator):
     _fitted_checks: ClassVar[dict[str, v.Check]] = {}
     #: attributes holding learned tensors: ``nn.Module`` (saved as its state dict), tensors, arrays
     _learned: ClassVar[tuple[str, ...]] = ()
+    #: learned arrays that must be > 0 (scales that divide); loading refuses others
+    _positive_learned: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------------ scikit-learn
     def set_params(self, **params) -> Detector:
@@ -268,7 +270,7 @@ class Detector(BaseEstimator):
             for b, tiled in self._batches(X, "score"):
                 s = self._score_batch(b.x).double().cpu()
                 out.append(s if tiled is None else s.reshape(-1, tiled[0]).amax(1))
-        return torch.cat(out).numpy()
+        return _finite(torch.cat(out).numpy(), "scores")
 
     def score_samples(self, X) -> np.ndarray:
         """scikit-learn's convention: higher = more normal (``-decision_function``)."""
@@ -295,7 +297,7 @@ class Detector(BaseEstimator):
             for b, tiled in self._batches(X, "score_map"):
                 m = self._score_map_batch(b.x).float().cpu()
                 out.append(m if tiled is None else tiling.stitch(m, tiled[1], tiled[2]))
-        return torch.cat(out).numpy()
+        return _finite(torch.cat(out).numpy(), "maps")
 
     def _score_and_map_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and maps of a batch; detectors whose scores come from their maps override it
@@ -312,7 +314,7 @@ class Detector(BaseEstimator):
                 s, m = s.double().cpu(), m.float().cpu()
                 if tiled is not None:
                     s, m = s.reshape(-1, tiled[0]).amax(1), tiling.stitch(m, tiled[1], tiled[2])
-                yield s.numpy(), m.numpy()
+                yield _finite(s.numpy(), "scores"), _finite(m.numpy(), "maps")
 
     def calibrate(self, normal, fpr: float = 0.01, _in_sample: bool = False) -> Detector:
         """Set ``threshold_`` so that about ``fpr`` of normal data is flagged (conformal)."""
@@ -388,6 +390,16 @@ class Detector(BaseEstimator):
             else:
                 out[key] = torch.as_tensor(value)
         return out
+
+
+def _finite(values: np.ndarray, what: str) -> np.ndarray:
+    """``values``, unless some are NaN or infinite: inputs are checked finite, so that only
+    happens when the learned values are out of range (a damaged or forged bundle)."""
+    ok = np.isfinite(values)
+    if not ok.all():
+        raise AnomalyError(f"{what}: {int((~ok).sum())} of {ok.size} are NaN or infinite: the model's learned "
+                           "values are out of range (a damaged or forged bundle?)")
+    return values
 
 
 def _external(value) -> bool:

@@ -117,6 +117,7 @@ class SeriesDetector(Detector):
     calibration."""
 
     input_kind = "series"
+    _positive_learned = ("scaler_std_",)
     #: moving thresholds never flag at or below this score
     _score_floor: float = -np.inf
 

@@ -416,6 +416,11 @@ class LatentDistance(Detector):
             self._patch_moments = RunningMoments.from_state(self.patch_moments_n_, b.get("patch_mean"),
                                                             b.get("patch_scatter"))
         self.patch_channels_ = b.get("patch_channels")
+        ch = self.patch_channels_
+        if ch is not None and ch.numel():
+            dp = self.featurizer_.patch_dim(tuple(self.input_shape_))
+            if int(ch.min()) < 0 or int(ch.max()) >= dp or not bool((ch[1:] > ch[:-1]).all()):
+                raise AnomalyError(f"tensor 'bank.patch_channels': must be increasing channel numbers in [0, {dp})")
         self._drop_caches()
 
     @property
