@@ -304,10 +304,13 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
     if stream:
         if out or nab_results or report or maps:
             raise al.AnomalyError("--stream prints to stdout; drop -o, --nab-results, --maps and --report")
-        scored, bad = wf.stream(det, data_spec, learn=learn, **{k: load[k] for k in ("columns", "time_column",
-                                                                                     "label_column", "nan")})
+        kinds: dict[str, int] = {}
+        scored, bad = wf.stream(det, data_spec, learn=learn, counts=kinds,
+                                **{k: load[k] for k in ("columns", "time_column", "label_column", "nan")})
         if bad and not quiet:
-            click.echo(f"anomaly: {bad} bad line(s) skipped, {scored} scored", err=True)
+            from anomalib_lite.series_io import skipped_summary
+
+            click.echo(f"anomaly: {bad} bad line(s) skipped, {scored} scored ({skipped_summary(kinds)})", err=True)
         return
     text = wf.score_and_write(det, data_spec, bundle=bundle, out=out, maps=maps, top=top, report=report,
                               nab_results=nab_results, learn=learn, **load)

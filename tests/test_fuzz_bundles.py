@@ -115,3 +115,19 @@ def test_the_seed_bundles_themselves_load_and_score(tmp_path, seeds, keys):
         assert (outcome, detail) == ("sane", "scored"), name
     header = json.loads(fb.split(seeds["Continuation"][0].read_bytes())[0]["__metadata__"]["anomalib_lite"])
     assert header["detector"] == "Continuation" and np.isfinite(header["fitted"]["threshold_"])
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("LatentDistance-gaussian", lambda h, t: h["params"].update(image_score="pooled"),
+     "fitted.moments_n_=0: these scores need a Gaussian of at least 2 samples"),
+    ("LatentDistance-gaussian", lambda h, t: h["fitted"].update(patch_moments_n_=1),
+     "fitted.patch_moments_n_=1: a Gaussian needs at least 2 samples"),
+    ("LatentDistance-vector", lambda h, t: h["params"].update(k=4000, memory_size=5000),
+     "fitted.bank_rows_=50: these scores need a bank of at least k=4000 rows"),
+    ("Reconstruction", lambda h, t: h["fitted"].update(model_input_shape_=[1, 16]),
+     r"fitted.model_input_shape_=\[1, 16\]: must be a shape of 3 to 3 sides"),
+])
+def test_fitted_values_that_scoring_cannot_use_are_refused(tmp_path, seeds, keys, name, change, message):
+    """Found by the fuzzer: each loaded, then failed with a traceback when scoring."""
+    with pytest.raises(AnomalyError, match=message):
+        _load(tmp_path, _forged(seeds, keys, name, change), keys)

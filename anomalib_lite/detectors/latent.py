@@ -378,6 +378,7 @@ class LatentDistance(Detector):
                 raise AnomalyError(f"fitted.{name}={getattr(self, name)}: more rows than memory_size={self.memory_size}")
         pooled = not image or self.image_score == "pooled"
         patches = image and self._learns_patches()
+        self._check_counts(pooled, image and self.image_score == "patch")
         d, dp = feat.embed_dim(shape), feat.patch_dim(shape) if image else 0
         spec: dict = {}
         if self.method == "knn":
@@ -395,6 +396,28 @@ class LatentDistance(Detector):
                 spec.update(patch_mean=((pos, c), torch.float64), patch_scatter=((pos, c, c), torch.float64),
                             patch_channels=((c,), torch.int64))
         return {"extractor_": ext, "bank_": Buffers.skeleton(spec, device)}
+
+    def _check_counts(self, pooled: bool, patch_scores: bool) -> None:
+        """The fitted counts must give scoring what it needs (what ``fit`` guarantees): a bank
+        of at least k rows or a Gaussian of at least 2 samples for pooled (and vector) scores,
+        a patch bank or per-position Gaussians for patch scores."""
+        def need(name: str, low: int, why: str) -> None:
+            if getattr(self, name) < low:
+                raise AnomalyError(f"fitted.{name}={getattr(self, name)}: {why}")
+
+        for name in ("moments_n_", "patch_moments_n_"):
+            if getattr(self, name) == 1:
+                need(name, 2, "a Gaussian needs at least 2 samples")
+        if self.method == "knn":
+            if pooled:
+                need("bank_rows_", self.k, f"these scores need a bank of at least k={self.k} rows")
+            if patch_scores:
+                need("patch_bank_rows_", 1, "patch scores need a patch bank")
+        else:
+            if pooled:
+                need("moments_n_", 2, "these scores need a Gaussian of at least 2 samples")
+            if patch_scores:
+                need("patch_moments_n_", 2, "patch scores need per-position Gaussians of at least 2 samples")
 
     def _after_load(self) -> None:
         if self.extractor_ is not None:
@@ -460,7 +483,10 @@ class LatentDistance(Detector):
         return self.decision_function(X, leave_one_out=True)
 
     def _gaussian(self, mean: torch.Tensor, scatter: torch.Tensor, n: int) -> torch.Tensor:
-        return torch.linalg.inv(RunningMoments.from_state(n, mean, scatter).covariance(self.shrinkage))
+        try:
+            return torch.linalg.inv(RunningMoments.from_state(n, mean, scatter).covariance(self.shrinkage))
+        except ValueError as e:  # fewer than 2 samples
+            raise AnomalyError(f"LatentDistance: {e}") from None
 
     def _knn_index(self, patches: bool) -> KnnIndex:
         """The search index over the current bank, rebuilt only after the bank changed."""

@@ -123,7 +123,7 @@ class Reconstruction(Detector):
     }
     _fitted_checks = {
         "backbone_": v.none_or(lambda cfg, name: check_backbone_config(cfg, name)),
-        "model_input_shape_": v.shape(3, 1 << 14, 1 << 26),
+        "model_input_shape_": v.shape(3, 1 << 14, 1 << 26, min_dims=3),
         "history_": v.none_or(history),
     }
     _learned = ("extractor_", "model_", "norm_")
