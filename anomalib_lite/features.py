@@ -193,6 +193,8 @@ def check_backbone_config(cfg, where: str = "backbone_") -> dict:
     sha = cfg.get("weights_sha256")
     if sha is not None and (len(sha) != 64 or set(sha) - _SHA):
         raise AnomalyError(f"{where}.weights_sha256: not a sha256 hex digest")
+    if sha is None and cfg["weights_source"].startswith("imagenet"):
+        raise AnomalyError(f"{where}.weights_sha256: missing; ImageNet weights are only used with their hash checked")
     return cfg
 
 

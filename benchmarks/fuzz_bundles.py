@@ -689,6 +689,9 @@ def main() -> None:
         name, _, index, _ = job
         outcome, detail = result
         table[name][outcome] = table[name].get(outcome, 0) + 1
+        if outcome == "sane":
+            how = "scored" if detail == "scored" else "score refused"
+            table[name][how] = table[name].get(how, 0) + 1
         if outcome in FAILURES:
             first = detail.strip().splitlines()[-1] if detail.strip() else ""
             examples.setdefault((name, outcome, first[:120]), (index, what, detail))
@@ -705,15 +708,16 @@ def main() -> None:
     finally:
         pool.close()
     elapsed = time.time() - t1
-    total = {k: sum(t.get(k, 0) for t in table.values()) for k in ("refused", "sane", *FAILURES)}
-    tried = sum(total.values())
-    rows = ["| seed bundle | tried | refused (one line) | loaded and scored sanely | failures |", "|---|---:|---:|---:|---:|"]
-    for name in NAMES:
-        t = table[name]
+    total = {k: sum(t.get(k, 0) for t in table.values()) for k in ("refused", "sane", "score refused", *FAILURES)}
+    tried = sum(total[k] for k in ("refused", "sane", *FAILURES))
+    rows = ["| seed bundle | tried | refused at load (one line) | loaded and scored sanely "
+            "(of which scoring refused in one line) | failures |", "|---|---:|---:|---:|---:|"]
+    for name in [*NAMES, "all"]:
+        t = total if name == "all" else table[name]
         fails = sum(t.get(k, 0) for k in FAILURES)
-        rows.append(f"| {name} | {sum(t.values())} | {t.get('refused', 0)} | {t.get('sane', 0)} | {fails} |")
-    fails = sum(total[k] for k in FAILURES)
-    rows.append(f"| **all** | **{tried}** | **{total['refused']}** | **{total['sane']}** | **{fails}** |")
+        tried_here = t.get("refused", 0) + t.get("sane", 0) + fails
+        rows.append(f"| {name} | {tried_here} | {t.get('refused', 0)} | {t.get('sane', 0)} "
+                    f"({t.get('score refused', 0)}) | {fails} |")
     kinds = ", ".join(f"{k} {total[k]}" for k in FAILURES if total[k]) or "none"
     body = (
         f"Seeded mutation fuzzer over signed bundles of every detector (seed {args.seed}): each mutation is "
@@ -725,7 +729,8 @@ def main() -> None:
     )
     if examples:
         body += "\n\nFirst failure of each kind:\n\n" + "\n".join(
-            f"- `{n}:{i}` {what}: {o}: {d.strip().splitlines()[-1][:200]}" for (n, o, _), (i, what, d) in examples.items())
+            f"- `{n}:{i}` {what}: {o}: {d.strip().splitlines()[-1][:200]}"
+            for (n, o, _), (i, what, d) in examples.items())
     if args.no_record:
         print(body)
     else:

@@ -131,3 +131,21 @@ def test_fitted_values_that_scoring_cannot_use_are_refused(tmp_path, seeds, keys
     """Found by the fuzzer: each loaded, then failed with a traceback when scoring."""
     with pytest.raises(AnomalyError, match=message):
         _load(tmp_path, _forged(seeds, keys, name, change), keys)
+
+
+def test_imagenet_weights_are_only_used_with_their_hash(tmp_path, seeds, keys):
+    """A bundle naming ImageNet weights without a hash would take whatever the cache holds."""
+    def change(h, t):
+        h["fitted"]["backbone_"].update(weights_source="imagenet", weights_sha256=None)
+
+    with pytest.raises(AnomalyError, match="backbone_.weights_sha256: missing; ImageNet weights are only used"):
+        _load(tmp_path, _forged(seeds, keys, "LatentDistance-resnet", change), keys)
+
+
+def test_a_singular_covariance_is_one_error_when_scoring(tmp_path, seeds, keys):
+    """Found by the fuzzer: shrinkage=0 (a legal value) on per-position Gaussians of fewer
+    samples than features made linalg.inv raise its own error (fitting so, too)."""
+    forged = _forged(seeds, keys, "LatentDistance-gaussian", lambda h, t: h["params"].update(shrinkage=0))
+    det = _load(tmp_path, forged, keys)
+    with pytest.raises(AnomalyError, match="LatentDistance: the covariance of 32 samples is singular; use shrinkage"):
+        det.decision_function(fb.score_data("images"))

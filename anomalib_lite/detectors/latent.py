@@ -484,8 +484,8 @@ class LatentDistance(Detector):
 
     def _gaussian(self, mean: torch.Tensor, scatter: torch.Tensor, n: int) -> torch.Tensor:
         try:
-            return torch.linalg.inv(RunningMoments.from_state(n, mean, scatter).covariance(self.shrinkage))
-        except ValueError as e:  # fewer than 2 samples
+            return RunningMoments.from_state(n, mean, scatter).precision(self.shrinkage)
+        except ValueError as e:  # fewer than 2 samples, or singular
             raise AnomalyError(f"LatentDistance: {e}") from None
 
     def _knn_index(self, patches: bool) -> KnnIndex:
