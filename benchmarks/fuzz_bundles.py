@@ -214,7 +214,7 @@ def pick(rng, seq):
 
 def hostile_values(rng) -> object:
     pool = [
-        None, True, False, 0, -1, 1, 2, 3, 7, 8, 255, 2**31, 2**63, -(2**63), 10**30, -(10**30), 10**308,
+        None, True, False, 0, -1, 1, 2, 3, 7, 8, 255, 2048, 4096, 8192, [4096, 4096], [8192, 8192], 2**31, 2**63, -(2**63), 10**30, -(10**30), 10**308,
         1e308, -1e308, float("nan"), float("inf"), float("-inf"), 0.5, -0.5, 1e-300, 1.5, "", "x", "auto",
         "cpu", "cuda:7", "meta", "mps", "../../etc/passwd", "/dev/zero", "/dev/stdin", "imagenet", "random",
         "imagenet:IMAGENET1K_V2", "resnet18", "knn", "gaussian", "lstm", "a" * 100_000, "\u2603\x00", [], [1],
@@ -278,6 +278,8 @@ def mutate_header(header: dict, rng) -> tuple[dict, str]:
 
     h = copy.deepcopy(header)
     paths = list(_paths(h))
+    if not paths:
+        return mutate_top(h, rng)
     path, value = paths[rng.integers(len(paths))]
     how = pick(rng, ["hostile", "hostile", "relative", "relative", "delete", "extra", "wrap"])
     if how == "delete":
@@ -309,6 +311,9 @@ def mutate_tensor(tensors: dict, rng) -> tuple[dict, str]:
     import torch
 
     t = dict(tensors)
+    if not t:
+        t["extra"] = torch.zeros(3)
+        return t, "tensor add extra"
     name = sorted(t)[rng.integers(len(t))]
     x = t[name]
     how = str(pick(rng, ["shape", "shape", "dtype", "dtype", "values", "values", "drop", "rename", "add",
@@ -657,7 +662,7 @@ def main() -> None:
     ap.add_argument("--per-detector", type=int, default=700, help="mutations per seed bundle (8 seeds)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--timeout", type=float, default=20.0, help="seconds per load + score")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per load + score (a hang beyond)")
     ap.add_argument("--memory-gb", type=float, default=3.0, help="address space a worker may add (0: no cap)")
     ap.add_argument("--only", help="NAME:INDEX: rerun one case here and print its outcome")
     ap.add_argument("--keep", help="folder for the seed bundles (default: a temporary one)")
