@@ -149,3 +149,12 @@ def test_a_singular_covariance_is_one_error_when_scoring(tmp_path, seeds, keys):
     det = _load(tmp_path, forged, keys)
     with pytest.raises(AnomalyError, match="LatentDistance: the covariance of 32 samples is singular; use shrinkage"):
         det.decision_function(fb.score_data("images"))
+
+
+def test_a_patch_grid_other_than_the_fitted_one_is_one_error(tmp_path, seeds, keys):
+    """Found by the fuzzer: another patch_size changes the grid of positions, and per-position
+    Gaussians of 16x16 positions met 17x17 patches in a tensor operation."""
+    det = _load(tmp_path, _forged(seeds, keys, "LatentDistance-gaussian", lambda h, t: h["params"].update(patch_size=4)),
+                keys)
+    with pytest.raises(AnomalyError, match=r"fitted.map_grid_=\[16, 16\]: these images give a 17x17 patch grid"):
+        det.decision_function(fb.score_data("images"))

@@ -537,6 +537,9 @@ class LatentDistance(Detector):
                 weight = self._reweight(index, rows.reshape(n, h * w, d), dist, idx[:, 0].reshape(n, h * w))
         else:
             b = self.bank_
+            if [h, w] != list(self.map_grid_):  # per-position Gaussians: the grid they were fitted on
+                raise AnomalyError(f"fitted.map_grid_={list(self.map_grid_)}: these images give a {h}x{w} patch grid "
+                                   "(a damaged or forged bundle?)")
             if self._patch_precision is None:
                 self._patch_precision = self._gaussian(b.patch_mean, b.patch_scatter, self.patch_moments_n_)
             sel = p[:, b.patch_channels.to(p.device)].permute(2, 3, 0, 1).reshape(h * w, n, -1)
