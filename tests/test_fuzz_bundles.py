@@ -158,3 +158,12 @@ def test_a_patch_grid_other_than_the_fitted_one_is_one_error(tmp_path, seeds, ke
                 keys)
     with pytest.raises(AnomalyError, match=r"fitted.map_grid_=\[16, 16\]: these images give a 17x17 patch grid"):
         det.decision_function(fb.score_data("images"))
+
+
+def test_a_network_input_shape_other_than_the_images_give_is_one_error(tmp_path, seeds, keys):
+    """Found by the fuzzer: model_input_shape_ [1, 16, 15] builds the same tensors as [1, 16, 16]
+    (the encoder rounds up), and the network then met images it was not built for."""
+    forged = _forged(seeds, keys, "Reconstruction", lambda h, t: h["fitted"].update(model_input_shape_=[1, 16, 15]))
+    det = _load(tmp_path, forged, keys)
+    with pytest.raises(AnomalyError, match=r"model_input_shape_=\[1, 16, 15\]: the network gets \[1, 16, 16\]"):
+        det.decision_function(fb.score_data("images"))
