@@ -25,7 +25,6 @@ from anomalib_lite import distributed
 from anomalib_lite import workflows as wf
 from anomalib_lite.pretrain import pretrain
 
-augment = al.augment
 
 #: parameters every command sets from its run options, never offered per detector
 _RUN = ("device", "seed", "verbose", "batch_size")
@@ -291,10 +290,11 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
     det = _bundle(bundle, device, batch_size, quiet, verify, threads)
     load = _load_options(columns, time_column, label_column, nan, data_dir, download)
     if stream:
-        scored, bad = wf.stream(det, data_spec, learn=learn, outputs=(out, nab_results, report, maps),
+        scored, bad = wf.stream(det, data_spec, learn=learn, outputs=(out, nab_results, report, maps), counts=(kinds := {}),
                                 **{k: load[k] for k in ("columns", "time_column", "label_column", "nan")})
         if bad and not quiet:
-            click.echo(f"anomaly: {bad} bad line(s) skipped, {scored} scored", err=True)
+            click.echo(f"anomaly: {bad} bad line(s) skipped, {scored} scored ({wf.series_io.skipped_summary(kinds)})",
+                       err=True)
         return
     text = wf.score_and_write(det, data_spec, bundle=bundle, out=out, maps=maps, top=top, report=report,
                               nab_results=nab_results, learn=learn, **load)
@@ -353,7 +353,7 @@ def demo(digit, download, data_dir, device, seed, batch_size, quiet):
 @click.option("--data", "data_spec", required=True, help='Images to preview, e.g. "mnist:train?classes=3".')
 @click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
 @click.option("--synth", is_flag=True, help="Also show the config's ood: synthesis with masks overlaid.")
-@click.option("--backend", type=click.Choice(list(augment.BACKENDS)), default="torchvision", show_default=True)
+@click.option("--backend", type=click.Choice(list(al.augment.BACKENDS)), default="torchvision", show_default=True)
 @click.option("--n", "n", type=click.IntRange(1, 64), default=8, show_default=True, help="Images per row.")
 @click.option("--variants", type=click.IntRange(1, 10), default=3, show_default=True, help="Augmented rows (epochs).")
 @_data

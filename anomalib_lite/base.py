@@ -85,6 +85,9 @@ class Detector(BaseEstimator):
     #: stream: every process reads all of it (their training still splits the windows, DDP)
     shards_data: ClassVar[bool] = True
 
+    #: learned arrays that must be > 0 (scales that divide); loading refuses others
+    _positive_learned: ClassVar[tuple[str, ...]] = ()
+
     # ------------------------------------------------------------------ scikit-learn
     def set_params(self, **params) -> Detector:
         valid = self._get_param_names()
@@ -291,7 +294,7 @@ class Detector(BaseEstimator):
                 s = self._score_batch(b.x).double().cpu()
                 out.append(s if tiled is None else s.reshape(-1, tiled[0]).amax(1))
                 index.append(b.index if tiled is None else b.index[:: tiled[0]])
-        return self._gathered(out, index, shard, torch.float64).numpy()
+        return _finite(self._gathered(out, index, shard, torch.float64).numpy(), "scores")
 
     @staticmethod
     def _gathered(parts: list, index: list, shard, dtype) -> torch.Tensor:
@@ -332,7 +335,7 @@ class Detector(BaseEstimator):
                 index.append(b.index if tiled is None else b.index[:: tiled[0]])
         if shard is not None and not out:  # an empty share (more processes than samples)
             out = [torch.empty((0, 0, 0))]
-        return self._gathered(out, index, shard, torch.float32).numpy()
+        return _finite(self._gathered(out, index, shard, torch.float32).numpy(), "maps")
 
     def _score_and_map_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and maps of a batch; detectors whose scores come from their maps override it
@@ -352,7 +355,7 @@ class Detector(BaseEstimator):
                 if tiled is not None:
                     s, m = s.reshape(-1, tiled[0]).amax(1), tiling.stitch(m, tiled[1], tiled[2])
                 if shard is None:
-                    yield s.numpy(), m.numpy()
+                    yield _finite(s.numpy(), "scores"), _finite(m.numpy(), "maps")
                 else:  # gathered at the end, in input order
                     scores.append(s)
                     maps.append(m)
@@ -360,8 +363,8 @@ class Detector(BaseEstimator):
         if shard is not None:
             if not maps:  # an empty share (more processes than samples)
                 maps = [torch.empty((0, 0, 0))]
-            yield (self._gathered(scores, index, shard, torch.float64).numpy(),
-                   self._gathered(maps, index, shard, torch.float32).numpy())
+            yield (_finite(self._gathered(scores, index, shard, torch.float64).numpy(), "scores"),
+                   _finite(self._gathered(maps, index, shard, torch.float32).numpy(), "maps"))
 
     def calibrate(self, normal, fpr: float = 0.01, _in_sample: bool = False) -> Detector:
         """Set ``threshold_`` so that about ``fpr`` of normal data is flagged (conformal)."""
@@ -437,6 +440,16 @@ class Detector(BaseEstimator):
             else:
                 out[key] = torch.as_tensor(value)
         return out
+
+
+def _finite(values: np.ndarray, what: str) -> np.ndarray:
+    """``values``, unless some are NaN or infinite: inputs are checked finite, so that only
+    happens when the learned values are out of range (a damaged or forged bundle)."""
+    ok = np.isfinite(values)
+    if not ok.all():
+        raise AnomalyError(f"{what}: {int((~ok).sum())} of {ok.size} are NaN or infinite: the model's learned "
+                           "values are out of range (a damaged or forged bundle?)")
+    return values
 
 
 def _external(value) -> bool:

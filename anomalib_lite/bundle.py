@@ -154,6 +154,8 @@ def _check_header(path: Path, meta: dict | None) -> dict:
         header = json.loads(meta[_KEY])
     except json.JSONDecodeError:
         raise AnomalyError(f"{path}: bundle header is not valid JSON (file damaged)") from None
+    except (ValueError, RecursionError):  # a number of thousands of digits, nesting thousands deep
+        raise AnomalyError(f"{path}: bundle header holds a number too long or nesting too deep to read") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise AnomalyError(f"{path}: not an anomalib_lite bundle (format field missing)")
     if not isinstance(header.get("format_version"), int) or header["format_version"] > FORMAT_VERSION:
@@ -222,6 +224,10 @@ def load(path, device: str | None = None, verify=None) -> Detector:
         cal = tensors.pop("calibration_scores", None)
         if cal is not None and (cal.dtype != torch.float64 or cal.ndim != 1):
             raise AnomalyError(f"tensor 'calibration_scores': {_desc(cal)}, expected a 1-D float64 tensor")
+        if cal is not None:
+            _check_values("calibration_scores", cal)
+            if len(cal) > 1 and not bool((cal[1:] >= cal[:-1]).all()):
+                raise AnomalyError("tensor 'calibration_scores': not sorted (calibrate writes them sorted)")
     except AnomalyError as e:
         raise AnomalyError(f"{path}: {e}") from None
     for key, value in values.items():
@@ -290,6 +296,12 @@ def _restore(det: Detector, tensors: dict[str, torch.Tensor]) -> None:
             raise AnomalyError(f"tensor '{key}': {_desc(got)}, expected {_desc(want)}")
     if sum(t.numel() for t in expected.values()) > MAX_ELEMENTS:
         raise AnomalyError(f"the learned state would hold more than {MAX_ELEMENTS:,} values; refused")
+    for key in expected:
+        _check_values(key, tensors[key])
+    for attr in det._positive_learned:
+        t = tensors[attr.rstrip("_")]
+        if t.numel() and not bool((t > 0).all()):
+            raise AnomalyError(f"tensor '{attr.rstrip('_')}': must hold positive values (a scale)")
     real = det._build_learned(det.device_)
     for attr, module in real.items():
         if module is not None and not _external(module):
@@ -299,6 +311,21 @@ def _restore(det: Detector, tensors: dict[str, torch.Tensor]) -> None:
     for attr, (_, _, kind) in arrays.items():
         t = tensors[attr.rstrip("_")]
         setattr(det, attr, t.numpy() if kind == "numpy" else t.to(det.device_))
+
+
+def _check_values(key: str, t: torch.Tensor) -> None:
+    """What any learned tensor must hold: finite numbers (a NaN or an infinity in a learned
+    value only ever makes NaN scores), and non-negative variances."""
+    if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise AnomalyError(f"tensor '{key}': {bad} of {t.numel()} values are NaN or infinite")
+    if key.endswith(("running_var", "scatter")) and t.numel() and bool((_diagonal(t) < 0).any()):
+        raise AnomalyError(f"tensor '{key}': negative variances")
+
+
+def _diagonal(t: torch.Tensor) -> torch.Tensor:
+    """The variances a tensor holds: itself (running_var), or the diagonal of scatter matrices."""
+    return torch.diagonal(t, dim1=-2, dim2=-1) if t.ndim >= 2 and t.shape[-1] == t.shape[-2] else t
 
 
 def _tiling(d) -> Tiling | None:

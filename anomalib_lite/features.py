@@ -65,11 +65,15 @@ class Featurizer:
                 raise AnomalyError(str(e)) from None
 
     # ------------------------------------------------------------------ features
-    #: images per backbone forward pass: bounds activation memory whatever the data batch size
+    #: images per backbone forward pass, at most: bounds activation memory whatever the batch size
     chunk = 128
+    #: input pixels (after resizing) per forward pass, at most: bounds it whatever the image size
+    chunk_pixels = 1 << 22
 
     def _maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        parts = [list(self.extractor.extract(x[i : i + self.chunk]).values()) for i in range(0, len(x), self.chunk)]
+        h, w = self.extractor.image_size or x.shape[-2:]
+        step = max(1, min(self.chunk, self.chunk_pixels // (h * w)))
+        parts = [list(self.extractor.extract(x[i : i + step]).values()) for i in range(0, len(x), step)]
         return [torch.cat(layer) for layer in zip(*parts)]
 
     def _grid_stride(self, h: int, w: int) -> int:
@@ -128,6 +132,10 @@ class Featurizer:
 
 # ---------------------------------------------------------------- parameters shared by detectors
 
+#: the largest side a backbone resizes images to: one 2048 x 2048 image already takes about a GB
+#: of activations in a ResNet's first stages (larger images: tile them, ``?tile=``)
+MAX_IMAGE_SIZE = 2048
+
 def _is_extractor(value, name):
     if not isinstance(value, backbones.FeatureExtractor):
         raise AnomalyError(f"{name}: not a FeatureExtractor")
@@ -143,8 +151,8 @@ def _checks() -> dict:
         "weights": v.path_like(),
         "layers": v.none_or(v.either(v.list_of(v.text(64), 16, 1), v.text(1024),
                                      what="must be a list of layer names or a comma-separated string")),
-        "image_size": v.none_or(v.either(v.integer(8, 8192), v.list_of(v.integer(8, 8192), 2, 2),
-                                         what="must be a side of 8 to 8192 px, or [height, width]")),
+        "image_size": v.none_or(v.either(v.integer(8, MAX_IMAGE_SIZE), v.list_of(v.integer(8, MAX_IMAGE_SIZE), 2, 2),
+                                         what=f"must be a side of 8 to {MAX_IMAGE_SIZE} px, or [height, width]")),
     }
 
 
@@ -185,7 +193,7 @@ def check_backbone_config(cfg, where: str = "backbone_") -> dict:
         "weights_source": v.text(4096),
         "weights_sha256": v.none_or(v.text(64)),
         "layers": v.list_of(v.text(64), 16, 1),
-        "image_size": v.none_or(v.list_of(v.integer(8, 8192), 2, 2)),
+        "image_size": v.none_or(v.list_of(v.integer(8, MAX_IMAGE_SIZE), 2, 2)),
         "mean": v.list_of(v.number(-1e3, 1e3), 3, 1),
         "std": v.list_of(v.number(1e-6, 1e3), 3, 1),
         "seed": v.integer(),
@@ -193,6 +201,8 @@ def check_backbone_config(cfg, where: str = "backbone_") -> dict:
     sha = cfg.get("weights_sha256")
     if sha is not None and (len(sha) != 64 or set(sha) - _SHA):
         raise AnomalyError(f"{where}.weights_sha256: not a sha256 hex digest")
+    if sha is None and cfg["weights_source"].startswith("imagenet"):
+        raise AnomalyError(f"{where}.weights_sha256: missing; ImageNet weights are only used with their hash checked")
     return cfg
 
 

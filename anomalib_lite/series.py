@@ -118,6 +118,7 @@ class SeriesDetector(Detector):
 
     input_kind = "series"
     shards_data = False  # one stream: every torchrun process reads all of it
+    _positive_learned = ("scaler_std_",)
     #: moving thresholds never flag at or below this score
     _score_floor: float = -np.inf
 

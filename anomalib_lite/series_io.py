@@ -6,15 +6,17 @@ usable from Python.
   label), written atomically.
 * :func:`stream_lines`: CSV lines from a text stream (stdin, a pipe, a file being written), one
   at a time: each line is parsed, scored and answered with one flushed output line before the
-  next is read; a bad line is reported (with its number) and skipped, the stream goes on. A
-  header line is optional when the bundle knows the layout it was fitted on.
+  next is read; a bad line (unparsable, blank, holding NUL bytes, not UTF-8, or longer than
+  :data:`MAX_LINE` characters, which is skipped without being held in memory) is reported with
+  its number and skipped, the stream goes on. A header line is optional when the bundle knows
+  the layout it was fitted on.
 """
 from __future__ import annotations
 
 import csv
 import itertools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 import numpy as np
@@ -23,7 +25,10 @@ from .errors import AnomalyError
 from .io import atomic_output
 from .series_sources import MISSING, SeriesReader, SeriesSource
 
-__all__ = ["score_series", "score_table", "stream_lines", "write_score_table"]
+__all__ = ["MAX_LINE", "read_lines", "score_series", "score_table", "stream_lines", "write_score_table"]
+
+#: a stream line longer than this (characters) is skipped, read in pieces: memory stays bounded
+MAX_LINE = 1 << 20
 
 
 def fmt(v: float) -> str:
@@ -81,24 +86,83 @@ def _is_number(text: str) -> bool:
         return text.strip().lower() in MISSING
 
 
+def read_lines(fh: TextIO, max_line: int = MAX_LINE) -> Iterator[tuple[int, str | None, str | None]]:
+    """``(line number, line, None)`` for each line of ``fh`` as it arrives, or ``(line number,
+    None, kind)`` for a line that cannot be a row: "blank", "NUL bytes", "not UTF-8" (a line
+    decoded with replacement characters) or "over-long" (more than ``max_line`` characters:
+    read on in pieces and dropped, never held whole)."""
+    number = 0
+    while True:
+        line = fh.readline(max_line + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > max_line and not line.endswith(("\n", "\r")):
+            while True:  # the rest of the line, piece by piece
+                more = fh.readline(1 << 16)
+                if not more or more.endswith(("\n", "\r")):
+                    break
+            yield number, None, "over-long"
+        elif "\x00" in line:
+            yield number, None, "NUL bytes"
+        elif "\ufffd" in line:
+            yield number, None, "not UTF-8"
+        elif not line.strip():
+            yield number, None, "blank"
+        else:
+            yield number, line, None
+
+
+#: how a skipped line of each kind is reported
+_PROBLEMS = {
+    "blank": "blank line",
+    "NUL bytes": "holds NUL bytes",
+    "not UTF-8": "is not UTF-8 text",
+    "over-long": f"longer than {MAX_LINE:,} characters",
+    "unparsable": "unparsable",
+}
+
+
+_SHORT = {"NUL bytes": "with NUL bytes"}
+
+
+def skipped_summary(counts: dict[str, int]) -> str:
+    """``'2 blank, 1 with NUL bytes, 3 unparsable'``: skipped lines by kind, for a summary."""
+    return ", ".join(f"{n} {_SHORT.get(kind, kind)}" for kind, n in counts.items() if n)
+
+
 def stream_lines(det, fh: TextIO, where: str = "stdin", columns=None, time_column=None, label_column=None,
                  nan: str = "reject", learn: bool = False, out: Callable[[str], None] | None = None,
-                 err: Callable[[str], None] | None = None) -> tuple[int, int]:
+                 err: Callable[[str], None] | None = None, counts: dict[str, int] | None = None) -> tuple[int, int]:
     """Score CSV lines from ``fh`` as they arrive: ``out`` gets the header
     ``time,values...,score[,is_anomaly]`` and then one line per input line (default: print to
-    stdout and flush), ``err`` a message per bad line (default: stderr). ``learn=True``:
-    test-then-train, one step at a time. Returns (steps scored, bad lines skipped)."""
+    stdout and flush), ``err`` a message per bad line, with its number (default: stderr).
+    ``learn=True``: test-then-train, one step at a time. ``counts``: filled with the skipped
+    lines by kind (see :func:`read_lines`, and "unparsable"). Returns (steps scored, bad lines
+    skipped); no line is dropped without a message."""
     out = out or _print_flush
     err = err or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    lines = iter(fh.readline, "")
-    first, lineno = "", 0
-    for first in lines:
-        lineno += 1
-        if first.strip():
+    counts = {} if counts is None else counts
+    bad = 0
+
+    def skip(number: int, kind: str, why: str | None = None) -> None:
+        nonlocal bad
+        bad += 1
+        counts[kind] = counts.get(kind, 0) + 1
+        err(f"anomaly: skipped: {where}: line {number}: {why or _PROBLEMS[kind]}")
+
+    lines = read_lines(fh)
+    first, lineno = None, 0
+    for lineno, first, kind in lines:
+        if kind is None:
             break
-    if not first.strip():
-        raise AnomalyError(f"{where}: no lines")
-    fields = next(csv.reader([first]))
+        skip(lineno, kind)
+    if first is None:
+        raise AnomalyError(f"{where}: no lines" + (f" ({bad} skipped)" if bad else ""))
+    try:
+        fields = next(csv.reader([first]))
+    except csv.Error as e:
+        raise AnomalyError(f"{where}: line {lineno}: malformed CSV ({e})") from None
     info = getattr(det, "data_info_", None) or {}
     known = set(info.get("header") or []) | set(columns or []) | {time_column}
     dim = int(det.input_shape_[0])
@@ -114,16 +178,21 @@ def stream_lines(det, fh: TextIO, where: str = "stdin", columns=None, time_colum
         raise AnomalyError(f"{where}: {len(reader.columns)} value column(s) but the bundle takes {dim}")
     can_flag = det.can_flag()
     out(",".join([reader.time_column or "index", *reader.columns, "score"] + (["is_anomaly"] if can_flag else [])))
-    pending = [] if is_header else [(lineno, first)]
-    bad = step = 0
-    for number, line in itertools.chain(pending, ((lineno + 1 + i, ln) for i, ln in enumerate(lines))):
-        if not line.strip():
+    pending = [] if is_header else [(lineno, first, None)]
+    step = 0
+    for number, line, kind in itertools.chain(pending, lines):
+        if kind is not None:
+            skip(number, kind)
             continue
         try:
             stamp, _, values, _ = reader.parse(next(csv.reader([line])), number, stream=True)
-        except (AnomalyError, csv.Error) as e:
+        except AnomalyError as e:
             bad += 1
+            counts["unparsable"] = counts.get("unparsable", 0) + 1
             err(f"anomaly: skipped: {e}")
+            continue
+        except csv.Error as e:
+            skip(number, "unparsable", f"malformed CSV ({e})")
             continue
         if learn:
             det.partial_fit(values[None, :])

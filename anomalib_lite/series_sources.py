@@ -183,6 +183,13 @@ class SeriesSource(DataSource):
 
 def _read_rows(spec: str, text_lines, columns, time_column, label_column, nan) -> SeriesSource:
     rows = csv.reader(text_lines)
+    try:
+        return _parse_rows(spec, rows, columns, time_column, label_column, nan)
+    except csv.Error as e:
+        raise AnomalyError(f"{spec}: line {rows.line_num}: malformed CSV ({e})") from None
+
+
+def _parse_rows(spec: str, rows, columns, time_column, label_column, nan) -> SeriesSource:
     header = None
     for header in rows:
         if any(c.strip() for c in header):
@@ -190,7 +197,15 @@ def _read_rows(spec: str, text_lines, columns, time_column, label_column, nan) -
     if not header or not any(c.strip() for c in header):
         raise AnomalyError(f"{spec}: empty file; expected a CSV header line and rows")
     reader = SeriesReader(header, spec, columns, time_column, label_column, nan)
-    parsed = [reader.parse(row, rows.line_num) for row in rows if any(c.strip() for c in row)]
+    parsed, blank = [], []
+    for row in rows:
+        if any(c.strip() for c in row):
+            parsed.append(reader.parse(row, rows.line_num))
+        else:
+            blank.append(rows.line_num)
+    if blank:  # skipped, but never silently
+        shown = ", ".join(map(str, blank[:5])) + (", ..." if len(blank) > 5 else "")
+        print(f"anomalib_lite: {spec}: {len(blank)} blank line(s) skipped (line {shown})", file=sys.stderr)
     if not parsed:
         raise AnomalyError(f"{spec}: no rows after the header")
     stamps, times, values, labels = zip(*parsed)

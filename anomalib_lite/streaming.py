@@ -158,6 +158,14 @@ class RunningMoments:
         self.n = total
         return self
 
+    def precision(self, shrinkage: float = 0.0) -> torch.Tensor:
+        """The inverse of :meth:`covariance`; ValueError when it is singular (no shrinkage and
+        fewer samples than dimensions, or a constant feature)."""
+        try:
+            return torch.linalg.inv(self.covariance(shrinkage))
+        except torch.linalg.LinAlgError:
+            raise ValueError(f"the covariance of {self.n} samples is singular; use shrinkage > 0") from None
+
     def state(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean, "scatter": self.scatter}
 

@@ -139,13 +139,13 @@ def list_of(inner: Check, max_len: int = 64, min_len: int = 0) -> Check:
     return check
 
 
-def shape(max_dims: int = 4, max_side: int = 1 << 16, max_size: int = 1 << 28) -> Check:
-    """A sample shape: 1 to ``max_dims`` positive ints, none above ``max_side``, their product
-    at most ``max_size``."""
+def shape(max_dims: int = 4, max_side: int = 1 << 16, max_size: int = 1 << 28, min_dims: int = 1) -> Check:
+    """A sample shape: ``min_dims`` to ``max_dims`` positive ints, none above ``max_side``, their
+    product at most ``max_size``."""
 
     def check(value, name):
-        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= max_dims:
-            _fail(name, value, f"must be a shape of 1 to {max_dims} sides")
+        if not isinstance(value, (list, tuple)) or not min_dims <= len(value) <= max_dims:
+            _fail(name, value, f"must be a shape of {min_dims} to {max_dims} sides")
         dims = [integer(1, max_side)(v, f"{name}[{i}]") for i, v in enumerate(value)]
         if math.prod(dims) > max_size:
             _fail(name, value, f"holds more than {max_size:,} values per sample")

@@ -16,6 +16,7 @@ file, the bundle) nor a heatmap folder holding the data (:func:`anomalib_lite.io
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -235,10 +236,11 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
 
 
 def stream(det: Detector, spec: str, *, learn: bool = False, columns=None, time_column=None, label_column=None,
-           nan: str = "reject", outputs=()) -> tuple[int, int]:
+           nan: str = "reject", outputs=(), counts: dict | None = None) -> tuple[int, int]:
     """``anomaly score --stream``: CSV lines from stdin (``-``) or a file, scored as they arrive;
-    returns (lines scored, bad lines skipped). ``outputs``: file outputs asked for as well, which a
-    stream cannot write (one error when any is set)."""
+    returns (lines scored, bad lines skipped); ``counts`` gets the skipped lines by kind. Bytes
+    that are not UTF-8 make their line a bad line (reported), not the end of the stream.
+    ``outputs``: file outputs asked for as well, which a stream cannot write (one error)."""
     if det.input_kind != "series":
         raise AnomalyError(f"--stream: {type(det).__name__} scores images; --stream reads series lines")
     if any(outputs):
@@ -246,13 +248,19 @@ def stream(det: Detector, spec: str, *, learn: bool = False, columns=None, time_
     fitted = det.data_info_ or {}
     options = (columns or fitted.get("columns"), time_column or fitted.get("time_column"), label_column, nan, learn)
     if str(spec) == "-":
-        return series_io.stream_lines(det, sys.stdin, "stdin", *options)
+        raw = getattr(sys.stdin, "buffer", None)
+        fh = sys.stdin if raw is None else io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        try:
+            return series_io.stream_lines(det, fh, "stdin", *options, counts=counts)
+        finally:
+            if raw is not None:
+                fh.detach()  # sys.stdin keeps its buffer
     try:
-        fh = open(spec, newline="", encoding="utf-8")
+        fh = open(spec, newline="", encoding="utf-8", errors="replace")
     except OSError as e:
         raise AnomalyError(f"{spec}: cannot read ({e.strerror})") from None
     with fh:
-        return series_io.stream_lines(det, fh, str(spec), *options)
+        return series_io.stream_lines(det, fh, str(spec), *options, counts=counts)
 
 
 def export(bundle, out, *, verify=None) -> str:

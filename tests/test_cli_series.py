@@ -2,7 +2,6 @@
 stream on stdin (one flushed line per input line, bad lines skipped), and bad input (exit 2)."""
 import csv
 import os
-import selectors
 import subprocess
 import sys
 from pathlib import Path
@@ -239,3 +238,64 @@ def test_the_line_scorer_is_an_api_function(bundle):
     scored, bad = series_io.stream_lines(det, lines, "live", columns=["value"], out=out.append, err=err.append)
     assert (scored, bad) == (2, 1) and out[0] == "timestamp,value,score,is_anomaly" and len(out) == 3
     assert out[1].startswith("2024-01-01T00:00:00,0.1,nan,") and "live: line 3: 1 fields, the header has 3" in err[0]
+
+
+def test_stream_reports_every_odd_line_with_its_number_and_goes_on(tmp_path, bundle):
+    """A 1 MB line, blank lines, NUL bytes and bytes that are not UTF-8: each reported on stderr
+    with its line number, counted in the summary, and the lines after them still scored."""
+    good = [f"2024-01-01T00:{i:02d}:00,{np.sin(i / 3):.4f},1" for i in range(8)]
+    lines = [b"timestamp,value,other", good[0].encode(), b"2024-01-01T00:59:00," + b"9" * (1 << 20) + b",1",
+             good[1].encode(), b"", b"   ", good[2].encode(), good[3].encode().replace(b",1", b",\x001"),
+             good[4].encode(), b"2024-01-01T00:58:00,\xff\xfe,1", good[5].encode(), b"\x00", good[6].encode(),
+             b"x" * (3 << 20), good[7].encode()]
+    stream = b"\n".join(lines) + b"\n"
+    for source in ("-", tmp_path / "live.csv"):
+        if source != "-":
+            source.write_bytes(stream)
+        r = CliRunner().invoke(cli, ["score", str(bundle), "--data", str(source), "--stream"],
+                               input=stream if source == "-" else None)
+        assert r.exit_code == 0, r.output
+        answered = r.stdout.splitlines()
+        assert answered[0] == "timestamp,value,score,is_anomaly"
+        assert [a.split(",")[0] for a in answered[1:]] == [g.split(",")[0] for g in good if g != good[3]]
+        where = "stdin" if source == "-" else str(source)
+        for number, why in ((3, "longer than 1,048,576 characters"), (5, "blank line"), (6, "blank line"),
+                            (8, "holds NUL bytes"), (10, "is not UTF-8 text"), (12, "holds NUL bytes"),
+                            (14, "longer than 1,048,576 characters")):
+            assert f"anomaly: skipped: {where}: line {number}: {why}" in r.stderr
+        assert ("7 bad line(s) skipped, 7 scored (2 over-long, 2 blank, 2 with NUL bytes, 1 not UTF-8)"
+                in r.stderr), r.stderr
+
+
+def test_long_lines_are_read_in_pieces_and_a_header_that_is_all_bad_is_one_error(bundle):
+    import io
+
+    from anomalib_lite import series_io
+
+    class Counting(io.StringIO):
+        biggest = 0
+
+        def readline(self, size=-1):
+            line = super().readline(size)
+            Counting.biggest = max(Counting.biggest, len(line))
+            return line
+
+    got = list(series_io.read_lines(Counting("a" * 50_000 + "\n1,2\n\n"), max_line=1000))
+    assert got == [(1, None, "over-long"), (2, "1,2\n", None), (3, None, "blank")]
+    assert Counting.biggest <= 1 << 16  # never the whole 50,000 characters at once
+    r = run("score", bundle, "--data", "-", "--stream", input="\n\n\x00\n")
+    assert r.exit_code == 2 and "stdin: no lines (3 skipped)" in r.output
+    assert "line 1: blank line" in r.stderr and "line 3: holds NUL bytes" in r.stderr
+
+
+def test_csv_files_count_blank_lines_and_name_the_line_of_malformed_csv(tmp_path, bundle):
+    data = tmp_path / "s.csv"
+    rows = [f"2024-01-01T00:{i:02d}:00,{np.sin(i / 3):.4f},1" for i in range(40)]
+    data.write_text("timestamp,value,other\n" + "\n".join(rows[:20]) + "\n\n\n" + "\n".join(rows[20:]) + "\n")
+    r = CliRunner().invoke(cli, ["score", str(bundle), "--data", str(data), "-o", str(tmp_path / "o.csv")])
+    assert r.exit_code == 0, r.output
+    assert "2 blank line(s) skipped (line 22, 23)" in r.stderr
+    assert len(list(csv.reader((tmp_path / "o.csv").open()))) == 41
+    data.write_text("timestamp,value,other\n" + rows[0] + "\n2024-01-01T01:00:00," + "9" * 200_000 + ",1\n")
+    r = CliRunner().invoke(cli, ["score", str(bundle), "--data", str(data), "-o", str(tmp_path / "o2.csv")])
+    assert r.exit_code == 2 and "s.csv: line 3: malformed CSV (field larger than field limit" in r.output

@@ -154,6 +154,7 @@ class Continuation(SeriesDetector):
     }
     _learned = ("model_", "scaler_mean_", "scaler_std_", "input_scale_", "err_scale_", "season_weight_",
                 "season_clip_")
+    _positive_learned = ("scaler_std_", "input_scale_", "err_scale_", "season_clip_")
 
     def __init__(
         self,

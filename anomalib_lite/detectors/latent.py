@@ -459,6 +459,7 @@ class LatentDistance(Detector):
                 raise AnomalyError(f"fitted.{name}={getattr(self, name)}: more rows than memory_size={self.memory_size}")
         pooled = not image or self.image_score == "pooled"
         patches = image and self._learns_patches()
+        self._check_counts(pooled, image and self.image_score == "patch")
         d, dp = feat.embed_dim(shape), feat.patch_dim(shape) if image else 0
         spec: dict = {}
         if self.method == "knn":
@@ -494,6 +495,28 @@ class LatentDistance(Detector):
                 spec[_index_name(bank)] = ((entry["bytes"],), torch.uint8)
         return spec
 
+    def _check_counts(self, pooled: bool, patch_scores: bool) -> None:
+        """The fitted counts must give scoring what it needs (what ``fit`` guarantees): a bank
+        of at least k rows or a Gaussian of at least 2 samples for pooled (and vector) scores,
+        a patch bank or per-position Gaussians for patch scores."""
+        def need(name: str, low: int, why: str) -> None:
+            if getattr(self, name) < low:
+                raise AnomalyError(f"fitted.{name}={getattr(self, name)}: {why}")
+
+        for name in ("moments_n_", "patch_moments_n_"):
+            if getattr(self, name) == 1:
+                need(name, 2, "a Gaussian needs at least 2 samples")
+        if self.method == "knn":
+            if pooled:
+                need("bank_rows_", self.k, f"these scores need a bank of at least k={self.k} rows")
+            if patch_scores:
+                need("patch_bank_rows_", 1, "patch scores need a patch bank")
+        else:
+            if pooled:
+                need("moments_n_", 2, "these scores need a Gaussian of at least 2 samples")
+            if patch_scores:
+                need("patch_moments_n_", 2, "patch scores need per-position Gaussians of at least 2 samples")
+
     def _after_load(self) -> None:
         if self.extractor_ is not None:
             self.extractor_.eval()
@@ -514,6 +537,11 @@ class LatentDistance(Detector):
             self._patch_moments = RunningMoments.from_state(self.patch_moments_n_, b.get("patch_mean"),
                                                             b.get("patch_scatter"))
         self.patch_channels_ = b.get("patch_channels")
+        ch = self.patch_channels_
+        if ch is not None and ch.numel():
+            dp = self.featurizer_.patch_dim(tuple(self.input_shape_))
+            if int(ch.min()) < 0 or int(ch.max()) >= dp or not bool((ch[1:] > ch[:-1]).all()):
+                raise AnomalyError(f"tensor 'bank.patch_channels': must be increasing channel numbers in [0, {dp})")
         self._drop_caches()
         for bank in (self.faiss_index_ or {}):  # read (and validate) the saved indexes now, never retrain
             try:
@@ -560,7 +588,10 @@ class LatentDistance(Detector):
         return self.decision_function(X, leave_one_out=True)
 
     def _gaussian(self, mean: torch.Tensor, scatter: torch.Tensor, n: int) -> torch.Tensor:
-        return torch.linalg.inv(RunningMoments.from_state(n, mean, scatter).covariance(self.shrinkage))
+        try:
+            return RunningMoments.from_state(n, mean, scatter).precision(self.shrinkage)
+        except ValueError as e:  # fewer than 2 samples, or singular
+            raise AnomalyError(f"LatentDistance: {e}") from None
 
     def _knn_index(self, patches: bool) -> KnnIndex:
         """The search index over the current bank, rebuilt only after the bank changed."""
@@ -615,6 +646,9 @@ class LatentDistance(Detector):
                 weight = self._reweight(index, rows.reshape(n, h * w, d), dist, idx[:, 0].reshape(n, h * w))
         else:
             b = self.bank_
+            if [h, w] != list(self.map_grid_):  # per-position Gaussians: the grid they were fitted on
+                raise AnomalyError(f"fitted.map_grid_={list(self.map_grid_)}: these images give a {h}x{w} patch grid "
+                                   "(a damaged or forged bundle?)")
             if self._patch_precision is None:
                 self._patch_precision = self._gaussian(b.patch_mean, b.patch_scatter, self.patch_moments_n_)
             sel = p[:, b.patch_channels.to(p.device)].permute(2, 3, 0, 1).reshape(h * w, n, -1)

@@ -134,7 +134,7 @@ class Reconstruction(Detector):
     }
     _fitted_checks = {
         "backbone_": v.none_or(lambda cfg, name: check_backbone_config(cfg, name)),
-        "model_input_shape_": v.shape(3, 1 << 14, 1 << 26),
+        "model_input_shape_": v.shape(3, 1 << 14, 1 << 26, min_dims=3),
         "history_": v.none_or(history),
     }
     _learned = ("extractor_", "model_", "norm_")
@@ -236,11 +236,14 @@ class Reconstruction(Detector):
     def _model_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the autoencoder sees: the image, or its standardised backbone feature maps."""
         x = x.to(self.device_)
-        if self.featurizer_ is None:
-            return x
-        with torch.no_grad():
-            f = self.featurizer_.patches(x)
-        return (f - self.norm_.mean) / self.norm_.std
+        if self.featurizer_ is not None:
+            with torch.no_grad():
+                x = (self.featurizer_.patches(x) - self.norm_.mean) / self.norm_.std
+        want = getattr(self, "model_input_shape_", None)
+        if want is not None and list(x.shape[1:]) != list(want):
+            raise AnomalyError(f"fitted.model_input_shape_={list(want)}: the network gets {list(x.shape[1:])} from "
+                               "these images (a damaged or forged bundle?)")
+        return x
 
     def _build(self, xs, shape: tuple[int, ...], sharded: bool = False) -> None:
         """The autoencoder for samples of ``shape``; with a backbone, the per-channel mean and std

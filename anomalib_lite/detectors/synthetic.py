@@ -292,7 +292,10 @@ class SyntheticOOD(Detector):
         self._fit_gaussians([batch.x])
 
     def _gaussian(self, moments: RunningMoments) -> torch.Tensor:
-        return torch.linalg.inv(moments.covariance(self.shrinkage))
+        try:
+            return moments.precision(self.shrinkage)
+        except ValueError as e:  # fewer than 2 samples, or singular
+            raise AnomalyError(f"SyntheticOOD: {e}") from None
 
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
         self.model_.eval()
