@@ -2,6 +2,7 @@
 stream on stdin (one flushed line per input line, bad lines skipped), and bad input (exit 2)."""
 import csv
 import os
+import selectors
 import subprocess
 import sys
 from pathlib import Path
