@@ -298,8 +298,7 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
         return
     text = wf.score_and_write(det, data_spec, bundle=bundle, out=out, maps=maps, top=top, report=report,
                               nab_results=nab_results, learn=learn, **load)
-    verdict = out is None and maps is None and report is None and nab_results is None
-    click.echo(text) if verdict and distributed.is_main() else _say(quiet, text)
+    click.echo(text) if not any((out, maps, report, nab_results)) and distributed.is_main() else _say(quiet, text)
 
 
 @cli.command()
@@ -438,6 +437,7 @@ def main() -> None:
     except (al.DistributedError, al.AnomalyError) as e:
         click.echo(f"anomaly: error: {e}", err=True)
         sys.exit(1)
+    warnings.formatwarning = lambda message, *args, **kw: f"anomaly: warning: {message}\n"  # one line, no source
     if not distributed.is_main():  # rank 0 speaks for the job; the others only report errors
         warnings.simplefilter("ignore")
     try:
