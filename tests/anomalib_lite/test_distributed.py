@@ -164,7 +164,7 @@ def test_ddp_training_matches_one_process(api_runs):
     its share, so 2 processes take the steps of 1: weights within 1e-5, losses within rtol 1e-5
     (float summation order only; 203 samples, so batches split unevenly)."""
     one, two = api_runs
-    a, b = torch.load(one / "ddp.pt"), torch.load(two / "ddp.pt")
+    a, b = torch.load(one / "ddp.pt", weights_only=True), torch.load(two / "ddp.pt", weights_only=True)
     np.testing.assert_allclose(b["train_loss"], a["train_loss"], rtol=1e-5)
     np.testing.assert_allclose(b["val_loss"], a["val_loss"], rtol=1e-5)
     assert a["train_loss"][-1] < 0.8 * a["train_loss"][0]  # it did learn
