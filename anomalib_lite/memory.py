@@ -274,10 +274,9 @@ class KnnIndex:
             part = torch.addmm(sq, q, bank.T, alpha=-2.0, out=buf[: len(q)])
             # (min() is faster than argmin() on CPU)
             idx = part.min(1, keepdim=True).indices if k == 1 else part.topk(k, 1, largest=False).indices
-            # exact distances to the k candidates: the expansion loses precision near zero
-            d, order = (q[:, None, :] - bank[idx]).norm(dim=-1).sort(1)
+            d, idx = _rerank(q, bank, idx, k)  # the expansion loses precision near zero
             dists.append(d)
-            indices.append(idx.gather(1, order))
+            indices.append(idx)
         return torch.cat(dists), torch.cat(indices)
 
     def _faiss_search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,11 +292,9 @@ class KnnIndex:
         rows = max(1, _BLOCK_ELEMENTS // max(1, want * self.bank.shape[1]))
         dists, indices = [], []
         for i in range(0, len(found), rows):  # exact distances to the candidates
-            f, q = found[i : i + rows], queries[i : i + rows]
-            d = (q[:, None, :] - self.bank[f.clamp_min(0)].to(q.dtype)).norm(dim=-1)
-            d, order = d.masked_fill(f < 0, float("inf")).sort(1)
-            dists.append(d[:, :k])
-            indices.append(f.gather(1, order)[:, :k])
+            d, idx = _rerank(queries[i : i + rows], self.bank, found[i : i + rows], k)
+            dists.append(d)
+            indices.append(idx)
         dist, idx = torch.cat(dists), torch.cat(indices)
         short = ~torch.isfinite(dist[:, -1]) if len(dist) else torch.zeros(0, dtype=torch.bool)
         if short.any():  # an IVF probe found fewer than k rows (tiny banks): search those exactly
@@ -329,6 +326,14 @@ class KnnIndex:
             dist = torch.where(is_self[:, None], dist[:, 1:], dist[:, :-1])
             idx = torch.where(is_self[:, None], idx[:, 1:], idx[:, :-1])
         return (dist, idx) if return_index else dist
+
+
+def _rerank(q: torch.Tensor, bank: torch.Tensor, cand: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact distances from each query row to its candidate bank rows (index -1: none, at
+    infinity), the ``k`` nearest ascending, with their bank indices."""
+    d = (q[:, None, :] - bank[cand.clamp_min(0)].to(q.dtype)).norm(dim=-1)
+    d, order = d.masked_fill(cand < 0, float("inf")).sort(1)
+    return d[:, :k], cand.gather(1, order)[:, :k]
 
 
 def knn_distances(
