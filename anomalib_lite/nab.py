@@ -18,7 +18,7 @@ import numpy as np
 from .errors import AnomalyError
 from .io import atomic_output
 
-__all__ = ["probation_steps", "results_path", "results_scores", "run_protocol", "write_results"]
+__all__ = ["calendar_steps", "probation_steps", "results_path", "results_scores", "run_protocol", "write_results"]
 
 
 def probation_steps(n: int, share: float = 0.15) -> int:
@@ -52,7 +52,15 @@ def run_protocol(detector, source, chunk: int = 64, share: float = 0.15, fpr: fl
     return np.concatenate(scores), np.concatenate(flags)
 
 
-def results_scores(detector, scores, share: float = 0.15, values=None) -> np.ndarray:
+def calendar_steps(step_seconds: float | None) -> tuple[int, int]:
+    """(one week, one day) in steps of ``step_seconds``; (0, 0) without dates or when a step is
+    longer than a day (no weekly rhythm to see)."""
+    if not step_seconds or step_seconds > 86400:
+        return 0, 0
+    return round(7 * 86400 / step_seconds), max(1, round(86400 / step_seconds))
+
+
+def results_scores(detector, scores, share: float = 0.15, values=None, step_seconds: float | None = None) -> np.ndarray:
     """The [0, 1] scores NAB reads for one series scored from its first step:
     ``detector.unit_scores`` of the whole stream (its long-run distribution of scores starts
     with the probationary period's), 0 in the probationary period, which NAB does not score.
@@ -62,10 +70,16 @@ def results_scores(detector, scores, share: float = 0.15, values=None) -> np.nda
     half of it is about one window, and NAB counts one detection per window and charges every
     other one. The end of the probationary period (of training) counts as such an event: the
     first out-of-sample steps are judged against a history of in-sample scores, so no alarm in
-    the half probationary period after it."""
+    the half probationary period after it. ``step_seconds`` (the series' time step, when it has
+    dates; ``SeriesSource.step_seconds``): a step far from the same time of day and week in the
+    last three weeks is surprising too (a holiday, which a forecaster of the next steps
+    follows), once the comparison has a day of history; the weekly rhythm of human activity,
+    which Prophet also assumes for any series with dates and steps of a day or less."""
     s = np.asarray(scores, dtype=np.float64)
     p = probation_steps(len(s), share)
-    out = np.nan_to_num(detector.unit_scores(s, values=values, quiet=p // 2, settle=p + p // 2), nan=0.0)
+    week, day = calendar_steps(step_seconds) if values is not None else (0, 0)
+    out = detector.unit_scores(s, values=values, quiet=p // 2, settle=p + p // 2, cycle=week, cycle_warm=day)
+    out = np.nan_to_num(out, nan=0.0)
     out[:p] = 0.0
     return out
 

@@ -210,14 +210,15 @@ class Ewma:
 class MovingWindow:
     """The last ``size`` values pushed (bounded memory), with their mean, standard deviation and
     quantiles. Sums are recomputed exactly every ``size`` pushes, so rounding never drifts and
-    the statistics depend only on the values, not on how the stream was chunked."""
+    the statistics depend only on the values, not on how the stream was chunked.
+    ``ordered=False`` keeps no sorted copy (no quantiles; pushes stay O(1))."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, ordered: bool = True):
         if size < 1:
             raise ValueError("size must be >= 1")
         self.size = int(size)
         self.values: deque[float] = deque()
-        self.ordered: list[float] = []
+        self.ordered: list[float] | None = [] if ordered else None
         self.total = self.total_sq = 0.0
         self.pushed = 0
 
@@ -226,12 +227,14 @@ class MovingWindow:
 
     def push(self, v: float) -> None:
         self.values.append(v)
-        bisect.insort(self.ordered, v)
+        if self.ordered is not None:
+            bisect.insort(self.ordered, v)
         self.total += v
         self.total_sq += v * v
         if len(self.values) > self.size:
             old = self.values.popleft()
-            del self.ordered[bisect.bisect_left(self.ordered, old)]
+            if self.ordered is not None:
+                del self.ordered[bisect.bisect_left(self.ordered, old)]
             self.total -= old
             self.total_sq -= old * old
         self.pushed += 1

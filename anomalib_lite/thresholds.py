@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import deque
 
 import numpy as np
 from scipy.special import log_ndtr
 
 from .errors import AnomalyError
-from .streaming import MovingWindow
+from .streaming import Ewma, MovingWindow
 
 __all__ = ["MovingThreshold", "SurpriseScore", "check_scores", "dynamic_threshold", "fpr_threshold", "p_values", "tail_p_values",
            "tail_threshold"]
@@ -229,7 +228,7 @@ class SurpriseScore:
     in L and never reaches 1: no cap, however extreme the step. NaN scores give NaN (and leave
     the state alone); the result does not depend on how the stream is chunked.
 
-    Two more signals, both off by default:
+    More signals, all off by default:
 
     * ``season`` (a period in steps): an event that recurs is not new. A step whose surprise is
       no higher than the largest surprise within ``reach`` steps of the same phase one period
@@ -243,16 +242,28 @@ class SurpriseScore:
       detector's "spatial anomaly": a value beyond the range of every earlier value by more than
       ``tolerance`` (5 %) of that range adds ``alarm`` to the step's surprise (a new extreme is
       news whatever a forecaster expected; it still ranks by its likelihood).
+    * ``cycle`` (steps, e.g. one week) with ``values``: a calendar's longer rhythm, which a
+      forecaster that reads the last hours cannot see (a public holiday looks like an ordinary
+      Sunday). Each step's value is compared with the median of the same phase in the last
+      ``depth`` cycles (a median of three ignores one anomalous cycle), the distance (RMS over
+      channels) is smoothed by an EWMA of span ``span`` and gets its own likelihood, as above,
+      against its own history; it cannot alarm during its first ``cycle_warm`` steps (its
+      history must span the shorter rhythm first). A step's surprise is the larger of the two.
+      Pass values on one scale per channel (standardised) when there are several channels.
     """
 
     def __init__(self, prior=(), history: int = 8640, refractory: int = 64, alarm: float = 5.0,
                  rest: float = 3.0, scale: float = 5.0, min_count: int = 30, min_std: float = 0.01,
-                 season: int = 0, reach: int = 0, tolerance: float = 0.05, settle: int = 0):
+                 season: int = 0, reach: int = 0, tolerance: float = 0.05, settle: int = 0,
+                 cycle: int = 0, depth: int = 3, span: float = 10.0, cycle_warm: int = 0):
         if not isinstance(history, int) or history < 2 or refractory < 0:
             raise AnomalyError(f"SurpriseScore: history={history!r} must be an integer >= 2, refractory >= 0")
         if season < 0 or reach < 0 or (season and reach >= season) or tolerance < 0:
             raise AnomalyError(f"SurpriseScore: season={season!r}, reach={reach!r} must be >= 0 with reach < season, "
                                f"tolerance={tolerance!r} >= 0")
+        if cycle < 0 or depth < 1 or not span >= 1 or cycle_warm < 0:
+            raise AnomalyError(f"SurpriseScore: cycle={cycle!r}, cycle_warm={cycle_warm!r} must be >= 0, "
+                               f"depth={depth!r}, span={span!r} >= 1")
         self.history, self.refractory, self.alarm, self.rest = history, int(refractory), float(alarm), float(rest)
         self.scale, self.min_count, self.min_std = float(scale), int(min_count), float(min_std)
         self.season, self.reach, self.tolerance = int(season), int(reach), float(tolerance)
@@ -260,14 +271,17 @@ class SurpriseScore:
         self.past = np.zeros(self.season + self.reach + 1 if self.season else 0)  # ring of past surprises
         self.scored = 0  # surprises in the ring so far
         self.low = self.high = None  # the range of the values seen
-        self.values: deque[float] = deque()
-        self.total = self.total_sq = 0.0
-        self.pushed = 0
+        self.scores = MovingWindow(history, ordered=False)
+        self.cycle, self.depth, self.cycle_warm = int(cycle), int(depth), int(cycle_warm)
+        self.ring: np.ndarray | None = None  # the last depth * cycle values (steps, channels)
+        self.residuals = MovingWindow(history, ordered=False)
+        self.smooth = Ewma(span)  # of the distances to the cycles' median
+        self.since_cycle = 0  # steps since the first distance
         self.since_alarm = self.refractory + 1
         self.was_alarm = False
         for v in np.asarray(prior, dtype=np.float64).reshape(-1).tolist():
             if math.isfinite(v):
-                self._push(v)
+                self.scores.push(v)
 
     @property
     def alarm_level(self) -> float:
@@ -275,29 +289,18 @@ class SurpriseScore:
         flags one step per event."""
         return self.alarm / (self.alarm + self.scale)
 
-    def _push(self, v: float) -> None:
-        self.values.append(v)
-        self.total += v
-        self.total_sq += v * v
-        if len(self.values) > self.history:
-            old = self.values.popleft()
-            self.total -= old
-            self.total_sq -= old * old
-        self.pushed += 1
-        if self.pushed % self.history == 0:  # exact sums now and then: no drift
-            self.total = math.fsum(self.values)
-            self.total_sq = math.fsum(u * u for u in self.values)
+    def _likelihood(self, window: MovingWindow, score: float) -> float:
+        """``-log10`` of the Gaussian tail probability of ``score`` under ``window`` (0 while it
+        holds fewer than ``min_count`` scores)."""
+        if len(window) < self.min_count:
+            return 0.0
+        mean = window.mean()
+        std = max(window.std(), self.min_std, 1e-9 * abs(mean))
+        return float(-log_ndtr(-(score - mean) / std) / math.log(10.0))
 
     def surprise(self, score: float) -> float:
-        """``-log10`` of the Gaussian tail probability of ``score`` under the history (0 while
-        the history holds fewer than ``min_count`` scores)."""
-        n = len(self.values)
-        if n < self.min_count:
-            return 0.0
-        mean = self.total / n
-        std = math.sqrt(max(0.0, self.total_sq / n - mean * mean))
-        std = max(std, self.min_std, 1e-9 * abs(mean))
-        return float(-log_ndtr(-(score - mean) / std) / math.log(10.0))
+        """``-log10`` of the Gaussian tail probability of ``score`` under the history."""
+        return self._likelihood(self.scores, score)
 
     def _recurs(self, level: float) -> bool:
         """Whether a surprise this high was seen near the same phase one season earlier (and
@@ -330,24 +333,47 @@ class SurpriseScore:
         self.high = np.where(ok, np.maximum(self.high, value), self.high)
         return bool(out.any())
 
+    def _cycle_surprise(self, value: np.ndarray) -> float:
+        """The surprise of ``value`` against the same phase of the last ``depth`` cycles (0
+        until a cycle has passed and during the warm-up), then remember the value."""
+        if self.ring is None:
+            self.ring = np.full((self.depth * self.cycle, len(value)), np.nan)
+        t, size = self.steps, len(self.ring)
+        level = 0.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN phases: no reference yet
+            ref = np.nanmedian(self.ring[(t - self.cycle * np.arange(1, self.depth + 1)) % size], axis=0)
+            dist = float(np.sqrt(np.nanmean((value - ref) ** 2)))
+        self.smooth.update([dist])
+        smooth = self.smooth.value
+        if smooth is not None:
+            if self.since_cycle >= self.cycle_warm:
+                level = self._likelihood(self.residuals, smooth)
+            self.residuals.push(smooth)
+            self.since_cycle += 1
+        self.ring[t % size] = value
+        return level
+
     def update(self, scores, values=None) -> np.ndarray:
         """The [0, 1] scores of the next steps, in order; ``values``: the series' steps (n,) or
-        (n, D) the scores belong to (for new extremes), optional."""
+        (n, D) the scores belong to (for new extremes and the cycle), optional."""
         s = np.asarray(scores, dtype=np.float64).reshape(-1)
         if values is not None:
             values = np.asarray(values, dtype=np.float64).reshape(len(s), -1)
         out = np.full(s.shape, np.nan)
         for i, v in enumerate(s.tolist()):
             extreme = values is not None and self._new_extreme(values[i])
+            cyclic = self._cycle_surprise(values[i]) if values is not None and self.cycle else 0.0
             self.steps += 1
             if math.isnan(v):
                 continue
             level = raw = self.surprise(v)
-            self._push(v)
+            self.scores.push(v)
             if self._recurs(raw):
                 level = min(level, self.rest)
             if extreme:
                 level += self.alarm
+            level = max(level, cyclic)
             self.since_alarm += 1
             before = level
             if level >= self.alarm:

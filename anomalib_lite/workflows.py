@@ -186,7 +186,7 @@ def _write_outputs(det, ev: Evaluation, source, out, nab_results) -> list[str]:
     written = []
     if ev.kind == "series":
         pvals = det.p_values(ev.scores) if det.calibration_scores_ is not None else None
-        unit = nab.results_scores(det, ev.scores, values=source.values) if nab_results is not None else None  # before writing anything
+        unit = nab.results_scores(det, ev.scores, values=source.values, step_seconds=getattr(source, "step_seconds", None)) if nab_results is not None else None  # before writing anything
         if out is not None:
             head, rows = series_io.score_table(source, ev.scores, pvals, ev.flags, source.anomaly_labels())
             _write_rows(out, head, rows)

@@ -30,7 +30,7 @@ def run_file(name: str, args) -> dict:
     source = al.load_data(f"nab:{name}")
     det = al.Continuation(epochs=args.epochs, network=args.network, device="cpu")
     scores, _ = nab.run_protocol(det, source, chunk=args.chunk)
-    unit = nab.results_scores(det, scores, values=source.values)  # 0 in the probationary period, which NAB does not count
+    unit = nab.results_scores(det, scores, values=source.values, step_seconds=source.step_seconds)  # 0 in the probationary period, which NAB does not count
     if args.results:
         nab.write_results(args.results, source, unit, "continuation")
     alarms = unit >= SurpriseScore().alarm_level

@@ -100,6 +100,65 @@ def test_surprise_score_recurring_events_rest_and_new_extremes_alarm():
     assert np.array_equal(chunked, SurpriseScore(cal, **quiet).update(y, vals), equal_nan=True)
 
 
+def _weeks_with_a_holiday(weeks: int = 7, seed: int = 6):
+    """Hourly steps: busy weekdays, quiet weekends; a Wednesday of week 5 is quiet like a Sunday.
+    Returns (values, the holiday's first step, one day, one week)."""
+    rng = np.random.default_rng(seed)
+    day, week = 24, 168
+    t = np.arange(weeks * week)
+    busy = np.where((t % day >= 8) & (t % day < 20), 1.0, 0.2)
+    v = np.where((t // day) % 7 < 5, busy, 0.2 + 0.1 * busy) + 0.03 * rng.normal(size=len(t))
+    hol = 4 * week + 2 * day
+    v[hol : hol + day] = 0.2 + 0.1 * busy[hol : hol + day] + 0.03 * rng.normal(size=day)
+    return v, hol, day, week
+
+
+def test_cycle_finds_a_day_that_breaks_the_weekly_rhythm_once():
+    """A forecaster's scores that see nothing (noise): without the cycle nothing alarms; with a
+    weekly cycle the holiday alarms, nothing else does, and the same day one week later (whose
+    reference holds the holiday) does not: the median of three cycles ignores one."""
+    v, hol, day, week = _weeks_with_a_holiday()
+    s = 1 + 0.05 * np.random.default_rng(7).normal(size=len(v))
+    level = SurpriseScore().alarm_level
+    kw = dict(refractory=day, settle=week)
+    plain = SurpriseScore(**kw).update(s, v)
+    cyc = SurpriseScore(cycle=week, cycle_warm=day, **kw).update(s, v)
+    assert plain.max() < level
+    alarms = np.flatnonzero(cyc >= level)
+    assert len(alarms) == 1 and hol <= alarms[0] < hol + day
+    assert cyc[hol + week : hol + week + day].max() < 3 / (3 + 5)  # p > 1e-3: below HTM's yellow
+    warm = SurpriseScore(cycle=week, cycle_warm=10 * week, **kw).update(s, v)  # still warming up: silent
+    assert warm.max() < level
+
+
+def test_cycle_scores_do_not_depend_on_chunking_and_need_dates():
+    v, hol, day, week = _weeks_with_a_holiday(weeks=6)
+    s = 1 + 0.05 * np.random.default_rng(8).normal(size=len(v))
+    s[:5] = np.nan
+    v2 = np.c_[v, 10 * v]  # two channels
+    whole = SurpriseScore(cycle=week, cycle_warm=day).update(s, v2)
+    sc = SurpriseScore(cycle=week, cycle_warm=day)
+    cuts = [1, 200, 500, 501, 900]
+    chunked = np.concatenate([sc.update(a, b) for a, b in zip(np.split(s, cuts), np.split(v2, cuts))])
+    assert np.array_equal(chunked, whole, equal_nan=True)
+    assert nab.calendar_steps(300.0) == (2016, 288) and nab.calendar_steps(3600.0) == (168, 24)
+    assert nab.calendar_steps(None) == (0, 0) and nab.calendar_steps(2 * 86400.0) == (0, 0)
+    with pytest.raises(al.AnomalyError, match="cycle"):
+        SurpriseScore(cycle=-1)
+
+
+def test_series_sources_know_their_step_only_from_dates(tmp_path):
+    dated = tmp_path / "dated.csv"
+    dated.write_text("timestamp,value\n" + "".join(f"2024-01-01 {h:02d}:{m:02d}:00,{h + m}\n" for h in range(3) for m in (0, 5, 10)))
+    numbered = tmp_path / "numbered.csv"
+    numbered.write_text("time,value\n" + "".join(f"{i * 300},{i}\n" for i in range(9)))
+    plain = tmp_path / "plain.csv"
+    plain.write_text("value\n" + "".join(f"{i}\n" for i in range(9)))
+    assert al.load_data(str(dated)).step_seconds == 300.0  # median: the hour changes do not count
+    assert al.load_data(str(numbered)).step_seconds is None  # numbers: unknown units
+    assert al.load_data(str(plain)).step_seconds is None
+
+
 def _nab_score_tool():
     spec = importlib.util.spec_from_file_location("nab_score", NAB_TOOL)
     module = importlib.util.module_from_spec(spec)
@@ -130,7 +189,7 @@ def test_nab_scorer_reads_the_results_the_project_writes(tmp_path):
     assert source.windows == [(860, 940)]
     det = al.Continuation(window=24, horizon=3, hidden=16, num_layers=1, season=0, epochs=10, lr=3e-3, device="cpu")
     scores, _ = nab.run_protocol(det, source, chunk=64)
-    unit = nab.results_scores(det, scores, values=source.values)
+    unit = nab.results_scores(det, scores, values=source.values, step_seconds=source.step_seconds)
     p = nab.probation_steps(n)
     assert unit[:p].max() == 0 and ((unit >= 0) & (unit < 1)).all()
     assert unit[p : p + p // 2].max() < SurpriseScore().alarm_level <= unit[900:941].max()  # settles, then finds it
