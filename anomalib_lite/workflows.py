@@ -30,6 +30,7 @@ from .evaluation import Evaluation, assess, format_figures, format_verdict, from
 from .io import atomic_output, check_outputs, check_writable
 from .sources import load as load_data
 from .sources import spec_path
+from .thresholds import SurpriseScore
 
 __all__ = ["augment_preview", "backbones_table", "demo", "describe_header", "evaluate_and_write", "export",
            "fit_and_save", "load_bundle", "load_source", "pretrain_and_save", "score_and_write", "stream"]
@@ -182,6 +183,16 @@ def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=Non
     return "" if str(out) == "-" and not written else text + _figures_line(ev.figures)
 
 
+def _nab_alarms(source, unit: np.ndarray) -> str:
+    """What the NAB score's alarms (>= its alarm level) find, when the series has anomaly windows:
+    NAB's scorer picks its own threshold, the detector's calibrated flags are another rule."""
+    windows = getattr(source, "windows", None)
+    if not windows:
+        return ""
+    m = metrics.window_metrics(unit >= SurpriseScore().alarm_level, windows, getattr(source, "references", None))
+    return f" (its alarms: {m['detected']} of {m['windows']} anomaly windows, {m['false_alarms']} outside)"
+
+
 def _write_outputs(det, ev: Evaluation, source, out, nab_results) -> list[str]:
     written = []
     if ev.kind == "series":
@@ -191,7 +202,8 @@ def _write_outputs(det, ev: Evaluation, source, out, nab_results) -> list[str]:
             head, rows = series_io.score_table(source, ev.scores, pvals, ev.flags, source.anomaly_labels())
             _write_rows(out, head, rows)
         if nab_results is not None:
-            written.append(f"NAB results {nab.write_results(nab_results, source, unit, type(det).__name__.lower())}")
+            path = nab.write_results(nab_results, source, unit, type(det).__name__.lower())
+            written.append(f"NAB results {path}" + _nab_alarms(source, unit))
     elif out is not None:
         _write_rows(out, *score_rows(ev))
     if out is not None and str(out) != "-":

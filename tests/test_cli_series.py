@@ -154,6 +154,10 @@ def test_fit_on_a_nab_probation_period_with_every_default_then_nab_results(tmp_p
     assert ((s >= 0) & (s < 1)).all() and s[:604].max() == 0  # NAB does not score the probationary period
     labels = np.array([int(r["label"]) for r in rows])
     assert s[labels == 1].max() >= 0.5 and "anomaly windows detected" in r.output  # an alarm in a window
+    edges = np.flatnonzero(np.diff(np.r_[0, labels, 0]))  # the windows, from the file's labels
+    found = sum((s[a:b] >= 0.5).any() for a, b in zip(edges[::2], edges[1::2]))
+    outside = int(((s >= 0.5) & (labels == 0)).sum())
+    assert f"(its alarms: {found} of {len(edges) // 2} anomaly windows, {outside} outside)" in r.output
 
 
 def test_fit_rnn_and_score_report_early_warning(tmp_path):
