@@ -276,6 +276,7 @@ class SurpriseScore:
         self.ring: np.ndarray | None = None  # the last depth * cycle values (steps, channels)
         self.residuals = MovingWindow(history, ordered=False)
         self.smooth = Ewma(span)  # of the distances to the cycles' median
+        self.last_smooth = math.nan
         self.since_cycle = 0  # steps since the first distance
         self.since_alarm = self.refractory + 1
         self.was_alarm = False
@@ -333,25 +334,38 @@ class SurpriseScore:
         self.high = np.where(ok, np.maximum(self.high, value), self.high)
         return bool(out.any())
 
-    def _cycle_surprise(self, value: np.ndarray) -> float:
-        """The surprise of ``value`` against the same phase of the last ``depth`` cycles (0
-        until a cycle has passed and during the warm-up), then remember the value."""
+    def _cycle_distances(self, values: np.ndarray) -> np.ndarray:
+        """For each step of a chunk (n, D): the EWMA-smoothed distance (RMS over channels) to the
+        median of the same phase in the last ``depth`` cycles, NaN until there is one (a gap
+        keeps the last smoothed distance); then remember the chunk. One pass of numpy per chunk."""
+        n, size = len(values), self.depth * self.cycle
         if self.ring is None:
-            self.ring = np.full((self.depth * self.cycle, len(value)), np.nan)
-        t, size = self.steps, len(self.ring)
-        level = 0.0
+            self.ring = np.full((size, values.shape[1]), np.nan)
+        t0 = self.steps
+        past = self.ring[(t0 - size + np.arange(size)) % size]  # the last `size` steps, oldest first
+        full = np.concatenate([past, values])  # full[j] is step t0 - size + j
+        lags = np.stack([full[size - k * self.cycle + np.arange(n)] for k in range(1, self.depth + 1)])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN phases: no reference yet
-            ref = np.nanmedian(self.ring[(t - self.cycle * np.arange(1, self.depth + 1)) % size], axis=0)
-            dist = float(np.sqrt(np.nanmean((value - ref) ** 2)))
-        self.smooth.update([dist])
-        smooth = self.smooth.value
-        if smooth is not None:
-            if self.since_cycle >= self.cycle_warm:
-                level = self._likelihood(self.residuals, smooth)
-            self.residuals.push(smooth)
-            self.since_cycle += 1
-        self.ring[t % size] = value
+            dist = np.sqrt(np.nanmean((values - np.nanmedian(lags, axis=0)) ** 2, axis=1))
+        keep = min(n, size)
+        self.ring[(t0 + n - keep + np.arange(keep)) % size] = values[n - keep :]
+        smooth = self.smooth.update(dist)
+        for i in range(n):  # a gap keeps the last smoothed distance
+            if math.isnan(smooth[i]):
+                smooth[i] = self.last_smooth
+            else:
+                self.last_smooth = smooth[i]
+        return smooth
+
+    def _cycle_surprise(self, smooth: float) -> float:
+        """The surprise of a step's smoothed distance to its cycles (0 until there is one and
+        during the warm-up), then remember it."""
+        if math.isnan(smooth):
+            return 0.0
+        level = self._likelihood(self.residuals, smooth) if self.since_cycle >= self.cycle_warm else 0.0
+        self.residuals.push(smooth)
+        self.since_cycle += 1
         return level
 
     def update(self, scores, values=None) -> np.ndarray:
@@ -361,9 +375,10 @@ class SurpriseScore:
         if values is not None:
             values = np.asarray(values, dtype=np.float64).reshape(len(s), -1)
         out = np.full(s.shape, np.nan)
+        cycles = self._cycle_distances(values) if values is not None and self.cycle else None
         for i, v in enumerate(s.tolist()):
             extreme = values is not None and self._new_extreme(values[i])
-            cyclic = self._cycle_surprise(values[i]) if values is not None and self.cycle else 0.0
+            cyclic = self._cycle_surprise(float(cycles[i])) if cycles is not None else 0.0
             self.steps += 1
             if math.isnan(v):
                 continue
