@@ -78,6 +78,8 @@ def results_scores(detector, scores, share: float = 0.15, values=None, step_seco
     s = np.asarray(scores, dtype=np.float64)
     p = probation_steps(len(s), share)
     week, day = calendar_steps(step_seconds) if values is not None else (0, 0)
+    if week + day >= len(s):  # never compared: hold no ring of a week's steps
+        week = day = 0
     out = detector.unit_scores(s, values=values, quiet=p // 2, settle=p + p // 2, cycle=week, cycle_warm=day)
     out = np.nan_to_num(out, nan=0.0)
     out[:p] = 0.0
