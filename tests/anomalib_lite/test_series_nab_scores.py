@@ -190,6 +190,8 @@ def test_nab_scorer_reads_the_results_the_project_writes(tmp_path):
     det = al.Continuation(window=24, horizon=3, hidden=16, num_layers=1, season=0, epochs=10, lr=3e-3, device="cpu")
     scores, _ = nab.run_protocol(det, source, chunk=64)
     unit = nab.results_scores(det, scores, values=source.values, step_seconds=source.step_seconds)
+    plain = nab.results_scores(det, scores, values=source.values)  # four days: shorter than a week, so no cycle
+    assert np.array_equal(unit, plain) and np.array_equal(nab.results_scores(det, scores, values=source.values, step_seconds=1e-3), plain)
     p = nab.probation_steps(n)
     assert unit[:p].max() == 0 and ((unit >= 0) & (unit < 1)).all()
     assert unit[p : p + p // 2].max() < SurpriseScore().alarm_level <= unit[900:941].max()  # settles, then finds it
