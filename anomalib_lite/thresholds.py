@@ -341,13 +341,17 @@ class SurpriseScore:
         n, size = len(values), self.depth * self.cycle
         if self.ring is None:
             self.ring = np.full((size, values.shape[1]), np.nan)
-        t0 = self.steps
-        past = self.ring[(t0 - size + np.arange(size)) % size]  # the last `size` steps, oldest first
-        full = np.concatenate([past, values])  # full[j] is step t0 - size + j
-        lags = np.stack([full[size - k * self.cycle + np.arange(n)] for k in range(1, self.depth + 1)])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN phases: no reference yet
-            dist = np.sqrt(np.nanmean((values - np.nanmedian(lags, axis=0)) ** 2, axis=1))
+        t0, at = self.steps, np.arange(n)
+        lags = []
+        for k in range(1, self.depth + 1):  # step t0 + i, k cycles back: in this chunk or in the ring
+            back = at - k * self.cycle  # (a step before the stream's start has a slot never written: NaN)
+            lags.append(np.where((back >= 0)[:, None], values[np.maximum(back, 0)], self.ring[(t0 + back) % size]))
+        lags = np.sort(np.stack(lags), axis=0)  # the median of the finite ones (NaN sorts last) ...
+        count = np.isfinite(lags).sum(0)[None]
+        mid = np.take_along_axis(lags, np.maximum(count - 1, 0) // 2, 0) + np.take_along_axis(lags, count // 2, 0)
+        with np.errstate(invalid="ignore"):  # no reference yet (or a gap): NaN
+            gap = (values - np.where(count > 0, mid / 2, np.nan)[0]) ** 2
+            dist = np.sqrt(np.nansum(gap, axis=1) / np.isfinite(gap).sum(1))  # ... as np.nanmedian, RMS as np.nanmean
         keep = min(n, size)
         self.ring[(t0 + n - keep + np.arange(keep)) % size] = values[n - keep :]
         smooth = self.smooth.update(dist)
