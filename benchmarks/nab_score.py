@@ -70,11 +70,13 @@ def cli_route(names: list[str], results: Path, tmp: Path) -> None:
         run([*anomaly, "score", str(bundle), "--data", f"nab:{name}", "--nab-results", str(results), "-q"])
 
 
-def score(results: Path, data: Path, out: Path) -> dict:
-    labels = data_root() / "NAB" / "labels" / "combined_windows.json"
+def score(results: Path, data: Path, out: Path, labels: Path | None = None, detector: str = "continuation") -> dict:
+    """NAB's scorer on the results under ``results`` for the series under ``data``: per profile the
+    normalised score, counts and every series' raw score (``--json``)."""
+    labels = labels or data_root() / "NAB" / "labels" / "combined_windows.json"
     subprocess.run([sys.executable, str(TOOL), "--data", str(data), "--labels", str(labels), "--results", str(results),
                     "--json", str(out)], check=True, capture_output=True, text=True)
-    return json.loads(out.read_text())["detectors"]["continuation"]
+    return json.loads(out.read_text())["detectors"][detector]
 
 
 def early_alarms(results: Path, name: str, steps: int = 576) -> int:

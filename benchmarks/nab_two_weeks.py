@@ -12,31 +12,21 @@ Run:  python benchmarks/nab_two_weeks.py
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import record
+from nab_score import PROFILES, score  # NAB's scorer, as benchmarks/nab_score.py runs it
 
 import anomalib_lite as al
 from anomalib_lite import nab
 from anomalib_lite.series_sources import nab_files
 
-TOOL = Path(__file__).resolve().parents[2] / "shared" / "tools" / "nab_score.py"
 PIECE = 4032  # two weeks at 5 minutes
-
-
-def scorer():
-    spec = importlib.util.spec_from_file_location("nab_score", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nab_score"] = module
-    spec.loader.exec_module(module)
-    return module
+ROUTES = {"with the weekly cycle": "cycle", "without": "nocycle"}  # row -> detector name in the results
 
 
 def pieces():
@@ -50,35 +40,28 @@ def pieces():
 
 
 def main() -> None:
-    ns = scorer()
     load_before = os.getloadavg()
     t = time.perf_counter()
-    results: dict[str, dict[str, np.ndarray]] = {"with the weekly cycle": {}, "without": {}}
-    labels = {}
+    labels, table = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
+        data, results = Path(tmp) / "data", Path(tmp) / "results"
         for rel, piece in pieces():
-            path = Path(tmp) / "data" / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("timestamp,value\n" + "".join(f"{s},{v:.10g}\n" for s, v in zip(piece.stamps, piece.values[:, 0])))
+            (data / rel).parent.mkdir(parents=True, exist_ok=True)
+            (data / rel).write_text("timestamp,value\n" + "".join(f"{s},{v:.10g}\n" for s, v in zip(piece.stamps, piece.values[:, 0])))
             labels[rel] = [[piece.stamps[a] + ".000000", piece.stamps[b] + ".000000"] for a, b in piece.windows]
             det = al.Continuation(device="cpu")
             scores, _ = nab.run_protocol(det, piece)
-            for key, step in (("with the weekly cycle", piece.step_seconds), ("without", None)):
-                results[key][rel] = nab.results_scores(det, scores, values=piece.values, step_seconds=step)
+            piece.nab_name = rel  # its results file is named after the piece
+            for name, step in (("cycle", piece.step_seconds), ("nocycle", None)):
+                unit = nab.results_scores(det, scores, values=piece.values, step_seconds=step)
+                nab.write_results(results, piece, unit, name)
         (Path(tmp) / "labels.json").write_text(json.dumps(labels))
-        corpus = ns.Corpus(str(Path(tmp) / "data"), str(Path(tmp) / "labels.json"))
-        base = {}
-        for p, prof in ns.DEFAULT_PROFILES.items():
-            w = ns.sweep_weights(corpus, prof)
-            base[p] = (ns.null_baseline(corpus, w, prof["fnWeight"]), prof["tpWeight"] * corpus.n_windows)
-        table = {}
-        for key, unit in results.items():
-            s = np.concatenate([unit[x.rel][x.first_scored :] for x in corpus.series])
-            table[key] = ns.score_detector(corpus, s, ns.DEFAULT_PROFILES, base)
+        for row, name in ROUTES.items():
+            table[row] = score(results, data, Path(tmp) / "scores.json", Path(tmp) / "labels.json", name)
     seconds = time.perf_counter() - t
     lines = [
         f"{len(labels)} pieces of 4,032 five-minute steps cut from the shared NAB series "
-        f"({corpus.n_windows} anomaly windows inside them), Continuation with every default by the example's route "
+        f"({sum(map(len, labels.values()))} anomaly windows inside them), Continuation with every default by the example's route "
         f"(fit on the probationary period, then test-then-train; {seconds:.0f} s), scored by "
         f"`../shared/tools/nab_score.py` over all pieces. Load average (1/5/15 min) before: "
         + "/".join(f"{v:.1f}" for v in load_before) + ", after: " + "/".join(f"{v:.1f}" for v in os.getloadavg()) + ".",
@@ -87,7 +70,7 @@ def main() -> None:
     ]
     for key, r in table.items():
         st = r["standard"]
-        lines.append(f"| {key} | " + " | ".join(f"{r[p]['normalized']:.2f}" for p in ns.DEFAULT_PROFILES)
+        lines.append(f"| {key} | " + " | ".join(f"{r[p]['normalized']:.2f}" for p in PROFILES)
                      + f" | {st['tp']} / {st['fp']} |")
     lines += ["", "Per piece, standard profile, raw NAB score (with / without the cycle):", "",
               "| piece | windows | with | without |", "| --- | --- | --- | --- |"]
