@@ -276,7 +276,6 @@ class SurpriseScore:
         self.ring: np.ndarray | None = None  # the last depth * cycle values (steps, channels)
         self.residuals = MovingWindow(history, ordered=False)
         self.smooth = Ewma(span)  # of the distances to the cycles' median
-        self.last_smooth = math.nan
         self.since_cycle = 0  # steps since the first distance
         self.since_alarm = self.refractory + 1
         self.was_alarm = False
@@ -354,12 +353,12 @@ class SurpriseScore:
             dist = np.sqrt(np.nansum(gap, axis=1) / np.isfinite(gap).sum(1))  # ... as np.nanmedian, RMS as np.nanmean
         keep = min(n, size)
         self.ring[(t0 + n - keep + np.arange(keep)) % size] = values[n - keep :]
+        last = math.nan if self.smooth.value is None else self.smooth.value
         smooth = self.smooth.update(dist)
         for i in range(n):  # a gap keeps the last smoothed distance
             if math.isnan(smooth[i]):
-                smooth[i] = self.last_smooth
-            else:
-                self.last_smooth = smooth[i]
+                smooth[i] = last
+            last = smooth[i]
         return smooth
 
     def _cycle_surprise(self, smooth: float) -> float:
