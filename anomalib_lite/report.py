@@ -201,12 +201,10 @@ def _envelope(y: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
 def _time_axis(src) -> tuple[np.ndarray, str]:
     """x positions for each step: dates when the series has ISO timestamps, else step numbers."""
     times, stamps = getattr(src, "times", None), getattr(src, "stamps", None)
+    if getattr(src, "dated", False):
+        ms = np.round(np.asarray(times, dtype=np.float64) * 1000).astype("int64")
+        return ms.astype("datetime64[ms]"), "time (UTC)"
     if times is not None and stamps:
-        try:
-            float(stamps[0])
-        except ValueError:
-            ms = np.round(np.asarray(times, dtype=np.float64) * 1000).astype("int64")
-            return ms.astype("datetime64[ms]"), "time (UTC)"
         return np.asarray(times, dtype=np.float64), src.time_column or "time"
     return np.arange(len(src.values)), "step"
 

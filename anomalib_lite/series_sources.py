@@ -140,17 +140,23 @@ class SeriesSource(DataSource):
         return len(self.values)
 
     @property
-    def step_seconds(self) -> float | None:
-        """The median time between steps in seconds when the stamps are dates (ISO 8601), else
-        None (numbers are in unknown units)."""
-        if self.times is None or not self.stamps or len(self.times) < 2:
-            return None
+    def dated(self) -> bool:
+        """Whether the steps have dates (ISO 8601 stamps), not numbers in unknown units."""
+        if self.times is None or not self.stamps:
+            return False
         try:
             float(self.stamps[0])
-            return None
         except ValueError:
-            step = float(np.median(np.diff(np.asarray(self.times, dtype=np.float64))))
-            return step if step > 0 else None
+            return True
+        return False
+
+    @property
+    def step_seconds(self) -> float | None:
+        """The median time between steps in seconds when the steps have dates, else None."""
+        if not self.dated or len(self.times) < 2:
+            return None
+        step = float(np.median(np.diff(np.asarray(self.times, dtype=np.float64))))
+        return step if step > 0 else None
 
     def batches(self, batch_size: int) -> Iterator[tuple]:
         for i in range(0, len(self.values), batch_size):
