@@ -53,8 +53,9 @@ def fpr_threshold(normal_scores, fpr: float = 0.01) -> float:
     allowed = int(np.floor(fpr * (len(s) + 1) + 1e-9)) - 1  # calibration scores allowed >= s
     if allowed < 0:
         warnings.warn(
-            f"{len(s)} calibration scores cannot certify fpr={fpr:g} "
-            f"(need {int(np.ceil(1 / fpr - 1))}); threshold = largest normal score",
+            f"fpr={fpr:g} is below what {len(s)} calibration scores can certify: the smallest is "
+            f"1/{len(s) + 1} = {1 / (len(s) + 1):.3g} (fpr={fpr:g} needs {int(np.ceil(1 / fpr - 1))} normal samples); "
+            "threshold = the largest normal score",
             stacklevel=2,
         )
         return float(s[0])

@@ -83,6 +83,17 @@ def load_bundle(path, *, device: str = "auto", verify=None, verbose: bool = Fals
     return det
 
 
+#: folds of the cross-fitted calibration (5 extra fits)
+CROSS_FOLDS = 5
+
+
+def cross_fits(det: Detector, n_held: int, fpr: float) -> bool:
+    """Whether ``fit`` calibrates by cross-fitting: when ``n_held`` held-out samples cannot certify
+    ``fpr`` (a conformal threshold needs 1/fpr - 1 of them) and the samples are exchangeable
+    (images, vectors; a series' calibration is its held-out end)."""
+    return det.input_kind != "series" and (n_held + 1) * fpr < 1 - 1e-9
+
+
 def fit_and_save(det: Detector, spec: str, out, *, holdout: float | None = 0.1, fpr: float = 0.01, seed: int = 0,
                  sign=None, **load_options) -> str:
     """Fit ``det`` on the data ``spec`` less a ``holdout`` share (series: the end), calibrate the
@@ -92,19 +103,29 @@ def fit_and_save(det: Detector, spec: str, out, *, holdout: float | None = 0.1, 
     out = check_writable(out, "bundle")
     check_outputs({"bundle": out}, _inputs(spec, sign))
     source = load_source(spec, det, **load_options)
+    cross = False
     if holdout is None:
         det.fit(source)
         train, held = source, None
     else:
         train, held = source.split(holdout, seed=seed)
-        det.fit(train)
-        det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
+        cross = cross_fits(det, len(held), fpr)
+        if cross:  # the held-out share cannot certify fpr: every sample calibrates, out of fold
+            train = held = source
+            det.fit(source)
+            det.cross_calibrate(source, fpr=fpr, folds=CROSS_FOLDS, seed=seed)
+        else:
+            det.fit(train)
+            det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
     det.save(out, sign=sign)  # under torchrun: rank 0 writes, the others return here
     if not distributed.is_main():
         return ""
     learned = det.summary()
     text = f"fitted {type(det).__name__} on {len(train)} samples of {spec}" + (f" ({learned})" if learned else "")
-    if held is not None:
+    if cross:
+        text += (f"; calibrated by {CROSS_FOLDS}-fold cross-fitting on all {len(held)} samples (each scored by a "
+                 f"model fitted without it): threshold {det.threshold_:.4g} at fpr {fpr:g}")
+    elif held is not None:
         text += f"; calibrated on {len(held)} held-out samples: threshold {det.threshold_:.4g} at fpr {fpr:g}"
     return text + f"; wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)" + (" signed" if sign else "")
 
