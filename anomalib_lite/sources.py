@@ -28,7 +28,7 @@ import numpy as np
 from .errors import AnomalyError
 from .tiling import Tiling
 
-__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "load", "spec_path"]
+__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "load", "spec_files", "spec_path"]
 
 NORMAL_NAMES = ("good", "normal")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
@@ -613,6 +613,30 @@ def spec_path(spec: str) -> Path | None:
     if _glob.has_magic(base) and not path.exists():
         return _glob_root(str(path))
     return path if path.exists() else None
+
+
+def spec_files(spec: str, data_dir=None) -> list[Path]:
+    """Every file a data spec reads (what no output may replace): a folder's images (and MVTec
+    masks beside it), the files a glob matches, the file itself, MNIST's raw files, a NAB series
+    and its label files; nothing for stdin."""
+    base = str(spec).split("?")[0]
+    if base in ("", "-"):
+        return []
+    if base.startswith("mnist:"):
+        raw = data_root(data_dir) / "MNIST" / "raw"
+        return sorted(p for p in raw.iterdir() if p.is_file()) if raw.is_dir() else []
+    if base.startswith("nab:"):
+        root = data_root(data_dir) / "NAB"
+        return [root / "data" / base[4:], root / "labels" / "combined_windows.json",
+                root / "labels" / "combined_labels.json"]
+    path = Path(base).expanduser()
+    if _glob.has_magic(base) and not path.exists():
+        return sorted(Path(p) for p in _glob.glob(str(path), recursive=True)
+                      if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
+    if path.is_dir():
+        gt = path.parent / "ground_truth"
+        return _image_files(path) + (sorted(p for p in gt.rglob("*") if p.is_file()) if gt.is_dir() else [])
+    return [path]
 
 
 def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, columns=None,
