@@ -343,8 +343,8 @@ def augment_preview(config, spec: str, out, *, backend: str = "torchvision", n: 
     pipeline = augment.Pipeline.from_config(config, backend=backend)
     batch = next(iter_batches(load_source(spec, data_dir=data_dir, download=download), batch_size=n)).x
     grid = augment.preview_grid(batch, pipeline, n=n, synth=synth, variants=variants)
-    with atomic_output(out, "preview") as tmp:
-        augment.save_png(grid, tmp)
+    with atomic_output(out, "preview") as tmp, open(tmp, "wb") as fh:
+        augment.save_png(grid, fh)  # into the temporary file (no second temporary file of its own)
     return f"wrote {out} ({grid.shape[1]}x{grid.shape[0]} px, {len(batch)} images of {spec})"
 
 
