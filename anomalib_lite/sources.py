@@ -534,7 +534,7 @@ def _read_npy(fh, size: int, where: str) -> np.ndarray:
         else:
             raise ValueError(f"format version {version[0]}.{version[1]} not supported")
     except (ValueError, EOFError, TypeError, SyntaxError) as e:
-        raise AnomalyError(f"{where}: not a .npy array ({shown(str(e))})") from None
+        raise AnomalyError(f"{where}: cannot read array file (not a .npy array: {shown(str(e))})") from None
     if dtype.hasobject:
         raise AnomalyError(f"{where}: holds Python objects (dtype object); only arrays of numbers are read "
                            "(objects would need unpickling, which is never done)")
