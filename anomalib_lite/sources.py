@@ -13,7 +13,9 @@ plant synthetic anomalies with exact masks. :func:`load` returns a :class:`DataS
 and every sample has a name (its path relative to the spec) for outputs.
 Time series: a ``.csv`` file, ``-`` (CSV on stdin) or ``nab:realKnownCause/nyc_taxi.csv`` (from
 ``<data root>/NAB``), read by :mod:`anomalib_lite.series_sources`; options ``?start=`` and
-``?stop=`` (a step, or a fraction of the series such as ``0.15``) and ``?limit=N`` cut it in time.
+``?stop=`` (a step, or a fraction of the series such as ``0.15``) and ``?limit=N`` cut it in time;
+``?order=sort`` sorts rows by time (times that go back or repeat are an error otherwise),
+``?order=file`` keeps the file's order unchecked (NAB's default).
 """
 from __future__ import annotations
 
@@ -341,7 +343,8 @@ def _relative(path: Path, root: Path | None) -> str:
 
 # ---------------------------------------------------------------- spec parsing
 
-_OPTIONS = {"classes", "limit", "overlap", "seed", "severity", "share", "size", "start", "stop", "synth", "tile"}
+_OPTIONS = {"classes", "limit", "order", "overlap", "seed", "severity", "share", "size", "start", "stop", "synth",
+            "tile"}
 SYNTH_CLASS = "synthetic"
 
 
@@ -702,11 +705,12 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
     if base.startswith("nab:"):
         if (columns and list(columns) != ["value"]) or time_column not in (None, "timestamp") or label_column:
             raise AnomalyError(f"{spec}: NAB series have fixed columns (timestamp, value); drop --column")
-        return _select_series(ss.load_nab(spec, base[4:], data_dir, nan), options)
+        return _select_series(ss.load_nab(spec, base[4:], data_dir, nan, options.get("order", "file")), options)
     if base == "-" or base.lower().endswith(".csv"):
         if base != "-" and not Path(base).expanduser().is_file():
             raise AnomalyError(f"{spec}: path '{Path(base).expanduser()}' does not exist")
-        src = ss.load_csv(spec, Path(base).expanduser() if base != "-" else "-", columns, time_column, label_column, nan)
+        src = ss.load_csv(spec, Path(base).expanduser() if base != "-" else "-", columns, time_column, label_column, nan,
+                          options.get("order", "reject"))
         return _select_series(src, options)
     if columns or time_column or label_column:
         raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to CSV series only")
@@ -729,6 +733,8 @@ def _tiling(spec: str, options: dict[str, str]) -> Tiling:
 
 
 def _load_images(spec: str, base: str, options: dict[str, str], data_dir, download: bool) -> DataSource:
+    if "order" in options:
+        raise AnomalyError(f"{spec}: order= applies to time series (CSV, NAB) only")
     if base.startswith("mnist:"):
         if "size" in options:
             raise AnomalyError(f"{spec}: size= applies to image files only")
