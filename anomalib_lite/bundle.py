@@ -1,13 +1,17 @@
 """One-file model bundles: safetensors tensors + a JSON header in the safetensors metadata.
 
 Loading never unpickles: tensors come from safetensors, everything else is JSON, and the detector
-class must be one registered in :data:`anomalib_lite.base.DETECTORS`. A checksum over the header and
-every tensor catches truncation and tampering; writes go to a temporary file that is renamed
-into place, so a failed save leaves nothing behind.
+class must be one registered in :data:`anomalib_lite.base.DETECTORS`. The file is read once, through
+one descriptor, into memory: the signature is verified on those bytes and the same bytes are
+parsed (a file swapped between two opens cannot slip in). The header is strict: every field must
+be there and known, duplicate JSON keys (tensor names included) are refused, every value is
+checked. A checksum over the header and every tensor catches truncation and damage; writes go to
+a temporary file that is renamed into place, so a failed save leaves nothing behind.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -306,11 +310,36 @@ def _read(path: Path, with_tensors: bool, verify=None) -> tuple[dict, dict[str, 
     return header, tensors
 
 
+def _bounded(fn):
+    """A loader whose refusals are one bounded line: whatever a message quotes from the file, it
+    comes out with control characters escaped and at most a few hundred characters."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AnomalyError as e:
+            text = str(e)
+            if len(text) > _MESSAGE or not text.isprintable():
+                raise AnomalyError(shown(text, _MESSAGE)) from None
+            raise
+
+    return wrapper
+
+
+#: the longest refusal a loader prints (a path, the field's name, at most 200 characters of it)
+_MESSAGE = 600
+
+
+@_bounded
 def read_header(path, verify=None) -> dict:
-    """The JSON header of a bundle, without loading its tensors (``verify``: as for :func:`load`)."""
+    """The JSON header of a bundle, without loading its tensors (``verify``: as for :func:`load`).
+    The header's frame is checked (format, version, every field present and of its type); the
+    detector-specific checks run in :func:`load`."""
     return _read(_path(path), with_tensors=False, verify=verify)[0]
 
 
+@_bounded
 def load(path, device: str | None = None, verify=None) -> Detector:
     """Load a bundle written by :meth:`Detector.save`; never executes code from the file.
 
