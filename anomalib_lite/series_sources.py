@@ -70,7 +70,8 @@ class SeriesReader:
 
         def index(name: str) -> int:
             if name not in self.header:
-                raise AnomalyError(f"{where}: column '{name}' not found; columns are: {', '.join(self.header)}")
+                raise AnomalyError(f"{where}: column '{shown(name, 60)}' not found; columns are: "
+                                   f"{shown(', '.join(self.header))}")
             return self.header.index(name)
 
         if time_column is None:
@@ -81,7 +82,7 @@ class SeriesReader:
         taken = {self.time_idx, self.label_idx}
         columns = list(columns) if columns else [h for i, h in enumerate(self.header) if i not in taken]
         if not columns:
-            raise AnomalyError(f"{where}: no value columns; columns are: {', '.join(self.header)}")
+            raise AnomalyError(f"{where}: no value columns; columns are: {shown(', '.join(self.header))}")
         self.columns = columns
         self.value_idx = [index(c) for c in columns]
         self.last_values: np.ndarray | None = None
@@ -99,16 +100,16 @@ class SeriesReader:
             if cell.lower() in MISSING:
                 if self.nan == "reject":
                     raise AnomalyError(
-                        f"{at}: column '{name}' is empty (a gap); use --nan interpolate to fill gaps"
+                        f"{at}: column '{shown(name, 60)}' is empty (a gap); use --nan interpolate to fill gaps"
                     )
                 values[j] = np.nan
                 continue
             try:
                 values[j] = float(cell)
             except ValueError:
-                raise AnomalyError(f"{at}: column '{name}': '{cell}' is not a number") from None
+                raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a number") from None
             if not np.isfinite(values[j]):
-                raise AnomalyError(f"{at}: column '{name}': '{cell}' is not a finite number")
+                raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a finite number")
         stamp = t = label = None
         if self.time_idx is not None:
             stamp = row[self.time_idx].strip()
@@ -116,14 +117,14 @@ class SeriesReader:
                 t = parse_time(stamp)
             except ValueError:
                 raise AnomalyError(
-                    f"{at}: column '{self.time_column}': '{shown(stamp, 60)}' is not a date/time (ISO 8601) or a number"
+                    f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' is not a date/time (ISO 8601) or a number"
                 ) from None
             if not np.isfinite(t):
-                raise AnomalyError(f"{at}: column '{self.time_column}': '{shown(stamp, 60)}' is not a finite time")
+                raise AnomalyError(f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' is not a finite time")
             last = self.last_time
             if self.order == "reject" and last is not None and t <= last[0]:
                 raise AnomalyError(
-                    f"{at}: column '{self.time_column}': '{shown(stamp, 60)}' "
+                    f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' "
                     f"{'repeats' if t == last[0] else 'goes back from'} line {last[2]}'s '{shown(last[1], 60)}'; "
                     "times must increase (add ?order=sort to the data spec to sort rows by time)"
                 )
@@ -134,7 +135,8 @@ class SeriesReader:
             except ValueError:
                 label = None
             if label not in (0.0, 1.0):
-                raise AnomalyError(f"{at}: label '{cell}' in column '{self.header[self.label_idx]}' is not 0 or 1")
+                raise AnomalyError(f"{at}: label '{shown(cell, 60)}' in column '{shown(self.header[self.label_idx], 60)}' "
+                                   "is not 0 or 1")
             label = int(label)
         if stream and np.isnan(values).any():
             if self.last_values is None:
