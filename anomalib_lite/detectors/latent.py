@@ -330,7 +330,7 @@ class LatentDistance(Detector):
     def _update(self, batch: Batch, fitting: bool) -> None:
         x = batch.x
         self._drop_caches()
-        if not fitting and self._bank.capacity != self.memory_size:  # partial_fit from scratch
+        if not fitting and not isinstance(self._bank, Reservoir):  # partial_fit from scratch
             self._bank = Reservoir(self.memory_size, seed=self.seed)
             self._patch_bank = Reservoir(self.memory_size, seed=self.seed + 1, dtype=self._patch_dtype())
         items = _item_ids(batch.index)  # (sample, tile) of each row of the batch

@@ -362,3 +362,39 @@ def test_a_stream_skips_a_line_whose_time_goes_back(tmp_path):
     assert (scored, bad) == (3, 2)
     assert "live: line 4: column 'timestamp': '2' repeats line 3's '2'" in errors[0]
     assert "line 5: column 'timestamp': '1' goes back from line 3's '2'" in errors[1]
+
+
+# ---------------------------------------------------------------- 9. the same bank however the data comes
+
+def test_keyed_candidates_do_not_depend_on_batches_order_or_shards():
+    import torch
+
+    from anomalib_lite.streaming import KeyedSample, _smallest
+
+    x = torch.randn(3000, 4, generator=torch.Generator().manual_seed(0))
+    ids = np.stack([np.arange(3000) // 10, np.arange(3000) % 10], 1)  # (sample, patch)
+    whole = KeyedSample(200, seed=4)
+    whole.add(x, ids)
+    order = np.random.default_rng(1).permutation(3000)
+    batched = KeyedSample(200, seed=4)
+    for part in np.array_split(order, 37):
+        batched.add(x[part], ids[part])
+    assert torch.equal(whole.values(), batched.values()) and batched.n_seen == 3000
+    shards = [KeyedSample(200, seed=4) for _ in range(3)]
+    for r, s in enumerate(shards):  # what three torchrun ranks hold; KeyedSample.merged joins them so
+        s.add(x[r::3], ids[r::3])
+    keys, kept = np.concatenate([s.keys for s in shards]), np.concatenate([s.ids for s in shards])
+    rows = torch.cat([s.rows for s in shards])[_smallest(keys, kept, 200)]
+    assert sorted(map(tuple, rows.tolist())) == sorted(map(tuple, whole.values().tolist()))
+    assert abs(whole.ids[:, 0].mean() - 150) < 20  # a uniform sample of the samples
+
+
+def test_latent_distance_fits_the_same_coreset_whatever_the_batch_size():
+    x = np.random.default_rng(0).random((40, 1, 12, 12)).astype(np.float32)
+    banks = []
+    for batch_size in (7, 40):
+        det = al.LatentDistance(memory_size=300, device="cpu", batch_size=batch_size).fit(x)
+        banks.append(det.bank_.get("patch_memory"))
+    assert len(banks[0]) == 300 and bool((banks[0] == banks[1]).all())
+    det = al.LatentDistance(memory_size=20, pool_factor=1, device="cpu").partial_fit(x[:, 0, 0]).partial_fit(x[:, 0, 1])
+    assert det.bank_.get("memory").shape == (20, 12)  # partial_fit from scratch keeps a reservoir
