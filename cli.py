@@ -297,7 +297,7 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
                        err=True)
         return
     text = wf.score_and_write(det, data_spec, bundle=bundle, out=out, maps=maps, top=top, report=report,
-                              nab_results=nab_results, learn=learn, **load)
+                              nab_results=nab_results, learn=learn, verify=verify, **load)
     click.echo(text) if not any((out, maps, report, nab_results)) and distributed.is_main() else _say(quiet, text)
 
 
@@ -324,7 +324,7 @@ def evaluate(bundle, data_spec, json_out, maps, top, report, verify, columns, ti
     det = _bundle(bundle, device, batch_size, quiet, verify)
     load = _load_options(columns, time_column, label_column, nan, data_dir, download)
     figures, text = wf.evaluate_and_write(det, data_spec, bundle=bundle, json_out=json_out, maps=maps, top=top,
-                                          report=report, **load)
+                                          report=report, verify=verify, **load)
     _say(quiet, text)
     if "note" in figures:
         raise al.AnomalyError(f"{data_spec}: {figures['note']}")

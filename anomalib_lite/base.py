@@ -55,7 +55,7 @@ RUN_CHECKS: dict[str, v.Check] = {
     "contamination": v.none_or(v.number(0, 0.5, lo_open=True)),
     "batch_size": v.integer(1, 1 << 16),
     "device": v.text(32),
-    "seed": v.integer(0, (1 << 63) - 1),
+    "seed": v.seed(),
     "verbose": v.boolean(),
 }
 
