@@ -42,11 +42,26 @@ SUBSETS = {"all 18 series": None, "artificial (11)": ("artificialNoAnomaly", "ar
            "dev half (9)": "dev", "held-out half (9)": "held-out"}
 
 
+#: the held-out half of the 31 shared series, written down (issue 19) before any result on the
+#: realTraffic and realAdExchange series was looked at: what :func:`halves`' rule gives on them
+HELD_OUT = (
+    "artificialNoAnomaly/art_daily_perfect_square_wave.csv", "artificialNoAnomaly/art_flatline.csv",
+    "artificialWithAnomaly/art_daily_jumpsdown.csv", "artificialWithAnomaly/art_daily_nojump.csv",
+    "artificialWithAnomaly/art_load_balancer_spikes.csv",
+    "realAdExchange/exchange-2_cpm_results.csv", "realAdExchange/exchange-3_cpm_results.csv",
+    "realAdExchange/exchange-4_cpm_results.csv",
+    "realKnownCause/cpu_utilization_asg_misconfiguration.csv", "realKnownCause/machine_temperature_system_failure.csv",
+    "realKnownCause/rogue_agent_key_hold.csv",
+    "realTraffic/TravelTime_451.csv", "realTraffic/occupancy_t4013.csv", "realTraffic/speed_7578.csv",
+)
+
+
 def halves() -> dict[str, list[str]]:
     """The two halves the NAB defaults are developed and checked on, fixed before any result was
     looked at: within each category, in sorted order, files alternate between the development
     half (first, third, ...) and the held-out half (second, fourth, ...). Defaults are chosen on
-    the development half; the held-out half (and NAB's other series) only check them."""
+    the development half; the held-out half (and NAB's other series) only check them. On the 31
+    shared series the rule gives :data:`HELD_OUT` (checked)."""
     out: dict[str, list[str]] = {"dev": [], "held-out": []}
     by_category: dict[str, list[str]] = {}
     for name in sorted(nab_files()):
@@ -54,6 +69,8 @@ def halves() -> dict[str, list[str]]:
     for names in by_category.values():
         for i, name in enumerate(names):
             out["dev" if i % 2 == 0 else "held-out"].append(name)
+    if len(nab_files()) == 31:
+        assert tuple(out["held-out"]) == HELD_OUT, "the held-out half changed"
     return out
 
 
