@@ -64,7 +64,8 @@ def calendar_steps(step_seconds: float | None) -> tuple[int, int]:
 NEIGHBOURS = 8
 
 
-def results_scores(detector, scores, share: float = 0.15, values=None, step_seconds: float | None = None) -> np.ndarray:
+def results_scores(detector, scores, share: float = 0.15, values=None, step_seconds: float | None = None,
+                   **options) -> np.ndarray:
     """The [0, 1] scores NAB reads for one series scored from its first step:
     ``detector.unit_scores`` of the whole stream (its long-run distribution of scores starts
     with the probationary period's), 0 in the probationary period, which NAB does not score, and
@@ -79,14 +80,16 @@ def results_scores(detector, scores, share: float = 0.15, values=None, step_seco
     ``SeriesSource.step_seconds``) the distance to the same time of day and week in the last
     three weeks (a holiday, which a forecaster of the next steps follows), once that comparison
     has a day of history: the weekly rhythm of human activity, which Prophet also assumes for any
-    series with dates and steps of a day or less."""
+    series with dates and steps of a day or less. ``options`` change what is passed to
+    ``unit_scores`` (and on to :class:`anomalib_lite.thresholds.SurpriseScore`), for ablations."""
     s = np.asarray(scores, dtype=np.float64)
     p = probation_steps(len(s), share)
     week, day = calendar_steps(step_seconds) if values is not None else (0, 0)
     if week + day >= len(s):  # never compared: hold no ring of a week's steps
         week = day = 0
-    out = detector.unit_scores(s, values=values, quiet=p // 2, settle=p, cycle=week, cycle_warm=day, extremes=False,
-                               neighbours=NEIGHBOURS, change=int(getattr(detector, "window", 0)))
+    kw = dict(quiet=p // 2, settle=p, cycle=week, cycle_warm=day, extremes=False, neighbours=NEIGHBOURS,
+              change=int(getattr(detector, "window", 0)))
+    out = detector.unit_scores(s, values=values, **{**kw, **options})
     out = np.nan_to_num(out, nan=0.0)
     out[:p] = 0.0
     return out
