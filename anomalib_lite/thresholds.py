@@ -257,7 +257,9 @@ class SurpriseScore:
         (:class:`anomalib_lite.evidence.Neighbours`): a spike, a new level, a new shape.
       - ``change`` (a window in steps): whether the last ``change`` steps come from the
         distribution of the ``reference`` steps before them (default 8 windows): a change in
-        level or variance (:class:`anomalib_lite.evidence.Change`).
+        level or variance (:class:`anomalib_lite.evidence.Change`). Successive values share
+        most of their steps, so its first values are few independent ones: it is silent until
+        it has ``reference`` values (or ``change_warm``).
 
     After each :meth:`update`, ``last_levels`` holds each kind's surprise per step (forecast:
     after the season's rest and the extremes' addition), for explaining an alarm or a miss.
@@ -270,7 +272,7 @@ class SurpriseScore:
                  season: int = 0, reach: int = 0, tolerance: float = 0.05, settle: int = 0,
                  cycle: int = 0, depth: int = 3, span: float = 10.0, cycle_warm: int = 0,
                  extremes: bool = True, neighbours: int = 0, memory: int = 4000, change: int = 0,
-                 reference: int = 0):
+                 reference: int = 0, change_warm: int | None = None):
         if not isinstance(history, int) or history < 2 or refractory < 0:
             raise AnomalyError(f"SurpriseScore: history={history!r} must be an integer >= 2, refractory >= 0")
         if season < 0 or reach < 0 or (season and reach >= season) or tolerance < 0:
@@ -297,8 +299,9 @@ class SurpriseScore:
             self.kinds["cycle"] = (Cycle(cycle, depth, span), like(cycle_warm))
         if neighbours:
             self.kinds["neighbours"] = (Neighbours(neighbours, memory), like())
-        if change:
-            self.kinds["change"] = (Change(change, reference or 8 * change), like())
+        if change:  # its statistic reads `reference` steps at once: silent until it has that many values
+            reference = reference or 8 * change
+            self.kinds["change"] = (Change(change, reference), like(reference if change_warm is None else change_warm))
         self.since_alarm = self.refractory + 1
         self.was_alarm = False
         self.last_levels: dict[str, np.ndarray] = {}
