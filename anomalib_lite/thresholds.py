@@ -227,8 +227,8 @@ class SurpriseScore:
     every one outside); such steps are held at ``rest`` (p = 1e-3, HTM's "yellow"). The output
     ``L / (L + scale)`` is strictly increasing in L and never reaches 1: no cap, however extreme
     the step. NaN scores give NaN (and leave the state alone); the result does not depend on how
-    the stream is chunked (with ``neighbours``: up to float rounding, see
-    :class:`anomalib_lite.evidence.Neighbours`).
+    the stream is chunked (each kind of evidence computes a step by the same operations in any
+    chunk).
 
     More signals, all off by default:
 
@@ -257,9 +257,8 @@ class SurpriseScore:
         (:class:`anomalib_lite.evidence.Neighbours`): a spike, a new level, a new shape.
       - ``change`` (a window in steps): whether the last ``change`` steps come from the
         distribution of the ``reference`` steps before them (default 8 windows): a change in
-        level or variance (:class:`anomalib_lite.evidence.Change`). Successive values share
-        most of their steps, so its first values are few independent ones: it is silent until
-        it has ``reference`` values (or ``change_warm``).
+        level or variance (:class:`anomalib_lite.evidence.Change`), silent for its first
+        ``change_warm`` values.
 
     After each :meth:`update`, ``last_levels`` holds each kind's surprise per step (forecast:
     after the season's rest and the extremes' addition), for explaining an alarm or a miss.
@@ -272,7 +271,7 @@ class SurpriseScore:
                  season: int = 0, reach: int = 0, tolerance: float = 0.05, settle: int = 0,
                  cycle: int = 0, depth: int = 3, span: float = 10.0, cycle_warm: int = 0,
                  extremes: bool = True, neighbours: int = 0, memory: int = 4000, change: int = 0,
-                 reference: int = 0, change_warm: int | None = None):
+                 reference: int = 0, change_warm: int = 0):
         if not isinstance(history, int) or history < 2 or refractory < 0:
             raise AnomalyError(f"SurpriseScore: history={history!r} must be an integer >= 2, refractory >= 0")
         if season < 0 or reach < 0 or (season and reach >= season) or tolerance < 0:
@@ -282,9 +281,9 @@ class SurpriseScore:
             raise AnomalyError(f"SurpriseScore: cycle={cycle!r}, cycle_warm={cycle_warm!r} must be >= 0, "
                                f"depth={depth!r}, span={span!r} >= 1")
         if neighbours < 0 or (neighbours and memory < neighbours) or change < 0 or change == 1 or reference < 0 \
-                or (change and reference == 1):
+                or (change and reference == 1) or change_warm < 0:
             raise AnomalyError(f"SurpriseScore: neighbours={neighbours!r} must be >= 0 (and memory={memory!r} >= it), "
-                               f"change={change!r} and reference={reference!r} 0 or >= 2")
+                               f"change={change!r} and reference={reference!r} 0 or >= 2, change_warm={change_warm!r} >= 0")
         self.history, self.refractory, self.alarm, self.rest = history, int(refractory), float(alarm), float(rest)
         self.scale, self.min_count, self.min_std = float(scale), int(min_count), float(min_std)
         self.season, self.reach, self.tolerance = int(season), int(reach), float(tolerance)
@@ -299,9 +298,8 @@ class SurpriseScore:
             self.kinds["cycle"] = (Cycle(cycle, depth, span), like(cycle_warm))
         if neighbours:
             self.kinds["neighbours"] = (Neighbours(neighbours, memory), like())
-        if change:  # its statistic reads `reference` steps at once: silent until it has that many values
-            reference = reference or 8 * change
-            self.kinds["change"] = (Change(change, reference), like(reference if change_warm is None else change_warm))
+        if change:
+            self.kinds["change"] = (Change(change, reference or 8 * change), like(change_warm))
         self.since_alarm = self.refractory + 1
         self.was_alarm = False
         self.last_levels: dict[str, np.ndarray] = {}

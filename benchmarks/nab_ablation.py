@@ -59,7 +59,8 @@ VARIANTS = {
     "change over 128 steps": dict(change=128),
     "change against 4 windows": lambda p, det: dict(reference=4 * det.window),
     "change against 16 windows": lambda p, det: dict(reference=16 * det.window),
-    "change alarms from its 30th value (no warm-up of 8 windows)": dict(change_warm=0),
+    "change silent for its first 8 windows of values (they share most of their steps)": lambda p, det: dict(
+        change_warm=8 * det.window),
     "forecast history: out-of-sample scores only": ({}, "oos"),
     "alarm at p <= 1e-4": dict(alarm=4.0, rest=2.0),
     "alarm at p <= 1e-6": dict(alarm=6.0, rest=4.0),
@@ -195,8 +196,7 @@ def main() -> None:
         "reward low FP / reward low FN by half (`nab_score.halves`: files alternate within each category, fixed "
         "before any result); the CLI route's standard score on all 31 in brackets. Default: `nab.results_scores` "
         "(HTM's likelihood of the forecast error, the weekly cycle, the nearest earlier neighbour of the last 8 "
-        "steps, a change in level or variance over the detector's window (64 steps) against the 8 windows before "
-        "(silent for its first 8 windows of values); "
+        "steps, a change in level or variance over the detector's window (64 steps) against the 8 windows before; "
         "each a surprise on its own history, the largest counts; quiet for half the probationary period after an "
         "alarm; no alarm in the probationary period). Every other row changes one thing. Load average "
         "(1/5/15 min) before: " + "/".join(f"{v:.1f}" for v in load_before) + ", after: "

@@ -164,7 +164,7 @@ def main() -> None:
         "-log10 of a Gaussian tail) on its own history, the largest counts: the forecast error (a surprise that "
         "recurs at the same phase one season earlier rests), the distance of the last 8 steps to their nearest "
         "earlier neighbour (memory 4000 steps), a change in level or variance of the last 64 steps (the detector's "
-        "window) against the 512 before (silent for its first 512 values), and for dated series the distance to the same time of day and week in "
+        "window) against the 512 before, and for dated series the distance to the same time of day and week in "
         "the last three weeks; alarm at p <= 1e-5, quiet for half the probationary period (about one NAB window) "
         "after an alarm, none in the probationary period. Dev / held-out halves: files alternate within each "
         "category (sorted; `nab_score.HELD_OUT`), fixed before looking at results; the defaults were chosen on the "
