@@ -289,6 +289,13 @@ SYNTH_OPS: dict[str, dict[str, Param]] = {
         "patches": Param("int_range", (1, 3), 1, 16),
         "blend": Param("choice", "poisson", choices=("poisson", "alpha")),
     },
+    "region": {
+        "fill": Param("choice", "any", choices=("any", "texture", "other", "blur", "tone", "warp", "flat",
+                                                "grain"), help="what the region becomes"),
+        "area": Param("range", (0.003, 0.15), 0.0, 1.0, help="fraction of the image, log-uniform"),
+        "thin": Param("number", 0.3, 0.0, 1.0, help="probability of a thin curve instead of a region"),
+        "opacity": Param("range", (0.3, 1.0), 0.0, 1.0, help="how much of the new content shows"),
+    },
 }
 
 SYNTH_COMMON: dict[str, Param] = {

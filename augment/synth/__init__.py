@@ -35,6 +35,7 @@ __all__ = [
     "local_elastic",
     "patch_blend",
     "perlin",
+    "region",
     "scar",
     "stroke_blob",
     "synthesize",
@@ -162,6 +163,24 @@ def patch_blend(
     """NSA: 1-3 patches of other normal images, rescaled x0.7-1.3, Poisson-blended."""
     return _run_one(
         "patch_blend", images, severity, seed, indices, epoch, pool, min_pixels, max_tries, params
+    )
+
+
+def region(
+    images,
+    severity=0.5,
+    seed=0,
+    indices=None,
+    epoch=0,
+    pool=None,
+    min_pixels=0,
+    max_tries=20,
+    **params,
+):
+    """A local change of any kind under a Perlin-shaped region or a thin curve: a foreign texture,
+    another normal image, blur, tone, warp, flat fill or grain (DRAEM's synthesis, generalised)."""
+    return _run_one(
+        "region", images, severity, seed, indices, epoch, pool, min_pixels, max_tries, params
     )
 
 

@@ -1,4 +1,4 @@
-"""The six synthesis ops, one sample at a time: ``make(ctx) -> (candidate, region, drawn)``.
+"""The seven synthesis ops, one sample at a time: ``make(ctx) -> (candidate, region, drawn)``.
 
 ``candidate`` is a float32 (H, W, C) image, ``region`` the bool (H, W) pixels it may change;
 the driver (``_core``) bounds intensity and area, redraws and measures the exact mask. Sizes
@@ -220,4 +220,78 @@ def _u8(a: np.ndarray) -> np.ndarray:
     return np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
 
 
-MAKERS = {f.__name__: f for f in (cutpaste, scar, perlin, local_elastic, stroke_blob, patch_blend)}
+_FILLS = ("texture", "other", "blur", "tone", "warp", "flat", "grain")
+
+
+def _thin_curve(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """Alpha (H, W) of a smooth curve 1-4 px wide, anti-aliased (a scratch, a crack, a thread)."""
+    c = rng.uniform(0.1, 0.9, (3, 2)) * np.array([h, w])
+    pts = _shapes.bezier(c[0], c[1], c[2], k=64)
+    big = np.zeros((h * 4, w * 4), np.uint8)
+    cv2.polylines(big, [np.round(pts[:, ::-1] * 4).astype(np.int32)], False, 255,
+                  thickness=max(1, int(rng.uniform(1, 4) * 4)), lineType=cv2.LINE_AA)
+    return big.reshape(h, 4, w, 4).mean(axis=(1, 3)).astype(np.float32) / 255
+
+
+def _region_fill(kind: str, ctx: Context) -> np.ndarray:
+    """What a region's content becomes: (H, W, C) float32 in [0, 1]."""
+    img, rng = ctx.image, ctx.rng
+    h, w, c = img.shape
+    if kind == "texture":
+        return _noise_texture(h, w, c, rng)
+    if kind == "other":  # another normal image, turned and rescaled: the same material, out of place
+        o = np.ascontiguousarray(np.rot90(ctx.other(), int(rng.integers(4))))
+        s = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+        if o.shape[:2] != (h, w) or abs(s - 1) > 0.05:
+            o = cv2.resize(o, (max(w, round(o.shape[1] * s)), max(h, round(o.shape[0] * s))),
+                           interpolation=cv2.INTER_LINEAR).reshape(-1, max(w, round(o.shape[1] * s)), c)
+        oy, ox = rng.integers(0, o.shape[0] - h + 1), rng.integers(0, o.shape[1] - w + 1)
+        return o[oy : oy + h, ox : ox + w]
+    if kind == "blur":  # loss of detail
+        sigma = rng.uniform(1.0, 4.0)
+        return cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT_101).reshape(h, w, c)
+    if kind == "tone":  # a stain, a discolouration, a change of gloss
+        mean = img.mean(axis=(0, 1))
+        out = (img - mean) * rng.uniform(0.4, 1.6) + mean + rng.uniform(-0.3, 0.3, c)
+        return np.clip(out, 0, 1).astype(np.float32)
+    if kind == "warp":  # a dent, a fold, a misplaced structure
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        amp = rng.uniform(2.0, 8.0) * min(h, w) / 128
+        dx = _shapes.smooth_field(h, w, rng.uniform(4, 16) * min(h, w) / 128, rng) * amp
+        dy = _shapes.smooth_field(h, w, rng.uniform(4, 16) * min(h, w) / 128, rng) * amp
+        out = np.empty_like(img)
+        for k in range(0, c, 4):  # cv2.remap handles at most 4 channels at a time
+            out[..., k : k + 4] = cv2.remap(np.ascontiguousarray(img[..., k : k + 4]), xs + dx, ys + dy,
+                                            cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101).reshape(h, w, -1)
+        return out
+    if kind == "flat":  # missing material: a backing of one colour
+        return np.broadcast_to(rng.uniform(0, 1, c).astype(np.float32), img.shape).copy()
+    # grain: sensor noise, a rough patch
+    return np.clip(img + rng.normal(0, rng.uniform(0.05, 0.2), img.shape), 0, 1).astype(np.float32)
+
+
+def region(ctx: Context):
+    """A local change of any kind (DRAEM's synthesis, generalised): a Perlin-shaped region (or a
+    thin curve) whose content becomes a foreign texture, another normal image turned and
+    rescaled, a blurred, re-toned, warped, flat or grainy version of itself, blended with an
+    opacity. What detectors trained on it learn is "locally unlike the rest", not one defect."""
+    img, rng, p = ctx.image, ctx.rng, ctx.params
+    h, w, _ = img.shape
+    if rng.random() < p["thin"]:
+        alpha = _thin_curve(h, w, rng)
+        shape = {"shape": "curve"}
+    else:
+        lo, hi = p["area"]
+        area = float(np.exp(rng.uniform(np.log(max(lo, 1e-4)), np.log(max(hi, lo, 1e-4)))))
+        noise, drawn = _shapes.random_perlin(h, w, rng)
+        shape = {"shape": "perlin", **drawn}
+        mask = _shapes.top_k_mask(noise, round(min(area * ctx.severity, ctx.severity * MAX_AREA) * h * w))
+        alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigmaX=rng.uniform(0.3, 1.5))
+    kind = _FILLS[int(rng.integers(len(_FILLS)))] if p["fill"] == "any" else p["fill"]
+    b = _span(rng, p["opacity"])
+    a = (alpha * b)[..., None]
+    candidate = img * (1 - a) + _region_fill(kind, ctx) * a
+    return candidate.astype(np.float32), alpha > 1e-3, {**shape, "fill": kind, "opacity": b}
+
+
+MAKERS = {f.__name__: f for f in (cutpaste, scar, perlin, local_elastic, stroke_blob, patch_blend, region)}
