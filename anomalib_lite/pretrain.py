@@ -40,15 +40,24 @@ __all__ = ["TASKS", "PretrainResult", "pretrain", "synth_batch"]
 
 TASKS = ("transforms", "synthetic", "segment")
 DEFAULT_SYNTH_OPS = ("cutpaste", "scar", "stroke_blob", "local_elastic", "perlin")
+#: what ``segment`` learns to find by default: local changes of any kind (``augment.synth.region``)
+SEGMENT_SYNTH_OPS = ("region",)
+#: ``LatentDistance(pretrain="segment")``'s recipe: small batches (each image twice, as it is and
+#: with a synthesised change of any kind at full strength), mirrored normals, a time budget
+DENSE_RECIPE = {"task": "segment", "synth_ops": SEGMENT_SYNTH_OPS, "severity": 1.0, "batch_size": 16,
+                "augment": {"steps": [{"op": "hflip", "p": 0.5}, {"op": "vflip", "p": 0.5}]}}
 
 
 @dataclass
 class PretrainResult:
-    """The pretrained (frozen) extractor, where its weights went, and the loss history."""
+    """The pretrained (frozen) extractor, where its weights went, the loss history, and the pretext
+    model itself (for ``segment``: a :class:`~anomalib_lite.nets.PatchSegmenter`, whose output is a
+    map of where it sees anomalies), in eval mode."""
 
     extractor: backbones.FeatureExtractor
     history: TrainResult
     path: str | None = None
+    model: torch.nn.Module | None = None
 
 
 def synth_batch(x: torch.Tensor, index: torch.Tensor, epoch: int, seed: int, ops, severity: float):
@@ -66,15 +75,23 @@ def synth_batch(x: torch.Tensor, index: torch.Tensor, epoch: int, seed: int, ops
 
 
 def _segment_loss(model, step, seed: int, ops, severity: float) -> torch.Tensor:
-    """Dense pretext: find synthesised defects patch by patch. Every image appears twice, as it
-    is and with a synthesised defect; a patch's target is 1 where the defect covers a quarter of
-    it (balanced by the share of such patches)."""
+    """Dense pretext: find synthesised changes patch by patch (DRAEM's discriminative task). Every
+    image appears twice, as it is and with a synthesised change; a patch's target is the share of
+    it the change covers, and the focal loss (as DRAEM's) keeps the many easy normal patches from
+    drowning the few changed ones."""
     fake, masks = synth_batch(step.x, step.index, step.epoch, seed, ops, severity)
     logits = model(torch.cat([step.x, fake]))
     m = torch.cat([torch.zeros_like(masks), masks]).float()[:, None]
-    target = (F.adaptive_avg_pool2d(m, logits.shape[-2:])[:, 0] > 0.25).float()
-    pos = target.mean().clamp(1e-3, 0.5)
-    return F.binary_cross_entropy_with_logits(logits, target, pos_weight=(1 - pos) / pos)
+    target = F.adaptive_avg_pool2d(m, logits.shape[-2:])[:, 0]
+    return focal_loss(logits, target)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Binary focal loss (Lin et al. 2017) with soft targets in [0, 1]."""
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    pt = p * target + (1 - p) * (1 - target)
+    return (ce * (1 - pt) ** gamma).mean()
 
 
 def _transform_ids(index: torch.Tensor, epoch: int, seed: int, n: int) -> torch.Tensor:
@@ -92,7 +109,7 @@ def pretrain(
     layers: list[str] | None = None,
     image_size: int | None = None,
     transforms: str = "geom",
-    synth_ops: list[str] | tuple[str, ...] = DEFAULT_SYNTH_OPS,
+    synth_ops: list[str] | tuple[str, ...] | None = None,
     severity: float = 0.5,
     augment: str | None = None,
     batch_size: int = 128,
@@ -123,7 +140,9 @@ def pretrain(
     image_size : int or None, default None
     transforms : {"rot4", "rot4_flip", "geom"}, default "geom"
         Transformation set of the transforms task (geom: 72 flips x shifts x rotations).
-    synth_ops : list of str, default the five default ``augment.synth`` ops
+    synth_ops : list of str or None, default None
+        ``augment.synth`` ops of the synthetic and segment tasks; None: ``region`` (a local change
+        of any kind) for segment, the five :data:`DEFAULT_SYNTH_OPS` for synthetic.
     severity : float, default 0.5
     augment : dict, str or None, default None
         Augmentation config applied to the normal images.
@@ -150,6 +169,8 @@ def pretrain(
     """
     if task not in TASKS:
         raise AnomalyError(f"task='{task}': unknown; use one of {', '.join(TASKS)}")
+    if synth_ops is None:
+        synth_ops = SEGMENT_SYNTH_OPS if task == "segment" else DEFAULT_SYNTH_OPS
     if out is not None:
         from .io import check_writable
 
@@ -201,7 +222,7 @@ def pretrain(
         {**ext.config(), "weights_source": path or "pretrained (not saved)"},
         state_dict=ext.trunk_state_dict(), device=dev,
     )
-    return PretrainResult(frozen, history, path)
+    return PretrainResult(frozen, history, path, model.eval())
 
 
 def _checks() -> dict:
