@@ -106,8 +106,10 @@ class LatentGraph(nn.Module):
         self.feat = _featurizer(det, patch_size=det.patch_size, normalize=det.normalize)
         shape = tuple(det.input_shape_)
         self.image = len(shape) == 3
-        self.pooled = not self.image or det.image_score == "pooled"
+        self.pooled = not self.image or det.image_score != "patch"
         self.maps = self.image and det._learns_patches()
+        self.combined = self.image and det.image_score == "combined"
+        self.scale = det.evidence_scale_ if self.combined else None
         self.k, self.reweight = int(det.k), int(det.reweight)
         self.gaussian = det.method == "gaussian"
         if self.gaussian:  # the precision matrices as the detector computes them (float64)
@@ -156,18 +158,25 @@ class LatentGraph(nn.Module):
             weight = reweight_factor(worst, bank[support])
         return patch_maps(dist.reshape(n, h, w), tuple(x.shape[-2:]), weight)
 
+    def _pooled(self, images: torch.Tensor) -> torch.Tensor:
+        emb = self.feat.embed(images)
+        if self.gaussian:
+            from .detectors.latent import _mahalanobis
+
+            return _mahalanobis(emb, self.mean, self.precision).float()
+        return _nearest(emb, self.memory.float(), self.memory_sq, self.k)[0].mean(1)
+
     def forward(self, images: torch.Tensor):
         maps = self._patch_maps(images) if self.maps else None
-        if self.pooled:
-            emb = self.feat.embed(images)
-            if self.gaussian:
-                from .detectors.latent import _mahalanobis
+        if self.combined:  # both kinds of evidence, each a surprise on its measured scale
+            from .detectors.latent import _surprise
 
-                score = _mahalanobis(emb, self.mean, self.precision).float()
-            else:
-                score = _nearest(emb, self.memory.float(), self.memory_sq, self.k)[0].mean(1)
-        else:
-            score = maps.flatten(1).amax(1)  # the map's maximum, as the torch path
+            patch = maps.flatten(1).amax(1)
+            if self.scale is None:
+                return patch, maps
+            zp, zq = (nn.functional.softplus(_surprise(v, s)) for v, s in zip((patch, self._pooled(images)), self.scale))
+            return torch.sqrt(zp * zp + zq * zq).float(), maps  # (hypot has no ONNX op)
+        score = self._pooled(images) if self.pooled else maps.flatten(1).amax(1)  # the map's maximum, as torch
         return (score,) if maps is None else (score, maps)
 
 

@@ -6,11 +6,16 @@ Two methods on one feature space (raw pixels, or any backbone and layer set):
 * ``"gaussian"``: Mahalanobis distance to a Gaussian whose mean and covariance are kept as running
   sums (any number of batches, fixed memory), shrunk towards a scaled identity (PaDiM per position).
 
-Images are scored from patch evidence by default (``image_score="patch"``, PatchCore): every patch
-of the image gets its distance to the normal patches, the map is that distance upsampled to the
-input size and smoothed, and the image score is the map's maximum, so one small defect decides the
-image and the score always agrees with the map. ``image_score="pooled"`` scores the globally
-averaged features instead (right for whole-image outliers, such as another digit).
+Images are scored from two kinds of evidence by default (``image_score="combined"``): the patch
+evidence (PatchCore: every patch of the image gets its distance to the normal patches, the map is
+that distance upsampled and smoothed, and its maximum is the image's local evidence, so one small
+defect counts) and the pooled evidence (the distance of the globally averaged features: whole-image
+outliers, such as another digit, whose every patch is plausible). Each is turned into a surprise on
+its own scale, measured at ``fit`` on a tenth of the training images held out of the banks (at
+most 64: the robust z of the log-distance), and the image score is the length of the vector of
+surprises (each made positive by a softplus, which keeps their order), so either kind alone can
+decide and the two add up when both see something.
+``evidence(X)`` says which decided. ``image_score="patch"`` or ``"pooled"`` use one kind alone.
 
 Memory follows the data: ``fit`` keeps a uniform sample of the patch features seen (at most
 ``pool_factor * memory_size`` rows, allocated as they arrive) and reduces it with the greedy
@@ -39,7 +44,7 @@ __all__ = ["LatentDistance"]
 
 _METHODS = ("knn", "gaussian")
 _CORESETS = ("greedy", "random")
-_IMAGE_SCORES = ("patch", "pooled")
+_IMAGE_SCORES = ("combined", "patch", "pooled")
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
 _MAP_PIXELS = 1 << 22  # pixels of maps (and their patch features) computed at once
 _MAX_ROWS = 10**8  # the largest bank a LatentDistance may hold (memory_size's bound)
@@ -72,6 +77,28 @@ def _item_ids(index: torch.Tensor) -> np.ndarray:
     starts[1:] = idx[1:] != idx[:-1]
     run_start = np.maximum.accumulate(np.where(starts, pos, 0))
     return np.stack([idx, pos - run_start], 1)
+
+
+#: ``image_score="combined"``: every tenth training image among the first ``10 * _HELD_MAX`` is held
+#: out of the banks to measure each evidence's scale (by global index: the same at any world size)
+_HELD_MAX = 64
+_HELD_MIN = 1  # with none held (fewer than 10 images) the combined score is the patch score
+
+
+def _held_out(samples: np.ndarray) -> np.ndarray:
+    return (samples % 10 == 9) & (samples < 10 * _HELD_MAX)
+
+
+def _surprise(values: torch.Tensor, scale) -> torch.Tensor:
+    """Robust z of log-distances against ``[median, scale]`` measured on held-out normals."""
+    return (values.double().clamp_min(1e-12).log() - scale[0]) / scale[1]
+
+
+def _scale_of(values: torch.Tensor) -> list[float]:
+    """[median, 1.4826 MAD] of the log of ``values`` (a floor keeps a handful from dividing by ~0)."""
+    v = values.double().clamp_min(1e-12).log()
+    med = float(v.median())
+    return [med, max(1.4826 * float((v - med).abs().median()), 0.05)]
 
 
 def _mahalanobis(x: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
@@ -123,10 +150,12 @@ class LatentDistance(Detector):
         Distance to the nearest normal features, or Mahalanobis distance to their Gaussian.
     k : int, default 5
         Neighbours averaged by "knn" for pooled and vector scores (patches use the nearest one).
-    image_score : {"patch", "pooled"}, default "patch"
+    image_score : {"combined", "patch", "pooled"}, default "combined"
         "patch": an image scores its most anomalous patch, the maximum of its map (PatchCore; one
         small defect decides). "pooled": distance of the globally averaged features (whole-image
-        outliers, e.g. another digit). Vectors (N, D) are always scored as they are.
+        outliers, e.g. another digit). "combined": both, each as a surprise on its own scale
+        (robust z of its log-distance on held-out training images), combined as the length of the
+        softplus of both surprises (see the module's docstring). Vectors (N, D) are scored as they are.
     coreset_ratio : float, default 0.1
         Share of the patch features seen that the patch bank keeps (PatchCore's sampling ratio).
     memory_size : int, default 10000
@@ -161,6 +190,18 @@ class LatentDistance(Detector):
         Raw-pixel patch side.
     map_dims : int, default 100
         Channels kept per position by "gaussian" maps (PaDiM).
+    pretrain : {None, "segment", "transforms", "synthetic"}, default None
+        Before learning the bank, pretrain the backbone (a name, with ``weights`` as the start) on
+        the training images themselves, self-supervised (:func:`anomalib_lite.pretrain.pretrain`):
+        "segment" learns to find synthesised local changes of any kind patch by patch (DRAEM's
+        dense task, :data:`~anomalib_lite.pretrain.DENSE_RECIPE`), so that the patch features see
+        local irregularities; the offline route for images with no ImageNet weights. Needs data
+        with random access (an array or a data spec); the pretrained backbone travels in the bundle.
+    pretrain_steps : int, default 250
+        Batches of pretraining (16 images, each also with a synthesised change): a budget that
+        does not depend on the data's size or the machine's speed, so a fit is reproducible.
+    pretrain_time : float or None, default None
+        An optional cap on pretraining, in seconds (machine-dependent: results then vary).
     search : {"torch", "faiss", "faiss:flat", "faiss:ivfflat", "faiss:ivfpq", "faiss:hnsw"}, default "torch"
         Exact search by chunked matrix products, or FAISS (the ``faiss`` extra): ``"faiss"`` picks
         the index by bank size (flat up to 10^5 rows, IVF-Flat up to 2 x 10^6, IVF-PQ beyond;
@@ -184,6 +225,10 @@ class LatentDistance(Detector):
         ``patch_mean``, ``patch_scatter`` and ``patch_channels`` (gaussian).
     patches_seen_ : int
         Patch features seen by ``fit`` (the patch bank keeps ``coreset_ratio`` of them).
+    evidence_scale_ : list or None
+        ``image_score="combined"``: [[median, scale], ...] of the log patch and log pooled
+        distances of the held-out training images (None with fewer than 10 training images:
+        the patch score alone).
     threshold_, fpr_, calibration_scores_ : set by :meth:`calibrate`.
 
     Examples
@@ -217,6 +262,9 @@ class LatentDistance(Detector):
         "maps": v.boolean(),
         "patch_size": v.integer(1, 64),
         "map_dims": v.integer(1, 4096),
+        "pretrain": v.none_or(v.one_of("segment", "transforms", "synthetic")),
+        "pretrain_steps": v.integer(1, 10_000_000),
+        "pretrain_time": v.none_or(v.number(1, 7 * 86400)),
         "search": v.one_of(*_SEARCHES),
         **RUN_CHECKS,
     }
@@ -230,6 +278,7 @@ class LatentDistance(Detector):
         "moments_n_": v.integer(0, 1 << 62),
         "patch_moments_n_": v.integer(0, 1 << 62),
         "faiss_index_": v.none_or(_index_info),
+        "evidence_scale_": v.none_or(v.list_of(v.list_of(v.number(-1e6, 1e6), 2, 2), 2, 2)),
     }
     _learned = ("extractor_", "bank_")
 
@@ -237,7 +286,7 @@ class LatentDistance(Detector):
         self,
         method: str = "knn",
         k: int = 5,
-        image_score: str = "patch",
+        image_score: str = "combined",
         coreset_ratio: float = 0.1,
         memory_size: int = 10000,
         pool_factor: int = 4,
@@ -253,6 +302,9 @@ class LatentDistance(Detector):
         maps: bool = True,
         patch_size: int = 7,
         map_dims: int = 100,
+        pretrain: str | None = None,
+        pretrain_steps: int = 250,
+        pretrain_time: float | None = None,
         search: str = "torch",
         batch_size: int = 256,
         contamination: float | None = None,
@@ -278,6 +330,9 @@ class LatentDistance(Detector):
         self.maps = maps
         self.patch_size = patch_size
         self.map_dims = map_dims
+        self.pretrain = pretrain
+        self.pretrain_steps = pretrain_steps
+        self.pretrain_time = pretrain_time
         self.search = search
         self.batch_size = batch_size
         self.contamination = contamination
@@ -291,14 +346,48 @@ class LatentDistance(Detector):
             raise AnomalyError(f"memory_size={self.memory_size} must be at least k={self.k}")
         if self.reweight and self.method != "knn":
             raise AnomalyError("reweight: PatchCore's re-weighting applies to method='knn'")
+        if self.pretrain is not None and not isinstance(self.backbone, str):
+            raise AnomalyError("pretrain: needs a backbone name to pretrain (e.g. backbone='resnet18')")
+
+    def fit(self, X, y=None) -> LatentDistance:
+        """Learn the normal features of ``X``; with ``pretrain``, first pretrain the backbone on
+        ``X`` itself (self-supervised, ``pretrain_steps`` batches), then learn on its features."""
+        self._pretrained = self._pretext = None
+        if self.pretrain is not None:
+            from ..data import training_data
+            from ..pretrain import DENSE_RECIPE, pretrain
+
+            self._check_params()
+            recipe = DENSE_RECIPE if self.pretrain == "segment" else {"task": self.pretrain, "batch_size": 16}
+            n = len(training_data(X, batch_size=recipe["batch_size"]))
+            epochs = max(1, math.ceil(self.pretrain_steps / max(1, math.ceil(n / recipe["batch_size"]))))
+            res = pretrain(
+                self.backbone, X, weights=self.weights, layers=self.layers, image_size=self.image_size,
+                epochs=epochs, max_time=self.pretrain_time, device=self.device, seed=self.seed,
+                verbose=self.verbose, **recipe,
+            )
+            self._pretrained, self._pretext = res.extractor, res.model  # the pretext model: for studies
+        return super().fit(X, y)
+
+    def _fold_clone(self) -> LatentDistance:
+        """Cross-fitting's clones reuse the pretrained backbone (pretraining five more times would
+        cost five budgets); each still learns its own bank without its fold."""
+        part = super()._fold_clone()
+        if self.pretrain is not None and self.extractor_ is not None:
+            part.set_params(backbone=self.extractor_, pretrain=None)
+        return part
 
     def _learns_patches(self) -> bool:
-        return self.image_score == "patch" or self.maps
+        return self.image_score != "pooled" or self.maps
+
+    def _learns_pooled(self, x: torch.Tensor) -> bool:
+        return x.ndim == 2 or self.image_score != "patch"
 
     def _reset(self) -> None:
         self.device_ = self._resolve_device()
-        self.extractor_ = make_extractor(self.backbone, self.weights, self.layers, self.image_size,
-                                         self.device_, self.seed)
+        pretrained = getattr(self, "_pretrained", None)
+        self.extractor_ = pretrained if pretrained is not None else make_extractor(
+            self.backbone, self.weights, self.layers, self.image_size, self.device_, self.seed)
         self.backbone_ = None if self.extractor_ is None else self.extractor_.config()
         self.featurizer_ = Featurizer(extractor=self.extractor_, patch_size=self.patch_size,
                                       device=self.device_, normalize=self.normalize)
@@ -314,6 +403,8 @@ class LatentDistance(Detector):
         self.faiss_index_ = None
         self.map_grid_ = None
         self.rows_seen_ = self.patches_seen_ = 0
+        self.evidence_scale_ = None
+        self._held: list[torch.Tensor] = []  # images held out of the banks to measure the evidence scales
         self._sync_counts()
         self._drop_caches()
 
@@ -334,7 +425,15 @@ class LatentDistance(Detector):
             self._bank = Reservoir(self.memory_size, seed=self.seed)
             self._patch_bank = Reservoir(self.memory_size, seed=self.seed + 1, dtype=self._patch_dtype())
         items = _item_ids(batch.index)  # (sample, tile) of each row of the batch
-        if x.ndim == 2 or self.image_score == "pooled":
+        if fitting and x.ndim == 4 and self.image_score == "combined":
+            held = _held_out(items[:, 0])
+            if held.any():  # measured against the banks at the end, never in them
+                keep = torch.as_tensor(~held)
+                self._held.append(x[torch.as_tensor(held)].cpu())
+                x, items = x[keep.to(x.device)], items[~held]
+                if not len(x):
+                    return
+        if self._learns_pooled(x):
             emb = self.featurizer_.embed(x)
             self.rows_seen_ += len(emb)
             if self.method == "knn":
@@ -417,12 +516,33 @@ class LatentDistance(Detector):
                                                      memory.dtype)
         self._sync_bank()
         if self.method == "knn":
-            bank = self.bank_.get("memory") if self.bank_.get("memory") is not None else self.bank_.get("patch_memory")
+            bank = self.bank_.get("memory")
+            if bank is None or (self.image_score == "combined" and self.bank_.get("patch_memory") is not None):
+                bank = self.bank_.get("patch_memory")  # combined: pooled evidence only with k pooled rows
             if bank is None or len(bank) < self.k:
                 n = 0 if bank is None else len(bank)
                 raise AnomalyError(f"data: k={self.k} needs at least {self.k} normal samples, got {n} sample(s)")
         elif self._moments.n < 2 and self._patch_moments.n < 2:
             raise AnomalyError("data: the Gaussian needs at least 2 normal samples")
+        self._measure_evidence()
+
+    def _measure_evidence(self) -> None:
+        """``image_score="combined"``: each evidence's scale on the images held out of the banks
+        (every process measures its own, the values are gathered: one scale at any world size)."""
+        held, self._held = self._held, []
+        if self.image_score != "combined":
+            return
+        x = torch.cat(held) if held else None
+        values = torch.empty((0, 2), dtype=torch.float64)
+        if x is not None:
+            with torch.inference_mode():
+                values = torch.stack([torch.cat(v) for v in zip(*(self._evidence_batch(x[i:i + 64])
+                                                                   for i in range(0, len(x), 64)))], 1).cpu().double()
+        if self._shard() is not None:
+            values = distributed.gather_cat(values, "gathering the evidence scales")
+        pooled_ok = self.bank_rows_ >= self.k if self.method == "knn" else self.moments_n_ >= 2
+        self.evidence_scale_ = [_scale_of(values[:, 0]), _scale_of(values[:, 1])] \
+            if len(values) >= _HELD_MIN and pooled_ok else None
 
     def _patch_dtype(self) -> torch.dtype:
         return _DTYPES[self.bank_dtype]
@@ -481,9 +601,11 @@ class LatentDistance(Detector):
         for name in ("bank_rows_", "patch_bank_rows_"):
             if getattr(self, name) > self.memory_size:
                 raise AnomalyError(f"fitted.{name}={getattr(self, name)}: more rows than memory_size={self.memory_size}")
-        pooled = not image or self.image_score == "pooled"
+        pooled = not image or self.image_score != "patch"  # what a bank may hold
+        pooled_scores = not image or self.image_score == "pooled" or (
+            self.image_score == "combined" and self.evidence_scale_ is not None)
         patches = image and self._learns_patches()
-        self._check_counts(pooled, image and self.image_score == "patch")
+        self._check_counts(pooled_scores, image and self.image_score != "pooled")
         d, dp = feat.embed_dim(shape), feat.patch_dim(shape) if image else 0
         spec: dict = {}
         if self.method == "knn":
@@ -632,9 +754,48 @@ class LatentDistance(Detector):
                                                     seed=self.seed)
         return cached
 
+    def _evidence_batch(self, x: torch.Tensor, maps: torch.Tensor | None = None):
+        """(patch evidence, pooled evidence) of images: the map's maximum, the pooled distance."""
+        if maps is None:
+            maps = torch.cat([self._maps(part) for part in self._chunks(x)])
+        return maps.flatten(1).amax(1), self._pooled_batch(x)
+
+    def _combine(self, patch: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """The length of the (softplus-positive) surprises of both kinds of evidence (the patch
+        score alone when no scale was measured)."""
+        if self.evidence_scale_ is None:
+            return patch.double()
+        zp, zq = (F.softplus(_surprise(v, s)) for v, s in zip((patch, pooled), self.evidence_scale_))
+        return torch.sqrt(zp * zp + zq * zq)
+
+    def evidence(self, X) -> dict[str, np.ndarray]:
+        """Each kind of evidence per image as a surprise on its own scale (``image_score="combined"``):
+        ``{"patch": z, "pooled": z, "decided": "patch"|"pooled", "score": the combined score}`` (the
+        larger surprise decided), in one scoring pass."""
+        self._require_fitted()
+        if self.image_score != "combined" or self.evidence_scale_ is None:
+            raise AnomalyError("evidence: needs image_score='combined' fitted on at least 10 images")
+        out = []
+        with torch.inference_mode():
+            for b, tiled in self._batches(X, "evidence"):
+                z = torch.stack([_surprise(v, s) for v, s in zip(self._evidence_batch(b.x), self.evidence_scale_)], 1)
+                out.append(z if tiled is None else z.reshape(-1, tiled[0], 2).amax(1))
+        z = torch.cat(out)
+        zp, zq = F.softplus(z[:, 0]), F.softplus(z[:, 1])
+        score = torch.sqrt(zp * zp + zq * zq).numpy()
+        z = z.numpy()
+        return {"patch": z[:, 0], "pooled": z[:, 1], "decided": np.where(z[:, 0] >= z[:, 1], "patch", "pooled"),
+                "score": score}
+
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 4 and self.image_score == "patch":
             return torch.cat([self._maps(part).flatten(1).amax(1) for part in self._chunks(x)])
+        if x.ndim == 4 and self.image_score == "combined":
+            return self._combine(*self._evidence_batch(x))
+        return self._pooled_batch(x)
+
+    def _pooled_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Distance of each sample's pooled features (vectors: the sample itself) to the normal ones."""
         emb = self.featurizer_.embed(x)
         if self.method == "knn":
             index = self._knn_index(patches=False)
@@ -654,6 +815,8 @@ class LatentDistance(Detector):
         maps = self._score_map_batch(x)
         if self.image_score == "patch":
             return maps.flatten(1).amax(1), maps  # the same pass, so they always agree
+        if self.image_score == "combined":
+            return self._combine(*self._evidence_batch(x, maps)), maps
         return self._score_batch(x), maps
 
     def _maps(self, x: torch.Tensor) -> torch.Tensor:

@@ -84,7 +84,7 @@ def test_faiss_bundle_round_trips_without_pickle_or_retraining(tmp_path, monkeyp
     if images:
         normal, test = shapes_images(40, False), shapes_images(10, True)
         det = LatentDistance(search=search, patch_size=3, coreset="random", memory_size=1500, coreset_ratio=1.0,
-                             device="cpu").fit(normal)
+                             image_score="patch", device="cpu").fit(normal)
         bank = "patch_memory"
     else:
         x = clustered(2500)

@@ -65,7 +65,7 @@ def test_small_defect_in_large_image_is_found_by_patch_scores_not_pooled(spots):
                                     {"reweight": 3}])
 def test_image_score_is_the_maximum_of_its_map(spots, params):
     train, _, defective, _ = spots
-    det = LatentDistance(device="cpu", **params).fit(train)
+    det = LatentDistance(device="cpu", image_score="patch", **params).fit(train)
     scores, maps = det.decision_function(defective), det.score_map(defective)
     assert maps.shape == (30, 48, 48)
     assert np.allclose(scores, maps.reshape(30, -1).max(1), rtol=1e-5)
@@ -105,8 +105,8 @@ def test_reservoir_allocates_only_what_it_was_shown():
 
 def test_half_precision_bank_changes_no_figure(spots):
     train, normal, defective, _ = spots
-    half = LatentDistance(device="cpu").fit(train)
-    full = LatentDistance(device="cpu", bank_dtype="float32").fit(train)
+    half = LatentDistance(device="cpu", image_score="patch").fit(train)
+    full = LatentDistance(device="cpu", image_score="patch", bank_dtype="float32").fit(train)
     assert half.patch_memory_.dtype == torch.float16 and full.patch_memory_.dtype == torch.float32
     a, b = half.decision_function(np.concatenate([normal, defective])), full.decision_function(np.concatenate([normal, defective]))
     assert np.allclose(a, b, rtol=2e-3)

@@ -1,0 +1,55 @@
+"""One default image score for both kinds of anomaly: a small local defect and a whole-image outlier."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import anomalib_lite as al
+from anomalib_lite.metrics import roc_auc
+
+
+@pytest.fixture(scope="module")
+def digits():
+    import augment
+
+    train = al.load_data("mnist:train?classes=7&limit=400")
+    x7, _ = train.read(range(len(train)))
+    test = al.load_data("mnist:test?limit=1500")
+    xt, yt = test.read(range(len(test)))
+    sevens, others = xt[yt == 7][:120], xt[yt != 7][:120]
+    local, _, _ = augment.synth.stroke_blob(sevens.copy(), severity=0.8, seed=3)  # a planted stroke or blob
+    return x7, sevens, others, local
+
+
+def _auc(det, normal, anomalous):
+    s = det.decision_function(np.concatenate([normal, anomalous]))
+    return roc_auc(np.r_[np.zeros(len(normal)), np.ones(len(anomalous))], s)
+
+
+def test_combined_serves_whole_image_outliers_and_local_defects(digits):
+    x7, sevens, others, local = digits
+    fit = {s: al.LatentDistance(image_score=s, device="cpu").fit(x7) for s in ("combined", "patch", "pooled")}
+    other_auc = {s: _auc(d, sevens, others) for s, d in fit.items()}
+    local_auc = {s: _auc(d, sevens, local) for s, d in fit.items()}
+    # each single kind fails one of the two; the combination holds the whole-image outliers as the
+    # pooled evidence does and keeps most of what the patches see (an uninformative kind adds noise)
+    assert other_auc["pooled"] > other_auc["patch"] + 0.03
+    assert local_auc["patch"] > local_auc["pooled"] + 0.08
+    assert other_auc["combined"] > other_auc["pooled"] - 0.02
+    assert local_auc["combined"] > local_auc["pooled"] + 0.06
+    assert local_auc["combined"] > local_auc["patch"] - 0.06
+    # it says which kind decided: mostly the pooled for other digits, the patches for planted defects
+    det = fit["combined"]
+    assert len(det.evidence_scale_) == 2 and det.evidence_scale_[0][1] > 0
+    assert np.mean(det.evidence(others)["decided"] == "pooled") > 0.5
+    assert np.mean(det.evidence(local)["decided"] == "patch") > 0.5
+
+
+def test_combined_scale_comes_from_images_held_out_of_the_banks(digits):
+    x7 = digits[0]
+    det = al.LatentDistance(device="cpu").fit(x7[:200])
+    assert det.bank_rows_ == 180  # every tenth image measured the evidence scales, none of them in a bank
+    small = al.LatentDistance(device="cpu").fit(x7[:9])  # too few to hold any out: the patch score
+    assert small.evidence_scale_ is None
+    np.testing.assert_allclose(small.decision_function(x7[:3]), small.score_map(x7[:3]).reshape(3, -1).max(1),
+                               rtol=1e-5)
