@@ -264,7 +264,7 @@ _NAME = v.text(256)
 #: columns): shown and used to read series the same way, so every field is checked
 _DATA = {"spec": v.text(4096), "n": v.integer(0, 1 << 62), "classes": v.none_or(v.list_of(_NAME, 4096)),
          "columns": v.list_of(_NAME, 4096, 1), "time_column": v.none_or(_NAME),
-         "header": v.none_or(v.list_of(_NAME, 4096, 1))}
+         "header": v.none_or(v.list_of(_NAME, 4096, 1)), "route": v.text(1000)}
 _SERIES_DATA = ("columns", "time_column", "header")
 
 
@@ -273,7 +273,7 @@ def _data_check(value, name):
         return None
     if not isinstance(value, dict) or len(json.dumps(value)) > 1 << 16:
         raise AnomalyError(f"{name}: expected a small object describing the training data")
-    optional = _SERIES_DATA if not set(_SERIES_DATA) & set(value) else ()
+    optional = (_SERIES_DATA if not set(_SERIES_DATA) & set(value) else ()) + ("route",)  # route: `anomaly fit` chose
     return v.record(_DATA, optional)(value, name)
 
 

@@ -105,6 +105,39 @@ def load_bundle(path, *, device: str = "auto", verify=None, verbose: bool = Fals
     return det
 
 
+#: what ``anomaly fit --data DIR`` (no detector named) fits, by the data's kind; chosen on the dev
+#: halves of the inspection set, MNIST and NAB (BENCHMARKS.md, issue 18 and 19)
+ROUTES = {
+    "images, ImageNet weights cached": "LatentDistance on wide_resnet50_2's ImageNet features (layer2+layer3: "
+                                       "PatchCore's backbone), patch and pooled evidence combined",
+    "images, offline": "LatentDistance on a resnet18 pretrained on the images themselves to find synthesised "
+                       "local changes (pretrain='segment', layer1+layer2), patch and pooled evidence combined",
+    "vectors": "LatentDistance: kNN distance to the normal vectors",
+    "series": "Continuation with every default (NAB's route: forecast error, neighbours, changes, the weekly "
+              "cycle)",
+}
+
+
+def choose_detector(source, *, device: str = "auto", seed: int = 0, verbose: bool = False) -> tuple[Detector, str]:
+    """The documented best route for the data's kind (what ``anomaly fit`` fits when no detector is
+    named): ``(detector, route)``, the route one of :data:`ROUTES`."""
+    import backbones
+    from . import Continuation, LatentDistance
+
+    run = dict(device=device, seed=seed, verbose=verbose)
+    if getattr(source, "kind", "image") == "series":
+        return Continuation(**run), "series"
+    x, _ = source.read([0])
+    sample_dims = np.asarray(x).ndim - 1
+    if sample_dims < 2:
+        return LatentDistance(**run), "vectors"
+    if backbones.weights.imagenet_cached("wide_resnet50_2"):
+        return LatentDistance(backbone="wide_resnet50_2", weights="imagenet", layers=["layer2", "layer3"],
+                              **run), "images, ImageNet weights cached"
+    return LatentDistance(backbone="resnet18", weights="random", layers=["layer1", "layer2"], pretrain="segment",
+                          **run), "images, offline"
+
+
 #: folds of the cross-fitted calibration (5 extra fits)
 CROSS_FOLDS = 5
 
@@ -116,14 +149,20 @@ def cross_fits(det: Detector, n_held: int, fpr: float) -> bool:
     return det.input_kind != "series" and (n_held + 1) * fpr < 1 - 1e-9
 
 
-def fit_and_save(det: Detector, spec: str, out, *, holdout: float | None = 0.1, fpr: float = 0.01, seed: int = 0,
-                 sign=None, **load_options) -> str:
+def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None = 0.1, fpr: float = 0.01,
+                 seed: int = 0, sign=None, device: str = "auto", verbose: bool = False, **load_options) -> str:
     """Fit ``det`` on the data ``spec`` less a ``holdout`` share (series: the end), calibrate the
     threshold at ``fpr`` on that share (series: as the training part's continuation), save the
     bundle to ``out`` (signed with the key file ``sign``). ``holdout=None``: fit on everything,
-    no calibration (the supervised detector). Returns the summary line."""
+    no calibration (the supervised detector). ``det=None``: the route :func:`choose_detector`
+    picks for the data's kind (on ``device``), recorded in the bundle. Returns the summary line."""
     out = check_writable(out, "bundle")
     _check_outputs({"bundle": out}, spec, sign, det=det, data_dir=load_options.get("data_dir"))
+    route = None
+    if det is None:
+        det, route = choose_detector(load_source(spec, None, **{k: v for k, v in load_options.items()
+                                                                if k in ("data_dir", "download")}),
+                                     device=device, seed=seed, verbose=verbose)
     source = load_source(spec, det, **load_options)
     cross = False
     if holdout is None:
@@ -139,11 +178,14 @@ def fit_and_save(det: Detector, spec: str, out, *, holdout: float | None = 0.1, 
         else:
             det.fit(train)
             det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
+    if route is not None:
+        det.data_info_ = {**(det.data_info_ or {}), "route": f"{route}: {ROUTES[route]}"}
     det.save(out, sign=sign)  # under torchrun: rank 0 writes, the others return here
     if not distributed.is_main():
         return ""
     learned = det.summary()
-    text = f"fitted {type(det).__name__} on {len(train)} samples of {spec}" + (f" ({learned})" if learned else "")
+    text = (f"chose the route for {route} ({ROUTES[route]}); " if route else "")
+    text += f"fitted {type(det).__name__} on {len(train)} samples of {spec}" + (f" ({learned})" if learned else "")
     if cross:
         text += (f"; calibrated by {CROSS_FOLDS}-fold cross-fitting on all {len(held)} samples (each scored by a "
                  f"model fitted without it): threshold {det.threshold_:.4g} at fpr {fpr:g}")
