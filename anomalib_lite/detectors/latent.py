@@ -83,6 +83,7 @@ def _item_ids(index: torch.Tensor) -> np.ndarray:
 #: out of the banks to measure each evidence's scale (by global index: the same at any world size)
 _HELD_MAX = 64
 _HELD_MIN = 1  # with none held (fewer than 10 images) the combined score is the patch score
+_LOO_MAX = 4096  # pooled bank rows whose leave-one-out distances measure the pooled evidence's scale
 
 
 def _held_out(samples: np.ndarray) -> np.ndarray:
@@ -527,8 +528,13 @@ class LatentDistance(Detector):
         self._measure_evidence()
 
     def _measure_evidence(self) -> None:
-        """``image_score="combined"``: each evidence's scale on the images held out of the banks
-        (every process measures its own, the values are gathered: one scale at any world size)."""
+        """``image_score="combined"``: each evidence's scale, on as many normal images as it can be
+        measured on without bias. The patch evidence (a map's maximum) on the images held out of
+        the banks; the pooled evidence by leave-one-out over the pooled bank itself when it holds
+        every image seen (one row per image: exact, and many more images than the held ones, so
+        an uninformative kind cannot get a falsely narrow scale), else on the held images too.
+        Every process measures its own held images, the values are gathered: one scale at any
+        world size."""
         held, self._held = self._held, []
         if self.image_score != "combined":
             return
@@ -541,8 +547,16 @@ class LatentDistance(Detector):
         if self._shard() is not None:
             values = distributed.gather_cat(values, "gathering the evidence scales")
         pooled_ok = self.bank_rows_ >= self.k if self.method == "knn" else self.moments_n_ >= 2
-        self.evidence_scale_ = [_scale_of(values[:, 0]), _scale_of(values[:, 1])] \
-            if len(values) >= _HELD_MIN and pooled_ok else None
+        if len(values) < _HELD_MIN or not pooled_ok:
+            self.evidence_scale_ = None
+            return
+        pooled = values[:, 1]
+        memory = self.bank_.get("memory")
+        if self.method == "knn" and memory is not None and self.bank_rows_ == self.rows_seen_ > self.k + 1:
+            rows = memory[torch.randperm(len(memory), generator=torch.Generator().manual_seed(self.seed))[:_LOO_MAX]]
+            with torch.inference_mode():
+                pooled = self._knn_index(patches=False).search(rows.float(), self.k, exclude_self=True).mean(1).double()
+        self.evidence_scale_ = [_scale_of(values[:, 0]), _scale_of(pooled)]
 
     def _patch_dtype(self) -> torch.dtype:
         return _DTYPES[self.bank_dtype]
