@@ -383,8 +383,6 @@ class Detector(BaseEstimator):
         (cross-conformal: Vovk 2015; CV+, Barber et al. 2021). With n samples the threshold can
         certify rates down to 1/(n+1) instead of the hold-out's 1/(n/10+1). Costs ``folds`` fits.
         """
-        from sklearn.base import clone
-
         self._require_fitted()
         if self.input_kind == "series":
             raise AnomalyError(f"{self._name}: a series is calibrated on its held-out end (calibrate), "
@@ -398,12 +396,19 @@ class Detector(BaseEstimator):
         for k in range(folds):
             held = np.sort(order[k::folds])
             rest = np.sort(np.setdiff1d(order, held))
-            part = clone(self).set_params(verbose=False) if "verbose" in self.get_params() else clone(self)
+            part = self._fold_clone()
             scores[held] = part.fit(_take(X, rest)).decision_function(_take(X, held))
         self.threshold_ = fpr_threshold(scores, fpr)
         self.fpr_ = float(fpr)
         self.calibration_scores_ = np.sort(scores)
         return self
+
+    def _fold_clone(self) -> Detector:
+        """A fresh, quiet copy of this detector with its parameters, for one cross-fitting fold."""
+        from sklearn.base import clone
+
+        part = clone(self)
+        return part.set_params(verbose=False) if "verbose" in part.get_params() else part
 
     def _require_calibrated(self) -> None:
         if getattr(self, "threshold_", None) is None:

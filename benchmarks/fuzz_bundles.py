@@ -79,7 +79,7 @@ def _cases():
         "LatentDistance-patch": (lambda: al.LatentDistance(patch_size=3, device="cpu"), "images"),
         "LatentDistance-vector": (lambda: al.LatentDistance(device="cpu"), "vectors"),
         "LatentDistance-gaussian": (lambda: al.LatentDistance(method="gaussian", patch_size=3, map_dims=8,
-                                                              device="cpu"), "images"),
+                                                              image_score="patch", device="cpu"), "images"),
         "LatentDistance-resnet": (lambda: al.LatentDistance(backbone="resnet18", weights="random", layers=["layer1"],
                                                             image_size=32, memory_size=64, device="cpu"), "images"),
         "Reconstruction": (lambda: al.Reconstruction(latent_dim=4, width=4, epochs=1, device="cpu"), "images"),

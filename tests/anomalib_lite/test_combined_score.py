@@ -38,11 +38,14 @@ def test_combined_serves_whole_image_outliers_and_local_defects(digits):
     assert other_auc["combined"] > other_auc["pooled"] - 0.02
     assert local_auc["combined"] > local_auc["pooled"] + 0.06
     assert local_auc["combined"] > local_auc["patch"] - 0.06
-    # it says which kind decided: mostly the pooled for other digits, the patches for planted defects
+    # it says what each kind saw: other digits stand out in the pooled evidence (whichever kind
+    # decided, both see them), planted defects mostly in the patches
     det = fit["combined"]
     assert len(det.evidence_scale_) == 2 and det.evidence_scale_[0][1] > 0
-    assert np.mean(det.evidence(others)["decided"] == "pooled") > 0.5
-    assert np.mean(det.evidence(local)["decided"] == "patch") > 0.5
+    normal, other, planted = det.evidence(sevens), det.evidence(others), det.evidence(local)
+    assert np.median(other["pooled"]) > np.median(normal["pooled"]) + 1.5
+    assert np.median(planted["pooled"]) < np.median(other["pooled"]) - 1.0
+    assert np.mean(planted["decided"] == "patch") > 0.6
 
 
 def test_combined_scale_comes_from_images_held_out_of_the_banks(digits):
