@@ -23,14 +23,15 @@ from . import distributed, signing
 from . import validate as v
 from .base import COMMON_FITTED, DETECTORS, Detector, _external
 from .errors import AnomalyError
+from .header import FORMAT, FORMAT_VERSION, KEY, read_header
+from .header import bundle_path as _path
+from .header import check_file, check_header, verify_signature
 from .io import atomic_output, check_writable
 from .tiling import Tiling
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "read_header", "save"]
 
-FORMAT = "anomalib_lite.bundle"
-FORMAT_VERSION = 2  # 2: generic learned state ("fitted" values + module state dicts)
-_KEY = "anomalib_lite"
+_KEY = KEY
 
 
 def _jsonable(value):
@@ -127,66 +128,17 @@ def save(detector: Detector, path, sign=None) -> Path:
     return path
 
 
-def _path(path) -> Path:
-    if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise AnomalyError(f"bundle path: expected a file name, got {path!r}")
-    return Path(path)
-
-
-def _verify(path: Path, verify) -> None:
-    """Check the signature when a public key is given (or set in $ANOMALY_VERIFY_KEY)."""
-    verify = verify if verify is not None else signing.verify_key_from_env()
-    if verify is None or verify is False:
-        return
-    key = signing.load_public_key(verify) if isinstance(verify, (str, os.PathLike)) else verify
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise AnomalyError(f"{path}: cannot read ({e.strerror})") from None
-    signing.verify_file(path, key, data)
-
-
-def _check_header(path: Path, meta: dict | None) -> dict:
-    meta = meta or {}
-    if _KEY not in meta:
-        raise AnomalyError(f"{path}: a safetensors file but not an anomalib_lite bundle (no header)")
-    try:
-        header = json.loads(meta[_KEY])
-    except json.JSONDecodeError:
-        raise AnomalyError(f"{path}: bundle header is not valid JSON (file damaged)") from None
-    except (ValueError, RecursionError):  # a number of thousands of digits, nesting thousands deep
-        raise AnomalyError(f"{path}: bundle header holds a number too long or nesting too deep to read") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise AnomalyError(f"{path}: not an anomalib_lite bundle (format field missing)")
-    if not isinstance(header.get("format_version"), int) or header["format_version"] > FORMAT_VERSION:
-        raise AnomalyError(
-            f"{path}: bundle format {header.get('format_version')} is not one this "
-            f"anomalib_lite reads (up to {FORMAT_VERSION}); upgrade anomalib_lite"
-        )
-    return header
-
-
 def _read(path: Path, with_tensors: bool, verify=None) -> tuple[dict, dict[str, torch.Tensor]]:
-    if not path.exists():
-        raise AnomalyError(f"{path}: bundle not found")
-    if path.is_dir():
-        raise AnomalyError(f"{path}: is a folder, not a bundle")
-    if not path.is_file():
-        raise AnomalyError(f"{path}: not a regular file")
-    _verify(path, verify)
+    check_file(path)
+    verify_signature(path, verify)
     try:
         with safe_open(str(path), framework="pt") as handle:
-            header = _check_header(path, handle.metadata())
+            header = check_header(path, handle.metadata())
             names = list(handle.keys()) if with_tensors else []
             tensors = {k: handle.get_tensor(k) for k in names}
     except (SafetensorError, OSError, RuntimeError) as e:
         raise AnomalyError(f"{path}: not a readable bundle (truncated or not safetensors: {e})") from None
     return header, tensors
-
-
-def read_header(path, verify=None) -> dict:
-    """The JSON header of a bundle, without loading its tensors (``verify``: as for :func:`load`)."""
-    return _read(_path(path), with_tensors=False, verify=verify)[0]
 
 
 def load(path, device: str | None = None, verify=None) -> Detector:
@@ -199,6 +151,8 @@ def load(path, device: str | None = None, verify=None) -> Detector:
     bundle is then refused. Nothing but the bundle is opened (ImageNet weights, referenced by
     name and hash, come from torchvision's cache and their hash is checked).
     """
+    from . import detectors  # noqa: F401  (registers the five detectors, whoever imported this module)
+
     path = _path(path)
     header, tensors = _read(path, with_tensors=True, verify=verify)
     if header.get("checksum") != _checksum(header, tensors):

@@ -20,10 +20,15 @@ from .sources import load as load_data
 
 __all__ = [
     "Evaluation", "assess", "evaluate", "format_figures", "format_verdict", "from_scores", "has_score_map",
-    "score_rows",
+    "plural", "score_rows",
 ]
 
 NO_LABELS = "ROC-AUC, AP and F1 need labels: give data with classes (e.g. mnist:test) or a label column"
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 sample``, ``2 samples``: a count and its noun, in every line the toolkit prints."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def has_score_map(det: Detector) -> bool:
@@ -241,7 +246,8 @@ def evaluate(det: Detector, data, **load_options) -> dict:
 def format_figures(figures: dict) -> str:
     """The small table `anomaly evaluate` prints."""
     pct = lambda v: f"{100 * v:.2f} %"
-    rows = [("detector", figures["detector"]), ("data", f"{figures['data']} ({figures['n']} {'steps' if figures['kind'] == 'series' else 'samples'})")]
+    unit = "step" if figures["kind"] == "series" else "sample"
+    rows = [("detector", figures["detector"]), ("data", f"{figures['data']} ({plural(figures['n'], unit)})")]
     if "n_anomalous" in figures:
         rows.append(("anomalous", f"{figures['n_anomalous']} of {figures['n']}"))
     for key, name in (("roc_auc", "ROC-AUC"), ("average_precision", "average precision")):

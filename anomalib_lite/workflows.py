@@ -26,7 +26,9 @@ import numpy as np
 from . import distributed, metrics, nab, series_io
 from .base import Detector
 from .errors import AnomalyError
-from .evaluation import Evaluation, assess, format_figures, format_verdict, from_scores, has_score_map, score_rows
+from .evaluation import (NO_LABELS, Evaluation, assess, format_figures, format_verdict, from_scores, has_score_map,
+                         plural, score_rows)
+from .header import describe_header
 from .io import atomic_output, check_outputs, check_writable
 from .sources import load as load_data
 from .sources import spec_path
@@ -103,9 +105,11 @@ def fit_and_save(det: Detector, spec: str, out, *, holdout: float | None = 0.1, 
     if not distributed.is_main():
         return ""
     learned = det.summary()
-    text = f"fitted {type(det).__name__} on {len(train)} samples of {spec}" + (f" ({learned})" if learned else "")
+    unit = "step" if det.input_kind == "series" else "sample"
+    text = f"fitted {type(det).__name__} on {plural(len(train), unit)} of {spec}" + (f" ({learned})" if learned else "")
     if held is not None:
-        text += f"; calibrated on {len(held)} held-out samples: threshold {det.threshold_:.4g} at fpr {fpr:g}"
+        text += (f"; calibrated on {plural(len(held), 'held-out ' + unit)}: threshold {det.threshold_:.4g} "
+                 f"at fpr {fpr:g}")
     return text + f"; wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)" + (" signed" if sign else "")
 
 
@@ -127,7 +131,7 @@ def _show(ev: Evaluation, maps, top, report) -> list[str]:
     written = []
     with distributed.local():  # rank 0 alone (maps of the top samples are scored here)
         if maps is not None:
-            written.append(f"{len(write_heatmaps(maps, ev, top=top))} heatmaps to {maps}")
+            written.append(f"{plural(len(write_heatmaps(maps, ev, top=top)), 'heatmap')} to {maps}")
         if report is not None:
             render_report(ev, report)
             written.append(f"report {report}")
@@ -177,7 +181,7 @@ def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=Non
         written = _write_outputs(det, ev, source, out, nab_results)
         written += _show(ev, maps, top, report)
     n = len(ev.scores)
-    text = f"scored {n} {'steps' if series else 'samples'} of {spec}" + (f"; wrote {', '.join(written)}" if written else "")
+    text = f"scored {plural(n, 'step' if series else 'sample')} of {spec}" + (f"; wrote {', '.join(written)}" if written else "")
     if ev.flags is not None:
         text += f"; {int(np.sum(ev.flags))} flagged as anomalous"
     return "" if str(out) == "-" and not written else text + _figures_line(ev.figures)
@@ -228,6 +232,18 @@ def _figures_line(m: dict) -> str:
     return text
 
 
+def check_labels(det: Detector, source) -> None:
+    """``evaluate`` needs labels of both kinds; say so before any scoring."""
+    image = getattr(source, "kind", "image") != "series"
+    labels = source.anomaly_labels((det.data_info_ or {}).get("classes")) if image else source.anomaly_labels()
+    if labels is None:
+        raise AnomalyError(f"{source.spec}: no labels; {NO_LABELS}")
+    n_anomalous = int(np.sum(np.asarray(labels) > 0))
+    if not 0 < n_anomalous < len(labels):
+        kind = "anomalous" if n_anomalous else "normal"
+        raise AnomalyError(f"{source.spec}: every label says {kind}; {NO_LABELS}")
+
+
 def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, maps=None, top=None, report=None,
                        **load_options) -> tuple[dict, str]:
     """Figures of ``det`` on labelled data, written as asked; returns (figures, text to print).
@@ -236,7 +252,9 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
     check_outputs({"figures": json_out, "report": report}, _inputs(spec, bundle), folders=[maps])
     if json_out is not None:
         check_writable(json_out, "figures")
-    ev = assess(det, load_source(spec, det, **load_options))
+    source = load_source(spec, det, **load_options)
+    check_labels(det, source)  # before scoring: figures need both classes
+    ev = assess(det, source)
     if not distributed.is_main():  # under torchrun: rank 0 writes
         return ev.figures, ""
     written = _show(ev, maps, top, report)
@@ -301,8 +319,8 @@ def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, 
     source = load_source(spec, data_dir=data_dir, download=download)
     check_outputs({"weights": out}, _inputs(spec))
     h = pretrain(data=source, out=out, **options).history
-    return (f"pretrained {options.get('backbone')} ({options.get('task')}) on {len(source)} images of {spec}: "
-            f"{len(h.train_loss)} epochs, loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; "
+    return (f"pretrained {options.get('backbone')} ({options.get('task')}) on {plural(len(source), 'image')} of {spec}: "
+            f"{plural(len(h.train_loss), 'epoch')}, loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; "
             f"wrote {out}")
 
 
@@ -355,17 +373,3 @@ def demo(digit: int = 7, *, data_dir=None, download: bool = True, device: str = 
             f"ROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}  "
             f"at the calibrated threshold (fpr 0.01): recall {100 * m['recall']:.1f}, "
             f"false positive rate {100 * m['fpr']:.2f}")
-
-
-def describe_header(header: dict, as_json: bool = False) -> str:
-    """A bundle header as ``key: value`` lines, one level of nesting indented (or as JSON)."""
-    if as_json:
-        return json.dumps(header, indent=2, sort_keys=True)
-    lines = []
-    for key, value in header.items():
-        if isinstance(value, dict):
-            lines.append(f"{key}:")
-            lines += [f"  {k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in value.items()]
-        else:
-            lines.append(f"{key}: {json.dumps(value) if isinstance(value, list) else value}")
-    return "\n".join(lines)

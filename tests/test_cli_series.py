@@ -125,7 +125,7 @@ def test_stream_answers_each_line_as_it_arrives_and_skips_bad_lines(tmp_path, bu
     for n, msg in zip((31, 32, 33, 34), ("'abc' is not a number", "1 fields, the header has 3",
                                           "is empty (a gap)", "'noon' is not a date/time")):
         assert f"stdin: line {n}: " in err and msg in err
-    assert "4 bad line(s) skipped, 60 scored" in err
+    assert "4 bad lines skipped, 60 scored" in err
 
 
 def test_stream_without_header_and_with_gap_filling(bundle):
@@ -268,7 +268,7 @@ def test_stream_reports_every_odd_line_with_its_number_and_goes_on(tmp_path, bun
                             (8, "holds NUL bytes"), (10, "is not UTF-8 text"), (12, "holds NUL bytes"),
                             (14, "longer than 1,048,576 characters")):
             assert f"anomaly: skipped: {where}: line {number}: {why}" in r.stderr
-        assert ("7 bad line(s) skipped, 7 scored (2 over-long, 2 blank, 2 with NUL bytes, 1 not UTF-8)"
+        assert ("7 bad lines skipped, 7 scored (2 over-long, 2 blank, 2 with NUL bytes, 1 not UTF-8)"
                 in r.stderr), r.stderr
 
 
