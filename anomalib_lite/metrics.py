@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 from .errors import AnomalyError
 
 __all__ = [
-    "average_precision", "early_warning_labels", "image_metrics", "lead_times", "onsets",
+    "average_precision", "early_warning_labels", "fpr_interval", "image_metrics", "lead_times", "onsets",
     "pixel_metrics", "pro_auc", "roc_auc", "window_metrics",
 ]
 
@@ -58,6 +58,26 @@ def image_metrics(labels, scores, threshold: float | None = None) -> dict[str, f
             f1=float(skm.f1_score(y, pred, zero_division=0)),
             fpr=float(pred[y == 0].mean()),
         )
+    return out
+
+
+def fpr_interval(flags_of_normals, target: float | None = None, level: float = 0.95) -> dict:
+    """The false positive rate achieved on normal samples (``flags_of_normals``: True where one
+    was flagged), its exact binomial (Clopper-Pearson) ``level`` interval, and whether the
+    ``target`` rate the threshold was calibrated for lies inside it. A target outside says the
+    threshold does not hold on this data (a shift since calibration, or too few normals there)."""
+    from scipy.stats import beta
+
+    f = np.asarray(flags_of_normals, dtype=bool).reshape(-1)
+    k, n = int(f.sum()), int(f.size)
+    if n == 0:
+        raise AnomalyError("metrics: the false positive rate needs normal samples")
+    a = 1 - level
+    low = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+    out = {"fpr": k / n, "false_positives": k, "normals": n, "low": low, "high": high, "level": level}
+    if target is not None:
+        out.update(target=float(target), target_inside=bool(low <= target <= high))
     return out
 
 
