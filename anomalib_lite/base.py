@@ -231,9 +231,13 @@ class Detector(BaseEstimator):
                 raise AnomalyError(
                     f"data: X has {shape[0]} features, but {self._name} is expecting {expected[0]} features as input"
                 )
+            hint = ""
+            if len(shape) == 3 and len(expected) == 3 and shape[0] == expected[0]:  # images of another size
+                h, w = expected[1:]
+                hint = f"; for image files, resize them with ?size={h if h == w else f'{h}x{w}'} on the data spec"
             raise AnomalyError(
                 f"data: samples are {_shape_str(shape)} but {self._name} was fitted on "
-                f"{_shape_str(expected)}"
+                f"{_shape_str(expected)}{hint}"
             )
 
     def _start(self, data) -> None:

@@ -139,6 +139,8 @@ def describe_header(header: dict, as_json: bool = False) -> str:
         return json.dumps(header, indent=2, sort_keys=True)
     lines = []
     for key, value in header.items():
+        if key == "summary" and not value:
+            continue  # nothing learned worth a line (e.g. a network's weights)
         if key == "params":
             value = _shown_params(value)
         if isinstance(value, dict):
