@@ -27,9 +27,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
-from tqdm.auto import tqdm
 
-from . import distributed
+from . import distributed, progress
 from . import validate as v
 from .data import Batch, iter_batches
 from .errors import AnomalyError, NotFittedError
@@ -87,6 +86,8 @@ class Detector(BaseEstimator):
 
     #: learned arrays that must be > 0 (scales that divide); loading refuses others
     _positive_learned: ClassVar[tuple[str, ...]] = ()
+    #: what the progress bar of ``fit``'s pass over the data says
+    _fit_stage: ClassVar[str] = "fit"
 
     # ------------------------------------------------------------------ scikit-learn
     def set_params(self, **params) -> Detector:
@@ -199,20 +200,21 @@ class Detector(BaseEstimator):
         bs = int(getattr(self, "batch_size", 256))
         it = self._iter_data(data, bs) if shard is None else iter_batches(data, bs, shard=shard)
         try:
-            total = math.ceil(len(data) / bs / (1 if shard is None else shard[1]))
+            total = math.ceil(len(data) / (1 if shard is None else shard[1]))
         except TypeError:
             total = None
-        verbose = getattr(self, "verbose", False)
-        bar = tqdm(it, total=total, desc=desc, unit="batch", leave=False, disable=None if verbose else True)
         tiling = getattr(data, "tiling", None) or getattr(self, "tiling_", None)
-        for batch in bar:
-            tiled = None
-            if tiling is not None and batch.x.ndim == 4:
-                h, w = batch.x.shape[-2:]
-                tiled = (tiling.count(h, w), h, w)
-                batch = Batch(tiling.split(batch.x), None, batch.index.repeat_interleave(tiled[0]))
-            self._check_input(batch)
-            yield batch, tiled
+        unit = "step" if self.input_kind == "series" else "sample"
+        with progress.bar(total, getattr(self, "_stage", None) or desc, getattr(self, "verbose", False), unit) as bar:
+            for batch in it:
+                n, tiled = len(batch), None
+                if tiling is not None and batch.x.ndim == 4:
+                    h, w = batch.x.shape[-2:]
+                    tiled = (tiling.count(h, w), h, w)
+                    batch = Batch(tiling.split(batch.x), None, batch.index.repeat_interleave(tiled[0]))
+                self._check_input(batch)
+                yield batch, tiled
+                bar.update(n)  # once the caller is done with the batch
 
     def _iter_data(self, data, batch_size: int):
         """The normaliser for this detector's inputs (series detectors use ``iter_series``)."""
@@ -256,7 +258,7 @@ class Detector(BaseEstimator):
         """Learn from the batches of ``data``; ``fit`` under torchrun reads this process's share
         (``partial_fit`` learns its minibatch as given, in every process alike)."""
         shard = self._shard() if fitting else None
-        for batch, _ in self._batches(data, desc="fit" if fitting else "partial_fit", shard=shard):
+        for batch, _ in self._batches(data, desc=self._fit_stage if fitting else "partial_fit", shard=shard):
             if self.input_shape_ is None:
                 self.input_shape_ = tuple(batch.x.shape[1:])
             self._update(batch, fitting)
@@ -372,7 +374,11 @@ class Detector(BaseEstimator):
 
     def calibrate(self, normal, fpr: float = 0.01, _in_sample: bool = False) -> Detector:
         """Set ``threshold_`` so that about ``fpr`` of normal data is flagged (conformal)."""
-        scores = self._in_sample_scores(normal) if _in_sample else self.decision_function(normal)
+        self._stage = "calibrate"  # what the progress bar says
+        try:
+            scores = self._in_sample_scores(normal) if _in_sample else self.decision_function(normal)
+        finally:
+            self._stage = None
         self.threshold_ = fpr_threshold(scores, fpr)
         self.fpr_ = float(fpr)
         self.calibration_scores_ = np.sort(scores)

@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,10 @@ def fit_and_save(det: Detector, spec: str, out, *, holdout: float | None = 0.1, 
     no calibration (the supervised detector). Returns the summary line."""
     out = check_writable(out, "bundle")
     check_outputs({"bundle": out}, _inputs(spec, sign))
+    t = time.perf_counter()
     source = load_source(spec, det, **load_options)
+    if det.get_params().get("max_time") is not None:  # the budget covers reading the data too
+        det.set_params(max_time=max(1.0, det.max_time - (time.perf_counter() - t)))
     if holdout is None:
         det.fit(source)
         train, held = source, None
@@ -316,8 +320,11 @@ def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, 
     weights written to ``out`` (never over the data). Returns the summary line."""
     from .pretrain import pretrain
 
+    t = time.perf_counter()
     source = load_source(spec, data_dir=data_dir, download=download)
     check_outputs({"weights": out}, _inputs(spec))
+    if options.get("max_time") is not None:  # the budget covers reading the data too
+        options["max_time"] = max(1.0, options["max_time"] - (time.perf_counter() - t))
     h = pretrain(data=source, out=out, **options).history
     return (f"pretrained {options.get('backbone')} ({options.get('task')}) on {plural(len(source), 'image')} of {spec}: "
             f"{plural(len(h.train_loss), 'epoch')}, loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; "

@@ -189,6 +189,7 @@ class LatentDistance(Detector):
     """
 
     input_kind = "any"
+    _fit_stage = "features"
     _param_checks = {
         "method": v.one_of(*_METHODS),
         "k": v.integer(1, 10_000),
@@ -351,7 +352,7 @@ class LatentDistance(Detector):
         if rows.shape[0] <= size:
             return rows.clone()
         if self.coreset == "greedy":
-            idx = greedy_coreset(rows, size, seed=seed)
+            idx = greedy_coreset(rows, size, seed=seed, verbose=self.verbose)
         else:
             gen = torch.Generator().manual_seed(seed)
             idx = torch.randperm(rows.shape[0], generator=gen)[:size].to(rows.device)
