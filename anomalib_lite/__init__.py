@@ -20,7 +20,7 @@ _NAMES = {
     "load": ".bundle", "read_header": ".header",
     "Batch": ".data", "iter_batches": ".data", "iter_series": ".data",
     "Continuation": ".detectors", "LatentDistance": ".detectors", "Reconstruction": ".detectors",
-    "SupervisedRNN": ".detectors", "SyntheticOOD": ".detectors", "StreamScorer": ".river",
+    "SupervisedRNN": ".detectors", "SyntheticOOD": ".detectors", "StreamScorer": ".online",
     "USER_ERRORS": ".errors", "AnomalyError": ".errors", "DistributedError": ".errors",
     "evaluate": ".evaluation", "report": ".report", "load_data": ".sources",
     "fpr_threshold": ".thresholds", "p_values": ".thresholds",

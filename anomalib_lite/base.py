@@ -22,6 +22,7 @@ tensor's name, shape and dtype before using it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -176,10 +177,32 @@ class Detector(BaseEstimator):
         return int(math.prod(self.input_shape_))
 
     def _after_fit(self, X) -> None:
-        """With ``contamination``: set ``threshold_`` in-sample (PyOD's way), flagging that share
-        of the training data; without: ``calibrate`` on held-out normal data sets it."""
+        """PyOD's fitted attributes: ``decision_scores_``, the training data's own scores (leave-one-out
+        for a memory bank; a series scored as a stream of its own), None when ``X`` could be read
+        only once; with ``contamination``, ``threshold_`` from them (in-sample, PyOD's way),
+        flagging that share of the training data; without, ``calibrate`` on held-out normal data
+        sets it. ``labels_`` follows from both."""
+        self.decision_scores_ = None
+        if not isinstance(X, Iterator):
+            self._stage = "training scores"
+            try:
+                self.decision_scores_ = self._in_sample_scores(X)
+            finally:
+                self._stage = None
         if getattr(self, "contamination", None) is not None:
-            self.calibrate(X, fpr=self.contamination, _in_sample=True)
+            if self.decision_scores_ is None:
+                raise AnomalyError("contamination= needs the training data twice; give an array, a Dataset, a "
+                                   "DataLoader or a data spec rather than a one-shot iterator")
+            self._set_threshold(self.decision_scores_, self.contamination)
+
+    @property
+    def labels_(self) -> np.ndarray | None:
+        """PyOD's labels of the training data: 1 where ``decision_scores_ > threshold_``, else 0;
+        None until there is a threshold (``contamination=`` at fit, or ``calibrate``)."""
+        scores, threshold = getattr(self, "decision_scores_", None), getattr(self, "threshold_", None)
+        if scores is None or threshold is None:
+            return None
+        return (np.asarray(scores) > threshold).astype(np.int64)
 
     def _in_sample_scores(self, X) -> np.ndarray:
         """Scores of the training data itself (a memory bank skips each sample's own entry)."""
@@ -249,6 +272,7 @@ class Detector(BaseEstimator):
         self.fpr_ = None
         self.calibration_scores_ = None
         self.input_shape_ = None
+        self.decision_scores_ = None
         self.n_seen_ = 0
         self.data_info_ = data.describe() if hasattr(data, "describe") else None
         self.tiling_ = getattr(data, "tiling", None)  # scoring tiles images the same way
@@ -379,6 +403,10 @@ class Detector(BaseEstimator):
             scores = self._in_sample_scores(normal) if _in_sample else self.decision_function(normal)
         finally:
             self._stage = None
+        return self._set_threshold(scores, fpr)
+
+    def _set_threshold(self, scores: np.ndarray, fpr: float) -> Detector:
+        """``threshold_`` (and ``fpr_``, the sorted calibration scores) from normal ``scores``."""
         self.threshold_ = fpr_threshold(scores, fpr)
         self.fpr_ = float(fpr)
         self.calibration_scores_ = np.sort(scores)
