@@ -308,17 +308,28 @@ def evaluate(bundle, data_spec, json_out, maps, top, report, verify, columns, ti
 @cli.command()
 @click.option("--digit", type=click.IntRange(0, 9), default=7, show_default=True, help="The normal digit.")
 @click.option("--download/--no-download", default=True, show_default=True, help="Download MNIST if it is missing.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where MNIST lives (default: $ANOMALY_DATA_DIR, else the user cache).")
+@click.option("--make-data", "make_data", type=click.Path(file_okay=False), default=None,
+              help="Instead: write sample data for every command of the README into this folder (an MVTec-style "
+                   "inspection set DIR/brick, DIR/series.csv, DIR/labelled.csv).")
 @_run
-def demo(digit, download, data_dir, device, seed, batch_size, quiet):
-    """MNIST outliers: fit on one digit, score all 10,000 test digits, print ROC-AUC.
+def demo(digit, download, data_dir, make_data, device, seed, batch_size, quiet):
+    """MNIST outliers: fit on one digit, score all 10,000 test digits, print ROC-AUC. With
+    --make-data DIR: write sample data instead (no MNIST needed).
 
     \b
     Example:
       anomaly demo --digit 3
+      anomaly demo --make-data data
     """
+    if make_data is not None:
+        from anomalib_lite.sample_data import make_demo_data  # numpy and scikit-image's photographs: no torch
+
+        click.echo(make_demo_data(make_data, seed=seed))
+        return
     click.echo(_wf().demo(digit, data_dir=data_dir, download=download, device=device, seed=seed, batch_size=batch_size,
-                       verbose=not quiet))
+                          verbose=not quiet))
 
 
 @cli.command("augment")

@@ -28,9 +28,11 @@ every process stops at the same epoch with the same weights.
 from __future__ import annotations
 
 import math
+import os
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 from torch import nn
@@ -229,6 +231,24 @@ class _TensorReader:
             yield self.x[idx], None if self.y is None else self.y[idx], idx
 
 
+def _capped(cfg: TrainConfig) -> TrainConfig:
+    """``$ANOMALY_MAX_EPOCHS``: at most that many epochs for every training run (quick trials of
+    the commands, CI), said once per run as a warning."""
+    raw = os.environ.get("ANOMALY_MAX_EPOCHS")
+    if not raw:
+        return cfg
+    try:
+        cap = int(raw)
+        if cap < 1:
+            raise ValueError
+    except ValueError:
+        raise AnomalyError(f"ANOMALY_MAX_EPOCHS={raw!r}: must be a whole number >= 1") from None
+    if cap >= cfg.epochs:
+        return cfg
+    warnings.warn(f"ANOMALY_MAX_EPOCHS={cap}: training {cap} of {cfg.epochs} epochs", stacklevel=3)
+    return replace(cfg, epochs=cap)
+
+
 def fit_model(
     model: nn.Module,
     loss_fn: LossFn,
@@ -246,7 +266,7 @@ def fit_model(
     with the data). ``augment`` (an ``augment.Pipeline`` or its config) transforms each training
     batch with draws keyed by (seed, epoch, sample index); held-out batches are never augmented.
     """
-    cfg = (config or TrainConfig()).check()
+    cfg = _capped((config or TrainConfig()).check())
     device = torch.device(device)
     pipeline = augment_pipeline(augment)
     gen = torch.Generator().manual_seed(cfg.seed)
