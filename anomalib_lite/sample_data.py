@@ -497,8 +497,9 @@ def make_labelled_series(path, n: int = 4032, step_minutes: int = 5, seed: int =
 
 def make_demo_data(root, seed: int = 0) -> str:
     """``anomaly demo --make-data DIR``: the data every README command runs on, from one command:
-    ``DIR/brick`` (an MVTec-style inspection set: 100 training crops, 30 good and 10 of each of the
-    six defect kinds of brick's half, with exact masks), ``DIR/series.csv`` (:func:`make_series`)
+    ``DIR/brick`` (an MVTec-style inspection set of 64 px crops, small enough to try every command
+    in seconds: 100 for training, 30 good and 10 of each of the six defect kinds of brick's half
+    for testing, with exact masks; :func:`make_image_set` makes larger ones), ``DIR/series.csv`` (:func:`make_series`)
     and ``DIR/labelled.csv`` (:func:`make_labelled_series`). Refuses a folder that holds them
     already. Returns the line the command prints."""
     from .io import check_writable
@@ -512,11 +513,12 @@ def make_demo_data(root, seed: int = 0) -> str:
     except OSError as e:
         raise AnomalyError(f"{root}: cannot create the folder ({e.strerror})") from None
     check_writable(root / "series.csv", "sample data")
-    counts = make_image_set(root, categories=["brick"], n_train=100, n_good=30, n_per_defect=10, seed=seed)["brick"]
+    counts = make_image_set(root, categories=["brick"], size=64, n_train=100, n_good=30, n_per_defect=10,
+                            seed=seed)["brick"]
     series = make_series(root / "series.csv", seed=seed)
     labelled = make_labelled_series(root / "labelled.csv", seed=seed)
     defects = [k for k in counts if k not in ("train", "good")]
-    return (f"wrote {root / 'brick'} ({counts['train']} training images; test: {counts['good']} good and "
+    return (f"wrote {root / 'brick'} ({counts['train']} training images of 64 px; test: {counts['good']} good and "
             f"{sum(counts[d] for d in defects)} with defects ({', '.join(defects)}), masks in ground_truth), "
             f"{root / 'series.csv'} (4032 steps, {len(series)} anomalies) and {root / 'labelled.csv'} "
             f"(4032 steps, {len(labelled)} labelled anomalies)")
