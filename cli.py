@@ -138,8 +138,9 @@ def cli():
     \b
     Example:
       anomaly demo
-      anomaly fit latent --data parts/train --backbone resnet18 --weights random -o parts.anomaly
-      anomaly score parts.anomaly --data parts/test -o scores.csv --report report.html
+      anomaly demo --make-data data
+      anomaly fit latent --data data/brick/train --backbone resnet18 --weights random -o brick.anomaly
+      anomaly score brick.anomaly --data data/brick/test -o scores.csv --report report.html
     """
 
 
@@ -151,7 +152,7 @@ def fit():
 
     \b
     Example:
-      anomaly fit latent --data brick/train --backbone resnet18 --weights random -o brick.anomaly
+      anomaly fit latent --data data/brick/train --backbone resnet18 --weights random -o brick.anomaly
     """
 
 
@@ -159,13 +160,13 @@ def fit():
 FIT = {"latent": "LatentDistance", "reconstruction": "Reconstruction", "synthetic": "SyntheticOOD",
        "continuation": "Continuation", "rnn": "SupervisedRNN"}
 EXAMPLES = {
-    "latent": ['--data brick/train --backbone resnet18 --weights random -o brick.anomaly',
+    "latent": ['--data data/brick/train --backbone resnet18 --weights random -o brick.anomaly',
                '--data "mnist:train?classes=7" --image-score pooled -o digit7.anomaly'],
     "reconstruction": ['--data "mnist:train?classes=7" --augment aug.yaml -o ae7.anomaly'],
     "synthetic": ['--data "mnist:train?classes=7" --image-size 32 -o ood7.anomaly'],
-    "continuation": ['--data series.csv --column value -o m.anomaly',
+    "continuation": ['--data data/series.csv --column value -o m.anomaly',
                      '--data "nab:realKnownCause/nyc_taxi.csv?stop=0.15" -o taxi.anomaly'],
-    "rnn": ["--data labelled.csv --label-column anomaly --horizon 20 -o warn.anomaly"],
+    "rnn": ["--data data/labelled.csv --label-column anomaly --horizon 20 -o warn.anomaly"],
 }
 
 
@@ -215,7 +216,7 @@ def pretrain_cmd(data_spec, out, data_dir, download, device, seed, batch_size, q
     \b
     Example:
       anomaly pretrain --backbone resnet18 --data "mnist:train?classes=3" --image-size 32 -o r18-digit3.safetensors
-      anomaly pretrain --backbone resnet18 --data brick/train --task segment --max-time 30 -o r18-brick.safetensors
+      anomaly pretrain --backbone resnet18 --data data/brick/train --task segment --max-time 30 -o r18-brick.safetensors
     """
     extra = {"batch_size": batch_size} if batch_size else {}
     _say(_wf().pretrain_and_save(data_spec, out, data_dir=data_dir, download=download, device=device, seed=seed,
@@ -233,7 +234,7 @@ def _bundle(path, device, batch_size, quiet, verify, threads=None):
 
 @cli.command()
 @click.argument("bundle", type=click.Path(dir_okay=False))
-@click.option("--data", "data_spec", required=True, help="Data to score, e.g. mnist:test, part.png, series.csv, nab:..., - (stdin).")
+@click.option("--data", "data_spec", required=True, help="Data to score, e.g. mnist:test, part.png, \"lot/*.png\", series.csv, nab:..., - (stdin).")
 @click.option("--output", "-o", "out", default=None, help="Scores CSV to write (- prints it).")
 @click.option("--stream", is_flag=True, help="Series: score CSV lines as they arrive, print one line each (flushed).")
 @click.option("--learn", is_flag=True, help="Series (Continuation): keep learning while scoring, test-then-train.")
@@ -255,9 +256,9 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
 
     \b
     Example:
-      anomaly score parts.anomaly --data part.png
+      anomaly score brick.anomaly --data data/brick/test/hole/000.png
       anomaly score digit7.anomaly --data mnist:test -o scores.csv --maps maps --top 20 --report report.html
-      tail -f live.csv | anomaly score m.anomaly --data - --stream
+      tail -f data/series.csv | anomaly score m.anomaly --data - --stream
       anomaly score taxi.anomaly --data nab:realKnownCause/nyc_taxi.csv --nab-results results
     """
     det = _bundle(bundle, device, batch_size, quiet, verify, threads)
@@ -292,7 +293,7 @@ def evaluate(bundle, data_spec, json_out, maps, top, report, verify, columns, ti
 
     \b
     Example:
-      anomaly evaluate brick.anomaly --data brick/test --report report.html
+      anomaly evaluate brick.anomaly --data data/brick/test --report report.html
       anomaly evaluate digit7.anomaly --data "mnist:test?classes=7&synth=stroke_blob" --json figures.json
     """
     det = _bundle(bundle, device, batch_size, quiet, verify)
@@ -409,8 +410,8 @@ def keygen(out):
     \b
     Example:
       anomaly keygen -o line.key
-      anomaly fit latent --data parts/train --sign line.key -o parts.anomaly
-      anomaly score parts.anomaly --data part.png --verify line.key.pub
+      anomaly fit latent --data data/brick/train --sign line.key -o parts.anomaly
+      anomaly score parts.anomaly --data data/brick/test/hole/000.png --verify line.key.pub
     """
     from anomalib_lite import signing
 
