@@ -95,14 +95,10 @@ def main() -> None:
         rows, base = measure(tmp, args.repeat)
         parts.append("Quietest run:\n\n" + table(rows, base, (before, os.getloadavg()[0])))
         if args.busy:
-            burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            try:
-                time.sleep(2)
+            with record.busy_core():
                 before = os.getloadavg()[0]
                 rows, base = measure(tmp, args.repeat)
                 parts.append("Beside a process burning one core:\n\n" + table(rows, base, (before, os.getloadavg()[0])))
-            finally:
-                burner.kill()
     body = (f"Each command as a user runs it (a fresh `anomaly` process), {args.repeat} times interleaved with a bare "
             "`import torch`; medians. Help and usage errors import neither torch nor torchvision; `info` reads the "
             "header with the standard library; scoring imports what the bundle needs (torchvision only for a "

@@ -64,11 +64,8 @@ def main() -> None:
                  "|---|---|---|---|---|---|---|"]
         lines += rows(tmp, args.budget, "quiet")
         if args.busy:
-            burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            try:
+            with record.busy_core():
                 lines += rows(tmp, args.budget, "beside a busy process")
-            finally:
-                burner.kill()
     body = ("Whole commands, fresh processes, `--epochs 100` so that the budget ends them; wall time from start to "
             "exit.\n\n" + "\n".join(lines))
     if args.no_record:
