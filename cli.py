@@ -272,7 +272,7 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
                        f"({wf.series_io.skipped_summary(kinds)})", err=True)
         return
     text = _wf().score_and_write(det, data_spec, bundle=bundle, out=out, maps=maps, top=top, report=report,
-                              nab_results=nab_results, learn=learn, **load)
+                                 nab_results=nab_results, learn=learn, verify=verify, **load)
     _say(text)
 
 
@@ -299,7 +299,7 @@ def evaluate(bundle, data_spec, json_out, maps, top, report, verify, columns, ti
     det = _bundle(bundle, device, batch_size, quiet, verify)
     load = _load_options(columns, time_column, label_column, nan, data_dir, download)
     figures, text = _wf().evaluate_and_write(det, data_spec, bundle=bundle, json_out=json_out, maps=maps, top=top,
-                                          report=report, **load)
+                                             report=report, verify=verify, **load)
     _say(text)
     if "note" in figures:
         raise al.AnomalyError(f"{data_spec}: {figures['note']}")

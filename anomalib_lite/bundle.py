@@ -1,9 +1,12 @@
 """One-file model bundles: safetensors tensors + a JSON header in the safetensors metadata.
 
 Loading never unpickles: tensors come from safetensors, everything else is JSON, and the detector
-class must be one registered in :data:`anomalib_lite.base.DETECTORS`. A checksum over the header and
-every tensor catches truncation and tampering; writes go to a temporary file that is renamed
-into place, so a failed save leaves nothing behind.
+class must be one registered in :data:`anomalib_lite.base.DETECTORS`. The file is read once, through
+one descriptor, into memory: the signature is verified on those bytes and the same bytes are
+parsed (a file swapped between two opens cannot slip in). The header is strict: every field must
+be there and known, duplicate JSON keys (tensor names included) are refused, every value is
+checked. A checksum over the header and every tensor catches truncation and damage; writes go to
+a temporary file that is renamed into place, so a failed save leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -16,22 +19,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
 
 from . import distributed, signing
 from . import validate as v
 from .base import COMMON_FITTED, DETECTORS, Detector, _external
-from .errors import AnomalyError
-from .header import FORMAT, FORMAT_VERSION, KEY, read_header
-from .header import bundle_path as _path
-from .header import check_file, check_header, verify_signature
+from .errors import AnomalyError, shown
+from .header import (FORMAT, FORMAT_VERSION, _bounded, _check_header, _path, _preamble, _read_bytes, _verify_key,
+                     read_header)
 from .io import atomic_output, check_writable
 from .tiling import Tiling
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "read_header", "save"]
 
-_KEY = KEY
+_KEY = KEY = "anomalib_lite"
 
 
 def _jsonable(value):
@@ -121,26 +124,33 @@ def save(detector: Detector, path, sign=None) -> Path:
     metadata = {_KEY: json.dumps(header)}
     if key is not None:
         metadata[signing.SIGNATURE_KEY] = signing.PLACEHOLDER
+    data = save_bytes(tensors, metadata=metadata)  # in memory: safetensors' own temp files never appear
+    if key is not None:
+        data = signing.sign_bytes(data, key)
     with atomic_output(path, "bundle") as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-        if key is not None:
-            signing.sign_file(tmp, key)
+        tmp.write_bytes(data)
     return path
 
 
 def _read(path: Path, with_tensors: bool, verify=None) -> tuple[dict, dict[str, torch.Tensor]]:
-    check_file(path)
-    verify_signature(path, verify)
+    key = _verify_key(verify)
+    data = _read_bytes(path, whole=with_tensors or key is not None)
+    if key is not None:
+        signing.verify_file(path, key, data)
+    meta, names = _preamble(path, data)
+    header = _check_header(path, meta)
+    if not with_tensors:
+        return header, {}
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = check_header(path, handle.metadata())
-            names = list(handle.keys()) if with_tensors else []
-            tensors = {k: handle.get_tensor(k) for k in names}
-    except (SafetensorError, OSError, RuntimeError) as e:
-        raise AnomalyError(f"{path}: not a readable bundle (truncated or not safetensors: {e})") from None
+        tensors = load_bytes(data)
+    except (SafetensorError, OSError, RuntimeError, ValueError, TypeError) as e:
+        raise AnomalyError(f"{path}: not a readable bundle (truncated or not safetensors: {shown(str(e))})") from None
+    if sorted(tensors) != sorted(names):
+        raise AnomalyError(f"{path}: not a readable bundle (its tensor list does not parse the same twice)")
     return header, tensors
 
 
+@_bounded
 def load(path, device: str | None = None, verify=None) -> Detector:
     """Load a bundle written by :meth:`Detector.save`; never executes code from the file.
 
@@ -157,24 +167,19 @@ def load(path, device: str | None = None, verify=None) -> Detector:
     header, tensors = _read(path, with_tensors=True, verify=verify)
     if header.get("checksum") != _checksum(header, tensors):
         raise AnomalyError(f"{path}: checksum mismatch: the bundle was modified or damaged")
-    name = header.get("detector")
-    cls = DETECTORS.get(name) if isinstance(name, str) else None
+    name = header["detector"]
+    cls = DETECTORS.get(name)
     if cls is None:
-        raise AnomalyError(f"{path}: unknown detector {str(name)[:60]!r}; known: {', '.join(sorted(DETECTORS))}")
-    det = _with_params(path, cls, header.get("params"), device)
-    fitted = header.get("fitted")
-    if not isinstance(fitted, dict):
-        raise AnomalyError(f"{path}: fitted: expected an object of fitted values")
+        raise AnomalyError(f"{path}: unknown detector '{shown(name, 60)}'; known: {', '.join(sorted(DETECTORS))}")
+    det = _with_params(path, cls, header["params"], device)
+    fitted = header["fitted"]
     checks = {**COMMON_FITTED, **cls._fitted_checks}
-    unknown = set(fitted) - set(checks)
-    if unknown:
-        raise AnomalyError(f"{path}: fitted: unknown field '{min(unknown)}' for {cls.__name__}")
     try:
+        v.exact_fields(fitted, checks, "fitted")
         values = v.check_all(fitted, checks, where="fitted.")
-        det.tiling_ = _tiling(header.get("tiling"))
-        det.data_info_ = _data_info(header.get("data"))
-        det.world_size_ = v.check_all({"world_size": header.get("world_size", 1)},
-                                      {"world_size": v.integer(1, 1 << 20)})["world_size"]
+        det.tiling_ = _tiling(header["tiling"])
+        det.data_info_ = header["data"]
+        det.world_size_ = header["world_size"]
         cal = tensors.pop("calibration_scores", None)
         if cal is not None and (cal.dtype != torch.float64 or cal.ndim != 1):
             raise AnomalyError(f"tensor 'calibration_scores': {_desc(cal)}, expected a 1-D float64 tensor")
@@ -198,11 +203,10 @@ def load(path, device: str | None = None, verify=None) -> Detector:
 
 def _with_params(path: Path, cls, params, device) -> Detector:
     """The detector with the bundle's parameters, each checked (types, ranges)."""
-    if not isinstance(params, dict):
-        raise AnomalyError(f"{path}: params: expected an object of parameters")
-    unknown = set(params) - set(cls._get_param_names())
-    if unknown:
-        raise AnomalyError(f"{path}: params: {cls.__name__} has no parameter '{str(min(unknown))[:60]}'")
+    try:
+        v.exact_fields(params, cls._get_param_names(), f"params ({cls.__name__})")
+    except AnomalyError as e:
+        raise AnomalyError(f"{path}: {e}") from None
     import inspect
 
     defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
@@ -283,18 +287,5 @@ def _diagonal(t: torch.Tensor) -> torch.Tensor:
 
 
 def _tiling(d) -> Tiling | None:
-    if d is None:
-        return None
-    if not isinstance(d, dict) or set(d) - {"tile", "overlap"}:
-        raise AnomalyError("tiling: expected {tile, overlap}")
-    v.check_all(d, {"tile": v.integer(8, 1 << 15), "overlap": v.number(0, 1, hi_open=True)}, where="tiling.")
-    return Tiling(d["tile"], float(d["overlap"]))
-
-
-def _data_info(d) -> dict | None:
-    """What the bundle says about its training data (shown, never used to compute)."""
-    if d is None:
-        return None
-    if not isinstance(d, dict) or len(json.dumps(d)) > 1 << 16:
-        raise AnomalyError("data: expected a small object describing the training data")
-    return d
+    """The tiling a bundle was fitted with (its fields checked with the header)."""
+    return None if d is None else Tiling(d["tile"], float(d["overlap"]))

@@ -182,6 +182,11 @@ def _all_gather(t: torch.Tensor, what: str) -> list[torch.Tensor]:
     return [p[:n].to(t.device) for p, n in zip(parts, sizes)]
 
 
+def gather_list(t: torch.Tensor, what: str = "gathering rows") -> list[torch.Tensor]:
+    """Every rank's tensor, in rank order (``[t]`` outside a group)."""
+    return _all_gather(t, what) if active() else [t]
+
+
 def gather_cat(t: torch.Tensor, what: str = "gathering rows") -> torch.Tensor:
     """Every rank's rows concatenated in rank order (``t`` itself outside a group)."""
     return torch.cat(_all_gather(t, what)) if active() else t

@@ -7,6 +7,28 @@ stderr and exit code 2. Any other exception is a bug.
 """
 
 
+#: the most characters of untrusted text (a bundle's field, a name read from a file) a message shows
+SHOWN = 200
+
+
+def shown(value, limit: int = SHOWN) -> str:
+    """Untrusted text as a message may show it: control characters (newlines, escapes, NUL) and
+    other unprintable ones escaped as ``\\xNN`` / ``\\uNNNN``, cut to ``limit`` characters with
+    "..." (so a field cannot forge lines, move the cursor or flood the terminal). Non-strings are
+    shown by their ``repr``, cut the same way."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > 4 * limit:  # never escape more than can be shown
+        text = text[: 4 * limit]
+        cut = True
+    else:
+        cut = False
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    if cut or len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
 class AnomalyError(ValueError):
     """Bad input to anomalib_lite: the message says what is wrong and where."""
 

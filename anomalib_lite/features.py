@@ -184,11 +184,8 @@ def check_backbone_config(cfg, where: str = "backbone_") -> dict:
 
     if not isinstance(cfg, dict):
         raise AnomalyError(f"{where}: expected an object describing the backbone")
-    known = {"name", "weights_source", "weights_sha256", "layers", "image_size", "mean", "std", "seed"}
-    if set(cfg) - known:
-        raise AnomalyError(f"{where}: unknown field '{min(set(cfg) - known)}'")
     names = [b.name for b in backbones.list_backbones()]
-    v.check_all(cfg, {
+    v.record({
         "name": v.one_of(*names),
         "weights_source": v.text(4096),
         "weights_sha256": v.none_or(v.text(64)),
@@ -196,8 +193,8 @@ def check_backbone_config(cfg, where: str = "backbone_") -> dict:
         "image_size": v.none_or(v.list_of(v.integer(8, MAX_IMAGE_SIZE), 2, 2)),
         "mean": v.list_of(v.number(-1e3, 1e3), 3, 1),
         "std": v.list_of(v.number(1e-6, 1e3), 3, 1),
-        "seed": v.integer(),
-    }, where=f"{where}.")
+        "seed": v.seed(),
+    })(cfg, where)
     sha = cfg.get("weights_sha256")
     if sha is not None and (len(sha) != 64 or set(sha) - _SHA):
         raise AnomalyError(f"{where}.weights_sha256: not a sha256 hex digest")

@@ -1,13 +1,20 @@
-"""Output files appear whole or not at all, never on top of an input, with the user's umask.
+"""Output files appear whole or not at all, never on top of anything the run reads, with the
+user's umask.
 
 Every output is written to a temporary name beside its target and renamed at the end; the
 temporary file is removed when the write fails or the process is interrupted (SIGINT; the CLI
-turns SIGTERM into the same clean exit). :func:`check_outputs` refuses, before any work starts,
-an output that resolves to the same file as an input (or a heatmap folder inside the data).
+turns SIGTERM into the same clean exit), and one that a kill -9 left behind is removed by the
+next output written into that folder (its name says which process owned it). :func:`check_outputs`
+refuses, before any work starts, an output that is the same file as an input (compared by real
+path and by device and inode, so symlinks and hard links do not hide it), or an output folder
+that holds or overlaps the data.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -15,7 +22,7 @@ from pathlib import Path
 
 from .errors import AnomalyError
 
-__all__ = ["atomic_output", "check_outputs", "check_writable", "umask"]
+__all__ = ["atomic_output", "check_outputs", "check_writable", "sweep_temps", "umask"]
 
 
 def umask() -> int:
@@ -56,55 +63,145 @@ def check_writable(path, what: str = "output", folder: bool = False) -> Path:
     return path
 
 
-def _same(a: Path, b: Path) -> bool:
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file (after symlinks): hard links share it."""
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
 
 
-def _inside(child: Path, folder: Path) -> bool:
-    try:
-        child, folder = child.resolve(), folder.resolve()
-    except OSError:
-        return False
-    return child == folder or folder in child.parents
+def _real(path: Path) -> str:
+    return os.path.realpath(path)
 
 
-def check_outputs(outputs: dict[str, object], inputs: Iterable[object] = (), folders: Iterable[object] = ()) -> None:
-    """Refuse outputs (name -> path; None and "-" are skipped) that are the same file as an input
-    or as each other, and output folders (``folders``: e.g. heatmaps, named after the images)
-    that hold an input file or overlap an input folder, where their files could replace the
-    data. One AnomalyError."""
+def _inside(child: str, folder: str) -> bool:
+    return child == folder or child.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _files(inputs: Iterable[object]) -> list[Path]:
+    """The input files: a folder given as an input stands for every file under it."""
+    out = []
+    for p in inputs:
+        if p is None or str(p) in ("", "-"):
+            continue
+        p = Path(p)
+        out += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    return out
+
+
+def check_outputs(outputs: dict[str, object], inputs: Iterable[object] = (), folders: Iterable[object] = (),
+                  roots: Iterable[object] = ()) -> None:
+    """Refuse, in one AnomalyError, outputs (name -> path; None and "-" are skipped) that are the
+    same file as an input or as each other, and output folders (``folders``: heatmaps, NAB
+    results, named after the data) that hold an input file or overlap an input folder.
+
+    ``inputs``: every file the run reads (a folder: every file under it); ``roots``: folders the
+    data comes from (an output folder must not overlap them). Files are compared by what they
+    are, not by how they are named: real paths (symlinks resolved) and (device, inode) (hard
+    links)."""
     outs = {name: Path(p) for name, p in outputs.items() if p is not None and str(p) != "-"}
-    ins = [Path(p) for p in inputs if p is not None and str(p) != "-"]
+    files = _files(inputs)
+    by_id, by_real = {}, {}
+    for src in files:
+        ident = _identity(src)
+        if ident is not None:
+            by_id.setdefault(ident, src)
+        by_real.setdefault(_real(src), src)
     for name, out in outs.items():
-        for src in ins:
-            if _same(out, src) or (not out.exists() and out.resolve() == src.resolve()):
-                raise AnomalyError(f"{out}: the {name} would overwrite the input {src}; write it elsewhere")
-            if src.is_dir() and out.is_dir() and (_inside(out, src) or _inside(src, out)):
-                raise AnomalyError(f"{out}: the {name} folder overlaps the input folder {src}; write it elsewhere")
+        ident = _identity(out)
+        src = (by_id.get(ident) if ident is not None else None) or by_real.get(_real(out))
+        if src is not None:
+            raise AnomalyError(f"{out}: the {name} would overwrite the input {src}; write it elsewhere")
     names = list(outs)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            if outs[a].resolve() == outs[b].resolve():
+            same_id = _identity(outs[a]) is not None and _identity(outs[a]) == _identity(outs[b])
+            if same_id or _real(outs[a]) == _real(outs[b]):
                 raise AnomalyError(f"{outs[a]}: given as both the {a} and the {b}")
+    dirs = [_real(Path(r)) for r in [*roots, *inputs] if r is not None and str(r) not in ("", "-") and Path(r).is_dir()]
+    reals = list(by_real)
     for folder in folders:
         if folder is None:
             continue
-        f = Path(folder)
-        for src in ins:
-            if (src.is_dir() and (_inside(f, src) or _inside(src, f))) or (src.is_file() and _inside(src, f)):
-                raise AnomalyError(f"{f}: the output folder holds or overlaps the input {src}; write it elsewhere")
+        f = _real(Path(folder))
+        src = next((d for d in dirs if _inside(f, d) or _inside(d, f)), None)
+        if src is None:
+            src = next((by_real[r] for r in reals if _inside(r, f)), None)
+        if src is not None:
+            raise AnomalyError(f"{folder}: the output folder holds or overlaps the input {src}; write it elsewhere")
+
+
+#: temporary outputs are named ``.<target>.<TAG>-<host>-<pid>-<start>-<random>``: whoever finds
+#: one whose process is gone (killed with -9, the machine reset) can remove it
+TAG = "al-tmp"
+_TEMP = re.compile(rf"^\..+\.{TAG}-(?P<host>[0-9a-f]{{8}})-(?P<pid>\d+)-(?P<start>\d+)-[a-z0-9_]+$")
+_swept: set[str] = set()
+
+
+def _host() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _start_time(pid: int) -> int:
+    """When process ``pid`` started (clock ticks since boot, from /proc), 0 where unknown; with
+    the pid it names a process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _alive(pid: int, start: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not start or _start_time(pid) in (0, start)
+
+
+def sweep_temps(folder) -> list[Path]:
+    """Remove the temporary outputs in ``folder`` left by processes of this machine that are gone
+    (killed with -9 mid-write); returns what was removed. Run once per folder and process,
+    before the first output is written there."""
+    removed, host = [], _host()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if m is None or m["host"] != host or _alive(int(m["pid"]), int(m["start"])):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
 
 
 @contextmanager
 def atomic_output(path, what: str = "output", mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success. The file
-    gets ``mode`` (default: 0o666 less the umask, as ``open()`` would give it)."""
+    gets ``mode`` (default: 0o666 less the umask, as ``open()`` would give it). The temporary
+    name says which process owns it, so a temporary file that a kill -9 left behind is removed
+    by the next output written into the same folder (:func:`sweep_temps`)."""
     path = check_writable(path, what)
+    folder = str(path.parent or ".")
+    key = os.path.realpath(folder)
+    if key not in _swept:
+        sweep_temps(folder)
+        _swept.add(key)
+    pid = os.getpid()
+    prefix = f".{path.name}.{TAG}-{_host()}-{pid}-{_start_time(pid)}-"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix="", dir=folder)
     except OSError as e:
         raise AnomalyError(f"{path}: cannot write ({e.strerror})") from None
     os.close(fd)

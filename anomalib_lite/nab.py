@@ -18,7 +18,7 @@ import numpy as np
 from .errors import AnomalyError
 from .io import atomic_output
 
-__all__ = ["calendar_steps", "probation_steps", "results_path", "results_scores", "run_protocol", "write_results"]
+__all__ = ["NEIGHBOURS", "calendar_steps", "probation_steps", "results_path", "results_scores", "run_protocol", "write_results"]
 
 
 def probation_steps(n: int, share: float = 0.15) -> int:
@@ -60,27 +60,36 @@ def calendar_steps(step_seconds: float | None) -> tuple[int, int]:
     return round(7 * 86400 / step_seconds), max(1, round(86400 / step_seconds))
 
 
-def results_scores(detector, scores, share: float = 0.15, values=None, step_seconds: float | None = None) -> np.ndarray:
+#: the subsequence length of the nearest-neighbour evidence in NAB's score (steps)
+NEIGHBOURS = 8
+
+
+def results_scores(detector, scores, share: float = 0.15, values=None, step_seconds: float | None = None,
+                   **options) -> np.ndarray:
     """The [0, 1] scores NAB reads for one series scored from its first step:
     ``detector.unit_scores`` of the whole stream (its long-run distribution of scores starts
-    with the probationary period's), 0 in the probationary period, which NAB does not score.
-    ``values``: the series (its new extremes alarm, as in NAB's HTM detector). After an alarm
-    the score stays quiet for half the probationary period: NAB's anomaly windows are 10 % of a
-    series shared among its anomalies, the probationary period 15 % (at most 750 steps), so
-    half of it is about one window, and NAB counts one detection per window and charges every
-    other one. The end of the probationary period (of training) counts as such an event: the
-    first out-of-sample steps are judged against a history of in-sample scores, so no alarm in
-    the half probationary period after it. ``step_seconds`` (the series' time step, when it has
-    dates; ``SeriesSource.step_seconds``): a step far from the same time of day and week in the
-    last three weeks is surprising too (a holiday, which a forecaster of the next steps
-    follows), once the comparison has a day of history; the weekly rhythm of human activity,
-    which Prophet also assumes for any series with dates and steps of a day or less."""
+    with the probationary period's), 0 in the probationary period, which NAB does not score, and
+    no alarm there. After an alarm the score stays quiet for half the probationary period: NAB's
+    anomaly windows are 10 % of a series shared among its anomalies, the probationary period 15 %
+    (at most 750 steps), so half of it is about one window, and NAB counts one detection per
+    window and charges every other one. ``values`` (the series) add the evidence that does not
+    depend on the forecaster, each a surprise on its own history: the distance of the latest
+    :data:`NEIGHBOURS` steps to their nearest earlier neighbour (a spike, a new level, a shape
+    never seen), a change in level or variance between the detector's last window of steps and
+    the eight before, and with ``step_seconds`` (the series' time step, when it has dates;
+    ``SeriesSource.step_seconds``) the distance to the same time of day and week in the last
+    three weeks (a holiday, which a forecaster of the next steps follows), once that comparison
+    has a day of history: the weekly rhythm of human activity, which Prophet also assumes for any
+    series with dates and steps of a day or less. ``options`` change what is passed to
+    ``unit_scores`` (and on to :class:`anomalib_lite.thresholds.SurpriseScore`), for ablations."""
     s = np.asarray(scores, dtype=np.float64)
     p = probation_steps(len(s), share)
     week, day = calendar_steps(step_seconds) if values is not None else (0, 0)
     if week + day >= len(s):  # never compared: hold no ring of a week's steps
         week = day = 0
-    out = detector.unit_scores(s, values=values, quiet=p // 2, settle=p + p // 2, cycle=week, cycle_warm=day)
+    kw = dict(quiet=p // 2, settle=p, cycle=week, cycle_warm=day, extremes=False, neighbours=NEIGHBOURS,
+              change=int(getattr(detector, "window", 0)))
+    out = detector.unit_scores(s, values=values, **{**kw, **options})
     out = np.nan_to_num(out, nan=0.0)
     out[:p] = 0.0
     return out

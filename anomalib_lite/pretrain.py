@@ -32,6 +32,7 @@ import backbones
 from . import distributed
 from .data import training_data
 from .errors import AnomalyError
+from .io import atomic_output
 from .nets import BackboneClassifier, PatchSegmenter, geometric_transform, n_transforms, trainable_extractor
 from .streaming import stream_rng
 from .training import TrainConfig, TrainResult, fit_model
@@ -196,7 +197,9 @@ def pretrain(
     path = None
     if out is not None:
         if distributed.is_main():  # under torchrun every rank holds the same weights: rank 0 writes
-            backbones.save_weights(ext.trunk_state_dict(), out, backbone, metadata=meta)
+            data = backbones.weights.weights_bytes(ext.trunk_state_dict(), backbone, metadata=meta, where=str(out))
+            with atomic_output(out, "weights") as tmp:
+                tmp.write_bytes(data)
         path = str(out)
     frozen = backbones.FeatureExtractor.from_config(
         {**ext.config(), "weights_source": path or "pretrained (not saved)"},

@@ -342,28 +342,38 @@ class SeriesDetector(Detector):
         return self.calibration_scores_
 
     def unit_scores(self, scores, values=None, quiet: int = 0, settle: int = 0, cycle: int = 0,
-                    cycle_warm: int = 0) -> np.ndarray:
+                    cycle_warm: int = 0, extremes: bool = True, neighbours: int = 0, change: int = 0,
+                    **options) -> np.ndarray:
         """A stream's scores (in order, from its start) mapped to [0, 1] for NAB: how surprising
         each step's score is against the stream's long-run distribution of scores (seeded with
         the calibration scores, when there are some), quiet after an alarm for ``quiet`` steps,
         at least a window, or a season's period when that is longer (an event disturbs the
         forecasts that read it, and the seasonal inputs one period later: one event, one alarm);
         with a season, a surprise that recurs at the same phase (within half a window) one
-        period later does not alarm; with ``values`` (the stream's steps), a new extreme of the
-        series adds an alarm's worth of surprise, and with ``cycle`` (steps, e.g. a week) a step
-        far from the same phase of the last three cycles is surprising too (silent for its first
-        ``cycle_warm`` steps); the first ``settle`` steps never alarm
-        (:class:`anomalib_lite.thresholds.SurpriseScore`). Never capped; comparable across
-        series. NaN stays NaN."""
+        period later does not alarm; the first ``settle`` steps never alarm. With ``values`` (the
+        stream's steps, standardised here as in training) the evidence that reads the series
+        itself: a new extreme of the series adds an alarm's worth of surprise (``extremes``);
+        ``cycle`` (steps, e.g. a week): the distance to the same phase of the last three cycles
+        (silent for its first ``cycle_warm`` steps); ``neighbours`` (steps): the distance of the
+        latest subsequence of that length to its nearest earlier one; ``change`` (steps): a
+        change in level or variance between the last ``change`` steps and the eight windows
+        before them; each a surprise on its own history, the step's the largest
+        (:class:`anomalib_lite.thresholds.SurpriseScore`, which takes ``options`` too). Never
+        capped; comparable across series. NaN stays NaN. ``last_levels_``: each kind's surprise
+        per step (``SurpriseScore.last_levels``), to explain an alarm or a miss."""
         prior = getattr(self, "calibration_scores_", None)
         season = getattr(self, "season_", 0)
         quiet = max(self.window, season, int(quiet))
         reach = min(self.window // 2, season - 1) if season else 0
         if values is not None:  # one scale per channel, the training data's
             values = self._scaled(np.asarray(values, dtype=np.float64).reshape(len(np.ravel(scores)), -1))
-        return SurpriseScore(() if prior is None else prior, refractory=quiet, season=season, reach=reach,
-                             settle=settle, cycle=cycle, span=max(1.0, float(getattr(self, "smoothing", 1.0))),
-                             cycle_warm=cycle_warm).update(scores, values)
+        kw = dict(refractory=quiet, season=season, reach=reach, settle=settle, cycle=cycle,
+                  span=max(1.0, float(getattr(self, "smoothing", 1.0))), cycle_warm=cycle_warm, extremes=extremes,
+                  neighbours=neighbours, change=change)
+        surprise = SurpriseScore(() if prior is None else prior, **{**kw, **options})
+        out = surprise.update(scores, values)
+        self.last_levels_ = surprise.last_levels
+        return out
 
     def p_values(self, scores) -> np.ndarray:
         """p-values against the calibration scores, with a fitted exponential tail beyond them

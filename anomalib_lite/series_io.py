@@ -23,12 +23,9 @@ import numpy as np
 
 from .errors import AnomalyError
 from .io import atomic_output
-from .series_sources import MISSING, SeriesReader, SeriesSource
+from .series_sources import MAX_LINE, MISSING, SeriesReader, SeriesSource
 
 __all__ = ["MAX_LINE", "read_lines", "score_series", "score_table", "stream_lines", "write_score_table"]
-
-#: a stream line longer than this (characters) is skipped, read in pieces: memory stays bounded
-MAX_LINE = 1 << 20
 
 
 def fmt(v: float) -> str:

@@ -4,8 +4,11 @@
 this module. A CSV needs a header line; the time column is ``--time-column`` or the first column
 named timestamp/time/date/datetime; the value columns are ``--column`` (one or more) or all other
 columns; an optional label column holds 0/1 per row. Rows are steps in file order; times must be
-numbers or ISO 8601 (they are checked and written back, not used to reorder: NAB's own
-machine_temperature series steps back an hour once). Empty cells (or NaN/NA/null) are gaps: rejected by default, or filled by linear
+numbers or ISO 8601 and must increase line by line: a time that repeats or goes back is an error
+naming its line, unless the spec asks ``?order=sort`` (rows sorted by time) or ``?order=file``
+(the file's order, unchecked: how NAB's own series are read, since NAB scores rows in file order
+and machine_temperature steps back an hour once). A line over :data:`MAX_LINE` characters is
+refused while it is read. Empty cells (or NaN/NA/null) are gaps: rejected by default, or filled by linear
 interpolation with ``nan="interpolate"`` (in a live stream, where the next value is not known yet,
 a gap takes the last value). Every error names the file, the line and the column.
 """
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -22,12 +24,19 @@ from pathlib import Path
 import numpy as np
 
 from .data import NAN_POLICIES, fill_gaps
-from .errors import AnomalyError
+from .errors import AnomalyError, shown
 from .sources import DataSource, data_root
 
-__all__ = ["SeriesReader", "SeriesSource", "load_csv", "load_nab", "nab_files", "parse_time"]
+__all__ = ["MAX_LINE", "ORDERS", "SeriesReader", "SeriesSource", "bounded_lines", "load_csv", "load_nab", "nab_files",
+           "parse_time"]
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime")
+#: how rows relate to their times: "reject" (times must increase line by line: a time that
+#: repeats or goes back is an error naming its line), "sort" (rows sorted by time, then they must
+#: increase), "file" (the file's order, unchecked: NAB's own series, scored in file order)
+ORDERS = ("reject", "sort", "file")
+#: a CSV line longer than this (characters) is refused while it is read: memory stays bounded
+MAX_LINE = 1 << 20
 MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
 
 
@@ -48,15 +57,21 @@ class SeriesReader:
     """Turns CSV rows of one layout into (timestamp text, time, values, label), checking each."""
 
     def __init__(self, header: Sequence[str], where: str, columns: Sequence[str] | None = None,
-                 time_column: str | None = None, label_column: str | None = None, nan: str = "reject"):
+                 time_column: str | None = None, label_column: str | None = None, nan: str = "reject",
+                 order: str = "reject"):
         if nan not in NAN_POLICIES:
             raise AnomalyError(f"nan='{nan}': unknown; use one of {', '.join(NAN_POLICIES)}")
+        if order not in ORDERS:
+            raise AnomalyError(f"order='{shown(order, 40)}': unknown; use one of {', '.join(ORDERS)}")
+        self.order = order
+        self.last_time: tuple[float, str, int] | None = None  # (time, stamp, line) of the last row
         self.header = [h.strip().lstrip("\ufeff") for h in header]
         self.where, self.nan = where, nan
 
         def index(name: str) -> int:
             if name not in self.header:
-                raise AnomalyError(f"{where}: column '{name}' not found; columns are: {', '.join(self.header)}")
+                raise AnomalyError(f"{where}: column '{shown(name, 60)}' not found; columns are: "
+                                   f"{shown(', '.join(self.header))}")
             return self.header.index(name)
 
         if time_column is None:
@@ -67,7 +82,7 @@ class SeriesReader:
         taken = {self.time_idx, self.label_idx}
         columns = list(columns) if columns else [h for i, h in enumerate(self.header) if i not in taken]
         if not columns:
-            raise AnomalyError(f"{where}: no value columns; columns are: {', '.join(self.header)}")
+            raise AnomalyError(f"{where}: no value columns; columns are: {shown(', '.join(self.header))}")
         self.columns = columns
         self.value_idx = [index(c) for c in columns]
         self.last_values: np.ndarray | None = None
@@ -85,16 +100,16 @@ class SeriesReader:
             if cell.lower() in MISSING:
                 if self.nan == "reject":
                     raise AnomalyError(
-                        f"{at}: column '{name}' is empty (a gap); use --nan interpolate to fill gaps"
+                        f"{at}: column '{shown(name, 60)}' is empty (a gap); use --nan interpolate to fill gaps"
                     )
                 values[j] = np.nan
                 continue
             try:
                 values[j] = float(cell)
             except ValueError:
-                raise AnomalyError(f"{at}: column '{name}': '{cell}' is not a number") from None
+                raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a number") from None
             if not np.isfinite(values[j]):
-                raise AnomalyError(f"{at}: column '{name}': '{cell}' is not a finite number")
+                raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a finite number")
         stamp = t = label = None
         if self.time_idx is not None:
             stamp = row[self.time_idx].strip()
@@ -102,8 +117,17 @@ class SeriesReader:
                 t = parse_time(stamp)
             except ValueError:
                 raise AnomalyError(
-                    f"{at}: column '{self.time_column}': '{stamp}' is not a date/time (ISO 8601) or a number"
+                    f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' is not a date/time (ISO 8601) or a number"
                 ) from None
+            if not np.isfinite(t):
+                raise AnomalyError(f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' is not a finite time")
+            last = self.last_time
+            if self.order == "reject" and last is not None and t <= last[0]:
+                raise AnomalyError(
+                    f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' "
+                    f"{'repeats' if t == last[0] else 'goes back from'} line {last[2]}'s '{shown(last[1], 60)}'; "
+                    "times must increase (add ?order=sort to the data spec to sort rows by time)"
+                )
         if self.label_idx is not None:
             cell = row[self.label_idx].strip()
             try:
@@ -111,7 +135,8 @@ class SeriesReader:
             except ValueError:
                 label = None
             if label not in (0.0, 1.0):
-                raise AnomalyError(f"{at}: label '{cell}' in column '{self.header[self.label_idx]}' is not 0 or 1")
+                raise AnomalyError(f"{at}: label '{shown(cell, 60)}' in column '{shown(self.header[self.label_idx], 60)}' "
+                                   "is not 0 or 1")
             label = int(label)
         if stream and np.isnan(values).any():
             if self.last_values is None:
@@ -119,6 +144,8 @@ class SeriesReader:
             values = np.where(np.isnan(values), self.last_values, values)
         if not np.isnan(values).any():
             self.last_values = values
+        if t is not None:
+            self.last_time = (t, stamp, line)
         return stamp, t, values, label
 
 
@@ -200,26 +227,41 @@ class SeriesSource(DataSource):
                 "time_column": self.time_column, "header": self.header, "classes": None}
 
 
-def _read_rows(spec: str, text_lines, columns, time_column, label_column, nan) -> SeriesSource:
+def bounded_lines(fh, where: str, max_line: int = MAX_LINE) -> Iterator[str]:
+    """The lines of a text file, each read with at most ``max_line + 1`` characters in memory: a
+    longer line is refused (AnomalyError with its number) while it is being read."""
+    number = 0
+    while True:
+        line = fh.readline(max_line + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > max_line and not line.endswith(("\n", "\r")):
+            raise AnomalyError(f"{where}: line {number}: longer than {max_line:,} characters; refused")
+        yield line
+
+
+def _read_rows(spec: str, text_lines, columns, time_column, label_column, nan, order="reject") -> SeriesSource:
     rows = csv.reader(text_lines)
     try:
-        return _parse_rows(spec, rows, columns, time_column, label_column, nan)
+        return _parse_rows(spec, rows, columns, time_column, label_column, nan, order)
     except csv.Error as e:
         raise AnomalyError(f"{spec}: line {rows.line_num}: malformed CSV ({e})") from None
 
 
-def _parse_rows(spec: str, rows, columns, time_column, label_column, nan) -> SeriesSource:
+def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order="reject") -> SeriesSource:
     header = None
     for header in rows:
         if any(c.strip() for c in header):
             break
     if not header or not any(c.strip() for c in header):
         raise AnomalyError(f"{spec}: empty file; expected a CSV header line and rows")
-    reader = SeriesReader(header, spec, columns, time_column, label_column, nan)
-    parsed, blank = [], []
+    reader = SeriesReader(header, spec, columns, time_column, label_column, nan, order)
+    parsed, blank, lines = [], [], []
     for row in rows:
         if any(c.strip() for c in row):
             parsed.append(reader.parse(row, rows.line_num))
+            lines.append(rows.line_num)
         else:
             blank.append(rows.line_num)
     if blank:  # skipped, but never silently
@@ -227,6 +269,8 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan) -> Ser
         print(f"anomalib_lite: {spec}: {len(blank)} blank line(s) skipped (line {shown})", file=sys.stderr)
     if not parsed:
         raise AnomalyError(f"{spec}: no rows after the header")
+    if order == "sort" and reader.time_idx is not None:
+        parsed, lines = _sorted_by_time(spec, reader.time_column, parsed, lines)
     stamps, times, values, labels = zip(*parsed)
     x = fill_gaps(np.stack(values), nan, where=spec)
     timed = reader.time_idx is not None
@@ -237,14 +281,26 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan) -> Ser
     )
 
 
+def _sorted_by_time(spec: str, column: str, parsed: list, lines: list) -> tuple[list, list]:
+    """Rows in time order (stable); a time that still repeats is an error naming both lines."""
+    order = sorted(range(len(parsed)), key=lambda i: parsed[i][1])
+    parsed, lines = [parsed[i] for i in order], [lines[i] for i in order]
+    for i in range(1, len(parsed)):
+        if parsed[i][1] == parsed[i - 1][1]:
+            raise AnomalyError(f"{spec}: line {lines[i]}: column '{column}': '{shown(parsed[i][0], 60)}' repeats "
+                               f"line {lines[i - 1]}'s time; each row needs its own time")
+    return parsed, lines
+
+
 def load_csv(spec: str, path: str | Path, columns=None, time_column=None, label_column=None,
-             nan: str = "reject") -> SeriesSource:
-    """A CSV series from a file, or from stdin when ``path`` is ``-``."""
+             nan: str = "reject", order: str = "reject") -> SeriesSource:
+    """A CSV series from a file, or from stdin when ``path`` is ``-``; ``order``: see
+    :data:`ORDERS`. Lines are read with bounded memory (:func:`bounded_lines`)."""
     if str(path) == "-":
-        return _read_rows(spec, io.StringIO(sys.stdin.read()), columns, time_column, label_column, nan)
+        return _read_rows(spec, bounded_lines(sys.stdin, spec), columns, time_column, label_column, nan, order)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            return _read_rows(spec, fh, columns, time_column, label_column, nan)
+            return _read_rows(spec, bounded_lines(fh, spec), columns, time_column, label_column, nan, order)
     except UnicodeDecodeError:
         raise AnomalyError(f"{spec}: not a text (UTF-8) CSV file") from None
     except csv.Error as e:
@@ -266,7 +322,7 @@ def _nab_json(root: Path, name: str, spec: str) -> dict:
         raise AnomalyError(f"{spec}: cannot read NAB labels {path} ({e}); set ANOMALY_DATA_DIR or --data-dir") from None
 
 
-def load_nab(spec: str, name: str, data_dir=None, nan: str = "reject") -> SeriesSource:
+def load_nab(spec: str, name: str, data_dir=None, nan: str = "reject", order: str = "file") -> SeriesSource:
     """A NAB series (``realKnownCause/nyc_taxi.csv``) with its windows and labelled anomalies."""
     root = data_root(data_dir) / "NAB"
     path = root / "data" / name
@@ -276,7 +332,7 @@ def load_nab(spec: str, name: str, data_dir=None, nan: str = "reject") -> Series
             f"{spec}: {path} not found" + (f"; NAB series are e.g.: {known}" if known else
                                             "; set ANOMALY_DATA_DIR or --data-dir to the folder holding NAB/")
         )
-    src = load_csv(spec, path, ["value"], "timestamp", None, nan)
+    src = load_csv(spec, path, ["value"], "timestamp", None, nan, order)  # NAB scores rows in file order
     wins = _nab_json(root, "combined_windows.json", spec).get(name, [])
     points = _nab_json(root, "combined_labels.json", spec).get(name, [])
     times = src.times

@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import stat
 import struct
 from pathlib import Path
 
 from .errors import AnomalyError
 
-__all__ = ["SIGNATURE_KEY", "generate_keys", "load_private_key", "load_public_key", "sign_file", "verify_file",
-           "verify_key_from_env"]
+__all__ = ["SIGNATURE_KEY", "generate_keys", "load_private_key", "load_public_key", "sign_bytes", "sign_file",
+           "verify_file", "verify_key_from_env"]
 
 SIGNATURE_KEY = "anomalib_lite.signature"
 PLACEHOLDER = "0" * 128
 _MARK = f'"{SIGNATURE_KEY}":"'.encode()
 _DOMAIN = b"anomalib_lite bundle signature v1\n"
 ENV_VAR = "ANOMALY_VERIFY_KEY"
+_CANONICAL = re.compile(rb"[0-9a-f]{128}")
 
 
 def _crypto():
@@ -59,17 +62,27 @@ def generate_keys(private_path, public_path=None) -> tuple[Path, Path]:
 
 
 def _read_key_file(path, what: str) -> bytes:
+    """A key file's bytes, read through one descriptor (a regular file of at most 64 KB)."""
     if path is None:
         raise AnomalyError(f"{what}: no key file given")
+    check_key_name(path, what)
     p = Path(path)
     try:
-        if not p.is_file():
-            raise AnomalyError(f"{p}: {what} not found" if not p.exists() else f"{p}: {what} is not a regular file")
-        if p.stat().st_size > 64 * 1024:
-            raise AnomalyError(f"{p}: not a key file (larger than 64 KB)")
-        return p.read_bytes()
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise AnomalyError(f"{p}: {what} not found") from None
     except OSError as e:
         raise AnomalyError(f"{p}: cannot read the {what} ({e.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise AnomalyError(f"{p}: {what} is not a regular file")
+            data = fh.read(64 * 1024 + 1)
+        except OSError as e:
+            raise AnomalyError(f"{p}: cannot read the {what} ({e.strerror})") from None
+    if len(data) > 64 * 1024:
+        raise AnomalyError(f"{p}: not a key file (larger than 64 KB)")
+    return data
 
 
 def load_private_key(path):
@@ -102,8 +115,19 @@ def load_public_key(path):
 
 
 def verify_key_from_env() -> str | None:
-    """``$ANOMALY_VERIFY_KEY``: when set, every bundle loaded must carry a valid signature."""
-    return os.environ.get(ENV_VAR) or None
+    """``$ANOMALY_VERIFY_KEY``: when set, every bundle loaded must carry a valid signature. Set
+    but empty or blank is an error, never "no verification" (fail closed)."""
+    value = os.environ.get(ENV_VAR)
+    if value is None:
+        return None
+    check_key_name(value, f"${ENV_VAR}")
+    return value
+
+
+def check_key_name(value, what: str = "verify key") -> None:
+    """Refuse a key file name that is empty or blank (a key asked for but not given)."""
+    if isinstance(value, (str, os.PathLike)) and not os.fspath(value).strip():
+        raise AnomalyError(f"{what}: set but empty; give the public key file (or unset it to load unsigned bundles)")
 
 
 def _signature_span(data: bytes, where) -> tuple[int, int] | None:
@@ -132,21 +156,28 @@ def _digest(data: bytes, span: tuple[int, int]) -> bytes:
     return _DOMAIN + h.digest()
 
 
-def sign_file(path, key) -> None:
-    """Sign a bundle written with the placeholder signature, in place (offsets do not move)."""
-    path = Path(path)
-    data = path.read_bytes()
-    span = _signature_span(data, path)
+def sign_bytes(data: bytes, key) -> bytes:
+    """A bundle's bytes (written with the placeholder signature) with the signature filled in;
+    no offset moves. The signature is written in its one canonical spelling: lower-case hex."""
+    span = _signature_span(data, "bundle")
     if span is None or data[span[0] : span[1]] != PLACEHOLDER.encode():
-        raise AnomalyError(f"{path}: has no room for a signature (save it with sign=KEY)")
-    signature = key.sign(_digest(data, span)).hex().encode()
-    with open(path, "r+b") as fh:
-        fh.seek(span[0])
-        fh.write(signature)
+        raise AnomalyError("bundle: has no room for a signature (save it with sign=KEY)")
+    return data[: span[0]] + key.sign(_digest(data, span)).hex().encode() + data[span[1] :]
+
+
+def sign_file(path, key) -> None:
+    """Sign a bundle file written with the placeholder signature, in place."""
+    path = Path(path)
+    try:
+        path.write_bytes(sign_bytes(path.read_bytes(), key))
+    except AnomalyError as e:
+        raise AnomalyError(f"{path}: {str(e).partition(': ')[2]}") from None
 
 
 def verify_file(path, key, data: bytes | None = None) -> None:
-    """Raise AnomalyError unless the bundle at ``path`` carries a valid signature by ``key``."""
+    """Raise AnomalyError unless the bundle carries a valid signature by ``key``. ``data``: the
+    bundle's bytes, already read (what the caller goes on to parse: the bytes verified are the
+    bytes used); else ``path`` is read once."""
     from cryptography.exceptions import InvalidSignature
 
     if data is None:
@@ -154,8 +185,10 @@ def verify_file(path, key, data: bytes | None = None) -> None:
     span = _signature_span(data, path)
     if span is None:
         raise AnomalyError(f"{path}: the bundle is not signed, and verification was asked for")
+    text = data[span[0] : span[1]]
+    if not _CANONICAL.fullmatch(text):  # one spelling only: upper case or other hex is a changed file
+        raise AnomalyError(f"{path}: bad signature: not {len(PLACEHOLDER)} lower-case hex digits (file changed)")
     try:
-        signature = bytes.fromhex(data[span[0] : span[1]].decode("ascii"))
-        key.verify(signature, _digest(data, span))
-    except (InvalidSignature, ValueError, UnicodeDecodeError):
+        key.verify(bytes.fromhex(text.decode("ascii")), _digest(data, span))
+    except InvalidSignature:
         raise AnomalyError(f"{path}: bad signature: the bundle was changed after signing, or signed with another key") from None

@@ -13,22 +13,27 @@ plant synthetic anomalies with exact masks. :func:`load` returns a :class:`DataS
 and every sample has a name (its path relative to the spec) for outputs.
 Time series: a ``.csv`` file, ``-`` (CSV on stdin) or ``nab:realKnownCause/nyc_taxi.csv`` (from
 ``<data root>/NAB``), read by :mod:`anomalib_lite.series_sources`; options ``?start=`` and
-``?stop=`` (a step, or a fraction of the series such as ``0.15``) and ``?limit=N`` cut it in time.
+``?stop=`` (a step, or a fraction of the series such as ``0.15``) and ``?limit=N`` cut it in time;
+``?order=sort`` sorts rows by time (times that go back or repeat are an error otherwise),
+``?order=file`` keeps the file's order unchecked (NAB's default).
 """
 from __future__ import annotations
 
 import glob as _glob
+import math
 import os
+import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import numpy as np
 
-from .errors import AnomalyError
+from .errors import AnomalyError, shown
 from .tiling import Tiling
 
-__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "load", "spec_path"]
+__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "load", "spec_files", "spec_path"]
 
 NORMAL_NAMES = ("good", "normal")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
@@ -338,7 +343,8 @@ def _relative(path: Path, root: Path | None) -> str:
 
 # ---------------------------------------------------------------- spec parsing
 
-_OPTIONS = {"classes", "limit", "overlap", "seed", "severity", "share", "size", "start", "stop", "synth", "tile"}
+_OPTIONS = {"classes", "limit", "order", "overlap", "seed", "severity", "share", "size", "start", "stop", "synth",
+            "tile"}
 SYNTH_CLASS = "synthetic"
 
 
@@ -477,26 +483,72 @@ def _load_mnist(spec: str, split: str, data_dir, download: bool) -> ArraySource:
 
 
 def _load_array(spec: str, path: Path) -> ArraySource:
+    """A .npy array, or an .npz archive's samples (``x``/``X``/``images``/``data``, else its first
+    array) and labels (``y``/``labels``/``targets``). Each array's header is checked before any
+    memory is taken for it (see :func:`_read_npy`)."""
     try:
-        raw = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise AnomalyError(f"{path}: cannot read array file ({e})") from None
-    if isinstance(raw, np.ndarray):
-        return ArraySource(spec, raw)
-    with raw:
-        keys = list(raw.keys())
+        if path.suffix.lower() == ".npy":
+            with open(path, "rb") as fh:
+                x, y, ykey = _read_npy(fh, os.fstat(fh.fileno()).st_size, str(path)), None, None
+        else:
+            x, y, ykey = _read_npz(path)
+    except AnomalyError:
+        raise
+    except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error) as e:
+        raise AnomalyError(f"{path}: cannot read array file ({shown(str(e))})") from None
+    if y is None:
+        return ArraySource(spec, x)
+    if y.ndim != 1 or len(y) != len(x):
+        raise AnomalyError(f"{path}: '{shown(ykey, 60)}' holds {y.shape} labels for {len(x)} samples")
+    names, targets = np.unique(y, return_inverse=True)
+    return ArraySource(spec, x, targets.astype(np.int64), [str(v) for v in names])
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """(samples, labels or None, the labels' key) of an .npz archive (a zip of .npy members)."""
+    with zipfile.ZipFile(path) as zf:
+        members = {info.filename[:-4]: info for info in zf.infolist() if info.filename.endswith(".npy")}
+        keys = list(members)
         xkey = next((k for k in ("x", "X", "images", "data") if k in keys), keys[0] if keys else None)
         if xkey is None:
             raise AnomalyError(f"{path}: the .npz file holds no arrays")
         ykey = next((k for k in ("y", "labels", "targets") if k in keys and k != xkey), None)
-        x = raw[xkey]
-        y = None if ykey is None else raw[ykey]
-    if y is None:
-        return ArraySource(spec, x)
-    if y.ndim != 1 or len(y) != len(x):
-        raise AnomalyError(f"{path}: '{ykey}' holds {y.shape} labels for {len(x)} samples")
-    names, targets = np.unique(y, return_inverse=True)
-    return ArraySource(spec, x, targets.astype(np.int64), [str(v) for v in names])
+        out = []
+        for key in (xkey, ykey):
+            if key is None:
+                out.append(None)
+                continue
+            with zf.open(members[key]) as fh:
+                out.append(_read_npy(fh, members[key].file_size, f"{path}: array '{shown(key, 60)}'"))
+    return out[0], out[1], ykey
+
+
+def _read_npy(fh, size: int, where: str) -> np.ndarray:
+    """The array of a .npy stream of ``size`` bytes. Its header is read and checked first: no
+    Python objects (they would need unpickling; never done), and the data it claims must be the
+    bytes the file holds, so a header claiming 10^8 images is one error, not a 24 GB allocation."""
+    from numpy.lib import format as npf
+
+    try:
+        version = npf.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = npf.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = npf.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"format version {version[0]}.{version[1]} not supported")
+    except (ValueError, EOFError, TypeError, SyntaxError) as e:
+        raise AnomalyError(f"{where}: cannot read array file (not a .npy array: {shown(str(e))})") from None
+    if dtype.hasobject:
+        raise AnomalyError(f"{where}: holds Python objects (dtype object); only arrays of numbers are read "
+                           "(objects would need unpickling, which is never done)")
+    claimed = math.prod(shape) * dtype.itemsize
+    held = size - fh.tell()
+    if claimed != held:
+        raise AnomalyError(f"{where}: its header claims a {dtype} array of shape {tuple(shape)} ({claimed:,} bytes) "
+                           f"but the file holds {held:,} bytes of data (damaged or forged)")
+    fh.seek(0)
+    return npf.read_array(fh, allow_pickle=False)
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -616,6 +668,30 @@ def spec_path(spec: str) -> Path | None:
     return path if path.exists() else None
 
 
+def spec_files(spec: str, data_dir=None) -> list[Path]:
+    """Every file a data spec reads (what no output may replace): a folder's images (and MVTec
+    masks beside it), the files a glob matches, the file itself, MNIST's raw files, a NAB series
+    and its label files; nothing for stdin."""
+    base = str(spec).split("?")[0]
+    if base in ("", "-"):
+        return []
+    if base.startswith("mnist:"):
+        raw = data_root(data_dir) / "MNIST" / "raw"
+        return sorted(p for p in raw.iterdir() if p.is_file()) if raw.is_dir() else []
+    if base.startswith("nab:"):
+        root = data_root(data_dir) / "NAB"
+        return [root / "data" / base[4:], root / "labels" / "combined_windows.json",
+                root / "labels" / "combined_labels.json"]
+    path = Path(base).expanduser()
+    if _glob.has_magic(base) and not path.exists():
+        return sorted(Path(p) for p in _glob.glob(str(path), recursive=True)
+                      if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
+    if path.is_dir():
+        gt = path.parent / "ground_truth"
+        return _image_files(path) + (sorted(p for p in gt.rglob("*") if p.is_file()) if gt.is_dir() else [])
+    return [path]
+
+
 def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, columns=None,
          time_column: str | None = None, label_column: str | None = None, nan: str = "reject") -> DataSource:
     """Load a data spec (see module docstring); every problem is one AnomalyError.
@@ -630,11 +706,12 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
     if base.startswith("nab:"):
         if (columns and list(columns) != ["value"]) or time_column not in (None, "timestamp") or label_column:
             raise AnomalyError(f"{spec}: NAB series have fixed columns (timestamp, value); drop --column")
-        return _select_series(ss.load_nab(spec, base[4:], data_dir, nan), options)
+        return _select_series(ss.load_nab(spec, base[4:], data_dir, nan, options.get("order", "file")), options)
     if base == "-" or base.lower().endswith(".csv"):
         if base != "-" and not Path(base).expanduser().is_file():
             raise AnomalyError(f"{spec}: path '{Path(base).expanduser()}' does not exist")
-        src = ss.load_csv(spec, Path(base).expanduser() if base != "-" else "-", columns, time_column, label_column, nan)
+        src = ss.load_csv(spec, Path(base).expanduser() if base != "-" else "-", columns, time_column, label_column, nan,
+                          options.get("order", "reject"))
         return _select_series(src, options)
     if columns or time_column or label_column:
         raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to CSV series only")
@@ -657,6 +734,8 @@ def _tiling(spec: str, options: dict[str, str]) -> Tiling:
 
 
 def _load_images(spec: str, base: str, options: dict[str, str], data_dir, download: bool) -> DataSource:
+    if "order" in options:
+        raise AnomalyError(f"{spec}: order= applies to time series (CSV, NAB) only")
     if base.startswith("mnist:"):
         if "size" in options:
             raise AnomalyError(f"{spec}: size= applies to image files only")

@@ -18,7 +18,7 @@ from collections import deque
 import numpy as np
 import torch
 
-__all__ = ["Ewma", "MovingAverage", "MovingWindow", "Reservoir", "RunningMoments", "sliding_windows", "stream_rng"]
+__all__ = ["Ewma", "KeyedSample", "MovingAverage", "MovingWindow", "Reservoir", "RunningMoments", "sliding_windows", "stream_rng"]
 
 
 def stream_rng(seed: int, *key: int) -> np.random.Generator:
@@ -97,6 +97,128 @@ class Reservoir:
         if len(self._filling) > 1:
             self._filling = [torch.cat(self._filling)]
         return self._filling[0]
+
+
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser over uint64 arrays (wrapping): nearby integers, scattered."""
+    z = z + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def keyed_hash(seed: int, ids: np.ndarray) -> np.ndarray:
+    """A 64-bit pseudo-random key per row of ``ids`` (n, k) int64, a function of (seed, the row)
+    alone: the same item gets the same key whichever process, batch or order it comes in."""
+    ids = np.asarray(ids, dtype=np.int64).reshape(len(ids), -1)
+    z = _mix(np.full(len(ids), int(seed) & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64))
+    for col in ids.T:
+        z = _mix(z ^ col.astype(np.uint64))
+    return z
+
+
+class KeyedSample:
+    """A uniform sample without replacement of at most ``capacity`` rows, each row's fate keyed
+    by its global id (e.g. (sample index, tile, patch position)): the rows whose hashed ids
+    (:func:`keyed_hash`) are the smallest are kept (a bottom-k sample).
+
+    Which rows are kept depends only on which ids were offered, never on their order, batch
+    boundaries or the process that saw them: samples of disjoint shards of the data merge
+    (:meth:`merged`, under torchrun) into exactly the sample one process keeps of all the data.
+    Memory: ``capacity`` rows (full, a new row only costs a comparison unless it is kept).
+    """
+
+    def __init__(self, capacity: int, seed: int = 0, dtype: torch.dtype | None = None):
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity, self.seed, self.dtype = int(capacity), int(seed), dtype
+        self.rows: torch.Tensor | None = None
+        self.ids = np.zeros((0, 0), dtype=np.int64)
+        self.keys = np.zeros(0, dtype=np.uint64)
+        self.n_seen = 0
+
+    def __len__(self) -> int:
+        return 0 if self.rows is None else len(self.rows)
+
+    def add(self, rows: torch.Tensor, ids) -> None:
+        """Offer ``rows`` (n, d) with their global ``ids`` (n,) or (n, k) integers."""
+        n = rows.shape[0]
+        if n == 0:
+            return
+        ids = np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(n, -1))
+        keys = keyed_hash(self.seed, ids)
+        self.n_seen += n
+        if self.dtype is not None:
+            rows = rows.to(self.dtype)
+        if len(self) >= self.capacity:
+            new = keys <= self.keys.max()  # only these can displace a kept row (ties: the ids decide)
+            if not new.any():
+                return
+            pick = torch.as_tensor(np.flatnonzero(new), device=rows.device)
+            rows, ids, keys = rows.index_select(0, pick), ids[new], keys[new]
+        if self.rows is None:
+            self.rows, self.ids, self.keys = rows.clone(), ids, keys
+        elif len(self) < self.capacity:
+            self.rows = torch.cat([self.rows, rows])
+            self.ids, self.keys = np.concatenate([self.ids, ids]), np.concatenate([self.keys, keys])
+        else:  # full: the new rows that win take the slots of the kept rows they displace
+            m = len(self)
+            order = _smallest(np.concatenate([self.keys, keys]), np.concatenate([self.ids, ids]), self.capacity)
+            won = order[order >= m] - m
+            lost = np.setdiff1d(np.arange(m), order[order < m])
+            slots = torch.as_tensor(lost, device=self.rows.device)
+            self.rows[slots] = rows.index_select(0, torch.as_tensor(won, device=rows.device)).to(self.rows.device)
+            self.ids[lost], self.keys[lost] = ids[won], keys[won]
+            return
+        if len(self) > self.capacity:
+            keep = np.sort(_smallest(self.keys, self.ids, self.capacity))
+            self.rows = self.rows.index_select(0, torch.as_tensor(keep, device=self.rows.device))
+            self.ids, self.keys = self.ids[keep], self.keys[keep]
+
+    def values(self) -> torch.Tensor:
+        """The rows kept, in the order of their ids (one order, whoever collected them)."""
+        if self.rows is None:
+            raise ValueError("empty sample")
+        order = np.lexsort(self.ids.T[::-1])
+        return self.rows.index_select(0, torch.as_tensor(order, device=self.rows.device))
+
+    def merged(self, what: str = "merging the candidate samples") -> KeyedSample:
+        """Under torchrun: the sample of every process's rows (each process's keys are gathered
+        first, then only the rows that make the cut), the same on every rank; else itself."""
+        from . import distributed
+
+        if not distributed.active():
+            return self
+        k = self.ids.shape[1] if self.rows is not None else 0
+        meta = torch.from_numpy(np.concatenate([self.keys.view(np.int64)[:, None], self.ids], 1)) if k else \
+            torch.zeros((0, 1), dtype=torch.int64)
+        parts = distributed.gather_list(meta, what)
+        width = max(p.shape[1] for p in parts)
+        full = [p for p in parts if len(p)]
+        every = torch.cat(full) if full else torch.zeros((0, width), dtype=torch.int64)
+        keys, ids = every[:, 0].numpy().view(np.uint64), every[:, 1:].numpy()
+        chosen = np.zeros(len(every), dtype=bool)
+        chosen[_smallest(keys, ids, self.capacity)] = True
+        start = sum(len(p) for p in parts[: distributed.rank()])
+        mine = np.flatnonzero(chosen[start : start + len(self)])
+        rows = self.rows if self.rows is not None else torch.zeros((0, 0))
+        rows = rows.index_select(0, torch.as_tensor(mine, dtype=torch.int64, device=rows.device)).float().cpu()
+        out = KeyedSample(self.capacity, self.seed, self.dtype)
+        out.n_seen = int(distributed.all_sum([self.n_seen], what)[0])
+        got = distributed.gather_cat(rows, what)
+        if len(got):
+            out.rows = got if self.dtype is None else got.to(self.dtype)
+            out.ids, out.keys = ids[chosen], keys[chosen]  # rank order, each rank's rows in its own order
+        return out
+
+
+def _smallest(keys: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` smallest (key, id) pairs (the ids break ties between equal keys)."""
+    order = np.lexsort((*ids.T[::-1], keys))
+    return order[:k]
 
 
 class RunningMoments:

@@ -22,10 +22,10 @@ import math
 import warnings
 
 import numpy as np
-from scipy.special import log_ndtr
 
 from .errors import AnomalyError
-from .streaming import Ewma, MovingWindow
+from .evidence import Change, Cycle, Likelihood, Neighbours
+from .streaming import MovingWindow
 
 __all__ = ["MovingThreshold", "SurpriseScore", "check_scores", "dynamic_threshold", "fpr_threshold", "p_values", "tail_p_values",
            "tail_threshold"]
@@ -53,8 +53,9 @@ def fpr_threshold(normal_scores, fpr: float = 0.01) -> float:
     allowed = int(np.floor(fpr * (len(s) + 1) + 1e-9)) - 1  # calibration scores allowed >= s
     if allowed < 0:
         warnings.warn(
-            f"{len(s)} calibration scores cannot certify fpr={fpr:g} "
-            f"(need {int(np.ceil(1 / fpr - 1))}); threshold = largest normal score",
+            f"fpr={fpr:g} is below what {len(s)} calibration scores can certify: the smallest is "
+            f"1/{len(s) + 1} = {1 / (len(s) + 1):.3g} (fpr={fpr:g} needs {int(np.ceil(1 / fpr - 1))} normal samples); "
+            "threshold = the largest normal score",
             stacklevel=2,
         )
         return float(s[0])
@@ -213,49 +214,65 @@ class MovingThreshold:
 
 
 class SurpriseScore:
-    """NAB's [0, 1] anomaly score, online, from a stream of a detector's scores.
+    """NAB's [0, 1] anomaly score, online, from a stream of a detector's scores and other evidence.
 
     HTM's anomaly likelihood (Ahmad et al. 2017, the detector behind NAB's scoreboard), on the
     detector's smoothed scores: the surprise of a step is ``L = -log10 p``, p the Gaussian tail
     probability of its score under the mean and standard deviation of the previous ``history``
-    scores (the long-run distribution, seeded with ``prior``: the calibration scores). Scores in
-    units of each series' own typical error become tail probabilities, which compare across
-    series: NAB chooses one threshold for all of them. Then HTM's filter keeps alarms short: a
-    step at or above ``alarm`` (p <= 1e-5, HTM's "red") alarms only if the step before did not,
-    and none within ``refractory`` steps after the last alarm does (one event, one alarm: NAB
-    rewards the first detection in a window and charges every one outside); such steps are held
-    at ``rest`` (p = 1e-3, HTM's "yellow"). The output ``L / (L + scale)`` is strictly increasing
-    in L and never reaches 1: no cap, however extreme the step. NaN scores give NaN (and leave
-    the state alone); the result does not depend on how the stream is chunked.
+    scores (the long-run distribution, seeded with ``prior``: the calibration scores;
+    :class:`anomalib_lite.evidence.Likelihood`). Scores in units of each series' own typical error
+    become tail probabilities, which compare across series: NAB chooses one threshold for all of
+    them. Then HTM's filter keeps alarms short: a step at or above ``alarm`` (p <= 1e-5, HTM's
+    "red") alarms only if the step before did not, and none within ``refractory`` steps after the
+    last alarm does (one event, one alarm: NAB rewards the first detection in a window and charges
+    every one outside); such steps are held at ``rest`` (p = 1e-3, HTM's "yellow"). The output
+    ``L / (L + scale)`` is strictly increasing in L and never reaches 1: no cap, however extreme
+    the step. NaN scores give NaN (and leave the state alone); the result does not depend on how
+    the stream is chunked (each kind of evidence computes a step by the same operations in any
+    chunk).
 
     More signals, all off by default:
 
-    * ``season`` (a period in steps): an event that recurs is not new. A step whose surprise is
-      no higher than the largest surprise within ``reach`` steps of the same phase one period
+    * ``season`` (a period in steps): an event that recurs is not new. A step whose forecast
+      surprise is no higher than the largest within ``reach`` steps of the same phase one period
       earlier is held at ``rest`` (a forecaster's blind spot at a daily jump surprises every
       day; an anomaly surprises once).
     * ``settle``: the stream's first ``settle`` steps (NaN ones included) never alarm; they are
-      held at ``rest``. A stream scored from the start of its training series judges its first
-      out-of-sample steps against a history of in-sample scores, which are too small: the end
-      of training is treated like an alarm, with its quiet period after it.
-    * ``values`` given to :meth:`update` (the series itself, one row per score): NAB's HTM
-      detector's "spatial anomaly": a value beyond the range of every earlier value by more than
-      ``tolerance`` (5 %) of that range adds ``alarm`` to the step's surprise (a new extreme is
-      news whatever a forecaster expected; it still ranks by its likelihood).
-    * ``cycle`` (steps, e.g. one week) with ``values``: a calendar's longer rhythm, which a
-      forecaster that reads the last hours cannot see (a public holiday looks like an ordinary
-      Sunday). Each step's value is compared with the median of the same phase in the last
-      ``depth`` cycles (a median of three ignores one anomalous cycle), the distance (RMS over
-      channels) is smoothed by an EWMA of span ``span`` and gets its own likelihood, as above,
-      against its own history; it cannot alarm during its first ``cycle_warm`` steps (its
-      history must span the shorter rhythm first). A step's surprise is the larger of the two.
-      Pass values on one scale per channel (standardised) when there are several channels.
+      held at ``rest``.
+    * ``values`` given to :meth:`update` (the series itself, one row per score, on one scale per
+      channel: standardised) feed the kinds of evidence that do not depend on the detector, each
+      turned into a surprise on its own history (:class:`anomalib_lite.evidence.Likelihood`, the
+      same ``history``, ``min_count`` and ``min_std``); a step's surprise is the largest of the
+      forecast's and theirs:
+
+      - ``extremes`` (on by default when values are given): NAB's HTM detector's "spatial
+        anomaly": a value beyond the range of every earlier value by more than ``tolerance`` (5 %)
+        of that range adds ``alarm`` to the forecast's surprise.
+      - ``cycle`` (steps, e.g. one week): a calendar's longer rhythm, which a forecaster that
+        reads the last hours cannot see (a public holiday looks like an ordinary Sunday): the
+        distance to the median of the same phase in the last ``depth`` cycles, EWMA-smoothed
+        with span ``span`` (:class:`anomalib_lite.evidence.Cycle`), silent for its first
+        ``cycle_warm`` distances (its history must span the shorter rhythm first).
+      - ``neighbours`` (a subsequence length in steps): the distance of the latest subsequence
+        to its nearest neighbour among those of the last ``memory`` steps
+        (:class:`anomalib_lite.evidence.Neighbours`): a spike, a new level, a new shape.
+      - ``change`` (a window in steps): whether the last ``change`` steps come from the
+        distribution of the ``reference`` steps before them (default 8 windows): a change in
+        level or variance (:class:`anomalib_lite.evidence.Change`), silent for its first
+        ``change_warm`` values.
+
+    After each :meth:`update`, ``last_levels`` holds each kind's surprise per step (forecast:
+    after the season's rest and the extremes' addition), for explaining an alarm or a miss.
     """
+
+    KINDS = ("forecast", "cycle", "neighbours", "change")
 
     def __init__(self, prior=(), history: int = 8640, refractory: int = 64, alarm: float = 5.0,
                  rest: float = 3.0, scale: float = 5.0, min_count: int = 30, min_std: float = 0.01,
                  season: int = 0, reach: int = 0, tolerance: float = 0.05, settle: int = 0,
-                 cycle: int = 0, depth: int = 3, span: float = 10.0, cycle_warm: int = 0):
+                 cycle: int = 0, depth: int = 3, span: float = 10.0, cycle_warm: int = 0,
+                 extremes: bool = True, neighbours: int = 0, memory: int = 4000, change: int = 0,
+                 reference: int = 0, change_warm: int = 0):
         if not isinstance(history, int) or history < 2 or refractory < 0:
             raise AnomalyError(f"SurpriseScore: history={history!r} must be an integer >= 2, refractory >= 0")
         if season < 0 or reach < 0 or (season and reach >= season) or tolerance < 0:
@@ -264,24 +281,29 @@ class SurpriseScore:
         if cycle < 0 or depth < 1 or not span >= 1 or cycle_warm < 0:
             raise AnomalyError(f"SurpriseScore: cycle={cycle!r}, cycle_warm={cycle_warm!r} must be >= 0, "
                                f"depth={depth!r}, span={span!r} >= 1")
+        if neighbours < 0 or (neighbours and memory < neighbours) or change < 0 or change == 1 or reference < 0 \
+                or (change and reference == 1) or change_warm < 0:
+            raise AnomalyError(f"SurpriseScore: neighbours={neighbours!r} must be >= 0 (and memory={memory!r} >= it), "
+                               f"change={change!r} and reference={reference!r} 0 or >= 2, change_warm={change_warm!r} >= 0")
         self.history, self.refractory, self.alarm, self.rest = history, int(refractory), float(alarm), float(rest)
         self.scale, self.min_count, self.min_std = float(scale), int(min_count), float(min_std)
         self.season, self.reach, self.tolerance = int(season), int(reach), float(tolerance)
-        self.settle, self.steps = int(settle), 0
+        self.settle, self.steps, self.extremes = int(settle), 0, bool(extremes)
         self.past = np.zeros(self.season + self.reach + 1 if self.season else 0)  # ring of past surprises
         self.scored = 0  # surprises in the ring so far
         self.low = self.high = None  # the range of the values seen
-        self.scores = MovingWindow(history, ordered=False)
-        self.cycle, self.depth, self.cycle_warm = int(cycle), int(depth), int(cycle_warm)
-        self.ring: np.ndarray | None = None  # the last depth * cycle values (steps, channels)
-        self.residuals = MovingWindow(history, ordered=False)
-        self.smooth = Ewma(span)  # of the distances to the cycles' median
-        self.since_cycle = 0  # steps since the first distance
+        self.forecast = Likelihood(history, min_count, min_std, prior=prior)
+        like = lambda warm=0: Likelihood(history, min_count, min_std, warm=warm)  # noqa: E731
+        self.kinds: dict[str, tuple] = {}  # name -> (evidence, its likelihood)
+        if cycle:
+            self.kinds["cycle"] = (Cycle(cycle, depth, span), like(cycle_warm))
+        if neighbours:
+            self.kinds["neighbours"] = (Neighbours(neighbours, memory), like())
+        if change:
+            self.kinds["change"] = (Change(change, reference or 8 * change), like(change_warm))
         self.since_alarm = self.refractory + 1
         self.was_alarm = False
-        for v in np.asarray(prior, dtype=np.float64).reshape(-1).tolist():
-            if math.isfinite(v):
-                self.scores.push(v)
+        self.last_levels: dict[str, np.ndarray] = {}
 
     @property
     def alarm_level(self) -> float:
@@ -289,18 +311,9 @@ class SurpriseScore:
         flags one step per event."""
         return self.alarm / (self.alarm + self.scale)
 
-    def _likelihood(self, window: MovingWindow, score: float) -> float:
-        """``-log10`` of the Gaussian tail probability of ``score`` under ``window`` (0 while it
-        holds fewer than ``min_count`` scores)."""
-        if len(window) < self.min_count:
-            return 0.0
-        mean = window.mean()
-        std = max(window.std(), self.min_std, 1e-9 * abs(mean))
-        return float(-log_ndtr(-(score - mean) / std) / math.log(10.0))
-
     def surprise(self, score: float) -> float:
         """``-log10`` of the Gaussian tail probability of ``score`` under the history."""
-        return self._likelihood(self.scores, score)
+        return self.forecast.surprise(score)
 
     def _recurs(self, level: float) -> bool:
         """Whether a surprise this high was seen near the same phase one season earlier (and
@@ -333,65 +346,31 @@ class SurpriseScore:
         self.high = np.where(ok, np.maximum(self.high, value), self.high)
         return bool(out.any())
 
-    def _cycle_distances(self, values: np.ndarray) -> np.ndarray:
-        """For each step of a chunk (n, D): the EWMA-smoothed distance (RMS over channels) to the
-        median of the same phase in the last ``depth`` cycles, NaN until there is one (a gap
-        keeps the last smoothed distance); then remember the chunk. One pass of numpy per chunk."""
-        n, size = len(values), self.depth * self.cycle
-        if self.ring is None:
-            self.ring = np.full((size, values.shape[1]), np.nan)
-        t0, at = self.steps, np.arange(n)
-        lags = []
-        for k in range(1, self.depth + 1):  # step t0 + i, k cycles back: in this chunk or in the ring
-            back = at - k * self.cycle  # (a step before the stream's start has a slot never written: NaN)
-            lags.append(np.where((back >= 0)[:, None], values[np.maximum(back, 0)], self.ring[(t0 + back) % size]))
-        lags = np.sort(np.stack(lags), axis=0)  # the median of the finite ones (NaN sorts last) ...
-        count = np.isfinite(lags).sum(0)[None]
-        mid = np.take_along_axis(lags, np.maximum(count - 1, 0) // 2, 0) + np.take_along_axis(lags, count // 2, 0)
-        with np.errstate(invalid="ignore"):  # no reference yet (or a gap): NaN
-            gap = (values - np.where(count > 0, mid / 2, np.nan)[0]) ** 2
-            dist = np.sqrt(np.nansum(gap, axis=1) / np.isfinite(gap).sum(1))  # ... as np.nanmedian, RMS as np.nanmean
-        keep = min(n, size)
-        self.ring[(t0 + n - keep + np.arange(keep)) % size] = values[n - keep :]
-        last = math.nan if self.smooth.value is None else self.smooth.value
-        smooth = self.smooth.update(dist)
-        for i in range(n):  # a gap keeps the last smoothed distance
-            if math.isnan(smooth[i]):
-                smooth[i] = last
-            last = smooth[i]
-        return smooth
-
-    def _cycle_surprise(self, smooth: float) -> float:
-        """The surprise of a step's smoothed distance to its cycles (0 until there is one and
-        during the warm-up), then remember it."""
-        if math.isnan(smooth):
-            return 0.0
-        level = self._likelihood(self.residuals, smooth) if self.since_cycle >= self.cycle_warm else 0.0
-        self.residuals.push(smooth)
-        self.since_cycle += 1
-        return level
-
     def update(self, scores, values=None) -> np.ndarray:
         """The [0, 1] scores of the next steps, in order; ``values``: the series' steps (n,) or
-        (n, D) the scores belong to (for new extremes and the cycle), optional."""
+        (n, D) the scores belong to (for the evidence that reads the series), optional."""
         s = np.asarray(scores, dtype=np.float64).reshape(-1)
         if values is not None:
             values = np.asarray(values, dtype=np.float64).reshape(len(s), -1)
         out = np.full(s.shape, np.nan)
-        cycles = self._cycle_distances(values) if values is not None and self.cycle else None
+        kinds = self.kinds if values is not None else {}
+        stats = {name: ev.stats(values) for name, (ev, _) in kinds.items()}
+        levels = {name: np.zeros(len(s)) for name in self.KINDS}
         for i, v in enumerate(s.tolist()):
-            extreme = values is not None and self._new_extreme(values[i])
-            cyclic = self._cycle_surprise(float(cycles[i])) if cycles is not None else 0.0
+            extreme = values is not None and self.extremes and self._new_extreme(values[i])
+            for name, (_, like) in kinds.items():  # each kind learns from every step, scored or not
+                levels[name][i] = like.update(float(stats[name][i]))
             self.steps += 1
             if math.isnan(v):
+                levels["forecast"][i] = math.nan
                 continue
-            level = raw = self.surprise(v)
-            self.scores.push(v)
+            level = raw = self.forecast.update(v)
             if self._recurs(raw):
                 level = min(level, self.rest)
             if extreme:
                 level += self.alarm
-            level = max(level, cyclic)
+            levels["forecast"][i] = level
+            level = max([level] + [levels[name][i] for name in kinds])
             self.since_alarm += 1
             before = level
             if level >= self.alarm:
@@ -401,4 +380,5 @@ class SurpriseScore:
                     self.since_alarm = 0
             self.was_alarm = before >= self.alarm
             out[i] = level / (level + self.scale)
+        self.last_levels = levels
         return out

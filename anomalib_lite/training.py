@@ -154,19 +154,13 @@ def history(value, name):
     """A bundle's training history (a JSON object) as a :class:`TrainResult`; checks it."""
     if isinstance(value, TrainResult):
         return value
-    known = {f.name for f in fields(TrainResult)}
-    if not isinstance(value, dict) or set(value) - known:
-        raise AnomalyError(f"{name}: expected a training history ({', '.join(sorted(known))})")
-    try:
-        result = TrainResult(**value)
-        ok = all(isinstance(x, (int, float)) for x in [*result.train_loss, *result.val_loss])
-        ok = ok and isinstance(result.best_epoch, int) and isinstance(result.stopped, str)
-        ok = ok and isinstance(result.seconds, (int, float)) and len(result.train_loss) <= 1_000_000
-    except TypeError:
-        ok = False
-    if not ok:
-        raise AnomalyError(f"{name}: not a valid training history")
-    return result
+    from . import validate as v
+
+    losses = v.list_of(v.number(), 1_000_000)
+    checked = v.record({"train_loss": losses, "val_loss": losses, "best_epoch": v.integer(-1, 1 << 40),
+                        "stopped": v.one_of("epochs", "early_stopping", "time"),
+                        "seconds": v.number(0)})(value, name)
+    return TrainResult(**checked)
 
 
 def augment_pipeline(augment):

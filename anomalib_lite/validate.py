@@ -10,24 +10,35 @@ from __future__ import annotations
 
 import math
 import os
+import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import AnomalyError
+from .errors import AnomalyError, shown
 
 __all__ = [
-    "Check", "boolean", "check_all", "either", "integer", "list_of", "none_or", "number", "one_of", "path_like",
-    "shape", "text",
+    "SEED_MAX", "Check", "boolean", "check_all", "either", "exact_fields", "hex_digest", "integer", "list_of", "mapping", "none_or", "number",
+    "one_of", "path_like", "record", "seed", "shape", "short_repr", "text",
 ]
 
 Check = Callable[[Any, str], Any]
 
 
 def _fail(name: str, value, what: str):
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    raise AnomalyError(f"{name}={shown}: {what}")
+    raise AnomalyError(f"{shown(name)}={shown(short_repr(value), 60)}: {what}")
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 80, 80, 80
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 8
+
+
+def short_repr(value) -> str:
+    """repr() of a value that may be huge or deep (a bundle's), with bounded work."""
+    try:
+        return _REPR.repr(value)
+    except (ValueError, RecursionError):  # an int of thousands of digits
+        return f"<{type(value).__name__}>"
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Check:
@@ -100,6 +111,28 @@ def text(max_len: int = 4096) -> Check:
     return check
 
 
+def mapping(what: str) -> Check:
+    """An object (a JSON object: a dict), its fields checked elsewhere."""
+
+    def check(value, name):
+        if not isinstance(value, dict):
+            _fail(name, value, f"must be {what}")
+        return value
+
+    return check
+
+
+def hex_digest(length: int = 64) -> Check:
+    """Lower-case hex of exactly ``length`` digits (one spelling of a digest)."""
+
+    def check(value, name):
+        if not isinstance(value, str) or len(value) != length or set(value) - set("0123456789abcdef"):
+            _fail(name, value, f"must be {length} lower-case hex digits")
+        return value
+
+    return check
+
+
 def path_like(max_len: int = 4096) -> Check:
     def check(value, name):
         if not isinstance(value, (str, os.PathLike)) or len(os.fspath(value)) > max_len:
@@ -152,6 +185,40 @@ def shape(max_dims: int = 4, max_side: int = 1 << 16, max_size: int = 1 << 28, m
         return tuple(dims)
 
     return check
+
+
+#: the seeds torch and numpy take (torch.manual_seed: 64 bits; seed + small offsets stay inside)
+SEED_MAX = (1 << 63) - 1
+
+
+def seed() -> Check:
+    """A random seed: an int in [0, 2^63 - 1]."""
+    return integer(0, SEED_MAX)
+
+
+def record(checks: Mapping[str, Check], optional: tuple[str, ...] = ()) -> Check:
+    """An object with exactly the fields of ``checks`` (those in ``optional`` may be absent):
+    an unknown field or a missing one is refused, each field is checked; returns the checked
+    values. What a bundle's header objects must be."""
+
+    def check(value, name):
+        if not isinstance(value, dict):
+            _fail(name, value, "must be an object with fields " + ", ".join(checks))
+        exact_fields(value, checks, name, optional)
+        return {k: c(value[k], f"{name}.{k}") for k, c in checks.items() if k in value}
+
+    return check
+
+
+def exact_fields(value: Mapping, names, where: str, optional=()) -> None:
+    """Refuse a field of ``value`` not in ``names``, or one of ``names`` missing (not in
+    ``optional``): one AnomalyError naming it."""
+    unknown = sorted(str(k) for k in value if k not in names)
+    if unknown:
+        raise AnomalyError(f"{shown(where)}: unknown field '{shown(unknown[0], 80)}'")
+    missing = [k for k in names if k not in value and k not in optional]
+    if missing:
+        raise AnomalyError(f"{shown(where)}: field '{missing[0]}' is missing")
 
 
 def check_all(values: Mapping[str, Any], checks: Mapping[str, Check], where: str = "") -> dict:

@@ -10,14 +10,16 @@ calls one of these, which return the lines it prints.
 * :func:`export`: a bundle as an ONNX model (:mod:`anomalib_lite.export`);
 * :func:`demo`, :func:`describe_header`.
 
-Outputs are checked before any work: writable, and never the same file as an input (a data
-file, the bundle) nor a heatmap folder holding the data (:func:`anomalib_lite.io.check_outputs`).
+Outputs are checked before any work: writable, and never the same file as anything the run reads
+(each file of the data, masks, the bundle, key files, configs) nor a heatmap folder holding the
+data (:func:`anomalib_lite.io.check_outputs`).
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,13 +28,13 @@ import numpy as np
 
 from . import distributed, metrics, nab, series_io
 from .base import Detector
-from .errors import AnomalyError
+from .errors import AnomalyError, shown
 from .evaluation import (NO_LABELS, Evaluation, assess, format_figures, format_verdict, from_scores, has_score_map,
                          plural, score_rows)
 from .header import describe_header
 from .io import atomic_output, check_outputs, check_writable
 from .sources import load as load_data
-from .sources import spec_path
+from .sources import spec_files, spec_path
 from .thresholds import SurpriseScore
 
 __all__ = ["augment_preview", "backbones_table", "demo", "describe_header", "evaluate_and_write", "export",
@@ -65,8 +67,28 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
     return source
 
 
-def _inputs(*specs) -> list[Path]:
-    return [p for p in (spec_path(str(s)) if s is not None else None for s in specs) if p is not None]
+def _check_outputs(outputs: dict, spec, *files, det: Detector | None = None, folders=(), verify=None,
+                   data_dir=None) -> None:
+    """Refuse outputs that would replace anything the run reads: every file of the data ``spec``
+    (each image of a folder or glob, masks), ``files`` (the bundle, key files, configs), the
+    verify key (given, or $ANOMALY_VERIFY_KEY), and files named by the detector's parameters
+    (an augmentation config, a weights file). Before any work; one AnomalyError."""
+    from .signing import verify_key_from_env
+
+    if verify is None and any(p is not None and str(p) != "-" for p in [*outputs.values(), *folders]):
+        verify = verify_key_from_env()
+    named = list(det.get_params(deep=False).values()) if det is not None else []
+    root = spec_path(str(spec)) if spec is not None else None
+    inputs = [*(spec_files(str(spec), data_dir) if spec is not None else []),
+              *(p for p in (*files, verify, *named) if _is_file(p))]
+    check_outputs(outputs, inputs, folders=folders, roots=[root] if root is not None and root.is_dir() else [])
+
+
+def _is_file(p) -> bool:
+    try:
+        return isinstance(p, (str, os.PathLike)) and bool(str(p)) and Path(p).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def load_bundle(path, *, device: str = "auto", verify=None, verbose: bool = False, batch_size: int | None = None,
@@ -86,6 +108,17 @@ def load_bundle(path, *, device: str = "auto", verify=None, verbose: bool = Fals
     return det
 
 
+#: folds of the cross-fitted calibration (5 extra fits)
+CROSS_FOLDS = 5
+
+
+def cross_fits(det: Detector, n_held: int, fpr: float) -> bool:
+    """Whether ``fit`` calibrates by cross-fitting: when ``n_held`` held-out samples cannot certify
+    ``fpr`` (a conformal threshold needs 1/fpr - 1 of them) and the samples are exchangeable
+    (images, vectors; a series' calibration is its held-out end)."""
+    return det.input_kind != "series" and (n_held + 1) * fpr < 1 - 1e-9
+
+
 def fit_and_save(det: Detector, spec: str, out, *, holdout: float | None = 0.1, fpr: float = 0.01, seed: int = 0,
                  sign=None, **load_options) -> str:
     """Fit ``det`` on the data ``spec`` less a ``holdout`` share (series: the end), calibrate the
@@ -93,25 +126,35 @@ def fit_and_save(det: Detector, spec: str, out, *, holdout: float | None = 0.1, 
     bundle to ``out`` (signed with the key file ``sign``). ``holdout=None``: fit on everything,
     no calibration (the supervised detector). Returns the summary line."""
     out = check_writable(out, "bundle")
-    check_outputs({"bundle": out}, _inputs(spec, sign))
+    _check_outputs({"bundle": out}, spec, sign, det=det, data_dir=load_options.get("data_dir"))
     t = time.perf_counter()
     source = load_source(spec, det, **load_options)
     if det.get_params().get("max_time") is not None:  # the budget covers reading the data too
         det.set_params(max_time=max(1.0, det.max_time - (time.perf_counter() - t)))
+    cross = False
     if holdout is None:
         det.fit(source)
         train, held = source, None
     else:
         train, held = source.split(holdout, seed=seed)
-        det.fit(train)
-        det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
+        cross = cross_fits(det, len(held), fpr)
+        if cross:  # the held-out share cannot certify fpr: every sample calibrates, out of fold
+            train = held = source
+            det.fit(source)
+            det.cross_calibrate(source, fpr=fpr, folds=CROSS_FOLDS, seed=seed)
+        else:
+            det.fit(train)
+            det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
     det.save(out, sign=sign)  # under torchrun: rank 0 writes, the others return here
     if not distributed.is_main():
         return ""
     learned = det.summary()
     unit = "step" if det.input_kind == "series" else "sample"
     text = f"fitted {type(det).__name__} on {plural(len(train), unit)} of {spec}" + (f" ({learned})" if learned else "")
-    if held is not None:
+    if cross:
+        text += (f"; calibrated by {CROSS_FOLDS}-fold cross-fitting on all {len(held)} samples (each scored by a "
+                 f"model fitted without it): threshold {det.threshold_:.4g} at fpr {fpr:g}")
+    elif held is not None:
         text += (f"; calibrated on {plural(len(held), 'held-out ' + unit)}: threshold {det.threshold_:.4g} "
                  f"at fpr {fpr:g}")
     return text + f"; wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)" + (" signed" if sign else "")
@@ -157,12 +200,13 @@ def _write_rows(out, head, rows) -> None:
 
 
 def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=None, top=None, report=None,
-                    nab_results=None, learn: bool = False, **load_options) -> str:
+                    nab_results=None, learn: bool = False, verify=None, **load_options) -> str:
     """Score the data ``spec`` and write what was asked: a scores CSV (``out``; ``-`` prints it),
     heatmaps, a report, NAB's results (series). One image and no outputs: its one-line verdict.
     Returns what to print ("" when the scores went to stdout)."""
     _check_show(det, maps, top, report)
-    check_outputs({"scores": out, "report": report}, _inputs(spec, bundle), folders=[maps, nab_results])
+    _check_outputs({"scores": out, "report": report}, spec, bundle, folders=[maps, nab_results], verify=verify,
+                   data_dir=load_options.get("data_dir"))
     if out is not None and str(out) != "-":
         check_writable(out, "scores")
     series = det.input_kind == "series"
@@ -249,11 +293,12 @@ def check_labels(det: Detector, source) -> None:
 
 
 def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, maps=None, top=None, report=None,
-                       **load_options) -> tuple[dict, str]:
+                       verify=None, **load_options) -> tuple[dict, str]:
     """Figures of ``det`` on labelled data, written as asked; returns (figures, text to print).
     Data without labels: ``figures["note"]`` says so (what could be written is written)."""
     _check_show(det, maps, top, report)
-    check_outputs({"figures": json_out, "report": report}, _inputs(spec, bundle), folders=[maps])
+    _check_outputs({"figures": json_out, "report": report}, spec, bundle, folders=[maps], verify=verify,
+                   data_dir=load_options.get("data_dir"))
     if json_out is not None:
         check_writable(json_out, "figures")
     source = load_source(spec, det, **load_options)
@@ -305,7 +350,7 @@ def export(bundle, out, *, verify=None) -> str:
 
     _require_onnx()
     out = check_writable(out, "ONNX model")
-    check_outputs({"ONNX model": out}, [bundle])
+    _check_outputs({"ONNX model": out}, None, bundle, verify=verify)
     det = load(bundle, device="cpu", verify=verify)
     export_onnx(det, out, bundle=bundle)
     meta = metadata(det, bundle)
@@ -320,9 +365,9 @@ def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, 
     weights written to ``out`` (never over the data). Returns the summary line."""
     from .pretrain import pretrain
 
+    _check_outputs({"weights": out}, spec, *options.values(), data_dir=data_dir)
     t = time.perf_counter()
     source = load_source(spec, data_dir=data_dir, download=download)
-    check_outputs({"weights": out}, _inputs(spec))
     if options.get("max_time") is not None:  # the budget covers reading the data too
         options["max_time"] = max(1.0, options["max_time"] - (time.perf_counter() - t))
     h = pretrain(data=source, out=out, **options).history
@@ -339,13 +384,13 @@ def augment_preview(config, spec: str, out, *, backend: str = "torchvision", n: 
 
     from .data import iter_batches
 
-    check_outputs({"preview": out}, [config, *_inputs(spec)])
+    _check_outputs({"preview": out}, spec, config, data_dir=data_dir)
     check_writable(out, "preview")
     pipeline = augment.Pipeline.from_config(config, backend=backend)
     batch = next(iter_batches(load_source(spec, data_dir=data_dir, download=download), batch_size=n)).x
     grid = augment.preview_grid(batch, pipeline, n=n, synth=synth, variants=variants)
-    with atomic_output(out, "preview") as tmp:
-        augment.save_png(grid, tmp)
+    with atomic_output(out, "preview") as tmp, open(tmp, "wb") as fh:
+        augment.save_png(grid, fh)  # into the temporary file (no second temporary file of its own)
     return f"wrote {out} ({grid.shape[1]}x{grid.shape[0]} px, {len(batch)} images of {spec})"
 
 

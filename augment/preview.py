@@ -94,8 +94,9 @@ def _layout(rows: list[tuple[str, np.ndarray]]) -> np.ndarray:
     return canvas
 
 
-def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
-    """Write a uint8 (H, W) or (H, W, 3) image as PNG atomically (temporary file, then rename)."""
+def save_png(array: np.ndarray, path) -> None:
+    """Write a uint8 (H, W) or (H, W, 3) image as PNG: to a binary file object as it is, or to a
+    path atomically (temporary file, then rename)."""
     from PIL import Image
 
     a = np.asarray(array)
@@ -103,6 +104,9 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
         raise AugmentError(
             f"save_png: expected a uint8 array (H, W) or (H, W, 3), got {a.dtype} {a.shape}"
         )
+    if hasattr(path, "write"):
+        Image.fromarray(a).save(path, format="PNG")
+        return
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(suffix=".png.tmp", dir=os.path.dirname(os.path.abspath(path)))
     try:

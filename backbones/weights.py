@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from .errors import BackboneError, reason
@@ -55,8 +55,32 @@ def save_weights(
     """Write a safetensors file of `name`'s tensors plus JSON metadata (backbone name, mean/std,
     whatever `metadata` adds). A FeatureExtractor contributes its trunk and its mean/std.
     Atomic: written to a temporary file in the same folder, then renamed."""
-    spec = get_spec(name)
     path = os.path.abspath(os.fspath(path))
+    data = weights_bytes(model_or_state_dict, name, metadata, where=path)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def weights_bytes(
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
+    name: str,
+    metadata: dict | None = None,
+    where: str = "weights",
+) -> bytes:
+    """The bytes of the weights file :func:`save_weights` writes (built in memory: no temporary
+    file of safetensors' own appears beside the target)."""
+    spec = get_spec(name)
+    path = where
     obj = model_or_state_dict
     mean, std = spec.mean, spec.std
     if hasattr(obj, "trunk_state_dict"):  # a FeatureExtractor
@@ -84,18 +108,7 @@ def save_weights(
         k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
         for k, v in state.items()
     }
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return save(tensors, metadata=header)
 
 
 def load_weights_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:

@@ -10,13 +10,13 @@ include starting the processes (the torchrun agent, imports: a few seconds each)
 Configurations (raw pixels, kNN; fit holds out 10 % to calibrate):
 * ``full``: all digits, pooled (k=5), ``--memory-size 60000``: every training digit is kept (the
   bank is all 54,000 fitted digits either way), so the scores must agree to float precision;
-* ``coreset``: all digits, pooled, the default ``--memory-size 10000``: one process reduces a
-  uniform sample of 40,000 digits to a 10,000-row greedy coreset; two processes each reduce their
-  27,000 digits to 10,000 rows and the gathered 20,000 to 10,000 (composable coresets): another
-  bank, so the scores differ; reported: the largest relative difference and the correlation;
+* ``coreset``: all digits, pooled, the default ``--memory-size 10000``: a sample of 40,000
+  candidate digits keyed by their global index (issue 20: the same candidates whatever the world
+  size), reduced once to a 10,000-row greedy coreset: the scores must agree as for ``full``
+  (before issue 20 two processes composed per-process coresets: another bank);
 * ``patch7``: PatchCore's way on one digit (the defaults: patch scores, ``coreset_ratio`` 0.1 of
-  1.1 M patches, capped at 10,000 rows), fitted on the 7s, scored on all test digits: the
-  composed coreset's effect on ROC-AUC (7 = normal).
+  1.1 M patches, capped at 10,000 rows), fitted on the 7s, scored on all test digits: ROC-AUC
+  (7 = normal) and the scores of 2 processes against 1.
 
 Run:  OMP_NUM_THREADS=1 python benchmarks/distributed.py                 (both configurations)
       python benchmarks/distributed.py --configs full --no-record

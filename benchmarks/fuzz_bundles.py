@@ -201,6 +201,9 @@ def sign(data: bytes, key) -> bytes:
 
 # ---------------------------------------------------------------- mutations
 
+#: text a forger would put where a name goes: forged lines, terminal escapes, floods
+HOSTILE_TEXT = ["x\nanomaly: ok, signed by the line key", "\x1b[2J\x1b[31mred", "\r\u202eevil", "a" * 100_000,
+                "b" * 300 + "\n" + "c" * 300, "\x00\x07\x08"]
 BIG = "\x00BIGINT\x00"
 DEEP = "\x00DEEP\x00"
 RAW = {BIG: "1" + "0" * 5000, DEEP: "[" * 100_000 + "]" * 100_000}
@@ -220,6 +223,7 @@ def hostile_values(rng) -> object:
         "imagenet:IMAGENET1K_V2", "resnet18", "knn", "gaussian", "lstm", "a" * 100_000, "\u2603\x00", [], [1],
         [1, 2], [8, 8], [1, 16, 16], [0, 0, 0], [-1, 16, 16], [1, 2, 3, 4, 5], [[[]]], ["layer1", "layer9"],
         {}, {"a": 1}, {"tile": 8, "overlap": 0.5}, [None] * 3, [1e308] * 2, BIG, DEEP, list(range(100)),
+        2**63 - 1, 2**64, 2**70, -(2**63) - 1, *HOSTILE_TEXT,
     ]
     return pool[rng.integers(len(pool))]
 
@@ -423,12 +427,146 @@ def repair(data: bytes, key) -> bytes:
         return data
 
 
+# ------------------------------------------------ issue 20's classes: each must be refused (or load sanely)
+
+#: objects of the header whose fields are all required and known (a missing or unknown field
+#: must be refused); free-form values inside parameters (augmentation configs) are not among them
+_STRICT = ((), ("params",), ("fitted",), ("tiling",), ("versions",), ("data",), ("fitted", "backbone_"),
+           ("fitted", "history_"))
+VERSIONS = [0, -1, 1, 3, True, False, "2", 2.0, None, 2**70, [2], {"v": 2}]
+#: mutation classes whose every mutant must be refused at load
+MUST_REFUSE = ("version", "missing", "unknown", "duplicate", "signature")
+
+
+def _strict_objects(h: dict) -> list[tuple[tuple, dict]]:
+    out = []
+    for path in _STRICT:
+        obj = h
+        for k in path:
+            obj = obj.get(k) if isinstance(obj, dict) else None
+        if isinstance(obj, dict) and obj:
+            out.append((path, obj))
+    return out
+
+
+def _data_info(rng) -> dict:
+    """A training-data description (images fitted on a folder), one field possibly hostile."""
+    d = {"spec": "parts/train", "n": 40, "classes": ["good"]}
+    if rng.random() < 0.7:
+        field = str(pick(rng, list(d)))
+        d[field] = pick(rng, [hostile_values(rng), 5, "good", ["good", 3], [["good"]], {"a": 1}, ["x\ny"] * 3,
+                              ["g" * 100_000], list(map(str, range(5000)))])
+    return d
+
+
+def mutate_issue20(header: dict, tensors: dict, seed: bytes, rng, key) -> tuple[bytes, str]:
+    """One mutant of the classes issue 20 added: format_version, missing and unknown fields,
+    duplicate JSON keys (header, metadata, tensor entries), hostile text, data descriptions,
+    out-of-range seeds, and another spelling of the signature."""
+    import copy
+
+    h = copy.deepcopy(header)
+    kind = str(pick(rng, ["version", "missing", "missing", "unknown", "unknown", "duplicate", "duplicate", "text",
+                          "text", "data", "data", "seed", "signature"]))
+    if kind == "version":
+        h["format_version"] = pick(rng, VERSIONS)
+        return build(h, tensors, key, True, RAW), f"version {h['format_version']!r}"[:80]
+    if kind in ("missing", "unknown"):
+        if kind == "unknown" or rng.random() < 0.2:  # a missing field can also come with a data description
+            h.setdefault("data", None)
+        if h.get("data") is None and rng.random() < 0.3:
+            h["data"] = {"spec": "parts/train", "n": 40, "classes": ["good"]}
+        path, obj = pick(rng, _strict_objects(h))
+        if kind == "missing":
+            field = str(pick(rng, sorted(obj)))
+            del obj[field]
+        else:
+            field = str(pick(rng, ["extra", "__class__", "Detector", "checksum_", "seed ", "x\ny", "a" * 5000]))
+            obj[field] = hostile_values(rng)
+        checksum = (path, field) != ((), "checksum")  # build() would put a deleted checksum back
+        return build(h, tensors, key, checksum, RAW), f"{kind} {'.'.join(map(str, path + (field,)))[:80]}"
+    if kind == "duplicate":
+        return _duplicate(h, tensors, seed, rng, key)
+    if kind == "text":
+        paths = [p for p, v in _paths(h) if isinstance(v, str)] + [("detector",)]
+        path = pick(rng, paths)
+        text = str(pick(rng, HOSTILE_TEXT))
+        parent = h
+        for k in path[:-1]:
+            parent = parent[k]
+        if isinstance(parent, dict) and rng.random() < 0.3:  # as a key, not a value
+            parent[text] = parent.pop(path[-1])
+            return build(h, tensors, key, True, RAW), f"text key at {'.'.join(map(str, path))[:60]}"
+        _set(h, path, text if path != ("detector",) else "LatentDistance" + text)
+        return build(h, tensors, key, True, RAW), f"text {'.'.join(map(str, path))[:60]}"
+    if kind == "data":
+        h["data"] = _data_info(rng)
+        h["normal_classes"] = h["data"].get("classes") if rng.random() < 0.8 else hostile_values(rng)
+        return build(h, tensors, key, True, RAW), "data " + json.dumps(h["data"], default=str)[:60]
+    if kind == "seed":
+        value = int(pick(rng, [2**63 - 1, 2**63, 2**64, 2**70, -1, -(2**63)]))
+        if isinstance(h["fitted"].get("backbone_"), dict) and rng.random() < 0.7:
+            h["fitted"]["backbone_"]["seed"] = value
+            return build(h, tensors, key, True, RAW), f"seed fitted.backbone_.seed={value}"
+        h["params"]["seed"] = value
+        return build(h, tensors, key, True, RAW), f"seed params.seed={value}"
+    from anomalib_lite import signing
+
+    span = signing._signature_span(seed, "fuzz")
+    text = seed[span[0] : span[1]].decode()
+    how = str(pick(rng, ["upper", "mixed", "0x"]))
+    if how == "upper":
+        other = text.upper()
+    elif how == "mixed":
+        other = "".join(c.upper() if i % 2 else c for i, c in enumerate(text))
+    else:
+        other = "0x" + text[:-2]
+    return seed[: span[0]] + other.encode() + seed[span[1] :], f"signature {how}"
+
+
+def _duplicate(h: dict, tensors: dict, seed: bytes, rng, key) -> tuple[bytes, str]:
+    """A JSON key given twice: in the bundle header, in the safetensors metadata, or a tensor
+    entry of the preamble (two readers could take different values of it)."""
+    where = str(pick(rng, ["header", "metadata", "tensor"]))
+    if where == "header":
+        field = str(pick(rng, ["detector", "params", "fitted", "threshold_", "format_version"]))
+        if field == "threshold_":
+            h["fitted"]["threshold_"] = "\x00DUP\x00"
+            value = '1e6, "threshold_": -1.0'
+        elif field == "detector":
+            h[field] = "\x00DUP\x00"
+            value = '"LatentDistance", "detector": "Reconstruction"'
+        elif field == "format_version":
+            h[field] = "\x00DUP\x00"
+            value = '2, "format_version": 2'
+        else:
+            value = json.dumps(h[field]) + f', "{field}": ' + json.dumps({})
+            h[field] = "\x00DUP\x00"
+        return build(h, tensors, key, True, {**RAW, "\x00DUP\x00": value}), f"duplicate header key {field}"
+    pre, body = split(seed)
+    text = json.dumps(pre, separators=(",", ":"))
+    if where == "metadata":
+        extra = json.dumps(KEY) + ":" + json.dumps(pre["__metadata__"][KEY].replace('"Latent', '"Xatent'))
+        text = text.replace('"__metadata__":{', '"__metadata__":{' + extra + ",", 1)
+    else:
+        names = [k for k in pre if k != "__metadata__"]
+        name = str(pick(rng, names))
+        other = pre[str(pick(rng, names))]
+        text = text[:-1] + "," + json.dumps(name) + ":" + json.dumps(other) + "}"
+    head = text.encode()
+    head += b" " * (-len(head) % 8)
+    data = struct.pack("<Q", len(head)) + head + body
+    return sign(data, key), f"duplicate {where} key"
+
+
 def mutate(seed: bytes, rng, key) -> tuple[bytes, str]:
     """One seeded mutation of a bundle's bytes."""
     header, tensors = read_tensors(seed)
     kind = pick(rng, ["header", "header", "header", "header", "top", "tensor", "tensor", "tensor", "preamble",
-                       "preamble", "truncate", "flip", "several"])
+                       "preamble", "truncate", "flip", "several", "issue20", "issue20", "issue20", "issue20"])
     checksum = rng.random() < 0.95
+    if kind == "issue20":
+        return mutate_issue20(header, tensors, seed, rng, key)
     if kind in ("header", "top"):
         header, what = (mutate_header if kind == "header" else mutate_top)(header, rng)
         return build(header, tensors, key, checksum, RAW), what
@@ -485,23 +623,72 @@ def _sane_scores(det, kind, scores) -> str | None:
     return None
 
 
-def run_case(data: bytes, kind: str, folder: Path, public, timeout: float = 20.0) -> tuple[str, str]:
-    """(outcome, detail) of loading and scoring one bundle: 'refused', 'sane', or a failure:
-    'traceback', 'multiline', 'insane', 'hang', 'allocation'."""
+#: the longest refusal a loader may print (issue 20: quoted text is cut to 200 characters)
+MAX_MESSAGE = 700
+#: the longest line ``anomaly info`` may print (a key and a value of at most 200 characters each)
+MAX_INFO_LINE = 410
+
+
+def _message_problem(text: str) -> str | None:
+    """Why a refusal is not one bounded, printable line, or None."""
+    if "\n" in text:
+        return "multiline"
+    if len(text) > MAX_MESSAGE or not text.isprintable():
+        return "unbounded"
+    return None
+
+
+def labelled(kind: str):
+    """A labelled source for the evaluate stage (its labels read the bundle's data.classes)."""
+    from anomalib_lite.sources import ArraySource
+
+    x = score_data(kind)
+    targets = np.arange(len(x)) % 2
+    return ArraySource("fuzz", x, targets, ["good", "bad"])
+
+
+def _info(path: Path, public) -> tuple[str, str] | None:
+    """``anomaly info`` on the bundle: a one-line refusal, or lines that are printable and bounded."""
     import anomalib_lite as al
     from anomalib_lite import AnomalyError
+    from anomalib_lite.workflows import describe_header
+
+    try:
+        text = describe_header(al.read_header(path, verify=public))
+    except AnomalyError as e:
+        problem = _message_problem(str(e))
+        return (problem, "info: " + str(e)[:300]) if problem else None
+    bad = next((line for line in text.splitlines() if len(line) > MAX_INFO_LINE or not line.isprintable()), None)
+    return ("unbounded", f"info prints {bad[:200]!r} ({len(bad)} characters)") if bad is not None else None
+
+
+def run_case(data: bytes, kind: str, folder: Path, public, timeout: float = 20.0,
+             must_refuse: bool = False) -> tuple[str, str]:
+    """(outcome, detail) of ``info``, then loading, scoring and evaluating one bundle: 'refused',
+    'sane', or a failure: 'traceback', 'multiline', 'unbounded' (a message or an info line with
+    control characters or too long), 'insane', 'hang', 'allocation', 'accepted' (a bundle of a
+    class that must be refused loaded)."""
+    import anomalib_lite as al
+    from anomalib_lite import AnomalyError
+    from anomalib_lite.evaluation import assess
 
     path = folder / "case.anomaly"
     path.write_bytes(data)
     old = signal.signal(signal.SIGALRM, _alarm)
     outer, start = signal.getitimer(signal.ITIMER_REAL)[0], time.monotonic()  # e.g. pytest-timeout's
     signal.setitimer(signal.ITIMER_REAL, min(timeout, outer) if outer else timeout)
-    stage = "load"
+    stage = "info"
     try:
+        bad_info = _info(path, public)
+        if bad_info is not None:
+            return bad_info
+        stage = "load"
         try:
             det = al.load(path, verify=public)
         except AnomalyError as e:
-            return ("refused", str(e)) if "\n" not in str(e) else ("multiline", str(e))
+            return ("refused", str(e)) if _message_problem(str(e)) is None else (_message_problem(str(e)), str(e)[:300])
+        if must_refuse:
+            return "accepted", "loaded, but this mutation must be refused"
         stage = "score"
         try:
             x = score_data(kind)
@@ -511,8 +698,12 @@ def run_case(data: bytes, kind: str, folder: Path, public, timeout: float = 20.0
                 maps = det.score_map(x)
                 if maps.shape != (len(x), 16, 16) or not np.isfinite(maps).all():
                     why = f"maps shaped {maps.shape}, finite: {bool(np.isfinite(maps).all())}"
+            if why is None and kind in ("images", "vectors"):
+                stage = "evaluate"
+                assess(det, labelled(kind))
         except AnomalyError as e:
-            return ("sane", "score refused: " + str(e)) if "\n" not in str(e) else ("multiline", str(e))
+            problem = _message_problem(str(e))
+            return ("sane", "score refused: " + str(e)) if problem is None else (problem, str(e)[:300])
         return ("insane", why) if why else ("sane", "scored")
     except Hang:
         return "hang", f"{stage} took over {timeout:g} s"
@@ -531,8 +722,165 @@ def run_case(data: bytes, kind: str, folder: Path, public, timeout: float = 20.0
             signal.setitimer(signal.ITIMER_REAL, max(1e-3, outer - (time.monotonic() - start)))
 
 
+def must_refuse(what: str) -> bool:
+    return what.split(" ", 1)[0] in MUST_REFUSE
+
+
+# ---------------------------------------------------------------- hostile data files (issue 20)
+
+INPUTS = "inputs"  # the pseudo seed name of the data-file cases
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.save(buf, a, allow_pickle=True)
+    return buf.getvalue()
+
+
+def _with_header(data: bytes, change) -> bytes:
+    """A .npy whose header dict text is changed by ``change(text) -> text`` (length kept valid)."""
+    major = data[6]
+    size = 2 if major == 1 else 4
+    n = int.from_bytes(data[8 : 8 + size], "little")
+    text = change(data[8 + size : 8 + size + n].decode("latin1").rstrip("\n ")).encode("latin1")
+    pad = -(8 + size + len(text) + 1) % 64
+    text = text + b" " * pad + b"\n"
+    if major == 1 and len(text) >= 65536:
+        return data
+    return data[:8] + len(text).to_bytes(size, "little") + text + data[8 + size + n :]
+
+
+def mutate_input(rng, folder: Path) -> tuple[str, str]:
+    """A hostile data file (a .npy, an .npz or a CSV series) in ``folder``; returns (spec, what)."""
+    import zipfile
+
+    kind = str(pick(rng, ["npy", "npy", "npz", "csv", "csv"]))
+    base = rng.random((6, 1, 8, 8)).astype(np.float32) if rng.random() < 0.5 else rng.random((6, 5)).astype(np.float32)
+    if kind == "npy":
+        data = _npy_bytes(base)
+        how = str(pick(rng, ["shape", "shape", "dtype", "fortran", "truncate", "extra", "version", "object", "junk"]))
+        if how == "shape":
+            shape = pick(rng, [(100_000_000, 8, 8), (2**62,), (6, 1, 8, 9), (5, 5), (0,), (-1, 5), (2**31, 2**31),
+                               (1,) * 40, (6, 1, 8, 8, 1), ()])
+            data = _with_header(data, lambda t: t[: t.index("'shape':")] + f"'shape': {shape!r}, }}")
+        elif how == "dtype":
+            descr = pick(rng, ["'|O'", "'<f8'", "'>i8'", "'|V8'", "'<U4'", "'|b1'", "'<c16'", "[('a', '<f4')]", "'x'",
+                               "'<M8[s]'"])
+            data = _with_header(data, lambda t: t.replace(t[t.index("'descr':") : t.index(",", t.index("'descr':"))],
+                                                          f"'descr': {descr}"))
+        elif how == "fortran":
+            data = _with_header(data, lambda t: t.replace("False", "True"))
+        elif how == "truncate":
+            data = data[: int(rng.integers(0, len(data)))]
+        elif how == "extra":
+            data = data + bytes(int(rng.integers(1, 64)))
+        elif how == "version":
+            data = data[:6] + bytes([int(pick(rng, [0, 2, 3, 9, 255])), 0]) + data[8:]
+        elif how == "object":
+            data = _npy_bytes(np.array([{"a": 1}, None, "x"], dtype=object))
+        else:
+            data = bytes(rng.integers(0, 256, int(rng.integers(0, 200)), dtype=np.uint8))
+        (folder / "case.npy").write_bytes(data)
+        return str(folder / "case.npy"), f"npy {how}"
+    if kind == "npz":
+        how = str(pick(rng, ["object x", "object y", "forged x", "labels", "not zip", "empty", "other members"]))
+        path = folder / "case.npz"
+        members = {"x": _npy_bytes(base), "y": _npy_bytes(np.arange(len(base)) % 2)}
+        if how == "object x":
+            members["x"] = _npy_bytes(np.array([[1.0], None], dtype=object))
+        elif how == "object y":
+            members["y"] = _npy_bytes(np.array(["a", None] * 3, dtype=object))
+        elif how == "forged x":
+            members["x"] = _with_header(members["x"], lambda t: t[: t.index("'shape':")] + "'shape': (100000000, 8, 8), }")
+        elif how == "labels":
+            members["y"] = _npy_bytes(pick(rng, [np.zeros((3, 2)), np.arange(2), np.array(["a"] * 6), np.zeros(0)]))
+        elif how == "not zip":
+            path.write_bytes(b"PK\x03\x04" + bytes(rng.integers(0, 256, 100, dtype=np.uint8)))
+            return str(path), f"npz {how}"
+        elif how == "empty":
+            members = {}
+        else:
+            members = {"readme.txt": b"x", "a": members["x"]}
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, data in members.items():
+                zf.writestr(name if "." in name else name + ".npy", data)
+        return str(path), f"npz {how}"
+    how = str(pick(rng, ["long line", "long line", "back", "repeat", "nul", "not utf8", "inf", "quoted", "columns",
+                         "empty", "header only", "stamps"]))
+    rows = [f"2024-01-01T{h:02d}:00:00,{np.sin(h / 3):.3f}" for h in range(24)]
+    if how == "long line":
+        i = int(rng.integers(len(rows)))
+        rows[i] = rows[i].split(",")[0] + "," + "9" * int(pick(rng, [1 << 20, 3 << 20, 16 << 20]))
+    elif how in ("back", "repeat"):
+        i = int(rng.integers(1, len(rows)))
+        rows[i] = rows[i - 1 if how == "repeat" else 0].split(",")[0] + "," + rows[i].split(",")[1]
+    elif how == "nul":
+        rows[3] = rows[3] + "\x00"
+    elif how == "inf":
+        rows[5] = rows[5].split(",")[0] + "," + str(pick(rng, ["1e999", "inf", "-inf", "nan", "0x10", "1_000"]))
+    elif how == "quoted":
+        rows[2] = rows[2].split(",")[0] + ',"' + "1\n" * 200_000 + '"'
+    elif how == "columns":
+        rows[4] = rows[4] + ",1" * int(pick(rng, [1, 1000, 100_000]))
+    elif how == "empty":
+        rows = []
+    elif how == "stamps":
+        rows[6] = str(pick(rng, ["9999-99-99", "nan", "inf", "1e400", "2024-13-01", "x" * 1000])) + ",0.5"
+    text = ("timestamp,value\n" if how != "empty" else "") + "\n".join(rows) + "\n"
+    data = text.encode()
+    if how == "not utf8":
+        data = data.replace(b"00:00", b"\xff\xfe:00", 1)
+    if how == "header only":
+        data = b"timestamp,value\n"
+    (folder / "case.csv").write_bytes(data)
+    return str(folder / "case.csv") + str(pick(rng, ["", "", "?order=sort", "?order=file"])), f"csv {how}"
+
+
+def run_input_case(spec: str, timeout: float = 20.0) -> tuple[str, str]:
+    """(outcome, detail) of reading one hostile data file to the end: 'refused' (one bounded
+    line), 'sane' (read whole, finite), or a failure as for bundles."""
+    import anomalib_lite as al
+    from anomalib_lite import AnomalyError
+    from anomalib_lite.data import iter_batches
+
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        try:
+            src = al.load_data(spec)
+            if getattr(src, "kind", None) != "series":
+                for _ in iter_batches(src, 4):
+                    pass
+        except AnomalyError as e:
+            problem = _message_problem(str(e))
+            return ("refused", str(e)) if problem is None else (problem, str(e)[:300])
+        return "sane", f"read {len(src)} samples"
+    except Hang:
+        return "hang", f"reading took over {timeout:g} s"
+    except MemoryError:
+        return "allocation", "MemoryError"
+    except Exception:  # noqa: BLE001
+        return "traceback", traceback.format_exc(limit=-3)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def fuzz_inputs_in_process(folder: Path, n: int, master: int = 0, timeout: float = 20.0) -> dict:
+    """The data-file cases in this process (the CI test): {outcome: [(index, what, detail)]}."""
+    work = Path(tempfile.mkdtemp(dir=folder))
+    out: dict = {}
+    for i in range(n):
+        spec, what = mutate_input(case_rng(master, INPUTS, i), work)
+        outcome, detail = run_input_case(spec, timeout)
+        out.setdefault(outcome, []).append((i, what, detail))
+    return out
+
+
 def case_rng(master: int, name: str, index: int) -> np.random.Generator:
-    return np.random.default_rng([master, NAMES.index(name), index])
+    return np.random.default_rng([master, NAMES.index(name) if name in NAMES else len(NAMES), index])
 
 
 def fuzz_in_process(seeds: dict, counts: dict, master: int = 0, timeout: float = 20.0) -> dict:
@@ -550,7 +898,7 @@ def fuzz_in_process(seeds: dict, counts: dict, master: int = 0, timeout: float =
         res = results.setdefault(name, {})
         for i in range(n):
             data, what = mutate(seed, case_rng(master, name, i), key)
-            outcome, detail = run_case(data, kind, work, public, timeout)
+            outcome, detail = run_case(data, kind, work, public, timeout, must_refuse(what))
             res.setdefault(outcome, []).append((i, what, detail))
     return results
 
@@ -579,6 +927,14 @@ def _worker(conn, folder: str, limit_bytes: int, timeout: float):
         if job is None:
             return
         name, kind, index, master = job
+        if name == INPUTS:
+            try:
+                spec, what = mutate_input(case_rng(master, name, index), work)
+            except Exception:  # noqa: BLE001 - a harness error: report it, never hide it
+                conn.send(("harness", "mutation", traceback.format_exc(limit=-2)))
+                continue
+            conn.send((run_input_case(spec, timeout), what))
+            continue
         if name not in seeds:
             seeds[name] = (folder / f"{name}.anomaly").read_bytes()
         try:
@@ -586,7 +942,7 @@ def _worker(conn, folder: str, limit_bytes: int, timeout: float):
         except Exception:  # noqa: BLE001 - a harness error: report it, never hide it
             conn.send(("harness", "mutation", traceback.format_exc(limit=-2)))
             continue
-        conn.send((run_case(data, kind, work, public, timeout), what))
+        conn.send((run_case(data, kind, work, public, timeout, must_refuse(what)), what))
 
 
 def _vm_bytes() -> int:
@@ -657,7 +1013,7 @@ class Pool:
                 p.kill()
 
 
-FAILURES = ("traceback", "multiline", "insane", "hang", "allocation", "crash", "harness")
+FAILURES = ("traceback", "multiline", "unbounded", "accepted", "insane", "hang", "allocation", "crash", "harness")
 
 
 def main() -> None:
@@ -670,6 +1026,7 @@ def main() -> None:
     ap.add_argument("--only", help="NAME:INDEX: rerun one case here and print its outcome")
     ap.add_argument("--keep", help="folder for the seed bundles (default: a temporary one)")
     ap.add_argument("--no-record", action="store_true", help="do not append to BENCHMARKS.md")
+    ap.add_argument("--inputs", type=int, default=800, help="hostile data files (.npy, .npz, CSV) read as well")
     args = ap.parse_args()
     import torch
 
@@ -677,6 +1034,11 @@ def main() -> None:
     folder = Path(args.keep or tempfile.mkdtemp(prefix="fuzz-bundles-"))
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    if args.only and args.only.startswith(INPUTS + ":"):
+        index = int(args.only.rsplit(":", 1)[1])
+        spec, what = mutate_input(case_rng(args.seed, INPUTS, index), folder)
+        print(f"{args.only} {what}\n" + ": ".join(run_input_case(spec, args.timeout)))
+        return
     if args.only:
         name, index = args.only.rsplit(":", 1)
         seeds = make_seeds(folder, [name])
@@ -689,7 +1051,8 @@ def main() -> None:
     seeds = make_seeds(folder)
     fit_s = time.time() - t0
     print(f"seed bundles fitted in {fit_s:.0f} s: {folder}", flush=True)
-    table = {name: {} for name in NAMES}
+    table = {name: {} for name in [*NAMES, INPUTS]}
+    classes: dict = {}  # issue 20's mutation classes and the data-file kinds: {class: {outcome: n}}
     examples: dict = {}
     done = [0]
 
@@ -697,6 +1060,11 @@ def main() -> None:
         name, _, index, _ = job
         outcome, detail = result
         table[name][outcome] = table[name].get(outcome, 0) + 1
+        words = what.split(" ")
+        cls = " ".join(words[:2]) if name == INPUTS else words[0]
+        if name == INPUTS or cls in (*MUST_REFUSE, "text", "data", "seed"):
+            tally = classes.setdefault(cls, {})
+            tally[outcome] = tally.get(outcome, 0) + 1
         if outcome == "sane":
             how = "scored" if detail == "scored" else "score refused"
             table[name][how] = table[name].get(how, 0) + 1
@@ -710,13 +1078,15 @@ def main() -> None:
 
     pool = Pool(folder, args.workers, args.memory_gb, args.timeout)
     jobs = [(name, seeds[name][1], i, args.seed) for i in range(args.per_detector) for name in NAMES]
+    jobs += [(INPUTS, "file", i, args.seed) for i in range(args.inputs)]
     t1 = time.time()
     try:
         pool.run(jobs, on_result)
     finally:
         pool.close()
     elapsed = time.time() - t1
-    total = {k: sum(t.get(k, 0) for t in table.values()) for k in ("refused", "sane", "score refused", *FAILURES)}
+    total = {k: sum(t.get(k, 0) for n, t in table.items() if n != INPUTS)
+             for k in ("refused", "sane", "score refused", *FAILURES)}
     tried = sum(total[k] for k in ("refused", "sane", *FAILURES))
     rows = ["| seed bundle | tried | refused at load (one line) | loaded and scored sanely "
             "(of which scoring refused in one line) | failures |", "|---|---:|---:|---:|---:|"]
@@ -727,13 +1097,26 @@ def main() -> None:
         rows.append(f"| {name} | {tried_here} | {t.get('refused', 0)} | {t.get('sane', 0)} "
                     f"({t.get('score refused', 0)}) | {fails} |")
     kinds = ", ".join(f"{k} {total[k]}" for k in FAILURES if total[k]) or "none"
+    rows += ["", "Issue 20's mutation classes (among the bundles above; version, missing, unknown, duplicate and "
+             "signature must all be refused) and the hostile data files:", "",
+             "| class | tried | refused (one line) | loaded / read sanely | failures |", "|---|---:|---:|---:|---:|"]
+    for cls in sorted(classes, key=lambda c: (c.split()[0] in ("npy", "npz", "csv"), c)):
+        t = classes[cls]
+        fails = sum(t.get(k, 0) for k in FAILURES)
+        rows.append(f"| {cls} | {sum(t.values())} | {t.get('refused', 0)} | {t.get('sane', 0)} | {fails} |")
+    inp = table[INPUTS]
+    input_fails = sum(inp.get(k, 0) for k in FAILURES)
+    input_tried = input_fails + inp.get("refused", 0) + inp.get("sane", 0)
     body = (
         f"Seeded mutation fuzzer over signed bundles of every detector (seed {args.seed}): each mutation is "
         f"re-checksummed and re-signed with a test key (most of them) so it reaches validation; each load + score "
         f"runs in a worker with a {args.timeout:g} s alarm and an address-space cap of +{args.memory_gb:g} GB. "
         f"{args.workers} worker(s); {tried} bundles in {elapsed:.0f} s ({elapsed / max(1, tried) * 1000:.0f} ms "
         f"each), load average at the end {os.getloadavg()[0]:.2f}.\n\n" + "\n".join(rows) +
-        f"\n\nFailures by kind: {kinds}. 'Sane' includes loads whose scoring was refused with one line."
+        f"\n\nFailures by kind: {kinds}. 'Sane' includes loads whose scoring was refused with one line. Each case "
+        f"also runs `anomaly info` (its lines printable, at most {MAX_INFO_LINE} characters) and, for images and "
+        f"vectors, an evaluation on labelled data; every refusal must be one printable line of at most "
+        f"{MAX_MESSAGE} characters. Data files: {input_tried} read, {input_fails} failures."
     )
     if examples:
         body += "\n\nFirst failure of each kind:\n\n" + "\n".join(
@@ -744,7 +1127,7 @@ def main() -> None:
     else:
         from benchmarks import record
 
-        record.append("Bundle fuzzing (issue 11)", body)
+        record.append("Bundle fuzzing (issues 11, 20)", body)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ this proxy cuts every shared series with 5-minute steps into consecutive 4,032-s
 4,032-step series are one piece each; shorter ones and the remainder are dropped), keeps the
 anomaly windows that fall inside a piece, runs ``examples/nab.py``'s route on each piece
 (``nab.run_protocol`` with every default), and scores the NAB scores with and without the cycle
-(``step_seconds`` given or not) with NAB's scorer over all pieces.
+(``step_seconds`` given or not) with NAB's scorer over all pieces; then a few variants of the
+score (one change each, as in ``nab_ablation.py``), over the pieces of each half's series too.
 Run:  python benchmarks/nab_two_weeks.py
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 import record
-from nab_score import PROFILES, score  # NAB's scorer, as benchmarks/nab_score.py runs it
+from nab_score import PROFILES, halves, score  # NAB's scorer, as benchmarks/nab_score.py runs it
 
 import anomalib_lite as al
 from anomalib_lite import nab
@@ -27,6 +28,14 @@ from anomalib_lite.series_sources import nab_files
 
 PIECE = 4032  # two weeks at 5 minutes
 ROUTES = {"with the weekly cycle": "cycle", "without": "nocycle"}  # row -> detector name in the results
+#: more rows: name -> options of ``results_scores`` (of the piece's probationary period p)
+VARIANTS = {
+    "issue-18 score (new extremes, settle 1.5 p, no neighbours, no change)": lambda p: dict(
+        settle=p + p // 2, extremes=True, neighbours=0, change=0),
+    "settle 1.5 p instead of p": lambda p: dict(settle=p + p // 2),
+    "without neighbours": lambda p: dict(neighbours=0),
+    "without change": lambda p: dict(change=0),
+}
 
 
 def pieces():
@@ -55,9 +64,26 @@ def main() -> None:
             for name, step in (("cycle", piece.step_seconds), ("nocycle", None)):
                 unit = nab.results_scores(det, scores, values=piece.values, step_seconds=step)
                 nab.write_results(results, piece, unit, name)
+            for i, change in enumerate(VARIANTS.values()):
+                unit = nab.results_scores(det, scores, values=piece.values, step_seconds=piece.step_seconds,
+                                          **change(nab.probation_steps(len(piece))))
+                nab.write_results(results, piece, unit, f"v{i}")
         (Path(tmp) / "labels.json").write_text(json.dumps(labels))
         for row, name in ROUTES.items():
             table[row] = score(results, data, Path(tmp) / "scores.json", Path(tmp) / "labels.json", name)
+        names = {**{row: name for row, name in ROUTES.items()}, **{row: f"v{i}" for i, row in enumerate(VARIANTS)}}
+        halved = {}
+        for half, members in halves().items():  # the pieces of each half's series
+            folder = Path(tmp) / f"data-{half}"
+            for rel in labels:
+                if any(rel.startswith(m[:-4] + "_") for m in members):
+                    (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (folder / rel).symlink_to(data / rel)
+            for row, name in names.items():
+                halved[row, half] = score(results, folder, Path(tmp) / "scores.json", Path(tmp) / "labels.json", name)
+        for row, name in names.items():
+            if row not in table:
+                table[row] = score(results, data, Path(tmp) / "scores.json", Path(tmp) / "labels.json", name)
     seconds = time.perf_counter() - t
     lines = [
         f"{len(labels)} pieces of 4,032 five-minute steps cut from the shared NAB series "
@@ -72,6 +98,11 @@ def main() -> None:
         st = r["standard"]
         lines.append(f"| {key} | " + " | ".join(f"{r[p]['normalized']:.2f}" for p in PROFILES)
                      + f" | {st['tp']} / {st['fp']} |")
+    lines += ["", "Standard profile over the pieces of the dev half's series / the held-out half's / all (a row: "
+              "the default with one change):", "", "| NAB score | dev pieces | held-out pieces | all |", "| --- | --- | --- | --- |"]
+    for row in names:
+        lines.append(f"| {row} | {halved[row, 'dev']['standard']['normalized']:.2f} | "
+                     f"{halved[row, 'held-out']['standard']['normalized']:.2f} | {table[row]['standard']['normalized']:.2f} |")
     lines += ["", "Per piece, standard profile, raw NAB score (with / without the cycle):", "",
               "| piece | windows | with | without |", "| --- | --- | --- | --- |"]
     a, b = table["with the weekly cycle"]["standard"]["files"], table["without"]["standard"]["files"]

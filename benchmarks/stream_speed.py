@@ -12,6 +12,10 @@ piped stream, and memory over long streams.
 * Batch: ``det.decision_function(series)`` on 10^5 steps at once, points per second.
 * Memory: RSS of this process after 10^4, 10^5 and 10^6 points streamed through ``score`` and
   ``flag`` in chunks of 1,000 (the stream state is bounded).
+* NAB's [0, 1] score (``SurpriseScore`` with every kind of evidence on, as ``nab.results_scores``
+  sets it for a dated series of 5-minute steps: forecast, weekly cycle, neighbours, change): one
+  step at a time after 6,000 (median, p99), and its RSS after 10^4, 10^5 and 3 * 10^5 steps in
+  chunks of 1,000.
 River is a benchmark-only dependency (``pip install river``); without it its rows are skipped.
 The detectors run with their defaults (window 64, horizon 5, 2 x 32 LSTM or a temporal CNN of 32
 channels; the season of the test series, 50 steps, is detected) and their thread policy.
@@ -32,6 +36,8 @@ import numpy as np
 import record
 
 import anomalib_lite as al
+from anomalib_lite import nab
+from anomalib_lite.thresholds import SurpriseScore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,6 +81,37 @@ def river_latency(x: np.ndarray, n: int) -> np.ndarray | None:
         model.learn_one({"x": v})
         out[i] = time.perf_counter() - t
     return out
+
+
+def nab_surprise() -> SurpriseScore:
+    """NAB's score as ``nab.results_scores`` sets it for a dated series of 5-minute steps (the
+    test series' season of 50 steps, window 64)."""
+    week, day = nab.calendar_steps(300.0)
+    return SurpriseScore(np.ones(100), refractory=375, season=50, reach=25, settle=0, cycle=week, cycle_warm=day,
+                         extremes=False, neighbours=nab.NEIGHBOURS, change=64)
+
+
+def nab_latency(x: np.ndarray, n: int) -> np.ndarray:
+    sc, scores = nab_surprise(), 1 + 0.1 * np.abs(x)
+    sc.update(scores[:6000], x[:6000])
+    out = np.empty(n)
+    for i in range(n):
+        t = time.perf_counter()
+        sc.update(scores[6000 + i : 6001 + i], x[6000 + i : 6001 + i])
+        out[i] = time.perf_counter() - t
+    return out
+
+
+def nab_memory(x: np.ndarray, marks=(10_000, 100_000, 300_000)) -> tuple[dict, float]:
+    sc, seen, rss = nab_surprise(), 0, {}
+    t = time.perf_counter()
+    while seen < max(marks):
+        chunk = x[seen % 100_000 : seen % 100_000 + 1000]
+        sc.update(1 + 0.1 * np.abs(chunk), chunk)
+        seen += len(chunk)
+        if seen in marks:
+            rss[seen] = rss_mb()
+    return rss, max(marks) / (time.perf_counter() - t)
 
 
 def cli_command(bundle: Path) -> list[str]:
@@ -150,6 +187,10 @@ def main() -> None:
             rate = args.long / (time.perf_counter() - t)
             mem_rows.append(f"| {model} | " + " | ".join(f"{rss.get(m, float('nan')):.0f}" for m in (10_000, 100_000, 1_000_000))
                             + f" | {rate:,.0f} |")
+    nab_rss, nab_rate = nab_memory(x)
+    rows.append(f"| NAB's [0, 1] score: `SurpriseScore.update` (every kind of evidence) | {ms(nab_latency(x, args.points) * 1e3)} | | | {nab_rate:,.0f} (chunks of 1,000) |")
+    mem_rows.append("| NAB's [0, 1] score (`SurpriseScore`, every kind) | " + " | ".join(
+        f"{nab_rss[m]:.0f}" for m in (10_000, 100_000)) + f" | {nab_rss[300_000]:.0f} (3 * 10^5) | {nab_rate:,.0f} |")
     hst = river_latency(x, args.points)
     if hst is not None:
         import river

@@ -3,12 +3,13 @@
 For each series: learn during the probationary period (the first 15 %, at most 750 steps, as
 NAB's scorer counts it; its last tenth calibrates, scored as the continuation of the rest), then
 score every later step from the past alone while continuing to learn (test-then-train, chunk by
-chunk). NAB's [0, 1] score (``unit_scores``: the surprise of each step against the series' own
-history, one alarm per event) alarms at 0.5. Prints, per series and in all, the anomaly windows
+chunk). NAB's [0, 1] score (``nab.results_scores``: the forecast error and the evidence read from
+the series itself, each a surprise on its own history, the largest counts; one alarm per event)
+alarms at 0.5. Prints, per series and in all, the anomaly windows
 with an alarm, false alarms per 1,000 steps outside windows and the lead of the first alarm
 before the labelled anomaly; with ``--results DIR`` also writes NAB's results files for NAB's
 own scorer (``benchmarks/nab_score.py`` runs it on this example and on the CLI route).
-Run:  python examples/nab.py                       (all series, about two minutes on 2 CPU cores)
+Run:  python examples/nab.py                       (all 31 series, about three minutes on 2 CPU cores)
       python examples/nab.py --files realKnownCause/nyc_taxi.csv --results results
 """
 from __future__ import annotations

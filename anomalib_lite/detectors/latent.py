@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -32,7 +33,7 @@ from ..errors import AnomalyError
 from ..features import BACKBONE_CHECKS, Featurizer, check_backbone_config, extractor_from_config, make_extractor
 from ..memory import FAISS_INDEXES, KnnIndex, greedy_coreset, max_index_bytes
 from ..state import Buffers
-from ..streaming import Reservoir, RunningMoments
+from ..streaming import KeyedSample, Reservoir, RunningMoments
 
 __all__ = ["LatentDistance"]
 
@@ -60,6 +61,17 @@ def _index_info(value, name):
         v.one_of(*FAISS_INDEXES)(info["type"], f"{name}.{bank}.type")
         v.integer(0, 1 << 40)(info["bytes"], f"{name}.{bank}.bytes")
     return value
+
+
+def _item_ids(index: torch.Tensor) -> np.ndarray:
+    """(sample index, tile) of each row of a batch: tiles of one image come consecutively with
+    its index repeated, so a row's tile is its place in that run (0 without tiling)."""
+    idx = index.to(torch.int64).cpu().numpy()
+    pos = np.arange(len(idx))
+    starts = np.ones(len(idx), dtype=bool)
+    starts[1:] = idx[1:] != idx[:-1]
+    run_start = np.maximum.accumulate(np.where(starts, pos, 0))
+    return np.stack([idx, pos - run_start], 1)
 
 
 def _mahalanobis(x: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
@@ -292,9 +304,10 @@ class LatentDistance(Detector):
         self.featurizer_ = Featurizer(extractor=self.extractor_, patch_size=self.patch_size,
                                       device=self.device_, normalize=self.normalize)
         pool = self.memory_size * self.pool_factor  # candidates in float32: the coreset sees them exactly
-        own = 2 * distributed.rank()  # under torchrun each process samples its share with its own draws
-        self._bank = Reservoir(pool, seed=self.seed + own)
-        self._patch_bank = Reservoir(pool, seed=self.seed + 1 + own)
+        # keyed by each row's global id (sample, tile, patch), so the candidates do not depend on
+        # batches or on how torchrun shards the data: every world size gives the same bank
+        self._bank = KeyedSample(pool, seed=self.seed)
+        self._patch_bank = KeyedSample(pool, seed=self.seed + 1)
         self._moments = RunningMoments()
         self._patch_moments = RunningMoments()
         self.bank_ = Buffers()
@@ -318,28 +331,37 @@ class LatentDistance(Detector):
     def _update(self, batch: Batch, fitting: bool) -> None:
         x = batch.x
         self._drop_caches()
-        if not fitting and self._bank.capacity != self.memory_size:  # partial_fit from scratch
+        if not fitting and not isinstance(self._bank, Reservoir):  # partial_fit from scratch
             self._bank = Reservoir(self.memory_size, seed=self.seed)
             self._patch_bank = Reservoir(self.memory_size, seed=self.seed + 1, dtype=self._patch_dtype())
+        items = _item_ids(batch.index)  # (sample, tile) of each row of the batch
         if x.ndim == 2 or self.image_score == "pooled":
             emb = self.featurizer_.embed(x)
             self.rows_seen_ += len(emb)
             if self.method == "knn":
-                self._bank.add(emb)
+                self._add(self._bank, emb, items, fitting)
             else:
                 self._moments.update(emb)
         if x.ndim == 4 and self._learns_patches():
+            start = 0
             for part in self._chunks(x):
-                self._update_patches(self.featurizer_.patches(part))
+                self._update_patches(self.featurizer_.patches(part), items[start : start + len(part)], fitting)
+                start += len(part)
         if not fitting:
             self._sync_bank()
 
-    def _update_patches(self, p: torch.Tensor) -> None:
+    @staticmethod
+    def _add(pool, rows: torch.Tensor, ids: np.ndarray, fitting: bool) -> None:
+        """Offer rows to a candidate pool: keyed by their ids while fitting, a reservoir after."""
+        pool.add(rows, ids) if fitting else pool.add(rows)
+
+    def _update_patches(self, p: torch.Tensor, items: np.ndarray, fitting: bool) -> None:
         n, d, h, w = p.shape
         self.map_grid_ = [h, w]
         self.patches_seen_ += n * h * w
         if self.method == "knn":
-            self._patch_bank.add(p.permute(0, 2, 3, 1).reshape(-1, d))
+            ids = np.concatenate([np.repeat(items, h * w, axis=0), np.tile(np.arange(h * w), n)[:, None]], 1)
+            self._add(self._patch_bank, p.permute(0, 2, 3, 1).reshape(-1, d), ids, fitting)
             return
         if self.patch_channels_ is None:
             gen = torch.Generator().manual_seed(self.seed)
@@ -358,16 +380,18 @@ class LatentDistance(Detector):
             idx = torch.randperm(rows.shape[0], generator=gen)[:size].to(rows.device)
         return rows[idx].clone()
 
-    def _composed(self, pool: Reservoir, size: int, seed: int) -> torch.Tensor:
-        """The bank of ``size`` rows from a candidate pool. Under torchrun (composable coresets):
-        each process reduces its own pool to ``size`` rows, the reductions are gathered (rank
-        order) and reduced again to ``size``; rank 0's result is shared, so every process holds
-        the same bank. When every row fits, the bank is all the rows either way."""
-        local = self._reduce(pool.values(), size, seed) if pool.n_seen else torch.empty((0, 0))
+    def _composed(self, pool: KeyedSample, size: int, seed: int) -> torch.Tensor:
+        """The bank of ``size`` rows from a candidate pool, by one reduction (the coreset). Under
+        torchrun the processes' pools merge first into the pool one process would have drawn
+        (candidates are keyed by global ids), rank 0 reduces it and shares the bank: any world
+        size gives the bank of one process."""
         if self._shard() is None:
-            return local
-        union = distributed.gather_cat(local.float(), "gathering the coreset candidates")
-        return distributed.broadcast(self._reduce(union, size, seed), what="sharing the coreset")
+            return self._reduce(pool.values(), size, seed)
+        pool = pool.merged("gathering the coreset candidates")
+        rows = pool.values()
+        bank = self._reduce(rows, size, seed) if distributed.is_main() else \
+            torch.empty((min(size, len(rows)), rows.shape[1]), dtype=rows.dtype, device=rows.device)
+        return distributed.broadcast(bank, what="sharing the coreset")
 
     def _finish_fit(self) -> None:
         sharded = self._shard() is not None

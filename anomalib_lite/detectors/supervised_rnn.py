@@ -249,7 +249,7 @@ class SupervisedRNN(SeriesDetector):
         """1 where an anomaly starts within the horizon: what the scores should rank high."""
         return early_warning_labels(labels, self.horizon)
 
-    def unit_scores(self, scores, values=None, quiet: int = 0, settle: int = 0) -> np.ndarray:
-        """The scores themselves: they already lie in [0, 1] (``values``, ``quiet``, ``settle`` do not
-        apply: a supervised probability needs no likelihood)."""
+    def unit_scores(self, scores, values=None, **options) -> np.ndarray:
+        """The scores themselves: they already lie in [0, 1] (``values`` and the other options of
+        :meth:`SeriesDetector.unit_scores` do not apply: a supervised probability needs no likelihood)."""
         return np.asarray(scores, dtype=np.float64)

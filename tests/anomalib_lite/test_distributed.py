@@ -117,6 +117,20 @@ def test_cli_two_processes_fit_and_score_like_one(tmp_path):
     np.testing.assert_allclose([float(r["score"]) for r in two], [float(r["score"]) for r in one], rtol=1e-5)
 
 
+def test_cli_two_processes_default_fit_equals_one(tmp_path):
+    """torchrun fit latent with the defaults (patch scores, coreset_ratio 0.1): the bundle of
+    two processes scores like the bundle of one (rtol 1e-5)."""
+    fit = ["fit", "latent", "--data", "mnist:train?classes=7&limit=200", "--device", "cpu"]
+    two = _torchrun([*fit, "-o", "two.anomaly"], tmp_path)
+    assert two.returncode == 0, two.stderr[-2000:]
+    res = CliRunner().invoke(cli, [*fit, "-o", str(tmp_path / "one.anomaly")])
+    assert res.exit_code == 0, res.output
+    test = al.load_data("mnist:test?limit=100")
+    a, b = (al.load(tmp_path / f"{n}.anomaly").decision_function(test) for n in ("one", "two"))
+    np.testing.assert_allclose(b, a, rtol=1e-5)
+    assert al.read_header(tmp_path / "two.anomaly")["world_size"] == 2
+
+
 def _worker():
     spec = importlib.util.spec_from_file_location("_dist_worker", WORKER)
     mod = importlib.util.module_from_spec(spec)
@@ -142,21 +156,18 @@ def api_runs(tmp_path_factory):
 
 
 def test_api_two_processes_score_like_one(api_runs):
-    """Full banks (pooled, and patches with coreset_ratio=1): the same scores as one process
-    (rtol 1e-5; here bit-identical). With a coreset, the composed coreset (each process's
-    coreset, gathered, reduced again) is another bank than the one-pass coreset: close, not equal."""
+    """Full banks (pooled, and patches with coreset_ratio=1) and the default coreset: the same
+    scores as one process (rtol 1e-5). The coreset's candidates are keyed by each patch's global
+    id (sample, tile, position), so the pool does not depend on how the data is sharded, and one
+    greedy reduction runs on it."""
     one, two = api_runs
-    for name in ("pooled", "patch_full"):
+    for name in ("pooled", "patch_full", "patch_coreset"):
         np.testing.assert_allclose(np.load(two / f"{name}.npy"), np.load(one / f"{name}.npy"), rtol=1e-5, atol=1e-6)
         det = al.load(two / f"{name}.anomaly")
         assert al.read_header(two / f"{name}.anomaly")["world_size"] == 2 and det.world_size_ == 2
         assert det.summary() == al.load(one / f"{name}.anomaly").summary()
-    a, b = np.load(one / "patch_coreset.npy"), np.load(two / "patch_coreset.npy")
     labels = al.load_data("mnist:test?limit=120").anomaly_labels(["7"])
-    assert not np.allclose(a, b)  # it is another coreset ...
-    assert np.corrcoef(a, b)[0, 1] > 0.99  # ... that ranks the digits alike
-    assert abs(al.metrics.roc_auc(labels, a) - al.metrics.roc_auc(labels, b)) < 0.02
-    assert al.load(two / "patch_coreset.anomaly").summary() == al.load(one / "patch_coreset.anomaly").summary()
+    assert al.metrics.roc_auc(labels, np.load(two / "patch_coreset.npy")) > 0.8  # and it is a working bank
 
 
 def test_ddp_training_matches_one_process(api_runs):

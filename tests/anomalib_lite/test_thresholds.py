@@ -29,7 +29,8 @@ def test_p_values_formula():
 
 
 def test_too_few_calibration_scores_warns_and_uses_the_maximum():
-    with pytest.warns(UserWarning, match="cannot certify"):
+    # one warning naming the smallest rate 3 scores can certify: 1/(3+1)
+    with pytest.warns(UserWarning, match=r"below what 3 calibration scores can certify: the smallest is 1/4 = 0\.25"):
         assert fpr_threshold([1.0, 5.0, 2.0], fpr=0.01) == 5.0
 
 

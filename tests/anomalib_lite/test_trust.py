@@ -112,32 +112,19 @@ def test_outputs_never_replace_inputs(tmp_path):
 def test_read_header_reads_no_tensor_and_bad_paths_are_one_error(tmp_path, fitted, monkeypatch):
     det, _ = fitted
     det.save(tmp_path / "m.anomaly")
-    from safetensors import safe_open as real_open
-
     from anomalib_lite import bundle
 
-    class NoTensors:
-        def __init__(self, *a, **k):
-            self.handle = real_open(*a, **k)
+    def no_tensors(data):
+        raise AssertionError("read_header loaded the tensors")
 
-        def __enter__(self):
-            self.inner = self.handle.__enter__()
-            return self
+    from anomalib_lite import header
 
-        def __exit__(self, *a):
-            return self.handle.__exit__(*a)
-
-        def metadata(self):
-            return self.inner.metadata()
-
-        def keys(self):
-            return self.inner.keys()
-
-        def get_tensor(self, name):
-            raise AssertionError("read_header loaded a tensor")
-
-    monkeypatch.setattr(bundle, "safe_open", NoTensors)
+    monkeypatch.setattr(bundle, "load_bytes", no_tensors)
+    reads = []
+    real = header._read_bytes
+    monkeypatch.setattr(header, "_read_bytes", lambda path, whole: reads.append(real(path, whole)) or reads[-1])
     assert al.read_header(tmp_path / "m.anomaly")["fitted"]["n_seen_"] == 60
+    assert len(reads) == 1 and len(reads[0]) < (tmp_path / "m.anomaly").stat().st_size  # the header's bytes only
     for bad in (None, 3, ""):
         with pytest.raises(AnomalyError, match="bundle path: expected a file name"):
             al.load(bad)

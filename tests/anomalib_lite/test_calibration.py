@@ -1,0 +1,60 @@
+"""Thresholds that keep their promise: cross-fitted calibration uses every normal sample."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+import anomalib_lite as al
+from anomalib_lite import workflows
+
+
+def _normals(n, seed=0, d=6):
+    return np.random.default_rng(seed).normal(size=(n, d)).astype("float32")
+
+
+def test_cross_fitting_gives_one_out_of_fold_score_per_sample():
+    x = _normals(60)
+    det = al.LatentDistance(k=3, device="cpu").fit(x).cross_calibrate(x, fpr=0.05, folds=5, seed=1)
+    assert det.calibration_scores_.shape == (60,)
+    # the scores of one fold are those of a model fitted without it
+    order = np.random.default_rng(1).permutation(60)
+    held = np.sort(order[2::5])
+    rest = np.setdiff1d(np.arange(60), held)
+    expect = clone(det).fit(x[rest]).decision_function(x[held])
+    assert np.isin(np.round(expect, 6), np.round(det.calibration_scores_, 6)).all()
+
+
+def test_cross_fitted_threshold_keeps_its_rate_where_in_sample_scores_do_not():
+    train, new = _normals(200), _normals(6000, seed=1)
+    det = al.LatentDistance(k=1, device="cpu").fit(train)
+    rate = lambda d: float(np.mean(d.predict(new)))  # noqa: E731
+    assert rate(clone(det).fit(train).calibrate(train, fpr=0.05)) > 0.5  # its own scores are 0: everything flags
+    det.cross_calibrate(train, fpr=0.05)
+    assert 0.02 <= rate(det) <= 0.10
+
+
+def test_cross_fitting_refuses_data_it_cannot_cut():
+    det = al.LatentDistance(device="cpu").fit(_normals(20))
+    with pytest.raises(al.AnomalyError, match="random access"):
+        det.cross_calibrate(iter([_normals(20)]))
+    with pytest.raises(al.AnomalyError, match="cannot make 5 folds"):
+        det.cross_calibrate(_normals(6))
+
+
+def test_fit_cross_fits_when_the_hold_out_cannot_certify_the_rate(tmp_path):
+    np.save(tmp_path / "x.npy", _normals(40))
+    out = tmp_path / "m.anomaly"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 40 out-of-fold scores certify 0.05: no warning
+        line = workflows.fit_and_save(al.LatentDistance(device="cpu"), str(tmp_path / "x.npy"), out, fpr=0.05)
+    assert "5-fold cross-fitting on all 40 samples" in line
+    assert al.load(out).calibration_scores_.shape == (40,)
+    # a held-out share that certifies the rate is used as before
+    line = workflows.fit_and_save(al.LatentDistance(device="cpu"), str(tmp_path / "x.npy"), out, fpr=0.3)
+    assert "calibrated on 4 held-out samples" in line
+    # a target below what all of them can certify is one warning naming the smallest rate
+    with pytest.warns(UserWarning, match=r"smallest is 1/41 = 0\.0244"):
+        workflows.fit_and_save(al.LatentDistance(device="cpu"), str(tmp_path / "x.npy"), out, fpr=0.001)
