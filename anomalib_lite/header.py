@@ -107,8 +107,10 @@ def _json(text, where: str, what: str):
         raise AnomalyError(f"{where}: {what} holds a number too long or nesting too deep to read") from None
 
 
-def _preamble(path: Path, data: bytes) -> tuple[dict, list[str]]:
-    """(safetensors metadata, tensor names) parsed from the bytes, duplicates refused."""
+def _preamble(path: Path, data: bytes, size: int | None = None) -> tuple[dict, list[str]]:
+    """(safetensors metadata, tensor names) parsed from the bytes, duplicates refused; with the
+    file's ``size`` (``data`` holding the preamble only), the tensors' byte offsets must cover
+    exactly the rest of the file, as safetensors requires (a truncated bundle is refused here)."""
     n = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
     if n < 2 or n > MAX_HEADER or 8 + n > len(data):
         raise AnomalyError(f"{path}: not a readable bundle (truncated, or not a safetensors file)")
@@ -122,6 +124,14 @@ def _preamble(path: Path, data: bytes) -> tuple[dict, list[str]]:
     meta = pre.pop("__metadata__", None)
     if not isinstance(meta, dict):
         raise AnomalyError(f"{path}: a safetensors file but not an anomalib_lite bundle (no header)")
+    if size is not None:
+        ends = [e.get("data_offsets") if isinstance(e, dict) else None for e in pre.values()]
+        if not all(isinstance(o, list) and len(o) == 2 and all(type(x) is int for x in o) and 0 <= o[0] <= o[1]
+                   for o in ends):
+            raise AnomalyError(f"{path}: not a readable bundle (a tensor without valid byte offsets)")
+        if max((o[1] for o in ends), default=0) != size - 8 - n:
+            raise AnomalyError(f"{path}: not a readable bundle (truncated: its tensors need "
+                               f"{max((o[1] for o in ends), default=0)} bytes, the file holds {size - 8 - n})")
     return meta, list(pre)
 
 
@@ -218,7 +228,11 @@ def read_header(path, verify=None) -> dict:
     data = _read_bytes(path, whole=key is not None)
     if key is not None:
         signing.verify_file(path, key, data)
-    return _check_header(path, _preamble(path, data)[0])
+    try:
+        size = len(data) if key is not None else os.stat(path).st_size
+    except OSError as e:
+        raise AnomalyError(f"{path}: cannot read ({e.strerror})") from None
+    return _check_header(path, _preamble(path, data, size)[0])
 
 
 #: parameters that describe a backbone: shown only when the bundle has one
