@@ -11,23 +11,32 @@ writes the outputs and prints, the others print only their errors (prefixed with
 """
 from __future__ import annotations
 
-import inspect
-import re
-import signal
-import sys
-import typing
-import warnings
+import time
 
-import click
+_T0 = time.perf_counter()  # --max-time counts from here: the command's own start
 
-import anomalib_lite as al
-from anomalib_lite import distributed
-from anomalib_lite import workflows as wf
-from anomalib_lite.pretrain import pretrain
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+
+import click  # noqa: E402
+
+import anomalib_lite as al  # noqa: E402  # names load on first use: --help and usage errors never import torch
+from anomalib_lite import options as specs  # noqa: E402
 
 
-#: parameters every command sets from its run options, never offered per detector
-_RUN = ("device", "seed", "verbose", "batch_size")
+def _wf():
+    """The workflows (and with them torch), imported when a command does its work."""
+    from anomalib_lite import workflows
+
+    return workflows
+
+
+def _is_main() -> bool:
+    """Rank 0 or no process group (a group exists only once distributed was imported)."""
+    d = sys.modules.get("anomalib_lite.distributed")
+    return d is None or d.is_main()
 
 
 class _Group(click.Group):
@@ -36,83 +45,46 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (*al.USER_ERRORS, al.DistributedError) as e:  # a peer's failure is not the user's: exit 1
-            who = f"rank {distributed.rank()}: " if distributed.active() else ""  # which process says it
+        except Exception as e:
+            from anomalib_lite.errors import DistributedError, user_errors_loaded
+
+            if not isinstance(e, (*user_errors_loaded(), DistributedError)):
+                raise
+            d = sys.modules.get("anomalib_lite.distributed")
+            who = f"rank {d.rank()}: " if d is not None and d.active() else ""  # which process says it
             click.echo(f"anomaly: {who}error: {' '.join(str(e).split())}", err=True)
-            ctx.exit(1 if isinstance(e, al.DistributedError) else 2)
+            ctx.exit(1 if isinstance(e, DistributedError) else 2)
 
 
-def _say(quiet: bool, msg: str) -> None:
-    click.echo(msg) if msg and not quiet and distributed.is_main() else None
+def _say(msg: str) -> None:
+    """The result line: printed by rank 0 whatever --quiet says (--quiet silences progress)."""
+    click.echo(msg) if msg and _is_main() else None
 
 
-# ---------------------------------------------------------------- options from signatures
-def _param_docs(target) -> dict[str, str]:
-    """Each parameter's description from a numpydoc "Parameters" section (groups share one)."""
-    doc = inspect.getdoc(target) or ""
-    part = re.split(r"\nParameters\n-+\n", doc)
-    if len(part) < 2:
-        return {}
-    body, out, names = re.split(r"\n\w[\w ]*\n-+\n", part[1])[0], {}, []
-    for line in body.splitlines():
-        if line and not line[0].isspace():
-            names = [n.strip() for n in line.split(" : ")[0].split(",")]
-            for n in names:
-                out[n] = ""
-        elif names:
-            for n in names:
-                out[n] = (out[n] + " " + line.strip()).strip()
-    return {n: re.sub(r":\w+:`~?([^`]+)`|``([^`]+)``", lambda m: m[1] or m[2], t) for n, t in out.items()}
-
-
-def _is_list(hint, default) -> bool:
-    return isinstance(default, (list, tuple)) or "list" in str(hint)
-
-
-def _options(target, skip=()) -> list[click.Option]:
-    """One option per parameter of ``target`` (a class or function), its default and help from
-    the signature and the docstring; choices from the detector's checks."""
-    fn = target.__init__ if isinstance(target, type) else target
-    hints = typing.get_type_hints(fn)
-    docs, checks = _param_docs(target), getattr(target, "_param_checks", {})
+# ---------------------------------------------------------------- options from the stored specs
+def _options(command: str) -> list[click.Option]:
+    """One option per parameter of a detector (or of pretrain), its default, help and choices as
+    :mod:`anomalib_lite.options` stored them from the code."""
     opts = []
-    for name, p in inspect.signature(fn).parameters.items():
-        if name in ("self", *skip, *_RUN) or p.kind is p.VAR_KEYWORD:
+    for p in specs.load()["commands"][command]["params"]:
+        flag, required = "--" + p["name"].replace("_", "-"), p["required"]
+        kw = dict(help=p["help"], show_default=not required and p["default"] is not None, required=required)
+        if p["kind"] == "bool":
+            opts.append(click.Option([f"{flag}/--no-{flag[2:]}"], default=p["default"], **kw))
             continue
-        flag, hint, default = "--" + name.replace("_", "-"), hints.get(name), p.default
-        required = default is inspect.Parameter.empty
-        kw = dict(help=docs.get(name, ""), show_default=not required and default is not None, required=required)
-        choices = getattr(checks.get(name), "choices", None)
-        if isinstance(default, bool):
-            opts.append(click.Option([f"{flag}/--no-{flag[2:]}"], default=default, **kw))
-            continue
-        if _is_list(hint, default):
-            kw.update(type=str, default=",".join(default) if default else None, metavar="A,B,...")
-        elif choices:
-            kw.update(type=click.Choice([str(c) for c in choices]), default=None if required else default)
-        elif "int" in str(hint) and "str" not in str(hint):
-            kw.update(type=int, default=None if required else default)
-        elif "float" in str(hint):
-            kw.update(type=float, default=None if required else default)
-        else:
-            kw.update(type=str, default=None if required else default)
-        opts.append(click.Option([flag, name], **kw))
+        kind = {"int": int, "float": float, "choice": click.Choice(p.get("choices") or [])}.get(p["kind"], str)
+        kw.update(type=kind, **({} if required else {"default": p["default"]}),  # click 8.3: default=None fills it
+                  **({"metavar": "A,B,..."} if p["kind"] == "list" else {}))
+        opts.append(click.Option([flag, p["name"]], **kw))
     return opts
 
 
-def _values(target, given: dict) -> dict:
-    """Option values as the parameters expect them: comma lists split, ints where a parameter
-    takes either a name or a number (``season``)."""
-    fn = target.__init__ if isinstance(target, type) else target
-    hints, params = typing.get_type_hints(fn), inspect.signature(fn).parameters
-    out = {}
-    for name, value in given.items():
-        hint = str(hints.get(name))
-        if isinstance(value, str) and _is_list(hints.get(name), params[name].default):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        elif isinstance(value, str) and "int" in hint and "str" in hint and value.lstrip("-").isdigit():
-            value = int(value)
-        out[name] = value
+def _values(command: str, given: dict) -> dict:
+    """The parameters as the detector (or pretrain) takes them; ``--max-time`` is a budget for the
+    whole command, so what start-up (imports, reading the data's index) used is taken off it."""
+    out = specs.values(specs.load()["commands"][command]["params"], given)
+    if out.get("max_time") is not None:
+        out["max_time"] = max(1.0, out["max_time"] - (time.perf_counter() - _T0))
     return out
 
 
@@ -125,7 +97,7 @@ def _data(f):
 
 def _run(f):
     """--device, --seed, --batch-size, --quiet."""
-    f = click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries.")(f)
+    f = click.option("--quiet", "-q", is_flag=True, help="No progress bars (the result line is still printed).")(f)
     f = click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Samples per step (default: the detector's).")(f)
     f = click.option("--seed", type=int, default=0, show_default=True)(f)
     return click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")(f)
@@ -166,52 +138,96 @@ def cli():
     \b
     Example:
       anomaly demo
-      anomaly fit latent --data parts/train --backbone resnet18 --weights random -o parts.anomaly
-      anomaly score parts.anomaly --data parts/test -o scores.csv --report report.html
+      anomaly demo --make-data data
+      anomaly fit latent --data data/brick/train --backbone resnet18 --weights random -o brick.anomaly
+      anomaly score brick.anomaly --data data/brick/test -o scores.csv --report report.html
     """
 
 
 # ---------------------------------------------------------------- fit
-@cli.group(cls=_Group)
-def fit():
-    """Fit a detector on normal data and save it as a one-file bundle; a share of the data
-    (--holdout; the end of a series) calibrates the threshold at a false positive rate (--fpr).
+#: what `anomaly fit --data ...` with no detector fits, by the data's kind (workflows.ROUTES says the same)
+_ROUTE_HELP = """With no detector named, fit chooses the route documented as best for the data's kind and
+says which in its result line (anomaly info shows it later):
 
-    \b
-    Example:
-      anomaly fit latent --data brick/train --backbone resnet18 --weights random -o brick.anomaly
-    """
+\b
+  images, ImageNet weights cached: latent on wide_resnet50_2 (layer2+layer3), patch
+      score: PatchCore as published, the best route whenever those weights exist
+  images, offline: latent on a resnet18 first pretrained on your images to find
+      synthesised local changes (--pretrain segment), patch score: the best offline route
+      on the inspection set's dev half (BENCHMARKS.md)
+  vectors (a table): latent, kNN distance to the normal vectors
+  series (CSV, nab:): continuation with every default: NAB's route"""
 
 
-FIT = {"latent": al.LatentDistance, "reconstruction": al.Reconstruction, "synthetic": al.SyntheticOOD,
-       "continuation": al.Continuation, "rnn": al.SupervisedRNN}
+_FIT_HELP = f"""Fit a detector on normal data and save it as a one-file bundle; a share of the data
+(--holdout; the end of a series) calibrates the threshold at a false positive rate (--fpr).
+
+{_ROUTE_HELP}
+
+\b
+Example:
+  anomaly fit --data data/brick/train -o brick.anomaly
+  anomaly fit latent --data data/brick/train --backbone resnet18 --weights random -o brick.anomaly
+"""
+
+
+@cli.group(cls=_Group, invoke_without_command=True, help=_FIT_HELP)
+@click.option("--data", "data_spec", default=None, help="Normal data (a data spec); with no detector named: fit the route for its kind.")
+@click.option("--output", "-o", "out", default=None, type=click.Path(dir_okay=False), help="Bundle to write (.anomaly).")
+@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True,
+              help="Share kept to calibrate the threshold (a series: its end).")
+@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True,
+              help="Target false positive rate of the threshold.")
+@click.option("--sign", type=click.Path(dir_okay=False), default=None, help="Private key file (anomaly keygen) that signs the bundle.")
+@_series
+@_data
+@_run
+@click.pass_context
+def fit(ctx, data_spec, out, holdout, fpr, sign, columns, time_column, label_column, nan, data_dir, download, device,
+        seed, batch_size, quiet):
+    if ctx.invoked_subcommand is not None:
+        if data_spec is not None or out is not None:
+            raise click.UsageError(f"fit {ctx.invoked_subcommand}: put --data and -o after the detector's name")
+        return
+    if data_spec is None or out is None:
+        raise click.UsageError("fit: name a detector (anomaly fit --help lists them) or give --data and -o "
+                               "to fit the route for the data's kind")
+    load = _load_options(columns, time_column, label_column, nan, data_dir, download)
+    _say(_wf().fit_and_save(None, data_spec, out, holdout=holdout, fpr=fpr, seed=seed, sign=sign, device=device,
+                            verbose=not quiet and _is_main(), **load))
+
+
+#: fit sub-command -> detector class name (its options: anomalib_lite/options.json)
+FIT = {"latent": "LatentDistance", "reconstruction": "Reconstruction", "synthetic": "SyntheticOOD",
+       "continuation": "Continuation", "rnn": "SupervisedRNN"}
 EXAMPLES = {
-    "latent": ['--data brick/train --backbone resnet18 --weights random -o brick.anomaly',
-               '--data "mnist:train?classes=7" --image-score pooled -o digit7.anomaly'],
+    "latent": ['--data data/brick/train --backbone resnet18 --weights random -o brick.anomaly',
+               '--data "mnist:train?classes=7" -o digit7.anomaly'],
     "reconstruction": ['--data "mnist:train?classes=7" --augment aug.yaml -o ae7.anomaly'],
     "synthetic": ['--data "mnist:train?classes=7" --image-size 32 -o ood7.anomaly'],
-    "continuation": ['--data series.csv --column value -o m.anomaly',
+    "continuation": ['--data data/series.csv --column value -o m.anomaly',
                      '--data "nab:realKnownCause/nyc_taxi.csv?stop=0.15" -o taxi.anomaly'],
-    "rnn": ["--data labelled.csv --label-column anomaly --horizon 20 -o warn.anomaly"],
+    "rnn": ["--data data/labelled.csv --label-column anomaly --horizon 20 -o warn.anomaly"],
 }
 
 
-def _fit_command(name: str, cls) -> click.Command:
-    calibrates = cls is not al.SupervisedRNN  # its threshold is the balanced loss's 0.5
+def _fit_command(name: str, class_name: str) -> click.Command:
+    spec = specs.load()["commands"][name]
+    calibrates = name != "rnn"  # SupervisedRNN's threshold is the balanced loss's 0.5
 
     def run(data_spec, out, sign, quiet, device, seed, batch_size, holdout=None, fpr=0.01, **rest):
         load = _load_options(**{k: rest.pop(k) for k in ("columns", "time_column", "label_column", "nan", "data_dir",
                                                           "download") if k in rest})
-        det = cls(**_values(cls, rest), device=device, seed=seed, verbose=not quiet and distributed.is_main())
+        det = getattr(al, class_name)(**_values(name, rest), device=device, seed=seed, verbose=not quiet and _is_main())
         if batch_size:
             det.set_params(batch_size=batch_size)
-        _say(quiet, wf.fit_and_save(det, data_spec, out, holdout=holdout if calibrates else None, fpr=fpr, seed=seed,
-                                    sign=sign, **load))
+        _say(_wf().fit_and_save(det, data_spec, out, holdout=holdout if calibrates else None, fpr=fpr, seed=seed,
+                                sign=sign, **load))
 
     params = [click.Option(["--data", "data_spec"], required=True, help="Normal data (a data spec)."),
               click.Option(["--output", "-o", "out"], required=True, type=click.Path(dir_okay=False),
                            help="Bundle to write (.anomaly)."),
-              *_options(cls),
+              *_options(name),
               click.Option(["--sign"], type=click.Path(dir_okay=False), default=None,
                            help="Private key file (anomaly keygen) that signs the bundle.")]
     if calibrates:
@@ -219,15 +235,14 @@ def _fit_command(name: str, cls) -> click.Command:
                                 show_default=True, help="Share kept to calibrate the threshold (a series: its end)."),
                    click.Option(["--fpr"], type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01,
                                 show_default=True, help="Target false positive rate of the threshold.")]
-    shell = _run(_data(_series(lambda **kw: kw) if cls.input_kind == "series" else lambda **kw: kw))
+    shell = _run(_data(_series(lambda **kw: kw) if spec["input_kind"] == "series" else lambda **kw: kw))
     params += shell.__click_params__[::-1]
-    summary = (inspect.getdoc(cls) or "").split("\n\n")[0]
     examples = "\n".join(f"  anomaly fit {name} {e}" for e in EXAMPLES[name])
-    return click.Command(name, callback=run, params=params, help=f"{summary}\n\n\b\nExample:\n{examples}")
+    return click.Command(name, callback=run, params=params, help=f"{spec['summary']}\n\n\b\nExample:\n{examples}")
 
 
-for _name, _cls in FIT.items():
-    fit.add_command(_fit_command(_name, _cls))
+for _name, _class in FIT.items():
+    fit.add_command(_fit_command(_name, _class))
 
 
 @cli.command("pretrain")
@@ -242,25 +257,25 @@ def pretrain_cmd(data_spec, out, data_dir, download, device, seed, batch_size, q
     \b
     Example:
       anomaly pretrain --backbone resnet18 --data "mnist:train?classes=3" --image-size 32 -o r18-digit3.safetensors
-      anomaly pretrain --backbone resnet18 --data brick/train --task segment --max-time 30 -o r18-brick.safetensors
+      anomaly pretrain --backbone resnet18 --data data/brick/train --task segment --max-time 30 -o r18-brick.safetensors
     """
     extra = {"batch_size": batch_size} if batch_size else {}
-    _say(quiet, wf.pretrain_and_save(data_spec, out, data_dir=data_dir, download=download, device=device, seed=seed,
-                                     verbose=not quiet and distributed.is_main(), **_values(pretrain, rest), **extra))
+    _say(_wf().pretrain_and_save(data_spec, out, data_dir=data_dir, download=download, device=device, seed=seed,
+                                 verbose=not quiet and _is_main(), **_values("pretrain", rest), **extra))
 
 
-pretrain_cmd.params[2:2] = _options(pretrain, skip=("data", "out"))
+pretrain_cmd.params[2:2] = _options("pretrain")
 
 
 # ---------------------------------------------------------------- score / evaluate
 def _bundle(path, device, batch_size, quiet, verify, threads=None):
-    return wf.load_bundle(path, device=device, verify=verify, verbose=not quiet and distributed.is_main(),
+    return _wf().load_bundle(path, device=device, verify=verify, verbose=not quiet and _is_main(),
                           batch_size=batch_size, threads=threads)
 
 
 @cli.command()
 @click.argument("bundle", type=click.Path(dir_okay=False))
-@click.option("--data", "data_spec", required=True, help="Data to score, e.g. mnist:test, part.png, series.csv, nab:..., - (stdin).")
+@click.option("--data", "data_spec", required=True, help="Data to score, e.g. mnist:test, part.png, \"lot/*.png\", series.csv, nab:..., - (stdin).")
 @click.option("--output", "-o", "out", default=None, help="Scores CSV to write (- prints it).")
 @click.option("--stream", is_flag=True, help="Series: score CSV lines as they arrive, print one line each (flushed).")
 @click.option("--learn", is_flag=True, help="Series (Continuation): keep learning while scoring, test-then-train.")
@@ -282,23 +297,24 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
 
     \b
     Example:
-      anomaly score parts.anomaly --data part.png
+      anomaly score brick.anomaly --data data/brick/test/hole/000.png
       anomaly score digit7.anomaly --data mnist:test -o scores.csv --maps maps --top 20 --report report.html
-      tail -f live.csv | anomaly score m.anomaly --data - --stream
+      tail -f data/series.csv | anomaly score m.anomaly --data - --stream
       anomaly score taxi.anomaly --data nab:realKnownCause/nyc_taxi.csv --nab-results results
     """
     det = _bundle(bundle, device, batch_size, quiet, verify, threads)
     load = _load_options(columns, time_column, label_column, nan, data_dir, download)
     if stream:
-        scored, bad = wf.stream(det, data_spec, learn=learn, outputs=(out, nab_results, report, maps), counts=(kinds := {}),
+        scored, bad = _wf().stream(det, data_spec, learn=learn, outputs=(out, nab_results, report, maps), counts=(kinds := {}),
                                 **{k: load[k] for k in ("columns", "time_column", "label_column", "nan")})
         if bad and not quiet:
-            click.echo(f"anomaly: {bad} bad line(s) skipped, {scored} scored ({wf.series_io.skipped_summary(kinds)})",
-                       err=True)
+            wf = _wf()
+            click.echo(f"anomaly: {wf.plural(bad, 'bad line')} skipped, {scored} scored "
+                       f"({wf.series_io.skipped_summary(kinds)})", err=True)
         return
-    text = wf.score_and_write(det, data_spec, bundle=bundle, out=out, maps=maps, top=top, report=report,
-                              nab_results=nab_results, learn=learn, verify=verify, **load)
-    click.echo(text) if not any((out, maps, report, nab_results)) and distributed.is_main() else _say(quiet, text)
+    text = _wf().score_and_write(det, data_spec, bundle=bundle, out=out, maps=maps, top=top, report=report,
+                                 nab_results=nab_results, learn=learn, verify=verify, **load)
+    _say(text)
 
 
 @cli.command()
@@ -318,14 +334,14 @@ def evaluate(bundle, data_spec, json_out, maps, top, report, verify, columns, ti
 
     \b
     Example:
-      anomaly evaluate brick.anomaly --data brick/test --report report.html
+      anomaly evaluate brick.anomaly --data data/brick/test --report report.html
       anomaly evaluate digit7.anomaly --data "mnist:test?classes=7&synth=stroke_blob" --json figures.json
     """
     det = _bundle(bundle, device, batch_size, quiet, verify)
     load = _load_options(columns, time_column, label_column, nan, data_dir, download)
-    figures, text = wf.evaluate_and_write(det, data_spec, bundle=bundle, json_out=json_out, maps=maps, top=top,
-                                          report=report, verify=verify, **load)
-    _say(quiet, text)
+    figures, text = _wf().evaluate_and_write(det, data_spec, bundle=bundle, json_out=json_out, maps=maps, top=top,
+                                             report=report, verify=verify, **load)
+    _say(text)
     if "note" in figures:
         raise al.AnomalyError(f"{data_spec}: {figures['note']}")
 
@@ -334,17 +350,28 @@ def evaluate(bundle, data_spec, json_out, maps, top, report, verify, columns, ti
 @cli.command()
 @click.option("--digit", type=click.IntRange(0, 9), default=7, show_default=True, help="The normal digit.")
 @click.option("--download/--no-download", default=True, show_default=True, help="Download MNIST if it is missing.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where MNIST lives (default: $ANOMALY_DATA_DIR, else the user cache).")
+@click.option("--make-data", "make_data", type=click.Path(file_okay=False), default=None,
+              help="Instead: write sample data for every command of the README into this folder (an MVTec-style "
+                   "inspection set DIR/brick, DIR/series.csv, DIR/labelled.csv).")
 @_run
-def demo(digit, download, data_dir, device, seed, batch_size, quiet):
-    """MNIST outliers: fit on one digit, score all 10,000 test digits, print ROC-AUC.
+def demo(digit, download, data_dir, make_data, device, seed, batch_size, quiet):
+    """MNIST outliers: fit on one digit, score all 10,000 test digits, print ROC-AUC. With
+    --make-data DIR: write sample data instead (no MNIST needed).
 
     \b
     Example:
       anomaly demo --digit 3
+      anomaly demo --make-data data
     """
-    click.echo(wf.demo(digit, data_dir=data_dir, download=download, device=device, seed=seed, batch_size=batch_size,
-                       verbose=not quiet))
+    if make_data is not None:
+        from anomalib_lite.sample_data import make_demo_data  # numpy and scikit-image's photographs: no torch
+
+        click.echo(make_demo_data(make_data, seed=seed))
+        return
+    click.echo(_wf().demo(digit, data_dir=data_dir, download=download, device=device, seed=seed, batch_size=batch_size,
+                          verbose=not quiet))
 
 
 @cli.command("augment")
@@ -352,7 +379,7 @@ def demo(digit, download, data_dir, device, seed, batch_size, quiet):
 @click.option("--data", "data_spec", required=True, help='Images to preview, e.g. "mnist:train?classes=3".')
 @click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
 @click.option("--synth", is_flag=True, help="Also show the config's ood: synthesis with masks overlaid.")
-@click.option("--backend", type=click.Choice(list(al.augment.BACKENDS)), default="torchvision", show_default=True)
+@click.option("--backend", type=click.Choice(specs.load()["augment_backends"]), default="torchvision", show_default=True)
 @click.option("--n", "n", type=click.IntRange(1, 64), default=8, show_default=True, help="Images per row.")
 @click.option("--variants", type=click.IntRange(1, 10), default=3, show_default=True, help="Augmented rows (epochs).")
 @_data
@@ -365,7 +392,7 @@ def augment_preview(config, data_spec, out, synth, backend, n, variants, data_di
     Example:
       anomaly augment aug.yaml --data "mnist:train?classes=3" -o grid.png --synth
     """
-    _say(quiet, wf.augment_preview(config, data_spec, out, backend=backend, n=n, synth=synth, variants=variants,
+    _say(_wf().augment_preview(config, data_spec, out, backend=backend, n=n, synth=synth, variants=variants,
                                    data_dir=data_dir, download=download))
 
 
@@ -377,7 +404,7 @@ def list_backbones():
     Example:
       anomaly backbones
     """
-    click.echo(wf.backbones_table())
+    click.echo(_wf().backbones_table())
 
 
 @cli.command()
@@ -391,7 +418,9 @@ def info(bundle, as_json, verify):
     Example:
       anomaly info digit7.anomaly
     """
-    click.echo(wf.describe_header(al.read_header(bundle, verify=verify), as_json))
+    from anomalib_lite.header import describe_header, read_header  # the header alone: no torch
+
+    click.echo(describe_header(read_header(bundle, verify=verify), as_json))
 
 
 @cli.command("export")
@@ -409,7 +438,7 @@ def export_cmd(bundle, out, verify, quiet):
       anomaly export digit7.anomaly -o digit7.onnx
       python examples/serve_onnx.py digit7.onnx digits/ -o scores.csv
     """
-    _say(quiet, wf.export(bundle, out, verify=verify))
+    _say(_wf().export(bundle, out, verify=verify))
 
 
 @cli.command()
@@ -422,28 +451,35 @@ def keygen(out):
     \b
     Example:
       anomaly keygen -o line.key
-      anomaly fit latent --data parts/train --sign line.key -o parts.anomaly
-      anomaly score parts.anomaly --data part.png --verify line.key.pub
+      anomaly fit latent --data data/brick/train --sign line.key -o parts.anomaly
+      anomaly score parts.anomaly --data data/brick/test/hole/000.png --verify line.key.pub
     """
-    private, public = al.signing.generate_keys(out)
+    from anomalib_lite import signing
+
+    private, public = signing.generate_keys(out)
     click.echo(f"wrote private key {private} (keep it secret) and public key {public}")
 
 
 def main() -> None:
     """Entry point: SIGTERM unwinds like Ctrl-C; under torchrun, join the process group first."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        distributed.init_from_env()
-    except (al.DistributedError, al.AnomalyError) as e:
-        click.echo(f"anomaly: error: {e}", err=True)
-        sys.exit(1)
+    group = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    if group:  # torchrun: only then is torch.distributed imported before a command needs it
+        from anomalib_lite import distributed
+
+        try:
+            distributed.init_from_env()
+        except (al.DistributedError, al.AnomalyError) as e:
+            click.echo(f"anomaly: error: {e}", err=True)
+            sys.exit(1)
     warnings.formatwarning = lambda message, *args, **kw: f"anomaly: warning: {message}\n"  # one line, no source
-    if not distributed.is_main():  # rank 0 speaks for the job; the others only report errors
+    if not _is_main():  # rank 0 speaks for the job; the others only report errors
         warnings.simplefilter("ignore")
     try:
         cli(prog_name="anomaly")
     finally:
-        distributed.shutdown()
+        if "anomalib_lite.distributed" in sys.modules:
+            sys.modules["anomalib_lite.distributed"].shutdown()
 
 
 if __name__ == "__main__":

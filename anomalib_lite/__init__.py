@@ -4,46 +4,65 @@ Detectors are scikit-learn estimators sharing one contract (fit, partial_fit, de
 score_samples, score_map, calibrate, predict, save) and :func:`load` restores any of them from a
 one-file bundle without executing code. The ``backbones`` and ``augment`` packages it builds on
 are reachable as ``anomalib_lite.backbones`` and ``anomalib_lite.augment``.
+
+Names are imported on first use (PEP 562), so ``import anomalib_lite`` costs nothing and a tool
+that needs only a bundle's header or the command line's help never imports torch.
 """
 __version__ = "0.1.0"
 
-import augment
-import backbones
+import importlib
+import sys
+import types
 
-from . import metrics, workflows
-from .base import DETECTORS, Detector
-from .bundle import load, read_header
-from .data import Batch, iter_batches, iter_series
-from .detectors import Continuation, LatentDistance, Reconstruction, SupervisedRNN, SyntheticOOD
-from .errors import USER_ERRORS, AnomalyError, DistributedError
-from .evaluation import evaluate
-from .report import report
-from .sources import load as load_data
-from .thresholds import fpr_threshold, p_values
+#: public name -> the module defining it (relative to this package, or a top-level package)
+_NAMES = {
+    "DETECTORS": ".base", "Detector": ".base",
+    "load": ".bundle", "read_header": ".header",
+    "Batch": ".data", "iter_batches": ".data", "iter_series": ".data",
+    "Continuation": ".detectors", "LatentDistance": ".detectors", "Reconstruction": ".detectors",
+    "SupervisedRNN": ".detectors", "SyntheticOOD": ".detectors", "StreamScorer": ".online",
+    "USER_ERRORS": ".errors", "AnomalyError": ".errors", "DistributedError": ".errors",
+    "evaluate": ".evaluation", "report": ".report", "load_data": ".sources",
+    "fpr_threshold": ".thresholds", "p_values": ".thresholds",
+    "augment": "augment", "backbones": "backbones",
+}
+_RENAMED = {"load_data": "load"}
 
-__all__ = [
-    "DETECTORS",
-    "USER_ERRORS",
-    "AnomalyError",
-    "Batch",
-    "Continuation",
-    "Detector",
-    "DistributedError",
-    "LatentDistance",
-    "Reconstruction",
-    "SupervisedRNN",
-    "SyntheticOOD",
-    "evaluate",
-    "fpr_threshold",
-    "iter_batches",
-    "iter_series",
-    "load",
-    "load_data",
-    "augment",
-    "backbones",
-    "metrics",
-    "p_values",
-    "read_header",
-    "report",
-    "workflows",
-]
+__all__ = sorted([*_NAMES, "metrics", "workflows"])
+
+
+def __getattr__(name: str):
+    where = _NAMES.get(name)
+    if where is None:
+        try:  # a submodule: anomalib_lite.metrics, anomalib_lite.workflows, ...
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    if where.startswith("."):
+        if name in ("DETECTORS", "load"):
+            importlib.import_module(".detectors", __name__)  # registers the five detectors
+        module = importlib.import_module(where, __name__)
+        value = module if name in ("augment", "backbones") else getattr(module, _RENAMED.get(name, name))
+    else:
+        value = importlib.import_module(where)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """Keeps the public functions ``report`` (and any other name of ``_NAMES``) from being replaced
+    by the submodule of the same name when that submodule is imported."""
+
+    def __setattr__(self, name, value):
+        if name in _NAMES and isinstance(value, types.ModuleType) and name not in ("augment", "backbones"):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -22,14 +22,14 @@ tensor's name, shape and dtype before using it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
-from tqdm.auto import tqdm
 
-from . import distributed
+from . import distributed, progress
 from . import validate as v
 from .data import Batch, iter_batches
 from .errors import AnomalyError, NotFittedError
@@ -87,6 +87,8 @@ class Detector(BaseEstimator):
 
     #: learned arrays that must be > 0 (scales that divide); loading refuses others
     _positive_learned: ClassVar[tuple[str, ...]] = ()
+    #: what the progress bar of ``fit``'s pass over the data says
+    _fit_stage: ClassVar[str] = "fit"
 
     # ------------------------------------------------------------------ scikit-learn
     def set_params(self, **params) -> Detector:
@@ -175,10 +177,33 @@ class Detector(BaseEstimator):
         return int(math.prod(self.input_shape_))
 
     def _after_fit(self, X) -> None:
-        """With ``contamination``: set ``threshold_`` in-sample (PyOD's way), flagging that share
-        of the training data; without: ``calibrate`` on held-out normal data sets it."""
+        """PyOD's fitted attributes: ``decision_scores_``, the training data's own scores (leave-one-out
+        for a memory bank; a series scored as a stream of its own), None when ``X`` could be read
+        only once; with ``contamination``, ``threshold_`` from them (in-sample, PyOD's way),
+        flagging that share of the training data; without, ``calibrate`` on held-out normal data
+        sets it. ``labels_`` follows from both."""
+        self.decision_scores_ = None
+        wanted = getattr(self, "_training_scores", True) or getattr(self, "contamination", None) is not None
+        if wanted and not isinstance(X, Iterator):
+            self._stage = "training scores"
+            try:
+                self.decision_scores_ = self._in_sample_scores(X)
+            finally:
+                self._stage = None
         if getattr(self, "contamination", None) is not None:
-            self.calibrate(X, fpr=self.contamination, _in_sample=True)
+            if self.decision_scores_ is None:
+                raise AnomalyError("contamination= needs the training data twice; give an array, a Dataset, a "
+                                   "DataLoader or a data spec rather than a one-shot iterator")
+            self._set_threshold(self.decision_scores_, self.contamination)
+
+    @property
+    def labels_(self) -> np.ndarray | None:
+        """PyOD's labels of the training data: 1 where ``decision_scores_ > threshold_``, else 0;
+        None until there is a threshold (``contamination=`` at fit, or ``calibrate``)."""
+        scores, threshold = getattr(self, "decision_scores_", None), getattr(self, "threshold_", None)
+        if scores is None or threshold is None:
+            return None
+        return (np.asarray(scores) > threshold).astype(np.int64)
 
     def _in_sample_scores(self, X) -> np.ndarray:
         """Scores of the training data itself (a memory bank skips each sample's own entry)."""
@@ -199,20 +224,21 @@ class Detector(BaseEstimator):
         bs = int(getattr(self, "batch_size", 256))
         it = self._iter_data(data, bs) if shard is None else iter_batches(data, bs, shard=shard)
         try:
-            total = math.ceil(len(data) / bs / (1 if shard is None else shard[1]))
+            total = math.ceil(len(data) / (1 if shard is None else shard[1]))
         except TypeError:
             total = None
-        verbose = getattr(self, "verbose", False)
-        bar = tqdm(it, total=total, desc=desc, unit="batch", leave=False, disable=None if verbose else True)
         tiling = getattr(data, "tiling", None) or getattr(self, "tiling_", None)
-        for batch in bar:
-            tiled = None
-            if tiling is not None and batch.x.ndim == 4:
-                h, w = batch.x.shape[-2:]
-                tiled = (tiling.count(h, w), h, w)
-                batch = Batch(tiling.split(batch.x), None, batch.index.repeat_interleave(tiled[0]))
-            self._check_input(batch)
-            yield batch, tiled
+        unit = "step" if self.input_kind == "series" else "sample"
+        with progress.bar(total, getattr(self, "_stage", None) or desc, getattr(self, "verbose", False), unit) as bar:
+            for batch in it:
+                n, tiled = len(batch), None
+                if tiling is not None and batch.x.ndim == 4:
+                    h, w = batch.x.shape[-2:]
+                    tiled = (tiling.count(h, w), h, w)
+                    batch = Batch(tiling.split(batch.x), None, batch.index.repeat_interleave(tiled[0]))
+                self._check_input(batch)
+                yield batch, tiled
+                bar.update(n)  # once the caller is done with the batch
 
     def _iter_data(self, data, batch_size: int):
         """The normaliser for this detector's inputs (series detectors use ``iter_series``)."""
@@ -231,9 +257,13 @@ class Detector(BaseEstimator):
                 raise AnomalyError(
                     f"data: X has {shape[0]} features, but {self._name} is expecting {expected[0]} features as input"
                 )
+            hint = ""
+            if len(shape) == 3 and len(expected) == 3 and shape[0] == expected[0]:  # images of another size
+                h, w = expected[1:]
+                hint = f"; for image files, resize them with ?size={h if h == w else f'{h}x{w}'} on the data spec"
             raise AnomalyError(
                 f"data: samples are {_shape_str(shape)} but {self._name} was fitted on "
-                f"{_shape_str(expected)}"
+                f"{_shape_str(expected)}{hint}"
             )
 
     def _start(self, data) -> None:
@@ -243,6 +273,7 @@ class Detector(BaseEstimator):
         self.fpr_ = None
         self.calibration_scores_ = None
         self.input_shape_ = None
+        self.decision_scores_ = None
         self.n_seen_ = 0
         self.data_info_ = data.describe() if hasattr(data, "describe") else None
         self.tiling_ = getattr(data, "tiling", None)  # scoring tiles images the same way
@@ -252,7 +283,7 @@ class Detector(BaseEstimator):
         """Learn from the batches of ``data``; ``fit`` under torchrun reads this process's share
         (``partial_fit`` learns its minibatch as given, in every process alike)."""
         shard = self._shard() if fitting else None
-        for batch, _ in self._batches(data, desc="fit" if fitting else "partial_fit", shard=shard):
+        for batch, _ in self._batches(data, desc=self._fit_stage if fitting else "partial_fit", shard=shard):
             if self.input_shape_ is None:
                 self.input_shape_ = tuple(batch.x.shape[1:])
             self._update(batch, fitting)
@@ -368,7 +399,15 @@ class Detector(BaseEstimator):
 
     def calibrate(self, normal, fpr: float = 0.01, _in_sample: bool = False) -> Detector:
         """Set ``threshold_`` so that about ``fpr`` of normal data is flagged (conformal)."""
-        scores = self._in_sample_scores(normal) if _in_sample else self.decision_function(normal)
+        self._stage = "calibrate"  # what the progress bar says
+        try:
+            scores = self._in_sample_scores(normal) if _in_sample else self.decision_function(normal)
+        finally:
+            self._stage = None
+        return self._set_threshold(scores, fpr)
+
+    def _set_threshold(self, scores: np.ndarray, fpr: float) -> Detector:
+        """``threshold_`` (and ``fpr_``, the sorted calibration scores) from normal ``scores``."""
         self.threshold_ = fpr_threshold(scores, fpr)
         self.fpr_ = float(fpr)
         self.calibration_scores_ = np.sort(scores)
@@ -398,16 +437,14 @@ class Detector(BaseEstimator):
             rest = np.sort(np.setdiff1d(order, held))
             part = self._fold_clone()
             scores[held] = part.fit(_take(X, rest)).decision_function(_take(X, held))
-        self.threshold_ = fpr_threshold(scores, fpr)
-        self.fpr_ = float(fpr)
-        self.calibration_scores_ = np.sort(scores)
-        return self
+        return self._set_threshold(scores, fpr)
 
     def _fold_clone(self) -> Detector:
         """A fresh, quiet copy of this detector with its parameters, for one cross-fitting fold."""
         from sklearn.base import clone
 
         part = clone(self)
+        part._training_scores = False  # a fold's own decision_scores_ would be a wasted pass
         return part.set_params(verbose=False) if "verbose" in part.get_params() else part
 
     def _require_calibrated(self) -> None:

@@ -38,22 +38,37 @@ class DistributedError(RuntimeError):
     input here, so the CLI prints this one line and exits with 1."""
 
 
-def _not_fitted_base():
-    from sklearn.exceptions import NotFittedError as SkNotFitted
+def __getattr__(name: str):
+    """``NotFittedError`` (which subclasses scikit-learn's) and ``USER_ERRORS`` (which include the
+    errors of ``backbones`` and ``augment``) are made on first use: importing this module imports
+    neither scikit-learn nor torch, so the command line can report errors without them."""
+    if name == "NotFittedError":
+        from sklearn.exceptions import NotFittedError as SkNotFitted
 
-    return SkNotFitted
+        class NotFittedError(AnomalyError, SkNotFitted):
+            """A detector used before ``fit``: an AnomalyError, and scikit-learn's NotFittedError."""
+
+        NotFittedError.__module__, NotFittedError.__qualname__ = __name__, "NotFittedError"
+        value = NotFittedError
+    elif name == "USER_ERRORS":
+        from augment import AugmentError
+        from backbones import BackboneError
+
+        #: every error a user can cause, in anomalib_lite and the packages it builds on (all ValueErrors)
+        value = (AnomalyError, BackboneError, AugmentError)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
-class NotFittedError(AnomalyError, _not_fitted_base()):
-    """A detector used before ``fit``: an AnomalyError, and scikit-learn's NotFittedError."""
+def user_errors_loaded() -> tuple[type[Exception], ...]:
+    """The user-error classes of the packages imported so far (an error of a package that was never
+    imported cannot have been raised): what the command line catches, without importing more."""
+    import sys
 
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from augment import AugmentError
-    from backbones import BackboneError
-
-    return (AnomalyError, BackboneError, AugmentError)
-
-
-#: every error a user can cause, in anomalib_lite and the packages it builds on (all ValueErrors)
-USER_ERRORS = _user_errors()
+    found = [AnomalyError]
+    for module, name in (("backbones.errors", "BackboneError"), ("augment.errors", "AugmentError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)

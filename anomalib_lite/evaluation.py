@@ -19,11 +19,16 @@ from .sources import DataSource
 from .sources import load as load_data
 
 __all__ = [
-    "Evaluation", "assess", "evaluate", "format_figures", "format_verdict", "from_scores", "has_score_map",
-    "score_rows",
+    "Evaluation", "assess", "evaluate", "format_figures", "format_fpr_check", "format_verdict", "from_scores", "has_score_map",
+    "plural", "score_rows",
 ]
 
 NO_LABELS = "ROC-AUC, AP and F1 need labels: give data with classes (e.g. mnist:test) or a label column"
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 sample``, ``2 samples``: a count and its noun, in every line the toolkit prints."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def has_score_map(det: Detector) -> bool:
@@ -99,6 +104,8 @@ def _image_figures(ev: Evaluation, maps: np.ndarray | None = None) -> dict:
         out["note"] = NO_LABELS if ev.labels is None else "labels hold one class only; " + NO_LABELS
         return out
     out.update(metrics.image_metrics(ev.labels, ev.scores, ev.threshold))
+    if ev.flags is not None:
+        out.update(_at_threshold(ev))
     masks = ev.masks(np.arange(len(ev.scores))) if maps is not None else None
     if masks is not None and masks.any():
         maps, masks = _pooled(maps, masks)
@@ -107,6 +114,15 @@ def _image_figures(ev: Evaluation, maps: np.ndarray | None = None) -> dict:
     if per_class:
         out["per_class"] = per_class
     return out
+
+
+def _at_threshold(ev: Evaluation) -> dict:
+    """The verdicts at the threshold: the confusion matrix, and the false positive rate achieved
+    on the normal samples against the rate the threshold was calibrated for (with its interval)."""
+    y, f = np.asarray(ev.labels) == 1, np.asarray(ev.flags, dtype=bool)
+    confusion = {"true_positives": int((f & y).sum()), "false_negatives": int((~f & y).sum()),
+                 "false_positives": int((f & ~y).sum()), "true_negatives": int((~f & ~y).sum())}
+    return {"confusion": confusion, "fpr_check": metrics.fpr_interval(f[~y], getattr(ev.detector, "fpr_", None))}
 
 
 def _pooled(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +154,9 @@ def _per_class(ev: Evaluation, maps, masks) -> dict:
     for c in classes:
         sel = normal | (targets == c)
         row = {"n": int((targets == c).sum()), "roc_auc": metrics.roc_auc(labels[sel], ev.scores[sel])}
+        if ev.flags is not None:  # recall of this class at the threshold
+            row["flagged"] = int(np.asarray(ev.flags)[targets == c].sum())
+            row["recall"] = row["flagged"] / row["n"]
         if masks is not None and masks[targets == c].any():
             row.update(metrics.pixel_metrics(masks[sel], maps[sel]))
         out[str(names[c])] = row
@@ -238,10 +257,21 @@ def evaluate(det: Detector, data, **load_options) -> dict:
     return assess(det, data, **load_options).figures
 
 
+def format_fpr_check(c: dict) -> str:
+    """``2.00 % achieved (1 of 50 normals; 95 % interval 0.05-10.65 %), target 1.00 %: inside``;
+    a target outside the interval is flagged in capitals: the threshold does not hold here."""
+    text = (f"{100 * c['fpr']:.2f} % achieved ({c['false_positives']} of {plural(c['normals'], 'normal')}; "
+            f"{100 * c['level']:.0f} % interval {100 * c['low']:.2f}-{100 * c['high']:.2f} %)")
+    if "target" in c:
+        text += f", target {100 * c['target']:.2f} %: " + ("inside" if c["target_inside"] else "OUTSIDE THE INTERVAL")
+    return text
+
+
 def format_figures(figures: dict) -> str:
     """The small table `anomaly evaluate` prints."""
     pct = lambda v: f"{100 * v:.2f} %"
-    rows = [("detector", figures["detector"]), ("data", f"{figures['data']} ({figures['n']} {'steps' if figures['kind'] == 'series' else 'samples'})")]
+    unit = "step" if figures["kind"] == "series" else "sample"
+    rows = [("detector", figures["detector"]), ("data", f"{figures['data']} ({plural(figures['n'], unit)})")]
     if "n_anomalous" in figures:
         rows.append(("anomalous", f"{figures['n_anomalous']} of {figures['n']}"))
     for key, name in (("roc_auc", "ROC-AUC"), ("average_precision", "average precision")):
@@ -249,8 +279,9 @@ def format_figures(figures: dict) -> str:
             rows.append((name, pct(figures[key])))
     if "threshold" in figures:
         rows.append(("threshold", f"{figures['threshold']:.6g}"))
-        rows += [(name, pct(figures[key])) for key, name in
-                 (("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("fpr", "false positive rate"))]
+        rows += [(name, pct(figures[key])) for key, name in (("precision", "precision"), ("recall", "recall"), ("f1", "F1"))]
+        check = figures.get("fpr_check")
+        rows.append(("false positive rate", format_fpr_check(check) if check else pct(figures["fpr"])))
     if "pixel_roc_auc" in figures:
         rows.append(("pixel ROC-AUC", pct(figures["pixel_roc_auc"])))
     if "pro" in figures:
@@ -272,9 +303,11 @@ def format_figures(figures: dict) -> str:
     per = figures.get("per_class")
     if per:
         w = max(len("class"), *(len(k) for k in per))
-        lines = [f"{'class'.ljust(w)}  {'n':>5}  {'image':>8}  {'pixel':>8}  {'PRO':>8}"]
+        lines = [f"{'class'.ljust(w)}  {'n':>5}  {'image':>8}  {'pixel':>8}  {'PRO':>8}  {'recall':>8}"]
         for name, r in per.items():
             cell = lambda key: f"{100 * r[key]:7.2f}%" if key in r else f"{'-':>8}"
-            lines.append(f"{name.ljust(w)}  {r['n']:>5}  {cell('roc_auc')}  {cell('pixel_roc_auc')}  {cell('pro')}")
-        text += "\n\nper class (ROC-AUC against the normal samples):\n" + "\n".join(lines)
+            lines.append(f"{name.ljust(w)}  {r['n']:>5}  {cell('roc_auc')}  {cell('pixel_roc_auc')}  {cell('pro')}  "
+                         f"{cell('recall')}")
+        text += ("\n\nper class (ROC-AUC against the normal samples; recall at the threshold):\n"
+                 + "\n".join(lines))
     return text

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import torch
 
+from . import progress
 from .errors import AnomalyError
 
 __all__ = [
@@ -344,7 +345,8 @@ def knn_distances(
 
 
 def greedy_coreset(
-    features: torch.Tensor, m: int, seed: int = 0, projection_dim: int = 128, max_steps: int = 200
+    features: torch.Tensor, m: int, seed: int = 0, projection_dim: int = 128, max_steps: int = 200,
+    verbose: bool = False,
 ) -> torch.Tensor:
     """Indices of ``m`` rows chosen by farthest-point sampling (the PatchCore coreset).
 
@@ -355,7 +357,7 @@ def greedy_coreset(
     greedy among them (their pairwise distances are small) picks ``s`` that are far from the
     chosen rows and from each other. The work is about ``2 n m projection_dim`` flops (10^6 rows
     to 10^5: minutes on two CPU cores); distances are computed in row blocks, so memory stays
-    at about ``n (projection_dim + 2)`` floats.
+    at about ``n (projection_dim + 2)`` floats. ``verbose``: a progress bar of the passes.
     """
     n, d = features.shape
     if m >= n:
@@ -377,10 +379,13 @@ def greedy_coreset(
     min_d2 = torch.full((n,), float("inf"), device=dev)
     rows = max(1, _BLOCK_ELEMENTS // per_step)
     filled = 0
+    bar = progress.bar(1 + math.ceil((m - 1) / per_step), f"coreset {m:,} of {n:,} rows", verbose, unit="pass")
     while True:
         chosen[filled : filled + len(new)] = new
         filled += len(new)
+        bar.update(1)
         if filled >= m:
+            bar.close()
             return chosen
         centres, csq = x[new].T.contiguous(), sq[new]
         for i in range(0, n, rows):  # squared distances to the newly chosen rows, block by block

@@ -3,10 +3,16 @@ top-ranked samples and the anomalies that looked most normal (with heatmaps), an
 timeline of values, scores, flags and true windows.
 
 Every image is a PNG embedded as base64, there are no external resources, so the file reads the
-same offline and can be mailed around. Section ids are stable (``header``, ``roc``, ``histogram``,
-``timeline``, ``top-anomalies``, ``missed``) for links and tests. Plots use matplotlib's Agg
+same offline and can be mailed around. Section ids are stable (``header``, ``verdicts``, ``roc``,
+``histogram``, ``timeline``, ``top-anomalies``, ``false-positives``, ``missed``) for links and tests.
+Images: the verdicts at the threshold (a confusion matrix by class, the false positive rate
+achieved against its target with a 95 % interval, flagged when the target lies outside it), then
+galleries of the top anomalies of every class, the false positives and the missed anomalies, each
+heatmap on one colour scale anchored at the threshold with the true defect outlined
+(:mod:`anomalib_lite.visual`), captions in the page's own text. Plots use matplotlib's Agg
 canvas directly (no pyplot state). A tiny script sets ``data-images-ok="<ok>/<total>"`` on
-``<body>`` once the page has loaded, counting the images that decoded.
+``<body>`` once the page has loaded, counting the images that decoded, ``data-heat-shrunk`` (the
+heatmaps the browser had to shrink to fit: none at 1,400 px) and ``data-caption-px``.
 """
 from __future__ import annotations
 
@@ -23,14 +29,15 @@ import numpy as np
 from .errors import AnomalyError
 from .evaluation import NO_LABELS, Evaluation, assess
 from .io import atomic_output, check_writable
-from .visual import CMAP, _lut, heatmap_image, true_labels
+from .evaluation import format_fpr_check, plural
+from .visual import colour_stops, heatmap_image, map_scale, true_labels
 
 __all__ = ["render_report", "report"]
 
 ROC_POINTS = 500  # the ROC curve is drawn through at most this many points
 DPI = 100
 MAX_LINE_POINTS = 4000  # longer timelines are drawn as a min/max envelope per bucket
-MAX_PANEL = 320  # heatmap panels in the report are at most this many pixels high
+PANEL = 256  # heatmap panels in the report are this many pixels high (two fit a card at 100 % zoom)
 MAX_CHANNELS = 4  # value panels on the timeline; further columns are listed, not drawn
 
 _NAMES = {
@@ -68,7 +75,7 @@ def _fmt(value, key: str = "") -> str:
 def _rows(d: dict, prefix: str = "", unit: str = "samples") -> list[tuple[str, str]]:
     rows = []
     for key, value in d.items():
-        if key in ("detector", "data", "kind", "per_class") and not prefix:
+        if key in ("detector", "data", "kind", "per_class", "confusion", "fpr_check") and not prefix:
             continue  # in the title already, or a table of its own
         if isinstance(value, dict):
             rows += _rows(value, f"{prefix}{key.replace('_', ' ')}: ", unit)
@@ -253,6 +260,10 @@ def _kpis(ev: Evaluation) -> str:
             cards.append((name, _fmt(f[key], key)))
     if "flagged" in f:
         cards.append(("flagged", f"{f['flagged']:,} of {f['n']:,}"))
+    check = f.get("fpr_check")
+    if check is not None:
+        name = "false positive rate" + (f" (target {100 * check['target']:.2f} %)" if "target" in check else "")
+        cards.append((name, _fmt(check["fpr"], "fpr") + ("" if check.get("target_inside", True) else " ⚠")))
     if "windows" in f:
         cards.append(("windows detected", f"{f['windows']['detected']} of {f['windows']['windows']}"))
     if ev.threshold is not None:
@@ -277,9 +288,9 @@ def _per_class_section(ev: Evaluation) -> str:
     per = ev.figures.get("per_class")
     if not per:
         return ""
-    head = ["class", "samples", "image ROC-AUC", "pixel ROC-AUC", "PRO (to FPR 0.3)"]
+    head = ["class", "samples", "image ROC-AUC", "pixel ROC-AUC", "PRO (to FPR 0.3)", "recall at the threshold"]
     rows = [[name, f"{r['n']:,}", _fmt(r["roc_auc"], "roc_auc"), _fmt(r.get("pixel_roc_auc"), "pixel_roc_auc"),
-             _fmt(r.get("pro"), "pro")] for name, r in per.items()]
+             _fmt(r.get("pro"), "pro"), _fmt(r.get("recall"), "recall")] for name, r in per.items()]
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
     return ('<section id="per-class"><h2>Per defect class</h2><p>Each anomalous class against the normal samples.</p>'
@@ -306,66 +317,140 @@ def _plots_section(ev: Evaluation) -> str:
     return f'<div class="two plots">{roc}{hist}</div>'
 
 
-def _card(img_png: bytes, rank: int, name: str, caption: str) -> str:
+def _card(img_png: bytes, name: str, caption: str, verdict: str | None, truth: str | None) -> str:
+    badge = "" if verdict is None else f'<span class="badge {"bad" if verdict == "ANOMALY" else "ok"}">{verdict}</span> '
+    true = "" if truth is None else f'<span class="true">true: {html.escape(truth)}</span>'
     return (f'<figure class="card">{_png(img_png, name, "heat")}'
-            f'<figcaption><b>#{rank}</b> {html.escape(name)} · {html.escape(caption)}</figcaption></figure>')
+            f'<figcaption><b>{html.escape(name)}</b><br>{badge}{html.escape(caption)} {true}</figcaption></figure>')
+
+
+def by_class(ev: Evaluation, candidates: np.ndarray, k: int) -> np.ndarray:
+    """Up to ``k`` of ``candidates`` (already in order of preference), taken from every class in
+    turn (each class's best first), so one frequent class does not fill the gallery."""
+    targets = getattr(ev.source, "targets", None)
+    if targets is None or len(candidates) == 0:
+        return np.asarray(candidates[:k], dtype=np.int64)
+    queues = {}
+    for i in candidates:
+        queues.setdefault(int(targets[i]), []).append(int(i))
+    out, lists = [], list(queues.values())
+    for r in range(max(len(q) for q in lists)):
+        out += [q[r] for q in lists if r < len(q)]
+        if len(out) >= k:
+            break
+    return np.asarray(out[:k], dtype=np.int64)
+
+
+def _galleries(ev: Evaluation, top: int) -> list[tuple[str, str, str, np.ndarray]]:
+    """(section id, title, text, indices) of each gallery: top anomalies of every class, false
+    positives, missed anomalies (false negatives)."""
+    s = np.nan_to_num(np.asarray(ev.scores, dtype=np.float64), nan=-np.inf)
+    order = np.argsort(-s, kind="stable")
+    y = None if ev.labels is None else np.asarray(ev.labels)
+    flags = None if ev.flags is None else np.asarray(ev.flags, dtype=bool)
+    anomalous = order if y is None or y.sum() == 0 else order[y[order] == 1]
+    top_idx = by_class(ev, anomalous, top)
+    per_class = y is not None and getattr(ev.source, "targets", None) is not None
+    out = [("top-anomalies", "Top anomalies",
+            f"The {len(top_idx)} highest-scoring " + ("anomalies, taken from every class in turn" if per_class and y.sum()
+                                                       else f"of {len(s):,} samples"), top_idx)]
+    if y is None or not 0 < y.sum() < len(y):
+        return out
+    if flags is not None:
+        fp = order[(y[order] == 0) & flags[order]][:top]
+        out.append(("false-positives", "False positives: normal samples flagged",
+                    f"{int(((y == 0) & flags).sum()):,} of the {int((y == 0).sum()):,} normal samples score above the "
+                    f"threshold {ev.threshold:.4g}; the {len(fp)} highest", fp))
+        fn_all = np.flatnonzero((y == 1) & ~flags)
+        fn = by_class(ev, fn_all[np.argsort(s[fn_all], kind="stable")], top)
+        out.append(("missed", "Missed: anomalies below the threshold (false negatives)",
+                    f"{len(fn_all):,} of the {int(y.sum()):,} anomalies score at or below the threshold "
+                    f"{ev.threshold:.4g} and go unflagged; the {len(fn)} lowest, from every class in turn", fn))
+    else:
+        low = np.flatnonzero(y == 1)
+        low = low[np.argsort(s[low], kind="stable")][:top]
+        out.append(("missed", "Missed: the most normal-looking anomalies",
+                    f"The {len(low)} lowest-scoring of the {int(y.sum()):,} labelled anomalies (no threshold)", low))
+    return out
+
+
+def _legend(ev: Evaluation, scale) -> str:
+    if scale is None:
+        return _note(f"{type(ev.detector).__name__} has no score_map: images only.")
+    anchored = scale.anchor is not None
+    mid = f"threshold {scale.anchor:.3g}" + ("" if scale.exact else " (scaled)") if anchored else ""
+    return (f'<div class="legend"><div class="bar" style="background:linear-gradient(to right, {colour_stops(scale)})">'
+            + ('<i></i>' if anchored else "") + f'</div><div class="ticks"><span>{scale.lo:.3g}</span>'
+            f'<span class="mid">{mid}</span><span class="end">{scale.hi:.3g}</span></div>'
+            f"<small>{html.escape(scale.describe())}; one scale for every heatmap on this page; true defects "
+            "outlined in green</small></div>")
 
 
 def _image_sections(ev: Evaluation, top: int) -> str:
-    s = np.nan_to_num(np.asarray(ev.scores, dtype=np.float64), nan=-np.inf)
-    order = np.argsort(-s, kind="stable")
-    top_idx = order[:top]
-    labelled = ev.labels is not None and np.asarray(ev.labels).sum() > 0
-    missed_idx = np.array([], dtype=np.int64)
-    if labelled:
-        anomalous = np.flatnonzero(np.asarray(ev.labels) == 1)
-        missed_idx = anomalous[np.argsort(s[anomalous], kind="stable")[:top]]
-    idx = np.concatenate([top_idx, missed_idx]).astype(np.int64)
+    galleries = _galleries(ev, top)
+    idx = np.concatenate([g[3] for g in galleries]).astype(np.int64)
     images = ev.images(idx) if idx.size else None
     maps = ev.maps(idx) if idx.size else None
     masks = ev.masks(idx) if idx.size else None
     names = ev.names(idx)
     named = getattr(ev.source, "names", None) is not None
-    vmin = vmax = None
+    scale = None
     if maps is not None and np.isfinite(maps).any():
-        vmin, vmax = float(np.nanmin(maps)), float(np.nanmax(maps))
+        scale = map_scale(maps, ev.scores[idx], ev.threshold)
     labels = true_labels(ev, idx)
     cards = []
     for j, i in enumerate(idx):
         png = io.BytesIO()
         img = heatmap_image(images[j], None if maps is None else maps[j], float(ev.scores[i]), ev.threshold,
-                            labels[j], vmin=vmin, vmax=vmax, mask=None if masks is None else masks[j])
-        img.thumbnail((3 * MAX_PANEL + 8, MAX_PANEL))  # large photographs: keep the page light
+                            mask=None if masks is None else masks[j], colour_scale=scale, height=PANEL, caption=False)
         img.save(png, format="PNG")
-        cards.append(png.getvalue())
-    if maps is not None and vmin is not None:
-        stops = ", ".join(f"rgb({r},{g},{b})" for r, g, b in _lut(CMAP)[::16].tolist() + [_lut(CMAP)[-1].tolist()])
-        legend = (f'<div class="legend"><span>{vmin:.3g}</span><i style="background:linear-gradient(to right, {stops})">'
-                  f"</i><span>{vmax:.3g}</span><small>map value; one colour scale for every heatmap on this page</small></div>")
+        verdict = None if ev.flags is None else ("ANOMALY" if ev.flags[i] else "normal")
+        cards.append(_card(png.getvalue(), names[j] if named else f"sample {int(i)}", f"score {ev.scores[i]:.4g}",
+                           verdict, labels[j]))
+    out, at = [], 0
+    for sid, title, text, part in galleries:
+        panels = "left the image, right the image under its anomaly map" + (
+            " with the true defect outlined" if masks is not None and sid != "false-positives" else "")
+        body = "".join(cards[at : at + len(part)]) if len(part) else ""
+        at += len(part)
+        grid = f'<div class="grid">{body}</div>' if body else _note("None.")
+        legend = _legend(ev, scale) if sid == "top-anomalies" else ""
+        out.append(f'<section id="{sid}"><h2>{html.escape(title)}</h2><p>{html.escape(text)}; {panels}.</p>'
+                   + legend + grid + "</section>")
+    if len(galleries) == 1:
+        out.append('<section id="missed"><h2>Missed anomalies</h2>'
+                   + _note("Needs labels: " + (ev.figures.get("note") or NO_LABELS)) + "</section>")
+    return "".join(out)
+
+
+def _verdicts_section(ev: Evaluation) -> str:
+    """The verdicts at the threshold: a confusion matrix by class (recall of each defect class,
+    false positive rate of the normals) and the achieved false positive rate against its target."""
+    f = ev.figures
+    c, check = f.get("confusion"), f.get("fpr_check")
+    if c is None:
+        return ""
+    normals = c["false_positives"] + c["true_negatives"]
+    normal = ", ".join((ev.detector.data_info_ or {}).get("classes") or getattr(ev.source, "normal_names", None) or [])
+    rows = [[f"{normal} (normal)" if normal else "normal", f"{normals:,}", f"{c['false_positives']:,}", f"{c['true_negatives']:,}",
+             "false positive rate " + _fmt(c["false_positives"] / max(normals, 1), "fpr")]]
+    per = f.get("per_class") or {}
+    if per and all("flagged" in r for r in per.values()):
+        rows += [[name, f"{r['n']:,}", f"{r['flagged']:,}", f"{r['n'] - r['flagged']:,}",
+                  "recall " + _fmt(r["recall"], "recall")] for name, r in per.items()]
     else:
-        legend = _note(f"{type(ev.detector).__name__} has no score_map: images only.")
-
-    def grid(part, offset):
-        return '<div class="grid">' + "".join(
-            _card(cards[offset + r], r + 1, names[offset + r] if named else f"sample {int(i)}",
-                  f"score {ev.scores[i]:.4g}") for r, i in enumerate(part)
-        ) + "</div>"
-
-    panels = "the image, and the image under its anomaly map" + (
-        "; right: the true defect mask" if masks is not None else "")
-    out = ('<section id="top-anomalies"><h2>Top anomalies</h2>'
-           f"<p>The {len(top_idx)} highest-scoring of {len(s):,} samples: {panels}.</p>"
-           + legend + grid(top_idx, 0) + "</section>")
-    out += '<section id="missed"><h2>Missed: the most normal-looking anomalies</h2>'
-    if not labelled:
-        out += _note("Needs labels: " + (ev.figures.get("note") or NO_LABELS)) + "</section>"
-        return out
-    n_anom = int(np.asarray(ev.labels).sum())
-    text = f"The {len(missed_idx)} lowest-scoring of the {n_anom:,} labelled anomalies"
-    if ev.threshold is not None:
-        below = int(((s <= ev.threshold) & (np.asarray(ev.labels) == 1)).sum())
-        text += f"; {below:,} anomalies score at or below the threshold {ev.threshold:.4g} and go unflagged"
-    return out + f"<p>{html.escape(text)}.</p>" + grid(missed_idx, len(top_idx)) + "</section>"
+        n = c["true_positives"] + c["false_negatives"]
+        rows.append(["anomalous", f"{n:,}", f"{c['true_positives']:,}", f"{c['false_negatives']:,}",
+                     "recall " + _fmt(c["true_positives"] / max(n, 1), "recall")])
+    table = _grid_table(["true class", "samples", "flagged", "passed", "at the threshold"], rows)
+    ok = check is None or check.get("target_inside", True)
+    flag = ("" if ok else '<span class="badge bad">target outside the interval</span> ')
+    line = f'<p class="fpr {"ok" if ok else "bad"}">{flag}False positive rate: {html.escape(format_fpr_check(check))}.'
+    if not ok:
+        line += (" The threshold does not hold the rate it was calibrated for on this data: the data may have "
+                 "shifted since calibration, or recalibrate on normal samples like these.")
+    return (f'<section id="verdicts"><h2>Verdicts at the threshold {ev.threshold:.4g}</h2>{line}</p>'
+            f"{table}</section>")
 
 
 def _step_rows(ev: Evaluation, idx) -> list[list[str]]:
@@ -448,13 +533,21 @@ table.kv tr+tr{border-top:1px solid var(--line)}
 table.list th,table.list td{padding:4px 8px;text-align:left;border-bottom:1px solid var(--line);font-variant-numeric:tabular-nums}
 table.list th{color:var(--muted);font-weight:500}
 img.plot,img.wide{max-width:100%;height:auto;display:block}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(350px,1fr));gap:12px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:12px}
 figure.card{margin:0;border:1px solid var(--line);border-radius:8px;padding:8px;background:var(--bg)}
-img.heat{display:block;max-width:100%;image-rendering:pixelated}
-figcaption{color:var(--muted);font-size:12px;margin-top:4px}
+img.heat{display:block;max-width:100%;height:auto}
+figcaption{color:var(--fg);font-size:14px;margin-top:6px;word-break:break-all}
+figcaption .true{color:var(--muted)}
+.badge{display:inline-block;padding:0 6px;border-radius:4px;font-size:12px;font-weight:600;letter-spacing:.03em}
+.badge.bad{background:#fee2e2;color:#991b1b}.badge.ok{background:#dcfce7;color:#166534}
+p.fpr.bad{color:#991b1b}
 .note{color:var(--muted);font-style:italic;margin:8px 0 0}
-.legend{display:flex;align-items:center;gap:8px;margin:0 0 12px;font-size:12px;color:var(--muted)}
-.legend i{display:inline-block;width:180px;height:10px;border-radius:2px}
+.legend{margin:0 0 14px;font-size:13px;color:var(--muted);max-width:560px}
+.legend .bar{position:relative;height:14px;border-radius:2px}
+.legend .bar i{position:absolute;left:50%;top:-4px;bottom:-4px;border-left:2px solid var(--fg)}
+.legend .ticks{display:grid;grid-template-columns:1fr auto 1fr;color:var(--fg);margin-top:4px}
+.legend .ticks .end{text-align:right}
+.legend small{display:block;margin-top:6px}
 footer{color:var(--muted);font-size:12px;text-align:center}
 """
 
@@ -463,6 +556,11 @@ window.addEventListener("load", function () {
   var imgs = Array.prototype.slice.call(document.images);
   var ok = imgs.filter(function (im) { return im.complete && im.naturalWidth > 0; }).length;
   document.body.dataset.imagesOk = ok + "/" + imgs.length;
+  var heat = Array.prototype.slice.call(document.querySelectorAll("img.heat"));
+  var shrunk = heat.filter(function (im) { return im.clientWidth < im.naturalWidth - 1; }).length;
+  document.body.dataset.heatShrunk = shrunk + "/" + heat.length;
+  var cap = document.querySelector("figcaption");
+  if (cap) { document.body.dataset.captionPx = parseFloat(getComputedStyle(cap).fontSize); }
 });
 """
 
@@ -479,7 +577,8 @@ def render_report(ev: Evaluation, out, top: int = 8) -> Path:
     when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     n_scored = int(np.isfinite(np.asarray(ev.scores, dtype=np.float64)).sum())
     scored = f"{n:,} {unit}" + (f", {n_scored:,} scored" if n_scored != n else " scored")
-    parts = [_header_section(ev), _per_class_section(ev), _plots_section(ev)]
+    parts = [_header_section(ev), _verdicts_section(ev) if ev.kind == "image" else "", _per_class_section(ev),
+             _plots_section(ev)]
     parts.append(_series_sections(ev, int(top)) if ev.kind == "series" else _image_sections(ev, int(top)))
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -1,4 +1,6 @@
-"""Sample data that one command makes: an inspection image set from real photographs.
+"""Sample data that one command makes (``anomaly demo --make-data DIR``): an inspection image set
+from real photographs, and load-like time series with planted anomalies (:func:`make_series`,
+:func:`make_labelled_series`).
 
 :func:`make_image_set` writes an MVTec AD-style set (``CAT/train/good``, ``CAT/test/good``,
 ``CAT/test/<defect>``, ``CAT/ground_truth/<defect>/<name>_mask.png``) from photographs that ship
@@ -25,7 +27,8 @@ import numpy as np
 
 from .errors import AnomalyError
 
-__all__ = ["CATEGORIES", "DEFECTS", "HALVES", "MASK_LEVEL", "make_image_set", "paint_defect", "photograph"]
+__all__ = ["CATEGORIES", "DEFECTS", "HALVES", "MASK_LEVEL", "make_demo_data", "make_image_set", "make_labelled_series",
+           "make_series", "paint_defect", "photograph"]
 
 #: category -> (scikit-image loader, scale applied before cropping, crops must avoid a black surround)
 _SOURCES = {
@@ -418,3 +421,104 @@ def _half_of(category: str, defect: str) -> list[str]:
         if defect in half["defects"]:
             return list(half["categories"])
     return []
+
+
+# ---------------------------------------------------------------- series
+def _series(n: int, rng: np.random.Generator, step_minutes: int) -> tuple[np.ndarray, list[str]]:
+    """A load-like series: a daily rhythm (quieter at weekends), slow drift, noise; ISO stamps."""
+    t = np.arange(n)
+    day = 24 * 60 // step_minutes
+    start = np.datetime64("2024-03-04T00:00")  # a Monday
+    stamps = start + t * np.timedelta64(step_minutes, "m")
+    weekday = ((t // day) % 7) < 5
+    rhythm = 10 + 4 * np.sin(2 * np.pi * (t % day) / day - np.pi / 2) * np.where(weekday, 1.0, 0.6)
+    drift = 0.5 * np.sin(2 * np.pi * t / (n + 1))
+    values = rhythm + drift + rng.normal(0, 0.3, n)
+    return values, [str(s) for s in stamps]
+
+
+def _plant(values: np.ndarray, rng: np.random.Generator, n_events: int, lo: int, hi: int,
+           warn: int = 0) -> list[tuple[int, int]]:
+    """Anomalies at steps spread over [``lo``, ``hi``) (a spike, a level shift, a dropout to zero, a
+    burst of noise, in turn), each preceded over ``warn`` steps by growing jitter (what an early
+    warning can learn from); returns (first, last) step of each."""
+    starts = np.linspace(lo, hi, n_events).astype(int) + rng.integers(-10, 10, n_events)
+    events = []
+    for k, s in enumerate(starts):
+        length = int(rng.integers(4, 16))
+        if warn:
+            ramp = np.linspace(0, 1, warn)
+            values[s - warn : s] += rng.normal(0, 1, warn) * 1.5 * ramp
+        kind = k % 4
+        if kind == 0:
+            values[s : s + length] += rng.choice([-1, 1]) * rng.uniform(5, 8)
+        elif kind == 1:
+            values[s : s + length] += rng.uniform(3, 5)
+        elif kind == 2:
+            values[s : s + length] = 0.0
+        else:
+            values[s : s + length] += rng.normal(0, 3, length)
+        events.append((int(s), int(s + length - 1)))
+    return events
+
+
+def make_series(path, n: int = 4032, step_minutes: int = 5, seed: int = 0) -> list[tuple[int, int]]:
+    """Write a series CSV (``timestamp,value``: two weeks of 5-minute steps of a load-like rhythm)
+    with four anomalies (a spike, a level shift, a dropout, a noise burst) between 55 % and 85 % of
+    it: a detector fitted on the file learns mostly normal steps and calibrates on a normal end
+    (the CLI holds out the last 10 %). Returns their (first, last) steps."""
+    from .io import atomic_output
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 101]))
+    values, stamps = _series(n, rng, step_minutes)
+    events = _plant(values, rng, 4, lo=int(0.55 * n), hi=int(0.85 * n))
+    with atomic_output(path, "series") as tmp, open(tmp, "w") as fh:
+        fh.write("timestamp,value\n" + "".join(f"{s},{v:.4f}\n" for s, v in zip(stamps, values)))
+    return events
+
+
+def make_labelled_series(path, n: int = 4032, step_minutes: int = 5, seed: int = 0, n_events: int = 24,
+                         warn: int = 30) -> list[tuple[int, int]]:
+    """Write a labelled series CSV (``timestamp,value,anomaly``; 1 marks anomalous steps) with
+    ``n_events`` anomalies, each announced by ``warn`` steps of growing jitter: data an early
+    warning (``SupervisedRNN``, ``--horizon``) can learn from. Returns the anomalies' steps."""
+    from .io import atomic_output
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 102]))
+    values, stamps = _series(n, rng, step_minutes)
+    events = _plant(values, rng, n_events, lo=warn + 50, hi=n - 40, warn=warn)
+    label = np.zeros(n, dtype=int)
+    for a, b in events:
+        label[a : b + 1] = 1
+    with atomic_output(path, "labelled series") as tmp, open(tmp, "w") as fh:
+        fh.write("timestamp,value,anomaly\n" + "".join(f"{s},{v:.4f},{y}\n" for s, v, y in zip(stamps, values, label)))
+    return events
+
+
+def make_demo_data(root, seed: int = 0) -> str:
+    """``anomaly demo --make-data DIR``: the data every README command runs on, from one command:
+    ``DIR/brick`` (an MVTec-style inspection set of 64 px crops, small enough to try every command
+    in seconds: 100 for training, 30 good and 10 of each of the six defect kinds of brick's half
+    for testing, with exact masks; :func:`make_image_set` makes larger ones), ``DIR/series.csv`` (:func:`make_series`)
+    and ``DIR/labelled.csv`` (:func:`make_labelled_series`). Refuses a folder that holds them
+    already. Returns the line the command prints."""
+    from .io import check_writable
+
+    root = Path(root)
+    present = [str(p) for p in (root / "brick", root / "series.csv", root / "labelled.csv") if p.exists()]
+    if present:
+        raise AnomalyError(f"{present[0]}: exists already; give --make-data a new or empty folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AnomalyError(f"{root}: cannot create the folder ({e.strerror})") from None
+    check_writable(root / "series.csv", "sample data")
+    counts = make_image_set(root, categories=["brick"], size=64, n_train=100, n_good=30, n_per_defect=10,
+                            seed=seed)["brick"]
+    series = make_series(root / "series.csv", seed=seed)
+    labelled = make_labelled_series(root / "labelled.csv", seed=seed)
+    defects = [k for k in counts if k not in ("train", "good")]
+    return (f"wrote {root / 'brick'} ({counts['train']} training images of 64 px; test: {counts['good']} good and "
+            f"{sum(counts[d] for d in defects)} with defects ({', '.join(defects)}), masks in ground_truth), "
+            f"{root / 'series.csv'} (4032 steps, {len(series)} anomalies) and {root / 'labelled.csv'} "
+            f"(4032 steps, {len(labelled)} labelled anomalies)")

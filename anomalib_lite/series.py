@@ -276,6 +276,19 @@ class SeriesDetector(Detector):
             scores = self.decision_function(normal)
         finally:
             self._stream = kept
+        return self._set_threshold(scores, fpr)
+
+    def _in_sample_scores(self, X) -> np.ndarray:
+        """The training series' own scores, scored as a stream of its own (the current stream is
+        left as it was): ``decision_scores_``."""
+        kept = self._stream
+        self.reset()
+        try:
+            return self.decision_function(X)
+        finally:
+            self._stream = kept
+
+    def _set_threshold(self, scores: np.ndarray, fpr: float) -> SeriesDetector:
         finite = scores[np.isfinite(scores)]
         if finite.size == 0:
             raise AnomalyError(

@@ -132,7 +132,8 @@ def stream_lines(det, fh: TextIO, where: str = "stdin", columns=None, time_colum
                  nan: str = "reject", learn: bool = False, out: Callable[[str], None] | None = None,
                  err: Callable[[str], None] | None = None, counts: dict[str, int] | None = None) -> tuple[int, int]:
     """Score CSV lines from ``fh`` as they arrive: ``out`` gets the header
-    ``time,values...,score[,is_anomaly]`` and then one line per input line (default: print to
+    ``time,values...,score[,p_value][,is_anomaly]`` (the columns of :func:`score_table`; p-values where the
+    bundle was calibrated) and then one line per input line (default: print to
     stdout and flush), ``err`` a message per bad line, with its number (default: stderr).
     ``learn=True``: test-then-train, one step at a time. ``counts``: filled with the skipped
     lines by kind (see :func:`read_lines`, and "unparsable"). Returns (steps scored, bad lines
@@ -173,8 +174,9 @@ def stream_lines(det, fh: TextIO, where: str = "stdin", columns=None, time_colum
     reader = SeriesReader(header, where, columns, time_column, label_column, nan)
     if len(reader.columns) != dim:
         raise AnomalyError(f"{where}: {len(reader.columns)} value column(s) but the bundle takes {dim}")
-    can_flag = det.can_flag()
-    out(",".join([reader.time_column or "index", *reader.columns, "score"] + (["is_anomaly"] if can_flag else [])))
+    can_flag, calibrated = det.can_flag(), getattr(det, "calibration_scores_", None) is not None
+    out(",".join([reader.time_column or "index", *reader.columns, "score"] + (["p_value"] if calibrated else [])
+                 + (["is_anomaly"] if can_flag else [])))
     pending = [] if is_header else [(lineno, first, None)]
     step = 0
     for number, line, kind in itertools.chain(pending, lines):
@@ -198,6 +200,7 @@ def stream_lines(det, fh: TextIO, where: str = "stdin", columns=None, time_colum
             s = det.decision_function(values[None, :])[0]
             f = bool(det.flag([s])[0]) if can_flag else None
         row = [stamp if stamp is not None else str(step), *(f"{v:.10g}" for v in values), fmt(s)]
+        row += [fmt(det.p_values([s])[0])] if calibrated else []
         out(",".join(row + ([str(int(f))] if can_flag else [])))
         step += 1
     return step, bad

@@ -476,7 +476,8 @@ def _load_mnist(spec: str, split: str, data_dir, download: bool) -> ArraySource:
             ds = torchvision.datasets.MNIST(str(root), train=split == "train", download=True)
         except Exception as e:  # noqa: BLE001 (network errors come in many types)
             reason = " ".join(str(e).split())[:300]
-            raise AnomalyError(f"{spec}: MNIST download to {root} failed ({reason})") from None
+            raise AnomalyError(f"{spec}: MNIST download to {root} failed ({reason}); offline, put MNIST's raw files in "
+                               "DIR/MNIST/raw and set ANOMALY_DATA_DIR=DIR or pass --data-dir DIR") from None
     x = ds.data.numpy()
     return ArraySource(spec, x, ds.targets.numpy(), [str(i) for i in range(10)])
 

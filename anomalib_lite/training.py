@@ -3,8 +3,11 @@
 ``fit_model(model, loss_fn, data, y, config)`` runs epochs of shuffled minibatches with an optional
 augmentation pipeline (keyed by sample index and epoch, so runs are reproducible), AdamW/Adam/SGD
 with a cosine or constant schedule, gradient clipping, mixed precision on CUDA, early stopping on
-a held-out share of the data (the best weights are restored), an optional time budget, and a
-tqdm bar per epoch that shows the loss. Seeded: the same seed gives the same weights.
+a held-out share of the data (the best weights are restored), an optional time budget (after
+every step: stop when the next step and the held-out pass would not fit, so a run ends before the
+budget, by less than a step; under torchrun, after the epoch that crosses it), and one progress bar over every step of every epoch
+(the epoch and the loss in its text, an estimate for the whole run). Seeded: the same seed gives
+the same weights.
 
 ``data`` is read batch by batch, never whole: an in-memory tensor (with targets ``y``: the series
 detectors' windows) is indexed directly; anything else goes through
@@ -25,15 +28,16 @@ every process stops at the same epoch with the same weights.
 from __future__ import annotations
 
 import math
+import os
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from . import distributed
+from . import distributed, progress
 from .data import TrainingData, training_data
 from .errors import AnomalyError
 
@@ -74,7 +78,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     val_split: str = "random"  # "random", or "tail": the last samples (time order: series windows)
     patience: int | None = 5
-    max_time: float | None = None  # seconds; stop after the epoch that crosses it
+    max_time: float | None = None  # seconds; stop before the step that would cross it
     amp: bool = True  # mixed precision, CUDA only
     num_workers: int = 2  # DataLoader processes decoding lazy data (in-memory data: none)
     seed: int = 0
@@ -221,6 +225,24 @@ class _TensorReader:
             yield self.x[idx], None if self.y is None else self.y[idx], idx
 
 
+def _capped(cfg: TrainConfig) -> TrainConfig:
+    """``$ANOMALY_MAX_EPOCHS``: at most that many epochs for every training run (quick trials of
+    the commands, CI), said once per run as a warning."""
+    raw = os.environ.get("ANOMALY_MAX_EPOCHS")
+    if not raw:
+        return cfg
+    try:
+        cap = int(raw)
+        if cap < 1:
+            raise ValueError
+    except ValueError:
+        raise AnomalyError(f"ANOMALY_MAX_EPOCHS={raw!r}: must be a whole number >= 1") from None
+    if cap >= cfg.epochs:
+        return cfg
+    warnings.warn(f"ANOMALY_MAX_EPOCHS={cap}: training {cap} of {cfg.epochs} epochs", stacklevel=3)
+    return replace(cfg, epochs=cap)
+
+
 def fit_model(
     model: nn.Module,
     loss_fn: LossFn,
@@ -238,7 +260,7 @@ def fit_model(
     with the data). ``augment`` (an ``augment.Pipeline`` or its config) transforms each training
     batch with draws keyed by (seed, epoch, sample index); held-out batches are never augmented.
     """
-    cfg = (config or TrainConfig()).check()
+    cfg = _capped((config or TrainConfig()).check())
     device = torch.device(device)
     pipeline = augment_pipeline(augment)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -272,6 +294,9 @@ def fit_model(
     )
     result, best_state, best_val, bad_epochs = TrainResult(), None, math.inf, 0
     start = time.perf_counter()
+    # one bar over every step of every epoch: its estimate is for the whole run (or the budget)
+    bar = progress.bar(cfg.epochs * steps, desc, cfg.verbose, unit="step")
+    val_seconds, val_total, out_of_time, done = 0.0, 0.0, False, 0  # done: steps taken (a hidden bar counts none)
     model.to(device)
     net = _wrap(model, device)  # DDP under torchrun: each process its rows of every batch
     rank, world = distributed.rank(), distributed.world()
@@ -289,11 +314,8 @@ def fit_model(
             else:
                 weights = None
                 batches = ((b.x, b.y, b.index) for b in data.epoch())
-            bar = tqdm(
-                batches, total=steps, desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
-                disable=None if cfg.verbose else True,
-            )
-            for step, (xb, yb, idx) in enumerate(bar):
+            bar.set_description(f"{desc} epoch {epoch + 1}/{cfg.epochs}")
+            for step, (xb, yb, idx) in enumerate(batches):
                 if weights is not None:
                     weight = weights[step]
                 else:  # read as given: every process reads the batch and keeps its rows
@@ -331,13 +353,27 @@ def fit_model(
                     sched.step()
                 total += value * n_own
                 count += n_own
-                bar.set_postfix(loss=f"{total / count:.4g}")
-            result.train_loss.append(total / count)
+                done += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{total / count:.4g}", refresh=False)
+                # the time budget, checked after every step (one process; several agree once per epoch):
+                # stop when the next step and the held-out pass that follows would not fit in it
+                if cfg.max_time is not None and world == 1:
+                    elapsed = time.perf_counter() - start
+                    per_step = (elapsed - val_total) / done
+                    val_cost = val_seconds if val_seconds else 0.5 * per_step * math.ceil(n_val / cfg.batch_size)
+                    if elapsed + per_step + val_cost > cfg.max_time:
+                        out_of_time = True
+                        break
+            result.train_loss.append(total / max(count, 1))
             if n_val:
+                t_val = time.perf_counter()
                 own_val = val_idx[rank::world] if world > 1 else val_idx
                 v_sum, v_n = distributed.all_sum(_evaluate(model, loss_fn, reader, own_val, cfg, device),
                                                  "sharing the held-out loss")
                 val = v_sum / v_n
+                val_seconds = time.perf_counter() - t_val
+                val_total += val_seconds
             else:
                 val = result.train_loss[-1]
             result.val_loss.append(val)
@@ -351,12 +387,17 @@ def fit_model(
                 result.stopped = "early_stopping"
                 break
             if cfg.max_time is not None:
-                late = time.perf_counter() - start > cfg.max_time
+                elapsed = time.perf_counter() - start
+                late = out_of_time or elapsed > cfg.max_time
                 if world > 1:  # stop together: when any process ran out of time
                     late = distributed.all_sum([float(late)], "sharing the time budget")[0] > 0
                 if late:
                     result.stopped = "time"
                     break
+                # what the budget leaves, so the bar's estimate is for the run that will happen
+                per_step = (elapsed - val_total) / max(done, 1)
+                bar.total = min(cfg.epochs * steps, done + int((cfg.max_time - elapsed) / per_step) + 1)
+    bar.close()
     del net
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -1,15 +1,24 @@
-"""Heatmaps: an image beside the same image with its anomaly map as a colour overlay.
+"""Heatmaps an inspector can read: the image beside the image under its anomaly map, on one colour
+scale per run anchored at the threshold, with a colour bar and the true defect's outline.
 
-:func:`heatmap_image` draws one sample with PIL and a matplotlib colormap (no pyplot figure per
-image, so thousands of them take seconds); :func:`write_heatmaps` writes one PNG per sample of an
-:class:`~anomalib_lite.evaluation.Evaluation`, computing the maps in batches. Colours run from
-blue (the low end of the map's range) to red (the high end); the range is the map's own min/max
-unless ``vmin``/``vmax`` are given (the report shares one range between all its heatmaps).
+:func:`heatmap_image` draws one sample with PIL (no pyplot figure per image, so thousands of them
+take seconds); :func:`write_heatmaps` writes one PNG per sample of an
+:class:`~anomalib_lite.evaluation.Evaluation`, computing the maps in batches.
+
+Colours (:class:`MapScale`): every heatmap of a run shares one scale, so a colour means the same
+value in every file. Map values up to the threshold run from dark to light blue, values above it
+from yellow to dark red: where blue turns to yellow is where the verdict flips. For a detector whose
+image score is its map's maximum (LatentDistance's patch scores) that is exact: an image is
+flagged iff some pixel is yellow or red. For other maps (a reconstruction error averaged into the
+score, pooled scores) the threshold is carried to the map's scale by the median ratio of map
+maximum to score over the images drawn, and the colour bar says so. Without a threshold the scale
+is the maps' own range (one colormap). A ground-truth mask is drawn as a green outline on the map.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,26 +27,35 @@ from PIL import Image, ImageDraw, ImageFont
 from .errors import AnomalyError
 from .io import atomic_output, check_writable
 
-__all__ = ["CMAP", "heatmap_image", "heatmap_name", "label_text", "true_labels", "write_heatmaps"]
+__all__ = ["MapScale", "colour_stops", "heatmap_image", "heatmap_name", "label_text", "map_scale", "true_labels",
+           "write_heatmaps"]
 
-CMAP = "jet"  # blue (low) to red (high): readable over grey digits and photographs alike
+BELOW, ABOVE = ("Blues", 0.95, 0.35), ("YlOrRd", 0.2, 1.0)  # (colormap, start, end): below / above the threshold
+PLAIN = "viridis"  # no threshold: one colormap over the maps' range
 ALPHA = 0.5  # weight of the map colour in the overlay
 MIN_SIDE = 160  # small images (MNIST: 28 px) are upscaled (nearest) to at least this many pixels
 GAP = 4  # pixels between the two panels
+CONTOUR = (57, 255, 20)  # the true defect's outline: green, a colour neither half of the scale uses
+FONT_MIN = 13  # caption text, in pixels: readable at 100 % zoom
+BAR = 14  # colour bar height, pixels
 _RED, _GREEN = (248, 113, 113), (74, 222, 128)  # light: on the dark caption box
 
-_colormaps: dict = {}
+_luts: dict = {}
 _fonts: dict = {}
 
 
-def _lut(name: str) -> np.ndarray:
-    """The colormap as a (256, 3) uint8 table (looked up once)."""
-    if name not in _colormaps:
-        import matplotlib
+def _ramp(name: str, a: float, b: float, n: int) -> np.ndarray:
+    import matplotlib
 
-        cmap = matplotlib.colormaps[name]
-        _colormaps[name] = (cmap(np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
-    return _colormaps[name]
+    return (matplotlib.colormaps[name](np.linspace(a, b, n))[:, :3] * 255).round().astype(np.uint8)
+
+
+def _lut(anchored: bool) -> np.ndarray:
+    """(256, 3) uint8 colours: indices 0-127 at or below the threshold, 128-255 above (anchored),
+    or one colormap over the range."""
+    if anchored not in _luts:
+        _luts[anchored] = np.concatenate([_ramp(*BELOW, 128), _ramp(*ABOVE, 128)]) if anchored else _ramp(PLAIN, 0, 1, 256)
+    return _luts[anchored]
 
 
 def _font(size: int):
@@ -47,6 +65,72 @@ def _font(size: int):
         except TypeError:
             _fonts[size] = ImageFont.load_default()
     return _fonts[size]
+
+
+@dataclass(frozen=True)
+class MapScale:
+    """One colour scale: ``lo`` (darkest), ``anchor`` (the threshold on the map's scale: the last
+    blue; None without a threshold), ``hi`` (darkest red); ``exact``: the anchor is where the
+    verdict flips (score = map maximum), else the threshold carried to the map's scale."""
+
+    lo: float
+    hi: float
+    anchor: float | None = None
+    exact: bool = False
+
+    def index(self, m: np.ndarray) -> np.ndarray:
+        """Map values -> colour indices 0..255 (NaN: the lowest)."""
+        m = np.nan_to_num(np.asarray(m, dtype=np.float64), nan=self.lo, posinf=self.hi, neginf=self.lo)
+        if self.anchor is None:
+            t = (m - self.lo) / (self.hi - self.lo)
+            return (np.clip(t, 0, 1) * 255).round().astype(np.uint8)
+        below = np.clip((m - self.lo) / (self.anchor - self.lo), 0, 1) * 127
+        above = 128 + np.clip((m - self.anchor) / (self.hi - self.anchor), 0, 1) * 127
+        return np.where(m > self.anchor, above, below).round().astype(np.uint8)
+
+    def colours(self) -> np.ndarray:
+        return _lut(self.anchor is not None)
+
+    def describe(self) -> str:
+        if self.anchor is None:
+            return "map value (no threshold: the maps' own range)"
+        if self.exact:
+            return "map value; blue up to the threshold, yellow to red above it: an image with any yellow or red is flagged"
+        return ("map value; blue up to the threshold carried to the map's scale (median map maximum / score of the "
+                "images shown), yellow to red above it")
+
+
+def map_scale(maps, map_scores, threshold: float | None, scores=None) -> MapScale:
+    """The shared scale of a run: ``maps`` (k, H, W) of some of the samples drawn and their
+    ``map_scores``; ``scores``: the scores of every sample drawn (default ``map_scores``), whose
+    largest sets the top of the scale; anchored at ``threshold`` (see the module's note)."""
+    s = np.asarray(map_scores, dtype=np.float64).reshape(-1)
+    m = np.asarray(maps, dtype=np.float64)
+    finite = m[np.isfinite(m)]
+    if finite.size == 0:
+        return MapScale(0.0, 1.0)
+    peaks = np.array([np.nanmax(x) if np.isfinite(x).any() else np.nan for x in m])
+    ok = np.isfinite(peaks) & np.isfinite(s) & (s > 0)
+    exact = bool(ok.any() and np.allclose(peaks[ok], s[ok], rtol=1e-4, atol=1e-6))
+    ratio = 1.0 if exact or not ok.any() else float(np.median(peaks[ok] / s[ok]))
+    lo = float(finite.min())
+    top = np.asarray(s if scores is None else scores, dtype=np.float64)
+    top = top[np.isfinite(top)]
+    hi = max(float(finite.max()), float(top.max()) * ratio if top.size else -np.inf)
+    if threshold is None or not np.isfinite(threshold):
+        return MapScale(lo, hi if hi > lo else lo + 1.0)
+    anchor = float(threshold) * ratio
+    span = max(hi - lo, abs(anchor) * 0.1, 1e-12)
+    lo = lo if lo < anchor else anchor - span
+    hi = hi if hi > anchor else anchor + span
+    return MapScale(lo, hi, anchor, exact)
+
+
+def colour_stops(scale: MapScale, every: int = 8) -> str:
+    """The scale as CSS gradient stops (for the report's colour bar)."""
+    lut = scale.colours()
+    picks = [*range(0, 256, every), 255]
+    return ", ".join(f"rgb({r},{g},{b}) {100 * i / 255:.1f}%" for i, (r, g, b) in zip(picks, lut[picks].tolist()))
 
 
 def _to_rgb(image) -> np.ndarray:
@@ -62,24 +146,35 @@ def _to_rgb(image) -> np.ndarray:
     return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
 
 
-def _colour(score_map, size: tuple[int, int], vmin, vmax, cmap: str) -> np.ndarray:
-    """The map normalised to [vmin, vmax] (default: its own range) as (H, W, 3) uint8 colours."""
+def _map2d(score_map) -> np.ndarray:
     m = np.asarray(score_map, dtype=np.float32)
     if m.ndim == 3 and m.shape[0] == 1:
         m = m[0]
     if m.ndim != 2:
         raise AnomalyError(f"heatmap: score_map must be (H, W), got shape {m.shape}")
-    finite = np.isfinite(m)
-    any_finite = bool(finite.any())
-    lo = float(vmin) if vmin is not None else float(np.min(m[finite])) if any_finite else 0.0
-    hi = float(vmax) if vmax is not None else float(np.max(m[finite])) if any_finite else 1.0
-    span = hi - lo
-    norm = (m - lo) / span if span > 0 else np.zeros_like(m)
-    idx = (np.clip(np.nan_to_num(norm, nan=0.0), 0, 1) * 255).round().astype(np.uint8)
-    rgb = _lut(cmap)[idx]
-    if rgb.shape[:2] != size:  # a map at another resolution: stretch it onto the image
-        rgb = np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.NEAREST))
-    return rgb
+    return m
+
+
+def _resize(a: np.ndarray, size: tuple[int, int], smooth: bool) -> np.ndarray:
+    """(h, w[, 3]) uint8 to ``size`` = (H, W): nearest when enlarging pixels, area-like when shrinking."""
+    if a.shape[:2] == size:
+        return a.copy()
+    method = Image.BILINEAR if smooth and (size[0] < a.shape[0]) else Image.NEAREST
+    return np.array(Image.fromarray(a).resize((size[1], size[0]), method))
+
+
+def _outline(mask: np.ndarray, width: int) -> np.ndarray:
+    """Pixels of ``mask`` within ``width`` of its edge (a contour that stays inside the defect)."""
+    inner = mask.copy()
+    for _ in range(width):
+        shrunk = inner.copy()
+        shrunk[1:] &= inner[:-1]
+        shrunk[:-1] &= inner[1:]
+        shrunk[:, 1:] &= inner[:, :-1]
+        shrunk[:, :-1] &= inner[:, 1:]
+        shrunk[0, :] = shrunk[-1, :] = shrunk[:, 0] = shrunk[:, -1] = False
+        inner = shrunk
+    return mask & ~inner
 
 
 def label_text(label) -> str | None:
@@ -92,48 +187,80 @@ def label_text(label) -> str | None:
 
 
 def heatmap_image(image, score_map, score: float, threshold: float | None = None, label=None,
-                  scale: int | None = None, vmin: float | None = None, vmax: float | None = None,
-                  cmap: str = CMAP, mask=None) -> Image.Image:
-    """The image and (with a map) the image under its map in colour, side by side, with the
-    score, the verdict (ANOMALY/normal, when ``threshold`` is given) and the true label (when
-    known: 0/1 or text) in the top-left corner. A ground-truth ``mask`` (H, W) adds a third
-    panel: the true defect in white, beside the map that should find it.
+                  scale: int | None = None, mask=None, *, colour_scale: MapScale | None = None,
+                  height: int | None = None, caption: bool = True, colour_bar: bool = False) -> Image.Image:
+    """The image and (with a map) the image under its map in colour, side by side; a ground-truth
+    ``mask`` (H, W) is outlined in green on the map; ``caption``: score, verdict (ANOMALY/normal,
+    when ``threshold`` is given) and true label in the top-left corner; ``colour_bar``: the scale
+    below, its threshold marked.
 
     ``image``: (C, H, W) float in [0, 1], C = 1 or 3. ``score_map``: (H, W) or None (image only).
-    ``scale``: integer upscaling (nearest), by default the smallest making each side >= 160 px.
-    ``vmin``/``vmax``: the map values drawn blue/red (default: the map's own min/max).
+    ``colour_scale``: the run's shared :class:`MapScale` (default: this map alone, anchored at
+    ``threshold``). Size: ``height`` pixels per panel, or an integer upscaling ``scale`` (nearest;
+    by default the smallest making each side >= 160 px).
     """
     rgb = _to_rgb(image)
     h, w = rgb.shape[:2]
-    if scale is None:
-        scale = max(1, math.ceil(MIN_SIDE / max(1, min(h, w))))
-    scale = int(scale)
-    if scale < 1:
-        raise AnomalyError(f"heatmap: scale={scale} must be a positive integer")
-    panels = [rgb]
+    if height is not None:
+        H = int(height)
+        W = max(1, round(w * H / h))
+    else:
+        scale = max(1, math.ceil(MIN_SIDE / max(1, min(h, w)))) if scale is None else int(scale)
+        if scale < 1:
+            raise AnomalyError(f"heatmap: scale={scale} must be a positive integer")
+        H, W = h * scale, w * scale
+    panels = [_resize(rgb, (H, W), smooth=True)]
+    sc = None
     if score_map is not None:
-        colour = _colour(score_map, (h, w), vmin, vmax, cmap)
-        panels.append((rgb * (1 - ALPHA) + colour * ALPHA).round().astype(np.uint8))
-    if mask is not None:
-        m = np.asarray(mask, dtype=bool)
-        if m.shape != (h, w):
-            raise AnomalyError(f"heatmap: mask {m.shape} does not match the image {h}x{w}")
-        panels.append(np.repeat((m * 255).astype(np.uint8)[..., None], 3, axis=-1))
-    H, W = h * scale, w * scale
-    out = Image.new("RGB", (W * len(panels) + GAP * (len(panels) - 1), H), (255, 255, 255))
+        m = _map2d(score_map)
+        sc = colour_scale if colour_scale is not None else map_scale(m[None], [score], threshold)
+        colour = sc.colours()[_resize(sc.index(m).astype(np.uint8), (h, w), smooth=False)]
+        over = (rgb * (1 - ALPHA) + colour * ALPHA).round().astype(np.uint8)
+        over = _resize(over, (H, W), smooth=True)
+        if mask is not None:
+            mk = np.asarray(mask, dtype=bool)
+            if mk.shape != (h, w):
+                raise AnomalyError(f"heatmap: mask {mk.shape} does not match the image {h}x{w}")
+            big = _resize(mk.astype(np.uint8) * 255, (H, W), smooth=False) > 127
+            over[_outline(big, max(2, H // 128))] = CONTOUR
+        panels.append(over)
+    elif mask is not None:
+        mk = np.asarray(mask, dtype=bool)
+        big = _resize(mk.astype(np.uint8) * 255, (H, W), smooth=False) > 127
+        panels[0][_outline(big, max(2, H // 128))] = CONTOUR
+    width = W * len(panels) + GAP * (len(panels) - 1)
+    bar = colour_bar and sc is not None
+    font = _font(max(FONT_MIN, min(18, H // 12)))
+    extra = (BAR + 8 + font.size + 4) if bar else 0
+    out = Image.new("RGB", (width, H + extra), (255, 255, 255))
     for i, p in enumerate(panels):
-        tile = Image.fromarray(p)
-        if scale > 1:
-            tile = tile.resize((W, H), Image.NEAREST)
-        out.paste(tile, (i * (W + GAP), 0))
-    _caption(out, score, threshold, label_text(label), H)
+        out.paste(Image.fromarray(p), (i * (W + GAP), 0))
+    if caption:
+        _caption(out, score, threshold, label_text(label), font)
+    if bar:
+        _colour_bar(out, sc, H + 4, font)
     return out
 
 
-def _caption(img: Image.Image, score: float, threshold, label: str | None, height: int) -> None:
+def _colour_bar(img: Image.Image, sc: MapScale, top: int, font) -> None:
+    """The scale as a bar across the image, lo / threshold / hi written under it."""
+    draw = ImageDraw.Draw(img)
+    x0, x1 = 4, img.width - 4
+    idx = np.linspace(0, 255, x1 - x0).round().astype(np.int64)
+    strip = np.repeat(sc.colours()[idx][None], BAR, axis=0)
+    img.paste(Image.fromarray(strip), (x0, top))
+    y = top + BAR + 2
+    draw.text((x0, y), f"{sc.lo:.3g}", fill=(55, 65, 81), font=font)
+    draw.text((x1, y), f"{sc.hi:.3g}", fill=(55, 65, 81), font=font, anchor="ra")
+    if sc.anchor is not None:
+        xm = x0 + (x1 - x0) * 127.5 / 255
+        draw.line([(xm, top - 2), (xm, top + BAR + 1)], fill=(17, 24, 39), width=2)
+        draw.text((xm, y), f"threshold {sc.anchor:.3g}" + ("" if sc.exact else " (scaled)"), fill=(17, 24, 39),
+                  font=font, anchor="ma")
+
+
+def _caption(img: Image.Image, score: float, threshold, label: str | None, font) -> None:
     """Score, verdict and true label on a dark box in the top-left corner."""
-    size = max(10, min(16, height // 13))
-    font = _font(size)
     lines: list[tuple[str, tuple[int, int, int]]] = [(f"score {score:.4g}", (255, 255, 255))]
     if threshold is not None and np.isfinite(score):
         bad = score > threshold
@@ -141,9 +268,9 @@ def _caption(img: Image.Image, score: float, threshold, label: str | None, heigh
     if label is not None:
         lines.append((f"true: {label}", (229, 231, 235)))
     draw = ImageDraw.Draw(img, "RGBA")
-    pad, step = 3, size + 2
+    pad, step = 4, font.size + 3
     width = max(draw.textlength(t, font=font) for t, _ in lines)
-    draw.rectangle((0, 0, int(width) + 2 * pad, pad * 2 + step * len(lines)), fill=(17, 24, 39, 200))
+    draw.rectangle((0, 0, int(width) + 2 * pad, pad * 2 + step * len(lines)), fill=(17, 24, 39, 210))
     for i, (text, colour) in enumerate(lines):
         draw.text((pad, pad + i * step), text, fill=colour, font=font)
 
@@ -191,9 +318,11 @@ def heatmap_name(ev, i: int) -> str:
 
 
 def write_heatmaps(out_dir, ev, indices=None, top: int | None = None, *, batch_size: int = 64,
-                   vmin: float | None = None, vmax: float | None = None) -> list[Path]:
+                   scale: MapScale | None = None) -> list[Path]:
     """One PNG per sample of ``ev`` (an image Evaluation), named by :func:`heatmap_name`: the
-    image, the image under its map, and the true mask where one is known.
+    image and the image under its map (the true mask outlined where known), the score, verdict
+    and true label, and the colour bar. Every file shares one :class:`MapScale` (``scale``, or
+    one made from the scores of the samples written and the first batch of maps).
 
     ``indices`` picks samples (default: all); ``top`` keeps only the ``top`` highest scoring of
     them. Maps are computed ``batch_size`` at a time; every file is written whole or not at all;
@@ -217,10 +346,11 @@ def write_heatmaps(out_dir, ev, indices=None, top: int | None = None, *, batch_s
     for start in range(0, len(idx), batch_size):
         chunk = idx[start : start + batch_size]
         images, maps, masks = ev.images(chunk), ev.maps(chunk), ev.masks(chunk)
+        if scale is None:  # one scale for the run: the first batch's maps, every score written
+            scale = map_scale(maps, ev.scores[chunk], ev.threshold, scores=ev.scores[idx])
         for j, i in enumerate(chunk):
-            score = float(ev.scores[i])
-            img = heatmap_image(images[j], maps[j], score, ev.threshold, labels[start + j],
-                                vmin=vmin, vmax=vmax, mask=None if masks is None else masks[j])
+            img = heatmap_image(images[j], maps[j], float(ev.scores[i]), ev.threshold, labels[start + j],
+                                mask=None if masks is None else masks[j], colour_scale=scale, colour_bar=True)
             path = out_dir / heatmap_name(ev, i)
             if path.parent != out_dir:
                 path.parent.mkdir(parents=True, exist_ok=True)

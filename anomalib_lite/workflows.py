@@ -21,6 +21,7 @@ import io
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,9 @@ import numpy as np
 from . import distributed, metrics, nab, series_io
 from .base import Detector
 from .errors import AnomalyError, shown
-from .evaluation import Evaluation, assess, format_figures, format_verdict, from_scores, has_score_map, score_rows
+from .evaluation import (NO_LABELS, Evaluation, assess, format_figures, format_verdict, from_scores, has_score_map,
+                         plural, score_rows)
+from .header import describe_header
 from .io import atomic_output, check_outputs, check_writable
 from .sources import load as load_data
 from .sources import spec_files, spec_path
@@ -160,12 +163,15 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
     picks for the data's kind (on ``device``), recorded in the bundle. Returns the summary line."""
     out = check_writable(out, "bundle")
     _check_outputs({"bundle": out}, spec, sign, det=det, data_dir=load_options.get("data_dir"))
+    t = time.perf_counter()
     route = None
     if det is None:
         det, route = choose_detector(load_source(spec, None, **{k: v for k, v in load_options.items()
                                                                 if k in ("data_dir", "download")}),
                                      device=device, seed=seed, verbose=verbose)
     source = load_source(spec, det, **load_options)
+    if det.get_params().get("max_time") is not None:  # the budget covers reading the data too
+        det.set_params(max_time=max(1.0, det.max_time - (time.perf_counter() - t)))
     cross = False
     if holdout is None:
         det.fit(source)
@@ -186,13 +192,15 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
     if not distributed.is_main():
         return ""
     learned = det.summary()
+    unit = "step" if det.input_kind == "series" else "sample"
     text = (f"chose the route for {route} ({ROUTES[route]}); " if route else "")
-    text += f"fitted {type(det).__name__} on {len(train)} samples of {spec}" + (f" ({learned})" if learned else "")
+    text += f"fitted {type(det).__name__} on {plural(len(train), unit)} of {spec}" + (f" ({learned})" if learned else "")
     if cross:
         text += (f"; calibrated by {CROSS_FOLDS}-fold cross-fitting on all {len(held)} samples (each scored by a "
                  f"model fitted without it): threshold {det.threshold_:.4g} at fpr {fpr:g}")
     elif held is not None:
-        text += f"; calibrated on {len(held)} held-out samples: threshold {det.threshold_:.4g} at fpr {fpr:g}"
+        text += (f"; calibrated on {plural(len(held), 'held-out ' + unit)}: threshold {det.threshold_:.4g} "
+                 f"at fpr {fpr:g}")
     return text + f"; wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)" + (" signed" if sign else "")
 
 
@@ -214,7 +222,7 @@ def _show(ev: Evaluation, maps, top, report) -> list[str]:
     written = []
     with distributed.local():  # rank 0 alone (maps of the top samples are scored here)
         if maps is not None:
-            written.append(f"{len(write_heatmaps(maps, ev, top=top))} heatmaps to {maps}")
+            written.append(f"{plural(len(write_heatmaps(maps, ev, top=top)), 'heatmap')} to {maps}")
         if report is not None:
             render_report(ev, report)
             written.append(f"report {report}")
@@ -265,7 +273,7 @@ def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=Non
         written = _write_outputs(det, ev, source, out, nab_results)
         written += _show(ev, maps, top, report)
     n = len(ev.scores)
-    text = f"scored {n} {'steps' if series else 'samples'} of {spec}" + (f"; wrote {', '.join(written)}" if written else "")
+    text = f"scored {plural(n, 'step' if series else 'sample')} of {spec}" + (f"; wrote {', '.join(written)}" if written else "")
     if ev.flags is not None:
         text += f"; {int(np.sum(ev.flags))} flagged as anomalous"
     return "" if str(out) == "-" and not written else text + _figures_line(ev.figures)
@@ -316,6 +324,18 @@ def _figures_line(m: dict) -> str:
     return text
 
 
+def check_labels(det: Detector, source) -> None:
+    """``evaluate`` needs labels of both kinds; say so before any scoring."""
+    image = getattr(source, "kind", "image") != "series"
+    labels = source.anomaly_labels((det.data_info_ or {}).get("classes")) if image else source.anomaly_labels()
+    if labels is None:
+        raise AnomalyError(f"{source.spec}: no labels; {NO_LABELS}")
+    n_anomalous = int(np.sum(np.asarray(labels) > 0))
+    if not 0 < n_anomalous < len(labels):
+        kind = "anomalous" if n_anomalous else "normal"
+        raise AnomalyError(f"{source.spec}: every label says {kind}; {NO_LABELS}")
+
+
 def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, maps=None, top=None, report=None,
                        verify=None, **load_options) -> tuple[dict, str]:
     """Figures of ``det`` on labelled data, written as asked; returns (figures, text to print).
@@ -325,7 +345,9 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
                    data_dir=load_options.get("data_dir"))
     if json_out is not None:
         check_writable(json_out, "figures")
-    ev = assess(det, load_source(spec, det, **load_options))
+    source = load_source(spec, det, **load_options)
+    check_labels(det, source)  # before scoring: figures need both classes
+    ev = assess(det, source)
     if not distributed.is_main():  # under torchrun: rank 0 writes
         return ev.figures, ""
     written = _show(ev, maps, top, report)
@@ -388,10 +410,13 @@ def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, 
     from .pretrain import pretrain
 
     _check_outputs({"weights": out}, spec, *options.values(), data_dir=data_dir)
+    t = time.perf_counter()
     source = load_source(spec, data_dir=data_dir, download=download)
+    if options.get("max_time") is not None:  # the budget covers reading the data too
+        options["max_time"] = max(1.0, options["max_time"] - (time.perf_counter() - t))
     h = pretrain(data=source, out=out, **options).history
-    return (f"pretrained {options.get('backbone')} ({options.get('task')}) on {len(source)} images of {spec}: "
-            f"{len(h.train_loss)} epochs, loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; "
+    return (f"pretrained {options.get('backbone')} ({options.get('task')}) on {plural(len(source), 'image')} of {spec}: "
+            f"{plural(len(h.train_loss), 'epoch')}, loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; "
             f"wrote {out}")
 
 
@@ -444,23 +469,3 @@ def demo(digit: int = 7, *, data_dir=None, download: bool = True, device: str = 
             f"ROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}  "
             f"at the calibrated threshold (fpr 0.01): recall {100 * m['recall']:.1f}, "
             f"false positive rate {100 * m['fpr']:.2f}")
-
-
-def describe_header(header: dict, as_json: bool = False) -> str:
-    """A bundle header as ``key: value`` lines, one level of nesting indented (or as JSON, its
-    control characters escaped by JSON). Every key and value is untrusted text: each is shown
-    with control characters escaped and cut to 200 characters, so no field can forge a line."""
-    if as_json:
-        return json.dumps(header, indent=2, sort_keys=True)
-
-    def text(value) -> str:
-        return shown(json.dumps(value) if isinstance(value, (dict, list)) else str(value))
-
-    lines = []
-    for key, value in header.items():
-        if isinstance(value, dict):
-            lines.append(f"{shown(key)}:")
-            lines += [f"  {shown(k)}: {text(v)}" for k, v in value.items()]
-        else:
-            lines.append(f"{shown(key)}: {text(value)}")
-    return "\n".join(lines)

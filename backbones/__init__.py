@@ -5,7 +5,6 @@ stages, frozen, with preprocessing inside. Knows nothing of training or of detec
     feats = fx.extract(images)          # {"layer2": (N,128,H/8,W/8), "layer3": (N,256,H/16,W/16)}
 """
 
-from . import models  # noqa: F401  (registers every backbone)
 from .device import resolve_device
 from .errors import BackboneError
 from .extractor import FeatureExtractor, build_model, create

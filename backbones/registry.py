@@ -70,6 +70,14 @@ class BackboneInfo:
 _REGISTRY: dict[str, BackboneSpec] = {}
 
 
+def _table() -> dict[str, BackboneSpec]:
+    """The registry, once every model file has registered (imported on first use: the model files
+    import torchvision's builders, which a raw-pixel detector never needs)."""
+    import backbones.models  # noqa: F401  (registers every backbone, in its order)
+
+    return _REGISTRY
+
+
 def register(spec: BackboneSpec) -> BackboneSpec:
     """Add `spec` to the table (model files call this at import)."""
     if spec.name in _REGISTRY:
@@ -85,10 +93,10 @@ def register(spec: BackboneSpec) -> BackboneSpec:
 def get_spec(name: str) -> BackboneSpec:
     """The spec registered under `name`; BackboneError listing the valid names otherwise."""
     try:
-        return _REGISTRY[name]
+        return _table()[name]
     except (KeyError, TypeError):
         raise BackboneError(
-            f"backbone {name!r}: unknown; valid names are: {', '.join(_REGISTRY)}"
+            f"backbone {name!r}: unknown; valid names are: {', '.join(_table())}"
         ) from None
 
 
@@ -105,5 +113,5 @@ def list_backbones() -> list[BackboneInfo]:
             layer_channels=dict(zip(s.layers, s.channels)),
             layer_strides=dict(zip(s.layers, s.strides)),
         )
-        for s in _REGISTRY.values()
+        for s in _table().values()
     ]

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import torch
-import torchvision.models
 from safetensors import safe_open
 from safetensors.torch import save
 from torch import nn
@@ -179,6 +178,8 @@ def imagenet_weights(spec: BackboneSpec, member: str | None = None):
             f"{spec.name}: no ImageNet weights exist for this backbone; "
             "use weights='random' or weights=PATH (e.g. from self-supervised pretraining)"
         )
+    import torchvision.models  # only for ImageNet weights
+
     enum = torchvision.models.get_model_weights(spec.name)
     try:
         return enum[member or spec.imagenet]

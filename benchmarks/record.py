@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -48,3 +51,15 @@ def append(title: str, body: str) -> None:
     with BENCHMARKS_MD.open("a") as fh:
         fh.write(text)
     print(text)
+
+
+@contextmanager
+def busy_core():
+    """Run the block beside a process that keeps one core busy (timings "under load")."""
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(2)
+        yield
+    finally:
+        burner.kill()
+        burner.wait()

@@ -1,14 +1,18 @@
-"""Regenerate docs/report.png: the top of an HTML report, screenshotted by headless Chromium.
+"""Regenerate docs/report.png: an HTML report as an inspector sees it, screenshotted by headless
+Chromium at 1,400 px wide.
 
-LatentDistance (kNN, raw pixels) fitted on the training 7s (80 %; 20 % calibrate the threshold at
-1 % FPR), scored on mnist:test?limit=2000; the report is rendered to a temporary file and the
-first 1200 x 1500 px are captured, then reduced to a 256-colour PNG (well under 500 KB).
-Needs MNIST under $ANOMALY_DATA_DIR and Debian's chromium (apt-get install chromium).
+The README's inspection commands on the sample data (``anomaly demo --make-data``: the brick set):
+LatentDistance on a randomly initialised resnet18's layer1+layer2, fitted on 90 % of
+``brick/train`` (10 % calibrate the threshold at 1 % FPR), evaluated on ``brick/test`` with its
+masks. The report is rendered to a temporary file; the first 1400 x 2500 px (header, verdicts at
+the threshold, per-class table, plots and the first top anomalies) are captured, then reduced to
+a 256-colour PNG. Needs Debian's chromium (apt-get install chromium).
 Run:  python docs/make_screenshot.py [--out docs/report.png] [--html keep.html]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -21,8 +25,9 @@ import anomalib_lite as al
 from anomalib_lite.evaluation import assess
 from anomalib_lite.io import atomic_output
 from anomalib_lite.report import render_report
+from anomalib_lite.sample_data import make_demo_data
 
-WIDTH, HEIGHT = 1200, 1500
+WIDTH, HEIGHT = 1400, 2500
 
 
 def main() -> None:
@@ -34,11 +39,17 @@ def main() -> None:
     if chromium is None:
         sys.exit("chromium not found: apt-get install chromium")
 
-    fit_data, cal_data = al.load_data("mnist:train?classes=7").split(0.2, seed=0)
-    det = al.LatentDistance(k=5, image_score="pooled", device="cpu").fit(fit_data).calibrate(cal_data, fpr=0.01)
-    ev = assess(det, "mnist:test?limit=2000")
-
+    out, here = Path(args.out).resolve(), Path.cwd()
     with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)  # the report names the data as the README's commands do: data/brick/...
+        try:
+            make_demo_data("data")
+            fit_data, cal_data = al.load_data("data/brick/train").split(0.1, seed=0)
+            det = al.LatentDistance(backbone="resnet18", weights="random", layers=["layer1", "layer2"], device="cpu")
+            det.fit(fit_data).calibrate(cal_data, fpr=0.01)
+            ev = assess(det, "data/brick/test")
+        finally:
+            os.chdir(here)
         page = render_report(ev, Path(args.html) if args.html else Path(tmp) / "report.html", top=8)
         shot = Path(tmp) / "shot.png"
         subprocess.run(
@@ -49,9 +60,9 @@ def main() -> None:
             check=True, capture_output=True, timeout=180,
         )
         img = Image.open(shot).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        with atomic_output(args.out, "screenshot") as t:
+        with atomic_output(out, "screenshot") as t:
             img.save(t, format="PNG", optimize=True)
-    print(f"{args.out}: {img.width} x {img.height}, {Path(args.out).stat().st_size / 1e3:.0f} kB")
+    print(f"{out}: {img.width} x {img.height}, {out.stat().st_size / 1e3:.0f} kB")
 
 
 if __name__ == "__main__":

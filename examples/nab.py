@@ -8,8 +8,7 @@ the series itself, each a surprise on its own history, the largest counts; one a
 alarms at 0.5. Prints, per series and in all, the anomaly windows
 with an alarm, false alarms per 1,000 steps outside windows and the lead of the first alarm
 before the labelled anomaly; with ``--results DIR`` also writes NAB's results files for NAB's
-own scorer (``../shared/tools/nab_score.py``; ``benchmarks/nab_score.py`` runs
-it on this example and on the CLI route).
+own scorer (``benchmarks/nab_score.py`` runs it on this example and on the CLI route).
 Run:  python examples/nab.py                       (all 31 series, about three minutes on 2 CPU cores)
       python examples/nab.py --files realKnownCause/nyc_taxi.csv --results results
 """

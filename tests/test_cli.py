@@ -106,6 +106,9 @@ def test_scoring_data_that_does_not_fit_the_bundle(tmp_path, digit7):
     r = run("score", digit7, "--data", tmp_path / "rgb.npy", "-o", tmp_path / "s.csv")
     assert r.exit_code == 2 and "samples are 3x32x32 but LatentDistance was fitted on 1x28x28" in r.output
     assert not (tmp_path / "s.csv").exists()
+    np.save(tmp_path / "big.npy", np.zeros((4, 1, 32, 32), np.float32))  # grey, another size: a fix is known
+    r = run("score", digit7, "--data", tmp_path / "big.npy", "-o", tmp_path / "s.csv")
+    assert r.exit_code == 2 and "resize them with ?size=28 on the data spec" in r.output
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "foreign"])

@@ -37,7 +37,7 @@ def test_evaluate_reports_pixel_roc_auc_on_planted_anomalies(digit7, tmp_path):
     r = run("evaluate", digit7, "--data", "mnist:test?classes=7&limit=100&synth=stroke_blob&severity=1",
             "--json", js, "--quiet")
     assert r.exit_code == 0, r.output
-    assert r.output == ""  # --quiet
+    assert r.output.startswith("detector") and "pixel ROC-AUC" in r.output  # --quiet: no progress, the result still
     assert json.loads(js.read_text())["pixel_roc_auc"] > 0.8
 
 
@@ -49,7 +49,7 @@ def test_score_writes_top_k_heatmaps_and_a_report(digit7, tmp_path):
     assert f"5 heatmaps to {maps}" in r.output and f"report {html}" in r.output
 
 
-def test_evaluate_without_labels_says_so_still_writes_the_histogram(digit7, tmp_path, mnist_dir):
+def test_evaluate_without_labels_says_so_before_scoring(digit7, tmp_path, mnist_dir):
     import numpy as np
 
     import anomalib_lite as al
@@ -59,9 +59,11 @@ def test_evaluate_without_labels_says_so_still_writes_the_histogram(digit7, tmp_
     html = tmp_path / "r.html"
     r = run("evaluate", digit7, "--data", bare, "--report", html)
     assert r.exit_code == 2
-    assert "ROC-AUC, AP and F1 need labels" in r.output.strip().splitlines()[-1]
-    page = html.read_text()
-    assert 'id="histogram"' in page and 'id="roc"' not in page
+    assert r.output.strip().splitlines() == [f"anomaly: error: {bare}: no labels; ROC-AUC, AP and F1 need labels: give "
+                                             "data with classes (e.g. mnist:test) or a label column"]
+    assert not html.exists()  # nothing scored, nothing written
+    r = run("evaluate", digit7, "--data", "mnist:test?classes=3&limit=20", "--report", html)
+    assert r.exit_code == 2 and "every label says anomalous" in r.output and not html.exists()
 
 
 def test_show_options_bad_input(digit7, tmp_path):
@@ -72,7 +74,7 @@ def test_show_options_bad_input(digit7, tmp_path):
     assert r.exit_code == 0, r.output
     html = tmp_path / "series.html"
     r = run("evaluate", cont, "--data", series, "--report", html)  # a series without labels
-    assert r.exit_code == 2 and "need labels" in r.output and 'id="timeline"' in html.read_text()
+    assert r.exit_code == 2 and "need labels" in r.output and not html.exists()
     r = run("score", cont, "--data", series, "--maps", tmp_path / "maps")
     assert r.exit_code == 2 and "has no score_map" in r.output and not (tmp_path / "maps").exists()
     r = run("evaluate", digit7, "--data", "mnist:test?limit=50", "--report", tmp_path / "nope" / "r.html")

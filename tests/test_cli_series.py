@@ -95,7 +95,8 @@ def test_stream_answers_each_line_as_it_arrives_and_skips_bad_lines(tmp_path, bu
     lines = data.read_text().splitlines()
     batch = tmp_path / "batch.csv"
     assert run("score", bundle, "--data", data, "-o", batch).exit_code == 0
-    expected = [r["score"] for r in csv.DictReader(batch.open())]
+    table = list(csv.DictReader(batch.open()))
+    expected, expected_p = [r["score"] for r in table], [r["p_value"] for r in table]
     proc = subprocess.Popen(
         [sys.executable, "-c", "import cli; cli.main()", "score", str(bundle), "--data", "-", "--stream"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
@@ -105,7 +106,7 @@ def test_stream_answers_each_line_as_it_arrives_and_skips_bad_lines(tmp_path, bu
     try:
         proc.stdin.write(lines[0] + "\n" + lines[1] + "\n")
         proc.stdin.flush()
-        assert out.next() == "timestamp,value,score,is_anomaly"
+        assert out.next() == "timestamp,value,score,p_value,is_anomaly"
         got = [out.next()]  # answered before the next line is even written
         bad = ["2024-02-01T00:00:00,abc,1", "garbage", "2024-02-01T00:00:00,,1", "noon,1.0,1"]
         for i, line in enumerate(lines[2:], start=2):
@@ -121,11 +122,13 @@ def test_stream_answers_each_line_as_it_arrives_and_skips_bad_lines(tmp_path, bu
         proc.kill()
     streamed = np.array([float(g.split(",")[2]) for g in got])  # one step at a time, in numpy ...
     assert np.allclose(streamed, np.array(expected, dtype=float), equal_nan=True, **TOLERANCE)  # ... = the batch
+    streamed_p = np.array([float(g.split(",")[3]) for g in got])  # the p-values of the batch table too
+    assert np.allclose(streamed_p, np.array(expected_p, dtype=float), equal_nan=True, rtol=1e-3, atol=1e-6)
     assert [g.split(",")[0] for g in got] == [ln.split(",")[0] for ln in lines[1:]]
     for n, msg in zip((31, 32, 33, 34), ("'abc' is not a number", "1 fields, the header has 3",
                                           "is empty (a gap)", "'noon' is not a date/time")):
         assert f"stdin: line {n}: " in err and msg in err
-    assert "4 bad line(s) skipped, 60 scored" in err
+    assert "4 bad lines skipped, 60 scored" in err
 
 
 def test_stream_without_header_and_with_gap_filling(bundle):
@@ -133,8 +136,8 @@ def test_stream_without_header_and_with_gap_filling(bundle):
     r = run("score", bundle, "--data", "-", "--stream", "--nan", "interpolate", input=rows)
     assert r.exit_code == 0, r.output
     out = r.output.splitlines()
-    assert out[0] == "timestamp,value,score,is_anomaly"
-    assert out[2] == "2024-01-01T00:01:00,0.1,nan,0"  # the gap takes the last value
+    assert out[0] == "timestamp,value,score,p_value,is_anomaly"
+    assert out[2] == "2024-01-01T00:01:00,0.1,nan,nan,0"  # the gap takes the last value
 
 
 def test_fit_on_a_nab_probation_period_with_every_default_then_nab_results(tmp_path):
@@ -241,7 +244,7 @@ def test_the_line_scorer_is_an_api_function(bundle):
     lines = io.StringIO("timestamp,value,other\n2024-01-01T00:00:00,0.1,1\nbad\n2024-01-01T00:01:00,0.2,1\n")
     out, err = [], []
     scored, bad = series_io.stream_lines(det, lines, "live", columns=["value"], out=out.append, err=err.append)
-    assert (scored, bad) == (2, 1) and out[0] == "timestamp,value,score,is_anomaly" and len(out) == 3
+    assert (scored, bad) == (2, 1) and out[0] == "timestamp,value,score,p_value,is_anomaly" and len(out) == 3
     assert out[1].startswith("2024-01-01T00:00:00,0.1,nan,") and "live: line 3: 1 fields, the header has 3" in err[0]
 
 
@@ -261,14 +264,14 @@ def test_stream_reports_every_odd_line_with_its_number_and_goes_on(tmp_path, bun
                                input=stream if source == "-" else None)
         assert r.exit_code == 0, r.output
         answered = r.stdout.splitlines()
-        assert answered[0] == "timestamp,value,score,is_anomaly"
+        assert answered[0] == "timestamp,value,score,p_value,is_anomaly"
         assert [a.split(",")[0] for a in answered[1:]] == [g.split(",")[0] for g in good if g != good[3]]
         where = "stdin" if source == "-" else str(source)
         for number, why in ((3, "longer than 1,048,576 characters"), (5, "blank line"), (6, "blank line"),
                             (8, "holds NUL bytes"), (10, "is not UTF-8 text"), (12, "holds NUL bytes"),
                             (14, "longer than 1,048,576 characters")):
             assert f"anomaly: skipped: {where}: line {number}: {why}" in r.stderr
-        assert ("7 bad line(s) skipped, 7 scored (2 over-long, 2 blank, 2 with NUL bytes, 1 not UTF-8)"
+        assert ("7 bad lines skipped, 7 scored (2 over-long, 2 blank, 2 with NUL bytes, 1 not UTF-8)"
                 in r.stderr), r.stderr
 
 

@@ -18,10 +18,10 @@ from anomalib_lite.evaluation import assess
 from anomalib_lite.report import render_report, report
 from anomalib_lite.series_sources import SeriesSource
 from anomalib_lite.sources import ArraySource
-from anomalib_lite.visual import ALPHA, CMAP, GAP, _lut, heatmap_image, write_heatmaps
+from anomalib_lite.visual import ALPHA, CONTOUR, GAP, heatmap_image, map_scale, write_heatmaps
 
 PNG_SRC = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
-IMAGE_IDS = ("header", "roc", "histogram", "top-anomalies", "missed")
+IMAGE_IDS = ("header", "verdicts", "roc", "histogram", "top-anomalies", "false-positives", "missed")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -70,8 +70,11 @@ def test_image_report_has_every_section_and_valid_embedded_pngs(labelled, tmp_pa
     page = out.read_text(encoding="utf-8")
     assert ids(page) == {*IMAGE_IDS, "per-class"}  # nine other digits: a row each
     assert page.count("<tr><td>") >= 9
+    y, flags, t = labelled.labels, labelled.flags, labelled.source.targets
+    n_fp, n_fn = min(5, int((flags & (y == 0)).sum())), min(5, int((~flags & (y == 1)).sum()))
+    assert n_fp > 0 and n_fn > 0
     images = pngs(page)
-    assert len(images) == page.count("<img") == 2 + 2 * 5  # ROC, histogram, 5 top + 5 missed
+    assert len(images) == page.count("<img") == 2 + 5 + n_fp + n_fn  # ROC, histogram, the three galleries
     assert all(im.width > 100 and im.height > 100 for im in images)
     # self-contained: nothing fetched from anywhere
     assert not re.search(r'(src|href)="(?!data:)', page) and "http" not in page and "url(" not in page
@@ -79,13 +82,24 @@ def test_image_report_has_every_section_and_valid_embedded_pngs(labelled, tmp_pa
     # the header table shows the bundle and the figures
     head = section(page, "header")
     assert "mnist:train?classes=7&amp;limit=500" in head and f"{100 * labelled.figures['roc_auc']:.2f} %" in head
-    # top anomalies are the highest scores, in order; missed are the lowest-scoring anomalies
-    top = [int(i) for i in re.findall(r"sample (\d+) ·", section(page, "top-anomalies"))]
-    assert top == list(np.argsort(-labelled.scores, kind="stable")[:5])
-    anomalous = np.flatnonzero(labelled.labels == 1)
-    missed = [int(i) for i in re.findall(r"sample (\d+) ·", section(page, "missed"))]
-    assert missed == list(anomalous[np.argsort(labelled.scores[anomalous], kind="stable")[:5]])
-    assert max(labelled.scores[missed]) < min(labelled.scores[top])
+    # top anomalies: the best of five different classes, each its class's highest score
+    shown = lambda sid: [int(i) for i in re.findall(r"<b>sample (\d+)</b>", section(page, sid))]
+    top = shown("top-anomalies")
+    assert len(top) == 5 and len(set(t[top])) == 5 and (y[top] == 1).all()
+    assert all(labelled.scores[i] == labelled.scores[t == t[i]].max() for i in top)
+    # false positives: the highest-scoring flagged normals; missed: unflagged anomalies, lowest first
+    fp = shown("false-positives")
+    assert fp == list(np.argsort(-np.where(flags & (y == 0), labelled.scores, -np.inf), kind="stable")[:n_fp])
+    missed = shown("missed")
+    assert len(missed) == n_fn and (y[missed] == 1).all() and not flags[missed].any()
+    assert max(labelled.scores[missed]) <= labelled.threshold < min(labelled.scores[fp])
+    # verdicts: the confusion matrix by class and the false positive rate against its target
+    verdicts = section(page, "verdicts")
+    c = labelled.figures["confusion"]
+    assert f"<td>{c['false_positives']}</td><td>{c['true_negatives']}</td>" in verdicts
+    check = labelled.figures["fpr_check"]
+    assert check["target"] == 0.05 and f"{100 * check['low']:.2f}-{100 * check['high']:.2f} %" in verdicts
+    assert ("target outside the interval" in verdicts) == (not check["target_inside"])
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -136,13 +150,13 @@ def test_heatmaps_written_for_the_top_k_only(labelled, tmp_path):
     for p, i in zip(paths, best):
         assert p.name == f"{i:05d}_score{labelled.scores[i]:.4g}.png"
         im = Image.open(p)
-        assert im.format == "PNG" and im.size == (2 * 168 + GAP, 168)  # 28 px upscaled 6x, two panels
+        assert im.format == "PNG" and im.width == 2 * 168 + GAP and im.height > 168 + 20  # two panels, colour bar
     chosen = write_heatmaps(tmp_path / "some", labelled, indices=[3, 1, 2])
     assert [p.name[:5] for p in chosen] == ["00003", "00001", "00002"]
 
 
-def decode_overlay(img: Image.Image, image: np.ndarray, scale: int) -> np.ndarray:
-    """The colormap index (0..255) of every source pixel, read back from the overlay panel."""
+def decode_overlay(img: Image.Image, image: np.ndarray, scale: int, colours: np.ndarray) -> np.ndarray:
+    """The colour index (0..255) of every source pixel, read back from the overlay panel."""
     a = np.asarray(img.convert("RGB"), dtype=np.float64)
     h, w = image.shape[-2:]
     rows = np.arange(h) * scale + scale // 2
@@ -150,7 +164,7 @@ def decode_overlay(img: Image.Image, image: np.ndarray, scale: int) -> np.ndarra
     over = a[np.ix_(rows, cols)]  # (h, w, 3)
     grey = np.round(image[0] * 255)[..., None]
     colour = (over - (1 - ALPHA) * grey) / ALPHA
-    d = ((colour[..., None, :] - _lut(CMAP)[None, None].astype(np.float64)) ** 2).sum(-1)
+    d = ((colour[..., None, :] - colours[None, None].astype(np.float64)) ** 2).sum(-1)
     return d.argmin(-1)
 
 
@@ -171,14 +185,41 @@ def test_a_planted_square_is_where_the_map_and_its_heatmap_peak(digit7, tmp_path
     for m in maps:
         assert square[np.unravel_index(np.argmax(m), m.shape)]
         assert m[square].max() > 1.1 * m[~square].max()
-    # the rendered heatmap shows the same map: read the colours back
-    paths = write_heatmaps(tmp_path, ev, indices=range(6))
+    # the rendered heatmaps show the same maps on one shared scale: read the colours back
+    scale = map_scale(maps, ev.scores[:6], ev.threshold)
+    assert not scale.exact  # pooled scores: the threshold is carried to the maps' scale
+    paths = write_heatmaps(tmp_path, ev, indices=range(6), scale=scale)
     for i, p in enumerate(paths):
         image, m = ev.images([i])[0], maps[i]
-        idx = decode_overlay(Image.open(p), image, scale=6)
-        expected = np.round((m - m.min()) / (m.max() - m.min()) * 255)
-        assert np.abs(idx - expected).max() <= 4
+        idx = decode_overlay(Image.open(p), image, scale=6, colours=scale.colours())
+        assert np.abs(idx.astype(int) - scale.index(m)).max() <= 4
         assert square[np.unravel_index(np.argmax(idx), idx.shape)]
+
+
+def test_heatmaps_share_one_scale_and_turn_warm_exactly_where_the_verdict_flips(tmp_path, mnist_dir):
+    """Patch scores are their map's maximum: an image is flagged iff some pixel is drawn above the
+    threshold (colour index >= 128); every file of the run uses the same scale."""
+    det = al.LatentDistance(device="cpu", memory_size=2000, image_score="patch")
+    det.fit(al.load_data("mnist:train?classes=7&limit=300"))
+    det.calibrate(al.load_data("mnist:test?classes=7&limit=150"), fpr=0.1)
+    ev = assess(det, "mnist:test?classes=7&limit=40&synth=stroke_blob&severity=1")
+    assert ev.flags.any() and not ev.flags.all()
+    maps = ev.maps(np.arange(40))
+    scale = map_scale(maps[:16], ev.scores[:16], ev.threshold, scores=ev.scores)
+    assert scale.exact and scale.anchor == pytest.approx(ev.threshold) and scale.hi >= ev.scores.max() - 1e-6
+    paths = write_heatmaps(tmp_path, ev, batch_size=16)  # the scale comes from the first batch
+    for i, p in enumerate(paths):
+        idx = decode_overlay(Image.open(p), ev.images([i])[0], scale=6, colours=scale.colours())
+        assert np.abs(idx.astype(int) - scale.index(maps[i])).max() <= 4, i
+        assert (idx >= 128).any() == ev.flags[i], i
+    # the true mask is outlined (inside the defect), the colour bar is drawn below the panels
+    im = heatmap_image(ev.images([0])[0], maps[0], float(ev.scores[0]), ev.threshold, mask=ev.masks([0])[0],
+                       colour_scale=scale, caption=False, colour_bar=True)
+    a = np.asarray(im)
+    green = (a[:168, 168 + GAP :] == CONTOUR).all(-1)
+    big = np.kron(ev.masks([0])[0], np.ones((6, 6), dtype=bool))
+    assert green.any() and big[green].all() and not (a[:168, :168] == CONTOUR).all(-1).any()
+    assert im.height > 168 + 20 and len(np.unique(a[170:184].reshape(-1, 3), axis=0)) > 50  # a gradient
 
 
 def test_heatmap_image_sizes_and_image_only():

@@ -1,5 +1,6 @@
-"""The report in a real browser: headless Chromium loads it offline, every embedded image
-decodes (the page's own check sets data-images-ok), the sections are there, and it screenshots."""
+"""The report in a real browser: headless Chromium loads it offline at 1,400 px, every embedded
+image decodes (the page's own check sets data-images-ok), heatmaps show at their own size with
+captions of at least 13 px, the sections are there, and it screenshots."""
 from __future__ import annotations
 
 import re
@@ -40,23 +41,26 @@ def page(mnist_dir, tmp_path_factory):
 
 def test_every_image_decodes_in_chromium_and_the_sections_are_there(page, tmp_path):
     n_img = page.read_text().count("<img")
-    assert n_img == 2 + 2 * 4
-    r = chromium(tmp_path, "--dump-dom", page.as_uri())
+    assert n_img >= 2 + 4 + 1  # ROC, histogram, top anomalies, at least one false positive or miss
+    r = chromium(tmp_path, "--window-size=1400,1000", "--dump-dom", page.as_uri())
     assert r.returncode == 0, r.stderr[-2000:]
     body = re.search(r"<body[^>]*>", r.stdout)
     assert body, r.stdout[:500]
     ok = re.search(r'data-images-ok="(\d+)/(\d+)"', body.group(0))
     assert ok, f"the page's load check did not run: {body.group(0)}"
     assert int(ok.group(2)) == n_img and ok.group(1) == ok.group(2)
-    for sid in ("header", "roc", "histogram", "top-anomalies", "missed"):
+    shrunk = re.search(r'data-heat-shrunk="(\d+)/(\d+)"', body.group(0))
+    assert shrunk and shrunk.group(1) == "0" and int(shrunk.group(2)) == n_img - 2  # every heatmap at 100 %
+    assert float(re.search(r'data-caption-px="([\d.]+)"', body.group(0)).group(1)) >= 13
+    for sid in ("header", "verdicts", "roc", "histogram", "top-anomalies", "false-positives", "missed"):
         assert f'id="{sid}"' in r.stdout
 
 
 def test_screenshot(page, tmp_path):
     shot = tmp_path / "shot.png"
-    r = chromium(tmp_path, "--window-size=1200,1600", f"--screenshot={shot}", page.as_uri())
+    r = chromium(tmp_path, "--window-size=1400,1600", f"--screenshot={shot}", page.as_uri())
     assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]
     im = Image.open(shot)
-    assert im.size == (1200, 1600)
+    assert im.size == (1400, 1600)
     colours = im.convert("RGB").resize((60, 80)).getcolors(60 * 80)
     assert colours is not None and len(colours) > 20  # rendered content, not a blank page

@@ -247,6 +247,7 @@ class LatentDistance(Detector):
     """
 
     input_kind = "any"
+    _fit_stage = "features"
     _param_checks = {
         "method": v.one_of(*_METHODS),
         "k": v.integer(1, 10_000),
@@ -473,7 +474,7 @@ class LatentDistance(Detector):
         if rows.shape[0] <= size:
             return rows.clone()
         if self.coreset == "greedy":
-            idx = greedy_coreset(rows, size, seed=seed)
+            idx = greedy_coreset(rows, size, seed=seed, verbose=self.verbose)
         else:
             gen = torch.Generator().manual_seed(seed)
             idx = torch.randperm(rows.shape[0], generator=gen)[:size].to(rows.device)
@@ -801,8 +802,13 @@ class LatentDistance(Detector):
         return {"patch": z[:, 0], "pooled": z[:, 1], "decided": np.where(z[:, 0] >= z[:, 1], "patch", "pooled"),
                 "score": score}
 
+    def _patch_scored(self) -> bool:
+        """Image scores are the maps' maxima: image_score='patch', or 'combined' fitted on too few
+        images to measure the evidence scales (then the pooled evidence is never computed)."""
+        return self.image_score == "patch" or (self.image_score == "combined" and self.evidence_scale_ is None)
+
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 4 and self.image_score == "patch":
+        if x.ndim == 4 and self._patch_scored():
             return torch.cat([self._maps(part).flatten(1).amax(1) for part in self._chunks(x)])
         if x.ndim == 4 and self.image_score == "combined":
             return self._combine(*self._evidence_batch(x))
@@ -827,7 +833,7 @@ class LatentDistance(Detector):
 
     def _score_and_map_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         maps = self._score_map_batch(x)
-        if self.image_score == "patch":
+        if self._patch_scored():
             return maps.flatten(1).amax(1), maps  # the same pass, so they always agree
         if self.image_score == "combined":
             return self._combine(*self._evidence_batch(x, maps)), maps

@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import anomalib_lite as al
 from anomalib_lite import sample_data, workflows
+from cli import cli
+
+
+def _anomaly(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +27,15 @@ def test_images_offline_get_the_dense_route_and_its_maps_find_defects(parts, tmp
 
     monkeypatch.setattr(backbones.weights, "imagenet_cached", lambda name: False)
     out = tmp_path / "m.anomaly"
-    line = workflows.fit_and_save(None, str(parts / "train"), out, fpr=0.05, device="cpu")
+    res = _anomaly("fit", "--data", parts / "train", "-o", out, "--fpr", 0.05, "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    line = res.output
     assert "chose the route for images, offline" in line and "cross-fitting on all 40 samples" in line
     det = al.load(out)
     assert type(det).__name__ == "LatentDistance" and det.get_params()["pretrain"] == "segment"
     assert det.data_info_["route"].startswith("images, offline: ")
-    assert "route" in workflows.describe_header(al.read_header(out))
+    info = _anomaly("info", out)
+    assert info.exit_code == 0 and "route: images, offline: " in info.output
     test = al.load_data(str(parts / "test"))
     labels = np.asarray(test.anomaly_labels())
     names = np.array([test.name(i).split("/")[0] for i in range(len(test))])
@@ -54,11 +63,19 @@ def test_a_series_gets_the_nab_route(tmp_path):
     x = np.sin(2 * np.pi * t / 50) + 0.05 * np.random.default_rng(0).normal(size=len(t))
     path = tmp_path / "s.csv"
     path.write_text("timestamp,value\n" + "".join(f"{i},{v:.5f}\n" for i, v in enumerate(x)))
-    line = workflows.fit_and_save(None, str(path), tmp_path / "s.anomaly", device="cpu")
-    assert "chose the route for series" in line
+    res = _anomaly("fit", "--data", path, "-o", tmp_path / "s.anomaly", "--device", "cpu", "-q")
+    assert res.exit_code == 0 and "chose the route for series" in res.output, res.output
     assert type(al.load(tmp_path / "s.anomaly")).__name__ == "Continuation"
 
 
 def _npy(path, shape):
     np.save(path, np.random.default_rng(0).random(shape).astype("float32"))
     return path
+
+
+def test_fit_with_neither_a_detector_nor_data_is_one_usage_error(tmp_path):
+    res = _anomaly("fit")
+    assert res.exit_code == 2 and "name a detector" in res.output
+    res = _anomaly("fit", "--data", tmp_path, "latent", "-o", tmp_path / "m.anomaly")
+    assert res.exit_code == 2 and "after the detector's name" in res.output
+    assert not list(tmp_path.iterdir())

@@ -97,7 +97,8 @@ def test_cli_two_processes_fit_and_score_like_one(tmp_path):
     score = ["--data", "mnist:test?limit=300", "--device", "cpu"]
     two = _torchrun([*fit, "-o", "two.anomaly"], tmp_path)
     assert two.returncode == 0, two.stderr[-2000:]
-    assert two.stdout.count("fitted LatentDistance on 300 samples") == 1  # rank 0 alone speaks (30 held out cannot certify 0.01: cross-fitted on all)
+    # 30 held out cannot certify fpr 0.01: fit cross-fits on all 300; rank 0 alone speaks
+    assert two.stdout.count("fitted LatentDistance on 300 samples") == 1
     assert "wrote two.anomaly" in two.stdout
     two = _torchrun(["score", "two.anomaly", *score, "-o", "two.csv"], tmp_path)
     assert two.returncode == 0, two.stderr[-2000:]

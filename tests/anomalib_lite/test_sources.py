@@ -38,6 +38,11 @@ def test_missing_mnist_without_download_says_how_to_get_it(tmp_path):
         load_data("mnist:test", data_dir=tmp_path)
 
 
+def test_a_failed_download_offline_says_where_to_put_the_files(tmp_path):
+    with pytest.raises(AnomalyError, match="download to .* failed .*ANOMALY_DATA_DIR=DIR or pass --data-dir DIR"):
+        load_data("mnist:test", data_dir=tmp_path, download=True)  # sockets are blocked in tests
+
+
 def _write_folder(root, sizes=((16, 16),) * 2):
     for cls, value in (("good", 40), ("scratch", 200)):
         (root / cls).mkdir(parents=True)

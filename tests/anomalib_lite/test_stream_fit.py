@@ -120,7 +120,8 @@ def test_a_dataloader_is_read_as_given_every_epoch(images):
     det = Reconstruction(latent_dim=4, width=4, epochs=3, lr=3e-3, device="cpu").fit(loader)
     h = det.history_
     assert det.n_seen_ == N and det.input_shape_ == (3, SIZE, SIZE)
-    assert data.reads == 10 + 3 * N  # the first batch (shape), then every sample once per epoch
+    # the first batch (shape), every sample once per epoch, once more for decision_scores_ (PyOD's training scores)
+    assert data.reads == 10 + 3 * N + N
     assert h.val_loss == h.train_loss  # no held-out share in a stream read as given
     assert h.train_loss[-1] < h.train_loss[0]
     assert np.isfinite(det.decision_function(images)).all()

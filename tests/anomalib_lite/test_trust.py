@@ -117,10 +117,12 @@ def test_read_header_reads_no_tensor_and_bad_paths_are_one_error(tmp_path, fitte
     def no_tensors(data):
         raise AssertionError("read_header loaded the tensors")
 
+    from anomalib_lite import header
+
     monkeypatch.setattr(bundle, "load_bytes", no_tensors)
     reads = []
-    real = bundle._read_bytes
-    monkeypatch.setattr(bundle, "_read_bytes", lambda path, whole: reads.append(real(path, whole)) or reads[-1])
+    real = header._read_bytes
+    monkeypatch.setattr(header, "_read_bytes", lambda path, whole: reads.append(real(path, whole)) or reads[-1])
     assert al.read_header(tmp_path / "m.anomaly")["fitted"]["n_seen_"] == 60
     assert len(reads) == 1 and len(reads[0]) < (tmp_path / "m.anomaly").stat().st_size  # the header's bytes only
     for bad in (None, 3, ""):
