@@ -4,7 +4,8 @@ The config becomes one imgaug augmenter tree with the same distributions as the 
 backend. imgaug draws from the augmenters' own generators, so for per-sample reproducibility
 each sample reseeds every generator in the tree from hash(seed, epoch, index, position) and is
 augmented alone (imgaug's batch mode would make a sample's draws depend on its batch). imgaug
-works on uint8 here: float images are quantised to 1/255 steps and returned as float.
+works on uint8 here: float images are quantised to 1/255 steps and returned as float. Masks go
+along as imgaug segmentation maps (nearest neighbour, 0 from outside whatever the mode).
 """
 
 from __future__ import annotations
@@ -37,6 +38,25 @@ def check_array(x, where: str = "images") -> None:
     if x.dtype != np.uint8 and x.size and not (x.min() >= 0 and x.max() <= 1):
         raise AugmentError(
             f"{where}: float values must lie in [0, 1], got [{x.min():.4g}, {x.max():.4g}]"
+        )
+
+
+def check_mask_array(masks, x: np.ndarray) -> None:
+    """Masks (N, H, W) or (N, H, W, K) of the images' N, H and W; bool or integer labels."""
+    if not isinstance(masks, np.ndarray):
+        raise AugmentError(
+            f"masks: the imgaug backend takes a numpy array (N, H, W[, K]), got {type(masks).__name__}"
+        )
+    n, h, w = x.shape[:3]
+    if masks.ndim not in (3, 4) or masks.shape[:3] != (n, h, w):
+        raise AugmentError(
+            f"masks: expected shape ({n}, {h}, {w}) or ({n}, {h}, {w}, K) to match the images "
+            f"{x.shape}, got {masks.shape}"
+        )
+    if masks.dtype != bool and masks.dtype.kind not in "iu":
+        raise AugmentError(
+            f"masks: dtype {masks.dtype} is not supported by the imgaug backend; use bool or "
+            "integer labels"
         )
 
 
@@ -172,15 +192,26 @@ class ImgaugPipeline:
                 "uinteger": 0,
             }
 
-    def __call__(self, x: np.ndarray, indices: np.ndarray, epoch: int) -> np.ndarray:
+    def __call__(self, x: np.ndarray, indices: np.ndarray, epoch: int, masks=None):
         check_array(x)
+        if masks is not None:
+            check_mask_array(masks, x)
+            from imgaug.augmentables.segmaps import SegmentationMapsOnImage
         dtype, gray = x.dtype, x.ndim == 3
         img = x[..., None] if gray else x
         if dtype != np.uint8:
             img = np.round(img * 255).astype(np.uint8)
         out = np.empty_like(img)
+        moved = None if masks is None else np.empty_like(masks)
         for i, index in enumerate(indices):
             self._reseed(epoch, int(index))
-            out[i] = self.augmenter.augment_image(img[i]).reshape(img.shape[1:])
+            if masks is None:
+                out[i] = self.augmenter.augment_image(img[i]).reshape(img.shape[1:])
+                continue
+            image, seg = self.augmenter(
+                image=img[i], segmentation_maps=SegmentationMapsOnImage(masks[i], shape=img[i].shape)
+            )
+            out[i], moved[i] = image.reshape(img.shape[1:]), seg.get_arr()
         out = out[..., 0] if gray else out
-        return out if dtype == np.uint8 else (out / 255).astype(dtype)
+        out = out if dtype == np.uint8 else (out / 255).astype(dtype)
+        return out if masks is None else (out, moved)

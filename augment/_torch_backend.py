@@ -1,13 +1,17 @@
-"""torchvision backend: float or uint8 tensors (N, C, H, W), on any device, one pass per batch.
+"""torchvision backend: float or uint8 tensors (N, C, H, W), on any device, and masks that
+follow the geometry.
 
-Consecutive matrix ops (flips, rotate, scale, affine, perspective, crop_and_pad) with the same
-fill are composed per sample and sampled once. Each step touches only the samples it applies to.
+The ops are ``torchvision.transforms.v2`` kernels called per sample (see ``_torch_ops`` for what
+is v2 and the little that is not). Consecutive matrix ops (flips, rotate, scale, affine,
+perspective, crop_and_pad) with the same fill are composed per sample and sampled once. Each
+step touches only the samples it applies to.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from torchvision.transforms.v2 import functional as TF
 
 from . import _torch_ops as ops
 from ._plan import PlannedStep, plan
@@ -47,25 +51,59 @@ def check_tensor(x, where: str = "images") -> None:
             )
 
 
-def run(config: Config, x: torch.Tensor, indices: np.ndarray, epoch: int) -> torch.Tensor:
+_MASK_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def check_masks(masks, x: torch.Tensor) -> None:
+    """Masks (N, H, W) or (N, K, H, W) of the images' N, H and W, on their device."""
+    if not isinstance(masks, torch.Tensor):
+        raise AugmentError(
+            f"masks: the torchvision backend takes a torch tensor (N, H, W) or (N, K, H, W), "
+            f"got {type(masks).__name__}"
+        )
+    n, _, h, w = x.shape
+    if masks.dim() not in (3, 4) or masks.shape[0] != n or masks.shape[-2:] != (h, w):
+        raise AugmentError(
+            f"masks: expected shape ({n}, {h}, {w}) or ({n}, K, {h}, {w}) to match the images "
+            f"{tuple(x.shape)}, got {tuple(masks.shape)}"
+        )
+    if masks.dtype not in _MASK_DTYPES and not masks.is_floating_point():
+        raise AugmentError(f"masks: dtype {masks.dtype} is not supported; use bool, an integer or float")
+    if masks.device != x.device:
+        raise AugmentError(f"masks: on {masks.device}, the images on {x.device}; put them on one device")
+
+
+def run(config: Config, x: torch.Tensor, indices: np.ndarray, epoch: int, masks=None):
+    """The augmented batch, or (batch, masks) when masks are given."""
     check_tensor(x)
+    if masks is not None:
+        check_masks(masks, x)
     dtype = x.dtype
     if dtype == torch.uint8:
         work = _Work(x.float() / 255, owned=True)
     else:  # float32 / float64 are worked on as they are, float16 / bfloat16 in float32
         work = _Work(x.float() if dtype in _UPCAST else x, owned=dtype in _UPCAST)
+    if masks is not None:  # (N, K, H, W), bool as uint8: a copy that the ops may change
+        m = masks if masks.dim() == 4 else masks[:, None]
+        work.masks = m.to(torch.uint8) if m.dtype == torch.bool else m.clone()
     _execute(work, plan(config.steps, config.seed, epoch, indices))
     if dtype == torch.uint8:
-        return (work.x * 255).round_().clamp_(0, 255).to(torch.uint8)
-    return work.x.to(dtype) if work.owned else work.x.clone()
+        out = (work.x * 255).round_().clamp_(0, 255).to(torch.uint8)
+    else:
+        out = work.x.to(dtype) if work.owned else work.x.clone()
+    if masks is None:
+        return out
+    moved = work.masks.to(masks.dtype)
+    return out, moved if masks.dim() == 4 else moved[:, 0]
 
 
 class _Work:
-    """The batch being augmented. The caller's tensor is copied once, before the first change
-    made in place; ops that allocate their output (warps, flips) make no copy."""
+    """The batch being augmented, and its masks (N, K, H, W) or None. The caller's tensor is
+    copied once, before the first change made in place; ops that allocate their output (warps,
+    flips of the whole batch) make no copy."""
 
     def __init__(self, x: torch.Tensor, owned: bool):
-        self.x, self.owned = x, owned
+        self.x, self.owned, self.masks = x, owned, None
 
     def writable(self) -> torch.Tensor:
         if not self.owned:
@@ -82,6 +120,21 @@ class _Work:
             x = self.writable()
             t = torch.from_numpy(idx).to(x.device)
             x[t] = fn(x[t], idx)
+
+    def move(self, active: np.ndarray, fn) -> None:
+        """``fn(sub, sub_masks, idx) -> (sub, sub_masks)`` (a geometric op, which allocates its
+        output) on the active samples and their masks."""
+        idx = np.flatnonzero(active)
+        if len(idx) == len(self.x) and len(idx):
+            self.x, self.masks = fn(self.x, self.masks, idx)
+            self.owned = True
+        elif len(idx):
+            x = self.writable()
+            t = torch.from_numpy(idx).to(x.device)
+            sub, sub_masks = fn(x[t], None if self.masks is None else self.masks[t], idx)
+            x[t] = sub
+            if self.masks is not None:
+                self.masks[t] = sub_masks
 
 
 def _is_matrix(s: PlannedStep) -> bool:
@@ -103,6 +156,10 @@ def _execute(work: _Work, steps: list[PlannedStep]) -> None:
             continue
         if s.step.op in ops.LINEAR:
             _linear(work, s)
+        elif s.step.op == "elastic":
+            work.move(
+                s.active, lambda sub, m, idx: ops.elastic(sub, m, s.keys[idx], s.step.params, s.u[idx])
+            )
         else:
             work.apply(s.active, _pixel_op(s))
         i += 1
@@ -138,6 +195,16 @@ def _matrix_run(steps: list[PlannedStep], i: int) -> tuple[int, tuple]:
     return i, fill or (0.0, "constant")
 
 
+_FLIPS = {  # (x sign, y sign) of a matrix made of flips only -> v2 flips of images and masks
+    (-1, 1): (TF.horizontal_flip_image, TF.horizontal_flip_mask),
+    (1, -1): (TF.vertical_flip_image, TF.vertical_flip_mask),
+    (-1, -1): (
+        lambda v: TF.vertical_flip_image(TF.horizontal_flip_image(v)),
+        lambda v: TF.vertical_flip_mask(TF.horizontal_flip_mask(v)),
+    ),
+}
+
+
 def _warp_run(work: _Work, run: list[PlannedStep], fill: tuple) -> None:
     h, w = work.x.shape[-2:]
     inv = np.broadcast_to(np.eye(3), (len(work.x), 3, 3)).copy()
@@ -150,8 +217,10 @@ def _warp_run(work: _Work, run: list[PlannedStep], fill: tuple) -> None:
     flips = np.all(inv == inv * np.eye(3), axis=(1, 2)) & np.all(
         np.abs(inv) == np.eye(3), axis=(1, 2)
     )
-    for sx, sy in ((-1, 1), (1, -1), (-1, -1)):
+    for (sx, sy), (image, mask) in _FLIPS.items():
         which = flips & (inv[:, 0, 0] == sx) & (inv[:, 1, 1] == sy)
-        dims = [d for d, s in ((3, sx), (2, sy)) if s < 0]
-        work.apply(which, lambda sub, idx, dims=dims: sub.flip(dims), allocates=True)
-    work.apply(~flips, lambda sub, idx: ops.warp(sub, inv[idx], *fill), allocates=True)
+        work.move(
+            which,
+            lambda sub, m, idx, image=image, mask=mask: (image(sub), None if m is None else mask(m)),
+        )
+    work.move(~flips, lambda sub, m, idx: ops.warp(sub, m, inv[idx], *fill))

@@ -47,19 +47,26 @@ class Pipeline:
         """Draws depend on the epoch: call once per epoch for fresh augmentations."""
         self.epoch = check_int(epoch, "epoch")
 
-    def __call__(self, x, indices=None, epoch: int | None = None):
-        """Augment a batch: a tensor (N, C, H, W) for torchvision, an array (N, H, W[, C]) for imgaug."""
+    def __call__(self, x, indices=None, epoch: int | None = None, masks=None):
+        """Augment a batch: a tensor (N, C, H, W) for torchvision, an array (N, H, W[, C]) for imgaug.
+
+        ``masks`` (optional; torchvision (N, H, W) or (N, K, H, W), imgaug (N, H, W) or (N, H, W, K);
+        bool, integer labels or float): moved with the images by every geometric step, nearest
+        neighbour, 0 where pixels come from outside in ``constant`` mode; intensity steps leave
+        them as they are. With masks the call returns ``(images, masks)``, the images the same
+        as without.
+        """
         epoch = self.epoch if epoch is None else check_int(epoch, "epoch")
         idx = check_indices(indices, x.shape[0] if getattr(x, "ndim", 0) else 0, "indices")
         if self.backend == "torchvision":
             from ._torch_backend import run
 
-            return run(self.config, x, idx, epoch)
+            return run(self.config, x, idx, epoch, masks)
         if self._imgaug is None:
             from ._imgaug_backend import ImgaugPipeline
 
             self._imgaug = ImgaugPipeline(self.config)
-        return self._imgaug(x, idx, epoch)
+        return self._imgaug(x, idx, epoch, masks)
 
     def synthesize(self, x, indices=None, epoch: int | None = None, pool=None):
         """Run the config's ``ood:`` section: ``(images, masks, params)``, see ``augment.synth``."""

@@ -1,4 +1,5 @@
-"""Speed of augment: a six-op training pipeline on both backends, and each synthesis op.
+"""Speed of augment: a six-op training pipeline on both backends, each training op alone on
+the torchvision backend (with and without masks), and each synthesis op.
 
     python benchmarks/augment_speed.py            # full run, appends a section to BENCHMARKS.md
     python benchmarks/augment_speed.py --quick    # smoke run: small counts, prints only
@@ -98,13 +99,8 @@ def training_rows(quick: bool, repeats: int) -> list[list[str]]:
     default_threads = torch.get_num_threads()
     for size, images in sets.items():
         what = f"{len(images)} x {size}x{size}x{images.shape[-1]} ({source if size == 28 else 'random'})"
-        for backend, threads in (
-            ("torchvision", default_threads),
-            ("torchvision", 1),
-            ("imgaug", 1),
-        ):
-            if backend == "torchvision" and threads == 1 and default_threads == 1:
-                continue
+        runs = [("torchvision", default_threads), ("torchvision", 1), ("imgaug", 1)]
+        for backend, threads in dict.fromkeys(runs):  # once each when torch has one thread
             torch.set_num_threads(threads)
             seconds = best_time(
                 pipeline_pass(backend, images), 1 if backend == "imgaug" else repeats
@@ -119,6 +115,42 @@ def training_rows(quick: bool, repeats: int) -> list[list[str]]:
                     f"{6000 * seconds / len(images):.2f}" if size == 28 else "",
                 ]
             )
+    return rows
+
+
+def op_rows(quick: bool, repeats: int) -> list[list[str]]:
+    """Each training op alone (its defaults, p = 1) on the torchvision backend, one torch thread:
+    28x28x1 in batches of 256, and 224x224x3 in batches of 32; geometric ops also with masks."""
+    rng = np.random.default_rng(2)
+    sets = {
+        28: torch.from_numpy(rng.random((512 if quick else 2048, 1, 28, 28), np.float32)),
+        224: torch.from_numpy(rng.random((8 if quick else 64, 3, 224, 224), np.float32)),
+    }
+    batch = {28: BATCH, 224: 32}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows = []
+    for op, spec in augment.OPS.items():
+        row = [op]
+        for size, images in sets.items():
+            for with_masks in (False, True):
+                if with_masks and not spec.geometric:
+                    row.append("")
+                    continue
+                p = augment.Pipeline.from_config([op])
+                masks = torch.zeros(images.shape[0], *images.shape[2:], dtype=torch.bool)
+
+                def run(p=p, images=images, masks=masks, with_masks=with_masks, b=batch[size]):
+                    for i in range(0, len(images), b):
+                        extra = {"masks": masks[i : i + b]} if with_masks else {}
+                        p(images[i : i + b], np.arange(i, i + len(images[i : i + b])), **extra)
+
+                try:
+                    row.append(f"{len(images) / best_time(run, repeats):,.0f}")
+                except TypeError:  # a version of augment without masks
+                    row.append("n/a")
+        rows.append(row)
+    torch.set_num_threads(threads)
     return rows
 
 
@@ -188,6 +220,10 @@ def main() -> None:
         ["images", "backend", "torch threads", "images/s", "s per 6,000 digits"],
         training_rows(args.quick, args.repeats),
     )
+    each = table(
+        ["op", "images/s at 28x28", "28x28 with masks", "images/s at 224x224x3", "224 with masks"],
+        op_rows(args.quick, args.repeats),
+    )
     syn = table(
         ["op", "images/s at 28x28 (MNIST digits, uint8)", "images/s at 224x224x3 (uint8)"],
         synth_rows(args.quick, args.repeats),
@@ -198,6 +234,8 @@ def main() -> None:
         f"Command: `python benchmarks/augment_speed.py{' --quick' if args.quick else ''}`  \n"
         f"Machine: {header}\n\n"
         f"Training pipeline ({steps}; batches of {BATCH}, best of {args.repeats}):\n\n{train}\n\n"
+        f"Each training op alone (defaults, p = 1; torchvision backend, 1 torch thread, float32; "
+        f"28x28 in batches of {BATCH}, 224x224x3 in batches of 32; best of {args.repeats}):\n\n{each}\n\n"
         f"Synthesis (severity 0.5, one call per set, best of {args.repeats}):\n\n{syn}\n"
     )
     print(section)
