@@ -79,6 +79,7 @@ class TrainConfig:
     val_split: str = "random"  # "random", or "tail": the last samples (time order: series windows)
     patience: int | None = 5
     max_time: float | None = None  # seconds; stop before the step that would cross it
+    after_items: int = 0  # samples the detector scores once training ends (kept out of max_time)
     amp: bool = True  # mixed precision, CUDA only
     num_workers: int = 2  # DataLoader processes decoding lazy data (in-memory data: none)
     seed: int = 0
@@ -362,7 +363,10 @@ def fit_model(
                     elapsed = time.perf_counter() - start
                     per_step = (elapsed - val_total) / done
                     val_cost = val_seconds if val_seconds else 0.5 * per_step * math.ceil(n_val / cfg.batch_size)
-                    if elapsed + per_step + val_cost > cfg.max_time:
+                    # what scoring after training will take (in-sample scores, calibration), at the
+                    # held-out pass's rate: the budget is for the whole fit, not the loop alone
+                    rate = val_seconds / n_val if val_seconds and n_val else 0.5 * per_step / cfg.batch_size
+                    if elapsed + per_step + val_cost + cfg.after_items * rate > cfg.max_time:
                         out_of_time = True
                         break
             result.train_loss.append(total / max(count, 1))

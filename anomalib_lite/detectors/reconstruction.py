@@ -11,6 +11,8 @@ its data batch by batch (feature statistics in a streaming pass), never all at o
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
@@ -272,6 +274,8 @@ class Reconstruction(Detector):
 
     def _train(self, x, epochs: int, val: bool) -> None:
         cfg = self._train_config(epochs, val)
+        if val and self.max_time is not None:  # fit: its in-sample scores and a tenth more (calibration)
+            cfg = dataclasses.replace(cfg, after_items=len(x) + len(x) // 9)
         self.history_ = fit_model(
             self.model_, self._loss, x, None, cfg, self.device_, augment=self._pipeline,
             desc="autoencoder",
