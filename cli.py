@@ -213,7 +213,7 @@ EXAMPLES = {
 
 def _fit_command(name: str, class_name: str) -> click.Command:
     spec = specs.load()["commands"][name]
-    calibrates = name != "rnn"  # SupervisedRNN's threshold is the balanced loss's 0.5
+    calibrates = spec["capabilities"]["calibrates"]  # False: the detector sets its own threshold
 
     def run(data_spec, out, sign, quiet, device, seed, batch_size, holdout=None, fpr=0.01, **rest):
         load = _load_options(**{k: rest.pop(k) for k in ("columns", "time_column", "label_column", "nan", "data_dir",

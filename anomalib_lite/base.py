@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -35,7 +36,7 @@ from .data import Batch, iter_batches
 from .errors import AnomalyError, NotFittedError
 from .thresholds import fpr_threshold, p_values
 
-__all__ = ["COMMON_FITTED", "DETECTORS", "RUN_CHECKS", "Detector", "register"]
+__all__ = ["COMMON_FITTED", "DETECTORS", "RUN_CHECKS", "Capabilities", "Detector", "register"]
 
 DETECTORS: dict[str, type[Detector]] = {}
 
@@ -68,8 +69,29 @@ COMMON_FITTED: dict[str, v.Check] = {
 }
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a detector can do, declared once on its class (as scikit-learn's tags): code outside a
+    detector asks these, never the detector's class."""
+
+    #: the threshold comes from normal data held out (calibrate, cross_calibrate); False: the
+    #: detector sets it itself (SupervisedRNN: the balanced loss's 0.5)
+    calibrates: bool = True
+    #: scoring a stream can keep learning from it (test-then-train: ``score --learn``)
+    learns_online: bool = False
+    #: ONNX export (``anomalib_lite.export``) through the detector's ``_onnx_graph``
+    exports_onnx: bool = False
+    #: per-pixel maps (``score_map``); a fitted detector may still lack them (``has_maps``)
+    has_maps: bool = False
+    #: a step's score says an anomaly starts within ``horizon`` steps (evaluated by lead times)
+    early_warning: bool = False
+
+
 class Detector(BaseEstimator):
     """Base class: fit / partial_fit / decision_function / score_map / calibrate / predict / save."""
+
+    #: what this detector can do (see :class:`Capabilities`)
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     #: what a sample is: "image" (C,H,W), "vector" (D) or "any" of those; "series": one time
     #: step (D) of a series (see anomalib_lite.series.SeriesDetector)
@@ -446,6 +468,14 @@ class Detector(BaseEstimator):
         part = clone(self)
         part._training_scores = False  # a fold's own decision_scores_ would be a wasted pass
         return part.set_params(verbose=False) if "verbose" in part.get_params() else part
+
+    def _maps_available(self) -> bool:
+        """Whether this fitted detector gives maps (its class may, a fitted one may have opted out)."""
+        return self.capabilities.has_maps
+
+    def _onnx_graph(self):
+        """The torch module an ONNX graph is exported from (detectors with ``exports_onnx``)."""
+        raise AnomalyError(f"{type(self).__name__}: no ONNX export (capabilities.exports_onnx is False)")
 
     def _require_calibrated(self) -> None:
         if getattr(self, "threshold_", None) is None:

@@ -173,7 +173,7 @@ def _series_figures(ev: Evaluation, det: Detector, source) -> dict:
     else:
         out.update(metrics.image_metrics(y, ev.scores, ev.threshold))
     raw = source.anomaly_labels()
-    if ev.flags is not None and raw is not None and type(det).__name__ == "SupervisedRNN":
+    if ev.flags is not None and raw is not None and det.capabilities.early_warning:
         out["early_warning"] = metrics.lead_times(ev.flags, raw, det.horizon)
     if ev.flags is not None and getattr(source, "windows", None):
         w = metrics.window_metrics(ev.flags, source.windows, source.references)

@@ -36,11 +36,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import Detector
+from .base import DETECTORS, Detector
 from .bundle import FORMAT_VERSION, _jsonable
 from .errors import AnomalyError
 from .features import Featurizer
 from .io import atomic_output, check_outputs, check_writable
+from .numeric import error_map, mahalanobis, patch_maps, reweight_factor, surprise
 
 __all__ = ["MAP_TOLERANCE", "METADATA_KEY", "OPSET", "TOLERANCE", "export_onnx", "onnx_graph", "read_metadata"]
 
@@ -138,13 +139,11 @@ class LatentGraph(nn.Module):
                 self.register_buffer("support", support)
 
     def _patch_maps(self, x: torch.Tensor) -> torch.Tensor:
-        from .detectors.latent import _mahalanobis, patch_maps, reweight_factor
-
         p = self.feat.patches(x)
         n, d, h, w = p.shape
         if self.gaussian:  # per-position Mahalanobis distance on the kept channels (PaDiM)
             sel = p[:, self.patch_channels].permute(2, 3, 0, 1).reshape(h * w, n, -1)
-            dist = _mahalanobis(sel, self.patch_mean, self.patch_precision).T
+            dist = mahalanobis(sel, self.patch_mean, self.patch_precision).T
             return patch_maps(dist.reshape(n, h, w), tuple(x.shape[-2:]))
         rows = p.permute(0, 2, 3, 1).reshape(-1, d)
         bank = self.patch_memory.float()
@@ -161,20 +160,18 @@ class LatentGraph(nn.Module):
     def _pooled(self, images: torch.Tensor) -> torch.Tensor:
         emb = self.feat.embed(images)
         if self.gaussian:
-            from .detectors.latent import _mahalanobis
 
-            return _mahalanobis(emb, self.mean, self.precision).float()
+            return mahalanobis(emb, self.mean, self.precision).float()
         return _nearest(emb, self.memory.float(), self.memory_sq, self.k)[0].mean(1)
 
     def forward(self, images: torch.Tensor):
         maps = self._patch_maps(images) if self.maps else None
         if self.combined:  # both kinds of evidence, each a surprise on its measured scale
-            from .detectors.latent import _surprise
 
             patch = maps.flatten(1).amax(1)
             if self.scale is None:
                 return patch, maps
-            zp, zq = (nn.functional.softplus(_surprise(v, s)) for v, s in zip((patch, self._pooled(images)), self.scale))
+            zp, zq = (nn.functional.softplus(surprise(v, s)) for v, s in zip((patch, self._pooled(images)), self.scale))
             return torch.sqrt(zp * zp + zq * zq).float(), maps  # (hypot has no ONNX op)
         score = self._pooled(images) if self.pooled else maps.flatten(1).amax(1)  # the map's maximum, as torch
         return (score,) if maps is None else (score, maps)
@@ -194,8 +191,6 @@ class ReconstructionGraph(nn.Module):
             self.register_buffer("std", det.norm_.std.detach().cpu())
 
     def forward(self, images: torch.Tensor):
-        from .detectors.reconstruction import error_map
-
         inp = images if self.feat is None else (self.feat.patches(images) - self.mean) / self.std
         err = error_map(inp, self.model(inp), self.metric)
         score = err.flatten(1).mean(1)
@@ -207,26 +202,20 @@ class ReconstructionGraph(nn.Module):
 
 def _refuse_unsupported(det: Detector) -> None:
     """One AnomalyError naming what cannot be exported exactly."""
-    from .detectors import LatentDistance, Reconstruction
-
     name = type(det).__name__
-    if not isinstance(det, (LatentDistance, Reconstruction)):
-        raise AnomalyError(f"{name}: ONNX export covers LatentDistance and Reconstruction")
+    if not det.capabilities.exports_onnx:
+        exporters = sorted(n for n, c in DETECTORS.items() if c.capabilities.exports_onnx)
+        raise AnomalyError(f"{name}: ONNX export covers {' and '.join(exporters)}")
     if getattr(det, "tiling_", None) is not None:
         raise AnomalyError(f"{name}: fitted on tiles (?tile=); ONNX export takes whole images, fit without tiling")
-    if isinstance(det, Reconstruction) and det.mc_samples > 1:
-        raise AnomalyError("Reconstruction: mc_samples > 1 (MC-dropout) is random at scoring time; export a bundle "
-                           "with mc_samples=1")
 
 
 def onnx_graph(det: Detector) -> nn.Module:
     """The module that the ONNX graph is exported from (on the CPU, in eval mode); it scores as
     the detector does: ``graph(images)`` -> (score,) or (score, score_map)."""
-    from .detectors import LatentDistance
-
     _refuse_unsupported(det)
     det._require_fitted()
-    graph = LatentGraph(det) if isinstance(det, LatentDistance) else ReconstructionGraph(det)
+    graph = det._onnx_graph()
     return copy.deepcopy(graph).to("cpu").eval()  # a copy: the detector stays on its device
 
 
@@ -235,7 +224,7 @@ def metadata(det: Detector, bundle=None) -> dict:
     from .bundle import _versions
 
     shape = list(det.input_shape_)
-    graph_maps = len(shape) == 3 and (type(det).__name__ == "Reconstruction" or det._learns_patches())
+    graph_maps = len(shape) == 3 and det._maps_available()
     return _jsonable({
         "format": "anomalib_lite.onnx",
         "bundle_format_version": FORMAT_VERSION,

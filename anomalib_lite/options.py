@@ -15,6 +15,8 @@ commands' own and are left out.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 from pathlib import Path
@@ -116,7 +118,9 @@ def describe(command: str, target) -> dict:
             row.update(kind="str", default=None if required else _jsonable(default))
         params.append(row)
     summary = (inspect.getdoc(target) or "").split("\n\n")[0]
-    return {"summary": summary, "input_kind": getattr(target, "input_kind", None), "params": params}
+    caps = getattr(target, "capabilities", None)
+    out = {"summary": summary, "input_kind": getattr(target, "input_kind", None), "params": params}
+    return out if caps is None else {**out, "capabilities": dataclasses.asdict(caps)}
 
 
 def generate() -> dict:

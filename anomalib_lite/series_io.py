@@ -37,9 +37,7 @@ def score_series(det, source: SeriesSource, learn: bool = False, chunk: int = 25
     """Scores of every step of ``source`` from a reset stream; ``learn=True``: test-then-train
     (``partial_fit`` chunk by chunk: each chunk is scored before the detector learns from it).
     Leaves the detector with a reset stream."""
-    from .detectors.continuation import Continuation
-
-    if learn and not isinstance(det, Continuation):
+    if learn and not det.capabilities.learns_online:
         raise AnomalyError(f"--learn: {type(det).__name__} does not learn online; drop --learn")
     det.reset()
     if learn:

@@ -164,6 +164,13 @@ def history(value, name):
     return TrainResult(**checked)
 
 
+def check_augment(value, name):
+    """An augment config: a dict, a YAML/JSON path or an ``augment.Pipeline``."""
+    if value is None or isinstance(value, (dict, str)) or hasattr(value, "to_config"):
+        return value
+    raise AnomalyError(f"{name}: expected an augment config (dict, YAML/JSON path) or an augment.Pipeline")
+
+
 def augment_pipeline(augment):
     """An ``augment.Pipeline`` from a config dict/path/pipeline, or None."""
     if augment is None:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 import anomalib_lite as al
 from anomalib_lite import sample_data
-from anomalib_lite.detectors.latent import patch_maps
+from anomalib_lite.numeric import patch_maps
 from anomalib_lite.metrics import fpr_interval, pixel_metrics, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

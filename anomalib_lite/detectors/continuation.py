@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import validate as v
-from ..base import RUN_CHECKS, register
+from ..base import RUN_CHECKS, Capabilities, register
 from ..data import Batch
 from ..errors import AnomalyError
 from ..series import SERIES_CHECKS, STEP_CHUNK, THRESHOLDS, SeriesDetector, masked_mse, seasonal_period, training_crops
@@ -129,6 +129,8 @@ class Continuation(SeriesDetector):
     >>> det.decision_function(series[500:]).shape
     (100,)
     """
+
+    capabilities = Capabilities(learns_online=True)
 
     _param_checks = {
         "network": v.one_of(*_NETWORKS),

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 
 from .. import distributed
 from .. import validate as v
-from ..base import RUN_CHECKS, Detector, register
+from ..numeric import gaussian_blur, log_scale, mahalanobis, patch_maps, reweight_factor, surprise
+from ..base import RUN_CHECKS, Capabilities, Detector, register
 from ..data import Batch
 from ..errors import AnomalyError
 from ..features import BACKBONE_CHECKS, Featurizer, check_backbone_config, extractor_from_config, make_extractor
@@ -88,57 +89,6 @@ _LOO_MAX = 4096  # pooled bank rows whose leave-one-out distances measure the po
 
 def _held_out(samples: np.ndarray) -> np.ndarray:
     return (samples % 10 == 9) & (samples < 10 * _HELD_MAX)
-
-
-def _surprise(values: torch.Tensor, scale) -> torch.Tensor:
-    """Robust z of log-distances against ``[median, scale]`` measured on held-out normals."""
-    return (values.double().clamp_min(1e-12).log() - scale[0]) / scale[1]
-
-
-def _scale_of(values: torch.Tensor) -> list[float]:
-    """[median, 1.4826 MAD] of the log of ``values`` (a floor keeps a handful from dividing by ~0)."""
-    v = values.double().clamp_min(1e-12).log()
-    med = float(v.median())
-    return [med, max(1.4826 * float((v - med).abs().median()), 0.05)]
-
-
-def _mahalanobis(x: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
-    """sqrt((x-m)^T P (x-m)) over the last dim; leading dims broadcast (positions, samples)."""
-    d = x.to(mean.dtype) - mean
-    return ((d @ precision) * d).sum(-1).clamp_min(0).sqrt()
-
-
-def _blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of (N,H,W) maps; PatchCore smooths its upsampled maps the same way."""
-    if sigma < 0.5:
-        return maps
-    r = int(2 * round(2 * sigma) + 1)
-    t = torch.arange(r, dtype=maps.dtype, device=maps.device) - r // 2
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    g = g / g.sum()
-    x = maps[:, None]
-    x = F.conv2d(F.pad(x, (r // 2, r // 2, 0, 0), mode="replicate"), g.view(1, 1, 1, r))
-    x = F.conv2d(F.pad(x, (0, 0, r // 2, r // 2), mode="replicate"), g.view(1, 1, r, 1))
-    return x[:, 0]
-
-
-def patch_maps(dist: torch.Tensor, size: tuple[int, int], weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-pixel maps (n, H, W) from patch distances (n, h, w): upsampled bilinearly to ``size``,
-    Gaussian-blurred (sigma 4 px at 224 px), scaled by ``weight`` (n,) when given (re-weighting).
-    Shared by scoring and the ONNX graph (:mod:`anomalib_lite.export`)."""
-    maps = dist[:, None].float()
-    H, W = size
-    if tuple(dist.shape[-2:]) != (H, W):
-        maps = F.interpolate(maps, size=(H, W), mode="bilinear", align_corners=False)
-    maps = _blur(maps[:, 0], sigma=4.0 * max(H, W) / 224)
-    return maps if weight is None else maps * weight[:, None, None]
-
-
-def reweight_factor(worst: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
-    """PatchCore's ``1 - softmax(d)[0]``, d = distances from each image's most anomalous patch
-    (n, d) to its matched bank patch and that patch's bank neighbours (n, b, d), match first."""
-    d = (worst[:, None, :].float() - support.float()).norm(dim=-1)
-    return 1 - torch.softmax(d, dim=1)[:, 0]
 
 
 @register
@@ -245,6 +195,8 @@ class LatentDistance(Detector):
     >>> bool(det.decision_function(outliers).min() > det.decision_function(normal[150:]).max())
     True
     """
+
+    capabilities = Capabilities(exports_onnx=True, has_maps=True)
 
     input_kind = "any"
     _fit_stage = "features"
@@ -381,6 +333,14 @@ class LatentDistance(Detector):
 
     def _learns_patches(self) -> bool:
         return self.image_score != "pooled" or self.maps
+
+    def _maps_available(self) -> bool:
+        return self._learns_patches()
+
+    def _onnx_graph(self):
+        from ..export import LatentGraph
+
+        return LatentGraph(self)
 
     def _learns_pooled(self, x: torch.Tensor) -> bool:
         return x.ndim == 2 or self.image_score != "patch"
@@ -557,7 +517,7 @@ class LatentDistance(Detector):
             rows = memory[torch.randperm(len(memory), generator=torch.Generator().manual_seed(self.seed))[:_LOO_MAX]]
             with torch.inference_mode():
                 pooled = self._knn_index(patches=False).search(rows.float(), self.k, exclude_self=True).mean(1).double()
-        self.evidence_scale_ = [_scale_of(values[:, 0]), _scale_of(pooled)]
+        self.evidence_scale_ = [log_scale(values[:, 0]), log_scale(pooled)]
 
     def _patch_dtype(self) -> torch.dtype:
         return _DTYPES[self.bank_dtype]
@@ -780,7 +740,7 @@ class LatentDistance(Detector):
         score alone when no scale was measured)."""
         if self.evidence_scale_ is None:
             return patch.double()
-        zp, zq = (F.softplus(_surprise(v, s)) for v, s in zip((patch, pooled), self.evidence_scale_))
+        zp, zq = (F.softplus(surprise(v, s)) for v, s in zip((patch, pooled), self.evidence_scale_))
         return torch.sqrt(zp * zp + zq * zq)
 
     def evidence(self, X) -> dict[str, np.ndarray]:
@@ -793,7 +753,7 @@ class LatentDistance(Detector):
         out = []
         with torch.inference_mode():
             for b, tiled in self._batches(X, "evidence"):
-                z = torch.stack([_surprise(v, s) for v, s in zip(self._evidence_batch(b.x), self.evidence_scale_)], 1)
+                z = torch.stack([surprise(v, s) for v, s in zip(self._evidence_batch(b.x), self.evidence_scale_)], 1)
                 out.append(z if tiled is None else z.reshape(-1, tiled[0], 2).amax(1))
         z = torch.cat(out)
         zp, zq = F.softplus(z[:, 0]), F.softplus(z[:, 1])
@@ -822,7 +782,7 @@ class LatentDistance(Detector):
             return index.search(emb, self.k, getattr(self, "_exclude_self", False)).mean(1)
         if self._precision is None:
             self._precision = self._gaussian(self.bank_.mean, self.bank_.scatter, self.moments_n_)
-        return _mahalanobis(emb, self.bank_.mean, self._precision)
+        return mahalanobis(emb, self.bank_.mean, self._precision)
 
     def _score_map_batch(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
@@ -859,7 +819,7 @@ class LatentDistance(Detector):
             if self._patch_precision is None:
                 self._patch_precision = self._gaussian(b.patch_mean, b.patch_scatter, self.patch_moments_n_)
             sel = p[:, b.patch_channels.to(p.device)].permute(2, 3, 0, 1).reshape(h * w, n, -1)
-            dist = _mahalanobis(sel, b.patch_mean[:, None, :], self._patch_precision).T  # (n, positions)
+            dist = mahalanobis(sel, b.patch_mean[:, None, :], self._patch_precision).T  # (n, positions)
         return patch_maps(dist.reshape(n, h, w), tuple(x.shape[-2:]), weight)
 
     def _reweight(self, index: KnnIndex, rows: torch.Tensor, dist: torch.Tensor, nearest: torch.Tensor):

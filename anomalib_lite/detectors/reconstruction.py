@@ -18,46 +18,19 @@ import torch.nn.functional as F
 
 from .. import distributed
 from .. import validate as v
-from ..base import RUN_CHECKS, Detector, register
+from ..base import RUN_CHECKS, Capabilities, Detector, register
 from ..data import Batch, training_data
 from ..errors import AnomalyError
 from ..features import BACKBONE_CHECKS, Featurizer, check_backbone_config, extractor_from_config, make_extractor
 from ..nets import ConvAutoencoder
+from ..numeric import error_map, ssim_map
 from ..state import Buffers
 from ..streaming import RunningMoments
-from ..training import TRAIN_CHECKS, TrainConfig, augment_pipeline, fit_model, history
+from ..training import TRAIN_CHECKS, TrainConfig, augment_pipeline, check_augment, fit_model, history
 
 __all__ = ["Reconstruction", "error_map", "ssim_map"]
 
 _METRICS = ("mse", "ssim", "l1")
-
-
-def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 7) -> torch.Tensor:
-    """Per-pixel SSIM (N, H, W) of images in [0, 1], averaged over channels (Wang et al. 2004)."""
-    c1, c2 = 0.01**2, 0.03**2
-    pad = window // 2
-    pool = lambda t: F.avg_pool2d(F.pad(t, (pad,) * 4, mode="reflect"), window, stride=1)
-    mx, my = pool(x), pool(y)
-    vx, vy, cxy = pool(x * x) - mx**2, pool(y * y) - my**2, pool(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    return s.mean(1)
-
-
-def error_map(inp: torch.Tensor, rec: torch.Tensor, metric: str) -> torch.Tensor:
-    """Per-pixel reconstruction error (N, h, w) of ``metric``: 1 - SSIM, mean absolute or mean
-    squared error over channels (shared by scoring and the ONNX graph)."""
-    if metric == "ssim":
-        return 1 - ssim_map(inp, rec)
-    if metric == "l1":
-        return (inp - rec).abs().mean(1)
-    return ((inp - rec) ** 2).mean(1)
-
-
-def _augment(value, name):
-    """An augment config: a dict, a YAML/JSON path or an ``augment.Pipeline``."""
-    if value is None or isinstance(value, (dict, str)) or hasattr(value, "to_config"):
-        return value
-    raise AnomalyError(f"{name}: expected an augment config (dict, YAML/JSON path) or an augment.Pipeline")
 
 
 @register
@@ -122,6 +95,8 @@ class Reconstruction(Detector):
     True
     """
 
+    capabilities = Capabilities(exports_onnx=True, has_maps=True)
+
     input_kind = "image"
     _param_checks = {
         "latent_dim": v.integer(1, 1 << 16),
@@ -131,7 +106,7 @@ class Reconstruction(Detector):
         "dropout": v.number(0, 1, hi_open=True),
         "mc_samples": v.integer(1, 1000),
         **BACKBONE_CHECKS,
-        "augment": _augment,
+        "augment": check_augment,
         **TRAIN_CHECKS,
         "partial_fit_epochs": v.integer(1, 1000),
         **RUN_CHECKS,
@@ -267,6 +242,14 @@ class Reconstruction(Detector):
                                  std=moments.covariance().sqrt().reshape(1, -1, 1, 1).float().clamp_min(1e-6))
         self.model_ = self._autoencoder(shape, "cpu").to(self.device_)
         self.model_input_shape_ = list(shape)
+
+    def _onnx_graph(self):
+        from ..export import ReconstructionGraph
+
+        if self.mc_samples > 1:
+            raise AnomalyError("Reconstruction: mc_samples > 1 (MC-dropout) is random at scoring time; export a "
+                               "bundle with mc_samples=1")
+        return ReconstructionGraph(self)
 
     def _loss(self, model, step) -> torch.Tensor:
         target = self._model_input(step.x)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import validate as v
-from ..base import RUN_CHECKS, register
+from ..base import RUN_CHECKS, Capabilities, register
 from ..data import Batch
 from ..errors import AnomalyError
 from ..metrics import early_warning_labels, onsets
@@ -87,6 +87,8 @@ class SupervisedRNN(SeriesDetector):
     >>> det.decision_function(x).shape
     (400,)
     """
+
+    capabilities = Capabilities(calibrates=False, early_warning=True)
 
     _param_checks = {
         **SERIES_CHECKS,

@@ -22,7 +22,8 @@ import backbones
 
 from .. import distributed
 from .. import validate as v
-from ..base import RUN_CHECKS, Detector, register
+from ..numeric import gaussian_blur, mahalanobis
+from ..base import RUN_CHECKS, Capabilities, Detector, register
 from ..data import Batch, training_data
 from ..errors import AnomalyError
 from ..features import BACKBONE_CHECKS, check_backbone_config
@@ -30,9 +31,7 @@ from ..nets import BackboneClassifier, trainable_extractor
 from ..pretrain import DEFAULT_SYNTH_OPS, synth_batch
 from ..state import Buffers
 from ..streaming import RunningMoments
-from ..training import TRAIN_CHECKS, TrainConfig, augment_pipeline, fit_model, history
-from .latent import _blur, _mahalanobis
-from .reconstruction import _augment
+from ..training import TRAIN_CHECKS, TrainConfig, augment_pipeline, check_augment, fit_model, history
 
 __all__ = ["SyntheticOOD"]
 
@@ -111,6 +110,8 @@ class SyntheticOOD(Detector):
     (2,)
     """
 
+    capabilities = Capabilities(has_maps=True)
+
     input_kind = "image"
     _param_checks = {
         **{k: c for k, c in BACKBONE_CHECKS.items() if k != "backbone"},
@@ -120,7 +121,7 @@ class SyntheticOOD(Detector):
         "scoring": v.one_of(*_SCORES),
         "map_method": v.one_of(*_MAPS),
         "shrinkage": v.number(0, 1),
-        "augment": _augment,
+        "augment": check_augment,
         **TRAIN_CHECKS,
         "partial_fit_epochs": v.integer(1, 1000),
         **RUN_CHECKS,
@@ -310,7 +311,7 @@ class SyntheticOOD(Detector):
         if self._precision is None:
             self._precision = self._gaussian(self._moments)
         pooled, _ = self._finest(x)
-        return _mahalanobis(pooled, self._moments.mean, self._precision)
+        return mahalanobis(pooled, self._moments.mean, self._precision)
 
     def _score_map_batch(self, x: torch.Tensor) -> torch.Tensor:
         self.model_.eval()
@@ -320,14 +321,14 @@ class SyntheticOOD(Detector):
                 self._patch_precision = self._gaussian(self._patch_moments)
             _, fine = self._finest(x)
             n, _, h, w = fine.shape
-            d = _mahalanobis(fine.permute(0, 2, 3, 1), self._patch_moments.mean, self._patch_precision)
+            d = mahalanobis(fine.permute(0, 2, 3, 1), self._patch_moments.mean, self._patch_precision)
             m = F.interpolate(d.reshape(n, 1, h, w).float(), size=(H, W), mode="bilinear", align_corners=False)[:, 0]
         else:
             with torch.inference_mode(False), torch.enable_grad():
                 xg = x.clone().to(self.device_).requires_grad_(True)
                 self._score_for_grad(xg).sum().backward()
                 m = xg.grad.abs().amax(1)
-        return _blur(m, sigma=max(1.0, 4.0 * max(H, W) / 224))
+        return gaussian_blur(m, sigma=max(1.0, 4.0 * max(H, W) / 224))
 
     def _score_for_grad(self, x: torch.Tensor) -> torch.Tensor:
         if self.scoring == "probability":
@@ -335,5 +336,5 @@ class SyntheticOOD(Detector):
         if self._precision is None:
             self._precision = self._gaussian(self._moments)
         pooled, _ = self._finest(x)
-        return _mahalanobis(pooled, self._moments.mean, self._precision)
+        return mahalanobis(pooled, self._moments.mean, self._precision)
 
