@@ -498,13 +498,11 @@ def training_data(data, where: str = "data", batch_size: int = DEFAULT_BATCH_SIZ
     if _is_pair(data):
         return Samples(data, "pair", True, where)
     if _is_source(data):
-        from .sources import ArraySource
-
         where = str(getattr(data, "spec", where))
         if getattr(data, "tiling", None) is not None:
             data = data.tiles()  # ?tile=: the tiles are the training samples
         if hasattr(data, "read"):
-            return Samples(data, "source", isinstance(data, ArraySource), where)
+            return Samples(data, "source", getattr(data, "in_memory", False), where)
         return Replayed(data, where)
     if isinstance(data, torch.utils.data.IterableDataset):
         return Replayed(torch.utils.data.DataLoader(data, batch_size=batch_size), where)

@@ -6,7 +6,7 @@ Inside a process group of more than one process (``torchrun`` sets ``WORLD_SIZE`
 * :func:`rank`, :func:`world`, :func:`is_main`: who am I (outside a group: 0, 1, True);
 * :func:`shard`: this rank's sample indices ``rank::world`` (what ``data.iter_batches`` reads);
 * :func:`gather_rows`: every rank's rows back in input order (scores, maps);
-* :func:`all_sum`, :func:`gather_cat`, :func:`broadcast`, :func:`merge_moments`: counts, coreset
+* :func:`all_sum`, :func:`gather_cat`, :func:`broadcast`, :func:`all_gather` (RunningMoments.merged): counts, coreset
   candidates, the reduced bank, running moments;
 * :func:`local`: a block run by one rank alone as a single process (rank 0 drawing heatmaps).
 
@@ -28,8 +28,8 @@ import torch
 from .errors import AnomalyError, DistributedError
 
 __all__ = [
-    "DistributedError", "active", "all_sum", "broadcast", "gather_cat", "gather_rows", "init_from_env", "is_main",
-    "local", "merge_moments", "rank", "shard", "shutdown", "timeout", "world",
+    "DistributedError", "active", "all_gather", "all_sum", "broadcast", "gather_cat", "gather_rows", "init_from_env", "is_main",
+    "local", "rank", "shard", "shutdown", "timeout", "world",
 ]
 
 DEFAULT_TIMEOUT = 600.0  # seconds a collective waits for the slowest rank (torch's own: 30 min)
@@ -164,7 +164,7 @@ def all_sum(values, what: str = "summing counts") -> list[float]:
     return t.cpu().tolist()
 
 
-def _all_gather(t: torch.Tensor, what: str) -> list[torch.Tensor]:
+def all_gather(t: torch.Tensor, what: str) -> list[torch.Tensor]:
     """Every rank's tensor (same number of dimensions; any first dimension; an empty one may
     have any other shape), in rank order."""
     dist, dev = _dist(), _device()
@@ -184,12 +184,12 @@ def _all_gather(t: torch.Tensor, what: str) -> list[torch.Tensor]:
 
 def gather_list(t: torch.Tensor, what: str = "gathering rows") -> list[torch.Tensor]:
     """Every rank's tensor, in rank order (``[t]`` outside a group)."""
-    return _all_gather(t, what) if active() else [t]
+    return all_gather(t, what) if active() else [t]
 
 
 def gather_cat(t: torch.Tensor, what: str = "gathering rows") -> torch.Tensor:
     """Every rank's rows concatenated in rank order (``t`` itself outside a group)."""
-    return torch.cat(_all_gather(t, what)) if active() else t
+    return torch.cat(all_gather(t, what)) if active() else t
 
 
 def gather_rows(values: torch.Tensor, index: torch.Tensor, what: str = "gathering scores") -> torch.Tensor:
@@ -197,8 +197,8 @@ def gather_rows(values: torch.Tensor, index: torch.Tensor, what: str = "gatherin
     tensor in index order: the rows a single process would have made, in its order."""
     if not active():
         return values
-    vals = torch.cat(_all_gather(values, what))
-    idx = torch.cat(_all_gather(index.to(torch.int64), what))
+    vals = torch.cat(all_gather(values, what))
+    idx = torch.cat(all_gather(index.to(torch.int64), what))
     return vals[torch.argsort(idx, stable=True)]
 
 
@@ -211,29 +211,3 @@ def broadcast(t: torch.Tensor, src: int = 0, what: str = "sharing the result") -
     return buf.to(t.device)
 
 
-def merge_moments(m, what: str = "merging running moments"):
-    """Every rank's :class:`~anomalib_lite.streaming.RunningMoments` combined (Chan et al.'s
-    pairwise merge, in rank order): the moments of all the data."""
-    from .streaming import RunningMoments
-
-    if not active():
-        return m
-    dtype = torch.float64
-    has = m.mean is not None
-    shape = list(m.mean.shape) if has else []
-    shapes = _all_gather(torch.tensor([[len(shape), *shape, 0, 0, 0][:4]], dtype=torch.int64), what)
-    ref = next((s[0] for s in shapes if int(s[0, 0]) > 0), None)
-    if ref is None:
-        return m
-    d = [int(v) for v in ref[1 : 1 + int(ref[0])]]
-    mean = m.mean.to(dtype).cpu() if has else torch.zeros(d, dtype=dtype)
-    scatter = m.scatter.to(dtype).cpu() if has else torch.zeros([*d, d[-1]], dtype=dtype)
-    counts = _all_gather(torch.tensor([m.n], dtype=torch.int64), what)
-    means = _all_gather(mean[None], what)
-    scatters = _all_gather(scatter[None], what)
-    out = RunningMoments()
-    for n, mu, sc in zip(counts, means, scatters):
-        out.merge(RunningMoments.from_state(int(n[0]), mu[0], sc[0]) if int(n[0]) else RunningMoments())
-    if out.mean is not None and has:
-        out.mean, out.scatter = out.mean.to(m.mean), out.scatter.to(m.scatter)  # device and dtype
-    return out

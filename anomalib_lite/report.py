@@ -29,7 +29,7 @@ import numpy as np
 from .errors import AnomalyError
 from .evaluation import NO_LABELS, Evaluation, assess
 from .io import atomic_output, check_writable
-from .evaluation import format_fpr_check, plural
+from .evaluation import format_fpr_check
 from .visual import colour_stops, heatmap_image, map_scale, true_labels
 
 __all__ = ["render_report", "report"]

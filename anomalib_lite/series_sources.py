@@ -25,7 +25,7 @@ import numpy as np
 
 from .data import NAN_POLICIES, fill_gaps
 from .errors import AnomalyError, shown
-from .sources import DataSource, data_root
+from .datasource import DataSource, data_root
 
 __all__ = ["MAX_LINE", "ORDERS", "SeriesReader", "SeriesSource", "bounded_lines", "load_csv", "load_nab", "nab_files",
            "parse_time"]

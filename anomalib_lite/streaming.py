@@ -291,6 +291,33 @@ class RunningMoments:
     def state(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean, "scatter": self.scatter}
 
+    def merged(self, what: str = "merging running moments") -> RunningMoments:
+        """Every torchrun process's moments combined (Chan et al.'s pairwise merge, in rank
+        order): the moments of all the data; alone, these moments."""
+        from . import distributed
+
+        if not distributed.active():
+            return self
+        dtype = torch.float64
+        has = self.mean is not None
+        shape = list(self.mean.shape) if has else []
+        shapes = distributed.all_gather(torch.tensor([[len(shape), *shape, 0, 0, 0][:4]], dtype=torch.int64), what)
+        ref = next((s[0] for s in shapes if int(s[0, 0]) > 0), None)
+        if ref is None:
+            return self
+        d = [int(v) for v in ref[1 : 1 + int(ref[0])]]
+        mean = self.mean.to(dtype).cpu() if has else torch.zeros(d, dtype=dtype)
+        scatter = self.scatter.to(dtype).cpu() if has else torch.zeros([*d, d[-1]], dtype=dtype)
+        counts = distributed.all_gather(torch.tensor([self.n], dtype=torch.int64), what)
+        means = distributed.all_gather(mean[None], what)
+        scatters = distributed.all_gather(scatter[None], what)
+        out = RunningMoments()
+        for n, mu, sc in zip(counts, means, scatters):
+            out.merge(RunningMoments.from_state(int(n[0]), mu[0], sc[0]) if int(n[0]) else RunningMoments())
+        if out.mean is not None and has:
+            out.mean, out.scatter = out.mean.to(self.mean), out.scatter.to(self.scatter)  # device and dtype
+        return out
+
     @classmethod
     def from_state(cls, n: int, mean: torch.Tensor, scatter: torch.Tensor) -> RunningMoments:
         rm = cls()

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import distributed, metrics, nab, series_io
 from .base import Detector
-from .errors import AnomalyError, shown
+from .errors import AnomalyError
 from .evaluation import (NO_LABELS, Evaluation, assess, format_figures, format_verdict, from_scores, has_score_map,
                          plural, score_rows)
 from .header import describe_header

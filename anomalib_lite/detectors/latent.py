@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from .. import distributed
 from .. import validate as v
-from ..numeric import gaussian_blur, log_scale, mahalanobis, patch_maps, reweight_factor, surprise
+from ..numeric import log_scale, mahalanobis, patch_maps, reweight_factor, surprise
 from ..base import RUN_CHECKS, Capabilities, Detector, register
 from ..data import Batch
 from ..errors import AnomalyError
@@ -459,8 +459,8 @@ class LatentDistance(Detector):
             counts = distributed.all_sum([self._bank.n_seen, self._patch_bank.n_seen, self.rows_seen_,
                                           self.patches_seen_], "counting the features")
             seen, patches_seen, self.rows_seen_, self.patches_seen_ = (int(c) for c in counts)
-            self._moments = distributed.merge_moments(self._moments)
-            self._patch_moments = distributed.merge_moments(self._patch_moments)
+            self._moments = self._moments.merged()
+            self._patch_moments = self._patch_moments.merged()
         else:
             seen, patches_seen = self._bank.n_seen, self._patch_bank.n_seen
         if self.method == "knn":

@@ -16,7 +16,6 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from .. import distributed
 from .. import validate as v
 from ..base import RUN_CHECKS, Capabilities, Detector, register
 from ..data import Batch, training_data
@@ -237,7 +236,7 @@ class Reconstruction(Detector):
                         shape = tuple(f.shape[1:])
                         moments.update(f.transpose(0, 1).reshape(shape[0], -1).T[:, :, None])  # channels as positions
             if sharded:
-                moments = distributed.merge_moments(moments)
+                moments = moments.merged()
             self.norm_ = Buffers(mean=moments.mean.reshape(1, -1, 1, 1).float(),
                                  std=moments.covariance().sqrt().reshape(1, -1, 1, 1).float().clamp_min(1e-6))
         self.model_ = self._autoencoder(shape, "cpu").to(self.device_)

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 import backbones
 
-from .. import distributed
 from .. import validate as v
 from ..numeric import gaussian_blur, mahalanobis
 from ..base import RUN_CHECKS, Capabilities, Detector, register
@@ -271,8 +270,8 @@ class SyntheticOOD(Detector):
                     self._moments.update(pooled)
                     self._patch_moments.update(fine.permute(0, 2, 3, 1).reshape(-1, fine.shape[1]))
         if sharded:
-            self._moments = distributed.merge_moments(self._moments)
-            self._patch_moments = distributed.merge_moments(self._patch_moments)
+            self._moments = self._moments.merged()
+            self._patch_moments = self._patch_moments.merged()
         self._precision = self._patch_precision = None
         m, pm = self._moments, self._patch_moments
         self.gauss_ = Buffers(mean=m.mean, scatter=m.scatter, patch_mean=pm.mean, patch_scatter=pm.scatter)
