@@ -34,18 +34,10 @@ from . import distributed, progress
 from . import validate as v
 from .data import Batch, iter_batches
 from .errors import AnomalyError, NotFittedError
+from .registry import COMMON_FITTED, DETECTORS, external as _external, register  # noqa: F401  (base's names)
 from .thresholds import fpr_threshold, p_values
 
 __all__ = ["COMMON_FITTED", "DETECTORS", "RUN_CHECKS", "Capabilities", "Detector", "register"]
-
-DETECTORS: dict[str, type[Detector]] = {}
-
-
-def register(cls: type[Detector]) -> type[Detector]:
-    """Make a detector class loadable from bundles (the only classes a bundle may name)."""
-    DETECTORS[cls.__name__] = cls
-    return cls
-
 
 def _shape_str(shape) -> str:
     return "x".join(str(s) for s in shape)
@@ -60,13 +52,6 @@ RUN_CHECKS: dict[str, v.Check] = {
     "verbose": v.boolean(),
 }
 
-#: plain fitted values every detector keeps in its bundle, with their checks
-COMMON_FITTED: dict[str, v.Check] = {
-    "input_shape_": v.shape(),
-    "n_seen_": v.integer(0, 1 << 62),
-    "threshold_": v.none_or(v.number()),
-    "fpr_": v.none_or(v.number(0, 1, lo_open=True, hi_open=True)),
-}
 
 
 @dataclass(frozen=True)
@@ -553,12 +538,6 @@ def _finite(values: np.ndarray, what: str) -> np.ndarray:
         raise AnomalyError(f"{what}: {int((~ok).sum())} of {ok.size} are NaN or infinite: the model's learned "
                            "values are out of range (a damaged or forged bundle?)")
     return values
-
-
-def _external(value) -> bool:
-    """Whether a learned module is a frozen extractor with torchvision's ImageNet weights."""
-    source = getattr(value, "weights_source", None)
-    return isinstance(source, str) and source.startswith("imagenet") and getattr(value, "frozen", False)
 
 
 def _n_samples(X) -> int:

@@ -1,7 +1,7 @@
 """One-file model bundles: safetensors tensors + a JSON header in the safetensors metadata.
 
 Loading never unpickles: tensors come from safetensors, everything else is JSON, and the detector
-class must be one registered in :data:`anomalib_lite.base.DETECTORS`. The file is read once, through
+class must be one registered in :data:`anomalib_lite.registry.DETECTORS`. The file is read once, through
 one descriptor, into memory: the signature is verified on those bytes and the same bytes are
 parsed (a file swapped between two opens cannot slip in). The header is strict: every field must
 be there and known, duplicate JSON keys (tensor names included) are refused, every value is
@@ -25,7 +25,8 @@ from safetensors.torch import save as save_bytes
 
 from . import distributed, signing
 from . import validate as v
-from .base import COMMON_FITTED, DETECTORS, Detector, _external
+from .registry import COMMON_FITTED, DETECTORS, find
+from .registry import external as _external
 from .errors import AnomalyError, shown
 from .header import (FORMAT, FORMAT_VERSION, _bounded, _check_header, _path, _preamble, _read_bytes, _verify_key,
                      read_header)
@@ -89,7 +90,7 @@ def _versions() -> dict[str, str]:
     }
 
 
-def save(detector: Detector, path, sign=None) -> Path:
+def save(detector, path, sign=None) -> Path:
     """Write ``detector`` to ``path`` atomically; returns the path. ``sign``: an Ed25519 private
     key file (``anomaly keygen``) or key object; the signature covers the whole file. Under
     torchrun only rank 0 writes (every rank holds the same model)."""
@@ -151,7 +152,7 @@ def _read(path: Path, with_tensors: bool, verify=None) -> tuple[dict, dict[str, 
 
 
 @_bounded
-def load(path, device: str | None = None, verify=None) -> Detector:
+def load(path, device: str | None = None, verify=None):
     """Load a bundle written by :meth:`Detector.save`; never executes code from the file.
 
     Every header field is checked for type and range, and every tensor for name, shape and dtype
@@ -161,14 +162,12 @@ def load(path, device: str | None = None, verify=None) -> Detector:
     bundle is then refused. Nothing but the bundle is opened (ImageNet weights, referenced by
     name and hash, come from torchvision's cache and their hash is checked).
     """
-    from . import detectors  # noqa: F401  (registers the five detectors, whoever imported this module)
-
     path = _path(path)
     header, tensors = _read(path, with_tensors=True, verify=verify)
     if header.get("checksum") != _checksum(header, tensors):
         raise AnomalyError(f"{path}: checksum mismatch: the bundle was modified or damaged")
     name = header["detector"]
-    cls = DETECTORS.get(name)
+    cls = find(name)
     if cls is None:
         raise AnomalyError(f"{path}: unknown detector '{shown(name, 60)}'; known: {', '.join(sorted(DETECTORS))}")
     det = _with_params(path, cls, header["params"], device)
@@ -201,7 +200,7 @@ def load(path, device: str | None = None, verify=None) -> Detector:
     return det
 
 
-def _with_params(path: Path, cls, params, device) -> Detector:
+def _with_params(path: Path, cls, params, device):
     """The detector with the bundle's parameters, each checked (types, ranges)."""
     try:
         v.exact_fields(params, cls._get_param_names(), f"params ({cls.__name__})")
@@ -230,7 +229,7 @@ def _desc(t: torch.Tensor) -> str:
 MAX_ELEMENTS = 1 << 32
 
 
-def _restore(det: Detector, tensors: dict[str, torch.Tensor]) -> None:
+def _restore(det, tensors: dict[str, torch.Tensor]) -> None:
     """Check the bundle's tensors against the detector's learned skeletons (names, shapes,
     dtypes: built on the meta device, nothing allocated), then load them."""
     skeleton = det._build_learned("meta")

@@ -98,3 +98,15 @@ def shapes_images():
     """``shapes_images(n, defect)``: shapes images from one generator per test (seed 1)."""
     rng = np.random.default_rng(1)
     return lambda n, defect: _make_shapes(rng, n, defect)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small networks and small work: one torch thread is many times faster than two on a busy
+    2-core machine (a module asks with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

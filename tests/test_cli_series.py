@@ -17,15 +17,7 @@ from cli import cli
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny series networks: one thread is 10x faster than two on a busy 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = ["--window", "24", "--hidden", "16", "--num-layers", "1", "--season", "0", "--epochs", "5", "--device", "cpu", "-q"]

@@ -8,7 +8,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import anomalib_lite as al
@@ -24,13 +23,7 @@ PNG_SRC = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 IMAGE_IDS = ("header", "verdicts", "roc", "histogram", "top-anomalies", "false-positives", "missed")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small work: one thread is many times faster than two on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -338,7 +338,7 @@ class LatentDistance(Detector):
         return self._learns_patches()
 
     def _onnx_graph(self):
-        from ..export import LatentGraph
+        from ..onnx_graphs import LatentGraph
 
         return LatentGraph(self)
 

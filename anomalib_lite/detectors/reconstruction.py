@@ -243,7 +243,7 @@ class Reconstruction(Detector):
         self.model_input_shape_ = list(shape)
 
     def _onnx_graph(self):
-        from ..export import ReconstructionGraph
+        from ..onnx_graphs import ReconstructionGraph
 
         if self.mc_samples > 1:
             raise AnomalyError("Reconstruction: mc_samples > 1 (MC-dropout) is random at scoring time; export a "

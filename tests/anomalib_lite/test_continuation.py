@@ -27,13 +27,7 @@ def frequency_change(n, seed, at, length, period=11.0):
 SMALL = {"window": 24, "horizon": 3, "hidden": 16, "num_layers": 1, "season": 0, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny series networks: one thread is 10x faster than two on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,7 @@ from anomalib_lite.series import TOLERANCE
 from anomalib_lite.training import TrainConfig, fit_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny series networks: one thread is 10x faster than two on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def precursors(n, seed):
