@@ -32,12 +32,12 @@ import torch.nn.functional as F
 
 from .. import distributed
 from .. import validate as v
-from ..numeric import log_scale, mahalanobis, patch_maps, reweight_factor, surprise
 from ..base import RUN_CHECKS, Capabilities, Detector, register
 from ..data import Batch
 from ..errors import AnomalyError
 from ..features import BACKBONE_CHECKS, Featurizer, check_backbone_config, extractor_from_config, make_extractor
 from ..memory import FAISS_INDEXES, KnnIndex, greedy_coreset, max_index_bytes
+from ..numeric import log_scale, mahalanobis, patch_maps, reweight_factor, surprise
 from ..state import Buffers
 from ..streaming import KeyedSample, Reservoir, RunningMoments
 

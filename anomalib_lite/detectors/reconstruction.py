@@ -11,21 +11,20 @@ its data batch by batch (feature statistics in a streaming pass), never all at o
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
 from .. import validate as v
-from ..base import RUN_CHECKS, Capabilities, Detector, register
-from ..data import Batch, training_data
+from ..base import RUN_CHECKS, Capabilities, register
+from ..data import Batch
 from ..errors import AnomalyError
 from ..features import BACKBONE_CHECKS, Featurizer, check_backbone_config, extractor_from_config, make_extractor
 from ..nets import ConvAutoencoder
 from ..numeric import error_map, ssim_map
 from ..state import Buffers
 from ..streaming import RunningMoments
-from ..training import TRAIN_CHECKS, TrainConfig, augment_pipeline, check_augment, fit_model, history
+from ..training import TRAIN_CHECKS, augment_pipeline, check_augment, history
+from .trained import TrainedDetector
 
 __all__ = ["Reconstruction", "error_map", "ssim_map"]
 
@@ -33,7 +32,7 @@ _METRICS = ("mse", "ssim", "l1")
 
 
 @register
-class Reconstruction(Detector):
+class Reconstruction(TrainedDetector):
     """Convolutional autoencoder trained on normal images; score = reconstruction error.
 
     Parameters
@@ -95,6 +94,7 @@ class Reconstruction(Detector):
     """
 
     capabilities = Capabilities(exports_onnx=True, has_maps=True)
+    _train_desc = "autoencoder"
 
     input_kind = "image"
     _param_checks = {
@@ -173,10 +173,7 @@ class Reconstruction(Detector):
             raise AnomalyError("metric='ssim' compares images; with a backbone use 'mse' or 'l1'")
         if self.mc_samples > 1 and self.dropout == 0:
             raise AnomalyError("mc_samples > 1 needs dropout > 0 (MC-dropout)")
-        self._train_config(self.epochs)
-
-    def _train_config(self, epochs: int, val: bool = True) -> TrainConfig:
-        return TrainConfig.for_epochs(self.get_params(deep=False), epochs, val)
+        super()._check_more()
 
     def _reset(self) -> None:
         self.device_ = self._resolve_device()
@@ -207,7 +204,7 @@ class Reconstruction(Detector):
                 "norm_": Buffers.skeleton(norm, device)}
 
     def _after_load(self) -> None:
-        self._pipeline = augment_pipeline(self.augment)
+        super()._after_load()
         self.featurizer_ = None if self.extractor_ is None else Featurizer(extractor=self.extractor_, device=self.device_)
         self.model_.eval()
 
@@ -254,30 +251,9 @@ class Reconstruction(Detector):
         target = self._model_input(step.x)
         return F.mse_loss(model(target), target)
 
-    def _train(self, x, epochs: int, val: bool) -> None:
-        cfg = self._train_config(epochs, val)
-        if val and self.max_time is not None:  # fit: its in-sample scores and a tenth more (calibration)
-            cfg = dataclasses.replace(cfg, after_items=len(x) + len(x) // 9)
-        self.history_ = fit_model(
-            self.model_, self._loss, x, None, cfg, self.device_, augment=self._pipeline,
-            desc="autoencoder",
-        )
-
     # ------------------------------------------------------------------ the hooks
-    def fit(self, X, y=None) -> Reconstruction:
-        """Train the autoencoder on normal images for ``epochs`` (early stopping on 10 %)."""
-        data = X
-        self._start(data)
-        train = training_data(data, batch_size=self.batch_size)
-        self._check_input(train.head())
-        self.input_shape_ = train.sample_shape
-        shard = self._shard()  # under torchrun: the statistics pass reads this process's share
-        self._build((b.x for b in train.batches(self.batch_size, self.num_workers, shard)), self.input_shape_,
-                    sharded=shard is not None)
-        self._train(train, self.epochs, val=True)
-        self.n_seen_ = len(train)
-        self._after_fit(X)
-        return self
+    def _before_training(self, batches, sharded: bool) -> None:
+        self._build(batches, self.input_shape_, sharded=sharded)
 
     def _update(self, batch: Batch, fitting: bool) -> None:  # partial_fit only
         if self.model_ is None:

@@ -13,24 +13,23 @@ once.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
 import backbones
 
 from .. import validate as v
-from ..numeric import gaussian_blur, mahalanobis
-from ..base import RUN_CHECKS, Capabilities, Detector, register
-from ..data import Batch, training_data
+from ..base import RUN_CHECKS, Capabilities, register
+from ..data import Batch
 from ..errors import AnomalyError
 from ..features import BACKBONE_CHECKS, check_backbone_config
 from ..nets import BackboneClassifier, trainable_extractor
+from ..numeric import gaussian_blur, mahalanobis
 from ..pretrain import DEFAULT_SYNTH_OPS, synth_batch
 from ..state import Buffers
 from ..streaming import RunningMoments
-from ..training import TRAIN_CHECKS, TrainConfig, augment_pipeline, check_augment, fit_model, history
+from ..training import TRAIN_CHECKS, augment_pipeline, check_augment, history
+from .trained import TrainedDetector
 
 __all__ = ["SyntheticOOD"]
 
@@ -50,7 +49,7 @@ def _synth_ops(value, name):
 
 
 @register
-class SyntheticOOD(Detector):
+class SyntheticOOD(TrainedDetector):
     """Normal-vs-synthetic classifier; score = Gaussian feature distance or anomaly probability.
 
     Parameters
@@ -110,6 +109,7 @@ class SyntheticOOD(Detector):
     """
 
     capabilities = Capabilities(has_maps=True)
+    _train_desc = "synthetic-ood"
 
     input_kind = "image"
     _param_checks = {
@@ -182,12 +182,6 @@ class SyntheticOOD(Detector):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ set-up
-    def _check_more(self) -> None:
-        self._train_config(self.epochs)
-
-    def _train_config(self, epochs: int, val: bool = True) -> TrainConfig:
-        return TrainConfig.for_epochs(self.get_params(deep=False), epochs, val)
-
     def _classifier(self, ext) -> BackboneClassifier:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -226,7 +220,7 @@ class SyntheticOOD(Detector):
         return {"model_": self._classifier(ext).eval(), "gauss_": Buffers.skeleton(spec, device)}
 
     def _after_load(self) -> None:
-        self._pipeline = augment_pipeline(self.augment)
+        super()._after_load()
         self.model_.to(self.device_).eval()
         g = self.gauss_
         self._moments, self._patch_moments = RunningMoments(), RunningMoments()
@@ -242,16 +236,6 @@ class SyntheticOOD(Detector):
         xb = torch.cat([step.x, fake])
         target = torch.cat([torch.zeros(len(step.x)), torch.ones(len(fake))]).long().to(xb.device)
         return F.cross_entropy(model(xb), target)
-
-    def _train(self, x, epochs: int, val: bool) -> None:
-        cfg = self._train_config(epochs, val)
-        if val and self.max_time is not None:  # fit: the moments, in-sample scores and calibration passes,
-            # charged at the held-out pass's rate (which scores each sample and its synthesised twin)
-            cfg = dataclasses.replace(cfg, after_items=len(x) + len(x) // 9)
-        self.history_ = fit_model(
-            self.model_, self._loss, x, None, cfg, self.device_,
-            augment=self._pipeline, desc="synthetic-ood",
-        )
 
     def _finest(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled features (N, D) and the finest layer's map (N, C, h, w), model in eval mode."""
@@ -278,20 +262,8 @@ class SyntheticOOD(Detector):
         self.moments_n_, self.patch_moments_n_ = m.n, pm.n
 
     # ------------------------------------------------------------------ the hooks
-    def fit(self, X, y=None) -> SyntheticOOD:
-        """Fine-tune on normal images vs their synthesised variations, then fit the Gaussians."""
-        data = X
-        self._start(data)
-        train = training_data(data, batch_size=self.batch_size)
-        self._check_input(train.head())
-        self.input_shape_ = train.sample_shape
-        self._train(train, self.epochs, val=True)
-        shard = self._shard()  # under torchrun: the statistics pass reads this process's share
-        self._fit_gaussians((b.x for b in train.batches(self.batch_size, self.num_workers, shard)),
-                            sharded=shard is not None)
-        self.n_seen_ = len(train)
-        self._after_fit(X)
-        return self
+    def _after_training(self, batches, sharded: bool) -> None:
+        self._fit_gaussians(batches, sharded=sharded)
 
     def _update(self, batch: Batch, fitting: bool) -> None:  # partial_fit only
         self._train(batch.x, self.partial_fit_epochs, val=False)
