@@ -197,18 +197,10 @@ def fit(ctx, data_spec, out, holdout, fpr, sign, columns, time_column, label_col
                             verbose=not quiet and _is_main(), **load))
 
 
-#: fit sub-command -> detector class name (its options: anomalib_lite/options.json)
-FIT = {"latent": "LatentDistance", "reconstruction": "Reconstruction", "synthetic": "SyntheticOOD",
-       "continuation": "Continuation", "rnn": "SupervisedRNN"}
-EXAMPLES = {
-    "latent": ['--data data/brick/train --backbone resnet18 --weights random -o brick.anomaly',
-               '--data "mnist:train?classes=7" -o digit7.anomaly'],
-    "reconstruction": ['--data "mnist:train?classes=7" --augment aug.yaml -o ae7.anomaly'],
-    "synthetic": ['--data "mnist:train?classes=7" --image-size 32 -o ood7.anomaly'],
-    "continuation": ['--data data/series.csv --column value -o m.anomaly',
-                     '--data "nab:realKnownCause/nyc_taxi.csv?stop=0.15" -o taxi.anomaly'],
-    "rnn": ["--data data/labelled.csv --label-column anomaly --horizon 20 -o warn.anomaly"],
-}
+#: fit sub-command -> detector class name: every registered detector with a command (options.json,
+#: generated from the registry by `python -m anomalib_lite.options`), with the examples it declares
+FIT = {name: spec["detector"] for name, spec in specs.load()["commands"].items() if "detector" in spec}
+EXAMPLES = {name: specs.load()["commands"][name]["examples"] for name in FIT}
 
 
 def _fit_command(name: str, class_name: str) -> click.Command:

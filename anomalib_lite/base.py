@@ -77,6 +77,10 @@ class Detector(BaseEstimator):
 
     #: what this detector can do (see :class:`Capabilities`)
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: its ``anomaly fit`` sub-command (None: not on the command line) and the examples its
+    #: ``--help`` shows (the arguments after ``anomaly fit COMMAND``)
+    command: ClassVar[str | None] = None
+    cli_examples: ClassVar[tuple[str, ...]] = ()
 
     #: what a sample is: "image" (C,H,W), "vector" (D) or "any" of those; "series": one time
     #: step (D) of a series (see anomalib_lite.series.SeriesDetector)

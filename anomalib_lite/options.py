@@ -21,19 +21,26 @@ import json
 import re
 from pathlib import Path
 
-__all__ = ["FILE", "TARGETS", "generate", "load", "values"]
+__all__ = ["FILE", "OTHERS", "generate", "load", "targets", "values"]
 
 FILE = Path(__file__).with_name("options.json")
 
-#: command name -> "module:attribute" of the class or function whose parameters it offers
-TARGETS = {
-    "latent": "anomalib_lite.detectors.latent:LatentDistance",
-    "reconstruction": "anomalib_lite.detectors.reconstruction:Reconstruction",
-    "synthetic": "anomalib_lite.detectors.synthetic:SyntheticOOD",
-    "continuation": "anomalib_lite.detectors.continuation:Continuation",
-    "rnn": "anomalib_lite.detectors.supervised_rnn:SupervisedRNN",
-    "pretrain": "anomalib_lite.pretrain:pretrain",
-}
+#: commands that are not a detector's: command name -> "module:attribute" of the function
+OTHERS = {"pretrain": "anomalib_lite.pretrain:pretrain"}
+
+
+def targets() -> dict[str, str]:
+    """Command name -> "module:attribute" of the class or function whose parameters it offers:
+    every registered detector with a ``command`` (imports the detectors, so torch), then OTHERS."""
+    import importlib
+
+    from .registry import BUILT_IN, DETECTORS
+
+    importlib.import_module(BUILT_IN)  # registers the built-in detectors
+    out = {cls.command: f"{cls.__module__}:{cls.__name__}" for cls in DETECTORS.values() if cls.command}
+    return {**out, **OTHERS}
+
+
 RUN = ("device", "seed", "verbose", "batch_size")  # every command sets these from its run options
 SKIP = {"pretrain": ("data", "out")}  # given by the command's own --data / --output
 
@@ -120,7 +127,10 @@ def describe(command: str, target) -> dict:
     summary = (inspect.getdoc(target) or "").split("\n\n")[0]
     caps = getattr(target, "capabilities", None)
     out = {"summary": summary, "input_kind": getattr(target, "input_kind", None), "params": params}
-    return out if caps is None else {**out, "capabilities": dataclasses.asdict(caps)}
+    if caps is None:
+        return out
+    return {**out, "detector": target.__name__, "capabilities": dataclasses.asdict(caps),
+            "examples": list(target.cli_examples)}
 
 
 def generate() -> dict:
@@ -130,7 +140,7 @@ def generate() -> dict:
     import augment
 
     out: dict = {"commands": {}}
-    for command, where in TARGETS.items():
+    for command, where in targets().items():
         module, attr = where.split(":")
         out["commands"][command] = describe(command, getattr(importlib.import_module(module), attr))
     out["augment_backends"] = list(augment.BACKENDS)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_detector_declares_its_capabilities_and_the_cli_reads_the_same():
-    stored = {where.split(":")[1]: options.load()["commands"][cmd] for cmd, where in options.TARGETS.items()}
+    stored = {where.split(":")[1]: options.load()["commands"][cmd] for cmd, where in options.targets().items()}
     assert set(al.DETECTORS) == {"Continuation", "LatentDistance", "Reconstruction", "SupervisedRNN", "SyntheticOOD"}
     for name, cls in al.DETECTORS.items():
         assert isinstance(cls.capabilities, Capabilities), name

@@ -34,7 +34,9 @@ def test_the_cli_and_its_options_name_every_detector():
     import cli
 
     assert set(cli.FIT.values()) == REGISTERED and set(cli.EXAMPLES) == set(cli.FIT)
-    targets = {where.split(":")[1] for where in options.TARGETS.values()}
+    assert all(cli.EXAMPLES[c] == list(al.DETECTORS[n].cli_examples) and cli.EXAMPLES[c] for c, n in cli.FIT.items())
+    assert {c: n for c, n in cli.FIT.items()} == {cls.command: n for n, cls in al.DETECTORS.items()}
+    targets = {where.split(":")[1] for where in options.targets().values()}
     assert REGISTERED <= targets
 
 

@@ -131,6 +131,9 @@ class Continuation(SeriesDetector):
     """
 
     capabilities = Capabilities(learns_online=True)
+    command = "continuation"  # `anomaly fit continuation`
+    cli_examples = ('--data data/series.csv --column value -o m.anomaly',
+                    '--data "nab:realKnownCause/nyc_taxi.csv?stop=0.15" -o taxi.anomaly',)
 
     _param_checks = {
         "network": v.one_of(*_NETWORKS),

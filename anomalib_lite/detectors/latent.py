@@ -197,6 +197,9 @@ class LatentDistance(Detector):
     """
 
     capabilities = Capabilities(exports_onnx=True, has_maps=True)
+    command = "latent"  # `anomaly fit latent`
+    cli_examples = ('--data data/brick/train --backbone resnet18 --weights random -o brick.anomaly',
+                    '--data "mnist:train?classes=7" -o digit7.anomaly',)
 
     input_kind = "any"
     _fit_stage = "features"

@@ -94,6 +94,8 @@ class Reconstruction(TrainedDetector):
     """
 
     capabilities = Capabilities(exports_onnx=True, has_maps=True)
+    command = "reconstruction"  # `anomaly fit reconstruction`
+    cli_examples = ('--data "mnist:train?classes=7" --augment aug.yaml -o ae7.anomaly',)
     _train_desc = "autoencoder"
 
     input_kind = "image"

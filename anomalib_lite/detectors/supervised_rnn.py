@@ -89,6 +89,8 @@ class SupervisedRNN(SeriesDetector):
     """
 
     capabilities = Capabilities(calibrates=False, early_warning=True)
+    command = "rnn"  # `anomaly fit rnn`
+    cli_examples = ('--data data/labelled.csv --label-column anomaly --horizon 20 -o warn.anomaly',)
 
     _param_checks = {
         **SERIES_CHECKS,

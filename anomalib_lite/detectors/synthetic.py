@@ -109,6 +109,8 @@ class SyntheticOOD(TrainedDetector):
     """
 
     capabilities = Capabilities(has_maps=True)
+    command = "synthetic"  # `anomaly fit synthetic`
+    cli_examples = ('--data "mnist:train?classes=7" --image-size 32 -o ood7.anomaly',)
     _train_desc = "synthetic-ood"
 
     input_kind = "image"
