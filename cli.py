@@ -210,7 +210,7 @@ def _fit_command(name: str, class_name: str) -> click.Command:
     def run(data_spec, out, sign, quiet, device, seed, batch_size, holdout=None, fpr=0.01, **rest):
         load = _load_options(**{k: rest.pop(k) for k in ("columns", "time_column", "label_column", "nan", "data_dir",
                                                           "download") if k in rest})
-        det = getattr(al, class_name)(**_values(name, rest), device=device, seed=seed, verbose=not quiet and _is_main())
+        det = al.DETECTORS[class_name](**_values(name, rest), device=device, seed=seed, verbose=not quiet and _is_main())
         if batch_size:
             det.set_params(batch_size=batch_size)
         _say(_wf().fit_and_save(det, data_spec, out, holdout=holdout if calibrates else None, fpr=fpr, seed=seed,
@@ -235,6 +235,22 @@ def _fit_command(name: str, class_name: str) -> click.Command:
 
 for _name, _class in FIT.items():
     fit.add_command(_fit_command(_name, _class))
+
+
+def add_detector(cls) -> None:
+    """``anomaly fit COMMAND`` for a detector registered outside this package (a plugin: its
+    ``command``, options and examples described from the class itself, which imports torch)."""
+    specs.load()["commands"][cls.command] = specs.describe(cls.command, cls)
+    FIT[cls.command], EXAMPLES[cls.command] = cls.__name__, list(cls.cli_examples)
+    fit.add_command(_fit_command(cls.command, cls.__name__))
+
+
+def remove_detector(cls) -> None:
+    """Undo :func:`add_detector`."""
+    fit.commands.pop(cls.command, None)
+    FIT.pop(cls.command, None)
+    EXAMPLES.pop(cls.command, None)
+    specs.load()["commands"].pop(cls.command, None)
 
 
 @cli.command("pretrain")
