@@ -16,7 +16,7 @@ import types
 
 #: public name -> the module defining it (relative to this package, or a top-level package)
 _NAMES = {
-    "DETECTORS": ".base", "Detector": ".base",
+    "DETECTORS": ".base", "Detector": ".base", "Capabilities": ".base", "register": ".registry",
     "load": ".bundle", "read_header": ".header",
     "Batch": ".data", "iter_batches": ".data", "iter_series": ".data",
     "Continuation": ".detectors", "LatentDistance": ".detectors", "Reconstruction": ".detectors",
