@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import AnomalyError
 from .io import atomic_output
-from .series_sources import MAX_LINE, MISSING, SeriesReader, SeriesSource
+from .series_sources import MAX_LINE, MISSING, SeriesReader, SeriesSource, numbered_lines
 
 __all__ = ["MAX_LINE", "read_lines", "score_series", "score_table", "stream_lines", "write_score_table"]
 
@@ -86,13 +86,8 @@ def read_lines(fh: TextIO, max_line: int = MAX_LINE) -> Iterator[tuple[int, str 
     None, kind)`` for a line that cannot be a row: "blank", "NUL bytes", "not UTF-8" (a line
     decoded with replacement characters) or "over-long" (more than ``max_line`` characters:
     read on in pieces and dropped, never held whole)."""
-    number = 0
-    while True:
-        line = fh.readline(max_line + 1)
-        if not line:
-            return
-        number += 1
-        if len(line) > max_line and not line.endswith(("\n", "\r")):
+    for number, line, whole in numbered_lines(fh, max_line):
+        if not whole:
             while True:  # the rest of the line, piece by piece
                 more = fh.readline(1 << 16)
                 if not more or more.endswith(("\n", "\r")):

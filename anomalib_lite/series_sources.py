@@ -227,16 +227,24 @@ class SeriesSource(DataSource):
                 "time_column": self.time_column, "header": self.header, "classes": None}
 
 
-def bounded_lines(fh, where: str, max_line: int = MAX_LINE) -> Iterator[str]:
-    """The lines of a text file, each read with at most ``max_line + 1`` characters in memory: a
-    longer line is refused (AnomalyError with its number) while it is being read."""
+def numbered_lines(fh, max_line: int = MAX_LINE) -> Iterator[tuple[int, str, bool]]:
+    """``(line number, line, whole)`` for each line of a text file, read with at most
+    ``max_line + 1`` characters in memory: a longer line comes as its first piece with
+    ``whole=False`` (the caller refuses it, or reads on past it)."""
     number = 0
     while True:
         line = fh.readline(max_line + 1)
         if not line:
             return
         number += 1
-        if len(line) > max_line and not line.endswith(("\n", "\r")):
+        yield number, line, not (len(line) > max_line and not line.endswith(("\n", "\r")))
+
+
+def bounded_lines(fh, where: str, max_line: int = MAX_LINE) -> Iterator[str]:
+    """The lines of a text file, each read with at most ``max_line + 1`` characters in memory: a
+    longer line is refused (AnomalyError with its number) while it is being read."""
+    for number, line, whole in numbered_lines(fh, max_line):
+        if not whole:
             raise AnomalyError(f"{where}: line {number}: longer than {max_line:,} characters; refused")
         yield line
 
