@@ -10,13 +10,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["error_map", "gaussian_blur", "log_scale", "mahalanobis", "patch_maps", "reweight_factor", "ssim_map",
+__all__ = ["combined", "error_map", "gaussian_blur", "log_scale", "mahalanobis", "patch_maps", "reweight_factor", "ssim_map",
            "surprise"]
 
 
 def surprise(values: torch.Tensor, scale) -> torch.Tensor:
     """Robust z of log-distances against ``[median, scale]`` measured on held-out normals."""
     return (values.double().clamp_min(1e-12).log() - scale[0]) / scale[1]
+
+
+def combined(z_patch: torch.Tensor, z_pooled: torch.Tensor) -> torch.Tensor:
+    """The combined image score: the length of both surprises, each made positive by a softplus
+    (which keeps their order); a square root of squares, as ``hypot`` has no ONNX op."""
+    zp, zq = F.softplus(z_patch), F.softplus(z_pooled)
+    return torch.sqrt(zp * zp + zq * zq)
 
 
 def log_scale(values: torch.Tensor) -> list[float]:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .features import Featurizer
-from .numeric import error_map, mahalanobis, patch_maps, reweight_factor, surprise
+from .numeric import combined, error_map, mahalanobis, patch_maps, reweight_factor, surprise
 
 __all__ = ["LatentGraph", "ReconstructionGraph"]
 
@@ -108,12 +108,10 @@ class LatentGraph(nn.Module):
     def forward(self, images: torch.Tensor):
         maps = self._patch_maps(images) if self.maps else None
         if self.combined:  # both kinds of evidence, each a surprise on its measured scale
-
             patch = maps.flatten(1).amax(1)
             if self.scale is None:
                 return patch, maps
-            zp, zq = (nn.functional.softplus(surprise(v, s)) for v, s in zip((patch, self._pooled(images)), self.scale))
-            return torch.sqrt(zp * zp + zq * zq).float(), maps  # (hypot has no ONNX op)
+            return combined(*(surprise(v, s) for v, s in zip((patch, self._pooled(images)), self.scale))).float(), maps
         score = self._pooled(images) if self.pooled else maps.flatten(1).amax(1)  # the map's maximum, as torch
         return (score,) if maps is None else (score, maps)
 

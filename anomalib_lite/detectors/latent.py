@@ -28,7 +28,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import distributed
 from .. import validate as v
@@ -37,7 +36,7 @@ from ..data import Batch
 from ..errors import AnomalyError
 from ..features import BACKBONE_CHECKS, Featurizer, check_backbone_config, extractor_from_config, make_extractor
 from ..memory import FAISS_INDEXES, KnnIndex, greedy_coreset, max_index_bytes
-from ..numeric import log_scale, mahalanobis, patch_maps, reweight_factor, surprise
+from ..numeric import combined, log_scale, mahalanobis, patch_maps, reweight_factor, surprise
 from ..state import Buffers
 from ..streaming import KeyedSample, Reservoir, RunningMoments
 
@@ -739,12 +738,9 @@ class LatentDistance(Detector):
         return maps.flatten(1).amax(1), self._pooled_batch(x)
 
     def _combine(self, patch: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-        """The length of the (softplus-positive) surprises of both kinds of evidence (the patch
-        score alone when no scale was measured)."""
-        if self.evidence_scale_ is None:
-            return patch.double()
-        zp, zq = (F.softplus(surprise(v, s)) for v, s in zip((patch, pooled), self.evidence_scale_))
-        return torch.sqrt(zp * zp + zq * zq)
+        """The length of the (softplus-positive) surprises of both kinds of evidence (called only
+        once their scales were measured: see ``_patch_scored``)."""
+        return combined(*(surprise(v, s) for v, s in zip((patch, pooled), self.evidence_scale_)))
 
     def evidence(self, X) -> dict[str, np.ndarray]:
         """Each kind of evidence per image as a surprise on its own scale (``image_score="combined"``):
@@ -759,8 +755,7 @@ class LatentDistance(Detector):
                 z = torch.stack([surprise(v, s) for v, s in zip(self._evidence_batch(b.x), self.evidence_scale_)], 1)
                 out.append(z if tiled is None else z.reshape(-1, tiled[0], 2).amax(1))
         z = torch.cat(out)
-        zp, zq = F.softplus(z[:, 0]), F.softplus(z[:, 1])
-        score = torch.sqrt(zp * zp + zq * zq).numpy()
+        score = combined(z[:, 0], z[:, 1]).numpy()
         z = z.numpy()
         return {"patch": z[:, 0], "pooled": z[:, 1], "decided": np.where(z[:, 0] >= z[:, 1], "patch", "pooled"),
                 "score": score}
