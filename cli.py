@@ -145,24 +145,21 @@ def cli():
 
 
 # ---------------------------------------------------------------- fit
-#: what `anomaly fit --data ...` with no detector fits, by the data's kind (workflows.ROUTES says the same)
-_ROUTE_HELP = """With no detector named, fit chooses the route documented as best for the data's kind and
-says which in its result line (anomaly info shows it later):
+def _route_help() -> str:
+    """What `anomaly fit --data ...` with no detector fits, by the data's kind (options.ROUTES)."""
+    import textwrap
 
-\b
-  images, ImageNet weights cached: latent on wide_resnet50_2 (layer2+layer3), patch
-      score: PatchCore as published, the best route whenever those weights exist
-  images, offline: latent on a resnet18 first pretrained on your images to find
-      synthesised local changes (--pretrain segment), patch score: the best offline route
-      on the inspection set's dev half (BENCHMARKS.md)
-  vectors (a table): latent, kNN distance to the normal vectors
-  series (CSV, nab:): continuation with every default: NAB's route"""
+    routes = "\n".join(textwrap.fill(f"{kind}: {what}", 88, initial_indent="  ", subsequent_indent="      ")
+                       for kind, what in specs.ROUTES.items())
+    return ("With no detector named, fit chooses the route documented as best for the data's kind (the image "
+            "routes: the best measured on the inspection set's dev half, BENCHMARKS.md) and says which in its "
+            f"result line (anomaly info shows it later):\n\n\b\n{routes}")
 
 
 _FIT_HELP = f"""Fit a detector on normal data and save it as a one-file bundle; a share of the data
 (--holdout; the end of a series) calibrates the threshold at a false positive rate (--fpr).
 
-{_ROUTE_HELP}
+{_route_help()}
 
 \b
 Example:
@@ -243,14 +240,6 @@ def add_detector(cls) -> None:
     specs.load()["commands"][cls.command] = specs.describe(cls.command, cls)
     FIT[cls.command], EXAMPLES[cls.command] = cls.__name__, list(cls.cli_examples)
     fit.add_command(_fit_command(cls.command, cls.__name__))
-
-
-def remove_detector(cls) -> None:
-    """Undo :func:`add_detector`."""
-    fit.commands.pop(cls.command, None)
-    FIT.pop(cls.command, None)
-    EXAMPLES.pop(cls.command, None)
-    specs.load()["commands"].pop(cls.command, None)
 
 
 @cli.command("pretrain")

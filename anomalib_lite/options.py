@@ -21,9 +21,21 @@ import json
 import re
 from pathlib import Path
 
-__all__ = ["FILE", "OTHERS", "generate", "load", "targets", "values"]
+__all__ = ["FILE", "OTHERS", "ROUTES", "generate", "load", "targets", "values"]
 
 FILE = Path(__file__).with_name("options.json")
+
+#: what ``anomaly fit --data DIR`` (no detector named) fits, by the data's kind; chosen on the dev
+#: halves of the inspection set, MNIST and NAB (BENCHMARKS.md, issue 18 and 19)
+ROUTES = {
+    "images, ImageNet weights cached": "LatentDistance on wide_resnet50_2's ImageNet features (layer2+layer3), "
+                                       "patch score (PatchCore as published)",
+    "images, offline": "LatentDistance on a resnet18 pretrained on the images themselves to find synthesised "
+                       "local changes (pretrain='segment', layer1+layer2), patch score",
+    "vectors": "LatentDistance: kNN distance to the normal vectors",
+    "series": "Continuation with every default (NAB's route: forecast error, neighbours, changes, the weekly "
+              "cycle)",
+}
 
 #: commands that are not a detector's: command name -> "module:attribute" of the function
 OTHERS = {"pretrain": "anomalib_lite.pretrain:pretrain"}

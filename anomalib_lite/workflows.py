@@ -33,6 +33,7 @@ from .evaluation import (NO_LABELS, Evaluation, assess, format_figures, format_v
                          plural, score_rows)
 from .header import describe_header
 from .io import atomic_output, check_outputs, check_writable
+from .options import ROUTES
 from .sources import load as load_data
 from .sources import spec_files, spec_path
 from .thresholds import SurpriseScore
@@ -108,19 +109,6 @@ def load_bundle(path, *, device: str = "auto", verify=None, verbose: bool = Fals
     return det
 
 
-#: what ``anomaly fit --data DIR`` (no detector named) fits, by the data's kind; chosen on the dev
-#: halves of the inspection set, MNIST and NAB (BENCHMARKS.md, issue 18 and 19)
-ROUTES = {
-    "images, ImageNet weights cached": "LatentDistance on wide_resnet50_2's ImageNet features (layer2+layer3), "
-                                       "patch score (PatchCore as published)",
-    "images, offline": "LatentDistance on a resnet18 pretrained on the images themselves to find synthesised "
-                       "local changes (pretrain='segment', layer1+layer2), patch score",
-    "vectors": "LatentDistance: kNN distance to the normal vectors",
-    "series": "Continuation with every default (NAB's route: forecast error, neighbours, changes, the weekly "
-              "cycle)",
-}
-
-
 def choose_detector(source, *, device: str = "auto", seed: int = 0, verbose: bool = False) -> tuple[Detector, str]:
     """The documented best route for the data's kind (what ``anomaly fit`` fits when no detector is
     named): ``(detector, route)``, the route one of :data:`ROUTES`."""
@@ -164,12 +152,16 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
     out = check_writable(out, "bundle")
     _check_outputs({"bundle": out}, spec, sign, det=det, data_dir=load_options.get("data_dir"))
     t = time.perf_counter()
-    route = None
+    route, source = None, None
     if det is None:
-        det, route = choose_detector(load_source(spec, None, **{k: v for k, v in load_options.items()
-                                                                if k in ("data_dir", "download")}),
-                                     device=device, seed=seed, verbose=verbose)
-    source = load_source(spec, det, **load_options)
+        where = {k: v for k, v in load_options.items() if k in ("data_dir", "download")}
+        first = load_source(spec, None, **where)
+        det, route = choose_detector(first, device=device, seed=seed, verbose=verbose)
+        if det.input_kind != "series" and not any(load_options.get(k) for k in ("columns", "time_column",
+                                                                                 "label_column")):
+            source = first  # images and vectors read the same whatever the detector: not read twice
+    if source is None:
+        source = load_source(spec, det, **load_options)
     if det.get_params().get("max_time") is not None:  # the budget covers reading the data too
         det.set_params(max_time=max(1.0, det.max_time - (time.perf_counter() - t)))
     cross = False

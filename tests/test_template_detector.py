@@ -66,7 +66,8 @@ def registered():
     cli.add_detector(MeanDistance)
     yield
     del DETECTORS["MeanDistance"]
-    cli.remove_detector(MeanDistance)
+    for table in (cli.fit.commands, cli.FIT, cli.EXAMPLES, cli.specs.load()["commands"]):
+        table.pop(MeanDistance.command)
 
 
 def _images(n, seed, spot=False):
