@@ -81,6 +81,10 @@ class Detector(BaseEstimator):
     #: ``--help`` shows (the arguments after ``anomaly fit COMMAND``)
     command: ClassVar[str | None] = None
     cli_examples: ClassVar[tuple[str, ...]] = ()
+    #: parameters that make a fit on a few dozen small samples take about a second: the test
+    #: suites (contract, scikit-learn checks, doctests) and the bundle fuzzer build every
+    #: registered detector with these, so a new detector is covered by declaring them
+    quick_params: ClassVar[dict] = {}
 
     #: what a sample is: "image" (C,H,W), "vector" (D) or "any" of those; "series": one time
     #: step (D) of a series (see anomalib_lite.series.SeriesDetector)

@@ -72,28 +72,41 @@ def _labelled(n, seed):
     return x, y
 
 
+#: LatentDistance's banks, each a seed of its own (its other parts are the registry's seeds)
+VARIANTS = {
+    "LatentDistance-patch": ({"patch_size": 3}, "images"),
+    "LatentDistance-vector": ({}, "vectors"),
+    "LatentDistance-gaussian": ({"method": "gaussian", "patch_size": 3, "map_dims": 8, "image_score": "patch"},
+                                "images"),
+    "LatentDistance-resnet": ({"backbone": "resnet18", "weights": "random", "layers": ["layer1"], "image_size": 32,
+                               "memory_size": 64}, "images"),
+}
+
+
+def _kind(cls) -> str:
+    """What a registered detector's seed is fitted on."""
+    if cls.input_kind != "series":
+        return "images"
+    return "series" if cls.capabilities.calibrates else "labelled"
+
+
 def _cases():
+    """One seed per registered detector (its ``quick_params``) and per variant above."""
     import anomalib_lite as al
 
-    return {
-        "LatentDistance-patch": (lambda: al.LatentDistance(patch_size=3, device="cpu"), "images"),
-        "LatentDistance-vector": (lambda: al.LatentDistance(device="cpu"), "vectors"),
-        "LatentDistance-gaussian": (lambda: al.LatentDistance(method="gaussian", patch_size=3, map_dims=8,
-                                                              image_score="patch", device="cpu"), "images"),
-        "LatentDistance-resnet": (lambda: al.LatentDistance(backbone="resnet18", weights="random", layers=["layer1"],
-                                                            image_size=32, memory_size=64, device="cpu"), "images"),
-        "Reconstruction": (lambda: al.Reconstruction(latent_dim=4, width=4, epochs=1, device="cpu"), "images"),
-        "SyntheticOOD": (lambda: al.SyntheticOOD(layers=["layer1"], epochs=1, batch_size=16, num_workers=0,
-                                                 device="cpu"), "images"),
-        "Continuation": (lambda: al.Continuation(window=8, horizon=2, hidden=8, num_layers=1, epochs=1, season=0,
-                                                 device="cpu"), "series"),
-        "SupervisedRNN": (lambda: al.SupervisedRNN(window=8, horizon=3, hidden=8, epochs=1, device="cpu"),
-                          "labelled"),
-    }
+    cases = {}
+    for name, cls in al.DETECTORS.items():
+        variants = {v: spec for v, spec in VARIANTS.items() if v.split("-")[0] == name}
+        for v, (params, kind) in (variants or {name: ({**cls.quick_params}, _kind(cls))}).items():
+            cases[v] = (lambda cls=cls, params=params: cls(**{**params, "device": "cpu"}), kind)
+    return cases
 
 
-NAMES = ["LatentDistance-patch", "LatentDistance-vector", "LatentDistance-gaussian", "LatentDistance-resnet",
-         "Reconstruction", "SyntheticOOD", "Continuation", "SupervisedRNN"]
+def _names() -> list[str]:
+    return list(_cases())
+
+
+NAMES = _names()
 
 
 def score_data(kind: str):

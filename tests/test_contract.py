@@ -42,27 +42,37 @@ def _labelled(n, seed):
     return x, y
 
 
-CASES = {
-    "LatentDistance": (lambda: al.LatentDistance(device="cpu"), lambda: _images(60, 0), lambda: _images(10, 1, True)),
-    "Reconstruction": (lambda: al.Reconstruction(latent_dim=4, width=4, epochs=2, device="cpu"),
-                       lambda: _images(60, 0), lambda: _images(10, 1, True)),
-    "SyntheticOOD": (lambda: al.SyntheticOOD(epochs=1, batch_size=16, num_workers=0, device="cpu"),
-                     lambda: _images(48, 0), lambda: _images(10, 1, True)),
-    "Continuation": (lambda: al.Continuation(window=8, horizon=2, hidden=8, num_layers=1, epochs=2, season=0,
-                                             device="cpu"), lambda: _series(300, 0), lambda: _series(120, 1)),
-    "SupervisedRNN": (lambda: al.SupervisedRNN(window=8, horizon=3, hidden=8, epochs=2, device="cpu"),
-                      lambda: _labelled(400, 0), lambda: _series(120, 1)),
-}
+def _labelled_kind(cls) -> bool:
+    """Learns from 0/1 labels per step: the detectors that set their own threshold."""
+    return not cls.capabilities.calibrates
+
+
+def case(cls):
+    """(make, train, test) for a detector class, from its ``quick_params``, ``input_kind`` and
+    capabilities: images for image (and any-kind) detectors, a series for series detectors, a
+    labelled series for those that learn from labels."""
+    def make():
+        return cls(**{**cls.quick_params, "device": "cpu"})
+
+    if cls.input_kind != "series":
+        return make, lambda: _images(60, 0), lambda: _images(10, 1, True)
+    return make, (lambda: _labelled(400, 0)) if _labelled_kind(cls) else (lambda: _series(300, 0)), lambda: _series(120, 1)
+
+
+#: every registered detector (a new one is covered by registering it)
+CASES = {name: case(cls) for name, cls in al.DETECTORS.items()}
 
 
 def _fit(name):
     make, train, _ = CASES[name]
     det = make()
     data = train()
-    if name == "SupervisedRNN":
+    if _labelled_kind(type(det)):
         return det.fit(*data), data[0]
     det.fit(data)
-    return det.calibrate(data, fpr=0.1) if name != "Continuation" else det.calibrate(data[200:], fpr=0.1, context=data[:200]), data
+    if det.input_kind == "series":
+        return det.calibrate(data[200:], fpr=0.1, context=data[:200]), data
+    return det.calibrate(data, fpr=0.1), data
 
 
 @pytest.fixture(scope="module", params=list(CASES))
@@ -124,7 +134,8 @@ def test_errors_are_the_package_error(fitted):
     make = CASES[name][0]
     for bad in ({"device": "tpu"}, {"batch_size": 0}, {"seed": -1}):
         with pytest.raises(AnomalyError) as info:
-            make().set_params(**bad).fit(CASES[name][1]() if name != "SupervisedRNN" else CASES[name][1]()[0])
+            data = CASES[name][1]()
+            make().set_params(**bad).fit(data[0] if _labelled_kind(type(det)) else data)
         assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
     with pytest.raises(NotFittedError) as info:  # ours, and scikit-learn's
         make().decision_function(CASES[name][2]())
@@ -145,7 +156,7 @@ def test_fit_leaves_the_callers_random_state_alone(fitted):
     assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
 
 
-@pytest.mark.parametrize("name", ["Continuation", "SupervisedRNN"])
+@pytest.mark.parametrize("name", [n for n, cls in al.DETECTORS.items() if cls.input_kind == "series"])
 def test_series_scored_in_chunks_of_odd_lengths_match(name):
     det, _ = _fit(name)
     test = _series(157, 3)
@@ -174,3 +185,23 @@ def test_pipeline_and_contamination():
     series = make_pipeline(StandardScaler(), al.Continuation(window=8, horizon=2, hidden=8, num_layers=1, epochs=1,
                                                              season=0, device="cpu"))
     assert series.fit(_series(300, 0).reshape(-1, 1)).decision_function(_series(50, 1).reshape(-1, 1)).shape == (50,)
+
+
+#: the checks every detector passes, by a fitted (name, detector, training data) triple
+CONTRACT = [test_scikit_learn_protocol, test_bundle_scores_identically_after_loading,
+            test_predict_agrees_with_decision_function_and_threshold, test_errors_are_the_package_error,
+            test_fit_leaves_the_callers_random_state_alone]
+
+
+def run_contract(cls, tmp_path) -> None:
+    """The whole contract on a detector class that is not one of the package's (a plugin's)."""
+    CASES[cls.__name__] = case(cls)
+    try:
+        fitted = (cls.__name__, *_fit(cls.__name__))
+        for check in CONTRACT:
+            if "tmp_path" in check.__code__.co_varnames[: check.__code__.co_argcount]:
+                check(fitted, tmp_path)
+            else:
+                check(fitted)
+    finally:
+        del CASES[cls.__name__]

@@ -4,15 +4,10 @@ import importlib
 
 import pytest
 
-MODULES = [
-    "anomalib_lite.detectors.latent",
-    "anomalib_lite.detectors.reconstruction",
-    "anomalib_lite.detectors.synthetic",
-    "anomalib_lite.detectors.continuation",
-    "anomalib_lite.detectors.supervised_rnn",
-    "anomalib_lite.pretrain",
-    "anomalib_lite.state",
-]
+import anomalib_lite as al
+
+#: every registered detector's module, and the modules with examples beside them
+MODULES = sorted({cls.__module__ for cls in al.DETECTORS.values()}) + ["anomalib_lite.pretrain", "anomalib_lite.state"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -51,20 +51,15 @@ def expected_failures(est) -> dict[str, str]:
         out.update({c: "takes images (N, C, H, W); the check fits on a 2-D table" for c in TABLE_CHECKS})
     if est.input_kind == "series":
         out.update(SERIES)
-        if isinstance(est, al.SupervisedRNN):
+        if not est.capabilities.calibrates:
             del out["check_fit1d"]  # refused for its missing labels: the check passes
-    if isinstance(est, al.SupervisedRNN):
+    if not est.capabilities.calibrates:  # learns from labels
         out.update({c: "learns from 0/1 labels per time step; the check passes classes or no labels" for c in LABEL_CHECKS})
     return out
 
 
-ESTIMATORS = [
-    al.LatentDistance(device="cpu", memory_size=400, contamination=0.1),
-    al.Reconstruction(latent_dim=4, width=4, epochs=1, device="cpu", contamination=0.1),
-    al.SyntheticOOD(epochs=1, batch_size=16, num_workers=0, device="cpu", contamination=0.1),
-    al.Continuation(window=4, horizon=1, hidden=4, num_layers=1, epochs=1, season=0, device="cpu", contamination=0.1),
-    al.SupervisedRNN(window=4, horizon=1, hidden=4, epochs=1, device="cpu", contamination=0.1),
-]
+#: every registered detector, with its quick parameters
+ESTIMATORS = [cls(**{**cls.quick_params, "device": "cpu", "contamination": 0.1}) for cls in al.DETECTORS.values()]
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failures)

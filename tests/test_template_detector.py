@@ -2,6 +2,9 @@
 through fit, save, load, the command line and the contract without any other file touched."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +114,13 @@ def test_the_template_keeps_the_contract(name):
     assert det.n_seen_ == 30 and det.input_shape_ == (1, 16, 16)
     with pytest.raises(al.AnomalyError):
         det.decision_function(np.zeros((2, 3, 16, 16), np.float32))  # another shape: one clear error
+
+
+def test_the_template_passes_the_contract_suite(tmp_path):
+    """The contract suite every built-in detector passes (tests/test_contract.py), on the template."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        import test_contract
+    finally:
+        sys.path.pop(0)
+    test_contract.run_contract(MeanDistance, tmp_path)

@@ -134,6 +134,7 @@ class Continuation(SeriesDetector):
     command = "continuation"  # `anomaly fit continuation`
     cli_examples = ('--data data/series.csv --column value -o m.anomaly',
                     '--data "nab:realKnownCause/nyc_taxi.csv?stop=0.15" -o taxi.anomaly',)
+    quick_params = {"window": 4, "horizon": 1, "hidden": 4, "num_layers": 1, "epochs": 1, "season": 0}
 
     _param_checks = {
         "network": v.one_of(*_NETWORKS),

@@ -199,6 +199,7 @@ class LatentDistance(Detector):
     command = "latent"  # `anomaly fit latent`
     cli_examples = ('--data data/brick/train --backbone resnet18 --weights random -o brick.anomaly',
                     '--data "mnist:train?classes=7" -o digit7.anomaly',)
+    quick_params = {"memory_size": 400}
 
     input_kind = "any"
     _fit_stage = "features"

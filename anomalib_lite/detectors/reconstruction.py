@@ -96,6 +96,7 @@ class Reconstruction(TrainedDetector):
     capabilities = Capabilities(exports_onnx=True, has_maps=True)
     command = "reconstruction"  # `anomaly fit reconstruction`
     cli_examples = ('--data "mnist:train?classes=7" --augment aug.yaml -o ae7.anomaly',)
+    quick_params = {"latent_dim": 4, "width": 4, "epochs": 1}
     _train_desc = "autoencoder"
 
     input_kind = "image"

@@ -91,6 +91,7 @@ class SupervisedRNN(SeriesDetector):
     capabilities = Capabilities(calibrates=False, early_warning=True)
     command = "rnn"  # `anomaly fit rnn`
     cli_examples = ('--data data/labelled.csv --label-column anomaly --horizon 20 -o warn.anomaly',)
+    quick_params = {"window": 4, "horizon": 1, "hidden": 4, "epochs": 1}
 
     _param_checks = {
         **SERIES_CHECKS,

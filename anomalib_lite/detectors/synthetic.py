@@ -111,6 +111,7 @@ class SyntheticOOD(TrainedDetector):
     capabilities = Capabilities(has_maps=True)
     command = "synthetic"  # `anomaly fit synthetic`
     cli_examples = ('--data "mnist:train?classes=7" --image-size 32 -o ood7.anomaly',)
+    quick_params = {"layers": ["layer1"], "epochs": 1, "batch_size": 16, "num_workers": 0}
     _train_desc = "synthetic-ood"
 
     input_kind = "image"
