@@ -370,15 +370,20 @@ class SurpriseScore:
             if extreme:
                 level += self.alarm
             levels["forecast"][i] = level
-            level = max([level] + [levels[name][i] for name in kinds])
-            self.since_alarm += 1
-            before = level
-            if level >= self.alarm:
-                if self.was_alarm or self.since_alarm <= self.refractory or self.steps <= self.settle:
-                    level = min(level, self.rest)
-                else:
-                    self.since_alarm = 0
-            self.was_alarm = before >= self.alarm
-            out[i] = level / (level + self.scale)
+            out[i] = self._gated(max([level] + [levels[name][i] for name in kinds]))
         self.last_levels = levels
         return out
+
+    def _gated(self, level: float, refractory: bool = True) -> float:
+        """A step's [0, 1] score from its surprise ``level``: an alarm rests (to ``rest``) while
+        the step before alarmed, within the ``refractory`` steps after an alarm (unless told
+        otherwise) and while the score settles; ``level / (level + scale)`` after."""
+        self.since_alarm += 1
+        before = level
+        if level >= self.alarm:
+            if self.was_alarm or (refractory and self.since_alarm <= self.refractory) or self.steps <= self.settle:
+                level = min(level, self.rest)
+            else:
+                self.since_alarm = 0
+        self.was_alarm = before >= self.alarm
+        return level / (level + self.scale)

@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import anomalib_lite as al
@@ -61,11 +60,7 @@ def main() -> None:
         lines.append(row)
     body = (f"LatentDistance with every default (raw pixels, combined image score), fitted as `anomaly fit` does. "
             f"Load average at start: {load[0]:.1f}.\n\n" + "\n".join(lines))
-    if args.no_record:
-        print(body)
-    else:
-        record.append("Thresholds that keep their promise: achieved false-positive rates on MNIST (calibration.py)",
-                      body)
+    record.publish("Thresholds that keep their promise: achieved false-positive rates on MNIST (calibration.py)", body, args.no_record)
 
 
 if __name__ == "__main__":

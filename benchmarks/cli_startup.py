@@ -103,10 +103,7 @@ def main() -> None:
             "`import torch`; medians. Help and usage errors import neither torch nor torchvision; `info` reads the "
             "header with the standard library; scoring imports what the bundle needs (torchvision only for a "
             "backbone).\n\n" + "\n\n".join(parts))
-    if args.no_record:
-        print(body)
-    else:
-        record.append("CLI start-up: every answer against `import torch`", body)
+    record.publish("CLI start-up: every answer against `import torch`", body, args.no_record)
 
 
 if __name__ == "__main__":

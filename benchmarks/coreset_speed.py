@@ -72,10 +72,7 @@ def main() -> None:
             f"projected to 128; {torch.get_num_threads()} torch threads; load average at start "
             f"{os.getloadavg()[0]:.1f}. Coverage radius: the largest distance from a row (20,000 sampled) "
             "to its nearest kept row; lower covers better.\n\n" + "\n".join(lines))
-    if args.no_record:
-        print(body)
-    else:
-        record.append("Coreset: speed and coverage", body)
+    record.publish("Coreset: speed and coverage", body, args.no_record)
 
 
 if __name__ == "__main__":

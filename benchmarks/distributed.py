@@ -119,10 +119,7 @@ def main() -> None:
         + "\n".join(lines)
         + f"\n\nStarting the processes alone (`anomaly info`): {start[0]:.1f} s for 1, {start[1]:.1f} s for 2 (torchrun)."
     )
-    if args.no_record:
-        print(body)
-    else:
-        record.append("Many processes: fit latent and score on all MNIST digits, 1 vs 2 processes (torchrun)", body)
+    record.publish("Many processes: fit latent and score on all MNIST digits, 1 vs 2 processes (torchrun)", body, args.no_record)
 
 
 if __name__ == "__main__":

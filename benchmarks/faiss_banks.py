@@ -181,10 +181,7 @@ def main() -> None:
             f"{args.threads} thread(s) for torch and FAISS. **Shared, busy machine**: load average "
             f"{load0[0]:.1f} at start, {load1[0]:.1f} at end, so seconds are pessimistic (the lead may rerun).\n\n"
             + "\n".join(lines))
-    if not args.no_record:
-        record.append("FAISS banks vs exact search (recall, ROC-AUC, speed)", body)
-    else:
-        print(body)
+    record.publish("FAISS banks vs exact search (recall, ROC-AUC, speed)", body, args.no_record)
     if tmp is not None:
         tmp.cleanup()
 

@@ -80,10 +80,7 @@ def main() -> None:
             "evidence alone and of the default combined score, from one detector per digit; the maps are its patch "
             "maps.\n\n"
             + "\n".join(lines))
-    if args.no_record:
-        print(body)
-    else:
-        record.append("Image scores: pooled, patch and combined on MNIST", body)
+    record.publish("Image scores: pooled, patch and combined on MNIST", body, args.no_record)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import anomalib_lite as al
 from anomalib_lite import sample_data
@@ -236,10 +235,7 @@ def main() -> None:
             f"dense-both: the largest of the 20 held-out scores). Dense pretraining: {args.steps} batches. "
             f"Load average (1/5/15 min) at start: {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, at end: "
             f"{'/'.join(f'{v:.1f}' for v in os.getloadavg())}.\n\n" + table(rows, routes, args.half))
-    if args.no_record:
-        print(body)
-    else:
-        record.append(f"Images that hold: the inspection set, {args.half} half (issue 18)", body)
+    record.publish(f"Images that hold: the inspection set, {args.half} half (issue 18)", body, args.no_record)
     if tmp is not None:
         tmp.cleanup()
 

@@ -81,10 +81,7 @@ def main() -> None:
     body = (f"Installed sizes of the dependency closure in this environment (torch {torch.version if torch else '?'}; "
             "sizes of the installed files, not of the downloads).\n\n" + "\n".join(rows)
             + "\n\nLargest: " + ", ".join(f"{n} {s / 1e6:.0f} MB" for s, n in big) + ".")
-    if args.no_record:
-        print(body)
-    else:
-        record.append("Install size: anomalib_lite and its dependencies", body)
+    record.publish("Install size: anomalib_lite and its dependencies", body, args.no_record)
 
 
 if __name__ == "__main__":

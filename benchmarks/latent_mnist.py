@@ -72,10 +72,7 @@ def main() -> None:
         "ROC-AUC (%) per normal digit, all 10,000 test digits scored, raw pixels in [0, 1].\n\n"
         + "\n".join(lines)
     )
-    if args.no_record:
-        print(body)
-    else:
-        record.append("MNIST outliers: LatentDistance on raw pixels vs scikit-learn", body)
+    record.publish("MNIST outliers: LatentDistance on raw pixels vs scikit-learn", body, args.no_record)
 
 
 if __name__ == "__main__":

@@ -40,10 +40,7 @@ def main() -> None:
         f"| {det.n_seen_} | {args.memory_size} | {args.maps} | {len(det.memory_)} | {sec:.1f} | "
         f"{before:.0f} | {after:.0f} | {f32:.0f} |"
     )
-    if args.no_record:
-        print(body)
-    else:
-        record.append("Memory: LatentDistance.fit on 60,000 MNIST digits", body)
+    record.publish("Memory: LatentDistance.fit on 60,000 MNIST digits", body, args.no_record)
 
 
 if __name__ == "__main__":

@@ -159,10 +159,7 @@ def main() -> None:
         "mask = changed pixels. Training time includes pretraining for the self-pretrained rows.\n\n"
         + "\n".join(lines)
     )
-    if args.no_record:
-        print(body)
-    else:
-        record.append("MNIST outliers: every image detector, settings chosen on synthetic validation", body)
+    record.publish("MNIST outliers: every image detector, settings chosen on synthetic validation", body, args.no_record)
 
 
 if __name__ == "__main__":

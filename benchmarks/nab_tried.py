@@ -230,17 +230,9 @@ class TriedScore(SurpriseScore):
                 level = max(0.0, level + math.log10(sum(10.0 ** (x - level) for x in each) / len(each)))
             if t.get("family"):
                 level = max(0.0, level - math.log10(max(1.0, min(self.steps, self.history) / t["family"])))
-            self.since_alarm += 1
-            before = level
             ended = t.get("calm") and self.calm_run >= t["calm"]
             self.calm_run = self.calm_run + 1 if level < self.rest else 0
-            if level >= self.alarm:
-                if self.was_alarm or (self.since_alarm <= self.refractory and not ended) or self.steps <= self.settle:
-                    level = min(level, self.rest)
-                else:
-                    self.since_alarm = 0
-            self.was_alarm = before >= self.alarm
-            out[i] = level / (level + self.scale)
+            out[i] = self._gated(level, refractory=not ended)
         self.last_levels = levels
         return out
 

@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import record

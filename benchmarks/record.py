@@ -53,6 +53,14 @@ def append(title: str, body: str) -> None:
     print(text)
 
 
+def publish(title: str, body: str, no_record: bool) -> None:
+    """``--no-record``: print ``body``; otherwise :func:`append` it to BENCHMARKS.md."""
+    if no_record:
+        print(body)
+    else:
+        append(title, body)
+
+
 @contextmanager
 def busy_core():
     """Run the block beside a process that keeps one core busy (timings "under load")."""

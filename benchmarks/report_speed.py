@@ -67,10 +67,7 @@ def main() -> None:
         f"| write_heatmaps, top 100 | {t_maps:.2f} | {maps_kb:.1f} kB per PNG |\n\n"
         f"Targets: report under 10 s after scoring and under 5 MB: {verdict}."
     )
-    if args.no_record:
-        print(body)
-    else:
-        record.append("HTML report: speed and size on 10,000 MNIST digits", body)
+    record.publish("HTML report: speed and size on 10,000 MNIST digits", body, args.no_record)
 
 
 if __name__ == "__main__":

@@ -58,10 +58,7 @@ def main() -> None:
             "test), LatentDistance on raw pixels by image score: image ROC-AUC (%), mean [min, max] over seeds "
             "0, 1, 2 (the test, tests/anomalib_lite/test_blur_warp.py, is seed 0 with the patch score).\n\n"
             + "\n".join(weave_lines))
-    if args.no_record:
-        print(body)
-    else:
-        record.append("Blur and local warps at test sizes (issue 18)", body)
+    record.publish("Blur and local warps at test sizes (issue 18)", body, args.no_record)
 
 
 def weave_table() -> list[str]:

@@ -115,10 +115,7 @@ def main() -> None:
             f"calibrate; 60 normal + 60 defective test crops, 128 px, grey). LatentDistance, "
             f"layers {','.join(args.layers)}, coreset_ratio {args.ratio}, pretraining budget {args.pretrain_time:g} s. "
             f"Load average at start: {load[0]:.1f}.\n\n" + "\n".join(lines))
-    if not args.no_record:
-        record.append("Real-size images: textures (MVTec-style)", body)
-    else:
-        print(body)
+    record.publish("Real-size images: textures (MVTec-style)", body, args.no_record)
     if tmp is not None:
         tmp.cleanup()
 

@@ -68,10 +68,7 @@ def main() -> None:
                 lines += rows(tmp, args.budget, "beside a busy process")
     body = ("Whole commands, fresh processes, `--epochs 100` so that the budget ends them; wall time from start to "
             "exit.\n\n" + "\n".join(lines))
-    if args.no_record:
-        print(body)
-    else:
-        record.append("Time budgets: --max-time against the wall time of the command", body)
+    record.publish("Time budgets: --max-time against the wall time of the command", body, args.no_record)
 
 
 if __name__ == "__main__":
