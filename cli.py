@@ -1,5 +1,5 @@
 """The `anomaly` command: each command parses its options, calls one API function
-(:mod:`anomalib_lite.workflows`) and prints what it returns.
+(:mod:`anomalib_lite.app.workflows`) and prints what it returns.
 
 The ``fit`` sub-commands are made from the detectors' own signatures: every parameter is an
 option with the detector's default and the help of its docstring, so no default is ever copied
@@ -23,12 +23,12 @@ import warnings  # noqa: E402
 import click  # noqa: E402
 
 import anomalib_lite as al  # noqa: E402  # names load on first use: --help and usage errors never import torch
-from anomalib_lite import options as specs  # noqa: E402
+from anomalib_lite.app import options as specs  # noqa: E402
 
 
 def _wf():
     """The workflows (and with them torch), imported when a command does its work."""
-    from anomalib_lite import workflows
+    from anomalib_lite.app import workflows
 
     return workflows
 
@@ -64,7 +64,7 @@ def _say(msg: str) -> None:
 # ---------------------------------------------------------------- options from the stored specs
 def _options(command: str) -> list[click.Option]:
     """One option per parameter of a detector (or of pretrain), its default, help and choices as
-    :mod:`anomalib_lite.options` stored them from the code."""
+    :mod:`anomalib_lite.app.options` stored them from the code."""
     opts = []
     for p in specs.load()["commands"][command]["params"]:
         flag, required = "--" + p["name"].replace("_", "-"), p["required"]
@@ -195,7 +195,7 @@ def fit(ctx, data_spec, out, holdout, fpr, sign, columns, time_column, label_col
 
 
 #: fit sub-command -> detector class name: every registered detector with a command (options.json,
-#: generated from the registry by `python -m anomalib_lite.options`), with the examples it declares
+#: generated from the registry by `python -m anomalib_lite.app.options`), with the examples it declares
 FIT = {name: spec["detector"] for name, spec in specs.load()["commands"].items() if "detector" in spec}
 EXAMPLES = {name: specs.load()["commands"][name]["examples"] for name in FIT}
 
@@ -363,7 +363,7 @@ def demo(digit, download, data_dir, make_data, device, seed, batch_size, quiet):
       anomaly demo --make-data data
     """
     if make_data is not None:
-        from anomalib_lite.sample_data import make_demo_data  # numpy and scikit-image's photographs: no torch
+        from anomalib_lite.data.sample_data import make_demo_data  # numpy and scikit-image's photographs: no torch
 
         click.echo(make_demo_data(make_data, seed=seed))
         return
@@ -415,7 +415,7 @@ def info(bundle, as_json, verify):
     Example:
       anomaly info digit7.anomaly
     """
-    from anomalib_lite.header import describe_header, read_header  # the header alone: no torch
+    from anomalib_lite.bundles.header import describe_header, read_header  # the header alone: no torch
 
     click.echo(describe_header(read_header(bundle, verify=verify), as_json))
 
@@ -451,7 +451,7 @@ def keygen(out):
       anomaly fit latent --data data/brick/train --sign line.key -o parts.anomaly
       anomaly score parts.anomaly --data data/brick/test/hole/000.png --verify line.key.pub
     """
-    from anomalib_lite import signing
+    from anomalib_lite.bundles import signing
 
     private, public = signing.generate_keys(out)
     click.echo(f"wrote private key {private} (keep it secret) and public key {public}")

@@ -11,20 +11,38 @@ that needs only a bundle's header or the command line's help never imports torch
 __version__ = "0.1.0"
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 import types
 
 #: public name -> the module defining it (relative to this package, or a top-level package)
 _NAMES = {
-    "DETECTORS": ".base", "Detector": ".base", "Capabilities": ".base", "register": ".registry",
-    "load": ".bundle", "read_header": ".header",
-    "Batch": ".data", "iter_batches": ".data", "iter_series": ".data",
+    "DETECTORS": ".detectors.base", "Detector": ".detectors.base", "Capabilities": ".detectors.base",
+    "register": ".registry", "load": ".bundles.bundle", "read_header": ".bundles.header",
+    "Batch": ".data.batches", "iter_batches": ".data.batches", "iter_series": ".data.batches",
     "Continuation": ".detectors", "LatentDistance": ".detectors", "Reconstruction": ".detectors",
-    "SupervisedRNN": ".detectors", "SyntheticOOD": ".detectors", "StreamScorer": ".online",
+    "SupervisedRNN": ".detectors", "SyntheticOOD": ".detectors", "StreamScorer": ".runtime.online",
     "USER_ERRORS": ".errors", "AnomalyError": ".errors", "DistributedError": ".errors",
-    "evaluate": ".evaluation", "report": ".report", "load_data": ".sources",
-    "fpr_threshold": ".thresholds", "p_values": ".thresholds",
+    "evaluate": ".evaluation.assessment", "report": ".evaluation.report", "load_data": ".data.sources",
+    "fpr_threshold": ".scoring.thresholds", "p_values": ".scoring.thresholds",
     "augment": "augment", "backbones": "backbones",
+}
+#: where the modules of the flat layout (before the layer sub-packages) live now: ``al.metrics``,
+#: ``from anomalib_lite import workflows`` and ``import anomalib_lite.thresholds`` keep working
+#: (``data``, ``training`` and ``evaluation`` are now layers: their packages read the old names)
+MOVED = {
+    "data": "data.batches", "datasource": "data.datasource", "sources": "data.sources",
+    "series_sources": "data.series_sources", "tiling": "data.tiling", "sample_data": "data.sample_data",
+    "features": "components.features", "memory": "components.memory", "streaming": "components.streaming",
+    "nets": "components.nets", "series_nets": "components.series_nets", "onnx_graphs": "components.onnx_graphs",
+    "metrics": "scoring.metrics", "evidence": "scoring.evidence", "thresholds": "scoring.thresholds",
+    "training": "training.loop", "pretrain": "training.pretrain",
+    "bundle": "bundles.bundle", "header": "bundles.header", "signing": "bundles.signing",
+    "base": "detectors.base", "series": "detectors.series",
+    "evaluation": "evaluation.assessment", "report": "evaluation.report", "visual": "evaluation.visual",
+    "nab": "evaluation.nab", "export": "runtime.export", "online": "runtime.online",
+    "series_io": "runtime.series_io", "workflows": "app.workflows", "options": "app.options",
 }
 _RENAMED = {"load_data": "load"}
 
@@ -34,14 +52,14 @@ __all__ = sorted([*_NAMES, "metrics", "workflows"])
 def __getattr__(name: str):
     where = _NAMES.get(name)
     if where is None:
-        try:  # a submodule: anomalib_lite.metrics, anomalib_lite.workflows, ...
-            return importlib.import_module(f"{__name__}.{name}")
+        try:  # a submodule: anomalib_lite.metrics (moved: anomalib_lite.scoring.metrics), ...
+            return importlib.import_module(f"{__name__}.{MOVED.get(name, name)}")
         except ModuleNotFoundError as e:
             if e.name != f"{__name__}.{name}":
                 raise
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
     if where.startswith("."):
-        if name in ("DETECTORS", "load"):
+        if name in ("DETECTORS", "load", "Detector", "Capabilities"):
             importlib.import_module(".detectors", __name__)  # registers the five detectors
         module = importlib.import_module(where, __name__)
         value = module if name in ("augment", "backbones") else getattr(module, _RENAMED.get(name, name))
@@ -66,3 +84,23 @@ class _Package(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Package
+
+
+class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import anomalib_lite.thresholds`` (a module of the flat layout) gives the module where it
+    lives now (:data:`MOVED`), the same object: old code and bundles' users keep working."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        head, _, tail = fullname.partition(".")
+        if head != __name__ or tail not in MOVED:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):
+        return importlib.import_module(f"{__name__}.{MOVED[spec.name.partition('.')[2]]}")
+
+    def exec_module(self, module):
+        pass
+
+
+sys.meta_path.append(_MovedFinder())

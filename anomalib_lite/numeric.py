@@ -56,7 +56,7 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
 def patch_maps(dist: torch.Tensor, size: tuple[int, int], weight: torch.Tensor | None = None) -> torch.Tensor:
     """Per-pixel maps (n, H, W) from patch distances (n, h, w): upsampled bilinearly to ``size``,
     Gaussian-blurred (sigma 4 px at 224 px), scaled by ``weight`` (n,) when given (re-weighting).
-    Shared by scoring and the ONNX graph (:mod:`anomalib_lite.export`)."""
+    Shared by scoring and the ONNX graph (:mod:`anomalib_lite.runtime.export`)."""
     maps = dist[:, None].float()
     H, W = size
     if tuple(dist.shape[-2:]) != (H, W):

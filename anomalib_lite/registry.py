@@ -1,6 +1,6 @@
 """The registry of detector classes a bundle may name, and what every bundle holds of any detector.
 
-Below :mod:`anomalib_lite.base` and :mod:`anomalib_lite.bundle` (imports neither): ``@register``
+Below :mod:`anomalib_lite.detectors.base` and :mod:`anomalib_lite.bundles.bundle` (imports neither): ``@register``
 adds a class when its module is imported; :func:`find` looks a name up, importing
 :mod:`anomalib_lite.detectors` first when it is not registered yet (a plugin lookup, as a registry
 of entry points does), so the bundle layer never imports the detectors it loads.

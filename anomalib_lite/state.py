@@ -1,7 +1,7 @@
 """Learned tensors as module buffers (anomalib's ``register_buffer`` style).
 
 A detector keeps what it learned in ``nn.Module`` parameters and buffers, so that one generic
-path saves and loads every detector (:mod:`anomalib_lite.bundle`): networks are modules already;
+path saves and loads every detector (:mod:`anomalib_lite.bundles.bundle`): networks are modules already;
 plain learned tensors (a memory bank, a Gaussian's mean and scatter) live in a :class:`Buffers`.
 """
 from __future__ import annotations

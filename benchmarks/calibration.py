@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 import anomalib_lite as al
-from anomalib_lite import workflows
-from anomalib_lite.metrics import fpr_interval
+from anomalib_lite.app import workflows
+from anomalib_lite.scoring.metrics import fpr_interval
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402

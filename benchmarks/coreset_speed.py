@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from anomalib_lite.memory import KnnIndex, greedy_coreset
+from anomalib_lite.components.memory import KnnIndex, greedy_coreset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402

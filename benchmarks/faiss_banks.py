@@ -33,9 +33,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import anomalib_lite as al
-from anomalib_lite.data import iter_batches
-from anomalib_lite.features import Featurizer, make_extractor
-from anomalib_lite.memory import KnnIndex, choose_faiss_index, faiss_plan
+from anomalib_lite.data.batches import iter_batches
+from anomalib_lite.components.features import Featurizer, make_extractor
+from anomalib_lite.components.memory import KnnIndex, choose_faiss_index, faiss_plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402

@@ -62,7 +62,7 @@ def fit_once(detector: str, spec: str, image_size: int, batch_size: int, workers
     import torch
 
     import anomalib_lite as al
-    from anomalib_lite.pretrain import pretrain
+    from anomalib_lite.training.pretrain import pretrain
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

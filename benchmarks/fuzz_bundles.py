@@ -120,7 +120,7 @@ def score_data(kind: str):
 
 def make_seeds(folder: Path, names=NAMES) -> dict[str, tuple[Path, str]]:
     """Fit, calibrate and save (signed with ``folder/test.key``) one tiny detector per case."""
-    from anomalib_lite import signing
+    from anomalib_lite.bundles import signing
 
     folder = Path(folder)
     key = folder / "test.key"
@@ -181,7 +181,7 @@ def build(header: dict, tensors: dict, key, checksum: bool = True, raw: dict | N
     """A bundle from a (mutated) header and tensors: checksum recomputed, signed with ``key``."""
     from safetensors.torch import save
 
-    from anomalib_lite import bundle, signing
+    from anomalib_lite.bundles import bundle, signing
 
     if checksum:
         header = dict(header)
@@ -199,7 +199,7 @@ def build(header: dict, tensors: dict, key, checksum: bool = True, raw: dict | N
 
 def sign(data: bytes, key) -> bytes:
     """``data`` with its signature field (placeholder) filled in, when it has one."""
-    from anomalib_lite import signing
+    from anomalib_lite.bundles import signing
 
     try:
         span = signing._signature_span(data, "fuzz")
@@ -427,7 +427,7 @@ def repair(data: bytes, key) -> bytes:
     forger's move); ``data`` unchanged when safetensors refuses it."""
     from safetensors.torch import load
 
-    from anomalib_lite import bundle
+    from anomalib_lite.bundles import bundle
 
     try:
         tensors = load(data)
@@ -523,7 +523,7 @@ def mutate_issue20(header: dict, tensors: dict, seed: bytes, rng, key) -> tuple[
             return build(h, tensors, key, True, RAW), f"seed fitted.backbone_.seed={value}"
         h["params"]["seed"] = value
         return build(h, tensors, key, True, RAW), f"seed params.seed={value}"
-    from anomalib_lite import signing
+    from anomalib_lite.bundles import signing
 
     span = signing._signature_span(seed, "fuzz")
     text = seed[span[0] : span[1]].decode()
@@ -653,7 +653,7 @@ def _message_problem(text: str) -> str | None:
 
 def labelled(kind: str):
     """A labelled source for the evaluate stage (its labels read the bundle's data.classes)."""
-    from anomalib_lite.sources import ArraySource
+    from anomalib_lite.data.sources import ArraySource
 
     x = score_data(kind)
     targets = np.arange(len(x)) % 2
@@ -664,7 +664,7 @@ def _info(path: Path, public) -> tuple[str, str] | None:
     """``anomaly info`` on the bundle: a one-line refusal, or lines that are printable and bounded."""
     import anomalib_lite as al
     from anomalib_lite import AnomalyError
-    from anomalib_lite.workflows import describe_header
+    from anomalib_lite.app.workflows import describe_header
 
     try:
         text = describe_header(al.read_header(path, verify=public))
@@ -683,7 +683,7 @@ def run_case(data: bytes, kind: str, folder: Path, public, timeout: float = 20.0
     class that must be refused loaded)."""
     import anomalib_lite as al
     from anomalib_lite import AnomalyError
-    from anomalib_lite.evaluation import assess
+    from anomalib_lite.evaluation.assessment import assess
 
     path = folder / "case.anomaly"
     path.write_bytes(data)
@@ -856,7 +856,7 @@ def run_input_case(spec: str, timeout: float = 20.0) -> tuple[str, str]:
     line), 'sane' (read whole, finite), or a failure as for bundles."""
     import anomalib_lite as al
     from anomalib_lite import AnomalyError
-    from anomalib_lite.data import iter_batches
+    from anomalib_lite.data.batches import iter_batches
 
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -898,7 +898,7 @@ def case_rng(master: int, name: str, index: int) -> np.random.Generator:
 
 def fuzz_in_process(seeds: dict, counts: dict, master: int = 0, timeout: float = 20.0) -> dict:
     """Run the cases in this process (the CI test): {name: {outcome: [(index, what, detail)]}}."""
-    from anomalib_lite import signing
+    from anomalib_lite.bundles import signing
 
     folder = next(iter(seeds.values()))[0].parent
     key = signing.load_private_key(folder / "test.key")
@@ -925,7 +925,7 @@ def _worker(conn, folder: str, limit_bytes: int, timeout: float):
     import torch
 
     torch.set_num_threads(1)
-    from anomalib_lite import signing
+    from anomalib_lite.bundles import signing
 
     if limit_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))

@@ -34,7 +34,7 @@ import record  # noqa: E402
 
 import anomalib_lite as al  # noqa: E402
 import backbones  # noqa: E402
-from anomalib_lite.evaluation import assess  # noqa: E402
+from anomalib_lite.evaluation.assessment import assess  # noqa: E402
 
 LINES: list[str] = []
 GPU = "cuda"  # --gpu cpu: a dry run of the script on a machine without CUDA (figures meaningless)

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 import anomalib_lite as al
-from anomalib_lite.evaluation import assess
-from anomalib_lite.metrics import roc_auc
+from anomalib_lite.evaluation.assessment import assess
+from anomalib_lite.scoring.metrics import roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402

@@ -1,6 +1,6 @@
 """Images that hold on data nobody tuned for (issue 18): every route on the inspection set.
 
-The set is ``anomalib_lite.sample_data.make_image_set``: seven photographs shipped with
+The set is ``anomalib_lite.data.sample_data.make_image_set``: seven photographs shipped with
 scikit-image, twelve defect kinds modelled on real ones, exact masks, training and test crops from
 different parts of each photograph. Its dev and held-out halves (``sample_data.HALVES``:
 categories and defect kinds) were fixed before any result; routes and defaults are chosen on the
@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 import anomalib_lite as al
-from anomalib_lite import sample_data
+from anomalib_lite.data import sample_data
 from anomalib_lite.numeric import patch_maps
-from anomalib_lite.metrics import fpr_interval, pixel_metrics, roc_auc
+from anomalib_lite.scoring.metrics import fpr_interval, pixel_metrics, roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402

@@ -25,7 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 import anomalib_lite as al
 import augment
-from anomalib_lite.pretrain import pretrain
+from anomalib_lite.training.pretrain import pretrain
 
 VAL_OPS = ["stroke_blob", "patch_blend"]  # held-out ops: no detector trains on these
 OOD_TRAIN_OPS = ["cutpaste", "scar", "local_elastic", "perlin"]

@@ -31,10 +31,10 @@ import torch
 from nab_score import PROFILES, TOOL, halves, subset_dir
 
 import anomalib_lite as al
-from anomalib_lite import nab
-from anomalib_lite.series_sources import nab_files
-from anomalib_lite.sources import data_root
-from anomalib_lite.thresholds import SurpriseScore
+from anomalib_lite.evaluation import nab
+from anomalib_lite.data.series_sources import nab_files
+from anomalib_lite.data.sources import data_root
+from anomalib_lite.scoring.thresholds import SurpriseScore
 
 #: name -> options of ``results_scores`` (a callable: of the series' probationary period p and the
 #: detector), or (options, "oos") for the variant whose history holds out-of-sample scores only

@@ -3,7 +3,7 @@
 Both run in the same process on the same series under NAB's protocol: nothing is counted in the
 probationary period (15 %, at most 750 steps) and every later step is judged from the past alone.
 
-* Continuation: ``anomalib_lite.nab.run_protocol`` (fit on the probationary period, then
+* Continuation: ``anomalib_lite.evaluation.nab.run_protocol`` (fit on the probationary period, then
   test-then-train in chunks of 64 steps); flags from its moving rule, score > mean + k * std of
   the previous 2,000 scores (never below 1, the mean training error), for several k.
 * Windowed Gaussian: z = |x - mean| / std over the previous 6,400 values, updated every step and
@@ -30,10 +30,10 @@ import record
 import torch
 
 import anomalib_lite as al
-from anomalib_lite import nab
-from anomalib_lite.series_sources import nab_files
-from anomalib_lite.streaming import MovingWindow
-from anomalib_lite.thresholds import MovingThreshold
+from anomalib_lite.evaluation import nab
+from anomalib_lite.data.series_sources import nab_files
+from anomalib_lite.components.streaming import MovingWindow
+from anomalib_lite.scoring.thresholds import MovingThreshold
 
 
 def windowed_gaussian(values: np.ndarray, size: int = 6400) -> np.ndarray:

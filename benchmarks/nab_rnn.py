@@ -21,8 +21,8 @@ import record
 import torch
 
 import anomalib_lite as al
-from anomalib_lite.metrics import average_precision, early_warning_labels, lead_times, onsets
-from anomalib_lite.series_sources import nab_files
+from anomalib_lite.scoring.metrics import average_precision, early_warning_labels, lead_times, onsets
+from anomalib_lite.data.series_sources import nab_files
 
 
 def main() -> None:

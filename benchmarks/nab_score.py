@@ -27,9 +27,9 @@ from pathlib import Path
 import record
 
 import anomalib_lite as al
-from anomalib_lite import nab
-from anomalib_lite.series_sources import nab_files
-from anomalib_lite.sources import data_root
+from anomalib_lite.evaluation import nab
+from anomalib_lite.data.series_sources import nab_files
+from anomalib_lite.data.sources import data_root
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO.parent / "shared" / "tools" / "nab_score.py"
@@ -102,7 +102,7 @@ def early_alarms(results: Path, name: str, steps: int = 576) -> int:
     """Alarms (NAB score >= the alarm level) in the first ``steps`` after the probationary period."""
     import csv
 
-    from anomalib_lite.thresholds import SurpriseScore
+    from anomalib_lite.scoring.thresholds import SurpriseScore
 
     path = nab.results_path(results, al.load_data(f"nab:{name}"), "continuation")
     score = [float(r["anomaly_score"]) for r in csv.DictReader(path.open())]

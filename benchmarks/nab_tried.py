@@ -38,11 +38,11 @@ from nab_two_weeks import pieces
 from scipy.special import log_ndtr, stdtr
 
 import anomalib_lite as al
-from anomalib_lite import nab
-from anomalib_lite import series as series_module
-from anomalib_lite.evidence import Cycle, Likelihood
-from anomalib_lite.streaming import Ewma, MovingWindow
-from anomalib_lite.thresholds import SurpriseScore
+from anomalib_lite.evaluation import nab
+from anomalib_lite.detectors import series as series_module
+from anomalib_lite.scoring.evidence import Cycle, Likelihood
+from anomalib_lite.components.streaming import Ewma, MovingWindow
+from anomalib_lite.scoring.thresholds import SurpriseScore
 
 KINDS = SurpriseScore.KINDS
 

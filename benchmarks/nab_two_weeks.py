@@ -23,8 +23,8 @@ import record
 from nab_score import PROFILES, halves, score  # NAB's scorer, as benchmarks/nab_score.py runs it
 
 import anomalib_lite as al
-from anomalib_lite import nab
-from anomalib_lite.series_sources import nab_files
+from anomalib_lite.evaluation import nab
+from anomalib_lite.data.series_sources import nab_files
 
 PIECE = 4032  # two weeks at 5 minutes
 ROUTES = {"with the weekly cycle": "cycle", "without": "nocycle"}  # row -> detector name in the results

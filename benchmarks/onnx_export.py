@@ -4,7 +4,7 @@ A resnet18 (layer2+layer3, seeded random weights: speed and parity do not depend
 ``LatentDistance`` (knn, patch scores, default bank cap 10,000 rows in float16) and a resnet18
 ``Reconstruction`` (autoencoder on its feature maps, 2 epochs: only parity and speed matter) are
 fitted on MNIST 7s resized to S px (S = 64 and 224; grey, the extractor repeats the channel),
-exported with ``anomalib_lite.export.export_onnx``, and both paths score the same MNIST test
+exported with ``anomalib_lite.runtime.export.export_onnx``, and both paths score the same MNIST test
 digits: max |onnx - torch| of the scores and maps (and the largest scaled difference
 |d| / max(1, |torch|), whose bounds are export.TOLERANCE and MAP_TOLERANCE), and images/s of
 ``decision_function`` (torch) vs ``InferenceSession.run`` on the score output (onnxruntime), both
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from record import append  # benchmarks/record.py: the shared BENCHMARKS.md writer
 
 import anomalib_lite as al
-from anomalib_lite.export import MAP_TOLERANCE, TOLERANCE, export_onnx
+from anomalib_lite.runtime.export import MAP_TOLERANCE, TOLERANCE, export_onnx
 
 
 def digits(spec: str, n: int, size: int) -> np.ndarray:

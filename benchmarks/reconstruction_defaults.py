@@ -60,8 +60,8 @@ def textures(cfgs, categories, seed: int = 0) -> list[dict]:
     evaluate on test with its masks): image and pixel ROC-AUC."""
     import tempfile
 
-    from anomalib_lite.evaluation import assess
-    from anomalib_lite.sample_data import make_image_set
+    from anomalib_lite.evaluation.assessment import assess
+    from anomalib_lite.data.sample_data import make_image_set
 
     out = []
     with tempfile.TemporaryDirectory() as d:

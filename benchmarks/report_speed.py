@@ -17,9 +17,9 @@ import record
 import torch
 
 import anomalib_lite as al
-from anomalib_lite.evaluation import assess
-from anomalib_lite.report import render_report
-from anomalib_lite.visual import write_heatmaps
+from anomalib_lite.evaluation.assessment import assess
+from anomalib_lite.evaluation.report import render_report
+from anomalib_lite.evaluation.visual import write_heatmaps
 
 
 def main() -> None:

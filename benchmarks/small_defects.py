@@ -29,8 +29,9 @@ def main() -> None:
     args = ap.parse_args()
     import anomalib_lite as al
     import backbones
-    from anomalib_lite import sample_data, workflows
-    from anomalib_lite.metrics import roc_auc
+    from anomalib_lite.data import sample_data
+    from anomalib_lite.app import workflows
+    from anomalib_lite.scoring.metrics import roc_auc
 
     backbones.weights.imagenet_cached = lambda name: False  # the offline route
     lines = ["| size px | hole | blur | warp | fit + score s |", "|---|---|---|---|---|"]
@@ -63,8 +64,8 @@ def main() -> None:
 
 def weave_table() -> list[str]:
     import anomalib_lite as al
-    from anomalib_lite import sample_data
-    from anomalib_lite.metrics import roc_auc
+    from anomalib_lite.data import sample_data
+    from anomalib_lite.scoring.metrics import roc_auc
 
     lines = ["| image score | blur | warp |", "|---|---|---|"]
     for score in ("combined", "patch", "pooled"):

@@ -36,8 +36,8 @@ import numpy as np
 import record
 
 import anomalib_lite as al
-from anomalib_lite import nab
-from anomalib_lite.thresholds import SurpriseScore
+from anomalib_lite.evaluation import nab
+from anomalib_lite.scoring.thresholds import SurpriseScore
 
 REPO = Path(__file__).resolve().parents[1]
 

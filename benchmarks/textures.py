@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 import anomalib_lite as al
-from anomalib_lite.evaluation import assess
-from anomalib_lite.pretrain import pretrain
+from anomalib_lite.evaluation.assessment import assess
+from anomalib_lite.training.pretrain import pretrain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402

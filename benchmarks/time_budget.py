@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--busy", action="store_true", help="also beside a process burning one core")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
-    from anomalib_lite.sample_data import make_image_set
+    from anomalib_lite.data.sample_data import make_image_set
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

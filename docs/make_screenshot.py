@@ -22,10 +22,10 @@ from pathlib import Path
 from PIL import Image
 
 import anomalib_lite as al
-from anomalib_lite.evaluation import assess
+from anomalib_lite.evaluation.assessment import assess
 from anomalib_lite.io import atomic_output
-from anomalib_lite.report import render_report
-from anomalib_lite.sample_data import make_demo_data
+from anomalib_lite.evaluation.report import render_report
+from anomalib_lite.data.sample_data import make_demo_data
 
 WIDTH, HEIGHT = 1400, 2500
 

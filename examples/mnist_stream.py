@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import anomalib_lite as al
-from anomalib_lite.features import Featurizer
+from anomalib_lite.components.features import Featurizer
 
 
 def counting_stream(source, n: int, p_anomaly: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,9 +20,9 @@ import time
 import numpy as np
 
 import anomalib_lite as al
-from anomalib_lite import nab
-from anomalib_lite.series_sources import nab_files
-from anomalib_lite.thresholds import SurpriseScore
+from anomalib_lite.evaluation import nab
+from anomalib_lite.data.series_sources import nab_files
+from anomalib_lite.scoring.thresholds import SurpriseScore
 
 
 def run_file(name: str, args) -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from anomalib_lite.series import TOLERANCE
+from anomalib_lite.detectors.series import TOLERANCE
 from cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,7 +230,7 @@ def test_the_line_scorer_is_an_api_function(bundle):
     import io
 
     import anomalib_lite as al
-    from anomalib_lite import series_io
+    from anomalib_lite.runtime import series_io
 
     det = al.load(bundle)
     lines = io.StringIO("timestamp,value,other\n2024-01-01T00:00:00,0.1,1\nbad\n2024-01-01T00:01:00,0.2,1\n")
@@ -270,7 +270,7 @@ def test_stream_reports_every_odd_line_with_its_number_and_goes_on(tmp_path, bun
 def test_long_lines_are_read_in_pieces_and_a_header_that_is_all_bad_is_one_error(bundle):
     import io
 
-    from anomalib_lite import series_io
+    from anomalib_lite.runtime import series_io
 
     class Counting(io.StringIO):
         biggest = 0

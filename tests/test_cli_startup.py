@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import anomalib_lite as al
-from anomalib_lite import options
+from anomalib_lite.app import options
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "sklearn")
@@ -38,7 +38,7 @@ def probe(calls: list[list[str]]) -> dict:
 
 
 def test_stored_options_match_the_code():
-    """options.json is what the detectors' signatures say (after changing one: python -m anomalib_lite.options)."""
+    """options.json is what the detectors' signatures say (after changing one: python -m anomalib_lite.app.options)."""
     assert options.load() == json.loads(options.dumps(options.generate()))
 
 

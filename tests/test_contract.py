@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 import anomalib_lite as al
 from anomalib_lite import AnomalyError
 from anomalib_lite.errors import NotFittedError
-from anomalib_lite.series import TOLERANCE
+from anomalib_lite.detectors.series import TOLERANCE
 
 
 def _images(n, seed, spot=False):

@@ -7,7 +7,7 @@ import pytest
 import anomalib_lite as al
 
 #: every registered detector's module, and the modules with examples beside them
-MODULES = sorted({cls.__module__ for cls in al.DETECTORS.values()}) + ["anomalib_lite.pretrain", "anomalib_lite.state"]
+MODULES = sorted({cls.__module__ for cls in al.DETECTORS.values()}) + ["anomalib_lite.training.pretrain", "anomalib_lite.state"]
 
 
 @pytest.mark.parametrize("name", MODULES)

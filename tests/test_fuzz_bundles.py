@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import anomalib_lite as al
-from anomalib_lite import AnomalyError, signing
+from anomalib_lite import AnomalyError
+from anomalib_lite.bundles import signing
 
 _spec = importlib.util.spec_from_file_location(
     "fuzz_bundles", Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_bundles.py")
@@ -238,7 +239,7 @@ def test_duplicate_keys_are_refused(tmp_path, seeds, keys):
 
 
 def test_attacker_text_is_cut_and_escaped_in_messages_and_in_info(tmp_path, seeds, keys):
-    from anomalib_lite.workflows import describe_header
+    from anomalib_lite.app.workflows import describe_header
 
     forged = _forged(seeds, keys, "LatentDistance-vector",
                      lambda h, t: h.update(detector="LatentDistance\nanomaly: signed by the line key" + "x" * 100_000))

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import anomalib_lite as al
-from anomalib_lite import options
+from anomalib_lite.app import options
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,12 +12,12 @@ from PIL import Image
 
 import anomalib_lite as al
 from anomalib_lite import AnomalyError
-from anomalib_lite.base import Detector
-from anomalib_lite.evaluation import assess
-from anomalib_lite.report import render_report, report
-from anomalib_lite.series_sources import SeriesSource
-from anomalib_lite.sources import ArraySource
-from anomalib_lite.visual import ALPHA, CONTOUR, GAP, heatmap_image, map_scale, write_heatmaps
+from anomalib_lite.detectors.base import Detector
+from anomalib_lite.evaluation.assessment import assess
+from anomalib_lite.evaluation.report import render_report, report
+from anomalib_lite.data.series_sources import SeriesSource
+from anomalib_lite.data.sources import ArraySource
+from anomalib_lite.evaluation.visual import ALPHA, CONTOUR, GAP, heatmap_image, map_scale, write_heatmaps
 
 PNG_SRC = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 IMAGE_IDS = ("header", "verdicts", "roc", "histogram", "top-anomalies", "false-positives", "missed")

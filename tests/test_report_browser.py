@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 import anomalib_lite as al
-from anomalib_lite.evaluation import assess
-from anomalib_lite.report import render_report
+from anomalib_lite.evaluation.assessment import assess
+from anomalib_lite.evaluation.report import render_report
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import anomalib_lite as al
 from anomalib_lite import validate as v
-from anomalib_lite.base import RUN_CHECKS, Capabilities, Detector, register
+from anomalib_lite.detectors.base import RUN_CHECKS, Capabilities, Detector, register
 from anomalib_lite.registry import DETECTORS
 
 

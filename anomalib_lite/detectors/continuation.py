@@ -1,6 +1,6 @@
 """Continuation: anomaly = a series that does not continue the way its past says it should.
 
-A causal forecaster (a dilated temporal CNN or an LSTM, :mod:`anomalib_lite.series_nets`) reads
+A causal forecaster (a dilated temporal CNN or an LSTM, :mod:`anomalib_lite.components.series_nets`) reads
 the standardised series step by step and, after each step, predicts the next ``horizon`` steps
 (Telemanom, Hundman et al. 2018). With ``relative=True`` it reads the changes from step to step
 (first differences), so a level shift surprises only where it happens, and it predicts the coming
@@ -11,7 +11,7 @@ are NaN for the first ``window`` steps of a stream (``season_ + window`` with a 
 
 Streams: the network's state carries over from step to step and from one ``score(chunk)`` to the
 next, so one new step costs one step of the network (a few small numpy products); see
-:mod:`anomalib_lite.series`. ``partial_fit(chunk)`` is test-then-train: it scores the chunk
+:mod:`anomalib_lite.detectors.series`. ``partial_fit(chunk)`` is test-then-train: it scores the chunk
 (``last_scores_``, ``last_flags_``), then learns from the steps whose targets it has seen,
 skipping flagged targets when ``learn_flagged=False``. Started without ``fit``, it keeps its first
 ``warm_up`` steps (scores NaN), trains on them like ``fit`` does, then goes on test-then-train.
@@ -22,13 +22,21 @@ import numpy as np
 import torch
 
 from .. import validate as v
-from ..base import RUN_CHECKS, Capabilities, register
-from ..data import Batch
+from .base import RUN_CHECKS, Capabilities, register
+from ..data.batches import Batch
 from ..errors import AnomalyError
-from ..series import SERIES_CHECKS, STEP_CHUNK, THRESHOLDS, SeriesDetector, masked_mse, seasonal_period, training_crops
-from ..series_nets import StreamNet
-from ..streaming import Ewma
-from ..training import TrainConfig, fit_model, history
+from .series import (
+    SERIES_CHECKS,
+    STEP_CHUNK,
+    THRESHOLDS,
+    SeriesDetector,
+    masked_mse,
+    seasonal_period,
+    training_crops,
+)
+from ..components.series_nets import StreamNet
+from ..components.streaming import Ewma
+from ..training.loop import TrainConfig, fit_model, history
 
 __all__ = ["Continuation"]
 
@@ -86,7 +94,7 @@ class Continuation(SeriesDetector):
     smoothing : float, default 10.0
         EWMA span of the score (1 = none).
     threshold_rule : {"calibrated", "moving", "quantile", "dynamic"}, default "calibrated"
-        How ``flag``/``predict`` turn scores into flags (see :mod:`anomalib_lite.series`).
+        How ``flag``/``predict`` turn scores into flags (see :mod:`anomalib_lite.detectors.series`).
     threshold_window : int, default 2000
     threshold_k : float, default 4.0
     threshold_q : float, default 0.99
@@ -113,12 +121,12 @@ class Continuation(SeriesDetector):
 
     Attributes
     ----------
-    model_ : anomalib_lite.series_nets.StreamNet
+    model_ : anomalib_lite.components.series_nets.StreamNet
     scaler_mean_, scaler_std_, input_scale_, err_scale_ : ndarray of shape (D,)
         Standardisation, scale of the step-to-step changes, mean training error per channel.
     season_ : int
         The season's period in steps (0: none); ``season_weight_``, ``season_clip_`` its terms.
-    history_ : anomalib_lite.training.TrainResult
+    history_ : anomalib_lite.training.loop.TrainResult
 
     Examples
     --------
@@ -394,7 +402,7 @@ class Continuation(SeriesDetector):
 
     def _fit_season(self, z: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """The season (period, weight, clip) of a standardised training series: the period given,
-        or detected (:func:`anomalib_lite.series.seasonal_period`); the clip, 3 robust standard
+        or detected (:func:`anomalib_lite.detectors.series.seasonal_period`); the clip, 3 robust standard
         deviations of the change from one period to the next (at least 0.1); the weight, by
         least squares: how much of the change one period earlier recurs in the next ``horizon``
         steps. A detected season that explains less than 20 % of those changes is dropped."""

@@ -31,14 +31,20 @@ import torch
 
 from .. import distributed
 from .. import validate as v
-from ..base import RUN_CHECKS, Capabilities, Detector, register
-from ..data import Batch
+from .base import RUN_CHECKS, Capabilities, Detector, register
+from ..data.batches import Batch
 from ..errors import AnomalyError
-from ..features import BACKBONE_CHECKS, Featurizer, check_backbone_config, extractor_from_config, make_extractor
-from ..memory import FAISS_INDEXES, KnnIndex, greedy_coreset, max_index_bytes
+from ..components.features import (
+    BACKBONE_CHECKS,
+    Featurizer,
+    check_backbone_config,
+    extractor_from_config,
+    make_extractor,
+)
+from ..components.memory import FAISS_INDEXES, KnnIndex, greedy_coreset, max_index_bytes
 from ..numeric import combined, log_scale, mahalanobis, patch_maps, reweight_factor, surprise
 from ..state import Buffers
-from ..streaming import KeyedSample, Reservoir, RunningMoments
+from ..components.streaming import KeyedSample, Reservoir, RunningMoments
 
 __all__ = ["LatentDistance"]
 
@@ -125,7 +131,7 @@ class LatentDistance(Detector):
         Weight of the scaled identity mixed into each covariance ("gaussian").
     backbone : str or backbones.FeatureExtractor or None, default None
         Feature extractor (``anomaly backbones``); None = raw pixels. An extractor object (e.g.
-        from :func:`anomalib_lite.pretrain.pretrain`) is used as it is.
+        from :func:`anomalib_lite.training.pretrain.pretrain`) is used as it is.
     weights : str or path, default "imagenet"
         "imagenet", "random" or a weights file (see :func:`backbones.create`).
     layers : list of str or None, default None
@@ -142,9 +148,9 @@ class LatentDistance(Detector):
         Channels kept per position by "gaussian" maps (PaDiM).
     pretrain : {None, "segment", "transforms", "synthetic"}, default None
         Before learning the bank, pretrain the backbone (a name, with ``weights`` as the start) on
-        the training images themselves, self-supervised (:func:`anomalib_lite.pretrain.pretrain`):
+        the training images themselves, self-supervised (:func:`anomalib_lite.training.pretrain.pretrain`):
         "segment" learns to find synthesised local changes of any kind patch by patch (DRAEM's
-        dense task, :data:`~anomalib_lite.pretrain.DENSE_RECIPE`), so that the patch features see
+        dense task, :data:`~anomalib_lite.training.pretrain.DENSE_RECIPE`), so that the patch features see
         local irregularities; the offline route for images with no ImageNet weights. Needs data
         with random access (an array or a data spec); the pretrained backbone travels in the bundle.
     pretrain_steps : int, default 250
@@ -155,7 +161,7 @@ class LatentDistance(Detector):
     search : {"torch", "faiss", "faiss:flat", "faiss:ivfflat", "faiss:ivfpq", "faiss:hnsw"}, default "torch"
         Exact search by chunked matrix products, or FAISS (the ``faiss`` extra): ``"faiss"`` picks
         the index by bank size (flat up to 10^5 rows, IVF-Flat up to 2 x 10^6, IVF-PQ beyond;
-        :func:`anomalib_lite.memory.choose_faiss_index`), ``"faiss:<type>"`` names it (banks under
+        :func:`anomalib_lite.components.memory.choose_faiss_index`), ``"faiss:<type>"`` names it (banks under
         1000 rows stay flat). The index is trained at ``fit`` and saved in the bundle (FAISS's own
         serialisation); candidates are re-ranked by exact distance; on the GPU when FAISS has CUDA.
     batch_size : int, default 256
@@ -311,8 +317,8 @@ class LatentDistance(Detector):
         ``X`` itself (self-supervised, ``pretrain_steps`` batches), then learn on its features."""
         self._pretrained = self._pretext = None
         if self.pretrain is not None:
-            from ..data import training_data
-            from ..pretrain import DENSE_RECIPE, pretrain
+            from ..data.batches import training_data
+            from ..training.pretrain import DENSE_RECIPE, pretrain
 
             self._check_params()
             recipe = DENSE_RECIPE if self.pretrain == "segment" else {"task": self.pretrain, "batch_size": 16}
@@ -341,7 +347,7 @@ class LatentDistance(Detector):
         return self._learns_patches()
 
     def _onnx_graph(self):
-        from ..onnx_graphs import LatentGraph
+        from ..components.onnx_graphs import LatentGraph
 
         return LatentGraph(self)
 

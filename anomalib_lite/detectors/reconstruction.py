@@ -6,7 +6,7 @@ reconstruction error (``metric``: mean squared error, 1 - SSIM, or mean absolute
 feature maps the error is in feature space), ``score_map`` the per-pixel error at input
 resolution. ``mc_samples > 1`` with ``dropout > 0`` averages several stochastic passes
 (MC-dropout); :meth:`score_spread` gives their spread. Training uses the project's loop
-(:func:`anomalib_lite.training.fit_model`) with an optional ``augment`` pipeline; ``fit`` reads
+(:func:`anomalib_lite.training.loop.fit_model`) with an optional ``augment`` pipeline; ``fit`` reads
 its data batch by batch (feature statistics in a streaming pass), never all at once.
 """
 from __future__ import annotations
@@ -15,15 +15,21 @@ import torch
 import torch.nn.functional as F
 
 from .. import validate as v
-from ..base import RUN_CHECKS, Capabilities, register
-from ..data import Batch
+from .base import RUN_CHECKS, Capabilities, register
+from ..data.batches import Batch
 from ..errors import AnomalyError
-from ..features import BACKBONE_CHECKS, Featurizer, check_backbone_config, extractor_from_config, make_extractor
-from ..nets import ConvAutoencoder
+from ..components.features import (
+    BACKBONE_CHECKS,
+    Featurizer,
+    check_backbone_config,
+    extractor_from_config,
+    make_extractor,
+)
+from ..components.nets import ConvAutoencoder
 from ..numeric import error_map, ssim_map
 from ..state import Buffers
-from ..streaming import RunningMoments
-from ..training import TRAIN_CHECKS, augment_pipeline, check_augment, history
+from ..components.streaming import RunningMoments
+from ..training.loop import TRAIN_CHECKS, augment_pipeline, check_augment, history
 from .trained import TrainedDetector
 
 __all__ = ["Reconstruction", "error_map", "ssim_map"]
@@ -74,11 +80,11 @@ class Reconstruction(TrainedDetector):
 
     Attributes
     ----------
-    model_ : anomalib_lite.nets.ConvAutoencoder
+    model_ : anomalib_lite.components.nets.ConvAutoencoder
     extractor_ : backbones.FeatureExtractor or None
     norm_ : anomalib_lite.state.Buffers
         Per-channel ``mean`` and ``std`` of the backbone's feature maps (empty for pixels).
-    history_ : anomalib_lite.training.TrainResult
+    history_ : anomalib_lite.training.loop.TrainResult
         Losses per epoch, best epoch, why training stopped.
 
     Examples
@@ -243,7 +249,7 @@ class Reconstruction(TrainedDetector):
         self.model_input_shape_ = list(shape)
 
     def _onnx_graph(self):
-        from ..onnx_graphs import ReconstructionGraph
+        from ..components.onnx_graphs import ReconstructionGraph
 
         if self.mc_samples > 1:
             raise AnomalyError("Reconstruction: mc_samples > 1 (MC-dropout) is random at scoring time; export a "

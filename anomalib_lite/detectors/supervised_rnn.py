@@ -10,7 +10,7 @@ positives), and early stopping holds out the *last* ``val_fraction`` of the crop
 time, never at random. With the balanced loss 0.5 is the natural decision point (``threshold_``
 after ``fit``); the score is a ranking, not a calibrated probability. Scores are NaN for the
 first ``window - 1`` steps. One new step costs one step of the network (numpy, see
-:mod:`anomalib_lite.series`).
+:mod:`anomalib_lite.detectors.series`).
 """
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from .. import validate as v
-from ..base import RUN_CHECKS, Capabilities, register
-from ..data import Batch
+from .base import RUN_CHECKS, Capabilities, register
+from ..data.batches import Batch
 from ..errors import AnomalyError
-from ..metrics import early_warning_labels, onsets
-from ..series import SERIES_CHECKS, STEP_CHUNK, SeriesDetector, training_crops
-from ..series_nets import StreamNet
-from ..training import TrainConfig, fit_model, history
+from ..scoring.metrics import early_warning_labels, onsets
+from .series import SERIES_CHECKS, STEP_CHUNK, SeriesDetector, training_crops
+from ..components.series_nets import StreamNet
+from ..training.loop import TrainConfig, fit_model, history
 
 __all__ = ["SupervisedRNN"]
 
@@ -68,9 +68,9 @@ class SupervisedRNN(SeriesDetector):
 
     Attributes
     ----------
-    model_ : anomalib_lite.series_nets.StreamNet
+    model_ : anomalib_lite.components.series_nets.StreamNet
     scaler_mean_, scaler_std_ : ndarray of shape (D,)
-    history_ : anomalib_lite.training.TrainResult
+    history_ : anomalib_lite.training.loop.TrainResult
     threshold_ : float
         0.5 after ``fit`` (the balanced loss's natural decision point).
 

@@ -19,16 +19,16 @@ import torch.nn.functional as F
 import backbones
 
 from .. import validate as v
-from ..base import RUN_CHECKS, Capabilities, register
-from ..data import Batch
+from .base import RUN_CHECKS, Capabilities, register
+from ..data.batches import Batch
 from ..errors import AnomalyError
-from ..features import BACKBONE_CHECKS, check_backbone_config
-from ..nets import BackboneClassifier, trainable_extractor
+from ..components.features import BACKBONE_CHECKS, check_backbone_config
+from ..components.nets import BackboneClassifier, trainable_extractor
 from ..numeric import gaussian_blur, mahalanobis
-from ..pretrain import DEFAULT_SYNTH_OPS, synth_batch
+from ..training.pretrain import DEFAULT_SYNTH_OPS, synth_batch
 from ..state import Buffers
-from ..streaming import RunningMoments
-from ..training import TRAIN_CHECKS, augment_pipeline, check_augment, history
+from ..components.streaming import RunningMoments
+from ..training.loop import TRAIN_CHECKS, augment_pipeline, check_augment, history
 from .trained import TrainedDetector
 
 __all__ = ["SyntheticOOD"]
@@ -60,7 +60,7 @@ class SyntheticOOD(TrainedDetector):
         "random", "imagenet" or a weights file (e.g. written by ``anomaly pretrain``).
     layers, image_size
         As for :func:`backbones.create`.
-    synth_ops : list of str, default the five of :data:`anomalib_lite.pretrain.DEFAULT_SYNTH_OPS`
+    synth_ops : list of str, default the five of :data:`anomalib_lite.training.pretrain.DEFAULT_SYNTH_OPS`
         ``augment.synth`` ops that make the anomalous class.
     severity : float, default 0.5
         In (0, 1]: how strong the synthesised changes may be.
@@ -90,12 +90,12 @@ class SyntheticOOD(TrainedDetector):
 
     Attributes
     ----------
-    model_ : anomalib_lite.nets.BackboneClassifier
+    model_ : anomalib_lite.components.nets.BackboneClassifier
         The fine-tuned backbone and its two-way head.
     gauss_ : anomalib_lite.state.Buffers
         ``mean``/``scatter`` of pooled features and ``patch_mean``/``patch_scatter`` of the
         finest layer's patch features, over the normal training images.
-    history_ : anomalib_lite.training.TrainResult
+    history_ : anomalib_lite.training.loop.TrainResult
 
     Examples
     --------

@@ -1,6 +1,6 @@
 """What the detectors that train a network share (``Reconstruction``, ``SyntheticOOD``): the
 training configuration from their parameters, one training call (the one loop,
-:func:`anomalib_lite.training.fit_model`, with their augmentation and a time budget that covers
+:func:`anomalib_lite.training.loop.fit_model`, with their augmentation and a time budget that covers
 the scoring after training), and ``fit`` as one template with two hooks around training."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import ClassVar
 
 import torch
 
-from ..base import Detector
-from ..data import training_data
-from ..training import TrainConfig, augment_pipeline, fit_model
+from .base import Detector
+from ..data.batches import training_data
+from ..training.loop import TrainConfig, augment_pipeline, fit_model
 
 __all__ = ["TrainedDetector"]
 

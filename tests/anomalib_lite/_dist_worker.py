@@ -13,7 +13,7 @@ from anomalib_lite import distributed
 
 def digits(n_train: int, n_test: int):
     """MNIST 7s to fit on and the first test digits (all classes) to score."""
-    from anomalib_lite.sources import load
+    from anomalib_lite.data.sources import load
 
     train = load(f"mnist:train?classes=7&limit={n_train}")
     test = load(f"mnist:test?limit={n_test}")
@@ -53,7 +53,7 @@ def tiny_data():
 
 def train_tiny():
     """The training loop on a tiny model: 203 samples (batches that do not split evenly)."""
-    from anomalib_lite.training import TrainConfig, fit_model
+    from anomalib_lite.training.loop import TrainConfig, fit_model
 
     x, y = tiny_data()
     net = tiny_net()

@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 import anomalib_lite as al
-from anomalib_lite import sample_data, workflows
+from anomalib_lite.data import sample_data
+from anomalib_lite.app import workflows
 from cli import cli
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import anomalib_lite as al
-from anomalib_lite import sample_data
-from anomalib_lite.metrics import roc_auc
+from anomalib_lite.data import sample_data
+from anomalib_lite.scoring.metrics import roc_auc
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from sklearn.base import clone
 
 import anomalib_lite as al
-from anomalib_lite import workflows
+from anomalib_lite.app import workflows
 
 
 def _normals(n, seed=0, d=6):

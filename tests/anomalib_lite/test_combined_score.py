@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import anomalib_lite as al
-from anomalib_lite.metrics import roc_auc
+from anomalib_lite.scoring.metrics import roc_auc
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 
 import anomalib_lite as al
 from anomalib_lite import AnomalyError, Continuation
-from anomalib_lite.series import TOLERANCE
+from anomalib_lite.detectors.series import TOLERANCE
 
 
 def wave(n, seed, period=20.0):

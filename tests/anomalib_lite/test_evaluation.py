@@ -5,7 +5,7 @@ import pytest
 from sklearn import metrics as skm
 
 import anomalib_lite as al
-from anomalib_lite.evaluation import assess, format_figures
+from anomalib_lite.evaluation.assessment import assess, format_figures
 
 
 @pytest.fixture(scope="module")

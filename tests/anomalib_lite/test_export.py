@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import anomalib_lite as al
-from anomalib_lite.export import MAP_TOLERANCE, TOLERANCE, export_onnx, onnx_graph, read_metadata
+from anomalib_lite.runtime.export import MAP_TOLERANCE, TOLERANCE, export_onnx, onnx_graph, read_metadata
 
 MISSING = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
 needs_extra = pytest.mark.skipif(

@@ -13,9 +13,9 @@ from safetensors.torch import save_file
 
 import anomalib_lite as al
 from anomalib_lite import AnomalyError, LatentDistance
-from anomalib_lite import memory
-from anomalib_lite.bundle import _checksum
-from anomalib_lite.memory import KnnIndex, choose_faiss_index, faiss_available
+from anomalib_lite.components import memory
+from anomalib_lite.bundles.bundle import _checksum
+from anomalib_lite.components.memory import KnnIndex, choose_faiss_index, faiss_available
 
 needs_faiss = pytest.mark.skipif(
     not faiss_available(), reason="faiss is not installed: pip install -e '.[faiss]' (CI installs it via [dev])"

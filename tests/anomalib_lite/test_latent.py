@@ -4,7 +4,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from anomalib_lite import AnomalyError, LatentDistance, load_data
-from anomalib_lite.memory import faiss_available, greedy_coreset, knn_distances
+from anomalib_lite.components.memory import faiss_available, greedy_coreset, knn_distances
 
 
 def _auroc(normal_scores, outlier_scores):

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 import anomalib_lite as al
 from anomalib_lite import progress
-from anomalib_lite.training import TrainConfig, fit_model
+from anomalib_lite.training.loop import TrainConfig, fit_model
 
 
 def _record(monkeypatch) -> list:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import anomalib_lite as al
-from anomalib_lite.series import TOLERANCE
+from anomalib_lite.detectors.series import TOLERANCE
 
 
 def test_pyod_attributes_after_fit():

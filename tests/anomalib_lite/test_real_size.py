@@ -10,10 +10,10 @@ from sklearn.metrics import roc_auc_score
 
 import anomalib_lite as al
 from anomalib_lite import AnomalyError, LatentDistance
-from anomalib_lite.evaluation import assess, format_verdict, score_rows
-from anomalib_lite.metrics import pro_auc
-from anomalib_lite.streaming import Reservoir
-from anomalib_lite.tiling import Tiling
+from anomalib_lite.evaluation.assessment import assess, format_verdict, score_rows
+from anomalib_lite.scoring.metrics import pro_auc
+from anomalib_lite.components.streaming import Reservoir
+from anomalib_lite.data.tiling import Tiling
 
 
 def _texture(rng, n, size=48):

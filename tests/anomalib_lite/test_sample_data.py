@@ -1,11 +1,11 @@
-"""The inspection set that `anomalib_lite.sample_data` writes: exact masks, fixed halves, MVTec layout."""
+"""The inspection set that `anomalib_lite.data.sample_data` writes: exact masks, fixed halves, MVTec layout."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import anomalib_lite as al
-from anomalib_lite import sample_data as sd
+from anomalib_lite.data import sample_data as sd
 
 
 def test_halves_are_fixed_disjoint_and_cover_everything():

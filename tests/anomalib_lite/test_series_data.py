@@ -5,7 +5,7 @@ import torch
 
 import anomalib_lite as al
 from anomalib_lite import AnomalyError, iter_series
-from anomalib_lite.data import fill_gaps
+from anomalib_lite.data.batches import fill_gaps
 
 
 def test_shapes_chunks_and_time_steps():

@@ -1,14 +1,14 @@
-"""The kinds of evidence behind NAB's score (anomalib_lite.evidence): each finds what it exists for
+"""The kinds of evidence behind NAB's score (anomalib_lite.scoring.evidence): each finds what it exists for
 on a synthetic series and stays quiet on an unchanged one; the combined score does not depend on
 how the stream is chunked; one-step and batch scoring agree."""
 import numpy as np
 import pytest
 
 import anomalib_lite as al
-from anomalib_lite import nab
-from anomalib_lite.evidence import Change, Cycle, Likelihood, Neighbours
-from anomalib_lite.series import TOLERANCE
-from anomalib_lite.thresholds import SurpriseScore
+from anomalib_lite.evaluation import nab
+from anomalib_lite.scoring.evidence import Change, Cycle, Likelihood, Neighbours
+from anomalib_lite.detectors.series import TOLERANCE
+from anomalib_lite.scoring.thresholds import SurpriseScore
 
 ALARM = 5.0  # SurpriseScore's alarm: p <= 1e-5
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import anomalib_lite as al
-from anomalib_lite import nab
-from anomalib_lite.thresholds import SurpriseScore, p_values, tail_p_values, tail_threshold
+from anomalib_lite.evaluation import nab
+from anomalib_lite.scoring.thresholds import SurpriseScore, p_values, tail_p_values, tail_threshold
 
 NAB_TOOL = Path(__file__).resolve().parents[3] / "shared" / "tools" / "nab_score.py"
 

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from anomalib_lite import metrics, p_values
-from anomalib_lite.streaming import Ewma, MovingWindow
-from anomalib_lite.thresholds import MovingThreshold, dynamic_threshold
+from anomalib_lite.scoring import metrics
+from anomalib_lite import p_values
+from anomalib_lite.components.streaming import Ewma, MovingWindow
+from anomalib_lite.scoring.thresholds import MovingThreshold, dynamic_threshold
 
 
 def _chunks(x, sizes):

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import anomalib_lite as al
 from anomalib_lite import AnomalyError, Reconstruction, SyntheticOOD
-from anomalib_lite.data import Samples, training_data
-from anomalib_lite.pretrain import pretrain
+from anomalib_lite.data.batches import Samples, training_data
+from anomalib_lite.training.pretrain import pretrain
 
 N, SIZE = 40, 16
 TOL = dict(rtol=1e-5, atol=1e-6)  # same batches and order; allow for reduction-order differences
@@ -184,7 +184,7 @@ def test_worker_memory_stays_flat():
     mmap threshold): 100 batches of 12.6 MB each would add 1.26 GB to it. The window starts after
     a warm-up, and the bound is wide, because a forked worker also copies some of its parent's
     pages as it touches them (tens of MB in a long test session), which is not a leak."""
-    from anomalib_lite.sources import DataSource
+    from anomalib_lite.data.sources import DataSource
 
     class Lazy(DataSource):  # not in memory as far as training knows: read by a worker
         spec, targets, class_names, normal_names = "lazy", None, None, None

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 import anomalib_lite as al
-from anomalib_lite import AnomalyError, SupervisedRNN, metrics
-from anomalib_lite.series import TOLERANCE
-from anomalib_lite.training import TrainConfig, fit_model
+from anomalib_lite import AnomalyError, SupervisedRNN
+from anomalib_lite.scoring import metrics
+from anomalib_lite.detectors.series import TOLERANCE
+from anomalib_lite.training.loop import TrainConfig, fit_model
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,7 +6,7 @@ from sklearn.metrics import roc_auc_score
 
 import anomalib_lite as al
 from anomalib_lite import AnomalyError, LatentDistance, Reconstruction, SyntheticOOD
-from anomalib_lite.pretrain import pretrain
+from anomalib_lite.training.pretrain import pretrain
 
 
 def _auroc(normal, anomalous):
@@ -33,7 +33,7 @@ def test_autoencoder_loss_falls_and_defects_score_high(ae, data):
 
 
 def test_autoencoder_on_a_stream_moving_average_flags_runs_not_single_frames(ae, data):
-    from anomalib_lite.streaming import MovingAverage
+    from anomalib_lite.components.streaming import MovingAverage
 
     _, normal, defective = data
     frames = np.concatenate([normal[:30], defective[:1], normal[30:50], defective[1:11], normal[50:60]])

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from anomalib_lite import AnomalyError
-from anomalib_lite.training import TrainConfig, fit_model
+from anomalib_lite.training.loop import TrainConfig, fit_model
 
 
 def _data(n=400, seed=0):

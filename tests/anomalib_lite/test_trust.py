@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import anomalib_lite as al
-from anomalib_lite import AnomalyError, signing
+from anomalib_lite import AnomalyError
+from anomalib_lite.bundles import signing
 from anomalib_lite.io import atomic_output, check_outputs
 
 
@@ -112,12 +113,12 @@ def test_outputs_never_replace_inputs(tmp_path):
 def test_read_header_reads_no_tensor_and_bad_paths_are_one_error(tmp_path, fitted, monkeypatch):
     det, _ = fitted
     det.save(tmp_path / "m.anomaly")
-    from anomalib_lite import bundle
+    from anomalib_lite.bundles import bundle
 
     def no_tensors(data):
         raise AssertionError("read_header loaded the tensors")
 
-    from anomalib_lite import header
+    from anomalib_lite.bundles import header
 
     monkeypatch.setattr(bundle, "load_bytes", no_tensors)
     reads = []
@@ -155,7 +156,7 @@ def _png_claiming(path, width, height):
 def test_hostile_and_unusual_images_are_read_right_or_refused_in_one_line(tmp_path):
     from PIL import Image
 
-    from anomalib_lite.data import iter_batches
+    from anomalib_lite.data.batches import iter_batches
 
     bomb = tmp_path / "bomb" / "x.png"
     bomb.parent.mkdir()

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 import anomalib_lite as al
-from anomalib_lite import AnomalyError, io, signing
+from anomalib_lite import AnomalyError, io
+from anomalib_lite.bundles import signing
 from cli import cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -290,7 +291,7 @@ def test_an_over_long_csv_line_is_refused_while_read_with_bounded_memory(tmp_pat
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 6 << 20  # a 16 MB line, never held whole (2 MB here)
-    code = ("import sys; from anomalib_lite.sources import load\n"
+    code = ("import sys; from anomalib_lite.data.sources import load\n"
             "try:\n    load('-')\nexcept Exception as e:\n    print(type(e).__name__, e)")
     with open(path, "rb") as fh:
         out = subprocess.run([sys.executable, "-c", code], stdin=fh, capture_output=True, text=True, cwd=REPO,
@@ -369,7 +370,7 @@ def test_a_stream_skips_a_line_whose_time_goes_back(tmp_path):
 def test_keyed_candidates_do_not_depend_on_batches_order_or_shards():
     import torch
 
-    from anomalib_lite.streaming import KeyedSample, _smallest
+    from anomalib_lite.components.streaming import KeyedSample, _smallest
 
     x = torch.randn(3000, 4, generator=torch.Generator().manual_seed(0))
     ids = np.stack([np.arange(3000) // 10, np.arange(3000) % 10], 1)  # (sample, patch)

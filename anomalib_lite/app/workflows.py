@@ -1,0 +1,475 @@
+"""What the ``anomaly`` command does, as Python functions: each CLI command parses its options and
+calls one of these, which return the lines it prints.
+
+* :func:`load_source`: a data spec, read the way a bundle was fitted (series: its columns);
+* :func:`fit_and_save`: fit on a data spec, calibrate on a held-out share, save the bundle;
+* :func:`score_and_write`: scores CSV (``-`` for stdout), heatmaps, HTML report, NAB results, or
+  one line for one image;
+* :func:`evaluate_and_write`: the figures table, JSON, heatmaps and report;
+* :func:`stream`: CSV lines scored as they arrive (:func:`anomalib_lite.runtime.series_io.stream_lines`);
+* :func:`export`: a bundle as an ONNX model (:mod:`anomalib_lite.runtime.export`);
+* :func:`demo`, :func:`describe_header`.
+
+Outputs are checked before any work: writable, and never the same file as anything the run reads
+(each file of the data, masks, the bundle, key files, configs) nor a heatmap folder holding the
+data (:func:`anomalib_lite.io.check_outputs`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import distributed
+from ..scoring import metrics
+from ..evaluation import nab
+from ..runtime import series_io
+from ..detectors.base import Detector
+from ..errors import AnomalyError
+from ..evaluation.assessment import (
+    NO_LABELS,
+    Evaluation,
+    assess,
+    format_figures,
+    format_verdict,
+    from_scores,
+    has_score_map,
+    plural,
+    score_rows,
+)
+from ..bundles.header import describe_header
+from ..io import atomic_output, check_outputs, check_writable
+from .options import ROUTES
+from ..data.sources import load as load_data
+from ..data.sources import spec_files, spec_path
+from ..scoring.thresholds import SurpriseScore
+
+__all__ = ["augment_preview", "backbones_table", "demo", "describe_header", "evaluate_and_write", "export",
+           "fit_and_save", "load_bundle", "load_source", "pretrain_and_save", "score_and_write", "stream"]
+
+
+def load_source(spec: str, det: Detector | None = None, *, data_dir=None, download: bool = False, columns=None,
+                time_column: str | None = None, label_column: str | None = None, nan: str = "reject"):
+    """Load ``spec``; for a series detector a CSV is read with the columns it was fitted on
+    (unless ``columns`` / ``time_column`` say otherwise) and the spec must be a series."""
+    series = det is not None and det.input_kind == "series"
+    base = str(spec).split("?")[0]
+    fitted = (getattr(det, "data_info_", None) or {}) if det is not None else {}
+    if series and (base == "-" or base.lower().endswith(".csv")):
+        columns, time_column = columns or fitted.get("columns"), time_column or fitted.get("time_column")
+    if det is not None and not series and (columns or time_column or label_column):
+        raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to series")
+    options = dict(columns=columns, time_column=time_column, label_column=label_column, nan=nan) if series else {}
+    try:
+        source = load_data(spec, data_dir=data_dir, download=download, **options)
+    except AnomalyError as e:
+        if columns and "not found" in str(e) and columns == fitted.get("columns"):
+            raise AnomalyError(f"{e} (the bundle was fitted on columns {', '.join(columns)}; pass --column)") from None
+        raise
+    kind = getattr(source, "kind", "image")
+    if series and kind != "series":
+        raise AnomalyError(f"{spec}: not a time series; give a .csv file, nab:CATEGORY/FILE.csv or -")
+    if det is not None and not series and kind == "series":
+        raise AnomalyError(f"{spec}: a time series, but {type(det).__name__} takes images or vectors")
+    return source
+
+
+def _check_outputs(outputs: dict, spec, *files, det: Detector | None = None, folders=(), verify=None,
+                   data_dir=None) -> None:
+    """Refuse outputs that would replace anything the run reads: every file of the data ``spec``
+    (each image of a folder or glob, masks), ``files`` (the bundle, key files, configs), the
+    verify key (given, or $ANOMALY_VERIFY_KEY), and files named by the detector's parameters
+    (an augmentation config, a weights file). Before any work; one AnomalyError."""
+    from ..bundles.signing import verify_key_from_env
+
+    if verify is None and any(p is not None and str(p) != "-" for p in [*outputs.values(), *folders]):
+        verify = verify_key_from_env()
+    named = list(det.get_params(deep=False).values()) if det is not None else []
+    root = spec_path(str(spec)) if spec is not None else None
+    inputs = [*(spec_files(str(spec), data_dir) if spec is not None else []),
+              *(p for p in (*files, verify, *named) if _is_file(p))]
+    check_outputs(outputs, inputs, folders=folders, roots=[root] if root is not None and root.is_dir() else [])
+
+
+def _is_file(p) -> bool:
+    try:
+        return isinstance(p, (str, os.PathLike)) and bool(str(p)) and Path(p).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def load_bundle(path, *, device: str = "auto", verify=None, verbose: bool = False, batch_size: int | None = None,
+                threads: int | None = None) -> Detector:
+    """A bundle loaded for scoring, with the run's settings (``batch_size`` where the detector has
+    one; ``threads`` only for the detectors that take it: one error otherwise)."""
+    from ..bundles.bundle import load
+
+    det = load(path, device=device, verify=verify)
+    det.set_params(verbose=verbose)
+    if batch_size and "batch_size" in det.get_params():
+        det.set_params(batch_size=batch_size)
+    if threads is not None:
+        if "threads" not in det.get_params():
+            raise AnomalyError(f"--threads: {type(det).__name__} does not take it (series detectors do)")
+        det.set_params(threads=threads)
+    return det
+
+
+def choose_detector(source, *, device: str = "auto", seed: int = 0, verbose: bool = False) -> tuple[Detector, str]:
+    """The documented best route for the data's kind (what ``anomaly fit`` fits when no detector is
+    named): ``(detector, route)``, the route one of :data:`ROUTES`."""
+    import backbones
+    from ..detectors import Continuation, LatentDistance
+
+    run = dict(device=device, seed=seed, verbose=verbose)
+    if getattr(source, "kind", "image") == "series":
+        return Continuation(**run), "series"
+    x, _ = source.read([0])
+    sample_dims = np.asarray(x).ndim - 1
+    if sample_dims < 2:
+        return LatentDistance(**run), "vectors"
+    # patch scores: on the inspection set's dev half the pooled evidence of CNN features cost the
+    # combined score 8 to 21 points (good parts from another place drift as a whole; BENCHMARKS.md)
+    if backbones.weights.imagenet_cached("wide_resnet50_2"):
+        return LatentDistance(backbone="wide_resnet50_2", weights="imagenet", layers=["layer2", "layer3"],
+                              image_score="patch", **run), "images, ImageNet weights cached"
+    return LatentDistance(backbone="resnet18", weights="random", layers=["layer1", "layer2"], pretrain="segment",
+                          image_score="patch", **run), "images, offline"
+
+
+#: folds of the cross-fitted calibration (5 extra fits)
+CROSS_FOLDS = 5
+
+
+def cross_fits(det: Detector, n_held: int, fpr: float) -> bool:
+    """Whether ``fit`` calibrates by cross-fitting: when ``n_held`` held-out samples cannot certify
+    ``fpr`` (a conformal threshold needs 1/fpr - 1 of them) and the samples are exchangeable
+    (images, vectors; a series' calibration is its held-out end)."""
+    return det.input_kind != "series" and (n_held + 1) * fpr < 1 - 1e-9
+
+
+def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None = 0.1, fpr: float = 0.01,
+                 seed: int = 0, sign=None, device: str = "auto", verbose: bool = False, **load_options) -> str:
+    """Fit ``det`` on the data ``spec`` less a ``holdout`` share (series: the end), calibrate the
+    threshold at ``fpr`` on that share (series: as the training part's continuation), save the
+    bundle to ``out`` (signed with the key file ``sign``). ``holdout=None``: fit on everything,
+    no calibration (the supervised detector). ``det=None``: the route :func:`choose_detector`
+    picks for the data's kind (on ``device``), recorded in the bundle. Returns the summary line."""
+    out = check_writable(out, "bundle")
+    _check_outputs({"bundle": out}, spec, sign, det=det, data_dir=load_options.get("data_dir"))
+    t = time.perf_counter()
+    route, source = None, None
+    if det is None:
+        where = {k: v for k, v in load_options.items() if k in ("data_dir", "download")}
+        first = load_source(spec, None, **where)
+        det, route = choose_detector(first, device=device, seed=seed, verbose=verbose)
+        if det.input_kind != "series" and not any(load_options.get(k) for k in ("columns", "time_column",
+                                                                                 "label_column")):
+            source = first  # images and vectors read the same whatever the detector: not read twice
+    if source is None:
+        source = load_source(spec, det, **load_options)
+    if det.get_params().get("max_time") is not None:  # the budget covers reading the data too
+        det.set_params(max_time=max(1.0, det.max_time - (time.perf_counter() - t)))
+    cross = False
+    if holdout is None:
+        det.fit(source)
+        train, held = source, None
+    else:
+        train, held = source.split(holdout, seed=seed)
+        cross = cross_fits(det, len(held), fpr)
+        if cross:  # the held-out share cannot certify fpr: every sample calibrates, out of fold
+            train = held = source
+            det.fit(source)
+            det.cross_calibrate(source, fpr=fpr, folds=CROSS_FOLDS, seed=seed)
+        else:
+            det.fit(train)
+            det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
+    if route is not None:
+        det.data_info_ = {**(det.data_info_ or {}), "route": f"{route}: {ROUTES[route]}"}
+    det.save(out, sign=sign)  # under torchrun: rank 0 writes, the others return here
+    if not distributed.is_main():
+        return ""
+    learned = det.summary()
+    unit = "step" if det.input_kind == "series" else "sample"
+    text = (f"chose the route for {route} ({ROUTES[route]}); " if route else "")
+    text += f"fitted {type(det).__name__} on {plural(len(train), unit)} of {spec}" + (f" ({learned})" if learned else "")
+    if cross:
+        text += (f"; calibrated by {CROSS_FOLDS}-fold cross-fitting on all {len(held)} samples (each scored by a "
+                 f"model fitted without it): threshold {det.threshold_:.4g} at fpr {fpr:g}")
+    elif held is not None:
+        text += (f"; calibrated on {plural(len(held), 'held-out ' + unit)}: threshold {det.threshold_:.4g} "
+                 f"at fpr {fpr:g}")
+    return text + f"; wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)" + (" signed" if sign else "")
+
+
+def _check_show(det: Detector, maps, top, report) -> None:
+    if top is not None and maps is None:
+        raise AnomalyError("--top applies with --maps DIR")
+    if maps is not None:
+        if det.input_kind == "series" or not has_score_map(det):
+            raise AnomalyError(f"--maps: {type(det).__name__} has no score_map (no per-pixel maps); drop --maps")
+        check_writable(maps, "maps", folder=True)
+    if report is not None:
+        check_writable(report, "report")
+
+
+def _show(ev: Evaluation, maps, top, report) -> list[str]:
+    from ..evaluation.report import render_report
+    from ..evaluation.visual import write_heatmaps
+
+    written = []
+    with distributed.local():  # rank 0 alone (maps of the top samples are scored here)
+        if maps is not None:
+            written.append(f"{plural(len(write_heatmaps(maps, ev, top=top)), 'heatmap')} to {maps}")
+        if report is not None:
+            render_report(ev, report)
+            written.append(f"report {report}")
+    return written
+
+
+def _write_rows(out, head, rows) -> None:
+    """A CSV table to ``out`` (atomically), or to stdout for ``-``."""
+    if str(out) == "-":
+        w = csv.writer(sys.stdout)
+        w.writerow(head)
+        w.writerows(rows)
+        sys.stdout.flush()
+        return
+    with atomic_output(out, "scores") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(head)
+        w.writerows(rows)
+
+
+def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=None, top=None, report=None,
+                    nab_results=None, learn: bool = False, verify=None, **load_options) -> str:
+    """Score the data ``spec`` and write what was asked: a scores CSV (``out``; ``-`` prints it),
+    heatmaps, a report, NAB's results (series). One image and no outputs: its one-line verdict.
+    Returns what to print ("" when the scores went to stdout)."""
+    _check_show(det, maps, top, report)
+    _check_outputs({"scores": out, "report": report}, spec, bundle, folders=[maps, nab_results], verify=verify,
+                   data_dir=load_options.get("data_dir"))
+    if out is not None and str(out) != "-":
+        check_writable(out, "scores")
+    series = det.input_kind == "series"
+    if not series and (learn or nab_results is not None):
+        raise AnomalyError(f"{bundle or type(det).__name__}: --learn and --nab-results apply to series bundles")
+    source = load_source(spec, det, **load_options)
+    if not series and out is None and maps is None and report is None:
+        if len(source) != 1:
+            raise AnomalyError("give -o FILE (or -o - for stdout), --maps or --report; one image alone prints its verdict")
+        return format_verdict(assess(det, source), 0)
+    if series and out is None and nab_results is None and report is None:
+        raise AnomalyError("give -o FILE (or -o -), --nab-results DIR, --report FILE or --stream")
+    if series:
+        scores = series_io.score_series(det, source, learn=learn)
+        ev = from_scores(det, source, scores)
+    else:
+        ev = assess(det, source)
+    written = []
+    if distributed.is_main():  # under torchrun: every rank holds all the scores, rank 0 writes
+        written = _write_outputs(det, ev, source, out, nab_results)
+        written += _show(ev, maps, top, report)
+    n = len(ev.scores)
+    text = f"scored {plural(n, 'step' if series else 'sample')} of {spec}" + (f"; wrote {', '.join(written)}" if written else "")
+    if ev.flags is not None:
+        text += f"; {int(np.sum(ev.flags))} flagged as anomalous"
+    return "" if str(out) == "-" and not written else text + _figures_line(ev.figures)
+
+
+def _nab_alarms(source, unit: np.ndarray) -> str:
+    """What the NAB score's alarms (>= its alarm level) find, when the series has anomaly windows:
+    NAB's scorer picks its own threshold, the detector's calibrated flags are another rule."""
+    windows = getattr(source, "windows", None)
+    if not windows:
+        return ""
+    m = metrics.window_metrics(unit >= SurpriseScore().alarm_level, windows, getattr(source, "references", None))
+    return f" (its alarms: {m['detected']} of {m['windows']} anomaly windows, {m['false_alarms']} outside)"
+
+
+def _write_outputs(det, ev: Evaluation, source, out, nab_results) -> list[str]:
+    written = []
+    if ev.kind == "series":
+        pvals = det.p_values(ev.scores) if det.calibration_scores_ is not None else None
+        unit = nab.results_scores(det, ev.scores, values=source.values, step_seconds=getattr(source, "step_seconds", None)) if nab_results is not None else None  # before writing anything
+        if out is not None:
+            head, rows = series_io.score_table(source, ev.scores, pvals, ev.flags, source.anomaly_labels())
+            _write_rows(out, head, rows)
+        if nab_results is not None:
+            path = nab.write_results(nab_results, source, unit, type(det).__name__.lower())
+            written.append(f"NAB results {path}" + _nab_alarms(source, unit))
+    elif out is not None:
+        _write_rows(out, *score_rows(ev))
+    if out is not None and str(out) != "-":
+        written.insert(0, str(out))
+    return written
+
+
+def _figures_line(m: dict) -> str:
+    text = ""
+    if "roc_auc" in m:
+        text += f"\nROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}"
+    if "pixel_roc_auc" in m:
+        text += f"  pixel ROC-AUC {100 * m['pixel_roc_auc']:.2f}  PRO {100 * m['pro']:.2f}"
+    if "early_warning" in m:
+        e = m["early_warning"]
+        text += (f"\nonsets warned {100 * e['warned']:.0f} % (mean lead {e['mean_lead']:.1f} steps); "
+                 f"false alarms {e['false_alarms_per_1k']:.1f} per 1,000 steps")
+    if "windows" in m:
+        w = m["windows"]
+        text += (f"\nanomaly windows detected {w['detected']}/{w['windows']}; false alarms "
+                 f"{w['false_alarms_per_1k']:.2f} per 1,000 steps outside windows")
+    return text
+
+
+def check_labels(det: Detector, source) -> None:
+    """``evaluate`` needs labels of both kinds; say so before any scoring."""
+    image = getattr(source, "kind", "image") != "series"
+    labels = source.anomaly_labels((det.data_info_ or {}).get("classes")) if image else source.anomaly_labels()
+    if labels is None:
+        raise AnomalyError(f"{source.spec}: no labels; {NO_LABELS}")
+    n_anomalous = int(np.sum(np.asarray(labels) > 0))
+    if not 0 < n_anomalous < len(labels):
+        kind = "anomalous" if n_anomalous else "normal"
+        raise AnomalyError(f"{source.spec}: every label says {kind}; {NO_LABELS}")
+
+
+def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, maps=None, top=None, report=None,
+                       verify=None, **load_options) -> tuple[dict, str]:
+    """Figures of ``det`` on labelled data, written as asked; returns (figures, text to print).
+    Data without labels: ``figures["note"]`` says so (what could be written is written)."""
+    _check_show(det, maps, top, report)
+    _check_outputs({"figures": json_out, "report": report}, spec, bundle, folders=[maps], verify=verify,
+                   data_dir=load_options.get("data_dir"))
+    if json_out is not None:
+        check_writable(json_out, "figures")
+    source = load_source(spec, det, **load_options)
+    check_labels(det, source)  # before scoring: figures need both classes
+    ev = assess(det, source)
+    if not distributed.is_main():  # under torchrun: rank 0 writes
+        return ev.figures, ""
+    written = _show(ev, maps, top, report)
+    if json_out is not None:
+        with atomic_output(json_out, "figures") as tmp:
+            tmp.write_text(json.dumps(ev.figures, indent=1, default=float) + "\n")
+        written.append(f"figures {json_out}")
+    return ev.figures, format_figures(ev.figures) + (f"\nwrote {', '.join(written)}" if written else "")
+
+
+def stream(det: Detector, spec: str, *, learn: bool = False, columns=None, time_column=None, label_column=None,
+           nan: str = "reject", outputs=(), counts: dict | None = None) -> tuple[int, int]:
+    """``anomaly score --stream``: CSV lines from stdin (``-``) or a file, scored as they arrive;
+    returns (lines scored, bad lines skipped); ``counts`` gets the skipped lines by kind. Bytes
+    that are not UTF-8 make their line a bad line (reported), not the end of the stream.
+    ``outputs``: file outputs asked for as well, which a stream cannot write (one error)."""
+    if det.input_kind != "series":
+        raise AnomalyError(f"--stream: {type(det).__name__} scores images; --stream reads series lines")
+    if any(outputs):
+        raise AnomalyError("--stream prints to stdout; drop -o, --nab-results, --maps and --report")
+    fitted = det.data_info_ or {}
+    options = (columns or fitted.get("columns"), time_column or fitted.get("time_column"), label_column, nan, learn)
+    if str(spec) == "-":
+        raw = getattr(sys.stdin, "buffer", None)
+        fh = sys.stdin if raw is None else io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        try:
+            return series_io.stream_lines(det, fh, "stdin", *options, counts=counts)
+        finally:
+            if raw is not None:
+                fh.detach()  # sys.stdin keeps its buffer
+    try:
+        fh = open(spec, newline="", encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise AnomalyError(f"{spec}: cannot read ({e.strerror})") from None
+    with fh:
+        return series_io.stream_lines(det, fh, str(spec), *options, counts=counts)
+
+
+def export(bundle, out, *, verify=None) -> str:
+    """``anomaly export``: the bundle ``bundle`` as an ONNX model at ``out`` (checked before the
+    bundle is read; written atomically). Returns the summary line."""
+    from ..bundles.bundle import load
+    from ..runtime.export import _require_onnx, export_onnx, metadata
+
+    _require_onnx()
+    out = check_writable(out, "ONNX model")
+    _check_outputs({"ONNX model": out}, None, bundle, verify=verify)
+    det = load(bundle, device="cpu", verify=verify)
+    export_onnx(det, out, bundle=bundle)
+    meta = metadata(det, bundle)
+    shape = "x".join(str(s) for s in meta["input"]["shape"])
+    threshold = "none (not calibrated)" if det.threshold_ is None else f"{det.threshold_:.6g}"
+    return (f"exported {meta['detector']} from {bundle} to {out} ({Path(out).stat().st_size / 1e6:.1f} MB): "
+            f"input images {shape} float32 in [0, 1]; outputs {', '.join(meta['outputs'])}; threshold {threshold}")
+
+
+def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, **options) -> str:
+    """``anomaly pretrain``: :func:`anomalib_lite.training.pretrain.pretrain` on a data spec's images,
+    weights written to ``out`` (never over the data). Returns the summary line."""
+    from ..training.pretrain import pretrain
+
+    _check_outputs({"weights": out}, spec, *options.values(), data_dir=data_dir)
+    t = time.perf_counter()
+    source = load_source(spec, data_dir=data_dir, download=download)
+    if options.get("max_time") is not None:  # the budget covers reading the data too
+        options["max_time"] = max(1.0, options["max_time"] - (time.perf_counter() - t))
+    h = pretrain(data=source, out=out, **options).history
+    return (f"pretrained {options.get('backbone')} ({options.get('task')}) on {plural(len(source), 'image')} of {spec}: "
+            f"{plural(len(h.train_loss), 'epoch')}, loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; "
+            f"wrote {out}")
+
+
+def augment_preview(config, spec: str, out, *, backend: str = "torchvision", n: int = 8, synth: bool = False,
+                    variants: int = 3, data_dir=None, download: bool = False) -> str:
+    """``anomaly augment``: a PNG grid of ``n`` images of ``spec``, augmented ``variants`` times by
+    the config (and its synthesised anomalies with masks when ``synth``). Returns the summary line."""
+    import augment
+
+    from ..data.batches import iter_batches
+
+    _check_outputs({"preview": out}, spec, config, data_dir=data_dir)
+    check_writable(out, "preview")
+    pipeline = augment.Pipeline.from_config(config, backend=backend)
+    batch = next(iter_batches(load_source(spec, data_dir=data_dir, download=download), batch_size=n)).x
+    grid = augment.preview_grid(batch, pipeline, n=n, synth=synth, variants=variants)
+    with atomic_output(out, "preview") as tmp, open(tmp, "wb") as fh:
+        augment.save_png(grid, fh)  # into the temporary file (no second temporary file of its own)
+    return f"wrote {out} ({grid.shape[1]}x{grid.shape[0]} px, {len(batch)} images of {spec})"
+
+
+def backbones_table() -> str:
+    """``anomaly backbones``: each backbone's layers (* = default) and whether ImageNet weights
+    are in the local cache."""
+    import backbones
+
+    rows = [("name", "layers (* = default)", "imagenet weights")]
+    for b in backbones.list_backbones():
+        cached = backbones.imagenet_cached(b.name)
+        layers = ",".join(f"{n}*" if n in b.default_layers else n for n in b.layers)
+        rows.append((b.name, layers, "n/a" if cached is None else "cached" if cached else "not cached"))
+    w1, w2 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+    return "\n".join(f"{a:<{w1}}  {b:<{w2}}  {c}" for a, b, c in rows)
+
+
+def demo(digit: int = 7, *, data_dir=None, download: bool = True, device: str = "auto", seed: int = 0,
+         batch_size: int | None = None, verbose: bool = False) -> str:
+    """MNIST outliers: fit on one digit's training images, score all 10,000 test digits."""
+    from ..detectors import LatentDistance
+
+    train = load_data(f"mnist:train?classes={digit}", data_dir=data_dir, download=download)
+    test = load_data("mnist:test", data_dir=data_dir, download=download)
+    fit_part, held = train.split(0.1, seed=seed)
+    det = LatentDistance(image_score="pooled", maps=False, device=device, seed=seed, verbose=verbose)
+    if batch_size:
+        det.set_params(batch_size=batch_size)
+    det.fit(fit_part).calibrate(held, fpr=0.01)
+    m = metrics.image_metrics(test.anomaly_labels([str(digit)]), det.decision_function(test), det.threshold_)
+    return (f"MNIST outliers, digit {digit} normal: {det!r} on {len(fit_part)} training digits\n"
+            f"ROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}  "
+            f"at the calibrated threshold (fpr 0.01): recall {100 * m['recall']:.1f}, "
+            f"false positive rate {100 * m['fpr']:.2f}")

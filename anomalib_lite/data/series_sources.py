@@ -1,0 +1,359 @@
+"""Time-series data: CSV files, CSV lines on stdin, and NAB series with their anomaly windows.
+
+:func:`anomalib_lite.data.sources.load` hands ``*.csv``, ``-`` and ``nab:CATEGORY/FILE.csv`` specs to
+this module. A CSV needs a header line; the time column is ``--time-column`` or the first column
+named timestamp/time/date/datetime; the value columns are ``--column`` (one or more) or all other
+columns; an optional label column holds 0/1 per row. Rows are steps in file order; times must be
+numbers or ISO 8601 and must increase line by line: a time that repeats or goes back is an error
+naming its line, unless the spec asks ``?order=sort`` (rows sorted by time) or ``?order=file``
+(the file's order, unchecked: how NAB's own series are read, since NAB scores rows in file order
+and machine_temperature steps back an hour once). A line over :data:`MAX_LINE` characters is
+refused while it is read. Empty cells (or NaN/NA/null) are gaps: rejected by default, or filled by linear
+interpolation with ``nan="interpolate"`` (in a live stream, where the next value is not known yet,
+a gap takes the last value). Every error names the file, the line and the column.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .batches import NAN_POLICIES, fill_gaps
+from ..errors import AnomalyError, shown
+from .datasource import DataSource, data_root
+
+__all__ = ["MAX_LINE", "ORDERS", "SeriesReader", "SeriesSource", "bounded_lines", "load_csv", "load_nab", "nab_files",
+           "parse_time"]
+
+TIME_NAMES = ("timestamp", "time", "date", "datetime")
+#: how rows relate to their times: "reject" (times must increase line by line: a time that
+#: repeats or goes back is an error naming its line), "sort" (rows sorted by time, then they must
+#: increase), "file" (the file's order, unchecked: NAB's own series, scored in file order)
+ORDERS = ("reject", "sort", "file")
+#: a CSV line longer than this (characters) is refused while it is read: memory stays bounded
+MAX_LINE = 1 << 20
+MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
+
+
+def parse_time(text: str) -> float:
+    """Seconds: a number as it is, else an ISO 8601 date/time (naive = UTC); ValueError if neither."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    t = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.timestamp()
+
+
+class SeriesReader:
+    """Turns CSV rows of one layout into (timestamp text, time, values, label), checking each."""
+
+    def __init__(self, header: Sequence[str], where: str, columns: Sequence[str] | None = None,
+                 time_column: str | None = None, label_column: str | None = None, nan: str = "reject",
+                 order: str = "reject"):
+        if nan not in NAN_POLICIES:
+            raise AnomalyError(f"nan='{nan}': unknown; use one of {', '.join(NAN_POLICIES)}")
+        if order not in ORDERS:
+            raise AnomalyError(f"order='{shown(order, 40)}': unknown; use one of {', '.join(ORDERS)}")
+        self.order = order
+        self.last_time: tuple[float, str, int] | None = None  # (time, stamp, line) of the last row
+        self.header = [h.strip().lstrip("\ufeff") for h in header]
+        self.where, self.nan = where, nan
+
+        def index(name: str) -> int:
+            if name not in self.header:
+                raise AnomalyError(f"{where}: column '{shown(name, 60)}' not found; columns are: "
+                                   f"{shown(', '.join(self.header))}")
+            return self.header.index(name)
+
+        if time_column is None:
+            time_column = next((h for h in self.header if h.lower() in TIME_NAMES), None)
+        self.time_column = time_column
+        self.time_idx = None if time_column is None else index(time_column)
+        self.label_idx = None if label_column is None else index(label_column)
+        taken = {self.time_idx, self.label_idx}
+        columns = list(columns) if columns else [h for i, h in enumerate(self.header) if i not in taken]
+        if not columns:
+            raise AnomalyError(f"{where}: no value columns; columns are: {shown(', '.join(self.header))}")
+        self.columns = columns
+        self.value_idx = [index(c) for c in columns]
+        self.last_values: np.ndarray | None = None
+
+    def parse(self, row: Sequence[str], line: int, stream: bool = False):
+        """One row -> (timestamp text or None, time or None, values (D,) with NaN gaps, label).
+
+        With ``stream=True`` and ``nan="interpolate"`` a gap takes the last value seen."""
+        at = f"{self.where}: line {line}"
+        if len(row) != len(self.header):
+            raise AnomalyError(f"{at}: {len(row)} fields, the header has {len(self.header)}")
+        values = np.empty(len(self.value_idx))
+        for j, (i, name) in enumerate(zip(self.value_idx, self.columns)):
+            cell = row[i].strip()
+            if cell.lower() in MISSING:
+                if self.nan == "reject":
+                    raise AnomalyError(
+                        f"{at}: column '{shown(name, 60)}' is empty (a gap); use --nan interpolate to fill gaps"
+                    )
+                values[j] = np.nan
+                continue
+            try:
+                values[j] = float(cell)
+            except ValueError:
+                raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a number") from None
+            if not np.isfinite(values[j]):
+                raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a finite number")
+        stamp = t = label = None
+        if self.time_idx is not None:
+            stamp = row[self.time_idx].strip()
+            try:
+                t = parse_time(stamp)
+            except ValueError:
+                raise AnomalyError(
+                    f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' is not a date/time (ISO 8601) or a number"
+                ) from None
+            if not np.isfinite(t):
+                raise AnomalyError(f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' is not a finite time")
+            last = self.last_time
+            if self.order == "reject" and last is not None and t <= last[0]:
+                raise AnomalyError(
+                    f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' "
+                    f"{'repeats' if t == last[0] else 'goes back from'} line {last[2]}'s '{shown(last[1], 60)}'; "
+                    "times must increase (add ?order=sort to the data spec to sort rows by time)"
+                )
+        if self.label_idx is not None:
+            cell = row[self.label_idx].strip()
+            try:
+                label = float(cell)
+            except ValueError:
+                label = None
+            if label not in (0.0, 1.0):
+                raise AnomalyError(f"{at}: label '{shown(cell, 60)}' in column '{shown(self.header[self.label_idx], 60)}' "
+                                   "is not 0 or 1")
+            label = int(label)
+        if stream and np.isnan(values).any():
+            if self.last_values is None:
+                raise AnomalyError(f"{at}: a gap before any value; nothing to fill it with")
+            values = np.where(np.isnan(values), self.last_values, values)
+        if not np.isnan(values).any():
+            self.last_values = values
+        if t is not None:
+            self.last_time = (t, stamp, line)
+        return stamp, t, values, label
+
+
+class SeriesSource(DataSource):
+    """A series in memory: values (T, D), optional timestamps, 0/1 labels and anomaly windows
+    (inclusive step ranges, with a reference step each: NAB's labelled anomaly)."""
+
+    kind = "series"
+    targets = class_names = normal_names = None
+
+    def __init__(self, spec, values, columns, stamps=None, times=None, time_column=None, labels=None,
+                 windows=None, references=None, header=None, nab_name=None):
+        self.spec, self.values, self.columns = spec, np.asarray(values, dtype=np.float64), list(columns)
+        self.stamps, self.times, self.time_column = stamps, times, time_column
+        self.labels, self.windows, self.references = labels, windows, references
+        self.header, self.nab_name = header, nab_name
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def dated(self) -> bool:
+        """Whether the steps have dates (ISO 8601 stamps), not numbers in unknown units."""
+        if self.times is None or not self.stamps:
+            return False
+        try:
+            float(self.stamps[0])
+        except ValueError:
+            return True
+        return False
+
+    @property
+    def step_seconds(self) -> float | None:
+        """The median time between steps in seconds when the steps have dates, else None."""
+        if not self.dated or len(self.times) < 2:
+            return None
+        step = float(np.median(np.diff(np.asarray(self.times, dtype=np.float64))))
+        return step if step > 0 else None
+
+    def batches(self, batch_size: int) -> Iterator[tuple]:
+        for i in range(0, len(self.values), batch_size):
+            y = None if self.labels is None else self.labels[i : i + batch_size]
+            yield self.values[i : i + batch_size], y
+
+    def slice(self, start: int, stop: int) -> SeriesSource:
+        """Steps [start, stop); windows are cut to the range and re-indexed."""
+        sl = slice(start, stop)
+        windows = refs = None
+        if self.windows is not None:
+            keep = [i for i, (a, b) in enumerate(self.windows) if b >= start and a < stop]
+            windows = [(max(self.windows[i][0], start) - start, min(self.windows[i][1], stop - 1) - start) for i in keep]
+            refs = None if self.references is None else [self.references[i] - start for i in keep]
+        return SeriesSource(
+            self.spec, self.values[sl], self.columns,
+            None if self.stamps is None else self.stamps[sl], None if self.times is None else self.times[sl],
+            self.time_column, None if self.labels is None else self.labels[sl], windows, refs,
+            self.header, self.nab_name,
+        )
+
+    def subset(self, indices: np.ndarray) -> SeriesSource:
+        idx = np.asarray(indices)
+        if idx.size and not np.array_equal(idx, np.arange(idx[0], idx[0] + idx.size)):
+            raise AnomalyError(f"{self.spec}: a series can only be cut into one contiguous time range")
+        return self.slice(int(idx[0]) if idx.size else 0, int(idx[0]) + idx.size if idx.size else 0)
+
+    def split(self, fraction: float, seed: int = 0) -> tuple[SeriesSource, SeriesSource]:
+        """Split by time, never at random: (the first 1 - fraction, the last ``fraction``)."""
+        n = len(self)
+        k = round(n * fraction)
+        if not 0 < fraction < 1 or k < 1 or k >= n:
+            raise AnomalyError(f"{self.spec}: cannot hold out {fraction:g} of {n} time steps")
+        return self.slice(0, n - k), self.slice(n - k, n)
+
+    def anomaly_labels(self, normal_names=None) -> np.ndarray | None:
+        return None if self.labels is None else np.asarray(self.labels, dtype=np.int64)
+
+    def describe(self) -> dict:
+        return {"spec": self.spec, "n": len(self), "columns": self.columns,
+                "time_column": self.time_column, "header": self.header, "classes": None}
+
+
+def numbered_lines(fh, max_line: int = MAX_LINE) -> Iterator[tuple[int, str, bool]]:
+    """``(line number, line, whole)`` for each line of a text file, read with at most
+    ``max_line + 1`` characters in memory: a longer line comes as its first piece with
+    ``whole=False`` (the caller refuses it, or reads on past it)."""
+    number = 0
+    while True:
+        line = fh.readline(max_line + 1)
+        if not line:
+            return
+        number += 1
+        yield number, line, not (len(line) > max_line and not line.endswith(("\n", "\r")))
+
+
+def bounded_lines(fh, where: str, max_line: int = MAX_LINE) -> Iterator[str]:
+    """The lines of a text file, each read with at most ``max_line + 1`` characters in memory: a
+    longer line is refused (AnomalyError with its number) while it is being read."""
+    for number, line, whole in numbered_lines(fh, max_line):
+        if not whole:
+            raise AnomalyError(f"{where}: line {number}: longer than {max_line:,} characters; refused")
+        yield line
+
+
+def _read_rows(spec: str, text_lines, columns, time_column, label_column, nan, order="reject") -> SeriesSource:
+    rows = csv.reader(text_lines)
+    try:
+        return _parse_rows(spec, rows, columns, time_column, label_column, nan, order)
+    except csv.Error as e:
+        raise AnomalyError(f"{spec}: line {rows.line_num}: malformed CSV ({e})") from None
+
+
+def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order="reject") -> SeriesSource:
+    header = None
+    for header in rows:
+        if any(c.strip() for c in header):
+            break
+    if not header or not any(c.strip() for c in header):
+        raise AnomalyError(f"{spec}: empty file; expected a CSV header line and rows")
+    reader = SeriesReader(header, spec, columns, time_column, label_column, nan, order)
+    parsed, blank, lines = [], [], []
+    for row in rows:
+        if any(c.strip() for c in row):
+            parsed.append(reader.parse(row, rows.line_num))
+            lines.append(rows.line_num)
+        else:
+            blank.append(rows.line_num)
+    if blank:  # skipped, but never silently
+        shown = ", ".join(map(str, blank[:5])) + (", ..." if len(blank) > 5 else "")
+        print(f"anomalib_lite: {spec}: {len(blank)} blank line(s) skipped (line {shown})", file=sys.stderr)
+    if not parsed:
+        raise AnomalyError(f"{spec}: no rows after the header")
+    if order == "sort" and reader.time_idx is not None:
+        parsed, lines = _sorted_by_time(spec, reader.time_column, parsed, lines)
+    stamps, times, values, labels = zip(*parsed)
+    x = fill_gaps(np.stack(values), nan, where=spec)
+    timed = reader.time_idx is not None
+    return SeriesSource(
+        spec, x, reader.columns, list(stamps) if timed else None, np.array(times) if timed else None,
+        reader.time_column, np.array(labels, dtype=np.int64) if reader.label_idx is not None else None,
+        header=reader.header,
+    )
+
+
+def _sorted_by_time(spec: str, column: str, parsed: list, lines: list) -> tuple[list, list]:
+    """Rows in time order (stable); a time that still repeats is an error naming both lines."""
+    order = sorted(range(len(parsed)), key=lambda i: parsed[i][1])
+    parsed, lines = [parsed[i] for i in order], [lines[i] for i in order]
+    for i in range(1, len(parsed)):
+        if parsed[i][1] == parsed[i - 1][1]:
+            raise AnomalyError(f"{spec}: line {lines[i]}: column '{column}': '{shown(parsed[i][0], 60)}' repeats "
+                               f"line {lines[i - 1]}'s time; each row needs its own time")
+    return parsed, lines
+
+
+def load_csv(spec: str, path: str | Path, columns=None, time_column=None, label_column=None,
+             nan: str = "reject", order: str = "reject") -> SeriesSource:
+    """A CSV series from a file, or from stdin when ``path`` is ``-``; ``order``: see
+    :data:`ORDERS`. Lines are read with bounded memory (:func:`bounded_lines`)."""
+    if str(path) == "-":
+        return _read_rows(spec, bounded_lines(sys.stdin, spec), columns, time_column, label_column, nan, order)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return _read_rows(spec, bounded_lines(fh, spec), columns, time_column, label_column, nan, order)
+    except UnicodeDecodeError:
+        raise AnomalyError(f"{spec}: not a text (UTF-8) CSV file") from None
+    except csv.Error as e:
+        raise AnomalyError(f"{spec}: malformed CSV ({e})") from None
+
+
+def nab_files(data_dir=None) -> list[str]:
+    """The NAB series present under ``<data root>/NAB``, as ``category/file.csv`` names."""
+    root = data_root(data_dir) / "NAB"
+    windows = _nab_json(root, "combined_windows.json", "nab:")
+    return sorted(name for name in windows if (root / "data" / name).is_file())
+
+
+def _nab_json(root: Path, name: str, spec: str) -> dict:
+    path = root / "labels" / name
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise AnomalyError(f"{spec}: cannot read NAB labels {path} ({e}); set ANOMALY_DATA_DIR or --data-dir") from None
+
+
+def load_nab(spec: str, name: str, data_dir=None, nan: str = "reject", order: str = "file") -> SeriesSource:
+    """A NAB series (``realKnownCause/nyc_taxi.csv``) with its windows and labelled anomalies."""
+    root = data_root(data_dir) / "NAB"
+    path = root / "data" / name
+    if not path.is_file():
+        known = ", ".join(nab_files(data_dir)[:4]) if (root / "labels").is_dir() else ""
+        raise AnomalyError(
+            f"{spec}: {path} not found" + (f"; NAB series are e.g.: {known}" if known else
+                                            "; set ANOMALY_DATA_DIR or --data-dir to the folder holding NAB/")
+        )
+    src = load_csv(spec, path, ["value"], "timestamp", None, nan, order)  # NAB scores rows in file order
+    wins = _nab_json(root, "combined_windows.json", spec).get(name, [])
+    points = _nab_json(root, "combined_labels.json", spec).get(name, [])
+    times = src.times
+    windows, refs = [], []
+    for a, b in wins:
+        lo = int(np.searchsorted(times, parse_time(a), "left"))
+        hi = int(np.searchsorted(times, parse_time(b), "right")) - 1
+        inside = [int(np.searchsorted(times, parse_time(p), "left")) for p in points]
+        inside = [p for p in inside if lo <= p <= hi]
+        windows.append((lo, hi))
+        refs.append(inside[0] if inside else (lo + hi) // 2)
+    labels = np.zeros(len(src), dtype=np.int64)
+    for lo, hi in windows:
+        labels[lo : hi + 1] = 1
+    src.labels, src.windows, src.references, src.nab_name = labels, windows, refs, name
+    return src

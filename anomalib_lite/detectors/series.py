@@ -1,0 +1,387 @@
+"""What the series detectors (Continuation, SupervisedRNN) share.
+
+* Inputs are time steps: :func:`anomalib_lite.data.batches.iter_series` reads them; a sample is one step
+  of D channels, scores are one per step, NaN until a detector has seen ``window`` steps.
+* A stream state carries over from one ``score(chunk)`` to the next: the network's state (a
+  causal network, see :mod:`anomalib_lite.components.series_nets`), pending forecasts, smoothing and moving
+  thresholds. Each step's work reuses the previous step's: a chunk of a few steps runs in numpy
+  one step at a time, a longer chunk in one torch pass; both give the same scores up to float32
+  rounding (:data:`TOLERANCE`), however the stream is cut. ``reset()`` starts a new stream;
+  ``calibrate`` scores its data as a stream of its own (optionally continuing from ``context``,
+  the steps before it) and leaves the current stream where it was. A loaded bundle starts from a
+  reset stream.
+* ``flag(scores)`` turns scores into anomaly flags with the detector's ``threshold_rule``:
+  ``"calibrated"`` (``threshold_`` from ``calibrate``), ``"moving"`` (mean + k*std of a moving
+  window of past scores), ``"quantile"`` (a moving quantile) or ``"dynamic"`` (Telemanom, on the
+  scores given at once); ``predict(data)`` is ``flag(score(data))``.
+* p-values and ``threshold_`` use an exponential tail fitted to the calibration scores
+  (:func:`anomalib_lite.scoring.thresholds.tail_p_values`): they keep ranking past the largest
+  calibration score. ``unit_scores`` maps a stream's scores to NAB's [0, 1] (see
+  :class:`anomalib_lite.scoring.thresholds.SurpriseScore`).
+* Torch threads follow :mod:`anomalib_lite.threads` (one on the CPU for these small networks,
+  ``threads=N`` to override), restored after each call.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import Detector
+from ..data.batches import Batch, iter_series
+from ..errors import AnomalyError
+from ..components.streaming import sliding_windows
+from ..scoring.thresholds import (
+    MovingThreshold,
+    SurpriseScore,
+    dynamic_threshold,
+    tail_p_values,
+    tail_threshold,
+)
+from ..threads import choose_threads, log_choice, torch_threads
+
+__all__ = [
+    "SERIES_CHECKS", "STEP_CHUNK", "THRESHOLDS", "TOLERANCE", "SeriesDetector", "seasonal_period", "training_crops",
+]
+
+THRESHOLDS = ("calibrated", "moving", "quantile", "dynamic")
+
+
+def _series_checks() -> dict:
+    from .. import validate as v
+
+    return {
+        "window": v.integer(1, 100_000),
+        "hidden": v.integer(1, 4096),
+        "num_layers": v.integer(1, 16),
+        "dropout": v.number(0, 1, hi_open=True),
+        "scaling": v.one_of("channel", "global"),
+        "epochs": v.integer(1, 100_000),
+        "batch_size": v.integer(1, 1 << 16),
+        "lr": v.number(0, 10, lo_open=True),
+        "patience": v.none_or(v.integer(1, 100_000)),
+        "val_fraction": v.number(0, 1, hi_open=True),
+        "max_time": v.none_or(v.number(0, lo_open=True)),
+        "threads": v.none_or(v.integer(1, 1024)),
+    }
+
+
+#: checks of the parameters both series detectors have
+SERIES_CHECKS = _series_checks()
+#: chunks of at most this many steps are scored in numpy one step at a time, longer ones in torch
+STEP_CHUNK = 16
+#: a long series is scored in torch passes of this many steps (memory stays bounded)
+SCORE_CHUNK = 16384
+#: scores of one stream agree within ``rtol * |score| + atol`` however it is cut into chunks
+TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
+
+
+def training_crops(inputs: np.ndarray, targets: np.ndarray, burn: int, span: int, stride: int):
+    """Training samples for a causal network: crops of ``burn + span`` consecutive steps of
+    ``inputs`` (T, D) and ``targets`` (T, K), as views (no copy) every ``stride`` steps. The
+    first ``burn`` steps of a crop only warm up the network's state; the loss is taken on the
+    last ``span`` (where a target is NaN, not at all)."""
+    length = burn + span
+    x = sliding_windows(torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)), length)[::stride]
+    y = sliding_windows(torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)), length)[::stride]
+    return x, y
+
+
+def seasonal_period(z: np.ndarray, min_lag: int, max_lag: int) -> int:
+    """The seasonal period of a standardised series (T, D), or 0 when it has none. Peaks of the
+    autocorrelation (averaged over channels) in [min_lag, max_lag] count when they reach 0.5 (a
+    strong rhythm) and rise at least 0.2 above the lowest autocorrelation at a shorter lag (so a
+    slowly decaying trend is not taken for a season); the period is the shortest peak within
+    0.05 of the highest (a rhythm's multiples are peaks too)."""
+    n = len(z)
+    max_lag = min(max_lag, n - 2)
+    if max_lag <= min_lag:
+        return 0
+    x = z - z.mean(0)
+    f = np.fft.rfft(x, 2 * n, axis=0)
+    ac = np.fft.irfft(f * np.conj(f), axis=0)[: max_lag + 2].sum(1)
+    if ac[0] <= 0:
+        return 0
+    ac = ac / ac[0] * n / (n - np.arange(max_lag + 2))  # unbiased: each lag's own number of pairs
+    low = np.minimum.accumulate(ac)
+    k = np.arange(max(min_lag, 2), max_lag + 1)
+    peaks = k[(ac[k] >= ac[k - 1]) & (ac[k] >= ac[k + 1]) & (ac[k] >= 0.5) & (ac[k] - low[k - 1] >= 0.2)]
+    if peaks.size == 0:
+        return 0
+    return int(peaks[ac[peaks] >= ac[peaks].max() - 0.05][0])
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the finite targets (0 with a gradient when there are none)."""
+    ok = torch.isfinite(target)
+    if not bool(ok.any()):
+        return (pred * 0.0).sum()
+    return torch.nn.functional.mse_loss(pred[ok], target[ok])
+
+
+class SeriesDetector(Detector):
+    """Base of the series detectors: reading steps, the stream state, threads, flags and
+    calibration."""
+
+    input_kind = "series"
+    shards_data = False  # one stream: every torchrun process reads all of it
+    _positive_learned = ("scaler_std_",)
+    #: moving thresholds never flag at or below this score
+    _score_floor: float = -np.inf
+
+    # ------------------------------------------------------------------ inputs
+    def _iter_data(self, data, batch_size: int):
+        return iter_series(data, batch_size)
+
+    def _check_input(self, batch: Batch) -> None:
+        expected = getattr(self, "input_shape_", None)
+        if expected is not None and tuple(batch.x.shape[1:]) != tuple(expected):
+            raise AnomalyError(
+                f"data: the series has {batch.x.shape[1]} channel(s) but {self._name} was fitted on {expected[0]}"
+            )
+
+    def _few_steps(self, data) -> np.ndarray | None:
+        """``data`` as float64 (n, D) steps when it is a short, clean array (the one-step fast
+        path, which skips the general reader); None to take the general path, which also gives
+        the errors for bad input."""
+        if isinstance(data, (float, int)) and not isinstance(data, bool):
+            x = np.array([[data]], dtype=np.float64)
+        elif isinstance(data, np.ndarray) and data.dtype.kind == "f" and data.ndim <= 2 and data.size <= 4 * STEP_CHUNK:
+            x = data.reshape(-1, 1) if data.ndim < 2 else data
+        else:
+            return None
+        dim = int(self.input_shape_[0])
+        if len(x) == 0 or len(x) > STEP_CHUNK or x.shape[1] != dim or not np.isfinite(x).all():
+            return None
+        return x.astype(np.float32).astype(np.float64)  # the values the general reader would see
+
+    def _set_scaler(self, series: np.ndarray) -> None:
+        """Mean and std per channel (``scaling="channel"``: channels in their own units) or one
+        for all (``"global"``: embeddings, where near-constant channels must not dominate)."""
+        if getattr(self, "scaling", "channel") == "global":
+            mean = np.full(series.shape[1], series.mean(dtype=np.float64))
+            std = np.full(series.shape[1], series.std(dtype=np.float64))
+        else:
+            mean, std = series.mean(0, dtype=np.float64), series.std(0, dtype=np.float64)
+        self.scaler_mean_, self.scaler_std_ = mean, np.where(std > 0, std, 1.0)
+
+    def _scaled(self, x: np.ndarray) -> np.ndarray:
+        """Values standardised with the training mean and std (float64)."""
+        return (np.asarray(x, dtype=np.float64) - self.scaler_mean_) / self.scaler_std_
+
+    def _build_net(self, make, device=None) -> torch.nn.Module:
+        """``make()`` under the detector's seed on ``device`` (default: the detector's), leaving
+        the caller's random state alone."""
+        device = self.device_ if device is None else device
+        with torch.random.fork_rng(devices=[]), torch.device("meta" if str(device) == "meta" else "cpu"):
+            torch.manual_seed(self.seed)
+            net = make()
+        return net.to(device).eval()
+
+    def _after_load(self) -> None:
+        self._stepper = None
+        self.model_.eval()
+        self._stream = None
+
+    # ------------------------------------------------------------------ threads
+    def _threads(self):
+        """The thread policy for this detector's torch work (a context manager); the choice is
+        logged once per detector in verbose mode."""
+        model = getattr(self, "model_", None)
+        if model is not None:
+            n_params = sum(p.numel() for p in model.parameters())
+        else:  # before the network exists: the size of its largest part, a generous estimate
+            n_params = 8 * self.hidden * (self.hidden + int(getattr(self, "window", 1))) * getattr(self, "num_layers", 1)
+        device = getattr(self, "device_", None) or "cpu"
+        n, why = choose_threads(getattr(self, "threads", None), n_params, device)
+        if getattr(self, "verbose", False) and getattr(self, "_threads_logged", None) != n:
+            log_choice(self._name, n, why)
+            self._threads_logged = n
+        return torch_threads(n)
+
+    #: whether ``fit`` learns from labels ``y`` (else they are ignored, as scikit-learn does)
+    _supervised = False
+
+    def fit(self, X, y=None) -> SeriesDetector:
+        """Learn from a series ``X`` (anything :func:`anomalib_lite.data.batches.iter_series` reads);
+        ``y``: 0/1 labels per step (the supervised detector needs them, others ignore them)."""
+        data = X if y is None or not self._supervised else (X, y)
+        choose_threads(getattr(self, "threads", None), 0)  # a bad threads= fails before any work
+        with self._threads():
+            return super().fit(data)
+
+    def partial_fit(self, X, y=None) -> SeriesDetector:
+        with self._threads():
+            return super().partial_fit(X if y is None or not self._supervised else (X, y))
+
+    def decision_function(self, X) -> np.ndarray:
+        """One anomaly score per step, continuing the stream (NaN while the first window fills)."""
+        self._require_fitted()
+        data = X
+        x = self._few_steps(data)
+        if x is not None:
+            if getattr(self, "_stream", None) is None:
+                self.reset()
+            return self._score_steps(x)
+        out = []
+        with self._threads(), torch.inference_mode():
+            for batch in iter_series(data, SCORE_CHUNK):
+                self._check_input(batch)
+                out.append(self._score_batch(batch.x).double().numpy())
+        return np.concatenate(out)
+
+    def score(self, X, y=None) -> float:
+        """As for every detector (ROC-AUC against 0/1 labels ``y``, else the mean of
+        ``score_samples``), on ``X`` scored as a stream of its own: the same number every call."""
+        kept = getattr(self, "_stream", None)
+        self.reset()
+        try:
+            return super().score(X, y)
+        finally:
+            self._stream = kept
+
+    def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
+        if self._stream is None:
+            self.reset()
+        return torch.from_numpy(self._score_steps(x.cpu().double().numpy()))
+
+    def _score_steps(self, x: np.ndarray) -> np.ndarray:
+        """Scores of the next steps ``x`` (n, D) float64 of the stream."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ stream state
+    def _new_stream(self):
+        raise NotImplementedError
+
+    def reset(self) -> SeriesDetector:
+        """Start a new stream: forget the past steps, smoothing and moving-threshold state."""
+        self._stream = self._new_stream() if self._is_fitted() and getattr(self, "model_", None) is not None else None
+        return self
+
+    def _moving_threshold(self) -> MovingThreshold | None:
+        mode = getattr(self, "threshold_rule", "calibrated")
+        if mode not in ("moving", "quantile"):
+            return None
+        return MovingThreshold(
+            "std" if mode == "moving" else "quantile", self.threshold_window, self.threshold_k, self.threshold_q,
+            floor=self._score_floor,
+        )
+
+    # ------------------------------------------------------------------ thresholds
+    def calibrate(self, normal, fpr: float = 0.01, context=None, _in_sample: bool = False) -> SeriesDetector:
+        """Set ``threshold_`` from the scores of a normal series, scored as a stream of its own
+        (the current stream is left as it was). ``context``: the steps just before ``normal``
+        (typically the training series it was cut from): the stream runs through them first, so
+        ``normal`` is scored as their continuation and every one of its steps has a score.
+        Without context its first ``window`` steps have none."""
+        self._require_fitted()
+        kept = self._stream
+        self.reset()
+        try:
+            if context is not None:
+                self.decision_function(context)
+            scores = self.decision_function(normal)
+        finally:
+            self._stream = kept
+        return self._set_threshold(scores, fpr)
+
+    def _in_sample_scores(self, X) -> np.ndarray:
+        """The training series' own scores, scored as a stream of its own (the current stream is
+        left as it was): ``decision_scores_``."""
+        kept = self._stream
+        self.reset()
+        try:
+            return self.decision_function(X)
+        finally:
+            self._stream = kept
+
+    def _set_threshold(self, scores: np.ndarray, fpr: float) -> SeriesDetector:
+        finite = scores[np.isfinite(scores)]
+        if finite.size == 0:
+            raise AnomalyError(
+                f"calibration data: a series of {len(scores)} steps gives no score; it must be longer "
+                f"than window={self.window}{self._season_note()} (or continue the training series: "
+                "calibrate(..., context=train))"
+            )
+        self.threshold_ = tail_threshold(finite, fpr)
+        self.fpr_ = float(fpr)
+        self.calibration_scores_ = np.sort(finite)
+        return self
+
+    def _season_note(self) -> str:
+        p = getattr(self, "season_", 0)
+        return f" + season={p}" if p else ""
+
+    def flag(self, scores) -> np.ndarray:
+        """Anomaly flags for scores (in stream order) under the ``threshold_rule``; NaN is never
+        flagged. The moving rules carry their window over from call to call (reset by ``reset``)."""
+        self._require_fitted()
+        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        mode = getattr(self, "threshold_rule", "calibrated")
+        if getattr(self, "_stream", None) is None:
+            self.reset()
+        if mode == "dynamic":
+            return dynamic_threshold(s)[1]
+        if mode in ("moving", "quantile"):
+            return self._stream.threshold.update(s)
+        self._require_calibrated()
+        return np.nan_to_num(s, nan=-np.inf) > self.threshold_
+
+    def can_flag(self) -> bool:
+        """Whether ``flag`` works now (the calibrated rule needs ``calibrate`` first)."""
+        return getattr(self, "threshold_rule", "calibrated") != "calibrated" or self.threshold_ is not None
+
+    def predict(self, X) -> np.ndarray:
+        """``flag(decision_function(X))`` as 0/1: like ``decision_function``, it continues the
+        stream."""
+        self._require_fitted()
+        if not self.can_flag():
+            self._require_calibrated()
+        return self.flag(self.decision_function(X)).astype(np.int64)
+
+    def targets(self, labels) -> np.ndarray:
+        """What the scores should rank high, from 0/1 anomaly labels per step: the labels."""
+        return np.asarray(labels, dtype=np.int64)
+
+    def _calibration_scores(self) -> np.ndarray:
+        if getattr(self, "calibration_scores_", None) is None:
+            raise AnomalyError(f"{self._name} has no calibration scores: call calibrate(normal_series) first")
+        return self.calibration_scores_
+
+    def unit_scores(self, scores, values=None, quiet: int = 0, settle: int = 0, cycle: int = 0,
+                    cycle_warm: int = 0, extremes: bool = True, neighbours: int = 0, change: int = 0,
+                    **options) -> np.ndarray:
+        """A stream's scores (in order, from its start) mapped to [0, 1] for NAB: how surprising
+        each step's score is against the stream's long-run distribution of scores (seeded with
+        the calibration scores, when there are some), quiet after an alarm for ``quiet`` steps,
+        at least a window, or a season's period when that is longer (an event disturbs the
+        forecasts that read it, and the seasonal inputs one period later: one event, one alarm);
+        with a season, a surprise that recurs at the same phase (within half a window) one
+        period later does not alarm; the first ``settle`` steps never alarm. With ``values`` (the
+        stream's steps, standardised here as in training) the evidence that reads the series
+        itself: a new extreme of the series adds an alarm's worth of surprise (``extremes``);
+        ``cycle`` (steps, e.g. a week): the distance to the same phase of the last three cycles
+        (silent for its first ``cycle_warm`` steps); ``neighbours`` (steps): the distance of the
+        latest subsequence of that length to its nearest earlier one; ``change`` (steps): a
+        change in level or variance between the last ``change`` steps and the eight windows
+        before them; each a surprise on its own history, the step's the largest
+        (:class:`anomalib_lite.scoring.thresholds.SurpriseScore`, which takes ``options`` too). Never
+        capped; comparable across series. NaN stays NaN. ``last_levels_``: each kind's surprise
+        per step (``SurpriseScore.last_levels``), to explain an alarm or a miss."""
+        prior = getattr(self, "calibration_scores_", None)
+        season = getattr(self, "season_", 0)
+        quiet = max(self.window, season, int(quiet))
+        reach = min(self.window // 2, season - 1) if season else 0
+        if values is not None:  # one scale per channel, the training data's
+            values = self._scaled(np.asarray(values, dtype=np.float64).reshape(len(np.ravel(scores)), -1))
+        kw = dict(refractory=quiet, season=season, reach=reach, settle=settle, cycle=cycle,
+                  span=max(1.0, float(getattr(self, "smoothing", 1.0))), cycle_warm=cycle_warm, extremes=extremes,
+                  neighbours=neighbours, change=change)
+        surprise = SurpriseScore(() if prior is None else prior, **{**kw, **options})
+        out = surprise.update(scores, values)
+        self.last_levels_ = surprise.last_levels
+        return out
+
+    def p_values(self, scores) -> np.ndarray:
+        """p-values against the calibration scores, with a fitted exponential tail beyond them
+        (:func:`anomalib_lite.scoring.thresholds.tail_p_values`); NaN scores give NaN."""
+        return tail_p_values(scores, self._calibration_scores())
