@@ -58,11 +58,11 @@ class LatentGraph(nn.Module):
             b = det.bank_
             if self.pooled:
                 self.register_buffer("mean", b.mean.detach().cpu())
-                self.register_buffer("precision", det._gaussian(b.mean, b.scatter, det.moments_n_).cpu())
+                self.register_buffer("precision", det._method.precision_of(b.mean, b.scatter, det.moments_n_).cpu())
             if self.maps:
                 self.register_buffer("patch_mean", b.patch_mean.detach().cpu()[:, None, :])
                 self.register_buffer("patch_precision",
-                                     det._gaussian(b.patch_mean, b.patch_scatter, det.patch_moments_n_).cpu())
+                                     det._method.precision_of(b.patch_mean, b.patch_scatter, det.patch_moments_n_).cpu())
                 self.register_buffer("patch_channels", b.patch_channels.detach().cpu())
             return
         memory, patch = det.bank_.get("memory"), det.bank_.get("patch_memory")

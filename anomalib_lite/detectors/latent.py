@@ -41,25 +41,21 @@ from ..components.features import (
     extractor_from_config,
     make_extractor,
 )
-from ..components.memory import FAISS_INDEXES, KnnIndex, greedy_coreset, max_index_bytes
-from ..numeric import combined, log_scale, mahalanobis, patch_maps, reweight_factor, surprise
+from ..components.memory import FAISS_INDEXES, KnnIndex
+from ..numeric import combined, log_scale, patch_maps, surprise
 from ..state import Buffers
-from ..components.streaming import KeyedSample, Reservoir, RunningMoments
+from .latent_methods import BANKS as _BANKS
+from .latent_methods import DTYPES as _DTYPES
+from .latent_methods import METHODS, Method
 
 __all__ = ["LatentDistance"]
 
-_METHODS = ("knn", "gaussian")
+_METHODS = tuple(METHODS)
 _CORESETS = ("greedy", "random")
 _IMAGE_SCORES = ("combined", "patch", "pooled")
-_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 _MAP_PIXELS = 1 << 22  # pixels of maps (and their patch features) computed at once
 _MAX_ROWS = 10**8  # the largest bank a LatentDistance may hold (memory_size's bound)
 _SEARCHES = ("torch", "faiss", *(f"faiss:{kind}" for kind in FAISS_INDEXES))
-_BANKS = ("memory", "patch_memory")  # each bank's FAISS index is the buffer "index" / "patch_index"
-
-
-def _index_name(bank: str) -> str:
-    return bank.replace("memory", "index")
 
 
 def _index_info(value, name):
@@ -312,6 +308,24 @@ class LatentDistance(Detector):
         if self.pretrain is not None and not isinstance(self.backbone, str):
             raise AnomalyError("pretrain: needs a backbone name to pretrain (e.g. backbone='resnet18')")
 
+    #: named recipes of the literature, as parameters of this one class (:meth:`preset`)
+    PRESETS = {
+        # PatchCore (Roth et al. 2022): kNN to a coreset of layer2+3 patch features, worst patch
+        "patchcore": {"method": "knn", "backbone": "wide_resnet50_2", "weights": "imagenet",
+                      "layers": ["layer2", "layer3"], "image_score": "patch"},
+        # PaDiM (Defard et al. 2021): a Gaussian per patch position on 100 random channels of layer1-3
+        "padim": {"method": "gaussian", "backbone": "resnet18", "weights": "imagenet",
+                  "layers": ["layer1", "layer2", "layer3"], "image_score": "patch", "map_dims": 100},
+    }
+
+    @classmethod
+    def preset(cls, name: str, **params) -> LatentDistance:
+        """A detector with a named recipe's parameters (:data:`PRESETS`), ``params`` overriding
+        them: ``LatentDistance.preset("padim", weights="random")``."""
+        if name not in cls.PRESETS:
+            raise AnomalyError(f"preset '{str(name)[:40]}': unknown; presets are: {', '.join(cls.PRESETS)}")
+        return cls(**{**cls.PRESETS[name], **params})
+
     def fit(self, X, y=None) -> LatentDistance:
         """Learn the normal features of ``X``; with ``pretrain``, first pretrain the backbone on
         ``X`` itself (self-supervised, ``pretrain_steps`` batches), then learn on its features."""
@@ -362,13 +376,8 @@ class LatentDistance(Detector):
         self.backbone_ = None if self.extractor_ is None else self.extractor_.config()
         self.featurizer_ = Featurizer(extractor=self.extractor_, patch_size=self.patch_size,
                                       device=self.device_, normalize=self.normalize)
-        pool = self.memory_size * self.pool_factor  # candidates in float32: the coreset sees them exactly
-        # keyed by each row's global id (sample, tile, patch), so the candidates do not depend on
-        # batches or on how torchrun shards the data: every world size gives the same bank
-        self._bank = KeyedSample(pool, seed=self.seed)
-        self._patch_bank = KeyedSample(pool, seed=self.seed + 1)
-        self._moments = RunningMoments()
-        self._patch_moments = RunningMoments()
+        self._method = METHODS[self.method](self)
+        self._method.reset()
         self.bank_ = Buffers()
         self.patch_channels_ = None
         self.faiss_index_ = None
@@ -380,8 +389,15 @@ class LatentDistance(Detector):
         self._drop_caches()
 
     def _drop_caches(self) -> None:
-        self._precision = self._patch_precision = None
-        self._indexes: dict[str, KnnIndex] = {}
+        self._strategy().drop_caches()
+
+    def _strategy(self) -> Method:
+        """The method's object (:mod:`.latent_methods`): its state while fitting, its distances."""
+        method = self.__dict__.get("_method")
+        if method is None or type(method) is not METHODS[self.method]:
+            method = self._method = METHODS[self.method](self)
+            method.reset()
+        return method
 
     def _chunks(self, x: torch.Tensor):
         """Slices of a batch small enough that their patch features and maps stay bounded."""
@@ -392,9 +408,8 @@ class LatentDistance(Detector):
     def _update(self, batch: Batch, fitting: bool) -> None:
         x = batch.x
         self._drop_caches()
-        if not fitting and not isinstance(self._bank, Reservoir):  # partial_fit from scratch
-            self._bank = Reservoir(self.memory_size, seed=self.seed)
-            self._patch_bank = Reservoir(self.memory_size, seed=self.seed + 1, dtype=self._patch_dtype())
+        if not fitting:  # partial_fit (from scratch: sampling as after a fit)
+            self._method.start_online()
         items = _item_ids(batch.index)  # (sample, tile) of each row of the batch
         if fitting and x.ndim == 4 and self.image_score == "combined":
             held = _held_out(items[:, 0])
@@ -407,10 +422,7 @@ class LatentDistance(Detector):
         if self._learns_pooled(x):
             emb = self.featurizer_.embed(x)
             self.rows_seen_ += len(emb)
-            if self.method == "knn":
-                self._add(self._bank, emb, items, fitting)
-            else:
-                self._moments.update(emb)
+            self._method.add_pooled(emb, items, fitting)
         if x.ndim == 4 and self._learns_patches():
             start = 0
             for part in self._chunks(x):
@@ -419,82 +431,22 @@ class LatentDistance(Detector):
         if not fitting:
             self._sync_bank()
 
-    @staticmethod
-    def _add(pool, rows: torch.Tensor, ids: np.ndarray, fitting: bool) -> None:
-        """Offer rows to a candidate pool: keyed by their ids while fitting, a reservoir after."""
-        pool.add(rows, ids) if fitting else pool.add(rows)
-
     def _update_patches(self, p: torch.Tensor, items: np.ndarray, fitting: bool) -> None:
         n, d, h, w = p.shape
         self.map_grid_ = [h, w]
         self.patches_seen_ += n * h * w
-        if self.method == "knn":
-            ids = np.concatenate([np.repeat(items, h * w, axis=0), np.tile(np.arange(h * w), n)[:, None]], 1)
-            self._add(self._patch_bank, p.permute(0, 2, 3, 1).reshape(-1, d), ids, fitting)
-            return
-        if self.patch_channels_ is None:
-            gen = torch.Generator().manual_seed(self.seed)
-            keep = min(d, self.map_dims)
-            self.patch_channels_ = torch.randperm(d, generator=gen)[:keep].sort().values
-        sel = p[:, self.patch_channels_.to(p.device)]
-        self._patch_moments.update(sel.permute(0, 2, 3, 1).reshape(n, h * w, -1))
-
-    def _reduce(self, rows: torch.Tensor, size: int, seed: int) -> torch.Tensor:
-        if rows.shape[0] <= size:
-            return rows.clone()
-        if self.coreset == "greedy":
-            idx = greedy_coreset(rows, size, seed=seed, verbose=self.verbose)
-        else:
-            gen = torch.Generator().manual_seed(seed)
-            idx = torch.randperm(rows.shape[0], generator=gen)[:size].to(rows.device)
-        return rows[idx].clone()
-
-    def _composed(self, pool: KeyedSample, size: int, seed: int) -> torch.Tensor:
-        """The bank of ``size`` rows from a candidate pool, by one reduction (the coreset). Under
-        torchrun the processes' pools merge first into the pool one process would have drawn
-        (candidates are keyed by global ids), rank 0 reduces it and shares the bank: any world
-        size gives the bank of one process."""
-        if self._shard() is None:
-            return self._reduce(pool.values(), size, seed)
-        pool = pool.merged("gathering the coreset candidates")
-        rows = pool.values()
-        bank = self._reduce(rows, size, seed) if distributed.is_main() else \
-            torch.empty((min(size, len(rows)), rows.shape[1]), dtype=rows.dtype, device=rows.device)
-        return distributed.broadcast(bank, what="sharing the coreset")
+        self._method.add_patches(p, items, fitting)
 
     def _finish_fit(self) -> None:
         sharded = self._shard() is not None
+        seen, patches_seen = self._method.seen()
         if sharded:  # what every process saw, for the bank sizes and the bundle's counts
-            counts = distributed.all_sum([self._bank.n_seen, self._patch_bank.n_seen, self.rows_seen_,
-                                          self.patches_seen_], "counting the features")
+            counts = distributed.all_sum([seen, patches_seen, self.rows_seen_, self.patches_seen_],
+                                         "counting the features")
             seen, patches_seen, self.rows_seen_, self.patches_seen_ = (int(c) for c in counts)
-            self._moments = self._moments.merged()
-            self._patch_moments = self._patch_moments.merged()
-        else:
-            seen, patches_seen = self._bank.n_seen, self._patch_bank.n_seen
-        if self.method == "knn":
-            # the candidate pools become memory_size reservoirs that partial_fit goes on with
-            bank, patch_bank = self._bank, self._patch_bank
-            self._bank = Reservoir(self.memory_size, seed=self.seed)
-            self._patch_bank = Reservoir(self.memory_size, seed=self.seed + 1, dtype=self._patch_dtype())
-            if seen:
-                memory = self._composed(bank, self.memory_size, self.seed)
-                self._bank = Reservoir.restore(memory, self.memory_size, self.seed, seen, memory.dtype)
-            if patches_seen:
-                size = min(self.memory_size, max(self.k, math.ceil(self.coreset_ratio * patches_seen)))
-                memory = self._composed(patch_bank, size, self.seed + 1).to(self._patch_dtype())
-                self._patch_bank = Reservoir.restore(memory, self.memory_size, self.seed + 1, patches_seen,
-                                                     memory.dtype)
+        self._method.finish(sharded, seen, patches_seen)
         self._sync_bank()
-        if self.method == "knn":
-            bank = self.bank_.get("memory")
-            if bank is None or (self.image_score == "combined" and self.bank_.get("patch_memory") is not None):
-                bank = self.bank_.get("patch_memory")  # combined: pooled evidence only with k pooled rows
-            if bank is None or len(bank) < self.k:
-                n = 0 if bank is None else len(bank)
-                raise AnomalyError(f"data: k={self.k} needs at least {self.k} normal samples, got {n} sample(s)")
-        elif self._moments.n < 2 and self._patch_moments.n < 2:
-            raise AnomalyError("data: the Gaussian needs at least 2 normal samples")
+        self._method.check_fitted()
         self._measure_evidence()
 
     def _measure_evidence(self) -> None:
@@ -516,59 +468,24 @@ class LatentDistance(Detector):
                                                                    for i in range(0, len(x), 64)))], 1).cpu().double()
         if self._shard() is not None:
             values = distributed.gather_cat(values, "gathering the evidence scales")
-        pooled_ok = self.bank_rows_ >= self.k if self.method == "knn" else self.moments_n_ >= 2
-        if len(values) < _HELD_MIN or not pooled_ok:
+        if len(values) < _HELD_MIN or not self._method.pooled_ready():
             self.evidence_scale_ = None
             return
-        pooled = values[:, 1]
-        memory = self.bank_.get("memory")
-        if self.method == "knn" and memory is not None and self.bank_rows_ == self.rows_seen_ > self.k + 1:
-            rows = memory[torch.randperm(len(memory), generator=torch.Generator().manual_seed(self.seed))[:_LOO_MAX]]
-            with torch.inference_mode():
-                pooled = self._knn_index(patches=False).search(rows.float(), self.k, exclude_self=True).mean(1).double()
+        with torch.inference_mode():
+            loo = self._method.leave_one_out(_LOO_MAX)
+        pooled = values[:, 1] if loo is None else loo.double()
         self.evidence_scale_ = [log_scale(values[:, 0]), log_scale(pooled)]
 
-    def _patch_dtype(self) -> torch.dtype:
-        return _DTYPES[self.bank_dtype]
-
     def _sync_bank(self) -> None:
-        """Write what the reservoirs and running moments hold into ``bank_`` (the learned state)."""
-        b = self.bank_
-        if self.method == "knn":
-            b.set("memory", self._bank.values() if self._bank.n_seen else None)
-            b.set("patch_memory", self._patch_bank.values() if self._patch_bank.n_seen else None)
-            self._build_indexes()
-        else:
-            m, pm = self._moments, self._patch_moments
-            b.set("mean", m.mean)
-            b.set("scatter", m.scatter)
-            b.set("patch_mean", pm.mean)
-            b.set("patch_scatter", pm.scatter)
-            b.set("patch_channels", self.patch_channels_ if pm.mean is not None else None)
+        """Write what the method holds (banks, running moments) into ``bank_`` (the learned state)."""
+        self._method.sync()
         self._sync_counts()
-
-    def _build_indexes(self) -> None:
-        """Train each bank's FAISS index (after the bank changed) and keep the trained ones
-        serialised in ``bank_`` (a flat index is the bank itself: rebuilt, not stored)."""
-        self.faiss_index_ = None
-        for bank in _BANKS:
-            self.bank_.set(_index_name(bank), None)
-            rows = self.bank_.get(bank)
-            if rows is None or not self.search.startswith("faiss"):
-                continue
-            index = KnnIndex(rows, "faiss", self.search.partition(":")[2] or "auto", seed=self.seed)
-            self._indexes[bank] = index
-            data = index.to_bytes() if index.trained else None
-            self.bank_.set(_index_name(bank), data)
-            self.faiss_index_ = {**(self.faiss_index_ or {}),
-                                 bank: {"type": index.index_type, "bytes": 0 if data is None else len(data)}}
 
     def _sync_counts(self) -> None:
         memory, patch = self.bank_.get("memory"), self.bank_.get("patch_memory")
         self.bank_rows_ = 0 if memory is None else len(memory)
         self.patch_bank_rows_ = 0 if patch is None else len(patch)
-        self.moments_n_ = self._moments.n
-        self.patch_moments_n_ = self._patch_moments.n
+        self.moments_n_, self.patch_moments_n_ = self._method.moments_counts()
 
     # ------------------------------------------------------------------ the learned state
     def _build_learned(self, device) -> dict:
@@ -591,39 +508,8 @@ class LatentDistance(Detector):
         patches = image and self._learns_patches()
         self._check_counts(pooled_scores, image and self.image_score != "pooled")
         d, dp = feat.embed_dim(shape), feat.patch_dim(shape) if image else 0
-        spec: dict = {}
-        if self.method == "knn":
-            if self.bank_rows_ and pooled:
-                spec["memory"] = ((self.bank_rows_, d), torch.float32)
-            if self.patch_bank_rows_ and patches:
-                spec["patch_memory"] = ((self.patch_bank_rows_, dp), self._patch_dtype())
-            spec.update(self._index_spec(spec))
-        else:
-            if self.moments_n_ and pooled:
-                spec["mean"], spec["scatter"] = ((d,), torch.float64), ((d, d), torch.float64)
-            if self.patch_moments_n_ and patches:
-                if self.map_grid_ is None:
-                    raise AnomalyError("fitted.map_grid_: missing for per-position Gaussians")
-                c, pos = min(dp, self.map_dims), self.map_grid_[0] * self.map_grid_[1]
-                spec.update(patch_mean=((pos, c), torch.float64), patch_scatter=((pos, c, c), torch.float64),
-                            patch_channels=((c,), torch.int64))
+        spec = self._strategy().skeleton(pooled, patches, d, dp)
         return {"extractor_": ext, "bank_": Buffers.skeleton(spec, device)}
-
-    def _index_spec(self, banks: dict) -> dict:
-        """The serialised FAISS indexes the fitted values promise: one uint8 tensor per bank with
-        a trained index, bounded by what such an index of that bank can weigh."""
-        info = self.faiss_index_ or {}  # (kept as trained even if `search` was set otherwise since)
-        spec = {}
-        for bank, entry in info.items():
-            if bank not in banks:
-                raise AnomalyError(f"fitted.faiss_index_.{bank}: no such bank in this detector")
-            (rows, dim), _ = banks[bank]
-            if (entry["type"] == "flat") != (entry["bytes"] == 0) or entry["bytes"] > max_index_bytes(rows, dim):
-                raise AnomalyError(f"fitted.faiss_index_.{bank}: {entry['bytes']} bytes for a "
-                                   f"{entry['type']} index of {rows} x {dim}")
-            if entry["bytes"]:
-                spec[_index_name(bank)] = ((entry["bytes"],), torch.uint8)
-        return spec
 
     def _check_counts(self, pooled: bool, patch_scores: bool) -> None:
         """The fitted counts must give scoring what it needs (what ``fit`` guarantees): a bank
@@ -636,48 +522,15 @@ class LatentDistance(Detector):
         for name in ("moments_n_", "patch_moments_n_"):
             if getattr(self, name) == 1:
                 need(name, 2, "a Gaussian needs at least 2 samples")
-        if self.method == "knn":
-            if pooled:
-                need("bank_rows_", self.k, f"these scores need a bank of at least k={self.k} rows")
-            if patch_scores:
-                need("patch_bank_rows_", 1, "patch scores need a patch bank")
-        else:
-            if pooled:
-                need("moments_n_", 2, "these scores need a Gaussian of at least 2 samples")
-            if patch_scores:
-                need("patch_moments_n_", 2, "patch scores need per-position Gaussians of at least 2 samples")
+        self._strategy().check_counts(need, pooled, patch_scores)
 
     def _after_load(self) -> None:
         if self.extractor_ is not None:
             self.extractor_.eval()
         self.featurizer_ = Featurizer(extractor=self.extractor_, patch_size=self.patch_size,
                                       device=self.device_, normalize=self.normalize)
-        b, dtype = self.bank_, self._patch_dtype()
-        memory, patch = b.get("memory"), b.get("patch_memory")
-        self._bank = Reservoir(self.memory_size, seed=self.seed)
-        self._patch_bank = Reservoir(self.memory_size, seed=self.seed + 1, dtype=dtype)
-        if memory is not None:
-            self._bank = Reservoir.restore(memory, self.memory_size, self.seed, self.rows_seen_, memory.dtype)
-        if patch is not None:
-            self._patch_bank = Reservoir.restore(patch, self.memory_size, self.seed + 1, self.patches_seen_, dtype)
-        self._moments, self._patch_moments = RunningMoments(), RunningMoments()
-        if b.get("mean") is not None:
-            self._moments = RunningMoments.from_state(self.moments_n_, b.get("mean"), b.get("scatter"))
-        if b.get("patch_mean") is not None:
-            self._patch_moments = RunningMoments.from_state(self.patch_moments_n_, b.get("patch_mean"),
-                                                            b.get("patch_scatter"))
-        self.patch_channels_ = b.get("patch_channels")
-        ch = self.patch_channels_
-        if ch is not None and ch.numel():
-            dp = self.featurizer_.patch_dim(tuple(self.input_shape_))
-            if int(ch.min()) < 0 or int(ch.max()) >= dp or not bool((ch[1:] > ch[:-1]).all()):
-                raise AnomalyError(f"tensor 'bank.patch_channels': must be increasing channel numbers in [0, {dp})")
-        self._drop_caches()
-        for bank in (self.faiss_index_ or {}):  # read (and validate) the saved indexes now, never retrain
-            try:
-                self._knn_index(bank == "patch_memory")
-            except AnomalyError as e:
-                raise AnomalyError(f"tensor 'bank.{_index_name(bank)}': {e}") from None
+        self._method = METHODS[self.method](self)
+        self._method.restore()
 
     @property
     def memory_(self) -> torch.Tensor | None:
@@ -698,11 +551,7 @@ class LatentDistance(Detector):
         if patch is not None:
             parts.append(f"patch bank {len(patch):,} rows of {self.patches_seen_:,} patches seen "
                          f"({str(patch.dtype).replace('torch.', '')})")
-        for bank, info in (getattr(self, "faiss_index_", None) or {}).items():
-            parts.append(f"{bank.replace('_', ' ')}: faiss {info['type']} index")
-        if self.method == "gaussian":
-            parts.append("Gaussian" + (" per position" if self.bank_.get("patch_mean") is not None else ""))
-        return "; ".join(parts)
+        return "; ".join(parts + self._strategy().summary())
 
     # ------------------------------------------------------------------ scoring
     def decision_function(self, X, leave_one_out: bool = False):
@@ -717,26 +566,9 @@ class LatentDistance(Detector):
     def _in_sample_scores(self, X):
         return self.decision_function(X, leave_one_out=True)
 
-    def _gaussian(self, mean: torch.Tensor, scatter: torch.Tensor, n: int) -> torch.Tensor:
-        try:
-            return RunningMoments.from_state(n, mean, scatter).precision(self.shrinkage)
-        except ValueError as e:  # fewer than 2 samples, or singular
-            raise AnomalyError(f"LatentDistance: {e}") from None
-
     def _knn_index(self, patches: bool) -> KnnIndex:
-        """The search index over the current bank, rebuilt only after the bank changed."""
-        name = "patch_memory" if patches else "memory"
-        bank = self.bank_.get(name)
-        if bank is None:
-            raise AnomalyError(f"LatentDistance was fitted without {'patch features' if patches else 'pooled features'}")
-        backend, _, named = self.search.partition(":")
-        cached = self._indexes.get(name)
-        if cached is None or cached.source is not bank or cached.backend != backend:
-            info = (self.faiss_index_ or {}).get(name) if backend == "faiss" else None
-            kind = info["type"] if info else named or "auto"
-            cached = self._indexes[name] = KnnIndex(bank, backend, kind, self.bank_.get(_index_name(name)),
-                                                    seed=self.seed)
-        return cached
+        """The kNN method's search index over a bank (pooled or patches)."""
+        return self._method.index(patches)
 
     def _evidence_batch(self, x: torch.Tensor, maps: torch.Tensor | None = None):
         """(patch evidence, pooled evidence) of images: the map's maximum, the pooled distance."""
@@ -781,13 +613,7 @@ class LatentDistance(Detector):
 
     def _pooled_batch(self, x: torch.Tensor) -> torch.Tensor:
         """Distance of each sample's pooled features (vectors: the sample itself) to the normal ones."""
-        emb = self.featurizer_.embed(x)
-        if self.method == "knn":
-            index = self._knn_index(patches=False)
-            return index.search(emb, self.k, getattr(self, "_exclude_self", False)).mean(1)
-        if self._precision is None:
-            self._precision = self._gaussian(self.bank_.mean, self.bank_.scatter, self.moments_n_)
-        return mahalanobis(emb, self.bank_.mean, self._precision)
+        return self._method.pooled_distance(self.featurizer_.embed(x), getattr(self, "_exclude_self", False))
 
     def _score_map_batch(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
@@ -807,34 +633,6 @@ class LatentDistance(Detector):
     def _maps(self, x: torch.Tensor) -> torch.Tensor:
         """Per-pixel maps (n, H, W): patch distances, upsampled, blurred, and re-weighted."""
         p = self.featurizer_.patches(x)
-        n, d, h, w = p.shape
-        weight = None
-        if self.method == "knn":
-            rows = p.permute(0, 2, 3, 1).reshape(-1, d)
-            index = self._knn_index(patches=True)
-            dist, idx = index.search(rows, 1, getattr(self, "_exclude_self", False), return_index=True)
-            dist = dist[:, 0].reshape(n, h * w)
-            if self.reweight:
-                weight = self._reweight(index, rows.reshape(n, h * w, d), dist, idx[:, 0].reshape(n, h * w))
-        else:
-            b = self.bank_
-            if [h, w] != list(self.map_grid_):  # per-position Gaussians: the grid they were fitted on
-                raise AnomalyError(f"fitted.map_grid_={list(self.map_grid_)}: these images give a {h}x{w} patch grid "
-                                   "(a damaged or forged bundle?)")
-            if self._patch_precision is None:
-                self._patch_precision = self._gaussian(b.patch_mean, b.patch_scatter, self.patch_moments_n_)
-            sel = p[:, b.patch_channels.to(p.device)].permute(2, 3, 0, 1).reshape(h * w, n, -1)
-            dist = mahalanobis(sel, b.patch_mean[:, None, :], self._patch_precision).T  # (n, positions)
+        n, _, h, w = p.shape
+        dist, weight = self._method.patch_distance(p, getattr(self, "_exclude_self", False))
         return patch_maps(dist.reshape(n, h, w), tuple(x.shape[-2:]), weight)
-
-    def _reweight(self, index: KnnIndex, rows: torch.Tensor, dist: torch.Tensor, nearest: torch.Tensor):
-        """PatchCore's factor ``1 - softmax(-)[0]`` over the distances from each image's most
-        anomalous patch to its nearest bank patch and that patch's ``reweight`` bank neighbours:
-        near 0 when the match sits in a dense part of the bank, up to 1 when it is isolated."""
-        n = rows.shape[0]
-        top = dist.argmax(1)
-        worst = rows[torch.arange(n), top]  # (n, d)
-        matched = index.bank[nearest[torch.arange(n), top]]  # (n, d)
-        b = min(self.reweight, len(index))
-        _, support = index.search(matched, b, return_index=True)  # (n, b), the match included
-        return reweight_factor(worst, index.bank[support])

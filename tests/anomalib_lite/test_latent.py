@@ -160,3 +160,18 @@ def test_calibrate_then_predict_flags_outliers(blobs):
     assert det.predict(test_normal).mean() < 0.15
     p = det.p_values(det.decision_function(outliers))
     assert (p <= 1 / 101 + 1e-12).all()
+
+
+@pytest.mark.parametrize("name, method", [("padim", "gaussian"), ("patchcore", "knn")])
+def test_presets_are_parameters_of_the_one_class(shapes_images, name, method):
+    """PaDiM and PatchCore are recipes of LatentDistance (random weights here: no network)."""
+    overrides = {"weights": "random", "image_size": 32, "device": "cpu"}
+    if name == "patchcore":
+        overrides["backbone"] = "resnet18"  # wide_resnet50_2 is slow on a test's CPU
+    det = LatentDistance.preset(name, **overrides)
+    assert det.method == method and det.image_score == "patch" and det.weights == "random"
+    det.fit(shapes_images(60, False))
+    assert "Gaussian per position" in det.summary() if method == "gaussian" else "patch bank" in det.summary()
+    assert _auroc(det.decision_function(shapes_images(40, False)), det.decision_function(shapes_images(20, True))) > 0.9
+    with pytest.raises(AnomalyError, match="preset 'spade': unknown; presets are: patchcore, padim"):
+        LatentDistance.preset("spade")
