@@ -11,10 +11,10 @@ that needs only a bundle's header or the command line's help never imports torch
 __version__ = "0.1.0"
 
 import importlib
-import importlib.abc
-import importlib.util
 import sys
 import types
+
+from . import compat
 
 #: public name -> the module defining it (relative to this package, or a top-level package)
 _NAMES = {
@@ -28,22 +28,6 @@ _NAMES = {
     "fpr_threshold": ".scoring.thresholds", "p_values": ".scoring.thresholds",
     "augment": "augment", "backbones": "backbones",
 }
-#: where the modules of the flat layout (before the layer sub-packages) live now: ``al.metrics``,
-#: ``from anomalib_lite import workflows`` and ``import anomalib_lite.thresholds`` keep working
-#: (``data``, ``training`` and ``evaluation`` are now layers: their packages read the old names)
-MOVED = {
-    "data": "data.batches", "datasource": "data.datasource", "sources": "data.sources",
-    "series_sources": "data.series_sources", "tiling": "data.tiling", "sample_data": "data.sample_data",
-    "features": "components.features", "memory": "components.memory", "streaming": "components.streaming",
-    "nets": "components.nets", "series_nets": "components.series_nets", "onnx_graphs": "components.onnx_graphs",
-    "metrics": "scoring.metrics", "evidence": "scoring.evidence", "thresholds": "scoring.thresholds",
-    "training": "training.loop", "pretrain": "training.pretrain",
-    "bundle": "bundles.bundle", "header": "bundles.header", "signing": "bundles.signing",
-    "base": "detectors.base", "series": "detectors.series",
-    "evaluation": "evaluation.assessment", "report": "evaluation.report", "visual": "evaluation.visual",
-    "nab": "evaluation.nab", "export": "runtime.export", "online": "runtime.online",
-    "series_io": "runtime.series_io", "workflows": "app.workflows", "options": "app.options",
-}
 _RENAMED = {"load_data": "load"}
 
 __all__ = sorted([*_NAMES, "metrics", "workflows"])
@@ -53,7 +37,7 @@ def __getattr__(name: str):
     where = _NAMES.get(name)
     if where is None:
         try:  # a submodule: anomalib_lite.metrics (moved: anomalib_lite.scoring.metrics), ...
-            return importlib.import_module(f"{__name__}.{MOVED.get(name, name)}")
+            return importlib.import_module(f"{__name__}.{compat.MOVED.get(name, name)}")
         except ModuleNotFoundError as e:
             if e.name != f"{__name__}.{name}":
                 raise
@@ -86,21 +70,5 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
-class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """``import anomalib_lite.thresholds`` (a module of the flat layout) gives the module where it
-    lives now (:data:`MOVED`), the same object: old code and bundles' users keep working."""
+compat.install()
 
-    def find_spec(self, fullname, path=None, target=None):
-        head, _, tail = fullname.partition(".")
-        if head != __name__ or tail not in MOVED:
-            return None
-        return importlib.util.spec_from_loader(fullname, self)
-
-    def create_module(self, spec):
-        return importlib.import_module(f"{__name__}.{MOVED[spec.name.partition('.')[2]]}")
-
-    def exec_module(self, module):
-        pass
-
-
-sys.meta_path.append(_MovedFinder())

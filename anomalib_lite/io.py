@@ -25,6 +25,18 @@ from .errors import AnomalyError
 __all__ = ["atomic_output", "check_outputs", "check_writable", "sweep_temps", "umask"]
 
 
+def open_to_read(path, what: str) -> int:
+    """A descriptor for reading ``path`` once: opened without blocking (a FIFO or device never
+    hangs the caller; check ``fstat`` before reading) and closed on exec. A missing or unreadable
+    file is one error that names ``what`` (e.g. "bundle", "verify key")."""
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise AnomalyError(f"{path}: {what} not found") from None
+    except OSError as e:
+        raise AnomalyError(f"{path}: cannot read the {what} ({e.strerror})") from None
+
+
 def umask() -> int:
     """The process umask (read without changing it where /proc allows)."""
     try:

@@ -15,7 +15,6 @@ Run:  python benchmarks/calibration.py
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -36,9 +35,8 @@ CASES = [("mnist:train?classes=7", 0.05), ("mnist:train?classes=7&limit=200", 0.
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = record.parser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -11,7 +11,6 @@ Run:  python benchmarks/cli_startup.py [--repeat 5] [--busy] [--no-record]
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -82,10 +81,8 @@ def table(rows, base: float, load: tuple[float, float]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = record.parser(busy="also measure beside a process burning one core")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--busy", action="store_true", help="also measure beside a process burning one core")
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -12,7 +12,6 @@ Run:  python benchmarks/coreset_speed.py                  (10^5 and 10^6 rows, 1
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -41,10 +40,9 @@ def coverage(x: torch.Tensor, chosen: torch.Tensor, probe: torch.Tensor) -> floa
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = record.parser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--ratios", default="0.01,0.1")
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     rows = []
     for n in [int(v) for v in args.sizes.split(",")]:

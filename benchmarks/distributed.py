@@ -23,7 +23,6 @@ Run:  OMP_NUM_THREADS=1 python benchmarks/distributed.py                 (both c
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import subprocess
@@ -70,10 +69,9 @@ def scores(path: Path) -> tuple[np.ndarray, float | None]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = record.parser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", default="full,coreset,patch7")
     ap.add_argument("--limit", type=int, default=None, help="Only the first N digits of each set (a quick try).")
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     load_before = os.getloadavg()
     lines = []

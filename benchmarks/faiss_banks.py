@@ -20,7 +20,6 @@ Run:  python benchmarks/faiss_banks.py --sizes 100000,1000000
 """
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -93,7 +92,7 @@ def image_auc(dist: torch.Tensor, images: int, labels: np.ndarray) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = record.parser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100000,1000000,10000000")
     ap.add_argument("--indexes", default=None, help="comma list (default: every type that fits the size)")
     ap.add_argument("--data", type=Path, default=None, help="an existing texture set (default: make one)")
@@ -103,7 +102,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     import faiss
 

@@ -44,32 +44,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from anomalib_lite.data import sample_data  # noqa: E402
+
 KEY = "anomalib_lite"
 
 # ---------------------------------------------------------------- the seed bundles
 
 
-def _images(n, seed, spot=False):
-    rng = np.random.default_rng(seed)
-    x = (0.5 + 0.05 * rng.standard_normal((n, 1, 16, 16))).astype(np.float32)
-    x[:, :, 4:12, 4:12] += 0.3
-    if spot:
-        x[:, :, 1:4, 11:14] = 1.0
-    return x.clip(0, 1)
-
-
-def _series(n, seed):
-    rng = np.random.default_rng(seed)
-    return np.sin(np.arange(n) / 5.0) + 0.05 * rng.standard_normal(n)
-
-
-def _labelled(n, seed):
-    x = _series(n, seed)
-    y = np.zeros(n, dtype=int)
-    for onset in range(60, n - 10, 70):
-        x[onset - 4 : onset] += 2.0
-        y[onset : onset + 4] = 1
-    return x, y
+_images = sample_data.toy_images
+_series = sample_data.toy_series
+_labelled = sample_data.toy_labelled_series
 
 
 #: LatentDistance's banks, each a seed of its own (its other parts are the registry's seeds)

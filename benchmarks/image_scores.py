@@ -17,7 +17,6 @@ Run:  python benchmarks/image_scores.py                      (digits 0-9, 2,000 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -34,12 +33,11 @@ import record  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = record.parser(description=__doc__.splitlines()[0])
     ap.add_argument("--digits", default="0,1,2,3,4,5,6,7,8,9")
     ap.add_argument("--test-limit", type=int, default=2000)
     ap.add_argument("--backbone", default=None, help="e.g. resnet18 (random weights, 32 px)")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

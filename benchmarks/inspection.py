@@ -29,7 +29,6 @@ Run:  python benchmarks/inspection.py --half dev
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -198,7 +197,7 @@ def table(rows: list[dict], routes: list[str], half: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = record.parser(description=__doc__.splitlines()[0])
     ap.add_argument("--half", choices=list(sample_data.HALVES), default="dev")
     ap.add_argument("--data", type=Path, default=None, help="an existing set (default: make one in a temporary folder)")
     ap.add_argument("--categories", default=None, help="default: the half's categories")
@@ -208,7 +207,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", type=Path, default=None, help="keep each route's scores and labels (.npz) here")
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

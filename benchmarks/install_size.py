@@ -10,7 +10,6 @@ Run:  python benchmarks/install_size.py [--no-record]
 """
 from __future__ import annotations
 
-import argparse
 import importlib.metadata as md
 import re
 import sys
@@ -62,8 +61,7 @@ def size(dist: md.Distribution) -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--no-record", action="store_true")
+    ap = record.parser()
     args = ap.parse_args()
     dists = _dists()
     torch = dists.get("torch")

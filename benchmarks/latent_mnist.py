@@ -7,7 +7,6 @@ Run:  python benchmarks/latent_mnist.py [--digits 0,1] [--no-record]
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -21,9 +20,8 @@ import anomalib_lite as al
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = record.parser()
     ap.add_argument("--digits", default="0,1,2,3,4,5,6,7,8,9")
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     train = al.load_data("mnist:train")

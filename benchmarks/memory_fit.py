@@ -6,7 +6,6 @@ Run:  python benchmarks/memory_fit.py [--memory-size 10000] [--no-record]
 """
 from __future__ import annotations
 
-import argparse
 import resource
 import time
 
@@ -21,10 +20,9 @@ def peak_rss_mb() -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = record.parser()
     ap.add_argument("--memory-size", type=int, default=10000)
     ap.add_argument("--maps", action="store_true", help="also learn the patch bank")
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     train = al.load_data("mnist:train")

@@ -12,7 +12,6 @@ Run:  python benchmarks/mnist_outliers.py [--digits 0,8] [--budget 150] [--train
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -53,7 +52,7 @@ def pixel_auroc(det, images, masks) -> float | None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = record.parser()
     ap.add_argument("--digits", default="0,1,2,3,4,5,6,7,8,9")
     ap.add_argument("--budget", type=float, default=150, help="seconds of pretraining per digit")
     ap.add_argument("--train-budget", type=float, default=90,
@@ -62,7 +61,6 @@ def main() -> None:
     ap.add_argument("--only", default="reconstruction,synthetic,pretrained",
                     help="detector groups besides the baselines (which always run)")
     ap.add_argument("--latents", default="16,32", help="Reconstruction bottleneck sizes to run")
-    ap.add_argument("--no-record", action="store_true")
     ap.add_argument("--json", default=None, help="also write all figures to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -16,7 +16,6 @@ Run:  python benchmarks/reconstruction_defaults.py                      (grid on
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -82,13 +81,12 @@ def textures(cfgs, categories, seed: int = 0) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = record.parser()
     ap.add_argument("--digits", default=None, help="other digits: run --configs on them (default: the grid on 8)")
     ap.add_argument("--configs", default=None, help='"latent,width,epochs;..." (default: the grid)')
     ap.add_argument("--budget", type=float, default=150, help="CPU seconds of fitting allowed (one thread)")
     ap.add_argument("--json", default=None, help="append each result to this JSON-lines file")
     ap.add_argument("--textures", default=None, help="categories of the inspection set: run --configs on them instead")
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.textures:

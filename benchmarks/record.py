@@ -2,6 +2,7 @@
 BENCHMARKS.md (command, machine, figures), so every figure quoted has its command beside it."""
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import platform
@@ -51,6 +52,16 @@ def append(title: str, body: str) -> None:
     with BENCHMARKS_MD.open("a") as fh:
         fh.write(text)
     print(text)
+
+
+def parser(description: str | None = None, busy: str | None = None) -> argparse.ArgumentParser:
+    """A benchmark's argument parser with the flags every benchmark shares: ``--no-record``
+    (print instead of appending to BENCHMARKS.md) and, with ``busy`` (its help), ``--busy``."""
+    ap = argparse.ArgumentParser(description=description)
+    if busy:
+        ap.add_argument("--busy", action="store_true", help=busy)
+    ap.add_argument("--no-record", action="store_true", help="print the section instead of appending it to BENCHMARKS.md")
+    return ap
 
 
 def publish(title: str, body: str, no_record: bool) -> None:

@@ -8,7 +8,6 @@ Run:  python benchmarks/report_speed.py [--top 8] [--out report.html] [--no-reco
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -23,10 +22,9 @@ from anomalib_lite.evaluation.visual import write_heatmaps
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = record.parser()
     ap.add_argument("--top", type=int, default=8, help="samples per heatmap section of the report")
     ap.add_argument("--out", default=None, help="keep the report here (default: a temporary folder)")
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 

@@ -10,7 +10,6 @@ Run:  python benchmarks/small_defects.py [--sizes 48,64] [--no-record]
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -23,9 +22,8 @@ import record  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = record.parser()
     ap.add_argument("--sizes", default="48,64")
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     import anomalib_lite as al
     import backbones

@@ -12,7 +12,6 @@ Run:  python benchmarks/textures.py                          (every route, both 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -76,7 +75,7 @@ def run(data: Path, cat: str, name: str, args) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = record.parser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None, help="an existing set (default: make one)")
     ap.add_argument("--categories", default="brick,grass")
     ap.add_argument("--image-size", type=int, default=None, help="resize before the backbone (default: as read)")
@@ -86,7 +85,6 @@ def main() -> None:
     ap.add_argument("--pretrain-time", type=float, default=30.0, help="seconds of self-supervised pretraining")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     args.layers = args.layers.split(",")
     if args.threads:

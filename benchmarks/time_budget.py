@@ -10,7 +10,6 @@ Run:  python benchmarks/time_budget.py [--budget 60] [--busy] [--no-record]
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -50,10 +49,8 @@ def rows(tmp: Path, budget: float, label: str) -> list[str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = record.parser(busy="also beside a process burning one core")
     ap.add_argument("--budget", type=float, default=60)
-    ap.add_argument("--busy", action="store_true", help="also beside a process burning one core")
-    ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     from anomalib_lite.data.sample_data import make_image_set
 

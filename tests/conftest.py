@@ -65,6 +65,20 @@ def mnist_dir() -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def digit7(tmp_path_factory, mnist_dir) -> Path:
+    """The command-line tests' model: `anomaly fit latent` on 1,500 training 7s, pooled score."""
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    out = tmp_path_factory.mktemp("fit") / "digit7.anomaly"
+    r = CliRunner().invoke(cli, ["fit", "latent", "--data", "mnist:train?classes=7&limit=1500", "--image-score",
+                                 "pooled", "-o", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
 @pytest.fixture
 def blobs():
     """Normal points from one Gaussian cluster in 16-D, and planted outliers far from it."""

@@ -17,14 +17,6 @@ def run(*args):
     return result
 
 
-@pytest.fixture(scope="module")
-def digit7(tmp_path_factory, mnist_dir):
-    out = tmp_path_factory.mktemp("fit") / "digit7.anomaly"
-    r = run("fit", "latent", "--data", "mnist:train?classes=7&limit=1500", "--image-score", "pooled", "-o", out, "--quiet")
-    assert r.exit_code == 0, r.output
-    return out
-
-
 def test_fit_score_info_round_trip(digit7, tmp_path):
     out = tmp_path / "scores.csv"
     r = run("score", digit7, "--data", "mnist:test?limit=1000", "-o", out)

@@ -2,7 +2,6 @@
 print and write, and their bad-input contract (one line, exit 2, nothing half-written)."""
 import json
 
-import pytest
 from click.testing import CliRunner
 
 from cli import cli
@@ -10,14 +9,6 @@ from cli import cli
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def digit7(tmp_path_factory, mnist_dir):
-    out = tmp_path_factory.mktemp("fit") / "digit7.anomaly"
-    r = run("fit", "latent", "--data", "mnist:train?classes=7&limit=1200", "--image-score", "pooled", "-o", out, "--quiet")
-    assert r.exit_code == 0, r.output
-    return out
 
 
 def test_evaluate_prints_the_table_and_writes_json_and_report(digit7, tmp_path):

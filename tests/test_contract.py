@@ -15,31 +15,13 @@ from sklearn.utils.validation import check_is_fitted
 import anomalib_lite as al
 from anomalib_lite import AnomalyError
 from anomalib_lite.errors import NotFittedError
+from anomalib_lite.data import sample_data
 from anomalib_lite.detectors.series import TOLERANCE
 
 
-def _images(n, seed, spot=False):
-    rng = np.random.default_rng(seed)
-    x = (0.5 + 0.05 * rng.standard_normal((n, 1, 16, 16))).astype(np.float32)
-    x[:, :, 4:12, 4:12] += 0.3
-    if spot:
-        x[:, :, 1:4, 11:14] = 1.0
-    return x.clip(0, 1)
-
-
-def _series(n, seed):
-    rng = np.random.default_rng(seed)
-    t = np.arange(n)
-    return np.sin(t / 5.0) + 0.05 * rng.standard_normal(n)
-
-
-def _labelled(n, seed):
-    x = _series(n, seed)
-    y = np.zeros(n, dtype=int)
-    for onset in range(60, n - 10, 70):
-        x[onset - 4 : onset] += 2.0
-        y[onset : onset + 4] = 1
-    return x, y
+_images = sample_data.toy_images
+_series = sample_data.toy_series
+_labelled = sample_data.toy_labelled_series
 
 
 def _labelled_kind(cls) -> bool:

@@ -82,11 +82,24 @@ def values(params: list[dict], given: dict) -> dict:
 
 # ---------------------------------------------------------------- reading the code (imports torch)
 def _param_docs(target) -> dict[str, str]:
-    """Each parameter's description from a numpydoc "Parameters" section (groups share one)."""
+    """Each parameter's description from a numpydoc "Parameters" section (groups share one); a
+    parameter a detector documents as one of the run parameters takes its base class's text."""
     import inspect
 
-    doc = inspect.getdoc(target) or ""
-    part = re.split(r"\nParameters\n-+\n", doc)
+    docs = _parse_params(inspect.getdoc(target) or "")
+    for base in getattr(target, "__mro__", ())[1:]:
+        ref = getattr(base, "RUN_PARAMS_DOC", None)
+        inherited = _parse_params(base.__doc__ or "") if ref else {}
+        for name, text in docs.items():
+            if ref and text.startswith(ref) and name in inherited:
+                docs[name] = inherited[name]
+    return docs
+
+
+def _parse_params(doc: str) -> dict[str, str]:
+    import inspect
+
+    part = re.split(r"\nParameters\n-+\n", inspect.cleandoc(doc))
     if len(part) < 2:
         return {}
     body, out, names = re.split(r"\n\w[\w ]*\n-+\n", part[1])[0], {}, []

@@ -20,6 +20,7 @@ from pathlib import Path
 from . import signing
 from .. import validate as v
 from ..errors import AnomalyError, shown
+from ..io import open_to_read
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "describe_header", "read_header"]
 
@@ -60,12 +61,7 @@ def _read_bytes(path: Path, whole: bool) -> bytes:
     """The bundle's bytes, through one descriptor (a regular file: FIFOs and devices are refused
     without blocking). ``whole=False``: the safetensors preamble only (8 + header bytes).
     Verification and parsing then use these same bytes: nothing is opened a second time."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise AnomalyError(f"{path}: bundle not found") from None
-    except OSError as e:
-        raise AnomalyError(f"{path}: cannot read ({e.strerror})") from None
+    fd = open_to_read(path, "bundle")
     with os.fdopen(fd, "rb") as fh:
         try:
             mode = os.fstat(fd).st_mode

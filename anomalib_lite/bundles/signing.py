@@ -21,6 +21,7 @@ import struct
 from pathlib import Path
 
 from ..errors import AnomalyError
+from ..io import open_to_read
 
 __all__ = ["SIGNATURE_KEY", "generate_keys", "load_private_key", "load_public_key", "sign_bytes", "sign_file",
            "verify_file", "verify_key_from_env"]
@@ -67,12 +68,7 @@ def _read_key_file(path, what: str) -> bytes:
         raise AnomalyError(f"{what}: no key file given")
     check_key_name(path, what)
     p = Path(path)
-    try:
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise AnomalyError(f"{p}: {what} not found") from None
-    except OSError as e:
-        raise AnomalyError(f"{p}: cannot read the {what} ({e.strerror})") from None
+    fd = open_to_read(p, what)
     with os.fdopen(fd, "rb") as fh:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):

@@ -324,6 +324,13 @@ class RunningMoments:
         rm.n, rm.mean, rm.scatter = int(n), mean, scatter
         return rm
 
+    @classmethod
+    def from_buffers(cls, buffers, n: int, prefix: str = "") -> RunningMoments:
+        """The moments a detector saved as ``{prefix}mean`` / ``{prefix}scatter`` in its
+        :class:`~anomalib_lite.state.Buffers` (empty when it saved none)."""
+        mean = buffers.get(prefix + "mean")
+        return cls() if mean is None else cls.from_state(n, mean, buffers.get(prefix + "scatter"))
+
 
 def sliding_windows(x: torch.Tensor, size: int) -> torch.Tensor:
     """All windows of ``size`` consecutive steps of a (T, D) series as a (T - size + 1, size, D)

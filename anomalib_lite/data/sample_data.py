@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import AnomalyError
 
 __all__ = ["CATEGORIES", "DEFECTS", "HALVES", "MASK_LEVEL", "make_demo_data", "make_image_set", "make_labelled_series",
-           "make_series", "paint_defect", "photograph", "weave"]
+           "make_series", "paint_defect", "photograph", "toy_images", "toy_labelled_series", "toy_series", "weave"]
 
 #: category -> (scikit-image loader, scale applied before cropping, crops must avoid a black surround)
 _SOURCES = {
@@ -348,6 +348,35 @@ def paint_defect(x: np.ndarray, defect: str, rng: np.random.Generator, foreign: 
     changed = np.abs(y - x).max(axis=2) > MASK_LEVEL
     mask = ndimage.binary_closing(changed, structure=np.ones((3, 3)), border_value=0) & region | changed
     return y, mask, region
+
+
+def toy_images(n: int, seed: int, spot: bool = False) -> np.ndarray:
+    """``n`` tiny grey images (N, 1, 16, 16): a brighter square on noise, with ``spot`` a white
+    corner spot too. What the contract suite and the bundle fuzzer fit every detector on in a
+    second (and a plugin's first check: ``tests/test_contract.py``'s ``run_contract``)."""
+    rng = np.random.default_rng(seed)
+    x = (0.5 + 0.05 * rng.standard_normal((n, 1, 16, 16))).astype(np.float32)
+    x[:, :, 4:12, 4:12] += 0.3
+    if spot:
+        x[:, :, 1:4, 11:14] = 1.0
+    return x.clip(0, 1)
+
+
+def toy_series(n: int, seed: int) -> np.ndarray:
+    """A sine of ``n`` steps with a little noise (the series counterpart of :func:`toy_images`)."""
+    rng = np.random.default_rng(seed)
+    return np.sin(np.arange(n) / 5.0) + 0.05 * rng.standard_normal(n)
+
+
+def toy_labelled_series(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`toy_series` with an anomaly labelled every 70 steps (4 steps), announced by a rise in
+    the 4 steps before it: ``(values, 0/1 labels)``."""
+    x = toy_series(n, seed)
+    y = np.zeros(n, dtype=int)
+    for onset in range(60, n - 10, 70):
+        x[onset - 4 : onset] += 2.0
+        y[onset : onset + 4] = 1
+    return x, y
 
 
 def weave(n: int, size: int = 64, seed: int = 0) -> np.ndarray:

@@ -73,7 +73,23 @@ class Capabilities:
 
 
 class Detector(BaseEstimator):
-    """Base class: fit / partial_fit / decision_function / score_map / calibrate / predict / save."""
+    """Base class: fit / partial_fit / decision_function / score_map / calibrate / predict / save.
+
+    Parameters
+    ----------
+    contamination : float or None, default None
+        Share of the training data taken as anomalous to set ``threshold_`` at ``fit``, in-sample
+        (PyOD's way); None: ``calibrate`` on held-out normal data sets it (the better way).
+    device : str, default "auto"
+        Where torch runs: "auto" (CUDA, then MPS, then the CPU), or a device name ("cpu", "cuda:1").
+    seed : int, default 0
+        Seeds every random draw of ``fit`` (the caller's random state is left as it was).
+    verbose : bool, default False
+        Progress bars and what was chosen, on stderr.
+    """
+
+    #: what a detector's docstring says of the run parameters it documents here
+    RUN_PARAMS_DOC = "The run parameters every detector has"
 
     #: what this detector can do (see :class:`Capabilities`)
     capabilities: ClassVar[Capabilities] = Capabilities()

@@ -110,12 +110,8 @@ class Continuation(SeriesDetector):
         (None: ``10 * (window + horizon)``).
     epochs, batch_size, lr, patience, val_fraction, max_time
         The training loop (the last ``val_fraction`` of the crops, in time, stops it early).
-    contamination : float or None, default None
-        Share of the training data taken as anomalous to set ``threshold_`` at ``fit``, in-sample
-        (PyOD's way); None: ``calibrate`` on held-out normal data sets it (the better way).
-    device : str, default "auto"
-    seed : int, default 0
-    verbose : bool, default False
+    contamination, device, seed, verbose
+        The run parameters every detector has (:class:`~anomalib_lite.detectors.base.Detector`).
     threads : int or None, default None
         Torch intra-op threads (None: one for these small networks on the CPU).
 

@@ -161,12 +161,8 @@ class LatentDistance(Detector):
         1000 rows stay flat). The index is trained at ``fit`` and saved in the bundle (FAISS's own
         serialisation); candidates are re-ranked by exact distance; on the GPU when FAISS has CUDA.
     batch_size : int, default 256
-    contamination : float or None, default None
-        Share of the training data taken as anomalous to set ``threshold_`` at ``fit``, in-sample
-        (PyOD's way); None: ``calibrate`` on held-out normal data sets it (the better way).
-    device : str, default "auto"
-    seed : int, default 0
-    verbose : bool, default False
+    contamination, device, seed, verbose
+        The run parameters every detector has (:class:`~anomalib_lite.detectors.base.Detector`).
 
     Attributes
     ----------

@@ -384,12 +384,8 @@ class GaussianMethod(Method):
     def restore(self) -> None:
         det = self.det
         b = det.bank_
-        self.moments, self.patch_moments = RunningMoments(), RunningMoments()
-        if b.get("mean") is not None:
-            self.moments = RunningMoments.from_state(det.moments_n_, b.get("mean"), b.get("scatter"))
-        if b.get("patch_mean") is not None:
-            self.patch_moments = RunningMoments.from_state(det.patch_moments_n_, b.get("patch_mean"),
-                                                           b.get("patch_scatter"))
+        self.moments = RunningMoments.from_buffers(b, det.moments_n_)
+        self.patch_moments = RunningMoments.from_buffers(b, det.patch_moments_n_, "patch_")
         det.patch_channels_ = b.get("patch_channels")
         ch = det.patch_channels_
         if ch is not None and ch.numel():

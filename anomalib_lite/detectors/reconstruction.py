@@ -71,12 +71,8 @@ class Reconstruction(TrainedDetector):
         DataLoader processes that decode lazy data (image folders) while training.
     partial_fit_epochs : int, default 1
         Passes over each minibatch given to ``partial_fit``.
-    contamination : float or None, default None
-        Share of the training data taken as anomalous to set ``threshold_`` at ``fit``, in-sample
-        (PyOD's way); None: ``calibrate`` on held-out normal data sets it (the better way).
-    device : str, default "auto"
-    seed : int, default 0
-    verbose : bool, default False
+    contamination, device, seed, verbose
+        The run parameters every detector has (:class:`~anomalib_lite.detectors.base.Detector`).
 
     Attributes
     ----------

@@ -81,12 +81,8 @@ class SyntheticOOD(TrainedDetector):
     max_time : float or None, default None
     num_workers : int, default 2
     partial_fit_epochs : int, default 1
-    contamination : float or None, default None
-        Share of the training data taken as anomalous to set ``threshold_`` at ``fit``, in-sample
-        (PyOD's way); None: ``calibrate`` on held-out normal data sets it (the better way).
-    device : str, default "auto"
-    seed : int, default 0
-    verbose : bool, default False
+    contamination, device, seed, verbose
+        The run parameters every detector has (:class:`~anomalib_lite.detectors.base.Detector`).
 
     Attributes
     ----------
@@ -226,12 +222,8 @@ class SyntheticOOD(TrainedDetector):
         super()._after_load()
         self.model_.to(self.device_).eval()
         g = self.gauss_
-        self._moments, self._patch_moments = RunningMoments(), RunningMoments()
-        if g.get("mean") is not None:
-            self._moments = RunningMoments.from_state(self.moments_n_, g.get("mean"), g.get("scatter"))
-        if g.get("patch_mean") is not None:
-            self._patch_moments = RunningMoments.from_state(self.patch_moments_n_, g.get("patch_mean"),
-                                                            g.get("patch_scatter"))
+        self._moments = RunningMoments.from_buffers(g, self.moments_n_)
+        self._patch_moments = RunningMoments.from_buffers(g, self.patch_moments_n_, "patch_")
         self._precision = self._patch_precision = None
 
     def _loss(self, model, step) -> torch.Tensor:
