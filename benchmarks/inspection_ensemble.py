@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--routes", default="raw,dense")
     args = ap.parse_args()
     from anomalib_lite.data.sample_data import HALVES
-    from anomalib_lite.metrics import roc_auc
+    from anomalib_lite.scoring.metrics import roc_auc
     from anomalib_lite.numeric import combined
 
     a, b = args.routes.split(",")
