@@ -1,0 +1,75 @@
+"""The patch score as the worst patch against the image's own patches: does it remove the drift
+between parts of a photograph? (issue 18; a rule tried on the dev half, not kept)
+
+Good test crops come from another part of each photograph than the training crops, so every patch
+of a good crop can sit a little farther from the bank. Scoring the map's maximum relative to the
+same map's typical value (its median, its 90th percentile, its MAD) would cancel such a shift and
+keep a local defect. Image ROC-AUC per category of the inspection set, for the raw-pixel route and
+the dense (offline `fit`) route, fitted on 180 training crops.
+
+Run:  python benchmarks/local_contrast.py --data DIR [--half dev] [--routes raw,dense] [--no-record]
+      (DIR: a set `sample_data.make_image_set` wrote)
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
+
+ROUTES = {"raw": {"image_score": "patch"},
+          "dense": {"backbone": "resnet18", "weights": "random", "layers": ["layer1", "layer2"],
+                    "pretrain": "segment", "image_score": "patch"}}
+RULES = {
+    "max (the patch score)": lambda mx, flat: mx,
+    "max - median": lambda mx, flat: mx - np.median(flat, 1),
+    "max / median": lambda mx, flat: mx / (np.median(flat, 1) + 1e-9),
+    "(max - median) / MAD": lambda mx, flat: (mx - np.median(flat, 1))
+    / (np.median(np.abs(flat - np.median(flat, 1)[:, None]), 1) + 1e-9),
+    "max - 90th percentile": lambda mx, flat: mx - np.quantile(flat, 0.9, 1),
+}
+
+
+def main() -> None:
+    ap = record.parser(__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--half", default="dev", choices=["dev", "held-out"])
+    ap.add_argument("--routes", default="raw,dense")
+    args = ap.parse_args()
+    import anomalib_lite as al
+    import backbones
+    from anomalib_lite.data.sample_data import HALVES
+    from anomalib_lite.scoring.metrics import roc_auc
+
+    torch.set_num_threads(2)
+    backbones.weights.imagenet_cached = lambda name: False
+    cats = HALVES[args.half]["categories"]
+    lines = [f"| route | rule | {' | '.join(cats)} | mean |", "|" + "---|" * (len(cats) + 3)]
+    for route in args.routes.split(","):
+        table = {rule: [] for rule in RULES}
+        for cat in cats:
+            train, test = al.load_data(str(args.data / cat / "train")), al.load_data(str(args.data / cat / "test"))
+            t = time.perf_counter()
+            det = al.LatentDistance(seed=0, device="cpu", **ROUTES[route]).fit(train.read(list(range(180)))[0])
+            flat = det.score_map(test).reshape(len(test), -1)
+            labels = np.asarray(test.anomaly_labels())
+            for rule, f in RULES.items():
+                table[rule].append(100 * roc_auc(labels, f(flat.max(1), flat)))
+            print(cat, route, f"{time.perf_counter() - t:.0f} s", flush=True)
+        for rule, row in table.items():
+            lines.append(f"| {route} | {rule} | " + " | ".join(f"{v:.1f}" for v in row) + f" | **{np.mean(row):.1f}** |")
+            print(lines[-1], flush=True)
+    body = (f"Inspection set, **{args.half} half**, 128 px, 180 training crops per category: image ROC-AUC (%) of "
+            "the patch map scored by its maximum and by the maximum relative to the same map's typical value.\n\n"
+            + "\n".join(lines))
+    record.publish(f"Images: the worst patch against the image's own patches, {args.half} half (issue 18)", body,
+                   args.no_record)
+
+
+if __name__ == "__main__":
+    main()
