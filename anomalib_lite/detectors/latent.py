@@ -41,12 +41,12 @@ from ..components.features import (
     extractor_from_config,
     make_extractor,
 )
-from ..components.memory import FAISS_INDEXES, KnnIndex
+from ..components.memory import FAISS_INDEXES
 from ..numeric import combined, log_scale, patch_maps, surprise
 from ..state import Buffers
 from .latent_methods import BANKS as _BANKS
 from .latent_methods import DTYPES as _DTYPES
-from .latent_methods import METHODS, Method
+from .latent_methods import METHODS
 
 __all__ = ["LatentDistance"]
 
@@ -382,18 +382,6 @@ class LatentDistance(Detector):
         self.evidence_scale_ = None
         self._held: list[torch.Tensor] = []  # images held out of the banks to measure the evidence scales
         self._sync_counts()
-        self._drop_caches()
-
-    def _drop_caches(self) -> None:
-        self._strategy().drop_caches()
-
-    def _strategy(self) -> Method:
-        """The method's object (:mod:`.latent_methods`): its state while fitting, its distances."""
-        method = self.__dict__.get("_method")
-        if method is None or type(method) is not METHODS[self.method]:
-            method = self._method = METHODS[self.method](self)
-            method.reset()
-        return method
 
     def _chunks(self, x: torch.Tensor):
         """Slices of a batch small enough that their patch features and maps stay bounded."""
@@ -403,7 +391,7 @@ class LatentDistance(Detector):
 
     def _update(self, batch: Batch, fitting: bool) -> None:
         x = batch.x
-        self._drop_caches()
+        self._method.drop_caches()
         if not fitting:  # partial_fit (from scratch: sampling as after a fit)
             self._method.start_online()
         items = _item_ids(batch.index)  # (sample, tile) of each row of the batch
@@ -502,9 +490,10 @@ class LatentDistance(Detector):
         pooled_scores = not image or self.image_score == "pooled" or (
             self.image_score == "combined" and self.evidence_scale_ is not None)
         patches = image and self._learns_patches()
+        self._method = METHODS[self.method](self)  # a bundle's detector: its method, which _after_load restores
         self._check_counts(pooled_scores, image and self.image_score != "pooled")
         d, dp = feat.embed_dim(shape), feat.patch_dim(shape) if image else 0
-        spec = self._strategy().skeleton(pooled, patches, d, dp)
+        spec = self._method.skeleton(pooled, patches, d, dp)
         return {"extractor_": ext, "bank_": Buffers.skeleton(spec, device)}
 
     def _check_counts(self, pooled: bool, patch_scores: bool) -> None:
@@ -518,14 +507,13 @@ class LatentDistance(Detector):
         for name in ("moments_n_", "patch_moments_n_"):
             if getattr(self, name) == 1:
                 need(name, 2, "a Gaussian needs at least 2 samples")
-        self._strategy().check_counts(need, pooled, patch_scores)
+        self._method.check_counts(need, pooled, patch_scores)
 
     def _after_load(self) -> None:
         if self.extractor_ is not None:
             self.extractor_.eval()
         self.featurizer_ = Featurizer(extractor=self.extractor_, patch_size=self.patch_size,
                                       device=self.device_, normalize=self.normalize)
-        self._method = METHODS[self.method](self)
         self._method.restore()
 
     @property
@@ -547,7 +535,7 @@ class LatentDistance(Detector):
         if patch is not None:
             parts.append(f"patch bank {len(patch):,} rows of {self.patches_seen_:,} patches seen "
                          f"({str(patch.dtype).replace('torch.', '')})")
-        return "; ".join(parts + self._strategy().summary())
+        return "; ".join(parts + self._method.summary())
 
     # ------------------------------------------------------------------ scoring
     def decision_function(self, X, leave_one_out: bool = False):
@@ -561,10 +549,6 @@ class LatentDistance(Detector):
 
     def _in_sample_scores(self, X):
         return self.decision_function(X, leave_one_out=True)
-
-    def _knn_index(self, patches: bool) -> KnnIndex:
-        """The kNN method's search index over a bank (pooled or patches)."""
-        return self._method.index(patches)
 
     def _evidence_batch(self, x: torch.Tensor, maps: torch.Tensor | None = None):
         """(patch evidence, pooled evidence) of images: the map's maximum, the pooled distance."""

@@ -21,7 +21,7 @@ from .. import distributed
 from ..components.memory import KnnIndex, greedy_coreset, max_index_bytes
 from ..components.streaming import KeyedSample, Reservoir, RunningMoments
 from ..errors import AnomalyError
-from ..numeric import mahalanobis
+from ..numeric import mahalanobis, reweight_factor
 from .base import Detector
 
 __all__ = ["BANKS", "DTYPES", "GaussianMethod", "KnnMethod", "METHODS", "Method", "index_name"]
@@ -308,8 +308,6 @@ class KnnMethod(Method):
         """PatchCore's factor ``1 - softmax(-)[0]`` over the distances from each image's most
         anomalous patch to its nearest bank patch and that patch's ``reweight`` bank neighbours:
         near 0 when the match sits in a dense part of the bank, up to 1 when it is isolated."""
-        from ..numeric import reweight_factor
-
         n = rows.shape[0]
         top = dist.argmax(1)
         worst = rows[torch.arange(n), top]  # (n, d)

@@ -186,4 +186,4 @@ def test_changing_search_after_fit_still_saves_a_loadable_bundle(tmp_path):
     back = al.load(tmp_path / "m.anomaly")
     np.testing.assert_array_equal(back.decision_function(x[:50] + 1), exact)
     back.set_params(search="faiss:ivfflat")  # the saved index is used again, not retrained
-    assert back._knn_index(False).index_type == "ivfflat"
+    assert back._method.index(False).index_type == "ivfflat"
