@@ -22,9 +22,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
 
-ROUTES = {"raw": {"image_score": "patch"},
-          "dense": {"backbone": "resnet18", "weights": "random", "layers": ["layer1", "layer2"],
-                    "pretrain": "segment", "image_score": "patch"}}
 RULES = {
     "max (the patch score)": lambda mx, flat: mx,
     "max - median": lambda mx, flat: mx - np.median(flat, 1),
@@ -43,6 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     import anomalib_lite as al
     import backbones
+    from anomalib_lite.app.workflows import choose_detector
     from anomalib_lite.data.sample_data import HALVES
     from anomalib_lite.scoring.metrics import roc_auc
 
@@ -55,7 +53,10 @@ def main() -> None:
         for cat in cats:
             train, test = al.load_data(str(args.data / cat / "train")), al.load_data(str(args.data / cat / "test"))
             t = time.perf_counter()
-            det = al.LatentDistance(seed=0, device="cpu", **ROUTES[route]).fit(train.read(list(range(180)))[0])
+            # dense: the offline route `anomaly fit --data` fits (ImageNet weights made absent above)
+            det = choose_detector(train, device="cpu")[0] if route == "dense" else \
+                al.LatentDistance(image_score="patch", device="cpu")
+            det.fit(train.read(list(range(180)))[0])
             flat = det.score_map(test).reshape(len(test), -1)
             labels = np.asarray(test.anomaly_labels())
             for rule, f in RULES.items():

@@ -1,6 +1,7 @@
 """One contract, five detectors (issue 12): the scikit-learn protocol, bundles that score the same
 after loading, one error class, the caller's random state untouched, series scored in chunks of
 any length, predict consistent with decision_function and the threshold."""
+import inspect
 import random
 
 import numpy as np
@@ -180,10 +181,8 @@ def run_contract(cls, tmp_path) -> None:
     CASES[cls.__name__] = case(cls)
     try:
         fitted = (cls.__name__, *_fit(cls.__name__))
-        for check in CONTRACT:
-            if "tmp_path" in check.__code__.co_varnames[: check.__code__.co_argcount]:
-                check(fitted, tmp_path)
-            else:
-                check(fitted)
+        fixtures = {"fitted": fitted, "tmp_path": tmp_path}
+        for check in CONTRACT:  # each given the fixtures it names, as pytest would
+            check(**{name: fixtures[name] for name in inspect.signature(check).parameters})
     finally:
         del CASES[cls.__name__]
