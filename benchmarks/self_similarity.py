@@ -1,0 +1,105 @@
+"""A patch is normal when the bank *or its own image* explains it: does self-similarity remove the
+drift between parts of a photograph? (issue 18)
+
+Good test crops come from another part of each photograph than the training crops, so every patch
+of a good crop can sit far from the bank. A texture repeats itself, though: a normal patch finds a
+near twin elsewhere in the same crop, a defect does not (it is rare within its image). The rules
+score each patch by its distance to the training bank, to its nearest patch of the same image
+outside a square of radius R (grid cells) around it, or by the smaller of the two. Image ROC-AUC and
+pixel ROC-AUC per category of the inspection set, for the raw-pixel route and the dense (offline
+`fit`) route, fitted on 180 training crops.
+
+Run:  python benchmarks/self_similarity.py --data DIR [--half dev] [--routes raw,dense] [--no-record]
+      (DIR: a set `sample_data.make_image_set` wrote)
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
+
+
+def self_distance(p: torch.Tensor, radius: int) -> torch.Tensor:
+    """(n, h*w): each patch's distance to its nearest patch of the same image outside the square of
+    ``radius`` grid cells around it."""
+    n, d, h, w = p.shape
+    rows = p.permute(0, 2, 3, 1).reshape(n, h * w, d).float()
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    yy, xx = yy.reshape(-1), xx.reshape(-1)
+    near = ((yy[:, None] - yy[None]).abs() <= radius) & ((xx[:, None] - xx[None]).abs() <= radius)
+    out = []
+    for r in rows:
+        dist = torch.cdist(r, r)
+        dist[near] = float("inf")
+        out.append(dist.min(1).values)
+    return torch.stack(out)
+
+
+def main() -> None:
+    ap = record.parser(__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--half", default="dev", choices=["dev", "held-out"])
+    ap.add_argument("--routes", default="raw,dense")
+    ap.add_argument("--radii", default="2,4,8")
+    args = ap.parse_args()
+    import anomalib_lite as al
+    import backbones
+    from anomalib_lite.app.workflows import choose_detector
+    from anomalib_lite.data.sample_data import HALVES
+    from anomalib_lite.numeric import patch_maps
+    from anomalib_lite.scoring.metrics import roc_auc
+
+    torch.set_num_threads(2)
+    backbones.weights.imagenet_cached = lambda name: False
+    cats = HALVES[args.half]["categories"]
+    radii = [int(r) for r in args.radii.split(",")]
+    rules = ["bank"] + [f"self R={r}" for r in radii] + [f"min(bank, self R={r})" for r in radii]
+    lines = [f"| route | rule | {' | '.join(cats)} | mean image | mean pixel |", "|" + "---|" * (len(cats) + 4)]
+    for route in args.routes.split(","):
+        table = {rule: [] for rule in rules}
+        for cat in cats:
+            train, test = al.load_data(str(args.data / cat / "train")), al.load_data(str(args.data / cat / "test"))
+            t = time.perf_counter()
+            det = choose_detector(train, device="cpu")[0] if route == "dense" else \
+                al.LatentDistance(image_score="patch", device="cpu")
+            det.fit(train.read(list(range(180)))[0])
+            labels = np.asarray(test.anomaly_labels())
+            masks = np.asarray(test.read_masks(range(len(test)))) > 0
+            dists = {rule: [] for rule in rules}
+            with torch.inference_mode():
+                for b, _ in det._batches(test):
+                    for part in det._chunks(b.x):
+                        p = det.featurizer_.patches(part)
+                        n, _, h, w = p.shape
+                        bank, _ = det._method.patch_distance(p, False)
+                        dists["bank"].append(bank)
+                        for r in radii:
+                            s = self_distance(p, r)
+                            dists[f"self R={r}"].append(s)
+                            dists[f"min(bank, self R={r})"].append(torch.minimum(bank, s))
+            for rule, parts in dists.items():
+                maps = patch_maps(torch.cat(parts).reshape(-1, h, w), tuple(masks.shape[-2:])).numpy()
+                image = 100 * roc_auc(labels, maps.reshape(len(maps), -1).max(1))
+                pixel = 100 * roc_auc(masks.reshape(-1), maps.reshape(-1))
+                table[rule].append((image, pixel))
+            print(cat, route, f"{time.perf_counter() - t:.0f} s",
+                  {k: f"{v[-1][0]:.1f}/{v[-1][1]:.1f}" for k, v in table.items()}, flush=True)
+        for rule, row in table.items():
+            lines.append(f"| {route} | {rule} | " + " | ".join(f"{i:.1f} / {p:.1f}" for i, p in row)
+                         + f" | **{np.mean([i for i, _ in row]):.1f}** | **{np.mean([p for _, p in row]):.1f}** |")
+            print(lines[-1], flush=True)
+    body = (f"Inspection set, **{args.half} half**, 128 px, 180 training crops per category: image / pixel "
+            "ROC-AUC (%) of the patch map scored by the distance to the bank, to the image's own patches "
+            "outside radius R (grid cells), or the smaller of the two.\n\n" + "\n".join(lines))
+    record.publish(f"Images: patches explained by the bank or by their own image, {args.half} half (issue 18)",
+                   body, args.no_record)
+
+
+if __name__ == "__main__":
+    main()
