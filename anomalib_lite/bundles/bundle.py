@@ -184,7 +184,7 @@ def load(path, device: str | None = None, verify=None):
     fitted = header["fitted"]
     checks = {**COMMON_FITTED, **cls._fitted_checks}
     try:
-        v.exact_fields(fitted, checks, "fitted")
+        v.exact_fields(fitted, checks, "fitted", optional=cls._fitted_optional)
         values = v.check_all(fitted, checks, where="fitted.")
         det.tiling_ = _tiling(header["tiling"])
         det.data_info_ = header["data"]

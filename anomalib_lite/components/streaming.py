@@ -2,7 +2,8 @@
 
 :class:`Reservoir` keeps a uniform sample of everything it was shown (vectorised Algorithm R);
 :class:`RunningMoments` keeps the mean and covariance of a stream (Chan et al.'s pairwise update,
-float64), optionally per position (PaDiM-style). Both are seeded and resumable: their random draws
+float64), optionally per position (PaDiM-style); :class:`PositionShare` measures how much of
+images' pixel variance their position explains (aligned objects vs textures). The first two are seeded and resumable: their random draws
 depend only on (seed, number of items seen), never on batch boundaries of earlier calls.
 For series: :func:`sliding_windows` (views, no copies), :class:`Ewma` (exponential smoothing) and
 :class:`MovingWindow` (the last n values with mean, std and quantiles), :class:`MovingAverage`
@@ -18,7 +19,7 @@ from collections import deque
 import numpy as np
 import torch
 
-__all__ = ["Ewma", "KeyedSample", "MovingAverage", "MovingWindow", "Reservoir", "RunningMoments", "sliding_windows", "stream_rng"]
+__all__ = ["Ewma", "KeyedSample", "MovingAverage", "MovingWindow", "PositionShare", "Reservoir", "RunningMoments", "sliding_windows", "stream_rng"]
 
 
 def stream_rng(seed: int, *key: int) -> np.random.Generator:
@@ -330,6 +331,66 @@ class RunningMoments:
         :class:`~anomalib_lite.state.Buffers` (empty when it saved none)."""
         mean = buffers.get(prefix + "mean")
         return cls() if mean is None else cls.from_state(n, mean, buffers.get(prefix + "scatter"))
+
+
+class PositionShare:
+    """The share of images' variance that position explains: large for aligned objects (a
+    digit's strokes sit in the middle, the border is background), near 0 for textures, whose
+    crops look alike everywhere. The R^2 of a one-way analysis of variance with the position as
+    the group, adjusted for the share that chance alone gives (about 1/n for n images), on images
+    averaged down to a coarse grid of ``SIDE`` cells a side (so that pixel noise averages out and
+    a digit that moves by a few pixels still has its place), the outer cells left out when the
+    grid has 8 or more. Streaming in O(cells) memory; :meth:`value` sums over torchrun processes."""
+
+    SIDE = 8
+
+    def __init__(self):
+        self.n = 0
+        self.sum: torch.Tensor | None = None  # (C, h, w): sum over images
+        self.sumsq: torch.Tensor | None = None  # (C, h, w): sum of squares
+
+    def _small(self, x: torch.Tensor) -> torch.Tensor:
+        step = max(1, math.ceil(max(x.shape[-2:]) / self.SIDE))
+        x = torch.nn.functional.avg_pool2d(x.float(), step) if step > 1 else x
+        h, w = x.shape[-2:]
+        mh, mw = int(h >= 8), int(w >= 8)
+        return x[..., mh : h - mh, mw : w - mw].double()
+
+    def update(self, x: torch.Tensor) -> None:
+        """Add images (n, C, H, W)."""
+        if not len(x):
+            return
+        x = self._small(x)
+        s, sq = x.sum(0).cpu(), (x * x).sum(0).cpu()
+        self.sum = s if self.sum is None else self.sum + s
+        self.sumsq = sq if self.sumsq is None else self.sumsq + sq
+        self.n += len(x)
+
+    def value(self) -> float | None:
+        """The adjusted share in [0, 1] (None before 2 images, or for constant images)."""
+        from .. import distributed
+
+        s, sq, n = self.sum, self.sumsq, self.n
+        if distributed.active():  # every process's sums (a process that saw no image adds zeros)
+            what = "measuring the images' position share"
+            shapes = distributed.gather_list(torch.tensor(list(s.shape) if s is not None else [0, 0, 0]), what)
+            shape = max((tuple(int(v) for v in t) for t in shapes), key=lambda t: t[0])
+            own = torch.zeros(2, *shape, dtype=torch.float64) if s is None else torch.stack([s, sq])
+            total = torch.tensor(distributed.all_sum(own.reshape(-1).tolist() + [n], what), dtype=torch.float64)
+            n, (s, sq) = int(total[-1]), total[:-1].reshape(2, *shape)
+        if s is None or n < 2:
+            return None
+        s, sq = s.reshape(len(s), -1), sq.reshape(len(sq), -1)  # (C, cells)
+        cells = s.shape[1]
+        if cells < 2:
+            return None
+        mean = s.sum(1, keepdim=True) / (n * cells)  # per channel
+        total = float((sq.sum(1) - n * cells * mean[:, 0] ** 2).sum())
+        if not total > 1e-12 * max(1.0, float(sq.sum())):
+            return None
+        between = float(((s / n - mean) ** 2).sum() * n)
+        chance = (cells - 1) / (n * cells - 1)
+        return max(0.0, min(1.0, (between / total - chance) / (1 - chance)))
 
 
 def sliding_windows(x: torch.Tensor, size: int) -> torch.Tensor:

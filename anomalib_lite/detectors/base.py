@@ -109,6 +109,8 @@ class Detector(BaseEstimator):
     _param_checks: ClassVar[dict[str, v.Check]] = {}
     #: detector-specific plain fitted values kept in bundles, with their checks
     _fitted_checks: ClassVar[dict[str, v.Check]] = {}
+    #: those of them a bundle written before they existed may lack (they load as None)
+    _fitted_optional: ClassVar[tuple[str, ...]] = ()
     #: attributes holding learned tensors: ``nn.Module`` (saved as its state dict), tensors, arrays
     _learned: ClassVar[tuple[str, ...]] = ()
     #: under torchrun, whether ``fit`` and scoring split the samples among the processes (rank

@@ -10,7 +10,11 @@ Images are scored from two kinds of evidence by default (``image_score="combined
 evidence (PatchCore: every patch of the image gets its distance to the normal patches, the map is
 that distance upsampled and smoothed, and its maximum is the image's local evidence, so one small
 defect counts) and the pooled evidence (the distance of the globally averaged features: whole-image
-outliers, such as another digit, whose every patch is plausible). Each is turned into a surprise on
+outliers, such as another digit, whose every patch is plausible). The pooled evidence counts only
+where the images' position explains their appearance (aligned objects: a digit, a part in its
+fixture; :class:`~anomalib_lite.components.streaming.PositionShare`, measured at ``fit``): a texture
+looks alike everywhere, so its pooled features only add the drift between parts of the material,
+and its image score is the patch evidence alone. Otherwise each is turned into a surprise on
 its own scale, measured at ``fit`` on a tenth of the training images held out of the banks (at
 most 64: the robust z of the log-distance), and the image score is the length of the vector of
 surprises (each made positive by a softplus, which keeps their order), so either kind alone can
@@ -42,6 +46,7 @@ from ..components.features import (
     make_extractor,
 )
 from ..components.memory import FAISS_INDEXES
+from ..components.streaming import PositionShare
 from ..numeric import combined, log_scale, patch_maps, surprise
 from ..state import Buffers
 from .latent_methods import BANKS as _BANKS
@@ -84,6 +89,12 @@ def _item_ids(index: torch.Tensor) -> np.ndarray:
 #: ``image_score="combined"``: every tenth training image among the first ``10 * _HELD_MAX`` is held
 #: out of the banks to measure each evidence's scale (by global index: the same at any world size)
 _HELD_MAX = 64
+#: below this share of variance explained by position, images are a texture (the patch score):
+#: each MNIST digit gives 0.54 to 0.69, the ten mixed under MNIST-C-like corruptions 0.17 to 0.49,
+#: every texture photograph of the inspection set and a woven fabric under 0.06, vignetting
+#: included; with 20 training images or fewer a texture may read higher and keeps both kinds
+#: (``python benchmarks/position_share.py``)
+TEXTURE_SHARE = 0.1
 _HELD_MIN = 1  # with none held (fewer than 10 images) the combined score is the patch score
 _LOO_MAX = 4096  # pooled bank rows whose leave-one-out distances measure the pooled evidence's scale
 
@@ -107,7 +118,9 @@ class LatentDistance(Detector):
         small defect decides). "pooled": distance of the globally averaged features (whole-image
         outliers, e.g. another digit). "combined": both, each as a surprise on its own scale
         (robust z of its log-distance on held-out training images), combined as the length of the
-        softplus of both surprises (see the module's docstring). Vectors (N, D) are scored as they are.
+        softplus of both surprises (see the module's docstring); for textures (position explains
+        under ``TEXTURE_SHARE`` of the images' variance) the patch score alone. Vectors (N, D) are
+        scored as they are.
     coreset_ratio : float, default 0.1
         Share of the patch features seen that the patch bank keeps (PatchCore's sampling ratio).
     memory_size : int, default 10000
@@ -176,7 +189,12 @@ class LatentDistance(Detector):
     evidence_scale_ : list or None
         ``image_score="combined"``: [[median, scale], ...] of the log patch and log pooled
         distances of the held-out training images (None with fewer than 10 training images:
-        the patch score alone).
+        the patch score alone; and for textures).
+    position_share_ : float or None
+        ``image_score="combined"``: the share of the training images' variance that position
+        explains (:class:`~anomalib_lite.components.streaming.PositionShare`; 0.54 to 0.69 for MNIST
+        digits, under 0.06 for texture photographs); below ``TEXTURE_SHARE`` the images are a
+        texture and score by their patch evidence alone.
     threshold_, fpr_, calibration_scores_ : set by :meth:`calibrate`.
 
     Examples
@@ -234,7 +252,9 @@ class LatentDistance(Detector):
         "patch_moments_n_": v.integer(0, 1 << 62),
         "faiss_index_": v.none_or(_index_info),
         "evidence_scale_": v.none_or(v.list_of(v.list_of(v.number(-1e6, 1e6), 2, 2), 2, 2)),
+        "position_share_": v.none_or(v.number(0, 1)),
     }
+    _fitted_optional = ("position_share_",)  # bundles before it: no texture test was made
     _learned = ("extractor_", "bank_")
 
     def __init__(
@@ -362,7 +382,7 @@ class LatentDistance(Detector):
         return LatentGraph(self)
 
     def _learns_pooled(self, x: torch.Tensor) -> bool:
-        return x.ndim == 2 or self.image_score != "patch"
+        return x.ndim == 2 or (self.image_score != "patch" and not self._texture())
 
     def _reset(self) -> None:
         self.device_ = self._resolve_device()
@@ -379,8 +399,9 @@ class LatentDistance(Detector):
         self.faiss_index_ = None
         self.map_grid_ = None
         self.rows_seen_ = self.patches_seen_ = 0
-        self.evidence_scale_ = None
-        self._held: list[torch.Tensor] = []  # images held out of the banks to measure the evidence scales
+        self.evidence_scale_ = self.position_share_ = None
+        self._position = PositionShare()
+        self._held: list[tuple[torch.Tensor, np.ndarray]] = []  # (images, ids) held out of the banks to measure the evidence scales
         self._sync_counts()
 
     def _chunks(self, x: torch.Tensor):
@@ -396,13 +417,20 @@ class LatentDistance(Detector):
             self._method.start_online()
         items = _item_ids(batch.index)  # (sample, tile) of each row of the batch
         if fitting and x.ndim == 4 and self.image_score == "combined":
+            self._position.update(x)
             held = _held_out(items[:, 0])
-            if held.any():  # measured against the banks at the end, never in them
+            if held.any():  # measured against the banks at the end, never in them (unless a texture)
                 keep = torch.as_tensor(~held)
-                self._held.append(x[torch.as_tensor(held)].cpu())
+                self._held.append((x[torch.as_tensor(held)].cpu(), items[held]))
                 x, items = x[keep.to(x.device)], items[~held]
                 if not len(x):
                     return
+        self._offer(x, items, fitting)
+        if not fitting:
+            self._sync_bank()
+
+    def _offer(self, x: torch.Tensor, items: np.ndarray, fitting: bool) -> None:
+        """Offer a batch's pooled and patch features to the banks."""
         if self._learns_pooled(x):
             emb = self.featurizer_.embed(x)
             self.rows_seen_ += len(emb)
@@ -412,8 +440,6 @@ class LatentDistance(Detector):
             for part in self._chunks(x):
                 self._update_patches(self.featurizer_.patches(part), items[start : start + len(part)], fitting)
                 start += len(part)
-        if not fitting:
-            self._sync_bank()
 
     def _update_patches(self, p: torch.Tensor, items: np.ndarray, fitting: bool) -> None:
         n, d, h, w = p.shape
@@ -421,8 +447,20 @@ class LatentDistance(Detector):
         self.patches_seen_ += n * h * w
         self._method.add_patches(p, items, fitting)
 
+    def _texture(self) -> bool:
+        """Whether ``image_score="combined"`` found the training images to be a texture."""
+        return self.position_share_ is not None and self.position_share_ < TEXTURE_SHARE
+
     def _finish_fit(self) -> None:
         sharded = self._shard() is not None
+        if self.image_score == "combined":
+            self.position_share_ = self._position.value()
+            if self._texture():  # the patch score alone: the images held for the scales join the
+                held, self._held = self._held, []  # patch bank, the pooled one is dropped
+                self._method.drop_pooled()
+                self.rows_seen_ = 0
+                for x, items in held:
+                    self._offer(x.to(self.device_), items, True)
         seen, patches_seen = self._method.seen()
         if sharded:  # what every process saw, for the bank sizes and the bundle's counts
             counts = distributed.all_sum([seen, patches_seen, self.rows_seen_, self.patches_seen_],
@@ -441,9 +479,9 @@ class LatentDistance(Detector):
         an uninformative kind cannot get a falsely narrow scale), else on the held images too.
         Every process measures its own held images, the values are gathered: one scale at any
         world size."""
-        held, self._held = self._held, []
-        if self.image_score != "combined":
-            return
+        held, self._held = [x for x, _ in self._held], []
+        if self.image_score != "combined" or self._texture():
+            return  # a texture: the patch score (evidence_scale_ stays None)
         x = torch.cat(held) if held else None
         values = torch.empty((0, 2), dtype=torch.float64)
         if x is not None:
@@ -486,7 +524,7 @@ class LatentDistance(Detector):
         for name in ("bank_rows_", "patch_bank_rows_"):
             if getattr(self, name) > self.memory_size:
                 raise AnomalyError(f"fitted.{name}={getattr(self, name)}: more rows than memory_size={self.memory_size}")
-        pooled = not image or self.image_score != "patch"  # what a bank may hold
+        pooled = not image or (self.image_score != "patch" and not self._texture())  # what a bank may hold
         pooled_scores = not image or self.image_score == "pooled" or (
             self.image_score == "combined" and self.evidence_scale_ is not None)
         patches = image and self._learns_patches()
@@ -535,6 +573,9 @@ class LatentDistance(Detector):
         if patch is not None:
             parts.append(f"patch bank {len(patch):,} rows of {self.patches_seen_:,} patches seen "
                          f"({str(patch.dtype).replace('torch.', '')})")
+        if self.image_score == "combined" and self.position_share_ is not None:
+            kind = "patch (a texture" if self._texture() else "combined (aligned objects"
+            parts.append(f"image score {kind}: position explains {self.position_share_:.1%} of the variance)")
         return "; ".join(parts + self._method.summary())
 
     # ------------------------------------------------------------------ scoring
@@ -567,7 +608,10 @@ class LatentDistance(Detector):
         larger surprise decided), in one scoring pass."""
         self._require_fitted()
         if self.image_score != "combined" or self.evidence_scale_ is None:
-            raise AnomalyError("evidence: needs image_score='combined' fitted on at least 10 images")
+            why = (f"these images are a texture (position explains {self.position_share_:.1%} of their variance), "
+                   "scored by their patch evidence alone" if self.image_score == "combined" and self._texture()
+                   else "it needs image_score='combined' fitted on at least 10 images")
+            raise AnomalyError(f"evidence: one kind of evidence only: {why}")
         out = []
         with torch.inference_mode():
             for b, tiled in self._batches(X, "evidence"):

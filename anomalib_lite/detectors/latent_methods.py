@@ -64,6 +64,10 @@ class Method:
     def add_patches(self, p: torch.Tensor, items: np.ndarray, fitting: bool) -> None:
         """Learn patch features (n, d, h, w)."""
 
+    def drop_pooled(self) -> None:
+        """Forget the pooled features offered so far (before ``finish``: images found to be a
+        texture score by their patches alone)."""
+
     def finish(self, sharded: bool, seen: int, patches_seen: int) -> None:
         """The end of ``fit`` (every process's state merged when ``sharded``)."""
 
@@ -133,6 +137,10 @@ class KnnMethod(Method):
 
     def add_pooled(self, emb, items, fitting) -> None:
         self._add(self.bank, emb, items, fitting)
+
+    def drop_pooled(self) -> None:
+        det = self.det
+        self.bank = KeyedSample(det.memory_size * det.pool_factor, seed=det.seed)
 
     def add_patches(self, p, items, fitting) -> None:
         n, d, h, w = p.shape
@@ -330,6 +338,9 @@ class GaussianMethod(Method):
 
     def add_pooled(self, emb, items, fitting) -> None:
         self.moments.update(emb)
+
+    def drop_pooled(self) -> None:
+        self.moments = RunningMoments()
 
     def add_patches(self, p, items, fitting) -> None:
         det = self.det

@@ -22,8 +22,10 @@ def digits(n_train: int, n_test: int):
 
 def latent(out: Path) -> None:
     """Python API inside a process group: pooled full bank, patch full bank (coreset_ratio=1)
-    and the default patch coreset; rank 0 keeps each one's scores and a bundle."""
+    and the default patch coreset on digits, and the default on a texture (whose held images
+    join the banks); rank 0 keeps each one's scores and a bundle."""
     from anomalib_lite import LatentDistance
+    from anomalib_lite.data.sample_data import weave
 
     train, test = digits(120, 120)
     runs = {
@@ -37,6 +39,11 @@ def latent(out: Path) -> None:
         det.save(out / f"{name}.anomaly")
         if distributed.is_main():
             np.save(out / f"{name}.npy", scores)
+    det = LatentDistance(device="cpu").fit(weave(40, size=32, seed=0))
+    scores = det.decision_function(weave(12, size=32, seed=5))
+    det.save(out / "texture.anomaly")
+    if distributed.is_main():
+        np.save(out / "texture.npy", scores)
 
 
 def tiny_net(seed: int = 0):

@@ -56,3 +56,45 @@ def test_combined_scale_comes_from_images_held_out_of_the_banks(digits):
     assert small.evidence_scale_ is None
     np.testing.assert_allclose(small.decision_function(x7[:3]), small.score_map(x7[:3]).reshape(3, -1).max(1),
                                rtol=1e-5)
+
+
+def test_position_share_tells_aligned_objects_from_textures():
+    import torch
+
+    from anomalib_lite.components.streaming import PositionShare
+    from anomalib_lite.data import sample_data
+
+    def share(x, chunks=1):
+        ps = PositionShare()
+        for part in np.array_split(x, chunks):
+            ps.update(torch.as_tensor(part))
+        return ps.value()
+
+    aligned, texture = sample_data.toy_images(60, seed=0), sample_data.weave(60, seed=0)
+    assert share(aligned) > 0.5 and share(texture) < 0.02  # a square always in the middle; a fabric at any phase
+    assert share(texture, chunks=7) == pytest.approx(share(texture), abs=1e-9)  # streaming: chunks do not matter
+    noise = np.random.default_rng(0).random((200, 3, 32, 32), dtype=np.float32)
+    assert share(noise) < 0.01  # chance alone is adjusted for (unadjusted it is about 1/n)
+    assert share(texture[:1]) is None and share(np.full((5, 1, 16, 16), 0.3, np.float32)) is None
+
+
+def test_a_texture_scores_by_its_patches_and_digits_by_both_kinds(digits, tmp_path):
+    from anomalib_lite.data import sample_data
+
+    fabric, test = sample_data.weave(50, seed=0), sample_data.weave(8, seed=4)
+    det = al.LatentDistance(device="cpu").fit(fabric)
+    patch = al.LatentDistance(image_score="patch", device="cpu").fit(fabric)
+    assert det.position_share_ < 0.05 and det.evidence_scale_ is None and "a texture" in det.summary()
+    # the images held out to measure the evidence scales join the banks: the patch route's bank
+    assert det.patch_bank_rows_ == patch.patch_bank_rows_ and det.memory_ is None  # and no pooled ballast
+    np.testing.assert_allclose(det.decision_function(test), patch.decision_function(test), rtol=1e-6)
+    with pytest.raises(al.AnomalyError, match="texture"):
+        det.evidence(test)
+    det.save(tmp_path / "t.anomaly")
+    back = al.load(tmp_path / "t.anomaly")
+    assert back.position_share_ == det.position_share_
+    np.testing.assert_allclose(back.decision_function(test), det.decision_function(test), rtol=1e-6)
+    back.partial_fit(test[:2])  # learning on goes on as a texture
+    assert back.memory_ is None and back.patch_bank_rows_ > det.patch_bank_rows_
+    sevens = al.LatentDistance(device="cpu").fit(digits[0][:100])
+    assert sevens.position_share_ > 0.2 and sevens.evidence_scale_ is not None and "aligned" in sevens.summary()

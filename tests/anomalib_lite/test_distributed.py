@@ -148,7 +148,7 @@ def api_runs(tmp_path_factory):
     for code, _, err in results:
         assert code == 0, err[-2000:]
     assert sorted(p.name for p in two.iterdir()) == sorted(
-        ["ddp.pt", *(f"{n}.{e}" for n in ("pooled", "patch_full", "patch_coreset") for e in ("anomaly", "npy"))])
+        ["ddp.pt", *(f"{n}.{e}" for n in ("pooled", "patch_full", "patch_coreset", "texture") for e in ("anomaly", "npy"))])
     with torch.random.fork_rng():
         worker = _worker()
         worker.latent(one)
@@ -160,15 +160,18 @@ def test_api_two_processes_score_like_one(api_runs):
     """Full banks (pooled, and patches with coreset_ratio=1) and the default coreset: the same
     scores as one process (rtol 1e-5). The coreset's candidates are keyed by each patch's global
     id (sample, tile, position), so the pool does not depend on how the data is sharded, and one
-    greedy reduction runs on it."""
+    greedy reduction runs on it. A texture's position share is summed over the processes, and
+    the images each held out join its banks under their global ids."""
     one, two = api_runs
-    for name in ("pooled", "patch_full", "patch_coreset"):
+    for name in ("pooled", "patch_full", "patch_coreset", "texture"):
         np.testing.assert_allclose(np.load(two / f"{name}.npy"), np.load(one / f"{name}.npy"), rtol=1e-5, atol=1e-6)
         det = al.load(two / f"{name}.anomaly")
         assert al.read_header(two / f"{name}.anomaly")["world_size"] == 2 and det.world_size_ == 2
         assert det.summary() == al.load(one / f"{name}.anomaly").summary()
     labels = al.load_data("mnist:test?limit=120").anomaly_labels(["7"])
     assert al.metrics.roc_auc(labels, np.load(two / "patch_coreset.npy")) > 0.8  # and it is a working bank
+    texture = al.load(two / "texture.anomaly")
+    assert texture.evidence_scale_ is None and texture.position_share_ < 0.05 and "a texture" in texture.summary()
 
 
 def test_ddp_training_matches_one_process(api_runs):

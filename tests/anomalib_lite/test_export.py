@@ -137,3 +137,16 @@ def test_missing_extra_is_one_clear_error(monkeypatch, tmp_path, blobs):
     with pytest.raises(al.AnomalyError, match=r"needs the export extra: pip install"):
         export_onnx(det, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+@needs_extra
+def test_a_texture_exports_its_patch_score(tmp_path):
+    """The default image score on a texture keeps no pooled bank: the graph scores by the patches."""
+    from anomalib_lite.data.sample_data import weave
+
+    det = al.LatentDistance(memory_size=400, device="cpu").fit(weave(40, size=32, seed=0))
+    assert det.memory_ is None and det.evidence_scale_ is None  # a texture
+    test = weave(6, size=32, seed=3)
+    (score, score_map), _ = _ort_run(export_onnx(det, tmp_path / "t.onnx"), test)
+    _assert_close(score, det.decision_function(test))
+    _assert_close(score_map, det.score_map(test), MAP_TOLERANCE)
