@@ -32,15 +32,26 @@ RULES = {
 }
 
 
+def fitted_route(route: str, data: Path, cat: str, n: int = 180):
+    """(detector fitted on the first ``n`` training crops of ``cat``, test source): route "dense" is
+    the offline route `anomaly fit --data` fits (run with ImageNet weights made absent), "raw" is
+    LatentDistance on raw pixels by its patch score."""
+    import anomalib_lite as al
+    from anomalib_lite.app.workflows import choose_detector
+
+    train, test = al.load_data(str(data / cat / "train")), al.load_data(str(data / cat / "test"))
+    det = choose_detector(train, device="cpu")[0] if route == "dense" else \
+        al.LatentDistance(image_score="patch", device="cpu")
+    return det.fit(train.read(list(range(n)))[0]), test
+
+
 def main() -> None:
     ap = record.parser(__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--half", default="dev", choices=["dev", "held-out"])
     ap.add_argument("--routes", default="raw,dense")
     args = ap.parse_args()
-    import anomalib_lite as al
     import backbones
-    from anomalib_lite.app.workflows import choose_detector
     from anomalib_lite.data.sample_data import HALVES
     from anomalib_lite.scoring.metrics import roc_auc
 
@@ -51,12 +62,8 @@ def main() -> None:
     for route in args.routes.split(","):
         table = {rule: [] for rule in RULES}
         for cat in cats:
-            train, test = al.load_data(str(args.data / cat / "train")), al.load_data(str(args.data / cat / "test"))
             t = time.perf_counter()
-            # dense: the offline route `anomaly fit --data` fits (ImageNet weights made absent above)
-            det = choose_detector(train, device="cpu")[0] if route == "dense" else \
-                al.LatentDistance(image_score="patch", device="cpu")
-            det.fit(train.read(list(range(180)))[0])
+            det, test = fitted_route(route, args.data, cat)
             flat = det.score_map(test).reshape(len(test), -1)
             labels = np.asarray(test.anomaly_labels())
             for rule, f in RULES.items():

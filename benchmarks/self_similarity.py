@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
+from local_contrast import fitted_route  # noqa: E402
 
 
 def self_distance(p: torch.Tensor, radius: int) -> torch.Tensor:
@@ -48,9 +49,7 @@ def main() -> None:
     ap.add_argument("--routes", default="raw,dense")
     ap.add_argument("--radii", default="2,4,8")
     args = ap.parse_args()
-    import anomalib_lite as al
     import backbones
-    from anomalib_lite.app.workflows import choose_detector
     from anomalib_lite.data.sample_data import HALVES
     from anomalib_lite.numeric import patch_maps
     from anomalib_lite.scoring.metrics import roc_auc
@@ -64,11 +63,8 @@ def main() -> None:
     for route in args.routes.split(","):
         table = {rule: [] for rule in rules}
         for cat in cats:
-            train, test = al.load_data(str(args.data / cat / "train")), al.load_data(str(args.data / cat / "test"))
             t = time.perf_counter()
-            det = choose_detector(train, device="cpu")[0] if route == "dense" else \
-                al.LatentDistance(image_score="patch", device="cpu")
-            det.fit(train.read(list(range(180)))[0])
+            det, test = fitted_route(route, args.data, cat)
             labels = np.asarray(test.anomaly_labels())
             masks = np.asarray(test.read_masks(range(len(test)))) > 0
             dists = {rule: [] for rule in rules}
