@@ -36,6 +36,7 @@ from nab_ablation import Corpora, raw_scores
 from nab_score import halves
 from nab_two_weeks import pieces
 from scipy.special import log_ndtr, stdtr
+from scipy.stats import chi2
 
 import anomalib_lite as al
 from anomalib_lite.evaluation import nab
@@ -228,6 +229,8 @@ class TriedScore(SurpriseScore):
                 level = max(0.0, level - math.log10(len(each)))
             elif t.get("combine") == "hmp":
                 level = max(0.0, level + math.log10(sum(10.0 ** (x - level) for x in each) / len(each)))
+            elif t.get("combine") == "fisher":  # Fisher's method: -2 sum ln p ~ chi^2 with 2k degrees
+                level = float(-chi2.logsf(2.0 * math.log(10.0) * sum(each), 2 * len(each)) / math.log(10.0))
             if t.get("family"):
                 level = max(0.0, level - math.log10(max(1.0, min(self.steps, self.history) / t["family"])))
             ended = t.get("calm") and self.calm_run >= t["calm"]
@@ -255,6 +258,7 @@ VARIANTS = {
     # how the kinds are combined
     "Bonferroni over the kinds: the largest surprise less log10 k": (dict(combine="bonferroni"), {}, 0),
     "harmonic mean of the kinds' p-values (Bonferroni-corrected)": (dict(combine="hmp"), {}, 0),
+    "Fisher's method over the kinds' p-values (agreement counts)": (dict(combine="fisher"), {}, 0),
     "Bonferroni over the steps the history holds (less log10 of min(t, 8640) / 1000)": (dict(family=1000), {}, 0),
     "Bonferroni over kinds and steps": (dict(combine="bonferroni", family=1000), {}, 0),
     "a kind's surprise less log10(1 + its earlier excursions above 4)": (dict(discount=4.0), {}, 0),
@@ -377,12 +381,37 @@ class PieceCorpora(Corpora):
         return super().score(unit, subset)
 
 
+def dev_only(args) -> None:
+    """``--only``: a few rules (and the default) on the development half, example route."""
+    t0, chosen = time.perf_counter(), [DEFAULT] + [v for v in VARIANTS if v != DEFAULT and any(s in v for s in args.only)]
+    with tempfile.TemporaryDirectory() as tmp:
+        corpora, raw = Corpora(Path(tmp)), raw_scores("example", 0, Path(args.cache) if args.cache else None)
+        rows = []
+        for vname in chosen:
+            r = corpora.score(unit_scores(raw, VARIANTS[vname]), "dev")
+            rows.append(f"| {vname} | " + " / ".join(f"{r[p]['normalized']:.2f}" for p in
+                                                       ("standard", "reward_low_FP_rate", "reward_low_FN_rate"))
+                        + f" ({r['standard']['fp']}) |")
+            print(rows[-1], flush=True)
+    body = ("Rules tried on the development half alone (one change each to `nab.results_scores`, on the raw scores "
+            f"`nab_ablation.py` caches; {time.perf_counter() - t0:.0f} s). NAB's scorer, standard / reward low FP / "
+            "reward low FN (false-positive rows, standard); a rule that does not help here is not judged on the "
+            "held-out half.\n\n| rule (one change to the default) | dev half (17), example route |\n| --- | --- |\n"
+            + "\n".join(rows))
+    record.publish("Issue 19: more rules tried on NAB's dev half (nab_tried.py --only)", body, args.no_record)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default=None, help="nab_ablation.py's cache of fitted detectors and raw scores (reused)")
     ap.add_argument("--pieces", default=None, help="keep the two-week pieces' detectors and raw scores here (reused)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="TEXT",
+                    help="only the rules whose names hold one of these, beside the default, on the dev half (example route)")
+    ap.add_argument("--no-record", action="store_true", help="print, do not append to BENCHMARKS.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.only:
+        return dev_only(args)
     load_before, t0 = os.getloadavg(), time.perf_counter()
     caches = [Path(c) if c else None for c in (args.cache, args.pieces)]
     for c in caches:
