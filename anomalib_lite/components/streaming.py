@@ -338,7 +338,7 @@ class PositionShare:
     digit's strokes sit in the middle, the border is background), near 0 for textures, whose
     crops look alike everywhere. The R^2 of a one-way analysis of variance with the position as
     the group, adjusted for the share that chance alone gives (about 1/n for n images), on images
-    averaged down to a coarse grid of ``SIDE`` cells a side (so that pixel noise averages out and
+    averaged down to a coarse grid of about ``SIDE`` cells each way (so that pixel noise averages out and
     a digit that moves by a few pixels still has its place), the outer cells left out when the
     grid has 8 or more. Streaming in O(cells) memory; :meth:`value` sums over torchrun processes."""
 
@@ -350,8 +350,8 @@ class PositionShare:
         self.sumsq: torch.Tensor | None = None  # (C, h, w): sum of squares
 
     def _small(self, x: torch.Tensor) -> torch.Tensor:
-        step = max(1, math.ceil(max(x.shape[-2:]) / self.SIDE))
-        x = torch.nn.functional.avg_pool2d(x.float(), step) if step > 1 else x
+        step = tuple(max(1, math.ceil(s / self.SIDE)) for s in x.shape[-2:])  # about SIDE cells each way
+        x = torch.nn.functional.avg_pool2d(x.float(), step) if step != (1, 1) else x
         h, w = x.shape[-2:]
         mh, mw = int(h >= 8), int(w >= 8)
         return x[..., mh : h - mh, mw : w - mw].double()

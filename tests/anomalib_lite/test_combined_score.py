@@ -76,6 +76,8 @@ def test_position_share_tells_aligned_objects_from_textures():
     noise = np.random.default_rng(0).random((200, 3, 32, 32), dtype=np.float32)
     assert share(noise) < 0.01  # chance alone is adjusted for (unadjusted it is about 1/n)
     assert share(texture[:1]) is None and share(np.full((5, 1, 16, 16), 0.3, np.float32)) is None
+    for shape in ((30, 3, 40, 120), (30, 1, 1, 9), (30, 1, 3, 3)):  # any image shape a detector takes
+        assert 0.0 <= share(np.random.default_rng(1).random(shape, dtype=np.float32)) < 0.2
 
 
 def test_a_texture_scores_by_its_patches_and_digits_by_both_kinds(digits, tmp_path):
