@@ -3,8 +3,9 @@
 :class:`Reservoir` keeps a uniform sample of everything it was shown (vectorised Algorithm R);
 :class:`RunningMoments` keeps the mean and covariance of a stream (Chan et al.'s pairwise update,
 float64), optionally per position (PaDiM-style); :class:`PositionShare` measures how much of
-images' pixel variance their position explains (aligned objects vs textures). The first two are seeded and resumable: their random draws
-depend only on (seed, number of items seen), never on batch boundaries of earlier calls.
+images' variance their position explains (aligned objects vs textures). The first two are seeded
+and resumable: their random draws depend only on (seed, number of items seen), never on batch
+boundaries of earlier calls.
 For series: :func:`sliding_windows` (views, no copies), :class:`Ewma` (exponential smoothing) and
 :class:`MovingWindow` (the last n values with mean, std and quantiles), :class:`MovingAverage`
 (scores of a stream of frames smoothed over a time window). Each gives the same

@@ -401,7 +401,8 @@ class LatentDistance(Detector):
         self.rows_seen_ = self.patches_seen_ = 0
         self.evidence_scale_ = self.position_share_ = None
         self._position = PositionShare()
-        self._held: list[tuple[torch.Tensor, np.ndarray]] = []  # (images, ids) held out of the banks to measure the evidence scales
+        # (images, ids) held out of the banks to measure the evidence scales
+        self._held: list[tuple[torch.Tensor, np.ndarray]] = []
         self._sync_counts()
 
     def _chunks(self, x: torch.Tensor):
