@@ -122,6 +122,49 @@ class TriedCycle(Cycle):
         return np.concatenate([np.full(cut, np.nan), super().stats(values[cut:]) if cut < len(values) else []])
 
 
+class Bocpd:
+    """Bayesian online change-point detection (Adams & MacKay 2007) on the first channel: a
+    Normal-Gamma model per run length (unknown mean and variance, prior mean 0, variance 1 on
+    standardised values), constant hazard ``1 / hazard``, run lengths truncated at ``longest``
+    (the tail's mass joins the longest). Each step's statistic: the posterior probability that
+    a change happened within the last ``recent`` steps (NaN at a non-finite value)."""
+
+    def __init__(self, hazard: float = 250.0, longest: int = 400, recent: int = 8):
+        self.h, self.longest, self.recent = 1.0 / hazard, int(longest), int(recent)
+        self.mu0, self.k0, self.a0, self.b0 = 0.0, 1.0, 1.0, 1.0
+        self.logr = np.array([0.0])  # log posterior of the run length (0 steps at the start)
+        self.mu, self.k = np.array([self.mu0]), np.array([self.k0])
+        self.a, self.b = np.array([self.a0]), np.array([self.b0])
+
+    def stats(self, values) -> np.ndarray:
+        from scipy.special import gammaln
+
+        v = np.asarray(values, dtype=np.float64).reshape(len(values), -1)[:, 0]
+        out = np.full(len(v), np.nan)
+        for i, x in enumerate(v.tolist()):
+            if not math.isfinite(x):
+                continue
+            mu, k, a, b = self.mu, self.k, self.a, self.b
+            scale2 = b * (k + 1) / (a * k)  # Student-t predictive with 2a degrees of freedom
+            z = (x - mu) ** 2 / scale2
+            logp = (gammaln(a + 0.5) - gammaln(a) - 0.5 * np.log(2 * np.pi * a * scale2)
+                    - (a + 0.5) * np.log1p(z / (2 * a)))
+            grow = self.logr + logp + math.log(1 - self.h)
+            change = np.logaddexp.reduce(self.logr + logp) + math.log(self.h)
+            logr = np.concatenate([[change], grow])
+            mu_n = np.concatenate([[self.mu0], (k * mu + x) / (k + 1)])
+            k_n = np.concatenate([[self.k0], k + 1])
+            a_n = np.concatenate([[self.a0], a + 0.5])
+            b_n = np.concatenate([[self.b0], b + k * (x - mu) ** 2 / (2 * (k + 1))])
+            if len(logr) > self.longest:  # the tail's mass joins the longest run
+                logr[self.longest - 1] = np.logaddexp(logr[self.longest - 1], np.logaddexp.reduce(logr[self.longest:]))
+                logr, mu_n, k_n, a_n, b_n = (t[: self.longest] for t in (logr, mu_n, k_n, a_n, b_n))
+            logr -= np.logaddexp.reduce(logr)
+            self.logr, self.mu, self.k, self.a, self.b = logr, mu_n, k_n, a_n, b_n
+            out[i] = float(np.exp(logr[: self.recent]).sum())
+        return out
+
+
 _STATS: dict = {}  # the evidence statistics of a series, shared by every rule that does not change them
 
 
@@ -160,6 +203,12 @@ class TriedScore(SurpriseScore):
             self.kinds[name] = (ev, like)
         if t.get("forecast", {}).get("span"):
             self.forecast.span = t["forecast"]["span"] * self.smooth_span
+        if t.get("bocpd"):
+            if t.get("replace_change") and "change" in self.kinds:  # BOCPD takes the change test's place
+                warm = self.kinds.pop("change")[1].warm
+            else:
+                warm = 0
+            self.kinds["bocpd"] = (Bocpd(**t["bocpd"]), Likelihood(self.history, self.min_count, self.min_std, warm=warm))
         self.runs = dict.fromkeys(KINDS, 0)
         self.inrun = dict.fromkeys(KINDS, False)
         self.calm_run = 0
@@ -184,7 +233,7 @@ class TriedScore(SurpriseScore):
         out = np.full(s.shape, np.nan)
         kinds = self.kinds if values is not None else {}
         stats = self._stats(values) if kinds else {}
-        levels = {name: np.zeros(len(s)) for name in KINDS}
+        levels = {name: np.zeros(len(s)) for name in (*KINDS, *kinds)}
         for i, v in enumerate(s.tolist()):
             extreme = values is not None and self.extremes and self._new_extreme(values[i])
             for name, (_, like) in kinds.items():
@@ -259,6 +308,10 @@ VARIANTS = {
     "Bonferroni over the kinds: the largest surprise less log10 k": (dict(combine="bonferroni"), {}, 0),
     "harmonic mean of the kinds' p-values (Bonferroni-corrected)": (dict(combine="hmp"), {}, 0),
     "Fisher's method over the kinds' p-values (agreement counts)": (dict(combine="fisher"), {}, 0),
+    "Bayesian online change points as one more kind (hazard 1/250, a change in the last 8 steps)": (
+        dict(bocpd=dict(hazard=250.0, recent=8)), {}, 0),
+    "Bayesian online change points in place of the two-window change test": (
+        dict(bocpd=dict(hazard=250.0, recent=8), replace_change=True), {}, 0),
     "Bonferroni over the steps the history holds (less log10 of min(t, 8640) / 1000)": (dict(family=1000), {}, 0),
     "Bonferroni over kinds and steps": (dict(combine="bonferroni", family=1000), {}, 0),
     "a kind's surprise less log10(1 + its earlier excursions above 4)": (dict(discount=4.0), {}, 0),
