@@ -188,7 +188,10 @@ class TriedScore(SurpriseScore):
         if t.get("relative") and len(p):
             self.level_ref = float(p.mean())
             p = p / max(self.level_ref, 1e-9)
-        if t.get("forecast") or t.get("fhistory") or t.get("relative"):
+        self.vol, self.last_x = deque(maxlen=int(t.get("volatility") or 1)), None
+        if t.get("volatility"):  # its scale differs from the calibration scores': no prior
+            p = ()
+        if t.get("forecast") or t.get("fhistory") or t.get("relative") or t.get("volatility"):
             self.forecast = TriedLikelihood(t.get("fhistory") or self.history, self.min_count, self.min_std, prior=p,
                                             **t.get("forecast", {}))
         for name, (ev, like) in list(self.kinds.items()):
@@ -242,6 +245,16 @@ class TriedScore(SurpriseScore):
             if math.isnan(v):
                 levels["forecast"][i] = math.nan
                 continue
+            if t.get("volatility") and values is not None:  # the score over the input's recent volatility
+                x = float(values[i, 0])
+                vol = math.sqrt(sum(self.vol) / len(self.vol)) if len(self.vol) >= 8 else None
+                if math.isfinite(x) and self.last_x is not None and math.isfinite(self.last_x):
+                    self.vol.append((x - self.last_x) ** 2)
+                self.last_x = x
+                v = v / max(vol, 0.05) if vol is not None else math.nan
+                if math.isnan(v):
+                    levels["forecast"][i] = math.nan
+                    continue
             if t.get("relative"):  # the score over its own recent level
                 self.level_ref = v if self.level_ref is None else self.level_ref
                 ref = self.level_ref
@@ -333,6 +346,8 @@ VARIANTS = {
     "the forecast's own history 2016 steps": (dict(fhistory=2016), {}, 0),
     "the forecast's own history 4032 steps": (dict(fhistory=4032), {}, 0),
     "forecast score over an EWMA of its past (span 1024)": (dict(relative=1024), {}, 0),
+    "forecast score over the input's volatility (RMS step change of the last 64 steps)": (dict(volatility=64), {}, 0),
+    "forecast score over the input's volatility (RMS step change of the last 288 steps)": (dict(volatility=288), {}, 0),
     "forecast score smoothed with span 5 instead of 10": ({}, {}, 5),
     "forecast score smoothed with span 20 instead of 10": ({}, {}, 20),
     # little history: the weekly cycle
