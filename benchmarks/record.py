@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -34,7 +35,8 @@ def machine() -> str:
 
 
 def command() -> str:
-    return "python " + " ".join([os.path.relpath(sys.argv[0], BENCHMARKS_MD.parent), *sys.argv[1:]])
+    """The command line that ran, quoted so that it can be pasted into a shell."""
+    return "python " + shlex.join([os.path.relpath(sys.argv[0], BENCHMARKS_MD.parent), *sys.argv[1:]])
 
 
 def append(title: str, body: str) -> None:
