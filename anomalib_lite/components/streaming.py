@@ -339,9 +339,10 @@ class PositionShare:
     digit's strokes sit in the middle, the border is background), near 0 for textures, whose
     crops look alike everywhere. The R^2 of a one-way analysis of variance with the position as
     the group, adjusted for the share that chance alone gives (about 1/n for n images), on images
-    averaged down to a coarse grid of about ``SIDE`` cells each way (so that pixel noise averages out and
-    a digit that moves by a few pixels still has its place), the outer cells left out when the
-    grid has 8 or more. Streaming in O(cells) memory; :meth:`value` sums over torchrun processes."""
+    averaged down to a coarse grid of about ``SIDE`` cells each way (so that pixel noise averages
+    out and a digit that moves by a few pixels still has its place), the outer cells of an axis
+    left out when it has 8 or more. Streaming in O(cells) memory; :meth:`value` sums over
+    torchrun processes."""
 
     SIDE = 8
 
