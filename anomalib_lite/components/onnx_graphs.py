@@ -48,8 +48,7 @@ class LatentGraph(nn.Module):
         self.feat = _featurizer(det, patch_size=det.patch_size, normalize=det.normalize)
         shape = tuple(det.input_shape_)
         self.image = len(shape) == 3
-        # (a texture keeps no pooled bank)
-        self.pooled = not self.image or (det.image_score != "patch" and not det._texture())
+        self.pooled = det._keeps_pooled(self.image)
         self.maps = self.image and det._learns_patches()
         self.combined = self.image and det.image_score == "combined"
         self.scale = det.evidence_scale_ if self.combined else None

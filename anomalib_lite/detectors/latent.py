@@ -381,8 +381,10 @@ class LatentDistance(Detector):
 
         return LatentGraph(self)
 
-    def _learns_pooled(self, x: torch.Tensor) -> bool:
-        return x.ndim == 2 or (self.image_score != "patch" and not self._texture())
+    def _keeps_pooled(self, image: bool) -> bool:
+        """Whether a pooled (or vector) bank is learned: always for vectors; for images unless
+        they score by patches (``image_score="patch"``, or a texture)."""
+        return not image or (self.image_score != "patch" and not self._texture())
 
     def _reset(self) -> None:
         self.device_ = self._resolve_device()
@@ -432,7 +434,7 @@ class LatentDistance(Detector):
 
     def _offer(self, x: torch.Tensor, items: np.ndarray, fitting: bool) -> None:
         """Offer a batch's pooled and patch features to the banks."""
-        if self._learns_pooled(x):
+        if self._keeps_pooled(x.ndim == 4):
             emb = self.featurizer_.embed(x)
             self.rows_seen_ += len(emb)
             self._method.add_pooled(emb, items, fitting)
@@ -525,7 +527,7 @@ class LatentDistance(Detector):
         for name in ("bank_rows_", "patch_bank_rows_"):
             if getattr(self, name) > self.memory_size:
                 raise AnomalyError(f"fitted.{name}={getattr(self, name)}: more rows than memory_size={self.memory_size}")
-        pooled = not image or (self.image_score != "patch" and not self._texture())  # what a bank may hold
+        pooled = self._keeps_pooled(image)  # what a bank may hold
         pooled_scores = not image or self.image_score == "pooled" or (
             self.image_score == "combined" and self.evidence_scale_ is not None)
         patches = image and self._learns_patches()
