@@ -7,7 +7,8 @@ patch evidence alone (a texture); above, both kinds (aligned objects). This prin
 
 * for each MNIST digit's training images;
 * for all ten digits mixed, clean and under corruptions of the kind MNIST-C applies (noise,
-  impulse noise, rotation, shear, shifts, scale, a smooth fog, contrast, brightness, inversion);
+  impulse noise, rotation, shear, shifts, scale, elastic warps, contrast, brightness, inversion;
+  the augment package's ops);
 * for every category of the inspection set (180 training crops), a woven fabric, and two
   categories under a 20 % vignetting (a lens's darker corners: a real position effect);
 * the largest texture share and the smallest digit share over random subsets of 10, 20 and 50
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
@@ -36,39 +36,33 @@ def _images(src, n: int) -> torch.Tensor:
     return next(al.iter_batches(src, n)).x[:n].float()
 
 
-def _affine(x: torch.Tensor, g: torch.Generator, rot=0.0, shift=0.0, scale=(1.0, 1.0), shear=0.0) -> torch.Tensor:
-    """Random rotations (degrees), shifts (pixels), scales and shears, one per image."""
-    n, h = len(x), x.shape[-1]
-    a = (torch.rand(n, generator=g) * 2 - 1) * rot * np.pi / 180
-    s = torch.empty(n).uniform_(*scale, generator=g)
-    th = torch.zeros(n, 2, 3)
-    th[:, 0, 0], th[:, 1, 1] = torch.cos(a) / s, torch.cos(a) / s
-    th[:, 0, 1] = -torch.sin(a) / s + (torch.rand(n, generator=g) * 2 - 1) * shear
-    th[:, 1, 0] = torch.sin(a) / s
-    th[:, :, 2] = (torch.rand(n, 2, generator=g) * 2 - 1) * shift / (h / 2)
-    return F.grid_sample(x, F.affine_grid(th, list(x.shape), align_corners=False), align_corners=False)
+#: MNIST-C-like corruptions in the augment package's vocabulary (ranges drawn per image; shifts
+#: are fractions of the size: 4 px and 7 px of 28)
+CORRUPTIONS = {
+    "clean": [],
+    "Gaussian noise sd 0.3": [{"op": "gaussian_noise", "sigma": 0.3}],
+    "Gaussian noise sd 0.5": [{"op": "gaussian_noise", "sigma": 0.5}],
+    "impulse noise 10 %": [{"op": "salt_pepper", "amount": 0.1}],
+    "rotation up to 30 deg": [{"op": "affine", "rotate": 30}],
+    "shear up to 27 deg": [{"op": "affine", "shear": 27}],
+    "shift up to 4 px": [{"op": "affine", "translate": 4 / 28}],
+    "shift up to 7 px": [{"op": "affine", "translate": 7 / 28}],
+    "scale 0.6-1.4, rotation 20 deg, shift 3 px": [{"op": "affine", "scale": [0.6, 1.4], "rotate": 20,
+                                                     "translate": 3 / 28}],
+    "elastic (alpha 8 px, sigma 3 px)": [{"op": "elastic", "alpha": 8, "sigma": 3}],
+    "contrast x 0.3": [{"op": "contrast", "factor": 0.3}],
+    "brightness + 0.4": [{"op": "brightness", "delta": [0.4, 0.4]}],
+}
 
 
 def corruptions(x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    noise = lambda sd: torch.randn(x.shape, generator=g) * sd  # noqa: E731
-    return {
-        "clean": x,
-        "Gaussian noise sd 0.3": (x + noise(0.3)).clamp(0, 1),
-        "Gaussian noise sd 0.5": (x + noise(0.5)).clamp(0, 1),
-        "impulse noise 10 %": torch.where(torch.rand(x.shape, generator=g) < 0.1,
-                                          torch.randint(0, 2, x.shape, generator=g).float(), x),
-        "rotation up to 30 deg": _affine(x, g, rot=30),
-        "shear up to 0.5": _affine(x, g, shear=0.5),
-        "shift up to 4 px": _affine(x, g, shift=4),
-        "shift up to 7 px": _affine(x, g, shift=7),
-        "scale 0.6-1.4, rotation 20 deg, shift 3 px": _affine(x, g, rot=20, shift=3, scale=(0.6, 1.4)),
-        "fog (a smooth random field)": (x + 0.6 * F.interpolate(torch.rand(len(x), 1, 4, 4, generator=g), size=x.shape[-2:],
-                                                                mode="bicubic", align_corners=False)).clamp(0, 1),
-        "contrast x 0.3": 0.35 + 0.3 * x,
-        "brightness + 0.4": (x + 0.4).clamp(0, 1),
-        "inverted": 1 - x,
-    }
+    """``x`` under each of :data:`CORRUPTIONS` (augment's torchvision backend) and inverted."""
+    import augment
+
+    out = {name: augment.Pipeline.from_config({"seed": seed, "steps": steps})(x, indices=np.arange(len(x)))
+           if steps else x for name, steps in CORRUPTIONS.items()}
+    out["inverted"] = 1 - x
+    return out
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ def _item_ids(index: torch.Tensor) -> np.ndarray:
 #: out of the banks to measure each evidence's scale (by global index: the same at any world size)
 _HELD_MAX = 64
 #: below this share of variance explained by position, images are a texture (the patch score):
-#: each MNIST digit gives 0.54 to 0.69, the ten mixed under MNIST-C-like corruptions 0.17 to 0.49,
+#: each MNIST digit gives 0.54 to 0.69, the ten mixed under MNIST-C-like corruptions 0.16 to 0.49,
 #: every texture photograph of the inspection set and a woven fabric under 0.06, vignetting
 #: included; with 20 training images or fewer a texture may read higher and keeps both kinds
 #: (``python benchmarks/position_share.py``)
