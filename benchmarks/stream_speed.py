@@ -14,7 +14,8 @@ piped stream, and memory over long streams.
   ``flag`` in chunks of 1,000 (the stream state is bounded).
 * NAB's [0, 1] score (``SurpriseScore`` with every kind of evidence on, as ``nab.results_scores``
   sets it for a dated series of 5-minute steps: forecast, weekly cycle, neighbours, change): one
-  step at a time after 6,000 (median, p99), and its RSS after 10^4, 10^5 and 3 * 10^5 steps in
+  step at a time after 6,000 (median, p99), alone and after the detector's score of the step (the
+  whole series route, one step: ``decision_function`` then ``SurpriseScore.update``), and its RSS after 10^4, 10^5 and 3 * 10^5 steps in
   chunks of 1,000.
 River is a benchmark-only dependency (``pip install river``); without it its rows are skipped.
 The detectors run with their defaults (window 64, horizon 5, 2 x 32 LSTM or a temporal CNN of 32
@@ -102,6 +103,21 @@ def nab_latency(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def chain_latency(det, x: np.ndarray, n: int) -> np.ndarray:
+    """One step of the whole series route: the detector's score, then NAB's [0, 1] score of it
+    with every kind of evidence reading the step (``nab.results_scores``' settings)."""
+    det.reset()
+    sc = nab_surprise()
+    sc.update(det.decision_function(x[:6000]), x[:6000])
+    out = np.empty(n)
+    for i in range(n):
+        point = x[6000 + i : 6001 + i]
+        t = time.perf_counter()
+        sc.update(det.decision_function(point), point)
+        out[i] = time.perf_counter() - t
+    return out
+
+
 def nab_memory(x: np.ndarray, marks=(10_000, 100_000, 300_000)) -> tuple[dict, float]:
     sc, seen, rss = nab_surprise(), 0, {}
     t = time.perf_counter()
@@ -158,7 +174,7 @@ def main() -> None:
     args = ap.parse_args()
     load_before = os.getloadavg()
     x = series(max(args.long, 100_000, args.long_lines) + 1000)
-    rows, mem_rows, piped_rows = [], [], []
+    rows, mem_rows, piped_rows, chain = [], [], [], []
     ms = lambda a: f"{np.median(a):.3f} | {np.percentile(a, 99):.3f}"  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         for model in ("lstm", "tcn"):
@@ -173,6 +189,8 @@ def main() -> None:
             det.decision_function(x[:100_000])
             batch = 100_000 / (time.perf_counter() - t)
             rows.append(f"| Continuation ({model}, season {det.season_}) | {ms(api)} | {ms(cli)} | {batch:,.0f} |")
+            chain.append(f"| Continuation ({model}) + NAB's [0, 1] score (every kind of evidence) | "
+                         f"{ms(chain_latency(det, x, args.points) * 1e3)} | | | |")
             wall, cpu = cli_piped(bundle, x, args.long_lines, Path(tmp))
             piped_rows.append(f"| Continuation ({model}) | {args.long_lines:,} | {wall * 1e3:.3f} | {cpu * 1e3:.3f} |")
             det.reset()
@@ -191,6 +209,7 @@ def main() -> None:
     rows.append(f"| NAB's [0, 1] score: `SurpriseScore.update` (every kind of evidence) | {ms(nab_latency(x, args.points) * 1e3)} | | | {nab_rate:,.0f} (chunks of 1,000) |")
     mem_rows.append("| NAB's [0, 1] score (`SurpriseScore`, every kind) | " + " | ".join(
         f"{nab_rss[m]:.0f}" for m in (10_000, 100_000)) + f" | {nab_rss[300_000]:.0f} (3 * 10^5) | {nab_rate:,.0f} |")
+    rows += chain
     hst = river_latency(x, args.points)
     if hst is not None:
         import river

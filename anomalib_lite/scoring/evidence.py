@@ -23,14 +23,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import log_ndtr
 
 from ..components.streaming import Ewma, MovingWindow
 
 __all__ = ["Change", "Cycle", "Likelihood", "Neighbours"]
 
-_BLOCK = 64  # steps whose statistics are computed in one numpy pass (bounds the temporary arrays)
+_LN10 = math.log(10.0)
+
 
 
 def _rows(values) -> np.ndarray:
@@ -56,11 +56,12 @@ class Likelihood:
     def surprise(self, x: float) -> float:
         """The surprise of ``x`` against the history so far (nothing learned)."""
         w = self.window
-        if len(w) < self.min_count or math.isnan(x):
+        n = len(w.values)
+        if n < self.min_count or math.isnan(x):
             return 0.0
-        mean = w.mean()
-        std = max(w.std(), self.min_std, 1e-9 * abs(mean))
-        return float(-log_ndtr(-(x - mean) / std) / math.log(10.0))
+        mean = w.total / n  # MovingWindow's mean and std, inline: this runs for every kind at every step
+        std = max(math.sqrt(max(0.0, w.total_sq / n - mean * mean)), self.min_std, 1e-9 * abs(mean))
+        return float(-log_ndtr(-(x - mean) / std)) / _LN10
 
     def update(self, x: float) -> float:
         """The surprise of ``x``, then ``x`` joins the history."""
@@ -97,8 +98,7 @@ class Neighbours:
         # rings written twice (at i and i + size), so that the values at lags lo..hi are one slice
         self.vals: np.ndarray | None = None  # (2 size, D); a non-finite value is held as 0 ...
         self.odd = np.zeros(2 * size, dtype=bool)  # ... and marked
-        self.sq = np.zeros(2 * size)  # squared norm of the subsequence starting at each step
-        self.bad = np.zeros(2 * size, dtype=bool)  # whether it holds a non-finite value
+        self.sq = np.zeros(2 * size)  # squared norm of the subsequence starting at each step, inf if it holds a non-finite value
         self.dots = np.zeros(self.memory + 1)  # dots[lag]: latest subsequence . the one lag steps earlier
 
     def _back(self, ring: np.ndarray, t: int, lo: int, hi: int) -> np.ndarray:
@@ -106,27 +106,30 @@ class Neighbours:
         q = t % self.size + self.size
         return ring[q - hi : q - lo + 1][::-1]
 
-    def _put(self, ring: np.ndarray, t: int, value) -> None:
-        ring[t % self.size] = ring[t % self.size + self.size] = value
-
     def stats(self, values) -> np.ndarray:
         v = _rows(values)
         if self.vals is None:
             self.vals = np.zeros((2 * self.size, v.shape[1]))
-        m, memory, back = self.length, self.memory, self._back
+        m, memory, back, size = self.length, self.memory, self._back, self.size
         vals, out = self.vals, np.full(len(v), np.nan)
-        for i in range(len(v)):
+        one = vals.shape[1] == 1
+        flat = vals[:, 0] if one else vals  # one channel: products of 1-D slices (no reduction over channels)
+        dot = (lambda rows, row: rows * row) if one else (lambda rows, row: rows @ row)
+        odd, sq, isfinite = self.odd, self.sq, math.isfinite
+        for i, row in enumerate(v.tolist()):
             t = self.steps
             self.steps += 1
-            ok = np.isfinite(v[i])
-            self._put(vals, t, np.where(ok, v[i], 0.0))
-            self._put(self.odd, t, not ok.all())
+            j = t % size
+            strange = not all(map(isfinite, row))
+            vals[j] = vals[j + size] = [u if isfinite(u) else 0.0 for u in row] if strange else row
+            odd[j] = odd[j + size] = strange
             s = t - m + 1  # the latest subsequence starts here
             if s < 0:
                 continue
-            cur = back(vals, t, 0, m - 1)[::-1]  # steps s .. t
-            self._put(self.sq, s, float((cur * cur).sum()))
-            self._put(self.bad, s, bool(back(self.odd, t, 0, m - 1).any()))
+            cur = flat[j + size - m + 1 : j + size + 1]  # steps s .. t
+            bad = bool(odd[j + size - m + 1 : j + size + 1].any())
+            norm = float(cur @ cur) if one else float((cur * cur).sum())
+            sq[s % size] = sq[s % size + size] = math.inf if bad else norm
             top = min(memory, s)  # lags m .. top have a subsequence
             if top < m:
                 continue
@@ -134,18 +137,18 @@ class Neighbours:
             if s % memory == 0:  # afresh: every product in full
                 dots[:] = 0.0
                 for k in range(m):
-                    dots += (back(vals, s + k, m, top) * cur[k]).sum(1)
+                    dots += dot(back(flat, s + k, m, top), cur[k])
             else:  # the recursion for the lags the previous step had, then the new lag in full
                 hi = min(memory, s - 1)
                 if hi >= m:
-                    dots[: hi - m + 1] += ((back(vals, t, m, hi) * vals[t % self.size]).sum(1)
-                                           - (back(vals, s - 1, m, hi) * vals[(s - 1) % self.size]).sum(1))
+                    dots[: hi - m + 1] += dot(back(flat, t, m, hi), flat[j]) - dot(
+                        back(flat, s - 1, m, hi), flat[(s - 1) % size])
                 if top == s:
-                    dots[-1] = float((vals[:m] * cur).sum())
-            d = self.sq[s % self.size] + back(self.sq, s, m, top) - 2.0 * dots
-            d = np.where(back(self.bad, s, m, top), np.inf, d)
-            best = float(d.min())
-            if not self.bad[s % self.size] and math.isfinite(best):
+                    dots[-1] = float((flat[:m] * cur).sum())
+            if bad:
+                continue
+            best = float((back(sq, s, m, top) - 2.0 * dots).min()) + norm  # a neighbour holding a non-finite value: inf
+            if isfinite(best):
                 out[i] = math.sqrt(max(best, 0.0) / cur.size)
         return out
 
@@ -156,33 +159,85 @@ class Change:
     ``short`` steps from the Gaussian of the reference (per channel, summed), the square root of
     the likelihood-ratio statistic of a change in level or variance ``short`` steps ago (roughly
     a standard normal's size under no change). Variances are at least ``floor`` (standardised
-    units). NaN until ``short + long`` steps were seen, and where the windows hold a NaN. Keeps the
-    last ``short + long`` steps."""
+    units). NaN until ``short + long`` steps were seen, and where the windows hold a non-finite
+    value. Keeps the last ``short + long`` steps.
+
+    O(channels) per step: each window's sum and sum of squares move by the steps that enter and
+    leave it, and are recomputed afresh every ``short + long`` steps, which
+    bounds the rounding a long stream accumulates; the same operations run for a step whatever
+    chunk it arrives in."""
 
     def __init__(self, short: int = 64, long: int = 512, floor: float = 1e-4):
         if short < 2 or long < 2:
             raise ValueError(f"Change: short={short!r} and long={long!r} must be >= 2")
         self.short, self.long, self.floor = int(short), int(long), float(floor)
-        self.tail: np.ndarray | None = None
+        self.size = self.short + self.long
+        self.ring: np.ndarray | None = None  # the last size steps (slot t % size), as given
+        self.sums: list[list[float]] | None = None  # per channel: reference sum, squares, non-finite; recent's
+        self.steps = 0
+
+    def _afresh(self, t: int) -> None:
+        """Every channel's sums over the windows that end at step ``t``, afresh."""
+        x = self.ring[(t + 1 + np.arange(self.size)) % self.size]  # steps t - size + 1 .. t
+        ok = np.isfinite(x)
+        x = np.where(ok, x, 0.0)
+        parts = [(x[: self.long], ok[: self.long]), (x[self.long :], ok[self.long :])]
+        columns = [(p.sum(0), (p * p).sum(0), (~k).sum(0).astype(np.float64)) for p, k in parts]
+        self.sums[:] = np.stack([c for part in columns for c in part], 1).tolist()  # in place: stats holds it
 
     def stats(self, values) -> np.ndarray:
         v = _rows(values)
-        s, r, n = self.short, self.long, len(v)
-        past = np.zeros((0, v.shape[1])) if self.tail is None else self.tail
-        x = np.concatenate([past, v])
-        out = np.full(n, np.nan)
-        size = s + r
-        if len(x) >= size:
-            win = sliding_window_view(x, size, axis=0)  # (windows, D, size): win[w] = steps w .. w + size - 1
-            first = len(past) - size + 1
-            for a in range(max(first, 0), len(win), _BLOCK):
-                b = min(len(win), a + _BLOCK)
-                ref, recent = win[a:b, :, :r], win[a:b, :, r:]
-                m0, v0 = ref.mean(-1), np.maximum(ref.var(-1), self.floor)
-                m1, v1 = recent.mean(-1), np.maximum(recent.var(-1), self.floor)
-                kl = 0.5 * (np.log(v0 / v1) + (v1 + (m1 - m0) ** 2) / v0 - 1.0)
-                out[a - first : b - first] = np.sqrt(np.maximum(2.0 * s * kl.sum(1), 0.0))
-        self.tail = x[-(size - 1) :] if size > 1 else x[:0]
+        s, r, size = self.short, self.long, self.size
+        if self.ring is None:
+            self.ring = np.full((size, v.shape[1]), np.nan)
+            self.sums = [[0.0] * 6 for _ in range(v.shape[1])]
+        ring, sums, isfinite = self.ring, self.sums, math.isfinite
+        out = np.full(len(v), np.nan)
+        for i, row in enumerate(v.tolist()):
+            t = self.steps
+            self.steps += 1
+            slot = t % size
+            mid = ring[(t - s) % size].tolist() if t >= s else None  # leaves the recent window for the reference
+            old = ring[slot].tolist() if t >= size else None  # leaves the reference
+            ring[slot] = row
+            for c, x in enumerate(row):
+                w = sums[c]
+                if isfinite(x):
+                    w[3] += x
+                    w[4] += x * x
+                else:
+                    w[5] += 1.0
+                if mid is not None:
+                    y = mid[c]
+                    if isfinite(y):
+                        w[3] -= y
+                        w[4] -= y * y
+                        w[0] += y
+                        w[1] += y * y
+                    else:
+                        w[5] -= 1.0
+                        w[2] += 1.0
+                if old is not None:
+                    z = old[c]
+                    if isfinite(z):
+                        w[0] -= z
+                        w[1] -= z * z
+                    else:
+                        w[2] -= 1.0
+            if (t + 1) % size == 0:
+                self._afresh(t)
+            if t + 1 < size:
+                continue
+            kl = 0.0
+            for w in sums:
+                if w[2] or w[5]:
+                    kl = math.nan
+                    break
+                m0, m1 = w[0] / r, w[3] / s
+                v0, v1 = max(w[1] / r - m0 * m0, self.floor), max(w[4] / s - m1 * m1, self.floor)
+                kl += 0.5 * (math.log(v0 / v1) + (v1 + (m1 - m0) ** 2) / v0 - 1.0)
+            if not math.isnan(kl):
+                out[i] = math.sqrt(max(2.0 * s * kl, 0.0))
         return out
 
 
@@ -190,39 +245,38 @@ class Cycle:
     """The distance of each step to the median of the same phase in the last ``depth`` cycles of
     ``cycle`` steps (RMS over channels; a median of three ignores one anomalous cycle), smoothed by
     an EWMA of span ``span``; NaN until there is a reference (a gap keeps the last smoothed
-    distance). Keeps the last ``depth * cycle`` steps."""
+    distance). Keeps the last ``depth * cycle`` steps; O(depth * channels) per step."""
 
     def __init__(self, cycle: int, depth: int = 3, span: float = 10.0):
         if cycle < 1 or depth < 1 or not span >= 1:
             raise ValueError(f"Cycle: cycle={cycle!r}, depth={depth!r}, span={span!r} must be >= 1")
         self.cycle, self.depth = int(cycle), int(depth)
-        self.ring: np.ndarray | None = None  # the last depth * cycle values (steps, channels)
+        self.ring: np.ndarray | None = None  # the last depth * cycle values (slot t % size)
         self.smooth = Ewma(span)
         self.steps = 0
 
     def stats(self, values) -> np.ndarray:
         values = _rows(values)
-        n, size = len(values), self.depth * self.cycle
+        size, cycle, isfinite = self.depth * self.cycle, self.cycle, math.isfinite
         if self.ring is None:
             self.ring = np.full((size, values.shape[1]), np.nan)
-        t0, at = self.steps, np.arange(n)
-        lags = []
-        for k in range(1, self.depth + 1):  # step t0 + i, k cycles back: in this chunk or in the ring
-            back = at - k * self.cycle  # (a step before the stream's start has a slot never written: NaN)
-            lags.append(np.where((back >= 0)[:, None], values[np.maximum(back, 0)], self.ring[(t0 + back) % size]))
-        lags = np.sort(np.stack(lags), axis=0)  # the median of the finite ones (NaN sorts last) ...
-        count = np.isfinite(lags).sum(0)[None]
-        mid = np.take_along_axis(lags, np.maximum(count - 1, 0) // 2, 0) + np.take_along_axis(lags, count // 2, 0)
-        with np.errstate(invalid="ignore"):  # no reference yet (or a gap): NaN
-            gap = (values - np.where(count > 0, mid / 2, np.nan)[0]) ** 2
-            dist = np.sqrt(np.nansum(gap, axis=1) / np.isfinite(gap).sum(1))  # ... as np.nanmedian, RMS as np.nanmean
-        keep = min(n, size)
-        self.ring[(t0 + n - keep + np.arange(keep)) % size] = values[n - keep :]
-        self.steps += n
-        last = math.nan if self.smooth.value is None else self.smooth.value
-        smooth = self.smooth.update(dist)
-        for i in range(n):  # a gap keeps the last smoothed distance
-            if math.isnan(smooth[i]):
-                smooth[i] = last
-            last = smooth[i]
-        return smooth
+        ring, out = self.ring, np.full(len(values), np.nan)
+        a, b = self.smooth.alpha, 1.0 - self.smooth.alpha
+        for i, row in enumerate(values.tolist()):
+            t = self.steps
+            self.steps += 1
+            refs = [ring[(t - k * cycle) % size].tolist() for k in range(1, min(self.depth, t // cycle) + 1)]
+            total, count = 0.0, 0
+            for c, x in enumerate(row):
+                same = sorted(ref[c] for ref in refs if isfinite(ref[c]))
+                if same and isfinite(x):
+                    n = len(same)
+                    total += (x - (same[(n - 1) // 2] + same[n // 2]) / 2) ** 2
+                    count += 1
+            ring[t % size] = row  # after reading: this slot held the step depth cycles back
+            if count:
+                d = math.sqrt(total / count)
+                self.smooth.value = d if self.smooth.value is None else a * d + b * self.smooth.value
+            if self.smooth.value is not None:  # a gap keeps the last smoothed distance
+                out[i] = self.smooth.value
+        return out

@@ -289,7 +289,8 @@ class SurpriseScore:
         self.scale, self.min_count, self.min_std = float(scale), int(min_count), float(min_std)
         self.season, self.reach, self.tolerance = int(season), int(reach), float(tolerance)
         self.settle, self.steps, self.extremes = int(settle), 0, bool(extremes)
-        self.past = np.zeros(self.season + self.reach + 1 if self.season else 0)  # ring of past surprises
+        ring = self.season + self.reach + 1 if self.season else 0  # past surprises, written twice (at i and
+        self.past = np.zeros(2 * ring)  # i + ring) so that the steps around one season back are one slice
         self.scored = 0  # surprises in the ring so far
         self.low = self.high = None  # the range of the values seen
         self.forecast = Likelihood(history, min_count, min_std, prior=prior)
@@ -320,12 +321,12 @@ class SurpriseScore:
         push it to the ring)."""
         if not self.season:
             return False
-        size, t = len(self.past), self.scored
+        size, t = len(self.past) // 2, self.scored
         seen = False
         if t >= self.season + self.reach:
-            back = t - self.season + np.arange(-self.reach, self.reach + 1)
-            seen = level <= float(self.past[back % size].max())
-        self.past[t % size] = level
+            start = (t - self.season - self.reach) % size
+            seen = level <= float(self.past[start : start + 2 * self.reach + 1].max())
+        self.past[t % size] = self.past[t % size + size] = level
         self.scored += 1
         return seen
 
@@ -354,23 +355,26 @@ class SurpriseScore:
             values = np.asarray(values, dtype=np.float64).reshape(len(s), -1)
         out = np.full(s.shape, np.nan)
         kinds = self.kinds if values is not None else {}
-        stats = {name: ev.stats(values) for name, (ev, _) in kinds.items()}
         levels = {name: np.zeros(len(s)) for name in self.KINDS}
+        forecast = levels["forecast"]
+        read = [(levels[name], like.update, ev.stats(values).tolist()) for name, (ev, like) in kinds.items()]
         for i, v in enumerate(s.tolist()):
             extreme = values is not None and self.extremes and self._new_extreme(values[i])
-            for name, (_, like) in kinds.items():  # each kind learns from every step, scored or not
-                levels[name][i] = like.update(float(stats[name][i]))
+            top = 0.0
+            for level_of, learn, stat in read:  # each kind learns from every step, scored or not
+                level_of[i] = level = learn(stat[i])
+                top = max(top, level)
             self.steps += 1
             if math.isnan(v):
-                levels["forecast"][i] = math.nan
+                forecast[i] = math.nan
                 continue
             level = raw = self.forecast.update(v)
             if self._recurs(raw):
                 level = min(level, self.rest)
             if extreme:
                 level += self.alarm
-            levels["forecast"][i] = level
-            out[i] = self._gated(max([level] + [levels[name][i] for name in kinds]))
+            forecast[i] = level
+            out[i] = self._gated(max(level, top))
         self.last_levels = levels
         return out
 

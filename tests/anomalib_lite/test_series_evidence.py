@@ -130,3 +130,49 @@ def test_one_step_and_batch_scoring_give_the_same_nab_score():
     level = SurpriseScore().alarm_level
     assert np.array_equal(u_batch >= level, u_steps >= level) and (u_batch[1000:1010] >= level).any()
     assert np.allclose(u_batch, u_steps, rtol=1e-3, atol=1e-4)
+
+
+def _direct(kind: str, x: np.ndarray, **kw) -> np.ndarray:
+    """A kind's statistic computed from its definition, step by step over the whole past (slow)."""
+    n, out = len(x), np.full(len(x), np.nan)
+    for t in range(n):
+        if kind == "neighbours":
+            m, memory = kw["length"], kw["memory"]
+            cur = x[t - m + 1 : t + 1]
+            if t - m + 1 < 0 or not np.isfinite(cur).all():
+                continue
+            d = [np.sqrt(((x[t - lag - m + 1 : t - lag + 1] - cur) ** 2).mean()) for lag in range(m, memory + 1)
+                 if t - lag - m + 1 >= 0 and np.isfinite(x[t - lag - m + 1 : t - lag + 1]).all()]
+            out[t] = min(d) if d else np.nan
+        elif kind == "change":
+            s, r = kw["short"], kw["long"]
+            if t + 1 < s + r:
+                continue
+            ref, recent = x[t + 1 - s - r : t + 1 - s], x[t + 1 - s : t + 1]
+            if not (np.isfinite(ref).all() and np.isfinite(recent).all()):
+                continue
+            v0, v1 = np.maximum(ref.var(0), 1e-4), np.maximum(recent.var(0), 1e-4)
+            kl = 0.5 * (np.log(v0 / v1) + (v1 + (recent.mean(0) - ref.mean(0)) ** 2) / v0 - 1.0)
+            out[t] = np.sqrt(max(2 * s * kl.sum(), 0.0))
+    return out
+
+
+@pytest.mark.parametrize("kind, make, kw", [
+    ("neighbours", Neighbours, dict(length=4, memory=40)),
+    ("change", Change, dict(short=8, long=32)),
+])
+def test_each_kind_is_its_definition_however_the_stream_is_cut(kind, make, kw):
+    """The streaming recursions (products and sums moved by the steps that enter and leave, recomputed
+    afresh now and then) give the statistic as defined, with gaps and two channels, in any chunking."""
+    rng = np.random.default_rng(6)
+    x = np.c_[np.sin(np.arange(300) / 5), rng.normal(size=300)]
+    x[[50, 51, 200]] = np.nan
+    x[120, 1] = np.inf
+    for values in (x[:, :1], x):
+        want = _direct(kind, values, **kw)
+        got = make(**kw).stats(values)
+        assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(got).sum() < 200
+        assert np.allclose(got, want, rtol=1e-9, atol=1e-9, equal_nan=True)
+        cut = make(**kw)
+        parts = np.concatenate([cut.stats(p) for p in np.split(values, [1, 2, 39, 41, 100, 233])])
+        assert np.array_equal(parts, got, equal_nan=True)
