@@ -34,6 +34,7 @@ from ..scoring.thresholds import (
     MovingThreshold,
     SurpriseScore,
     dynamic_threshold,
+    fit_tail,
     tail_p_values,
     tail_threshold,
 )
@@ -383,5 +384,10 @@ class SeriesDetector(Detector):
 
     def p_values(self, scores) -> np.ndarray:
         """p-values against the calibration scores, with a fitted exponential tail beyond them
-        (:func:`anomalib_lite.scoring.thresholds.tail_p_values`); NaN scores give NaN."""
-        return tail_p_values(scores, self._calibration_scores())
+        (:func:`anomalib_lite.scoring.thresholds.tail_p_values`); NaN scores give NaN. The tail is
+        fitted once per set of calibration scores (a stream asks for one step's p-value at a time)."""
+        cal = self._calibration_scores()
+        kept = self.__dict__.get("_tail_of")
+        if kept is None or kept[0] is not cal:
+            kept = self._tail_of = (cal, fit_tail(cal))
+        return tail_p_values(scores, cal, tail=kept[1])

@@ -27,7 +27,7 @@ from ..errors import AnomalyError
 from .evidence import Change, Cycle, Likelihood, Neighbours
 from ..components.streaming import MovingWindow
 
-__all__ = ["MovingThreshold", "SurpriseScore", "check_scores", "dynamic_threshold", "fpr_threshold", "p_values", "tail_p_values",
+__all__ = ["MovingThreshold", "SurpriseScore", "check_scores", "dynamic_threshold", "fit_tail", "fpr_threshold", "p_values", "tail_p_values",
            "tail_threshold"]
 
 
@@ -71,7 +71,7 @@ def p_values(scores, calibration_scores) -> np.ndarray:
     return np.where(np.isnan(s), np.nan, (1.0 + n_ge) / (len(cal) + 1.0))
 
 
-def _tail(calibration_scores) -> tuple[np.ndarray, int, float, float]:
+def fit_tail(calibration_scores) -> tuple[np.ndarray, int, float, float]:
     """Sorted calibration scores, m, a (the m-th largest score, m = min(10, n - 1): where the
     fitted tail takes over from the counts) and beta (the exponential tail's scale: the mean
     excess of the top tenth of the scores, at least 5, over the score just below them)."""
@@ -86,13 +86,14 @@ def _tail(calibration_scores) -> tuple[np.ndarray, int, float, float]:
     return cal, m, a, max(beta, 1e-9 * max(1.0, abs(a)))
 
 
-def tail_p_values(scores, calibration_scores) -> np.ndarray:
+def tail_p_values(scores, calibration_scores, tail: tuple | None = None) -> np.ndarray:
     """p-values that keep ranking past the largest calibration score: conformal
     ``(1 + #{c >= s}) / (n + 1)`` up to the m-th largest score a (m = 10, or n - 1 for fewer
     scores), beyond it ``m / (n + 1) * exp(-(s - a) / beta)``, beta the mean excess of the top
     tenth of the scores (an exponential tail: a generalised Pareto tail of shape 0). Strictly
-    decreasing past a; NaN gives NaN."""
-    cal, m, a, beta = _tail(calibration_scores)
+    decreasing past a; NaN gives NaN. ``tail``: :func:`fit_tail` of the calibration scores,
+    when the caller keeps it (a stream's p-values, one step at a time)."""
+    cal, m, a, beta = tail if tail is not None else fit_tail(calibration_scores)
     n = len(cal)
     s = np.asarray(scores, dtype=np.float64)
     n_ge = n - np.searchsorted(cal, s, side="left")
@@ -109,7 +110,7 @@ def tail_threshold(calibration_scores, fpr: float = 0.01) -> float:
     score)."""
     if not 0 < fpr < 1:
         raise AnomalyError(f"fpr: must be in (0, 1), got {fpr}")
-    cal, m, a, beta = _tail(calibration_scores)
+    cal, m, a, beta = fit_tail(calibration_scores)
     n = len(cal)
     if fpr * (n + 1) >= m:
         return fpr_threshold(cal, fpr)

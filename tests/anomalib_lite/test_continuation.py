@@ -157,6 +157,22 @@ def test_calibration_continues_the_training_series_and_fits_a_short_probation_pe
     assert np.allclose(np.sort(fresh.decision_function(held.values)), det.calibration_scores_, **TOLERANCE)
 
 
+def test_p_values_follow_a_new_calibration(fitted):
+    """p-values keep the tail they fitted while the calibration scores stay; a new calibration
+    refits it (a stream asks one step at a time; the answer is never stale)."""
+    from anomalib_lite.scoring.thresholds import tail_p_values
+
+    det = copy.deepcopy(fitted)
+    s = det.reset().decision_function(wave(300, 8))
+    first = det.p_values(s)
+    assert np.array_equal(first, tail_p_values(s, det.calibration_scores_), equal_nan=True)
+    assert np.array_equal(np.concatenate([det.p_values(s[i : i + 1]) for i in range(len(s))]), first, equal_nan=True)
+    det.calibration_scores_ = det.calibration_scores_ * 3.0  # a wider calibration: every score less surprising
+    second = det.p_values(s)
+    assert np.array_equal(second, tail_p_values(s, det.calibration_scores_), equal_nan=True)
+    assert (second[np.isfinite(first)] >= first[np.isfinite(first)]).all() and not np.array_equal(second, first, equal_nan=True)
+
+
 def test_nan_warm_up_has_nan_p_values_and_is_never_flagged(fitted):
     x = wave(100, 7)
     s = fitted.reset().decision_function(x)
