@@ -163,9 +163,10 @@ class Change:
     value. Keeps the last ``short + long`` steps.
 
     O(channels) per step: each window's sum and sum of squares move by the steps that enter and
-    leave it, and are recomputed afresh every ``short + long`` steps, which
-    bounds the rounding a long stream accumulates; the same operations run for a step whatever
-    chunk it arrives in."""
+    leave it, and are recomputed afresh every ``short + long`` steps, which bounds the rounding a
+    long stream accumulates; the sums are of each value less the windows' mean at the last
+    recomputation (a series far from 0 keeps its small variances: no cancellation of two large
+    sums). The same operations run for a step whatever chunk it arrives in."""
 
     def __init__(self, short: int = 64, long: int = 512, floor: float = 1e-4):
         if short < 2 or long < 2:
@@ -173,24 +174,26 @@ class Change:
         self.short, self.long, self.floor = int(short), int(long), float(floor)
         self.size = self.short + self.long
         self.ring: np.ndarray | None = None  # the last size steps (slot t % size), as given
-        self.sums: list[list[float]] | None = None  # per channel: reference sum, squares, non-finite; recent's
+        self.sums: list[list[float]] | None = None  # per channel: reference sum, squares, non-finite; recent's; shift
         self.steps = 0
 
     def _afresh(self, t: int) -> None:
         """Every channel's sums over the windows that end at step ``t``, afresh."""
         x = self.ring[(t + 1 + np.arange(self.size)) % self.size]  # steps t - size + 1 .. t
         ok = np.isfinite(x)
-        x = np.where(ok, x, 0.0)
+        count = ok.sum(0)
+        shift = np.where(count > 0, np.where(ok, x, 0.0).sum(0) / np.maximum(count, 1), 0.0)
+        x = np.where(ok, x - shift, 0.0)
         parts = [(x[: self.long], ok[: self.long]), (x[self.long :], ok[self.long :])]
         columns = [(p.sum(0), (p * p).sum(0), (~k).sum(0).astype(np.float64)) for p, k in parts]
-        self.sums[:] = np.stack([c for part in columns for c in part], 1).tolist()  # in place: stats holds it
+        self.sums[:] = np.stack([c for part in columns for c in part] + [shift], 1).tolist()  # in place: stats holds it
 
     def stats(self, values) -> np.ndarray:
         v = _rows(values)
         s, r, size = self.short, self.long, self.size
         if self.ring is None:
             self.ring = np.full((size, v.shape[1]), np.nan)
-            self.sums = [[0.0] * 6 for _ in range(v.shape[1])]
+            self.sums = [[0.0] * 7 for _ in range(v.shape[1])]
         ring, sums, isfinite = self.ring, self.sums, math.isfinite
         out = np.full(len(v), np.nan)
         for i, row in enumerate(v.tolist()):
@@ -203,6 +206,7 @@ class Change:
             for c, x in enumerate(row):
                 w = sums[c]
                 if isfinite(x):
+                    x -= w[6]
                     w[3] += x
                     w[4] += x * x
                 else:
@@ -210,6 +214,7 @@ class Change:
                 if mid is not None:
                     y = mid[c]
                     if isfinite(y):
+                        y -= w[6]
                         w[3] -= y
                         w[4] -= y * y
                         w[0] += y
@@ -220,6 +225,7 @@ class Change:
                 if old is not None:
                     z = old[c]
                     if isfinite(z):
+                        z -= w[6]
                         w[0] -= z
                         w[1] -= z * z
                     else:

@@ -176,3 +176,13 @@ def test_each_kind_is_its_definition_however_the_stream_is_cut(kind, make, kw):
         cut = make(**kw)
         parts = np.concatenate([cut.stats(p) for p in np.split(values, [1, 2, 39, 41, 100, 233])])
         assert np.array_equal(parts, got, equal_nan=True)
+
+
+def test_change_keeps_small_variances_of_a_series_far_from_zero():
+    """Its moving sums are of values less a recent mean: a level of 10^7 with noise of 0.01 reads
+    the same statistics as the noise alone (no cancellation of two sums of 10^17)."""
+    rng = np.random.default_rng(7)
+    z = 0.01 * rng.normal(size=(3000, 1))
+    z[2000:] *= 3.0  # a variance change
+    near, far = Change(64, 512).stats(z), Change(64, 512).stats(z + 1e7)
+    assert np.nanmax(near[2000:2100]) > 10 and np.allclose(far, near, rtol=1e-5, atol=1e-5, equal_nan=True)
