@@ -32,6 +32,9 @@ SETTINGS = {
     "dropout 0.3": dict(dropout=0.3),
     "no early stopping (30 epochs)": dict(patience=None),
     "temporal CNN instead of LSTM": dict(network="tcn"),
+    "one epoch": dict(epochs=1),
+    "learning rate 3e-4": dict(lr=3e-4),
+    "learning rate 1e-4": dict(lr=1e-4),
 }
 
 
