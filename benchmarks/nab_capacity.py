@@ -21,7 +21,7 @@ from pathlib import Path
 
 import record
 from nab_ablation import Corpora, raw_scores
-from nab_nll import nll_scores, unit
+from nab_nll import nll_scores, score_row
 from nab_score import halves
 
 import anomalib_lite as al
@@ -54,11 +54,7 @@ def main() -> None:
         corpora = Corpora(Path(tmp))
         for label, kw in {"default (every setting of Continuation)": None, **chosen}.items():
             raw = base if kw is None else nll_scores(names, functools.partial(al.Continuation, **kw))
-            r = corpora.score(unit(raw), None if args.half == "all" else args.half)
-            rows.append(f"| {label} | " + " / ".join(f"{r[p]['normalized']:.2f}" for p in
-                                                       ("standard", "reward_low_FP_rate", "reward_low_FN_rate"))
-                        + f" ({r['standard']['fp']}) |")
-            print(rows[-1], flush=True)
+            rows.append(score_row(label, raw, corpora, args.half))
     body = (f"Continuation with one setting changed, CLI route (fit on the probationary period less a tenth, "
             f"calibrate on the tenth, score the whole series), seed 0, NAB's score with every kind of evidence; "
             f"{args.half} half; {time.perf_counter() - t0:.0f} s. NAB's scorer, standard / reward low FP / "

@@ -117,6 +117,17 @@ def unit(raw: dict) -> dict:
             for name, (det, s, src) in raw.items()}
 
 
+def score_row(label: str, raw: dict, corpora: Corpora, half: str) -> str:
+    """One table row: NAB's scorer on the half (standard / reward low FP / reward low FN, and the
+    standard profile's false-positive rows) for raw scores of the CLI route; printed as it comes."""
+    r = corpora.score(unit(raw), None if half == "all" else half)
+    row = (f"| {label} | " + " / ".join(f"{r[p]['normalized']:.2f}" for p in
+                                        ("standard", "reward_low_FP_rate", "reward_low_FN_rate"))
+           + f" ({r['standard']['fp']}) |")
+    print(row, flush=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default=None, help="nab_ablation.py's cache of raw scores (the default row)")
@@ -126,20 +137,14 @@ def main() -> None:
     t0 = time.perf_counter()
     names = halves()[args.half] if args.half != "all" else [n for h in halves().values() for n in h]
     base = {n: v for n, v in raw_scores("CLI", 0, Path(args.cache) if args.cache else None).items() if n in names}
-    rows, tried = [], {
+    tried = {
         "default (the library's Continuation, CLI route)": base,
         "forecast error over the network's own predicted standard deviation (Gaussian NLL head)": nll_scores(names),
         "the same, beta-NLL (beta 0.5)": nll_scores(names, BetaNllContinuation),
     }
     with tempfile.TemporaryDirectory() as tmp:
         corpora = Corpora(Path(tmp))
-        for label, raw in tried.items():
-            u = unit(raw)
-            r = corpora.score(u, None if args.half == "all" else args.half)
-            rows.append(f"| {label} | " + " / ".join(f"{r[p]['normalized']:.2f}" for p in
-                                                       ("standard", "reward_low_FP_rate", "reward_low_FN_rate"))
-                        + f" ({r['standard']['fp']}) |")
-            print(rows[-1], flush=True)
+        rows = [score_row(label, raw, corpora, args.half) for label, raw in tried.items()]
     body = (f"Continuation with a second head for the log-variance of each forecast, trained with the Gaussian "
             f"negative log-likelihood; score = error over the predicted standard deviation, then the library's "
             f"smoothing, error scale and NAB score (every kind of evidence). CLI route (fit on the probationary "
