@@ -524,7 +524,7 @@ class Continuation(SeriesDetector):
                 past = st.season
                 if st.seen >= season:
                     ahead = past[1 : h + 1] - past[0]
-                    ref = past[0] + np.clip(zi - past[0], -self.season_clip_, self.season_clip_)
+                    ref = past[0] + np.minimum(np.maximum(zi - past[0], -self.season_clip_), self.season_clip_)  # np.clip, at a third of its cost
                 else:
                     ahead, ref = np.zeros((h, len(zi))), zi
                 u = np.concatenate([u, (ahead / self.input_scale_).reshape(-1)])
@@ -546,4 +546,4 @@ class Continuation(SeriesDetector):
         if self._stream is None:
             self.reset()
         err = self._errors(x) / self.err_scale_
-        return self._stream.ewma.update(err.mean(1))
+        return self._stream.ewma.update(err.sum(1) / err.shape[1])  # the mean over channels (np.mean costs more per call)

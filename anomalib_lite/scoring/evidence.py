@@ -140,7 +140,9 @@ class Neighbours:
                     dots += dot(back(flat, s + k, m, top), cur[k])
             else:  # the recursion for the lags the previous step had, then the new lag in full
                 hi = min(memory, s - 1)
-                if hi >= m:
+                if hi >= m and one:
+                    dots[: hi - m + 1] += back(flat, t, m, hi) * flat[j] - back(flat, s - 1, m, hi) * flat[(s - 1) % size]
+                elif hi >= m:
                     dots[: hi - m + 1] += dot(back(flat, t, m, hi), flat[j]) - dot(
                         back(flat, s - 1, m, hi), flat[(s - 1) % size])
                 if top == s:
