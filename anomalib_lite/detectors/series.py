@@ -373,7 +373,12 @@ class SeriesDetector(Detector):
         quiet = max(self.window, season, int(quiet))
         reach = min(self.window // 2, season - 1) if season else 0
         if values is not None:  # one scale per channel, the training data's
-            values = self._scaled(np.asarray(values, dtype=np.float64).reshape(len(np.ravel(scores)), -1))
+            values = np.asarray(values, dtype=np.float64)
+            n, dim = len(np.ravel(scores)), int(self.input_shape_[0])
+            if values.size != n * dim:
+                raise AnomalyError(f"values: {values.size} values for {n} scores of a series of {dim} channel(s); "
+                                   f"give the scored steps, one row of {dim} per score")
+            values = self._scaled(values.reshape(n, dim))
         kw = dict(refractory=quiet, season=season, reach=reach, settle=settle, cycle=cycle,
                   span=max(1.0, float(getattr(self, "smoothing", 1.0))), cycle_warm=cycle_warm, extremes=extremes,
                   neighbours=neighbours, change=change)

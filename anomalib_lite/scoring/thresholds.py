@@ -306,6 +306,7 @@ class SurpriseScore:
         self.since_alarm = self.refractory + 1
         self.was_alarm = False
         self.last_levels: dict[str, np.ndarray] = {}
+        self.channels: int | None = None  # of the values the kinds of evidence read so far
 
     @property
     def alarm_level(self) -> float:
@@ -352,8 +353,18 @@ class SurpriseScore:
         """The [0, 1] scores of the next steps, in order; ``values``: the series' steps (n,) or
         (n, D) the scores belong to (for the evidence that reads the series), optional."""
         s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if len(s) == 0:  # an empty chunk: nothing to score, nothing learned
+            self.last_levels = {name: np.zeros(0) for name in self.KINDS}
+            return np.zeros(0)
         if values is not None:
-            values = np.asarray(values, dtype=np.float64).reshape(len(s), -1)
+            values = np.asarray(values, dtype=np.float64)
+            if values.size % len(s):
+                raise AnomalyError(f"SurpriseScore: {values.size} values for {len(s)} scores: give one row of values per score")
+            values = values.reshape(len(s), -1)
+            if self.channels is not None and values.shape[1] != self.channels:
+                raise AnomalyError(f"SurpriseScore: values of {values.shape[1]} channel(s), but this stream's "
+                                   f"earlier values had {self.channels}")
+            self.channels = values.shape[1]
         out = np.full(s.shape, np.nan)
         kinds = self.kinds if values is not None else {}
         levels = {name: np.zeros(len(s)) for name in self.KINDS}

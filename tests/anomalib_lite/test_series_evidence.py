@@ -186,3 +186,20 @@ def test_change_keeps_small_variances_of_a_series_far_from_zero():
     z[2000:] *= 3.0  # a variance change
     near, far = Change(64, 512).stats(z), Change(64, 512).stats(z + 1e7)
     assert np.nanmax(near[2000:2100]) > 10 and np.allclose(far, near, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_the_nab_score_takes_an_empty_chunk_and_refuses_other_channels_in_one_line():
+    kw = dict(neighbours=8, memory=100, change=8, cycle=20)
+    sc = SurpriseScore(**kw)
+    assert sc.update(np.array([]), np.zeros((0, 2))).shape == (0,)
+    assert np.isfinite(sc.update(np.ones(300), np.random.default_rng(8).normal(size=(300, 2)))).all()
+    with pytest.raises(al.AnomalyError, match="3 channel.*had 2"):
+        sc.update(np.ones(3), np.zeros((3, 3)))
+    with pytest.raises(al.AnomalyError, match="7 values for 3 scores"):
+        sc.update(np.ones(3), np.zeros(7))
+    det = al.Continuation(window=16, horizon=2, hidden=4, num_layers=1, epochs=1, season=0, device="cpu")
+    x = _wave(400)
+    det.fit(x[:300]).calibrate(x[300:], context=x[:300])
+    s = det.reset().decision_function(x)
+    with pytest.raises(al.AnomalyError, match="800 values for 400 scores of a series of 1 channel"):
+        det.unit_scores(s, values=np.c_[x, x])  # not broadcast into a second channel
