@@ -354,7 +354,9 @@ VARIANTS = {
     "the cycle compares once two earlier cycles are behind": (dict(least=2), {}, 0),
     "Bonferroni over the kinds + two earlier cycles": (dict(combine="bonferroni", least=2), {}, 0),
     # one event, one alarm
-    "quiet for a quarter of the probationary period": ({}, lambda p, det: dict(quiet=p // 4), 0),
+    "quiet for a quarter of the probationary period": ({}, lambda p, det, n: dict(quiet=p // 4), 0),
+    "quiet for 7.5 % of the series (half the probationary period without NAB's cap of 750 steps)": (
+        {}, lambda p, det, n: dict(quiet=round(0.075 * n)), 0),
     "an event ends after 64 steps below rest": (dict(calm=64), {}, 0),
     "the forecast's surprise: its smallest over 3 steps": (dict(persist=3), {}, 0),
     "every kind's surprise that recurs one season earlier rests": (dict(recur=True), {}, 0),
@@ -374,7 +376,7 @@ def unit_scores(raw: dict, variant) -> dict:
     series_module.SurpriseScore = TriedScore  # what unit_scores builds
     try:
         for name, (det, scores, source) in raw.items():
-            opts = options(nab.probation_steps(len(scores)), det) if callable(options) else options
+            opts = options(nab.probation_steps(len(scores)), det, len(scores)) if callable(options) else options
             s = resmoothed(np.asarray(scores, dtype=np.float64), span) if span else scores
             out[name] = nab.results_scores(det, s, values=source.values, step_seconds=source.step_seconds,
                                            tried=tried, **opts)
