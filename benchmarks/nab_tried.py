@@ -177,7 +177,8 @@ class TriedScore(SurpriseScore):
     ``fhistory`` (the forecast's own history), ``least`` (:class:`TriedCycle`), ``relative`` (the
     forecast score over an EWMA of its past, of this span), ``calm`` (an alarm ends its event's
     quiet after this many steps below rest), ``persist`` (the forecast's surprise: its smallest
-    over this many steps), ``recur`` (every kind's surprise that recurs one season earlier rests)."""
+    over this many steps), ``recur`` (every kind's surprise that recurs one season earlier rests),
+    ``hold`` (the quiet after an alarm holds every surprise above rest at rest, not only alarms)."""
 
     def __init__(self, prior=(), tried=None, **kw):
         super().__init__(prior, **kw)
@@ -302,6 +303,12 @@ class TriedScore(SurpriseScore):
         return out
 
 
+    def _gated(self, level: float, refractory: bool = True) -> float:
+        if self.tried.get("hold") and refractory and self.since_alarm + 1 <= self.refractory and self.rest < level < self.alarm:
+            level = self.rest  # (an alarm's level goes on to the library's rule, which also remembers it)
+        return super()._gated(level, refractory)
+
+
 def resmoothed(scores: np.ndarray, span: float, old: float = 10.0) -> np.ndarray:
     """The forecast's score with another EWMA span: the errors recovered exactly from the EWMA of
     span ``old``, smoothed again."""
@@ -357,6 +364,9 @@ VARIANTS = {
     "quiet for a quarter of the probationary period": ({}, lambda p, det, n: dict(quiet=p // 4), 0),
     "quiet for 7.5 % of the series (half the probationary period without NAB's cap of 750 steps)": (
         {}, lambda p, det, n: dict(quiet=round(0.075 * n)), 0),
+    "the quiet after an alarm holds every surprise above rest, not only alarms": (dict(hold=True), {}, 0),
+    "holds every surprise above rest, quiet for 7.5 % of the series": (
+        dict(hold=True), lambda p, det, n: dict(quiet=round(0.075 * n)), 0),
     "an event ends after 64 steps below rest": (dict(calm=64), {}, 0),
     "the forecast's surprise: its smallest over 3 steps": (dict(persist=3), {}, 0),
     "every kind's surprise that recurs one season earlier rests": (dict(recur=True), {}, 0),
