@@ -15,6 +15,8 @@ network's raw scores that ``nab_ablation.py`` caches (Continuation with every de
 The default row reproduces ``nab_ablation.py``'s (checked: its scores are ``results_scores``').
 Run:  python benchmarks/nab_tried.py [--cache DIR] [--pieces DIR]   (about 15 minutes on 2 CPU cores
       with both caches filled; the first run fits the networks: 10 more minutes)
+      python benchmarks/nab_tried.py --cache DIR --only TEXT [TEXT ...] [--failures]   (the rules named,
+      dev half only, about 25 s; --only default --failures: the default and what each kind saw there)
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import record
 import torch
-from nab_ablation import Corpora, raw_scores
+import nab_ablation
+from nab_ablation import Corpora, evidence_rows, raw_scores
 from nab_score import halves
 from nab_two_weeks import pieces
 from scipy.special import log_ndtr, stdtr
@@ -461,6 +464,24 @@ class PieceCorpora(Corpora):
         return super().score(unit, subset)
 
 
+def dev_failures(raw: dict, corpora: Corpora) -> str:
+    """``--failures``: nab_ablation.py's table of what each kind of evidence saw, for the default on
+    the development half (example route), and its false-positive rows counted by the kind that fired."""
+    unit, levels = {}, {}
+    for name, (det, scores, source) in raw.items():
+        unit[name], levels[name] = nab_ablation.variant_scores(det, scores, source,
+                                                               nab_ablation.VARIANTS[nab_ablation.DEFAULT])
+    result = corpora.score(unit, "dev")
+    rows = evidence_rows(unit, levels, result, halves()["dev"])
+    fired = [r.split("false positive (")[1].split(")")[0] for r in rows if "false positive (" in r]
+    counts = ", ".join(f"{k} {fired.count(k)}" for k in KINDS)
+    return ("\n\nWhat each kind of evidence saw in the development half (default, example route, standard "
+            f"profile's threshold {result['standard']['threshold']:.4f}; as nab_ablation.py's held-out table). "
+            f"False-positive rows by the kind that fired: {counts} ({len(fired)} in all).\n\n"
+            "| series | where | outcome | forecast | cycle | neighbours | change |\n"
+            "| --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows))
+
+
 def dev_only(args) -> None:
     """``--only``: a few rules (and the default) on the development half, example route."""
     t0, chosen = time.perf_counter(), [DEFAULT] + [v for v in VARIANTS if v != DEFAULT and any(s in v for s in args.only)]
@@ -473,11 +494,12 @@ def dev_only(args) -> None:
                                                        ("standard", "reward_low_FP_rate", "reward_low_FN_rate"))
                         + f" ({r['standard']['fp']}) |")
             print(rows[-1], flush=True)
+        failures = dev_failures(raw, corpora) if args.failures else ""
     body = ("Rules tried on the development half alone (one change each to `nab.results_scores`, on the raw scores "
             f"`nab_ablation.py` caches; {time.perf_counter() - t0:.0f} s). NAB's scorer, standard / reward low FP / "
             "reward low FN (false-positive rows, standard); a rule that does not help here is not judged on the "
             "held-out half.\n\n| rule (one change to the default) | dev half (17), example route |\n| --- | --- |\n"
-            + "\n".join(rows))
+            + "\n".join(rows) + failures)
     record.publish("Issue 19: more rules tried on NAB's dev half (nab_tried.py --only)", body, args.no_record)
 
 
@@ -487,6 +509,8 @@ def main() -> None:
     ap.add_argument("--pieces", default=None, help="keep the two-week pieces' detectors and raw scores here (reused)")
     ap.add_argument("--only", nargs="+", default=None, metavar="TEXT",
                     help="only the rules whose names hold one of these, beside the default, on the dev half (example route)")
+    ap.add_argument("--failures", action="store_true",
+                    help="with --only: also the table of what each kind saw in the dev half (the default)")
     ap.add_argument("--no-record", action="store_true", help="print, do not append to BENCHMARKS.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
