@@ -6,6 +6,7 @@ shared NAB series, scored by NAB's scorer (``../shared/tools/nab_score.py``).
 * CLI: per series ``anomaly fit continuation --data "nab:NAME?stop=P"`` (P = NAB's probationary
   period: 15 % of the series, at most 750 steps) and ``anomaly score BUNDLE --data nab:NAME
   --nab-results DIR`` (no learning after the fit).
+* CLI --learn: the same, with ``anomaly score ... --learn``: test-then-train, as the example.
 
 Each route is scored with the three profiles (standard, reward_low_FP_rate, reward_low_FN_rate)
 on all series and per category (artificialNoAnomaly has no windows, so it is scored only together
@@ -80,13 +81,18 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-def cli_route(names: list[str], results: Path, tmp: Path) -> None:
+#: route -> the folder of its results under --work
+FOLDERS = {"example": "example", "CLI": "cli", "CLI --learn": "cli-learn"}
+
+
+def cli_route(names: list[str], results: Path, tmp: Path, learn: bool = False) -> None:
     anomaly = [sys.executable, str(REPO / "cli.py")]
     for name in names:
         p = nab.probation_steps(len(al.load_data(f"nab:{name}")))
         bundle = tmp / "m.anomaly"
         run([*anomaly, "fit", "continuation", "--data", f"nab:{name}?stop={p}", "-o", str(bundle), "-q"])
-        run([*anomaly, "score", str(bundle), "--data", f"nab:{name}", "--nab-results", str(results), "-q"])
+        run([*anomaly, "score", str(bundle), "--data", f"nab:{name}", "--nab-results", str(results), "-q"]
+            + (["--learn"] if learn else []))
 
 
 def score(results: Path, data: Path, out: Path, labels: Path | None = None, detector: str = "continuation") -> dict:
@@ -140,7 +146,7 @@ def main() -> None:
     args = ap.parse_args()
     load_before = os.getloadavg()
     names = nab_files()
-    table, seconds = {}, {"example": float("nan"), "CLI": float("nan")}
+    table, seconds = {}, {route: float("nan") for route in FOLDERS}
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(args.work or scratch)
         tmp.mkdir(parents=True, exist_ok=True)
@@ -148,14 +154,14 @@ def main() -> None:
             t = time.perf_counter()
             run([sys.executable, str(REPO / "examples" / "nab.py"), "--results", str(tmp / "example")])
             seconds["example"] = time.perf_counter() - t
-            t = time.perf_counter()
-            cli_route(names, tmp / "cli", tmp)
-            seconds["CLI"] = time.perf_counter() - t
-        for route in ("example", "CLI"):
+            for route, learn in (("CLI", False), ("CLI --learn", True)):
+                t = time.perf_counter()
+                cli_route(names, tmp / FOLDERS[route], tmp, learn)
+                seconds[route] = time.perf_counter() - t
+        for route, folder in FOLDERS.items():
             for subset, categories in SUBSETS.items():
-                table[route, subset] = score(tmp / ("example" if route == "example" else "cli"),
-                                             subset_dir(tmp, categories), tmp / "scores.json")
-        early = {name: [early_alarms(tmp / route, name) for route in ("example", "cli")] for name in names}
+                table[route, subset] = score(tmp / folder, subset_dir(tmp, categories), tmp / "scores.json")
+        early = {name: [early_alarms(tmp / folder, name) for folder in FOLDERS.values()] for name in names}
     again = "Scored from results files already in --work (--score-only). " if args.score_only else ""
     lines = [
         (args.note + " " if args.note else "") + again
@@ -171,7 +177,8 @@ def main() -> None:
         f"dev half. Example route: `python examples/nab.py --results DIR` ({seconds['example']:.0f} s). CLI route: "
         "`anomaly fit continuation --data \"nab:NAME?stop=P\"` (P = NAB's probationary period) then `anomaly score "
         f"BUNDLE --data nab:NAME --nab-results DIR`, no learning after the fit ({seconds['CLI']:.0f} s, "
-        f"{2 * len(names)} processes). Scored by `../shared/tools/nab_score.py` (NAB's scorer: one threshold per "
+        f"{2 * len(names)} processes); CLI --learn: the same with `score ... --learn`, test-then-train as the example "
+        f"({seconds['CLI --learn']:.0f} s). Scored by `../shared/tools/nab_score.py` (NAB's scorer: one threshold per "
         "profile over all the scored series). Load average (1/5/15 min) before: "
         + "/".join(f"{v:.1f}" for v in load_before) + ", after: " + "/".join(f"{v:.1f}" for v in os.getloadavg()) + ".",
         "",
@@ -186,12 +193,13 @@ def main() -> None:
               + ", ".join(f"{k} {' / '.join(f'{x:.2f}' for x in v)}" for k, v in PUBLISHED.items()) + ".", "",
               "Per series, standard profile, raw NAB score (1 per window found at its start, -1 per window missed, "
               "-0.11 per false positive row):", "",
-              "| series | example | CLI | alarms in the 2 days after training: example, CLI |", "| --- | --- | --- | --- |"]
-    ex, cl = table["example", "all 31 series"]["standard"]["files"], table["CLI", "all 31 series"]["standard"]["files"]
+              "| series | example | CLI | CLI --learn | alarms in the 2 days after training: example, CLI, CLI --learn |",
+              "| --- | --- | --- | --- | --- |"]
+    files = [table[route, "all 31 series"]["standard"]["files"] for route in FOLDERS]
     half = {name: h for h, members in halves().items() for name in members}
     for name in names:
-        lines.append(f"| {name} ({half[name]}) | {ex[name]['raw']:+.2f} (fp {ex[name]['fp']}) | {cl[name]['raw']:+.2f} (fp {cl[name]['fp']}) "
-                     f"| {early[name][0]}, {early[name][1]} |")
+        lines.append(f"| {name} ({half[name]}) | " + " | ".join(f"{f[name]['raw']:+.2f} (fp {f[name]['fp']})" for f in files)
+                     + " | " + ", ".join(str(e) for e in early[name]) + " |")
     lines += ["", "Alarms: steps whose NAB score reaches the alarm level (0.5, p <= 1e-5) in the 576 steps after the "
               "probationary period (2 days at 5-minute steps)."]
     record.append("NAB's own score: Continuation by the example and the CLI (nab_score.py)", "\n".join(lines))

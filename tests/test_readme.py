@@ -8,7 +8,8 @@ command runs in this process through the command's own entry point (its argument
 shell splits them; ``cat FILE | anomaly ...`` reads FILE on stdin): that saves a start-up per
 command; other pipes, ``torchrun`` and ``python`` lines run in bash. Small data comes through the documented environment, not by editing the commands:
 ``$ANOMALY_DATA_DIR`` points at a copy of MNIST cut to its first digits (and at NAB) and
-``$ANOMALY_MAX_EPOCHS=1`` caps training. A command's failure names the command and shows its
+``$ANOMALY_MAX_EPOCHS=1`` caps training; a ``torchrun`` line gets a free rendezvous port
+(``$PET_MASTER_PORT``, torchrun's environment for ``--master-port``). A command's failure names the command and shows its
 output. Add a command to the README and it is tested here; nothing to change in this file.
 """
 from __future__ import annotations
@@ -89,9 +90,19 @@ def run(cmd: str, cwd: Path, env: dict) -> tuple[int, str]:
     if argv[0] == "anomaly" and not re.search(r"[|<>;`$]", cmd) and not unquoted_glob:
         r = CliRunner().invoke(cli, argv[1:], input=stdin, prog_name="anomaly", catch_exceptions=False)
         return r.exit_code, r.output
+    env = {**env, "PET_MASTER_PORT": str(_free_port())}  # torchrun's --master-port: never a 29500 still held
     r = subprocess.run(["bash", "-c", "set -o pipefail; " + cmd], cwd=cwd, env=env, capture_output=True, text=True,
                        timeout=600)
     return r.returncode, r.stdout[-2000:] + r.stderr[-3000:]
+
+
+def _free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
