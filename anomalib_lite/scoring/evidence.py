@@ -29,9 +29,6 @@ from ..components.streaming import Ewma, MovingWindow
 
 __all__ = ["Change", "Cycle", "Likelihood", "Neighbours"]
 
-_LN10 = math.log(10.0)
-
-
 
 def _rows(values) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
@@ -56,12 +53,11 @@ class Likelihood:
     def surprise(self, x: float) -> float:
         """The surprise of ``x`` against the history so far (nothing learned)."""
         w = self.window
-        n = len(w.values)
-        if n < self.min_count or math.isnan(x):
+        if len(w) < self.min_count or math.isnan(x):
             return 0.0
-        mean = w.total / n  # MovingWindow's mean and std, inline: this runs for every kind at every step
-        std = max(math.sqrt(max(0.0, w.total_sq / n - mean * mean)), self.min_std, 1e-9 * abs(mean))
-        return float(-log_ndtr(-(x - mean) / std)) / _LN10
+        mean = w.mean()
+        std = max(w.std(), self.min_std, 1e-9 * abs(mean))
+        return float(-log_ndtr(-(x - mean) / std) / math.log(10.0))
 
     def update(self, x: float) -> float:
         """The surprise of ``x``, then ``x`` joins the history."""
@@ -128,7 +124,7 @@ class Neighbours:
                 continue
             cur = flat[j + size - m + 1 : j + size + 1]  # steps s .. t
             bad = bool(odd[j + size - m + 1 : j + size + 1].any())
-            norm = float(cur @ cur) if one else float((cur * cur).sum())
+            norm = float((cur * cur).sum())
             sq[s % size] = sq[s % size + size] = math.inf if bad else norm
             top = min(memory, s)  # lags m .. top have a subsequence
             if top < m:
@@ -140,9 +136,7 @@ class Neighbours:
                     dots += dot(back(flat, s + k, m, top), cur[k])
             else:  # the recursion for the lags the previous step had, then the new lag in full
                 hi = min(memory, s - 1)
-                if hi >= m and one:
-                    dots[: hi - m + 1] += back(flat, t, m, hi) * flat[j] - back(flat, s - 1, m, hi) * flat[(s - 1) % size]
-                elif hi >= m:
+                if hi >= m:
                     dots[: hi - m + 1] += dot(back(flat, t, m, hi), flat[j]) - dot(
                         back(flat, s - 1, m, hi), flat[(s - 1) % size])
                 if top == s:
