@@ -34,6 +34,7 @@ from nab_score import halves
 
 import anomalib_lite as al
 from anomalib_lite.components.series_nets import StreamNet
+from anomalib_lite.detectors.continuation import pool_forecasts
 from anomalib_lite.evaluation import nab
 
 
@@ -64,35 +65,20 @@ class NllContinuation(al.Continuation):
 
     def _errors(self, x: np.ndarray) -> np.ndarray:
         """|step - mean of its forecasts| / sqrt(mean of their variances), per channel; one torch pass."""
-        st, w, h = self._stream, self.window, self.horizon
-        n, dim = x.shape
+        st, h = self._stream, self.horizon
         if not hasattr(st, "vsums"):
-            st.vsums = np.zeros((h, dim))
-        z = self._scaled(x)
-        u, ahead, ref = self._inputs(z, st.last, st.season, st.seen)
-        if self.season_:
-            st.season = np.concatenate([st.season, ref])[-self.season_ :]
-        with torch.inference_mode():
-            out, state = self.model_(torch.from_numpy(u[None].astype(np.float32)).to(self.device_), st.state)
-        st.state = [s.double().cpu().numpy() for s in state]
-        out = out[0].double().cpu().numpy()
+            st.vsums = np.zeros_like(st.sums)
+        z, out, ahead, valid = self._network_pass(x)
+        n, dim = z.shape
         f = z[:, None, :] + out[:, : h * dim].reshape(n, h, dim)
         var = np.exp(np.clip(out[:, h * dim :], -8.0, 8.0)).reshape(n, h, dim)
         if ahead is not None:
             f += self.season_weight_ * ahead
-        valid = (st.seen + np.arange(n) >= w + self.season_ - 1).astype(np.float64)
-        total, vtotal, count = np.zeros((n + h, dim)), np.zeros((n + h, dim)), np.zeros(n + h)
-        total[:h] += st.sums
-        vtotal[:h] += st.vsums
-        count[:h] += st.counts
-        for k in range(1, h + 1):
-            total[k : k + n] += f[:, k - 1] * valid[:, None]
-            vtotal[k : k + n] += var[:, k - 1] * valid[:, None]
-            count[k : k + n] += valid
+        total, count = pool_forecasts(f, valid, st.sums, st.counts)
+        vtotal, _ = pool_forecasts(var, valid, st.vsums, st.counts)
         with np.errstate(invalid="ignore", divide="ignore"):
             err = np.abs(z - total[:n] / count[:n, None]) / np.sqrt(vtotal[:n] / count[:n, None])
         st.sums, st.vsums, st.counts = total[n:], vtotal[n:], count[n:]
-        st.last, st.seen = z[-1].copy(), st.seen + n
         return err
 
 

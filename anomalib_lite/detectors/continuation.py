@@ -64,6 +64,21 @@ class _Stream:
         self.learn_done = det.season_ + det.window
 
 
+def pool_forecasts(f: np.ndarray, valid: np.ndarray, carried: np.ndarray, counts: np.ndarray):
+    """The forecasts made for each step of a chunk, summed, and their number: ``f`` (n, h, D),
+    ``f[i, k-1]`` made at step i for step i + k, counted where ``valid[i]``; ``carried`` (h, D)
+    and ``counts`` (h,): the sums and numbers still pending for the chunk's first h steps.
+    Returns (n + h, D) sums and (n + h,) numbers; their last h rows are the next chunk's pending."""
+    n, h = f.shape[:2]
+    total, count = np.zeros((n + h, f.shape[2])), np.zeros(n + h)
+    total[:h] += carried
+    count[:h] += counts
+    for k in range(1, h + 1):
+        total[k : k + n] += f[:, k - 1] * valid[:, None]
+        count[k : k + n] += valid
+    return total, count
+
+
 @register
 class Continuation(SeriesDetector):
     """Forecast-error anomaly detector for series and streams.
@@ -477,8 +492,23 @@ class Continuation(SeriesDetector):
         Advances the stream: the network's state and the forecasts still pending."""
         if len(x) <= STEP_CHUNK:
             return self._errors_stepwise(x)
-        st, w, h = self._stream, self.window, self.horizon
-        n, dim = x.shape
+        st, h = self._stream, self.horizon
+        z, out, ahead, valid = self._network_pass(x)
+        f = z[:, None, :] + out.reshape(len(z), h, z.shape[1])  # f[i, k-1]: made at i for i + k
+        if ahead is not None:
+            f += self.season_weight_ * ahead
+        total, count = pool_forecasts(f, valid, st.sums, st.counts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            err = np.abs(z - total[: len(z)] / count[: len(z), None])
+        st.sums, st.counts = total[len(z) :], count[len(z) :]
+        return err
+
+    def _network_pass(self, x: np.ndarray):
+        """One torch pass of the network over a chunk (n, D) of raw steps, continuing the stream:
+        (standardised steps, the network's outputs (n, out) in float64, the seasonal term or
+        None, 1.0 where a step's forecasts count). Advances the network's state, the season's
+        buffer, the last step and the steps seen; the pending forecasts are the caller's."""
+        st = self._stream
         z = self._scaled(x)
         u, ahead, ref = self._inputs(z, st.last, st.season, st.seen)
         if self.season_:
@@ -486,21 +516,9 @@ class Continuation(SeriesDetector):
         with torch.inference_mode():
             out, state = self.model_(torch.from_numpy(u[None].astype(np.float32)).to(self.device_), st.state)
         st.state = [s.double().cpu().numpy() for s in state]
-        f = z[:, None, :] + out[0].double().cpu().numpy().reshape(n, h, dim)  # f[i, k-1]: made at i for i + k
-        if ahead is not None:
-            f += self.season_weight_ * ahead
-        valid = (st.seen + np.arange(n) >= w + self.season_ - 1).astype(np.float64)
-        total, count = np.zeros((n + h, dim)), np.zeros(n + h)
-        total[:h] += st.sums
-        count[:h] += st.counts
-        for k in range(1, h + 1):
-            total[k : k + n] += f[:, k - 1] * valid[:, None]
-            count[k : k + n] += valid
-        with np.errstate(invalid="ignore", divide="ignore"):
-            err = np.abs(z - total[:n] / count[:n, None])
-        st.sums, st.counts = total[n:], count[n:]
-        st.last, st.seen = z[-1].copy(), st.seen + n
-        return err
+        valid = (st.seen + np.arange(len(z)) >= self.window + self.season_ - 1).astype(np.float64)
+        st.last, st.seen = z[-1].copy(), st.seen + len(z)
+        return z, out[0].double().cpu().numpy(), ahead, valid
 
     def _errors_stepwise(self, x: np.ndarray) -> np.ndarray:
         """:meth:`_errors` one step at a time in numpy (short chunks: one new point)."""
