@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ from ..io import atomic_output, check_outputs, check_writable
 from .options import ROUTES
 from ..data.sources import load as load_data
 from ..data.sources import spec_files, spec_path
-from ..scoring.thresholds import SurpriseScore
+from ..scoring.thresholds import SurpriseScore, drift
 
 __all__ = ["augment_preview", "backbones_table", "demo", "describe_header", "evaluate_and_write", "export",
            "fit_and_save", "load_bundle", "load_source", "pretrain_and_save", "score_and_write", "stream"]
@@ -272,6 +273,7 @@ def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=Non
         ev = from_scores(det, source, scores)
     else:
         ev = assess(det, source)
+        _warn_drift(det, ev)
     written = []
     if distributed.is_main():  # under torchrun: every rank holds all the scores, rank 0 writes
         written = _write_outputs(det, ev, source, out, nab_results)
@@ -281,6 +283,21 @@ def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=Non
     if ev.flags is not None:
         text += f"; {int(np.sum(ev.flags))} flagged as anomalous"
     return "" if str(out) == "-" and not written else text + _figures_line(ev.figures)
+
+
+def _warn_drift(det: Detector, ev: Evaluation) -> None:
+    """One warning when the scored images or vectors no longer look like the calibration data
+    (:func:`~anomalib_lite.scoring.thresholds.drift`): the threshold's promise is not guaranteed there.
+    Not for series, whose neighbouring steps are not exchangeable."""
+    if ev.threshold is None or getattr(det, "calibration_scores_", None) is None:
+        return
+    d = drift(det.p_values(ev.scores))
+    if d is not None:
+        fpr = getattr(det, "fpr_", None)
+        rate = f"its {100 * fpr:g} % false-positive rate" if fpr else "its false-positive rate"
+        warnings.warn(f"{d['low']:,} of {d['n']:,} samples score above three quarters of the calibration scores (a "
+                      f"quarter is expected of data like it): most are anomalous, or the data drifted since calibration "
+                      f"and {rate} is no longer guaranteed for it (fit or calibrate on normal samples of this data)", stacklevel=2)
 
 
 def _nab_alarms(source, unit: np.ndarray) -> str:

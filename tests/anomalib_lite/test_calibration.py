@@ -58,3 +58,36 @@ def test_fit_cross_fits_when_the_hold_out_cannot_certify_the_rate(tmp_path):
     # a target below what all of them can certify is one warning naming the smallest rate
     with pytest.warns(UserWarning, match=r"smallest is 1/41 = 0\.0244"):
         workflows.fit_and_save(al.LatentDistance(device="cpu"), str(tmp_path / "x.npy"), out, fpr=0.001)
+
+
+def test_drift_is_rare_on_exchangeable_batches_and_seen_on_a_shifted_one():
+    from anomalib_lite.scoring.thresholds import drift, p_values
+
+    rng = np.random.default_rng(0)
+    cal = rng.normal(size=100)
+    warned = sum(drift(p_values(rng.normal(size=20), cal)) is not None for _ in range(500))
+    assert warned <= 10  # the docstring's bound: under 0.6 % against 100 calibration scores, 2 % allowed
+    shifted = drift(p_values(rng.normal(size=40) + 1.5, cal))
+    assert shifted is not None and shifted["n"] == 40 and shifted["share"] > 0.5
+    # a third anomalous is not drift; too few samples, or only NaN (a series warming up), judge nothing
+    assert drift(p_values(np.r_[rng.normal(size=40), np.full(20, 9.0)], cal)) is None
+    assert drift(p_values(np.full(19, 9.0), cal)) is None
+    assert drift(np.r_[np.full(30, np.nan), np.full(19, 0.01)]) is None
+
+
+def test_scoring_drifted_normals_warns_in_one_line_and_same_normals_do_not(tmp_path):
+    x = _normals(140)
+    np.save(tmp_path / "x.npy", x[:100])
+    np.save(tmp_path / "same.npy", x[100:])
+    np.save(tmp_path / "drifted.npy", x[100:] * 1.5 + 1.0)  # other light: every value scaled and offset
+    out = tmp_path / "m.anomaly"
+    workflows.fit_and_save(al.LatentDistance(device="cpu"), str(tmp_path / "x.npy"), out, fpr=0.05)
+    det = al.load(out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        workflows.score_and_write(det, str(tmp_path / "same.npy"), out=tmp_path / "same.csv")
+    with pytest.warns(UserWarning, match=r"^\d\d of 40 samples score above three quarters .* 5 % false-positive rate "
+                                         r"is no longer guaranteed") as got:
+        line = workflows.score_and_write(det, str(tmp_path / "drifted.npy"), out=tmp_path / "drifted.csv")
+    assert len(got) == 1 and "\n" not in str(got[0].message)
+    assert "flagged as anomalous" in line and (tmp_path / "drifted.csv").exists()  # the warning stops nothing
