@@ -287,17 +287,18 @@ def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=Non
 
 def _warn_drift(det: Detector, ev: Evaluation) -> None:
     """One warning when the scored images or vectors no longer look like the calibration data
-    (:func:`~anomalib_lite.scoring.thresholds.drift`): the threshold's promise is not guaranteed there.
-    Not for series, whose neighbouring steps are not exchangeable."""
+    (:func:`~anomalib_lite.scoring.thresholds.drift`): the threshold's promise is not guaranteed
+    there. Not for series, whose neighbouring steps are not exchangeable."""
     if ev.threshold is None or getattr(det, "calibration_scores_", None) is None:
         return
     d = drift(det.p_values(ev.scores))
     if d is not None:
         fpr = getattr(det, "fpr_", None)
         rate = f"its {100 * fpr:g} % false-positive rate" if fpr else "its false-positive rate"
-        warnings.warn(f"{d['low']:,} of {d['n']:,} samples score above three quarters of the calibration scores (a "
-                      f"quarter is expected of data like it): most are anomalous, or the data drifted since calibration "
-                      f"and {rate} is no longer guaranteed for it (fit or calibrate on normal samples of this data)", stacklevel=2)
+        warnings.warn(f"{d['low']:,} of {d['n']:,} samples score above three quarters of the calibration scores "
+                      f"(a quarter is expected of data like it): most are anomalous, or the data drifted since "
+                      f"calibration and {rate} is no longer guaranteed for it (fit or calibrate on normal samples "
+                      f"of this data)", stacklevel=2)
 
 
 def _nab_alarms(source, unit: np.ndarray) -> str:

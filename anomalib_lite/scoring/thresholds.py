@@ -82,8 +82,8 @@ def drift(p) -> dict | None:
     about a quarter of the samples. When more than half of a batch of 20 or more are, the batch is
     mostly anomalous, or it drifted (good parts from another batch of material, another light):
     then the threshold's false-positive rate is no longer guaranteed for its normal samples (it
-    may still be met, when the drift is small beside the threshold). By chance that
-    happens to under 2.5 % of batches of 20 against 20 calibration scores, under 0.6 % against 100.
+    may still be met, when the drift is small beside the threshold). By chance that happens to
+    under 2.5 % of batches of 20 against 20 calibration scores, under 0.6 % against 100.
     Returns ``{"n", "low", "share"}`` (``low``: samples with p <= 1/4) when it happens, else None.
     NaN p-values (a series warming up) are left out.
     """
