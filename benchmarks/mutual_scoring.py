@@ -1,0 +1,104 @@
+"""Mutual scoring across the test batch (MuSc, Li et al., ICLR 2024) on the inspection set: do the
+other test images explain the drift between the parts of a photograph? (issue 18; a lead, not
+kept in the library yet)
+
+A normal patch has near neighbours in most other test images, which share the test part's look,
+whatever its drift from the training part; a defect patch has them only in the few images that
+hold a similar defect. Rule fixed before any result: per patch, its nearest-patch distance to each
+of 30 other test images (a seeded draw), sorted, and the mean of the smallest 30 % (``mutual``);
+``bank-or-mutual`` takes the smaller of that and the bank's distance (a patch is normal when the
+training crops or the other test crops explain it). Maps are upsampled and blurred as
+LatentDistance's; the image score is the map's maximum. Same features as the route: raw pixels
+(every default) and resnet18 random layer1+layer2 (patch score). Fit on the training crops less a
+tenth (``inspection.py``'s split); the test crops of a category are the batch.
+
+The score of an image then depends on the batch it came with (transductive): not a drop-in for
+one-image scoring, nor for a threshold calibrated on training crops alone.
+
+Run:  python benchmarks/mutual_scoring.py --data DIR [--half dev] [--no-record]
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
+from inspection import _figures, _images, _names  # noqa: E402
+
+import anomalib_lite as al  # noqa: E402
+from anomalib_lite.data import sample_data  # noqa: E402
+from anomalib_lite.numeric import patch_maps  # noqa: E402
+
+OTHERS, SHARE, CHUNK = 30, 0.3, 32
+ROUTES = {"raw": {}, "r18": {"backbone": "resnet18", "weights": "random", "layers": ["layer1", "layer2"],
+                             "image_score": "patch"}}
+RULES = ("bank", "mutual", "bank-or-mutual")
+
+
+def mutual(p: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """(n, h, w) mutual scores of a batch's patch features ``p`` (n, d, h, w)."""
+    n, d, h, w = p.shape
+    rows = p.permute(0, 2, 3, 1).reshape(n, h * w, d).float()
+    rng, k = np.random.default_rng(seed), max(1, round(SHARE * OTHERS))
+    out = torch.empty(n, h * w)
+    for i in range(n):
+        others = rng.choice(np.delete(np.arange(n), i), min(OTHERS, n - 1), replace=False)
+        nearest = torch.stack([torch.cdist(rows[i], rows[j]).amin(1) for j in others], 1)
+        out[i] = nearest.sort(1).values[:, :k].mean(1)
+    return out.reshape(n, h, w)
+
+
+def run(data: Path, cat: str, route: str) -> dict:
+    fit_part, _ = al.load_data(str(data / cat / "train")).split(0.1, seed=0)
+    test = al.load_data(str(data / cat / "test"))
+    labels, names = np.asarray(test.anomaly_labels()), _names(test)
+    masks = np.asarray(test.read_masks(range(len(test))))
+    det = al.LatentDistance(device="cpu", seed=0, **ROUTES[route]).fit(fit_part)
+    x = _images(test)
+    with torch.no_grad():
+        p = torch.cat([det.featurizer_.patches(x[i:i + CHUNK]) for i in range(0, len(x), CHUNK)])
+        n, _, h, w = p.shape
+        bank = torch.cat([det._method.patch_distance(p[i:i + CHUNK], False)[0]
+                          for i in range(0, n, CHUNK)]).reshape(n, h, w).float()
+        t = mutual(p)
+    out = {}
+    for rule, grid in zip(RULES, (bank, t, torch.minimum(bank, t))):
+        maps = patch_maps(grid, tuple(x.shape[-2:])).numpy()
+        out[rule] = _figures(rule, labels, names, maps.reshape(n, -1).max(1), maps, masks)
+    return out
+
+
+def main() -> None:
+    ap = record.parser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--half", choices=list(sample_data.HALVES), default="dev")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    t0, cats = time.perf_counter(), sample_data.HALVES[args.half]["categories"]
+    kinds = sample_data.HALVES[args.half]["defects"]
+    lines = ["| route | rule | " + " | ".join(cats) + " | mean | " + " | ".join(kinds) + " |",
+             "|" + " --- |" * (len(cats) + len(kinds) + 3)]
+    for route in ROUTES:
+        res = {rule: [] for rule in RULES}
+        for cat in cats:
+            for rule, r in run(args.data, cat, route).items():
+                res[rule].append(r)
+                print(f"{cat} {route} {rule}: {r['image']:.1f} / {r['pixel_roc_auc']:.1f} / {r['pro']:.1f}", flush=True)
+        for rule, rs in res.items():
+            cells = [f"{r['image']:.1f} / {r['pixel_roc_auc']:.1f} / {r['pro']:.1f}" for r in rs]
+            mean = " / ".join(f"{np.mean([r[m] for r in rs]):.1f}" for m in ("image", "pixel_roc_auc", "pro"))
+            per = [f"{np.mean([r['per'][d] for r in rs]):.1f}" for d in kinds]
+            lines.append(f"| {route} | {rule} | " + " | ".join(cells) + f" | **{mean}** | " + " | ".join(per) + " |")
+    body = (f"Inspection set, **{args.half} half**: each category's 180 test crops are the batch; image / pixel ROC-AUC "
+            f"/ PRO per category and their mean, then image ROC-AUC by defect kind (mean over the half's categories). "
+            f"`bank` is the route as it is. {time.perf_counter() - t0:.0f} s in all.\n\n" + "\n".join(lines))
+    record.publish(f"Images: mutual scoring across the test batch ({args.half} half, issue 18)", body, args.no_record)
+
+
+if __name__ == "__main__":
+    main()
