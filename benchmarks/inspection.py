@@ -74,6 +74,15 @@ def _head_maps(model, x: torch.Tensor) -> np.ndarray:
         return patch_maps(torch.sigmoid(logits), tuple(x.shape[-2:])).numpy()
 
 
+def set_parser(doc: str):
+    """The parser of a study on an existing inspection set: ``--data DIR`` (a set
+    ``sample_data.make_image_set`` wrote), ``--half``, and :func:`record.parser`'s flags."""
+    ap = record.parser(description=doc.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--half", choices=list(sample_data.HALVES), default="dev")
+    return ap
+
+
 def median_p(scores: np.ndarray, calibration: np.ndarray) -> float:
     """Median conformal p-value of ``scores`` against the calibration scores: 0.5 for samples
     exchangeable with the calibration ones (a threshold's promise holds for them), near 0 for

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
-from inspection import _figures, _images, _names  # noqa: E402
+from inspection import _figures, _images, _names, set_parser  # noqa: E402
 
 import anomalib_lite as al  # noqa: E402
 from anomalib_lite.data import sample_data  # noqa: E402
@@ -36,9 +36,7 @@ def standardised(x: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> None:
-    ap = record.parser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--half", choices=list(sample_data.HALVES), default="dev")
+    ap = set_parser(__doc__)
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0, rows, means = time.perf_counter(), [], {"as given": [], "each image standardised": []}

@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
+from inspection import set_parser  # noqa: E402
 
 RULES = {
     "max (the patch score)": lambda mx, flat: mx,
@@ -46,9 +47,7 @@ def fitted_route(route: str, data: Path, cat: str, n: int = 180):
 
 
 def main() -> None:
-    ap = record.parser(__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--half", default="dev", choices=["dev", "held-out"])
+    ap = set_parser(__doc__)
     ap.add_argument("--routes", default="raw,dense")
     args = ap.parse_args()
     import backbones

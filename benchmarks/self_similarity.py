@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
+from inspection import set_parser  # noqa: E402
 from local_contrast import fitted_route  # noqa: E402
 
 
@@ -43,9 +44,7 @@ def self_distance(p: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def main() -> None:
-    ap = record.parser(__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--half", default="dev", choices=["dev", "held-out"])
+    ap = set_parser(__doc__)
     ap.add_argument("--routes", default="raw,dense")
     ap.add_argument("--radii", default="2,4,8")
     args = ap.parse_args()
