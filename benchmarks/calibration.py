@@ -33,7 +33,7 @@ import anomalib_lite as al
 from anomalib_lite.app import workflows
 from anomalib_lite.data import sample_data
 from anomalib_lite.scoring.metrics import fpr_interval
-from anomalib_lite.scoring.thresholds import drift
+from anomalib_lite.scoring.thresholds import DRIFT_LEVEL, drift
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
@@ -97,7 +97,7 @@ def _case(spec: str, fpr: float, normals, digits: int):
 def _warns(det, scores) -> str:
     """Whether ``anomaly score`` warns of drift on these scores: "yes (share)" or "no (share)"."""
     p = det.p_values(scores)
-    return f"{'yes' if drift(p) else 'no'} ({100 * (p <= 0.25).mean():.0f} % at p <= 0.25)"
+    return f"{'yes' if drift(p) else 'no'} ({100 * (p <= DRIFT_LEVEL).mean():.0f} % at p <= {DRIFT_LEVEL:g})"
 
 
 if __name__ == "__main__":

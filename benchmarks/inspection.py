@@ -44,6 +44,7 @@ import anomalib_lite as al
 from anomalib_lite.data import sample_data
 from anomalib_lite.numeric import patch_maps
 from anomalib_lite.scoring.metrics import fpr_interval, pixel_metrics, roc_auc
+from anomalib_lite.scoring.thresholds import p_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
@@ -87,9 +88,7 @@ def median_p(scores: np.ndarray, calibration: np.ndarray) -> float:
     """Median conformal p-value of ``scores`` against the calibration scores: 0.5 for samples
     exchangeable with the calibration ones (a threshold's promise holds for them), near 0 for
     samples that drifted (the promise cannot hold: a shift, not a calibration error)."""
-    cal = np.sort(np.asarray(calibration, dtype=float))
-    above = len(cal) - np.searchsorted(cal, np.asarray(scores, dtype=float), side="left")
-    return float(np.median((above + 1) / (len(cal) + 1)))
+    return float(np.median(p_values(scores, calibration)))
 
 
 def _figures(name, labels, names, scores, maps, masks, threshold=None) -> dict:

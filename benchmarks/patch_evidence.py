@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +99,7 @@ def main() -> None:
         for var in args.variants:
             t0 = time.perf_counter()
             kw = {"memory_size": 200_000, "coreset_ratio": 1.0} if var == "whole-bank" else {}
-            with shape_level_patches(_images(fit_part)) if var == "shape" else _nothing():
+            with shape_level_patches(_images(fit_part)) if var == "shape" else nullcontext():
                 det = al.LatentDistance(device="cpu", seed=0, **kw).fit(fit_part)
                 scores, maps = (np.concatenate(v) for v in zip(*det._scores_and_maps(test)))
                 if var == "scales":
@@ -125,11 +125,6 @@ def main() -> None:
             f"{time.perf_counter() - t_all:.0f} s in all.\n\n" + "\n".join(lines))
     record.publish(f"Images: three ways to read more from raw-pixel patches ({args.half} half, issue 18)",
                    body, args.no_record)
-
-
-@contextmanager
-def _nothing():
-    yield
 
 
 if __name__ == "__main__":

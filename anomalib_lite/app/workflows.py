@@ -289,9 +289,7 @@ def _warn_drift(det: Detector, ev: Evaluation) -> None:
     """One warning when the scored images or vectors no longer look like the calibration data
     (:func:`~anomalib_lite.scoring.thresholds.drift`): the threshold's promise is not guaranteed
     there. Not for series, whose neighbouring steps are not exchangeable."""
-    if ev.threshold is None or getattr(det, "calibration_scores_", None) is None:
-        return
-    d = drift(det.p_values(ev.scores))
+    d = drift(ev.p_values) if ev.p_values is not None else None
     if d is not None:
         fpr = getattr(det, "fpr_", None)
         rate = f"its {100 * fpr:g} % false-positive rate" if fpr else "its false-positive rate"

@@ -7,6 +7,7 @@ Every number comes from scikit-learn through :mod:`anomalib_lite.scoring.metrics
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,14 @@ class Evaluation:
             "normal_classes": info.get("classes"),
             "data": getattr(self.source, "spec", None),
         }
+
+    @cached_property
+    def p_values(self) -> np.ndarray | None:
+        """The scores' p-values against the detector's calibration scores, once per pass (the
+        scores table, the verdict and the drift check read them); None when not calibrated."""
+        if self.threshold is None or getattr(self.detector, "calibration_scores_", None) is None:
+            return None
+        return self.detector.p_values(self.scores)
 
     def images(self, indices) -> np.ndarray:
         """Samples ``indices`` as float (k, C, H, W) in [0, 1] (images only)."""
@@ -222,12 +231,11 @@ def from_scores(det: Detector, source, scores: np.ndarray, maps: np.ndarray | No
 def score_rows(ev: Evaluation) -> tuple[list[str], list[list]]:
     """The scores table of images: ``index``, ``path`` (for files: relative to the data spec),
     ``score``, ``p_value`` and ``is_anomaly`` (calibrated detectors), ``label`` (when known)."""
-    det, n = ev.detector, len(ev.scores)
-    calibrated = ev.threshold is not None and getattr(det, "calibration_scores_", None) is not None
+    n, pvals = len(ev.scores), ev.p_values
+    calibrated = pvals is not None
     named = getattr(ev.source, "names", None) is not None
     head = ["index"] + (["path"] if named else []) + ["score"]
     head += (["p_value", "is_anomaly"] if calibrated else []) + (["label"] if ev.labels is not None else [])
-    pvals = det.p_values(ev.scores) if calibrated else None
     names = ev.names(range(n)) if named else None
     rows = []
     for i, s in enumerate(ev.scores):
@@ -242,10 +250,10 @@ def score_rows(ev: Evaluation) -> tuple[list[str], list[list]]:
 
 def format_verdict(ev: Evaluation, i: int = 0) -> str:
     """One line for one sample: ``part.png: score 2.31, p-value 0.0099, ANOMALY (threshold 1.9)``."""
-    det, s = ev.detector, float(ev.scores[i])
+    s = float(ev.scores[i])
     text = f"{ev.names([i])[0]}: score {s:.4g}"
-    if ev.threshold is not None and getattr(det, "calibration_scores_", None) is not None:
-        p = float(det.p_values([s])[0])
+    if ev.p_values is not None:
+        p = float(ev.p_values[i])
         verdict = "ANOMALY" if s > ev.threshold else "normal"
         text += f", p-value {p:.3g}, {verdict} (threshold {ev.threshold:.4g})"
     return text
