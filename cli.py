@@ -126,6 +126,10 @@ def _show(f):
                         help="Write a heatmap PNG per sample (named after its image) to this folder.")(f)
 
 
+_context = click.option("--context", type=click.IntRange(min=0), default=0, metavar="N",
+                        help="Images (latent bundles): also compare each image with N images drawn from the data "
+                             "scored (mutual scoring, 30 is a good N): a drift the whole batch shares is not flagged; "
+                             "scores never rise.")
 _verify = click.option("--verify", type=click.Path(dir_okay=False), default=None,
                        help="Public key file: refuse a bundle not signed with its private key (default: $ANOMALY_VERIFY_KEY).")
 
@@ -279,12 +283,13 @@ def _bundle(path, device, batch_size, quiet, verify, threads=None):
 @click.option("--nab-results", type=click.Path(file_okay=False), default=None, help="Series: also write NAB's results file under this folder.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Series: torch threads (default: 1 for small networks).")
 @_show
+@_context
 @_verify
 @_series
 @_data
 @_run
-def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top, report, verify, columns, time_column,
-          label_column, nan, data_dir, download, device, seed, batch_size, quiet):
+def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top, report, context, verify, columns,
+          time_column, label_column, nan, data_dir, download, device, seed, batch_size, quiet):
     """Score data with a bundle: one CSV row per sample (per time step for series).
 
     Columns: index, path (image files), score, p_value and is_anomaly (calibrated bundles), label
@@ -301,6 +306,8 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
     """
     det = _bundle(bundle, device, batch_size, quiet, verify, threads)
     load = _load_options(columns, time_column, label_column, nan, data_dir, download)
+    if stream and context:
+        raise al.AnomalyError("--context draws images from the data scored; a stream (--stream) has no batch to draw from")
     if stream:
         scored, bad = _wf().stream(det, data_spec, learn=learn, outputs=(out, nab_results, report, maps), counts=(kinds := {}),
                                 **{k: load[k] for k in ("columns", "time_column", "label_column", "nan")})
@@ -310,7 +317,7 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
                        f"({wf.series_io.skipped_summary(kinds)})", err=True)
         return
     text = _wf().score_and_write(det, data_spec, bundle=bundle, out=out, maps=maps, top=top, report=report,
-                                 nab_results=nab_results, learn=learn, verify=verify, **load)
+                                 nab_results=nab_results, learn=learn, verify=verify, context=context, **load)
     _say(text)
 
 
@@ -319,11 +326,12 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
 @click.option("--data", "data_spec", required=True, help='Labelled data, e.g. mnist:test, brick/test, nab:..., a CSV with --label-column.')
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the figures as JSON.")
 @_show
+@_context
 @_verify
 @_series
 @_data
 @_run
-def evaluate(bundle, data_spec, json_out, maps, top, report, verify, columns, time_column, label_column, nan,
+def evaluate(bundle, data_spec, json_out, maps, top, report, context, verify, columns, time_column, label_column, nan,
              data_dir, download, device, seed, batch_size, quiet):
     """Figures of a bundle on labelled data: ROC-AUC, AP, precision, recall, F1 and false positive
     rate at the bundle's threshold; pixel ROC-AUC and PRO where masks are known (MVTec's
@@ -337,7 +345,7 @@ def evaluate(bundle, data_spec, json_out, maps, top, report, verify, columns, ti
     det = _bundle(bundle, device, batch_size, quiet, verify)
     load = _load_options(columns, time_column, label_column, nan, data_dir, download)
     figures, text = _wf().evaluate_and_write(det, data_spec, bundle=bundle, json_out=json_out, maps=maps, top=top,
-                                             report=report, verify=verify, **load)
+                                             report=report, verify=verify, context=context, **load)
     _say(text)
     if "note" in figures:
         raise al.AnomalyError(f"{data_spec}: {figures['note']}")

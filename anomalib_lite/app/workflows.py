@@ -248,10 +248,21 @@ def _write_rows(out, head, rows) -> None:
         w.writerows(rows)
 
 
+def _set_context(det: Detector, source, images: int, bundle) -> None:
+    """``--context N``: score each image also against N images drawn from the data scored
+    (:meth:`~anomalib_lite.LatentDistance.set_context`)."""
+    if images:
+        if not hasattr(det, "set_context"):
+            raise AnomalyError(f"{bundle or type(det).__name__}: --context applies to latent bundles of images "
+                               f"(mutual scoring), not to {type(det).__name__}")
+        det.set_context(source, images=images, seed=getattr(det, "seed", 0))
+
+
 def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=None, top=None, report=None,
-                    nab_results=None, learn: bool = False, verify=None, **load_options) -> str:
+                    nab_results=None, learn: bool = False, verify=None, context: int = 0, **load_options) -> str:
     """Score the data ``spec`` and write what was asked: a scores CSV (``out``; ``-`` prints it),
     heatmaps, a report, NAB's results (series). One image and no outputs: its one-line verdict.
+    ``context``: mutual scoring against that many images of the data (:func:`_set_context`).
     Returns what to print ("" when the scores went to stdout)."""
     _check_show(det, maps, top, report)
     _check_outputs({"scores": out, "report": report}, spec, bundle, folders=[maps, nab_results], verify=verify,
@@ -262,6 +273,7 @@ def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=Non
     if not series and (learn or nab_results is not None):
         raise AnomalyError(f"{bundle or type(det).__name__}: --learn and --nab-results apply to series bundles")
     source = load_source(spec, det, **load_options)
+    _set_context(det, source, context, bundle)
     if not series and out is None and maps is None and report is None:
         if len(source) != 1:
             raise AnomalyError("give -o FILE (or -o - for stdout), --maps or --report; one image alone prints its verdict")
@@ -357,7 +369,7 @@ def check_labels(det: Detector, source) -> None:
 
 
 def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, maps=None, top=None, report=None,
-                       verify=None, **load_options) -> tuple[dict, str]:
+                       verify=None, context: int = 0, **load_options) -> tuple[dict, str]:
     """Figures of ``det`` on labelled data, written as asked; returns (figures, text to print).
     Data without labels: ``figures["note"]`` says so (what could be written is written)."""
     _check_show(det, maps, top, report)
@@ -367,6 +379,7 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
         check_writable(json_out, "figures")
     source = load_source(spec, det, **load_options)
     check_labels(det, source)  # before scoring: figures need both classes
+    _set_context(det, source, context, bundle)
     ev = assess(det, source)
     if not distributed.is_main():  # under torchrun: rank 0 writes
         return ev.figures, ""

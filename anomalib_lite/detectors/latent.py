@@ -45,6 +45,7 @@ from ..components.features import (
     extractor_from_config,
     make_extractor,
 )
+from ..components.context import CONTEXT_IMAGES, BatchContext
 from ..components.memory import FAISS_INDEXES
 from ..components.streaming import PositionShare
 from ..numeric import combined, log_scale, patch_maps, surprise
@@ -403,6 +404,7 @@ class LatentDistance(Detector):
         self.rows_seen_ = self.patches_seen_ = 0
         self.evidence_scale_ = self.position_share_ = None
         self._position = PositionShare()
+        self._context = None  # set_context: a batch's reference images, for scoring only
         # (images, ids) held out of the banks to measure the evidence scales
         self._held: list[tuple[torch.Tensor, np.ndarray]] = []
         self._sync_counts()
@@ -594,6 +596,39 @@ class LatentDistance(Detector):
     def _in_sample_scores(self, X):
         return self.decision_function(X, leave_one_out=True)
 
+    def set_context(self, X, images: int = CONTEXT_IMAGES, seed: int = 0) -> LatentDistance:
+        """Score images from now on also against ``images`` images drawn from ``X``, the batch
+        about to be scored (mutual scoring, :mod:`anomalib_lite.components.context`): a patch is
+        normal when the bank or the other images of its batch explain it, so a drift that the
+        whole batch shares (a new lot, another part of the material) is not flagged. Scores never
+        rise, so a calibrated threshold keeps its false-positive bound. ``images=0`` turns it
+        off. Images only, ``method="knn"``, no tiling; not saved in bundles."""
+        self._require_fitted()
+        images = v.integer(0, 10_000)(images, "context: images")
+        if images == 0:
+            self._context = None
+            return self
+        from ..data.batches import Batch, _random_access
+
+        why = ("method='gaussian' (Mahalanobis distances are not comparable with distances between images)"
+               if self.method != "knn" else "maps=False" if not self._learns_patches()
+               else "tiled images" if (getattr(X, "tiling", None) or self.tiling_) is not None else None)
+        if why:
+            raise AnomalyError(f"context: mutual scoring needs patch features of whole images, not {why}")
+        samples = _random_access(X, "context")
+        if samples is None:
+            raise AnomalyError("context: needs data it can draw images from (an array, a folder, a data spec)")
+        if len(samples) < 2:
+            raise AnomalyError(f"context: needs at least 2 images to compare, got {len(samples)}")
+        idx = np.sort(np.random.default_rng(seed).choice(len(samples), min(images, len(samples)), replace=False))
+        x, _, index = samples[idx]
+        self._check_input(Batch(x, None, index))
+        if x.ndim != 4:
+            raise AnomalyError("context: mutual scoring compares images, got vectors")
+        with torch.inference_mode():
+            self._context = BatchContext(x, torch.cat([self.featurizer_.patches(part) for part in self._chunks(x)]))
+        return self
+
     def _evidence_batch(self, x: torch.Tensor, maps: torch.Tensor | None = None):
         """(patch evidence, pooled evidence) of images: the map's maximum, the pooled distance."""
         if maps is None:
@@ -662,4 +697,7 @@ class LatentDistance(Detector):
         p = self.featurizer_.patches(x)
         n, _, h, w = p.shape
         dist, weight = self._method.patch_distance(p, getattr(self, "_exclude_self", False))
+        context = getattr(self, "_context", None)
+        if context is not None:
+            dist = torch.minimum(dist, context.distances(x, p).to(dist.dtype))
         return patch_maps(dist.reshape(n, h, w), tuple(x.shape[-2:]), weight)
