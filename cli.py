@@ -128,7 +128,7 @@ def _show(f):
 
 _context = click.option("--context", type=click.IntRange(min=0), default=0, metavar="N",
                         help="Images (latent bundles): also compare each image with N images drawn from the data "
-                             "scored (mutual scoring, 30 is a good N): a drift the whole batch shares is not flagged; "
+                             "scored (mutual scoring; 60 is a good N): a drift the whole batch shares is not flagged; "
                              "scores never rise.")
 _verify = click.option("--verify", type=click.Path(dir_okay=False), default=None,
                        help="Public key file: refuse a bundle not signed with its private key (default: $ANOMALY_VERIFY_KEY).")

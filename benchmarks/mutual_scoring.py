@@ -55,7 +55,7 @@ def mutual(p: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return out.reshape(n, h, w)
 
 
-def run(data: Path, cat: str, route: str) -> dict:
+def run(data: Path, cat: str, route: str, images=(30,), context_only: bool = False) -> dict:
     fit_part, _ = al.load_data(str(data / cat / "train")).split(0.1, seed=0)
     test = al.load_data(str(data / cat / "test"))
     labels, names = np.asarray(test.anomaly_labels()), _names(test)
@@ -67,23 +67,29 @@ def run(data: Path, cat: str, route: str) -> dict:
         n, _, h, w = p.shape
         bank = torch.cat([det._method.patch_distance(p[i:i + CHUNK], False)[0]
                           for i in range(0, n, CHUNK)]).reshape(n, h, w).float()
-        t = mutual(p)
+        t = None if context_only else mutual(p)
     det.cross_calibrate(fit_part, fpr=0.01, seed=0)
     out = {}
-    for rule, grid in zip(RULES, (bank, t, torch.minimum(bank, t))):
+    grids = {"bank": bank} if context_only else dict(zip(RULES, (bank, t, torch.minimum(bank, t))))
+    for rule, grid in grids.items():
         maps = patch_maps(grid, tuple(x.shape[-2:])).numpy()
         out[rule] = _figures(rule, labels, names, maps.reshape(n, -1).max(1), maps, masks, det.threshold_)
-    t0 = time.perf_counter()
-    maps = det.set_context(x).score_map(x)  # the library's mutual scoring (LatentDistance.set_context)
-    out["context"] = _figures("context", labels, names, maps.reshape(n, -1).max(1), maps, masks, det.threshold_)
-    out["context"]["seconds"] = time.perf_counter() - t0
+    for m in images:  # the library's mutual scoring (LatentDistance.set_context)
+        t0 = time.perf_counter()
+        maps = det.set_context(x, images=m).score_map(x)
+        rule = "context" if tuple(images) == (30,) else f"context {m}"
+        out[rule] = _figures(rule, labels, names, maps.reshape(n, -1).max(1), maps, masks, det.threshold_)
+        out[rule]["seconds"] = time.perf_counter() - t0
     return out
 
 
 def main() -> None:
     ap = set_parser(__doc__)
     ap.add_argument("--routes", default="raw,r18", help="comma-separated, of: " + ", ".join(ROUTES))
+    ap.add_argument("--images", default="30", help="comma-separated reference counts of the context rule")
+    ap.add_argument("--context-only", action="store_true", help="only the bank and the context rule")
     args = ap.parse_args()
+    images = tuple(int(v) for v in args.images.split(","))
     torch.set_num_threads(2)
     t0, cats = time.perf_counter(), sample_data.HALVES[args.half]["categories"]
     kinds = sample_data.HALVES[args.half]["defects"]
@@ -91,10 +97,10 @@ def main() -> None:
              + " | achieved FPR (target 1 %) | context s per category |",
              "|" + " --- |" * (len(cats) + len(kinds) + 5)]
     for route in args.routes.split(","):
-        res = {rule: [] for rule in RULES}
+        res: dict[str, list] = {}
         for cat in cats:
-            for rule, r in run(args.data, cat, route).items():
-                res[rule].append(r)
+            for rule, r in run(args.data, cat, route, images, args.context_only).items():
+                res.setdefault(rule, []).append(r)
                 print(f"{cat} {route} {rule}: {r['image']:.1f} / {r['pixel_roc_auc']:.1f} / {r['pro']:.1f}"
                       f" fpr {100 * r['fpr']['fpr']:.0f} %", flush=True)
         for rule, rs in res.items():
@@ -102,7 +108,7 @@ def main() -> None:
             mean = " / ".join(f"{np.mean([r[m] for r in rs]):.1f}" for m in ("image", "pixel_roc_auc", "pro"))
             per = [f"{np.mean([r['per'][d] for r in rs]):.1f}" for d in kinds]
             fpr = f"{100 * np.mean([r['fpr']['fpr'] for r in rs]):.0f} % (max {100 * max(r['fpr']['fpr'] for r in rs):.0f} %)"
-            secs = f"{np.mean([r['seconds'] for r in rs]):.0f}" if rule == "context" else "—"
+            secs = f"{np.mean([r['seconds'] for r in rs]):.0f}" if rule.startswith("context") else "—"
             lines.append(f"| {route} | {rule} | " + " | ".join(cells) + f" | **{mean}** | " + " | ".join(per)
                          + f" | {fpr} | {secs} |")
     body = (f"Inspection set, **{args.half} half**: each category's 180 test crops are the batch; image / pixel ROC-AUC "

@@ -305,10 +305,13 @@ def _warn_drift(det: Detector, ev: Evaluation) -> None:
     if d is not None:
         fpr = getattr(det, "fpr_", None)
         rate = f"its {100 * fpr:g} % false-positive rate" if fpr else "its false-positive rate"
+        hint = ("; or, for a batch of images that share the drift, such as a new lot, score with --context 60"
+                if hasattr(det, "set_context") and getattr(det, "_context", None) is None
+                and len(getattr(det, "input_shape_", None) or ()) == 3 else "")
         warnings.warn(f"{d['low']:,} of {d['n']:,} samples score above three quarters of the calibration scores "
                       f"(a quarter is expected of data like it): most are anomalous, or the data drifted since "
                       f"calibration and {rate} is no longer guaranteed for it (fit or calibrate on normal samples "
-                      f"of this data)", stacklevel=2)
+                      f"of this data{hint})", stacklevel=2)
 
 
 def _nab_alarms(source, unit: np.ndarray) -> str:

@@ -1,5 +1,6 @@
 """Mutual scoring (LatentDistance.set_context, `anomaly score --context`): a drift the whole batch
 shares is explained by the batch, a defect is not, scores never rise, chunking does not matter."""
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -97,9 +98,13 @@ def test_cli_score_and_evaluate_with_context(tmp_path):
     assert r.exit_code == 0, r.output
     flagged = {}
     for n in (0, 20):
-        r = run("score", bundle, "--data", tmp_path / "lot", "--context", n, "-o", tmp_path / f"s{n}.csv")
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            r = run("score", bundle, "--data", tmp_path / "lot", "--context", n, "-o", tmp_path / f"s{n}.csv")
         assert r.exit_code == 0, r.output
         flagged[n] = int(r.output.split(" flagged")[0].rsplit(";", 1)[1])
+        hints = [str(w.message) for w in seen if "--context 60" in str(w.message)]
+        assert len(hints) == (n == 0)  # the drift warning points to --context, once, where it is not used
     assert flagged[0] == 40 and 10 <= flagged[20] <= 15  # the 10 holes, and few good parts
     r = run("evaluate", bundle, "--data", tmp_path / "lot", "--context", 20)
     assert r.exit_code == 0 and "ROC-AUC" in r.output, r.output
