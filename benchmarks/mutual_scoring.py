@@ -7,9 +7,10 @@ hold a similar defect. Rules fixed before any result: per patch, its nearest-pat
 of 30 other test images (a seeded draw per image), sorted, and the mean of the smallest 30 %
 (``mutual``); ``bank-or-mutual`` takes the smaller of that and the bank's distance (a patch is
 normal when the training crops or the other test crops explain it). ``context`` is the library's
-form of ``bank-or-mutual`` (``LatentDistance.set_context``): one seeded draw of 30 reference
-images for the whole batch, each image against the references that are not itself, so a score
-does not depend on how the batch is chunked. Maps are upsampled and blurred as LatentDistance's;
+form of ``bank-or-mutual`` (``LatentDistance.set_context``): one seeded draw of reference images
+for the whole batch (``--images``: 30 here by default, as the per-image rules; ``--images
+30,60,120`` is how the library's default of 60 was chosen, on the dev half), each image against
+the references that are not itself, so a score does not depend on how the batch is chunked. Maps are upsampled and blurred as LatentDistance's;
 the image score is the map's maximum. Routes: raw pixels (every default), resnet18 random
 layer1+layer2 (patch score), and the offline route (``dense``: the same pretrained with
 ``pretrain="segment"``). Fit on the training crops less a tenth (``inspection.py``'s split); the
