@@ -72,7 +72,8 @@ def main() -> None:
         print(lines[-1], flush=True)
     body = (f"`LatentDistance()` (every default: the combined score) fitted on MNIST's training 7s less a tenth, "
             f"calibrated at 5 % on the tenth; each batch scored without and with `set_context(batch)` "
-            f"({CONTEXT_IMAGES} reference images: what `anomaly score --context {CONTEXT_IMAGES}` does). {time.perf_counter() - t0:.0f} s in all; load average "
+            f"({CONTEXT_IMAGES} reference images: what `anomaly score --context {CONTEXT_IMAGES}` does). "
+            f"{time.perf_counter() - t0:.0f} s in all; load average "
             f"(1/5/15 min) at start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}.\n\n" + "\n".join(lines))
     record.publish("Mutual scoring (--context) on digits (issue 18)", body, args.no_record)
 
