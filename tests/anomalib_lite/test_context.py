@@ -121,3 +121,5 @@ def test_cli_context_on_a_series_bundle_is_one_clear_error(tmp_path):
     r = CliRunner().invoke(cli, ["score", str(bundle), "--data", str(csv), "--context", "30", "-o", str(tmp_path / "o.csv")])
     assert r.exit_code == 2 and "--context applies to latent bundles" in r.output
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()
+    r = CliRunner().invoke(cli, ["score", str(bundle), "--data", str(csv), "--stream", "--context", "30"])
+    assert r.exit_code == 2 and "a stream (--stream) has no batch" in r.output and len(r.output.strip().splitlines()) == 1
