@@ -306,10 +306,9 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
     """
     det = _bundle(bundle, device, batch_size, quiet, verify, threads)
     load = _load_options(columns, time_column, label_column, nan, data_dir, download)
-    if stream and context:
-        raise al.AnomalyError("--context draws images from the data scored; a stream (--stream) has no batch to draw from")
     if stream:
         scored, bad = _wf().stream(det, data_spec, learn=learn, outputs=(out, nab_results, report, maps), counts=(kinds := {}),
+                                context=context,
                                 **{k: load[k] for k in ("columns", "time_column", "label_column", "nan")})
         if bad and not quiet:
             wf = _wf()

@@ -306,8 +306,8 @@ def _warn_drift(det: Detector, ev: Evaluation) -> None:
         fpr = getattr(det, "fpr_", None)
         rate = f"its {100 * fpr:g} % false-positive rate" if fpr else "its false-positive rate"
         hint = ("; or, for a batch of images that share the drift, such as a new lot, score with --context 60"
-                if hasattr(det, "set_context") and getattr(det, "_context", None) is None
-                and len(getattr(det, "input_shape_", None) or ()) == 3 else "")
+                if getattr(det, "context_images", None) == 0 and len(getattr(det, "input_shape_", None) or ()) == 3
+                else "")
         warnings.warn(f"{d['low']:,} of {d['n']:,} samples score above three quarters of the calibration scores "
                       f"(a quarter is expected of data like it): most are anomalous, or the data drifted since "
                       f"calibration and {rate} is no longer guaranteed for it (fit or calibrate on normal samples "
@@ -395,13 +395,16 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
 
 
 def stream(det: Detector, spec: str, *, learn: bool = False, columns=None, time_column=None, label_column=None,
-           nan: str = "reject", outputs=(), counts: dict | None = None) -> tuple[int, int]:
+           nan: str = "reject", outputs=(), counts: dict | None = None, context: int = 0) -> tuple[int, int]:
     """``anomaly score --stream``: CSV lines from stdin (``-``) or a file, scored as they arrive;
     returns (lines scored, bad lines skipped); ``counts`` gets the skipped lines by kind. Bytes
     that are not UTF-8 make their line a bad line (reported), not the end of the stream.
-    ``outputs``: file outputs asked for as well, which a stream cannot write (one error)."""
+    ``outputs``: file outputs asked for as well, which a stream cannot write (one error);
+    ``context``: ``--context``, which a stream has no batch for (one error)."""
     if det.input_kind != "series":
         raise AnomalyError(f"--stream: {type(det).__name__} scores images; --stream reads series lines")
+    if context:
+        raise AnomalyError("--context draws images from the data scored; a stream (--stream) has no batch to draw from")
     if any(outputs):
         raise AnomalyError("--stream prints to stdout; drop -o, --nab-results, --maps and --report")
     fitted = det.data_info_ or {}

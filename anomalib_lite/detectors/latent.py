@@ -596,6 +596,12 @@ class LatentDistance(Detector):
     def _in_sample_scores(self, X):
         return self.decision_function(X, leave_one_out=True)
 
+    @property
+    def context_images(self) -> int:
+        """Reference images of the context set by :meth:`set_context` (0: none)."""
+        context = getattr(self, "_context", None)
+        return 0 if context is None else len(context)
+
     def set_context(self, X, images: int = CONTEXT_IMAGES, seed: int = 0) -> LatentDistance:
         """Score images from now on also against ``images`` images drawn from ``X``, the batch
         about to be scored (mutual scoring, :mod:`anomalib_lite.components.context`): a patch is
