@@ -221,6 +221,8 @@ class TriedScore(SurpriseScore):
         self.calm_run = 0
         self.last_forecast = deque(maxlen=max(1, int(t.get("persist", 1))))
         self.rings = {k: np.zeros(len(self.past)) for k in KINDS} if t.get("recur") and self.season else None
+        self.naive = Likelihood(self.history, self.min_count, self.min_std) if "naive" in t else None
+        self.naive_smooth, self.naive_last = Ewma(self.smooth_span), None
 
     def _stats(self, values):
         key = (hashlib.md5(values.tobytes()).hexdigest(), values.shape,
@@ -266,6 +268,14 @@ class TriedScore(SurpriseScore):
             level = raw = self.forecast.update(v)
             if self._recurs(raw):
                 level = min(level, self.rest)
+            if self.naive is not None and values is not None:  # the persistence forecast must be surprised too
+                x = values[i]
+                d = float(np.nanmax(np.abs(x - self.naive_last))) if self.naive_last is not None else math.nan
+                if np.isfinite(x).all():
+                    self.naive_last = x
+                e = float(self.naive_smooth.update(np.array([d]))[0]) if math.isfinite(d) else math.nan
+                naive = self.naive.update(e)
+                level = min(level, naive + t["naive"]) if math.isfinite(e) else level
             if extreme:
                 level += self.alarm
             if t.get("persist"):
@@ -373,6 +383,9 @@ VARIANTS = {
     "an event ends after 64 steps below rest": (dict(calm=64), {}, 0),
     "the forecast's surprise: its smallest over 3 steps": (dict(persist=3), {}, 0),
     "every kind's surprise that recurs one season earlier rests": (dict(recur=True), {}, 0),
+    # the forecast's error against a persistence forecast's
+    "the forecast's surprise at most the persistence forecast's (EWMA of the step change)": (dict(naive=0.0), {}, 0),
+    "the forecast's surprise at most the persistence forecast's + 2": (dict(naive=2.0), {}, 0),
 }
 DEFAULT = next(iter(VARIANTS))
 #: chosen on the development half (better there on both routes), then judged on the held-out half
