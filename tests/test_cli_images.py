@@ -67,3 +67,25 @@ def test_tiles_from_the_command_line(fitted, tmp_path):
     assert "tile: 32" in r.output
     r = run("score", out, "--data", f"{cat / 'test'}?tile=64", "-o", tmp_path / "t.csv")
     assert r.exit_code == 2 and "smaller than the 64 px tile" in r.output
+
+
+def test_score_reads_files_at_the_size_the_bundle_was_fitted_at(fitted, tmp_path):
+    """A bundle fitted on ``DIR?size=64`` scores the 48 px files as the fit read them (resized to
+    64 px) without the user repeating ``?size=``; a size of their own still wins, and a wrong one
+    is one clear error."""
+    cat, _ = fitted
+    out = tmp_path / "small.anomaly"
+    r = run("fit", "latent", "--data", f"{cat / 'train'}?size=64", "--holdout", "0.2", "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    plain, sized = tmp_path / "plain.csv", tmp_path / "sized.csv"
+    assert run("score", out, "--data", cat / "test", "-o", plain).exit_code == 0
+    r = run("score", out, "--data", f"{cat / 'test'}?size=64", "-o", sized)
+    assert r.exit_code == 0, r.output
+    a, b = (list(csv.DictReader(p.open())) for p in (plain, sized))
+    assert [row["score"] for row in a] == [row["score"] for row in b]
+    scores = np.array([float(row["score"]) for row in a])
+    spot = np.array([row["path"].startswith("spot/") for row in a])
+    assert scores[spot].min() > scores[~spot].max()  # the planted spots still rank first at 64 px
+    r = run("score", out, "--data", f"{cat / 'test'}?size=56", "-o", tmp_path / "wrong.csv")
+    assert r.exit_code == 2 and "fitted on 1x64x64" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "wrong.csv").exists()
