@@ -132,6 +132,14 @@ def test_stream_without_header_and_with_gap_filling(bundle):
     assert out[2] == "2024-01-01T00:01:00,0.1,nan,nan,0"  # the gap takes the last value
 
 
+def test_stream_with_semicolons_reads_as_with_commas(bundle):
+    rows = "2024-01-01T00:00:00,0.1,1\n2024-01-01T00:01:00,0.2,1\n2024-01-01T00:02:00,0.3,1\n"
+    comma = run("score", bundle, "--data", "-", "--stream", input="timestamp,value,other\n" + rows)
+    semi = run("score", bundle, "--data", "-", "--stream", input="timestamp;value;other\n" + rows.replace(",", ";"))
+    assert comma.exit_code == semi.exit_code == 0, semi.output
+    assert semi.output == comma.output and len(semi.output.splitlines()) == 4
+
+
 def test_fit_on_a_nab_probation_period_with_every_default_then_nab_results(tmp_path):
     """NAB's CLI route: fit on the probationary period (15 % of the file) with the defaults, the
     held-out end scored as the training steps' continuation; then NAB's results file."""
@@ -299,3 +307,23 @@ def test_csv_files_count_blank_lines_and_name_the_line_of_malformed_csv(tmp_path
     data.write_text("timestamp,value,other\n" + rows[0] + "\n2024-01-01T01:00:00," + "9" * 200_000 + ",1\n")
     r = CliRunner().invoke(cli, ["score", str(bundle), "--data", str(data), "-o", str(tmp_path / "o2.csv")])
     assert r.exit_code == 2 and "s.csv: line 3: malformed CSV (field larger than field limit" in r.output
+
+
+def test_fit_with_no_detector_named_reads_the_series_with_every_option_given(tmp_path, monkeypatch):
+    """``anomaly fit --data`` picks the route from data read with ``--column`` and ``--nan``: a
+    text column and a gap are no obstacle when the options say what to read."""
+    t = np.arange(900)
+    v = np.sin(2 * np.pi * t / 20)
+    rows = [f"2024-01-01T{i // 60:02d}:{i % 60:02d}:00;{'' if i == 50 else f'{v[i]:.5f}'};web" for i in t]
+    data = tmp_path / "s.csv"
+    data.write_text("timestamp;load;host\n" + "\n".join(rows) + "\n")
+    r = run("fit", "--data", data, "-o", tmp_path / "no.anomaly", "-q")
+    assert r.exit_code == 2 and "'web' is not a number; choose the value columns with --column" in r.output
+    assert not (tmp_path / "no.anomaly").exists()
+    monkeypatch.setenv("ANOMALY_MAX_EPOCHS", "2")
+    r = run("fit", "--data", data, "--column", "load", "--nan", "interpolate", "--device", "cpu", "-q",
+            "-o", tmp_path / "m.anomaly")
+    assert r.exit_code == 0, r.output
+    assert "chose the route for series" in r.output and "fitted Continuation on" in r.output
+    r = run("info", tmp_path / "m.anomaly")
+    assert 'columns: ["load"]' in r.output and "route: series" in r.output

@@ -70,7 +70,8 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
         columns, time_column = columns or fitted.get("columns"), time_column or fitted.get("time_column")
     if det is not None and not series and (columns or time_column or label_column):
         raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to series")
-    options = dict(columns=columns, time_column=time_column, label_column=label_column, nan=nan) if series else {}
+    options = dict(columns=columns, time_column=time_column, label_column=label_column, nan=nan) \
+        if series or det is None else {}
     try:
         source = load_data(spec, data_dir=data_dir, download=download, **options)
     except AnomalyError as e:
@@ -183,14 +184,10 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
     _check_outputs({"bundle": out}, spec, sign, det=det, data_dir=load_options.get("data_dir"))
     t = time.perf_counter()
     route, source = None, None
-    if det is None:
-        where = {k: v for k, v in load_options.items() if k in ("data_dir", "download")}
-        first = load_source(spec, None, **where)
-        det, route = choose_detector(first, device=device, seed=seed, verbose=verbose)
-        if det.input_kind != "series" and not any(load_options.get(k) for k in ("columns", "time_column",
-                                                                                 "label_column")):
-            source = first  # images and vectors read the same whatever the detector: not read twice
-    if source is None:
+    if det is None:  # the data read once, with every option given, decides the route
+        source = load_source(spec, None, **load_options)
+        det, route = choose_detector(source, device=device, seed=seed, verbose=verbose)
+    else:
         source = load_source(spec, det, **load_options)
     if det.get_params().get("max_time") is not None:  # the budget covers reading the data too
         det.set_params(max_time=max(1.0, det.max_time - (time.perf_counter() - t)))

@@ -8,7 +8,9 @@ numbers or ISO 8601 and must increase line by line: a time that repeats or goes 
 naming its line, unless the spec asks ``?order=sort`` (rows sorted by time) or ``?order=file``
 (the file's order, unchecked: how NAB's own series are read, since NAB scores rows in file order
 and machine_temperature steps back an hour once). A line over :data:`MAX_LINE` characters is
-refused while it is read. Empty cells (or NaN/NA/null) are gaps: rejected by default, or filled by linear
+refused while it is read. Fields are separated by commas, or by semicolons or tabs when the
+first line holds none of the first but some of these (the separator of spreadsheets set to a
+decimal comma). Empty cells (or NaN/NA/null) are gaps: rejected by default, or filled by linear
 interpolation with ``nan="interpolate"`` (in a live stream, where the next value is not known yet,
 a gap takes the last value). Every error names the file, the line and the column.
 """
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import itertools
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,8 +31,8 @@ from .batches import NAN_POLICIES, fill_gaps
 from ..errors import AnomalyError, shown
 from .datasource import DataSource, data_root
 
-__all__ = ["MAX_LINE", "ORDERS", "SeriesReader", "SeriesSource", "bounded_lines", "load_csv", "load_nab", "nab_files",
-           "parse_time"]
+__all__ = ["MAX_LINE", "ORDERS", "SeriesReader", "SeriesSource", "bounded_lines", "delimiter", "load_csv", "load_nab",
+           "nab_files", "parse_time"]
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime")
 #: how rows relate to their times: "reject" (times must increase line by line: a time that
@@ -38,6 +42,15 @@ ORDERS = ("reject", "sort", "file")
 #: a CSV line longer than this (characters) is refused while it is read: memory stays bounded
 MAX_LINE = 1 << 20
 MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
+
+
+def delimiter(first_line: str) -> str:
+    """The field separator of a CSV whose first line is ``first_line``: a comma, unless the line
+    holds none and holds semicolons or tabs (then the more frequent of these)."""
+    if "," in first_line:
+        return ","
+    semi, tab = first_line.count(";"), first_line.count("\t")
+    return ("\t" if tab > semi else ";") if semi or tab else ","
 
 
 def parse_time(text: str) -> float:
@@ -80,12 +93,30 @@ class SeriesReader:
         self.time_idx = None if time_column is None else index(time_column)
         self.label_idx = None if label_column is None else index(label_column)
         taken = {self.time_idx, self.label_idx}
+        columns_given = columns
         columns = list(columns) if columns else [h for i, h in enumerate(self.header) if i not in taken]
         if not columns:
             raise AnomalyError(f"{where}: no value columns; columns are: {shown(', '.join(self.header))}")
-        self.columns = columns
+        self.columns, self.chosen = columns, bool(columns_given)
         self.value_idx = [index(c) for c in columns]
         self.last_values: np.ndarray | None = None
+
+    def _hint(self, row: Sequence[str], cell: str) -> str:
+        """What to do about a cell that is not a number: a decimal comma, or (value columns not
+        chosen) a text column among them."""
+        if re.fullmatch(r"[-+]?\d*,\d+", cell):
+            return " (a decimal comma: write numbers with a point)"
+        if self.chosen:
+            return ""
+        numeric = []
+        for i, name in zip(self.value_idx, self.columns):
+            try:
+                float(row[i])
+                numeric.append(name)
+            except ValueError:
+                pass
+        return ("; choose the value columns with --column" + (f" (numbers on this line: {shown(', '.join(numeric), 120)})"
+                                                              if numeric else ""))
 
     def parse(self, row: Sequence[str], line: int, stream: bool = False):
         """One row -> (timestamp text or None, time or None, values (D,) with NaN gaps, label).
@@ -107,7 +138,8 @@ class SeriesReader:
             try:
                 values[j] = float(cell)
             except ValueError:
-                raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a number") from None
+                raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a number"
+                                   + self._hint(row, cell)) from None
             if not np.isfinite(values[j]):
                 raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a finite number")
         stamp = t = label = None
@@ -250,7 +282,12 @@ def bounded_lines(fh, where: str, max_line: int = MAX_LINE) -> Iterator[str]:
 
 
 def _read_rows(spec: str, text_lines, columns, time_column, label_column, nan, order="reject") -> SeriesSource:
-    rows = csv.reader(text_lines)
+    lines, head = iter(text_lines), []
+    for line in lines:  # up to the first line that is not blank: it sets the separator
+        head.append(line)
+        if line.strip():
+            break
+    rows = csv.reader(itertools.chain(head, lines), delimiter=delimiter(head[-1]) if head else ",")
     try:
         return _parse_rows(spec, rows, columns, time_column, label_column, nan, order)
     except csv.Error as e:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import AnomalyError
 from ..io import atomic_output
-from ..data.series_sources import MAX_LINE, MISSING, SeriesReader, SeriesSource, numbered_lines
+from ..data.series_sources import MAX_LINE, MISSING, SeriesReader, SeriesSource, delimiter, numbered_lines
 
 __all__ = ["MAX_LINE", "read_lines", "score_series", "score_table", "stream_lines", "write_score_table"]
 
@@ -151,7 +151,8 @@ def stream_lines(det, fh: TextIO, where: str = "stdin", columns=None, time_colum
     if first is None:
         raise AnomalyError(f"{where}: no lines" + (f" ({bad} skipped)" if bad else ""))
     try:
-        fields = next(csv.reader([first]))
+        sep = delimiter(first)
+        fields = next(csv.reader([first], delimiter=sep))
     except csv.Error as e:
         raise AnomalyError(f"{where}: line {lineno}: malformed CSV ({e})") from None
     info = getattr(det, "data_info_", None) or {}
@@ -177,7 +178,7 @@ def stream_lines(det, fh: TextIO, where: str = "stdin", columns=None, time_colum
             skip(number, kind)
             continue
         try:
-            stamp, _, values, _ = reader.parse(next(csv.reader([line])), number, stream=True)
+            stamp, _, values, _ = reader.parse(next(csv.reader([line], delimiter=sep)), number, stream=True)
         except AnomalyError as e:
             bad += 1
             counts["unparsable"] = counts.get("unparsable", 0) + 1

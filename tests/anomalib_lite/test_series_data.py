@@ -77,7 +77,12 @@ def test_csv_columns_time_labels_and_cuts(tmp_path):
     "text, kwargs, message",
     [
         ("t,v\n1,2\n", {"columns": ["value"]}, "column 'value' not found; columns are: t, v"),
-        ("timestamp,value\n1,2\n2,abc\n", {}, "line 3: column 'value': 'abc' is not a number"),
+        ("timestamp,value\n1,2\n2,abc\n", {}, "line 3: column 'value': 'abc' is not a number; choose the value "
+                                               "columns with --column"),
+        ("timestamp,host,load\n1,a,2\n", {}, "line 2: column 'host': 'a' is not a number; choose the value columns "
+                                             "with --column (numbers on this line: load)"),
+        ("timestamp;load\n1;0,5\n", {}, "line 2: column 'load': '0,5' is not a number (a decimal comma: write "
+                                        "numbers with a point)"),
         ("timestamp,value\nyesterday,2\n", {}, "line 2: column 'timestamp': 'yesterday' is not a date/time"),
         ("timestamp,value\n1,2\n2,\n3,4\n", {}, "line 3: column 'value' is empty (a gap); use --nan interpolate"),
         ("timestamp,value,y\n1,2,0\n2,3,2\n", {"label_column": "y"}, "line 3: label '2' in column 'y' is not 0 or 1"),
@@ -91,6 +96,20 @@ def test_csv_errors_name_file_line_and_column(tmp_path, text, kwargs, message):
     with pytest.raises(AnomalyError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
         al.load_data(path, **kwargs)
     assert str(path) in str(e.value)
+
+
+def test_csv_fields_separated_by_semicolons_or_tabs(tmp_path):
+    """A spreadsheet's export with semicolons (or tabs) reads as the same series as with commas;
+    a comma in the header keeps the comma."""
+    rows = [("2024-01-01T00:00:00", "1.5", "a"), ("2024-01-01T00:05:00", "2.5", "b")]
+    for sep in (",", ";", "\t"):
+        path = tmp_path / f"sep{ord(sep)}.csv"
+        path.write_text("\n".join(sep.join(r) for r in [("timestamp", "load", "host"), *rows]) + "\n")
+        src = al.load_data(path, columns=["load"])
+        assert src.columns == ["load"] and src.values[:, 0].tolist() == [1.5, 2.5] and src.times[1] - src.times[0] == 300
+    path = _csv(tmp_path, "timestamp,note\n1,a;b\n")
+    with pytest.raises(AnomalyError, match="'a;b' is not a number"):
+        al.load_data(path)
 
 
 def test_csv_gaps_can_be_interpolated(tmp_path):
