@@ -1,7 +1,7 @@
 """The numerical pieces that scoring and the ONNX graphs share: one copy each.
 
-Robust surprises of log-distances (the combined image score), Mahalanobis distances (Gaussian
-scores of LatentDistance and SyntheticOOD), PatchCore's map making (upsampling, Gaussian blur,
+Robust surprises of log-distances (the combined image score), an image's global statistics (its
+third kind of evidence), Mahalanobis distances (Gaussian scores of LatentDistance and SyntheticOOD), PatchCore's map making (upsampling, Gaussian blur,
 re-weighting) and reconstruction error maps (MSE, L1, 1 - SSIM). Plain torch functions of tensors,
 no state: what a detector scores with is what its exported graph computes.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["combined", "error_map", "gaussian_blur", "log_scale", "mahalanobis", "patch_maps", "reweight_factor", "ssim_map",
-           "surprise"]
+__all__ = ["STATS_OFFSET", "combined", "error_map", "gaussian_blur", "image_stats", "log_scale", "mahalanobis", "patch_maps",
+           "reweight_factor", "ssim_map", "standardised_precision", "surprise"]
 
 
 def surprise(values: torch.Tensor, scale) -> torch.Tensor:
@@ -19,11 +19,53 @@ def surprise(values: torch.Tensor, scale) -> torch.Tensor:
     return (values.double().clamp_min(1e-12).log() - scale[0]) / scale[1]
 
 
-def combined(z_patch: torch.Tensor, z_pooled: torch.Tensor) -> torch.Tensor:
-    """The combined image score: the length of both surprises, each made positive by a softplus
+#: where the image statistics' surprise starts to count in the combined score (robust sds): a
+#: five-number summary of a whole image varies with the hand or the light more than its patches
+#: do; counted from 0, it diluted small local defects on the dev digits (-2.0 image ROC-AUC;
+#: from 1, -0.6; ``benchmarks/image_scores.py`` and BENCHMARKS.md)
+STATS_OFFSET = 1.0
+
+
+def combined(z_patch: torch.Tensor, z_pooled: torch.Tensor, z_stats: torch.Tensor | None = None) -> torch.Tensor:
+    """The combined image score: the length of the vector of surprises (patch, pooled and, when
+    measured, the image's statistics less :data:`STATS_OFFSET`), each made positive by a softplus
     (which keeps their order); a square root of squares, as ``hypot`` has no ONNX op."""
-    zp, zq = F.softplus(z_patch), F.softplus(z_pooled)
-    return torch.sqrt(zp * zp + zq * zq)
+    total = 0
+    for z in (z_patch, z_pooled) if z_stats is None else (z_patch, z_pooled, z_stats - STATS_OFFSET):
+        p = F.softplus(z)
+        total = total + p * p
+    return torch.sqrt(total)
+
+
+#: the smallest side :func:`image_stats` reads (its Laplacian needs a pixel on each side)
+STATS_MIN_SIDE = 3
+
+
+def image_stats(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, 2C + 2): each channel's mean and standard deviation, and of the
+    channels' mean its mean absolute step between neighbouring pixels and its mean absolute
+    Laplacian (averages all: no statistic of a single pixel, which one hot pixel would move). An image's exposure, contrast and sharpness: what a blur, a thinner
+    stroke, a rescaled part or a dimmer light changes while every patch can still look like
+    a normal one (H, W >= :data:`STATS_MIN_SIDE`)."""
+    x = x.float()
+    g = x.mean(1)
+    step = (g[:, :, 1:] - g[:, :, :-1]).abs().mean((1, 2)) + (g[:, 1:, :] - g[:, :-1, :]).abs().mean((1, 2))
+    lap = (4 * g[:, 1:-1, 1:-1] - g[:, :-2, 1:-1] - g[:, 2:, 1:-1] - g[:, 1:-1, :-2] - g[:, 1:-1, 2:]).abs().mean((1, 2))
+    return torch.cat([x.mean((2, 3)), x.std((2, 3)), step[:, None], lap[:, None]], 1)
+
+
+def standardised_precision(mean: torch.Tensor, cov: torch.Tensor, shrinkage: float) -> torch.Tensor:
+    """The precision matrix of a covariance whose correlation is shrunk towards the identity by
+    ``shrinkage`` (statistics in different units: each is standardised first, so none dominates
+    the shrinkage). Each standard deviation is at least one 8-bit grey level (1/255 of an image
+    in [0, 1]; 1e-3 of the mean's size when that is larger): a statistic that hardly varies in
+    training (a maximum that is always white) does not make a difference of one level large."""
+    sd = torch.maximum(torch.diagonal(cov).clamp_min(0).sqrt(), (1e-3 * mean.abs()).clamp_min(1 / 255))
+    corr = cov / (sd[:, None] * sd[None, :])
+    eye = torch.eye(len(sd), dtype=cov.dtype, device=cov.device)
+    corr = corr * (1 - eye) + eye  # a floored deviation: its variance is the floor's
+    inv = torch.linalg.inv((1 - shrinkage) * corr + shrinkage * eye)
+    return inv / (sd[:, None] * sd[None, :])
 
 
 def log_scale(values: torch.Tensor) -> list[float]:

@@ -4,6 +4,8 @@ Two tasks on MNIST, raw pixels (and a random-weight resnet18 with ``--backbone``
 * outliers: one digit normal, the other nine anomalous (whole-image, semantic anomalies);
 * local defects: the normal digit's test images with ``augment.synth`` strokes and blobs planted
   in half of them (``mnist:test?classes=D&synth=stroke_blob``), with exact masks.
+Three kinds of evidence: the pooled distance, the patch map's maximum, and the image's global
+statistics (exposure, contrast, sharpness).
 One detector per digit with the default ``image_score="combined"`` (fitted on all the digit's
 training images; a tenth of the first 640 measure the evidence scales): its ``evidence()`` gives in
 one pass each kind's surprise (a monotone function of the pooled distance and of the map's maximum:
@@ -54,16 +56,16 @@ def main() -> None:
             ev = det.evidence(data)
             labels = np.asarray(data.anomaly_labels()) if task == "local" else \
                 (np.asarray(data.targets) != d).astype(int)
-            for how in ("pooled", "patch", "score"):
+            for how in ("pooled", "patch", "stats", "score"):
                 row[(task, how)] = 100 * roc_auc(labels, ev[how])
         row["pixel"] = 100 * assess(det, local).figures["pixel_roc_auc"]
         row["s"] = time.perf_counter() - t0
         print(d, {k: round(v, 1) for k, v in row.items() if k != "digit"}, flush=True)
         rows.append(row)
-    head = ("| digit | outliers: pooled | patch | **combined** | local defects: pooled | patch | **combined** | "
-            "pixel ROC-AUC | s |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    head = ("| digit | outliers: pooled | patch | image statistics | **combined** | local defects: pooled | patch | "
+            "image statistics | **combined** | pixel ROC-AUC | s |\n" + "| --- " * 11 + "|")
     lines = [head]
-    cols = [(t, h) for t in ("outliers", "local") for h in ("pooled", "patch", "score")]
+    cols = [(t, h) for t in ("outliers", "local") for h in ("pooled", "patch", "stats", "score")]
     for r in rows:
         lines.append(f"| {r['digit']} | " + " | ".join(f"{r[c]:.1f}" for c in cols) + f" | {r['pixel']:.1f} | {r['s']:.0f} |")
     for name, sel in (("mean", rows), ("dev (0,2,4,6,8)", [r for r in rows if r["digit"] % 2 == 0]),
@@ -75,8 +77,8 @@ def main() -> None:
     body = (f"LatentDistance (kNN, {feats}) fitted on one digit's training images. Outliers: the first "
             f"{args.test_limit:,} test digits, other digits anomalous. Local defects: the digit's test images, "
             "half with a synthetic stroke or blob (stroke_blob, severity 1). Image ROC-AUC (%) of each kind of "
-            "evidence alone and of the default combined score, from one detector per digit; the maps are its patch "
-            "maps.\n\n"
+            "evidence alone (the image statistics: exposure, contrast and sharpness) and of the default combined score, "
+            "from one detector per digit; the maps are its patch maps.\n\n"
             + "\n".join(lines))
     record.publish("Image scores: pooled, patch and combined on MNIST", body, args.no_record)
 

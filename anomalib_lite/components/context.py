@@ -15,6 +15,12 @@ distance, so a score with context is never above the score without it, and a thr
 calibrated on normal images keeps its false-positive bound on data like them. What it costs: a
 defect shared by more than ``share`` of the references (a systematic defect of the lot) is
 explained by the batch, and each image is searched against every reference.
+
+The images' global statistics (exposure, contrast, sharpness; the combined image score's third
+kind of evidence) are compared the same way: their distance is the smaller of the distance to the
+training images' mean and the distance to the median of the references' statistics (the image's
+own left out), so a lot that is dimmer or blurred as a whole is judged by what else sets its
+images apart.
 """
 from __future__ import annotations
 
@@ -47,12 +53,24 @@ class BatchContext:
     references), ``patches`` (m, d, h, w) their patch features.
     """
 
-    def __init__(self, images: torch.Tensor, patches: torch.Tensor, share: float = CONTEXT_SHARE):
+    def __init__(self, images: torch.Tensor, patches: torch.Tensor, share: float = CONTEXT_SHARE,
+                 stats: torch.Tensor | None = None):
         m, d = patches.shape[:2]
         rows = patches.permute(0, 2, 3, 1).reshape(m, -1, d).float()
         self.indexes = [KnnIndex(r) for r in rows]
         self.digests = [_digest(im) for im in images]
         self.share = float(share)
+        self.stats = None if stats is None else stats.double()  # (m, k): the references' statistics
+
+    def _own(self, images: torch.Tensor, device) -> torch.Tensor:
+        """(n, m): whether each reference is the image scored (the same pixels)."""
+        return torch.tensor([[a == b for b in self.digests] for a in map(_digest, images)], device=device)
+
+    def stats_centres(self, images: torch.Tensor) -> torch.Tensor:
+        """(n, k): for each of ``images``, the median of the references' statistics, its own left out."""
+        own = self._own(images, self.stats.device)
+        ref = self.stats[None].expand(len(images), -1, -1).masked_fill(own[:, :, None], float("nan"))
+        return ref.nanmedian(dim=1).values
 
     def __len__(self) -> int:
         return len(self.indexes)
@@ -62,7 +80,7 @@ class BatchContext:
         n, d = patches.shape[:2]
         rows = patches.permute(0, 2, 3, 1).reshape(-1, d).float()
         near = torch.stack([index.search(rows, 1)[:, 0] for index in self.indexes], 1).reshape(n, -1, len(self))
-        own = torch.tensor([[a == b for b in self.digests] for a in map(_digest, images)], device=near.device)
+        own = self._own(images, near.device)
         near = near.masked_fill(own[:, None, :], float("inf"))  # an image never vouches for itself
         k = max(1, round(self.share * (len(self) - 1)))
         return near.sort(dim=2).values[..., :k].mean(2)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .features import Featurizer
-from ..numeric import combined, error_map, mahalanobis, patch_maps, reweight_factor, surprise
+from ..numeric import combined, error_map, image_stats, mahalanobis, patch_maps, reweight_factor, surprise
 
 __all__ = ["LatentGraph", "ReconstructionGraph"]
 
@@ -52,6 +52,10 @@ class LatentGraph(nn.Module):
         self.maps = self.image and det._learns_patches()
         self.combined = self.image and det.image_score == "combined"
         self.scale = det.evidence_scale_ if self.combined else None
+        self.stats = self.combined and det.bank_.get("stats_mean") is not None
+        if self.stats:  # the images' global statistics: their Gaussian (float64, as the detector's)
+            self.register_buffer("stats_mean", det.bank_.get("stats_mean").detach().cpu())
+            self.register_buffer("stats_precision", det.bank_.get("stats_precision").detach().cpu())
         self.k, self.reweight = int(det.k), int(det.reweight)
         self.gaussian = det.method == "gaussian"
         if self.gaussian:  # the precision matrices as the detector computes them (float64)
@@ -107,11 +111,14 @@ class LatentGraph(nn.Module):
 
     def forward(self, images: torch.Tensor):
         maps = self._patch_maps(images) if self.maps else None
-        if self.combined:  # both kinds of evidence, each a surprise on its measured scale
+        if self.combined:  # every kind of evidence, each a surprise on its measured scale
             patch = maps.flatten(1).amax(1)
             if self.scale is None:
                 return patch, maps
-            return combined(*(surprise(v, s) for v, s in zip((patch, self._pooled(images)), self.scale))).float(), maps
+            evidence = [patch, self._pooled(images)]
+            if self.stats:
+                evidence.append(mahalanobis(image_stats(images), self.stats_mean, self.stats_precision))
+            return combined(*(surprise(v, s) for v, s in zip(evidence, self.scale))).float(), maps
         score = self._pooled(images) if self.pooled else maps.flatten(1).amax(1)  # the map's maximum, as torch
         return (score,) if maps is None else (score, maps)
 

@@ -10,11 +10,14 @@ Images are scored from two kinds of evidence by default (``image_score="combined
 evidence (PatchCore: every patch of the image gets its distance to the normal patches, the map is
 that distance upsampled and smoothed, and its maximum is the image's local evidence, so one small
 defect counts) and the pooled evidence (the distance of the globally averaged features: whole-image
-outliers, such as another digit, whose every patch is plausible). The pooled evidence counts only
+outliers, such as another digit, whose every patch is plausible), and with them the image's global
+statistics (exposure, contrast, sharpness: ``numeric.image_stats``, a Mahalanobis distance to the
+training images'), which see a blurred or rescaled image, or thinner strokes, that both distances
+take for normal: a blur moves an image towards the average of the normal ones. These two count only
 where the images' position explains their appearance (aligned objects: a digit, a part in its
 fixture; :class:`~anomalib_lite.components.streaming.PositionShare`, measured at ``fit``): a texture
 looks alike everywhere, so its pooled features only add the drift between parts of the material,
-and its image score is the patch evidence alone. Otherwise each is turned into a surprise on
+and its image score is the patch evidence alone. Otherwise each kind is turned into a surprise on
 its own scale, measured at ``fit`` on a tenth of the training images held out of the banks (at
 most 64: the robust z of the log-distance), and the image score is the length of the vector of
 surprises (each made positive by a softplus, which keeps their order), so either kind alone can
@@ -47,8 +50,9 @@ from ..components.features import (
 )
 from ..components.context import CONTEXT_IMAGES, BatchContext
 from ..components.memory import FAISS_INDEXES
-from ..components.streaming import PositionShare
-from ..numeric import combined, log_scale, patch_maps, surprise
+from ..components.streaming import PositionShare, RunningMoments
+from ..numeric import (STATS_MIN_SIDE, combined, image_stats, log_scale, mahalanobis, patch_maps,
+                       standardised_precision, surprise)
 from ..state import Buffers
 from .latent_methods import BANKS as _BANKS
 from .latent_methods import DTYPES as _DTYPES
@@ -252,7 +256,7 @@ class LatentDistance(Detector):
         "moments_n_": v.integer(0, 1 << 62),
         "patch_moments_n_": v.integer(0, 1 << 62),
         "faiss_index_": v.none_or(_index_info),
-        "evidence_scale_": v.none_or(v.list_of(v.list_of(v.number(-1e6, 1e6), 2, 2), 2, 2)),
+        "evidence_scale_": v.none_or(v.list_of(v.list_of(v.number(-1e6, 1e6), 2, 2), 3, 2)),
         "position_share_": v.none_or(v.number(0, 1)),
     }
     _fitted_optional = ("position_share_",)  # bundles before it: no texture test was made
@@ -404,6 +408,7 @@ class LatentDistance(Detector):
         self.rows_seen_ = self.patches_seen_ = 0
         self.evidence_scale_ = self.position_share_ = None
         self._position = PositionShare()
+        self._stats = RunningMoments()  # of the images' global statistics (not the held ones)
         self._context = None  # set_context: a batch's reference images, for scoring only
         # (images, ids) held out of the banks to measure the evidence scales
         self._held: list[tuple[torch.Tensor, np.ndarray]] = []
@@ -430,6 +435,8 @@ class LatentDistance(Detector):
                 x, items = x[keep.to(x.device)], items[~held]
                 if not len(x):
                     return
+            if min(x.shape[-2:]) >= STATS_MIN_SIDE:
+                self._stats.update(image_stats(x).double().cpu())
         self._offer(x, items, fitting)
         if not fitting:
             self._sync_bank()
@@ -487,8 +494,13 @@ class LatentDistance(Detector):
         held, self._held = [x for x, _ in self._held], []
         if self.image_score != "combined" or self._texture():
             return  # a texture: the patch score (evidence_scale_ stays None)
+        stats = self._stats.merged("measuring the images' statistics")
+        if stats.n >= 2:
+            self.bank_.set("stats_mean", stats.mean.double().cpu())
+            self.bank_.set("stats_precision", standardised_precision(stats.mean.double().cpu(),
+                                                                     stats.covariance().double().cpu(), self.shrinkage))
         x = torch.cat(held) if held else None
-        values = torch.empty((0, 2), dtype=torch.float64)
+        values = torch.empty((0, 3 if stats.n >= 2 else 2), dtype=torch.float64)
         if x is not None:
             with torch.inference_mode():
                 values = torch.stack([torch.cat(v) for v in zip(*(self._evidence_batch(x[i:i + 64])
@@ -497,11 +509,13 @@ class LatentDistance(Detector):
             values = distributed.gather_cat(values, "gathering the evidence scales")
         if len(values) < _HELD_MIN or not self._method.pooled_ready():
             self.evidence_scale_ = None
+            self.bank_.set("stats_mean", None)
+            self.bank_.set("stats_precision", None)
             return
         with torch.inference_mode():
             loo = self._method.leave_one_out(_LOO_MAX)
         pooled = values[:, 1] if loo is None else loo.double()
-        self.evidence_scale_ = [log_scale(values[:, 0]), log_scale(pooled)]
+        self.evidence_scale_ = [log_scale(values[:, 0]), log_scale(pooled), *(log_scale(c) for c in values.T[2:])]
 
     def _sync_bank(self) -> None:
         """Write what the method holds (banks, running moments) into ``bank_`` (the learned state)."""
@@ -537,7 +551,17 @@ class LatentDistance(Detector):
         self._check_counts(pooled_scores, image and self.image_score != "pooled")
         d, dp = feat.embed_dim(shape), feat.patch_dim(shape) if image else 0
         spec = self._method.skeleton(pooled, patches, d, dp)
+        if self._has_stats():
+            if not image or min(shape[1:]) < STATS_MIN_SIDE:
+                raise AnomalyError(f"fitted.evidence_scale_: a scale for image statistics, but the input is {list(shape)}")
+            k = 2 * shape[0] + 2
+            spec.update(stats_mean=((k,), torch.float64), stats_precision=((k, k), torch.float64))
         return {"extractor_": ext, "bank_": Buffers.skeleton(spec, device)}
+
+    def _has_stats(self) -> bool:
+        """Whether the combined score counts the images' global statistics (fitted since they were
+        added: three evidence scales)."""
+        return self.evidence_scale_ is not None and len(self.evidence_scale_) == 3
 
     def _check_counts(self, pooled: bool, patch_scores: bool) -> None:
         """The fitted counts must give scoring what it needs (what ``fit`` guarantees): a bank
@@ -579,7 +603,9 @@ class LatentDistance(Detector):
             parts.append(f"patch bank {len(patch):,} rows of {self.patches_seen_:,} patches seen "
                          f"({str(patch.dtype).replace('torch.', '')})")
         if self.image_score == "combined" and self.position_share_ is not None:
-            kind = "patch (a texture" if self._texture() else "combined (aligned objects"
+            kind = "patch (a texture" if self._texture() else (
+                "combined: patches, pooled features" + (" and image statistics" if self._has_stats() else "")
+                + " (aligned objects")
             parts.append(f"image score {kind}: position explains {self.position_share_:.1%} of the variance)")
         return "; ".join(parts + self._method.summary())
 
@@ -606,7 +632,8 @@ class LatentDistance(Detector):
         """Score images from now on also against ``images`` images drawn from ``X``, the batch
         about to be scored (mutual scoring, :mod:`anomalib_lite.components.context`): a patch is
         normal when the bank or the other images of its batch explain it, so a drift that the
-        whole batch shares (a new lot, another part of the material) is not flagged. Scores never
+        whole batch shares (a new lot, another part of the material, a dimmer or blurred camera:
+        the image statistics are compared with the batch's too) is not flagged. Scores never
         rise, so a calibrated threshold keeps its false-positive bound. ``images=0`` turns it
         off. Images only, ``method="knn"``, no tiling; not saved in bundles."""
         self._require_fitted()
@@ -632,24 +659,37 @@ class LatentDistance(Detector):
         if x.ndim != 4:
             raise AnomalyError("context: mutual scoring compares images, got vectors")
         with torch.inference_mode():
-            self._context = BatchContext(x, torch.cat([self.featurizer_.patches(part) for part in self._chunks(x)]))
+            stats = image_stats(x) if self.bank_.get("stats_mean") is not None else None
+            self._context = BatchContext(x, torch.cat([self.featurizer_.patches(part) for part in self._chunks(x)]),
+                                         stats=stats)
         return self
 
-    def _evidence_batch(self, x: torch.Tensor, maps: torch.Tensor | None = None):
-        """(patch evidence, pooled evidence) of images: the map's maximum, the pooled distance."""
+    def _evidence_batch(self, x: torch.Tensor, maps: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Each kind of evidence of images: the map's maximum, the pooled distance and, once
+        measured (at the end of ``fit``), the distance of the image's statistics."""
         if maps is None:
             maps = torch.cat([self._maps(part) for part in self._chunks(x)])
-        return maps.flatten(1).amax(1), self._pooled_batch(x)
+        out = (maps.flatten(1).amax(1), self._pooled_batch(x))
+        mean, precision = self.bank_.get("stats_mean"), self.bank_.get("stats_precision")
+        if mean is None:
+            return out
+        stats = image_stats(x).to(mean)
+        dist = mahalanobis(stats, mean, precision)
+        context = getattr(self, "_context", None)
+        if context is not None and context.stats is not None:  # or what the batch's images share
+            dist = torch.minimum(dist, mahalanobis(stats, context.stats_centres(x).to(mean), precision))
+        return (*out, dist.to(out[1].dtype))
 
-    def _combine(self, patch: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-        """The length of the (softplus-positive) surprises of both kinds of evidence (called only
+    def _combine(self, *evidence: torch.Tensor) -> torch.Tensor:
+        """The length of the (softplus-positive) surprises of the kinds of evidence (called only
         once their scales were measured: see ``_patch_scored``)."""
-        return combined(*(surprise(v, s) for v, s in zip((patch, pooled), self.evidence_scale_)))
+        return combined(*(surprise(v, s) for v, s in zip(evidence, self.evidence_scale_)))
 
     def evidence(self, X) -> dict[str, np.ndarray]:
         """Each kind of evidence per image as a surprise on its own scale (``image_score="combined"``):
-        ``{"patch": z, "pooled": z, "decided": "patch"|"pooled", "score": the combined score}`` (the
-        larger surprise decided), in one scoring pass."""
+        ``{"patch": z, "pooled": z, "stats": z, "decided": "patch"|"pooled"|"stats", "score": the
+        combined score}`` (the largest surprise decided; "stats" only for detectors fitted since the
+        image statistics count), in one scoring pass."""
         self._require_fitted()
         if self.image_score != "combined" or self.evidence_scale_ is None:
             why = (f"these images are a texture (position explains {self.position_share_:.1%} of their variance), "
@@ -660,12 +700,12 @@ class LatentDistance(Detector):
         with torch.inference_mode():
             for b, tiled in self._batches(X, "evidence"):
                 z = torch.stack([surprise(v, s) for v, s in zip(self._evidence_batch(b.x), self.evidence_scale_)], 1)
-                out.append(z if tiled is None else z.reshape(-1, tiled[0], 2).amax(1))
+                out.append(z if tiled is None else z.reshape(-1, tiled[0], z.shape[1]).amax(1))
         z = torch.cat(out)
-        score = combined(z[:, 0], z[:, 1]).numpy()
+        score = combined(*z.T).numpy()
         z = z.numpy()
-        return {"patch": z[:, 0], "pooled": z[:, 1], "decided": np.where(z[:, 0] >= z[:, 1], "patch", "pooled"),
-                "score": score}
+        names = np.array(["patch", "pooled", "stats"][: z.shape[1]])
+        return {**dict(zip(names, z.T)), "decided": names[z.argmax(1)], "score": score}
 
     def _patch_scored(self) -> bool:
         """Image scores are the maps' maxima: image_score='patch', or 'combined' fitted on too few

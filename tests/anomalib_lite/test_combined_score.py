@@ -41,7 +41,7 @@ def test_combined_serves_whole_image_outliers_and_local_defects(digits):
     # it says what each kind saw: other digits stand out in the pooled evidence (whichever kind
     # decided, both see them), planted defects mostly in the patches
     det = fit["combined"]
-    assert len(det.evidence_scale_) == 2 and det.evidence_scale_[0][1] > 0
+    assert len(det.evidence_scale_) == 3 and min(s[1] for s in det.evidence_scale_) > 0
     normal, other, planted = det.evidence(sevens), det.evidence(others), det.evidence(local)
     assert np.median(other["pooled"]) > np.median(normal["pooled"]) + 1.5
     assert np.median(planted["pooled"]) < np.median(other["pooled"]) - 1.0
@@ -100,3 +100,30 @@ def test_a_texture_scores_by_its_patches_and_digits_by_both_kinds(digits, tmp_pa
     assert back.memory_ is None and back.patch_bank_rows_ > det.patch_bank_rows_
     sevens = al.LatentDistance(device="cpu").fit(digits[0][:100])
     assert sevens.position_share_ > 0.2 and sevens.evidence_scale_ is not None and "aligned" in sevens.summary()
+
+
+def test_image_statistics_flag_a_blurred_or_thinner_digit_that_both_distances_take_for_normal(digits, tmp_path):
+    """A blur moves a digit towards the average 7 and thinner strokes leave every patch plausible:
+    the patch and pooled distances rank them near or below the clean 7s. The image's statistics
+    (exposure, contrast, sharpness) see both, and the bundle keeps them."""
+    import torch
+    import torch.nn.functional as F
+
+    import augment
+
+    x7, sevens, _, _ = digits
+    sevens = np.asarray(sevens, np.float32).reshape(-1, 1, 28, 28)
+    sevens = sevens / 255 if sevens.max() > 1 else sevens
+    blurred = augment.Pipeline.from_config({"seed": 0, "steps": [{"op": "blur", "sigma": [1.0, 1.0]}]})(
+        torch.as_tensor(sevens), indices=np.arange(len(sevens))).numpy()
+    thinner = -F.max_pool2d(F.pad(-torch.as_tensor(sevens), (0, 1, 0, 1), mode="replicate"), 2, stride=1).numpy()
+    det = al.LatentDistance(device="cpu").fit(x7)
+    patch = al.LatentDistance(image_score="patch", device="cpu").fit(x7)
+    for changed, least in ((blurred, 0.95), (thinner, 0.75)):
+        assert _auc(patch, sevens, changed) < 0.75
+        assert _auc(det, sevens, changed) > least
+    assert np.mean(det.evidence(blurred)["decided"] == "stats") > 0.9
+    assert det.bank_.get("stats_mean").shape == (4,)  # 2 per channel + 2
+    det.save(tmp_path / "d.anomaly")
+    back = al.load(tmp_path / "d.anomaly")
+    np.testing.assert_allclose(back.decision_function(blurred), det.decision_function(blurred), rtol=1e-6)

@@ -123,3 +123,34 @@ def test_cli_context_on_a_series_bundle_is_one_clear_error(tmp_path):
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()
     r = CliRunner().invoke(cli, ["score", str(bundle), "--data", str(csv), "--stream", "--context", "30"])
     assert r.exit_code == 2 and "a stream (--stream) has no batch" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_a_lot_of_digits_blurred_as_a_whole_is_explained_by_its_statistics_one_blurred_digit_is_not():
+    """Aligned objects: the image statistics (the combined score's third kind) flag every blurred 7;
+    with the lot as context they are compared with the lot's too, so a lot blurred as a whole is
+    judged by what else sets its images apart (another digit), while a blurred 7 in a sharp lot is
+    still flagged. Scores never rise."""
+    import augment
+    import torch
+
+    import anomalib_lite as al
+
+    def images(spec, n):
+        x, y = al.load_data(spec).read(range(n))
+        x = np.asarray(x, np.float32).reshape(-1, 1, 28, 28)
+        return (x / 255 if x.max() > 1 else x), np.asarray(y)
+
+    train, _ = images("mnist:train?classes=7&limit=400", 400)
+    xt, yt = images("mnist:test?limit=1500", 1500)
+    lot = np.concatenate([xt[yt == 7][:100], xt[yt != 7][:25]])
+    other = np.r_[np.zeros(100), np.ones(25)]
+    blurred = augment.Pipeline.from_config({"seed": 0, "steps": [{"op": "blur", "sigma": [1.0, 1.0]}]})(
+        torch.as_tensor(lot), indices=np.arange(len(lot))).numpy()
+    det = LatentDistance(device="cpu").fit(train[:360]).calibrate(train[360:], fpr=0.1)
+    alone = det.set_context(blurred, images=0).decision_function(blurred)
+    assert (alone[:100] > det.threshold_).mean() > 0.9  # a blurred 7 is not a normal 7
+    shared = det.set_context(blurred).decision_function(blurred)
+    assert (shared <= alone + 1e-9).all()
+    assert (shared[:100] > det.threshold_).mean() < 0.2 and roc_auc(other, shared) > 0.8
+    one = det.set_context(lot).decision_function(blurred[:5])  # blurred 7s in a sharp lot
+    assert (one > det.threshold_).all()
