@@ -704,8 +704,8 @@ class LatentDistance(Detector):
         z = torch.cat(out)
         score = combined(*z.T).numpy()
         z = z.numpy()
-        names = np.array(["patch", "pooled", "stats"][: z.shape[1]])
-        return {**dict(zip(names, z.T)), "decided": names[z.argmax(1)], "score": score}
+        names = ["patch", "pooled", "stats"][: z.shape[1]]
+        return {**dict(zip(names, z.T)), "decided": np.array(names)[z.argmax(1)], "score": score}
 
     def _patch_scored(self) -> bool:
         """Image scores are the maps' maxima: image_score='patch', or 'combined' fitted on too few

@@ -127,3 +127,25 @@ def test_image_statistics_flag_a_blurred_or_thinner_digit_that_both_distances_ta
     det.save(tmp_path / "d.anomaly")
     back = al.load(tmp_path / "d.anomaly")
     np.testing.assert_allclose(back.decision_function(blurred), det.decision_function(blurred), rtol=1e-6)
+
+
+def test_a_bundle_fitted_before_the_image_statistics_scores_with_two_kinds(digits, tmp_path):
+    """Bundles written before the statistics hold two evidence scales and no statistics: they load
+    and score with the patch and pooled evidence alone, as they did."""
+    import torch
+
+    from anomalib_lite.numeric import combined
+
+    x7, sevens = digits[0], np.asarray(digits[1][:20])
+    det = al.LatentDistance(device="cpu").fit(x7[:200])
+    z = det.evidence(sevens)
+    assert "image statistics" in det.summary()
+    det.evidence_scale_ = det.evidence_scale_[:2]  # what such a bundle holds
+    det.bank_.set("stats_mean", None)
+    det.bank_.set("stats_precision", None)
+    det.save(tmp_path / "old.anomaly")
+    back = al.load(tmp_path / "old.anomaly")
+    two = combined(torch.as_tensor(z["patch"]), torch.as_tensor(z["pooled"])).numpy()
+    np.testing.assert_allclose(back.decision_function(sevens), two, rtol=1e-5)
+    assert sorted(back.evidence(sevens)) == ["decided", "patch", "pooled", "score"]
+    assert "image statistics" not in back.summary()
