@@ -35,11 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
 
 
-def main() -> None:
-    ap = record.parser(description=__doc__.splitlines()[0])
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    t0, load = time.perf_counter(), os.getloadavg()
+def sevens_and_lot():
+    """``LatentDistance()`` with every default fitted on MNIST's training 7s less a tenth and
+    calibrated at 5 % on the tenth; the test digits (N, 1, 28, 28) in [0, 1] and their labels; the
+    lot: the indices of the 1,028 test 7s and of 114 other test digits (a seeded draw)."""
     fit_part, held = al.load_data("mnist:train?classes=7").split(0.1, seed=0)
     det = al.LatentDistance(seed=0).fit(fit_part).calibrate(held, fpr=0.05)
     test = al.load_data("mnist:test")
@@ -47,10 +46,17 @@ def main() -> None:
     x = torch.as_tensor(np.asarray(x)).float()
     x = (x / 255 if x.max() > 1 else x).reshape(len(x), 1, 28, 28)
     digits = np.asarray(test.targets)
-    rng = np.random.default_rng(0)
     sevens = np.flatnonzero(digits == 7)
-    others = rng.choice(np.flatnonzero(digits != 7), 114, replace=False)
-    lot = np.sort(np.concatenate([sevens, others]))
+    others = np.random.default_rng(0).choice(np.flatnonzero(digits != 7), 114, replace=False)
+    return det, x, digits, np.sort(np.concatenate([sevens, others]))
+
+
+def main() -> None:
+    ap = record.parser(description=__doc__.splitlines()[0])
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    t0, load = time.perf_counter(), os.getloadavg()
+    det, x, digits, lot = sevens_and_lot()
     cases = [("lot: 1,028 test 7s + 114 other digits", lot, 1.0, 0.0),  # (name, test digits, gain, light)
              ("first 2,000 test digits (9 in 10 other digits)", np.arange(2000), 1.0, 0.0),
              ("the lot through a dimmer camera (x 0.7 + 0.1)", lot, 0.7, 0.1)]

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import anomalib_lite as al
 from anomalib_lite.scoring.metrics import roc_auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
+from context_digits import sevens_and_lot  # noqa: E402
 
 #: MNIST-C-like corruptions: augment's steps, or the name of a stroke filter of this script
 CORRUPTIONS = {
@@ -76,16 +76,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     t0, load = time.perf_counter(), os.getloadavg()
-    fit_part, held = al.load_data("mnist:train?classes=7").split(0.1, seed=0)
-    det = al.LatentDistance(seed=0).fit(fit_part).calibrate(held, fpr=0.05)
-    test = al.load_data("mnist:test")
-    x, _ = test.read(range(len(test)))
-    x = torch.as_tensor(np.asarray(x)).float()
-    x = (x / 255 if x.max() > 1 else x).reshape(len(x), 1, 28, 28)
-    digits = np.asarray(test.targets)
+    det, x, digits, lot = sevens_and_lot()
     sevens = np.flatnonzero(digits == 7)
-    others = np.random.default_rng(0).choice(np.flatnonzero(digits != 7), 114, replace=False)
-    lot = np.sort(np.concatenate([sevens, others]))
     clean7 = det.decision_function(x[sevens])
     rows, figures = [], {}
     for name in CORRUPTIONS:
