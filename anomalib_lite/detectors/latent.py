@@ -20,8 +20,8 @@ looks alike everywhere, so its pooled features only add the drift between parts 
 and its image score is the patch evidence alone. Otherwise each kind is turned into a surprise on
 its own scale, measured at ``fit`` on a tenth of the training images held out of the banks (at
 most 64: the robust z of the log-distance), and the image score is the length of the vector of
-surprises (each made positive by a softplus, which keeps their order), so either kind alone can
-decide and the two add up when both see something.
+surprises (each made positive by a softplus, which keeps their order), so any kind alone can
+decide and they add up when more than one sees something.
 ``evidence(X)`` says which decided. ``image_score="patch"`` or ``"pooled"`` use one kind alone.
 
 Memory follows the data: ``fit`` keeps a uniform sample of the patch features seen (at most
@@ -436,7 +436,7 @@ class LatentDistance(Detector):
                 if not len(x):
                     return
             if min(x.shape[-2:]) >= STATS_MIN_SIDE:
-                self._stats.update(image_stats(x).double().cpu())
+                self._stats.update(image_stats(x).cpu().double())  # float64 on the CPU (MPS has none)
         self._offer(x, items, fitting)
         if not fitting:
             self._sync_bank()
@@ -659,7 +659,7 @@ class LatentDistance(Detector):
         if x.ndim != 4:
             raise AnomalyError("context: mutual scoring compares images, got vectors")
         with torch.inference_mode():
-            stats = image_stats(x) if self.bank_.get("stats_mean") is not None else None
+            stats = image_stats(x).cpu() if self.bank_.get("stats_mean") is not None else None
             self._context = BatchContext(x, torch.cat([self.featurizer_.patches(part) for part in self._chunks(x)]),
                                          stats=stats)
         return self
@@ -678,7 +678,7 @@ class LatentDistance(Detector):
         context = getattr(self, "_context", None)
         if context is not None and context.stats is not None:  # or what the batch's images share
             dist = torch.minimum(dist, mahalanobis(stats, context.stats_centres(x).to(mean), precision))
-        return (*out, dist.to(out[1].dtype))
+        return (*out, dist.to(out[1]))  # the device and dtype of the other kinds
 
     def _combine(self, *evidence: torch.Tensor) -> torch.Tensor:
         """The length of the (softplus-positive) surprises of the kinds of evidence (called only
