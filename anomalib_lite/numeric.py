@@ -21,8 +21,8 @@ def surprise(values: torch.Tensor, scale) -> torch.Tensor:
 
 #: where the image statistics' surprise starts to count in the combined score (robust sds): a
 #: five-number summary of a whole image varies with the hand or the light more than its patches
-#: do; counted from 0, it diluted small local defects on the dev digits (-2.0 image ROC-AUC;
-#: from 1, -0.6; ``benchmarks/image_scores.py`` and BENCHMARKS.md)
+#: do; counted from 0, it diluted small local defects on the dev digits (-2.4 image ROC-AUC;
+#: from 1, -0.8; ``benchmarks/stats_combination.py`` and BENCHMARKS.md)
 STATS_OFFSET = 1.0
 
 
