@@ -1,7 +1,8 @@
 """The numerical pieces that scoring and the ONNX graphs share: one copy each.
 
 Robust surprises of log-distances (the combined image score), an image's global statistics (its
-third kind of evidence), Mahalanobis distances (Gaussian scores of LatentDistance and SyntheticOOD), PatchCore's map making (upsampling, Gaussian blur,
+third kind of evidence), Mahalanobis distances (Gaussian scores of LatentDistance and
+SyntheticOOD), PatchCore's map making (upsampling, Gaussian blur,
 re-weighting) and reconstruction error maps (MSE, L1, 1 - SSIM). Plain torch functions of tensors,
 no state: what a detector scores with is what its exported graph computes.
 """
@@ -44,9 +45,10 @@ STATS_MIN_SIDE = 3
 def image_stats(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, 2C + 2): each channel's mean and standard deviation, and of the
     channels' mean its mean absolute step between neighbouring pixels and its mean absolute
-    Laplacian (averages all: no statistic of a single pixel, which one hot pixel would move). An image's exposure, contrast and sharpness: what a blur, a thinner
-    stroke, a rescaled part or a dimmer light changes while every patch can still look like
-    a normal one (H, W >= :data:`STATS_MIN_SIDE`)."""
+    Laplacian (averages all: no statistic of a single pixel, which one hot pixel would move). An
+    image's exposure, contrast and sharpness: what a blur, a thinner stroke, a rescaled part or a
+    dimmer light changes while every patch can still look like a normal one (H, W >=
+    :data:`STATS_MIN_SIDE`)."""
     x = x.float()
     g = x.mean(1)
     step = (g[:, :, 1:] - g[:, :, :-1]).abs().mean((1, 2)) + (g[:, 1:, :] - g[:, :-1, :]).abs().mean((1, 2))
@@ -59,7 +61,8 @@ def standardised_precision(mean: torch.Tensor, cov: torch.Tensor, shrinkage: flo
     ``shrinkage`` (statistics in different units: each is standardised first, so none dominates
     the shrinkage). Each standard deviation is at least one 8-bit grey level (1/255 of an image
     in [0, 1]; 1e-3 of the mean's size when that is larger): a statistic that hardly varies in
-    training (a maximum that is always white) does not make a difference of one level large."""
+    training (the contrast of a part always lit the same) does not make a difference of one
+    level large."""
     sd = torch.maximum(torch.diagonal(cov).clamp_min(0).sqrt(), (1e-3 * mean.abs()).clamp_min(1 / 255))
     corr = cov / (sd[:, None] * sd[None, :])
     eye = torch.eye(len(sd), dtype=cov.dtype, device=cov.device)

@@ -48,7 +48,7 @@ from ..bundles.header import describe_header
 from ..io import atomic_output, check_outputs, check_writable
 from .options import ROUTES
 from ..data.sources import load as load_data
-from ..data.sources import spec_files, spec_path
+from ..data.sources import spec_files, spec_path, with_size
 from ..scoring.thresholds import SurpriseScore, drift
 
 __all__ = ["augment_preview", "backbones_table", "demo", "describe_header", "evaluate_and_write", "export",
@@ -65,7 +65,7 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
     base = str(spec).split("?")[0]
     fitted = (getattr(det, "data_info_", None) or {}) if det is not None else {}
     if det is not None and not series:
-        spec = _at_fitted_size(str(spec), fitted.get("spec"))
+        spec = with_size(str(spec), fitted.get("spec"))
     if series and (base == "-" or base.lower().endswith(".csv")):
         columns, time_column = columns or fitted.get("columns"), time_column or fitted.get("time_column")
     if det is not None and not series and (columns or time_column or label_column):
@@ -84,19 +84,6 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
     if det is not None and not series and kind == "series":
         raise AnomalyError(f"{spec}: a time series, but {type(det).__name__} takes images or vectors")
     return source
-
-
-def _at_fitted_size(spec: str, fitted_spec) -> str:
-    """``spec`` with the fit's ``?size=`` added when it reads image files and gives no size: the
-    bundle's images were resized so, and the scored ones must be read the same way."""
-    from urllib.parse import parse_qsl
-
-    base, _, query = spec.partition("?")
-    size = dict(parse_qsl(str(fitted_spec or "").partition("?")[2])).get("size")
-    if not size or "size" in dict(parse_qsl(query)) or base.startswith(("mnist:", "nab:")) or base == "-" \
-            or Path(base).suffix.lower() in (".npy", ".npz", ".csv"):
-        return spec
-    return f"{spec}{'&' if query else '?'}size={size}"
 
 
 def _check_outputs(outputs: dict, spec, *files, det: Detector | None = None, folders=(), verify=None,

@@ -93,11 +93,11 @@ class SeriesReader:
         self.time_idx = None if time_column is None else index(time_column)
         self.label_idx = None if label_column is None else index(label_column)
         taken = {self.time_idx, self.label_idx}
-        columns_given = columns
+        self.chosen = bool(columns)  # value columns named by the caller (else every other column)
         columns = list(columns) if columns else [h for i, h in enumerate(self.header) if i not in taken]
         if not columns:
             raise AnomalyError(f"{where}: no value columns; columns are: {shown(', '.join(self.header))}")
-        self.columns, self.chosen = columns, bool(columns_given)
+        self.columns = columns
         self.value_idx = [index(c) for c in columns]
         self.last_values: np.ndarray | None = None
 

@@ -34,7 +34,8 @@ from .datasource import ArraySource, DataSource, TileView, data_root  # noqa: F4
 from ..errors import AnomalyError, shown
 from .tiling import Tiling
 
-__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "load", "spec_files", "spec_path"]
+__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "load", "spec_files", "spec_path",
+           "with_size"]
 
 NORMAL_NAMES = ("good", "normal")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
@@ -491,6 +492,17 @@ def _select_series(src, options: dict[str, str]):
     if stop - start < 1:
         raise AnomalyError(f"{src.spec}: no time steps in [{start}, {stop})")
     return src.slice(start, stop)
+
+
+def with_size(spec: str, fitted_spec: str | None) -> str:
+    """``spec`` with ``fitted_spec``'s ``?size=`` added when ``spec`` reads image files and gives no
+    size of its own: a bundle fitted on resized files scores files read the same way."""
+    size = _parse(str(fitted_spec))[1].get("size") if fitted_spec else None
+    base, options = _parse(spec)
+    if not size or "size" in options or base.startswith(("mnist:", "nab:")) or base == "-" \
+            or Path(base).suffix.lower() in (".npy", ".npz", ".csv"):
+        return spec
+    return f"{spec}{'&' if '?' in spec else '?'}size={size}"
 
 
 def spec_path(spec: str) -> Path | None:

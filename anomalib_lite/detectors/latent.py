@@ -496,9 +496,10 @@ class LatentDistance(Detector):
             return  # a texture: the patch score (evidence_scale_ stays None)
         stats = self._stats.merged("measuring the images' statistics")
         if stats.n >= 2:
-            self.bank_.set("stats_mean", stats.mean.double().cpu())
-            self.bank_.set("stats_precision", standardised_precision(stats.mean.double().cpu(),
-                                                                     stats.covariance().double().cpu(), self.shrinkage))
+            mean = stats.mean.double().cpu()
+            self.bank_.set("stats_mean", mean)
+            self.bank_.set("stats_precision", standardised_precision(mean, stats.covariance().double().cpu(),
+                                                                     self.shrinkage))
         x = torch.cat(held) if held else None
         values = torch.empty((0, 3 if stats.n >= 2 else 2), dtype=torch.float64)
         if x is not None:
