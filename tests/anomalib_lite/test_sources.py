@@ -43,10 +43,17 @@ def test_a_failed_download_offline_says_where_to_put_the_files(tmp_path, monkeyp
 
     import torchvision
 
+    import socket
+
     def offline(self):  # what torchvision's download raises without a network; nothing is fetched
         raise urllib.error.URLError("network is unreachable")
 
+    def no_network(*args, **kwargs):  # and should any other path try to connect, it fails here
+        raise AssertionError("a test tried to reach the network")
+
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
     with pytest.raises(AnomalyError, match="download to .* failed .*ANOMALY_DATA_DIR=DIR or pass --data-dir DIR"):
         load_data("mnist:test", data_dir=tmp_path, download=True)
 
