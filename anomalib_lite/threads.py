@@ -11,10 +11,22 @@ torch's own setting. ``threads=N`` on a detector (``--threads N`` on the CLI) ov
 
 :func:`torch_threads` applies the choice around a block of work and restores the caller's count
 afterwards, so nothing leaks into the rest of a program.
+
+Larger work (image backbones, pretraining) gains from every core on an idle machine but suffers
+the same stall beside other busy processes: the offline image route's ``anomaly fit`` on the
+sample brick set took 33 s idle with 2 threads, and beside one CPU-burning process 92 s with 2
+threads against 49 s with 1 (``benchmarks/thread_policy.py --route images``). So the commands
+(:mod:`anomalib_lite.app.workflows`) run their torch work with :func:`threads_for_load`: torch's
+count, less the threads of other processes that are runnable when the command starts (read from
+``/proc`` on Linux; elsewhere torch's count). ``OMP_NUM_THREADS`` set by the user or a launcher
+(torchrun sets it) is left as it is.
 """
 from __future__ import annotations
 
+import os
+import statistics
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,7 +34,7 @@ import torch
 
 from .errors import AnomalyError
 
-__all__ = ["SMALL_MODEL", "choose_threads", "torch_threads"]
+__all__ = ["SMALL_MODEL", "choose_threads", "other_runnable", "threads_for_load", "torch_threads"]
 
 #: networks with fewer parameters than this run with one intra-op thread on the CPU by default
 SMALL_MODEL = 1_000_000
@@ -39,6 +51,55 @@ def choose_threads(threads: int | None, n_params: int, device: torch.device | st
     if n_params < SMALL_MODEL:
         return 1, "a small network on the CPU; threads=N to change"
     return torch.get_num_threads(), f"a large network (about {n_params:,} parameters): torch's default"
+
+
+def _runnable(stat: str) -> int:
+    """``procs_running`` of a ``/proc/stat`` text: the runnable threads of the whole machine."""
+    return next(int(line.split()[1]) for line in stat.splitlines() if line.startswith("procs_running"))
+
+
+def _own_runnable() -> int:
+    """This process's runnable threads (``/proc/self/task/*/stat``: the state after the name)."""
+    n = 0
+    for task in os.scandir("/proc/self/task"):
+        try:
+            with open(os.path.join(task.path, "stat")) as fh:
+                text = fh.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        n += text[text.rindex(")") + 2 : text.rindex(")") + 3] == "R"
+    return n
+
+
+def other_runnable(samples: int = 5, gap: float = 0.02) -> int | None:
+    """How many threads of other processes are runnable, the median of ``samples`` reads ``gap``
+    seconds apart (a brief burst does not count); None where ``/proc`` cannot be read."""
+    counts = []
+    try:
+        for i in range(samples):
+            if i:
+                time.sleep(gap)
+            with open("/proc/stat") as fh:
+                counts.append(max(0, _runnable(fh.read()) - _own_runnable()))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return int(statistics.median_low(counts))
+
+
+def threads_for_load() -> tuple[int, str]:
+    """Torch's thread count less the other processes' runnable threads (at least 1), and why."""
+    n = torch.get_num_threads()
+    if os.environ.get("OMP_NUM_THREADS"):
+        return n, "OMP_NUM_THREADS is set"
+    others = other_runnable()
+    if not others:
+        return n, "torch's default" if others == 0 else "torch's default (no /proc to read the load from)"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    free = max(1, min(n, cores - others))
+    if free == n:
+        return n, f"torch's default ({others} other runnable thread{'s' if others != 1 else ''}, {cores} cores)"
+    return free, (f"{others} other runnable thread{'s' if others != 1 else ''} on {cores} cores: "
+                  "a parallel step would wait for a descheduled thread")
 
 
 @contextmanager

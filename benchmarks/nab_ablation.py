@@ -101,6 +101,8 @@ def raw_scores(route: str, seed: int, cache: Path | None) -> dict:
     """name -> (fitted detector, its raw scores of the whole series, the series); cached as a bundle
     and the scores when ``cache`` is given."""
     out = {}
+    if cache is not None:  # every script that passes a cache (nab_tried.py too) may name a new folder
+        cache.mkdir(parents=True, exist_ok=True)
     for name in nab_files():
         source = al.load_data(f"nab:{name}")
         stem = None if cache is None else cache / f"{route}-{seed}-{name.replace('/', '--')}"
@@ -166,8 +168,6 @@ def main() -> None:
     torch.set_num_threads(1)
     load_before, t = os.getloadavg(), time.perf_counter()
     cache = Path(args.cache) if args.cache else None
-    if cache:
-        cache.mkdir(parents=True, exist_ok=True)
     table, kept = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         corpora = Corpora(Path(tmp))

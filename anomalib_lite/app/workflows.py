@@ -17,6 +17,7 @@ data (:func:`anomalib_lite.io.check_outputs`).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -53,6 +54,33 @@ from ..scoring.thresholds import SurpriseScore, drift
 
 __all__ = ["augment_preview", "backbones_table", "demo", "describe_header", "evaluate_and_write", "export",
            "fit_and_save", "load_bundle", "load_source", "pretrain_and_save", "score_and_write", "stream"]
+
+
+_in_command = False  # a command's work already runs under the load rule (demo calls fit_and_save)
+
+
+def _threads_for_load(fn):
+    """Run a command's torch work with :func:`anomalib_lite.threads.threads_for_load`: torch's
+    thread count less the other processes' runnable threads, read once as the command starts
+    (beside a busy process, a second thread stalls every parallel step); the caller's count is
+    restored afterwards."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        global _in_command
+        if _in_command:
+            return fn(*args, **kwargs)
+        from .. import threads
+
+        n, _ = threads.threads_for_load()
+        _in_command = True
+        try:
+            with threads.torch_threads(n):
+                return fn(*args, **kwargs)
+        finally:
+            _in_command = False
+
+    return run
 
 
 def load_source(spec: str, det: Detector | None = None, *, data_dir=None, download: bool = False, columns=None,
@@ -160,6 +188,7 @@ def cross_fits(det: Detector, n_held: int, fpr: float) -> bool:
     return det.input_kind != "series" and (n_held + 1) * fpr < 1 - 1e-9
 
 
+@_threads_for_load
 def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None = 0.1, fpr: float = 0.01,
                  seed: int = 0, sign=None, device: str = "auto", verbose: bool = False, **load_options) -> str:
     """Fit ``det`` on the data ``spec`` less a ``holdout`` share (series: the end), calibrate the
@@ -259,6 +288,7 @@ def _set_context(det: Detector, source, images: int, bundle) -> None:
         det.set_context(source, images=images, seed=getattr(det, "seed", 0))
 
 
+@_threads_for_load
 def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=None, top=None, report=None,
                     nab_results=None, learn: bool = False, verify=None, context: int = 0, **load_options) -> str:
     """Score the data ``spec`` and write what was asked: a scores CSV (``out``; ``-`` prints it),
@@ -372,6 +402,7 @@ def check_labels(det: Detector, source) -> None:
         raise AnomalyError(f"{source.spec}: every label says {kind}; {NO_LABELS}")
 
 
+@_threads_for_load
 def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, maps=None, top=None, report=None,
                        verify=None, context: int = 0, **load_options) -> tuple[dict, str]:
     """Figures of ``det`` on labelled data, written as asked; returns (figures, text to print).
@@ -395,6 +426,7 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
     return ev.figures, format_figures(ev.figures) + (f"\nwrote {', '.join(written)}" if written else "")
 
 
+@_threads_for_load
 def stream(det: Detector, spec: str, *, learn: bool = False, columns=None, time_column=None, label_column=None,
            nan: str = "reject", outputs=(), counts: dict | None = None, context: int = 0) -> tuple[int, int]:
     """``anomaly score --stream``: CSV lines from stdin (``-``) or a file, scored as they arrive;
@@ -444,6 +476,7 @@ def export(bundle, out, *, verify=None) -> str:
             f"input images {shape} float32 in [0, 1]; outputs {', '.join(meta['outputs'])}; threshold {threshold}")
 
 
+@_threads_for_load
 def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, **options) -> str:
     """``anomaly pretrain``: :func:`anomalib_lite.training.pretrain.pretrain` on a data spec's images,
     weights written to ``out`` (never over the data). Returns the summary line."""
@@ -492,6 +525,7 @@ def backbones_table() -> str:
     return "\n".join(f"{a:<{w1}}  {b:<{w2}}  {c}" for a, b, c in rows)
 
 
+@_threads_for_load
 def demo(digit: int = 7, *, data_dir=None, download: bool = True, device: str = "auto", seed: int = 0,
          batch_size: int | None = None, verbose: bool = False) -> str:
     """MNIST outliers: fit on one digit's training images, score all 10,000 test digits."""
