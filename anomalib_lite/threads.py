@@ -14,8 +14,8 @@ afterwards, so nothing leaks into the rest of a program.
 
 Larger work (image backbones, pretraining) gains from every core on an idle machine but suffers
 the same stall beside other busy processes: the offline image route's ``anomaly fit`` on the
-sample brick set took 33 s idle with 2 threads, and beside one CPU-burning process 92 s with 2
-threads against 49 s with 1 (``benchmarks/thread_policy.py --route images``). So the commands
+sample brick set took 33 s idle, and beside one CPU-burning process 103.8 s with torch's 2
+threads against 45.3 s with this rule's 1 (``benchmarks/thread_policy.py --route images``). So the commands
 (:mod:`anomalib_lite.app.workflows`) run their torch work with :func:`threads_for_load`: torch's
 count, less the threads of other processes that are runnable when the command starts (read from
 ``/proc`` on Linux; elsewhere torch's count). ``OMP_NUM_THREADS`` set by the user or a launcher
