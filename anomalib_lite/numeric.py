@@ -68,7 +68,9 @@ def standardised_precision(mean: torch.Tensor, cov: torch.Tensor, shrinkage: flo
     eye = torch.eye(len(sd), dtype=cov.dtype, device=cov.device)
     corr = corr * (1 - eye) + eye  # a floored deviation: its variance is the floor's
     inv = torch.linalg.inv((1 - shrinkage) * corr + shrinkage * eye)
-    return inv / (sd[:, None] * sd[None, :])
+    # row-major, as a bundle stores it: LAPACK's column-major result would take another BLAS path
+    # in the distance than the reloaded copy, and on some CPUs give other last bits
+    return (inv / (sd[:, None] * sd[None, :])).contiguous()
 
 
 def log_scale(values: torch.Tensor) -> list[float]:

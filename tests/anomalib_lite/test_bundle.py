@@ -41,6 +41,17 @@ def test_round_trip_scores_identically(tmp_path, images, params):
     assert np.allclose(back.decision_function(normal), det.decision_function(normal))
 
 
+def test_stored_statistics_precision_has_the_layout_a_reload_gives(images):
+    """The image statistics' precision is used as stored: a column-major copy (LAPACK's output)
+    would multiply by another BLAS path than the row-major one a bundle reloads, and on some CPUs
+    (seen on an AMD EPYC) score the calibration images one ulp apart after a reload."""
+    normal, _ = images
+    det = LatentDistance(device="cpu", patch_size=3).fit(normal[:60])
+    precision = det.bank_.get("stats_precision")
+    assert precision is not None and precision.is_contiguous()
+
+
+
 def test_header_records_what_a_user_needs(tmp_path, images, mnist_dir):
     src = al.load_data("mnist:train?classes=4&limit=200")
     det = LatentDistance(backbone="resnet18", weights="random", image_size=32, device="cpu")
