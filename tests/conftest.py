@@ -124,3 +124,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """The caller runs with 2 intra-op threads and no ``OMP_NUM_THREADS`` (both restored after
+    the test): what the thread rules start from on a 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    yield
+    torch.set_num_threads(before)

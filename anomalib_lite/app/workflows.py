@@ -56,9 +56,6 @@ __all__ = ["augment_preview", "backbones_table", "demo", "describe_header", "eva
            "fit_and_save", "load_bundle", "load_source", "pretrain_and_save", "score_and_write", "stream"]
 
 
-_in_command = False  # a command's work already runs under the load rule (demo calls fit_and_save)
-
-
 def _threads_for_load(fn):
     """Run a command's torch work with :func:`anomalib_lite.threads.threads_for_load`: torch's
     thread count less the other processes' runnable threads, read once as the command starts
@@ -67,18 +64,10 @@ def _threads_for_load(fn):
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
-        global _in_command
-        if _in_command:
-            return fn(*args, **kwargs)
         from .. import threads
 
-        n, _ = threads.threads_for_load()
-        _in_command = True
-        try:
-            with threads.torch_threads(n):
-                return fn(*args, **kwargs)
-        finally:
-            _in_command = False
+        with threads.torch_threads(threads.threads_for_load()[0]):
+            return fn(*args, **kwargs)
 
     return run
 

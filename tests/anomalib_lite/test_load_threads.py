@@ -15,15 +15,6 @@ from anomalib_lite.app import workflows
 LINUX = Path("/proc/stat").is_file() and Path("/proc/self/task").is_dir()
 
 
-@pytest.fixture
-def two_threads(monkeypatch):
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_runnable_count_is_read_from_proc_stat():
     text = "cpu  1 2 3\nctxt 99\nprocs_running 3\nprocs_blocked 0\n"
     assert threads._runnable(text) == 3

@@ -10,15 +10,6 @@ from anomalib_lite import Continuation, SupervisedRNN
 from anomalib_lite.threads import SMALL_MODEL, choose_threads, torch_threads
 
 
-@pytest.fixture
-def two_threads():
-    """The caller runs with 2 intra-op threads (restored after the test)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def _data(kind):
     x = np.sin(np.arange(600) / 3.0) + 0.05 * np.random.default_rng(0).normal(size=600)
     if kind == "rnn":
