@@ -58,7 +58,8 @@ class TriedLikelihood(Likelihood):
     predictive with n / span effective values: the statistics of neighbouring steps share most of
     their inputs), ``recent`` (the smaller of the surprises against the history and against its
     last ``recent`` values), ``power`` (the statistic raised to it first: 1/3 is Wilson-Hilferty's
-    normalising transform of a gamma variate)."""
+    normalising transform of a gamma variate), ``model="gpd"`` (a generalised Pareto tail over the
+    largest values: ``_gpd``; "gpd+" with a shape >= 0, "gpd-min" the smaller of it and the Gaussian's)."""
 
     def __init__(self, history, min_count, min_std, warm=0, prior=(), model="", span=0.0, recent=0, power=0.0):
         prior = np.asarray(prior, dtype=np.float64).reshape(-1)
@@ -67,7 +68,7 @@ class TriedLikelihood(Likelihood):
         super().__init__(history, min_count, min_std, warm=warm, prior=prior)
         self.model, self.span, self.power = model, float(span), float(power)
         self.recent = MovingWindow(recent, ordered=False) if recent else None
-        if model == "tail":  # a sorted copy of the history
+        if model in ("tail", "gpd", "gpd+", "gpd-min"):  # a sorted copy of the history
             old, self.window = self.window, MovingWindow(history)
             for v in old.values:
                 self.window.push(v)
@@ -93,10 +94,45 @@ class TriedLikelihood(Likelihood):
             if x > s[n - m]:
                 return (math.log(n + 1.0) - math.log(m) + (x - s[n - m]) / beta) / math.log(10.0)
             return math.log10((n + 1.0) / (1.0 + n - bisect.bisect_left(s, x)))
+        if self.model.startswith("gpd"):
+            level = self._gpd(x)
+            return min(level, self._gauss(self.window, x)) if self.model == "gpd-min" else level
         level = self._gauss(self.window, x)
         if self.recent is not None and len(self.recent) >= self.min_count:
             level = min(level, self._gauss(self.recent, x))
         return level
+
+    def _gpd(self, x: float) -> float:
+        """Peaks over threshold (Pickands-Balkema-de Haan; SPOT, Siffer et al. 2017): the
+        excesses of the k = max(10, sqrt n) largest values over the next one follow a generalised
+        Pareto law, fitted by probability-weighted moments (Hosking & Wallis 1987); above that
+        threshold p = k / (n + 1) times the law's tail, below it the empirical rank. Shape clamped
+        to [-0.5, 0.5] ("gpd+": [0, 0.5], at least an exponential tail), scale at least min_std."""
+        s = self.window.ordered
+        n = len(s)
+        k = min(n // 3, max(10, math.ceil(math.sqrt(n))))
+        u = s[n - k - 1]
+        if x <= u:
+            return math.log10((n + 1.0) / (1.0 + n - bisect.bisect_left(s, x)))
+        y = np.asarray(s[n - k :]) - u  # ascending
+        a0 = float(y.mean())
+        a1 = float((y * (1.0 - (np.arange(1, k + 1) - 0.35) / k)).mean())
+        d = a0 - 2.0 * a1
+        if d <= 1e-12 or a0 <= 0:
+            xi, sigma = 0.0, max(a0, self.min_std)
+        else:
+            xi, sigma = 2.0 - a0 / d, 2.0 * a0 * a1 / d  # Hosking's k is -xi
+        xi = min(max(xi, 0.0 if self.model == "gpd+" else -0.5), 0.5)
+        sigma = max(sigma, self.min_std, 1e-9 * max(1.0, abs(u)))
+        z = (x - u) / sigma
+        if abs(xi) < 1e-6:
+            log_tail = -z
+        else:
+            base = 1.0 + xi * z
+            if base <= 0:  # beyond the fitted endpoint of a bounded tail
+                return 300.0
+            log_tail = -math.log(base) / xi
+        return (math.log(n + 1.0) - math.log(k) - log_tail) / math.log(10.0)
 
     def update(self, x: float) -> float:
         if self.power and not math.isnan(x):
@@ -352,6 +388,13 @@ VARIANTS = {
     "empirical tail (tail_p_values) for every kind": (
         dict(forecast=dict(model="tail"), evidence=dict(model="tail")), {}, 0),
     "empirical tail for the forecast only": (dict(forecast=dict(model="tail")), {}, 0),
+    "generalised Pareto tail (peaks over threshold) for every kind": (
+        dict(forecast=dict(model="gpd"), evidence=dict(model="gpd")), {}, 0),
+    "generalised Pareto tail, shape >= 0, for every kind": (
+        dict(forecast=dict(model="gpd+"), evidence=dict(model="gpd+")), {}, 0),
+    "the smaller of the Gaussian and generalised Pareto surprises for every kind": (
+        dict(forecast=dict(model="gpd-min"), evidence=dict(model="gpd-min")), {}, 0),
+    "generalised Pareto tail for the forecast only": (dict(forecast=dict(model="gpd")), {}, 0),
     "Student-t with n / window effective values": (dict(forecast=dict(span=1.0), evidence=dict(span=1.0)), {}, 0),
     "cube root of forecast, cycle and neighbours first": (
         dict(forecast=dict(power=1 / 3), evidence=dict(power=1 / 3, kinds=("cycle", "neighbours"))), {}, 0),
