@@ -177,6 +177,16 @@ def cross_fits(det: Detector, n_held: int, fpr: float) -> bool:
     return det.input_kind != "series" and (n_held + 1) * fpr < 1 - 1e-9
 
 
+def cross_folds(n: int, spec: str) -> int:
+    """The folds cross-fitting cuts ``n`` samples into: :data:`CROSS_FOLDS`, fewer for a small set
+    (each fold needs 2 samples, so a handful of images can still be fitted and calibrated)."""
+    folds = min(CROSS_FOLDS, n // 2)
+    if folds < 2:
+        raise AnomalyError(f"{spec}: cannot fit a detector and calibrate its threshold on {plural(n, 'sample')}; "
+                           "give at least 4 normal samples")
+    return folds
+
+
 @_threads_for_load
 def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None = 0.1, fpr: float = 0.01,
                  seed: int = 0, sign=None, device: str = "auto", verbose: bool = False, **load_options) -> str:
@@ -201,13 +211,14 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
         det.fit(source)
         train, held = source, None
     else:
-        train, held = source.split(holdout, seed=seed)
-        cross = cross_fits(det, len(held), fpr)
+        cross = cross_fits(det, round(len(source) * holdout), fpr)  # (the share split() holds out)
         if cross:  # the held-out share cannot certify fpr: every sample calibrates, out of fold
+            folds = cross_folds(len(source), spec)
             train = held = source
             det.fit(source)
-            det.cross_calibrate(source, fpr=fpr, folds=CROSS_FOLDS, seed=seed)
+            det.cross_calibrate(source, fpr=fpr, folds=folds, seed=seed)
         else:
+            train, held = source.split(holdout, seed=seed)
             det.fit(train)
             det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
     if route is not None:
@@ -220,7 +231,7 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
     text = (f"chose the route for {route} ({ROUTES[route]}); " if route else "")
     text += f"fitted {type(det).__name__} on {plural(len(train), unit)} of {spec}" + (f" ({learned})" if learned else "")
     if cross:
-        text += (f"; calibrated by {CROSS_FOLDS}-fold cross-fitting on all {len(held)} samples (each scored by a "
+        text += (f"; calibrated by {folds}-fold cross-fitting on all {len(held)} samples (each scored by a "
                  f"model fitted without it): threshold {det.threshold_:.4g} at fpr {fpr:g}")
     elif held is not None:
         text += (f"; calibrated on {plural(len(held), 'held-out ' + unit)}: threshold {det.threshold_:.4g} "

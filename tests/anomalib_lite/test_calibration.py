@@ -60,6 +60,21 @@ def test_fit_cross_fits_when_the_hold_out_cannot_certify_the_rate(tmp_path):
         workflows.fit_and_save(al.LatentDistance(device="cpu"), str(tmp_path / "x.npy"), out, fpr=0.001)
 
 
+def test_fit_calibrates_a_handful_of_samples_with_fewer_folds(tmp_path):
+    # 6 samples: the 10 % hold-out would be 1 sample (and split() could not make even that of 5);
+    # cross-fitting cuts 3 folds of 2, each scored by a model fitted on the other 4
+    np.save(tmp_path / "six.npy", _normals(6))
+    out = tmp_path / "m.anomaly"
+    with pytest.warns(UserWarning, match=r"smallest is 1/7"):
+        line = workflows.fit_and_save(al.LatentDistance(k=1, device="cpu"), str(tmp_path / "six.npy"), out, fpr=0.05)
+    assert "3-fold cross-fitting on all 6 samples" in line
+    assert al.load(out).calibration_scores_.shape == (6,)
+    np.save(tmp_path / "three.npy", _normals(3))
+    with pytest.raises(al.AnomalyError, match=r"three\.npy: cannot fit .* on 3 samples; give at least 4"):
+        workflows.fit_and_save(al.LatentDistance(k=1, device="cpu"), str(tmp_path / "three.npy"), tmp_path / "t.anomaly")
+    assert not (tmp_path / "t.anomaly").exists()
+
+
 def test_drift_is_rare_on_exchangeable_batches_and_seen_on_a_shifted_one():
     from anomalib_lite.scoring.thresholds import drift, p_values
 
