@@ -7,8 +7,12 @@ evaluate on ``CAT/test`` with its ground-truth masks. Figures: image ROC-AUC, pi
 (to FPR 0.3), per-defect image ROC-AUC, fit + score seconds, bundle MB. Appends a section to
 BENCHMARKS.md unless ``--no-record``.
 
+Routes: raw-pooled, raw-patch, r18-random, r18-pretrained[:TASK][/cropN] (pretrained on the
+training crops by TASK, default synthetic, on whole images or on random N-pixel crops of them).
+
 Run:  python benchmarks/textures.py                          (every route, both categories)
       python benchmarks/textures.py --routes r18-random --categories brick
+      python benchmarks/textures.py --size 192 --routes r18-pretrained:segment,r18-pretrained:segment/crop96
 """
 from __future__ import annotations
 
@@ -43,9 +47,10 @@ def route(name: str, train, args) -> al.LatentDistance:
     if name == "r18-random":
         return al.LatentDistance(backbone="resnet18", weights="random", layers=args.layers, **size, **common).fit(train)
     if name.startswith("r18-pretrained"):
+        name, _, crop = name.partition("/crop")  # "/cropN": pretrain on N-pixel crops; otherwise whole images
         task = name.split(":")[1] if ":" in name else "synthetic"
         res = pretrain("resnet18", train, task=task, layers=args.layers, epochs=100, max_time=args.pretrain_time,
-                       batch_size=32, device="cpu", seed=args.seed)
+                       batch_size=32, device="cpu", seed=args.seed, crop=int(crop) if crop else None)
         return al.LatentDistance(backbone=res.extractor, **common).fit(train)
     raise SystemExit(f"unknown route {name}")
 
@@ -82,6 +87,7 @@ def main() -> None:
     ap = record.parser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None, help="an existing set (default: make one)")
     ap.add_argument("--categories", default="brick,grass")
+    ap.add_argument("--size", type=int, default=128, help="crop size of the set made (make_textures.py --size; at most about 200: its photographs are 512 px)")
     ap.add_argument("--image-size", type=int, default=None, help="resize before the backbone (default: as read)")
     ap.add_argument("--routes", default="raw-pooled,raw-patch,r18-random,r18-pretrained")
     ap.add_argument("--layers", default="layer1,layer2")
@@ -99,8 +105,8 @@ def main() -> None:
     if data is None:
         tmp = tempfile.TemporaryDirectory()
         data = Path(tmp.name)
-        subprocess.run([sys.executable, str(TOOL), str(data), "--categories", args.categories], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, str(TOOL), str(data), "--categories", args.categories, "--size", str(args.size)],
+                       check=True, stdout=subprocess.DEVNULL)
     load = os.getloadavg()
     rows = [run(data, c, r, args) for r in args.routes.split(",") for c in args.categories.split(",")]
     lines = ["| route | category | image ROC-AUC | pixel ROC-AUC | PRO | per defect (image ROC-AUC) | achieved FPR "
@@ -116,8 +122,9 @@ def main() -> None:
                      f"**{np.mean([r['pro'] for r in rs]):.1f}** | | {np.mean([r['fpr'] for r in rs]):.1f} % | "
                      f"{np.mean([r['fit'] for r in rs]):.1f} | "
                      f"{np.mean([r['total'] for r in rs]):.1f} | {np.mean([r['mb'] for r in rs]):.1f} | |")
+    size_text = f"{args.size} px" if args.data is None else "at --data's size"
     body = (f"Texture set from `make_textures.py` (categories {args.categories}; 180 training crops fit, 20 "
-            f"calibrate; 60 normal + 60 defective test crops, 128 px, grey). LatentDistance, "
+            f"calibrate; 60 normal + 60 defective test crops, {size_text}, grey). LatentDistance, "
             f"layers {','.join(args.layers)}, coreset_ratio {args.ratio}, pretraining budget {args.pretrain_time:g} s. "
             f"Load average at start: {load[0]:.1f}.\n\n" + "\n".join(lines))
     record.publish("Real-size images: textures (MVTec-style)", body, args.no_record)
