@@ -49,7 +49,7 @@ from ..bundles.header import describe_header
 from ..io import atomic_output, check_outputs, check_writable
 from .options import ROUTES
 from ..data.sources import load as load_data
-from ..data.sources import spec_files, spec_path, with_size
+from ..data.sources import large_image_hint, spec_files, spec_path, with_size
 from ..scoring.thresholds import SurpriseScore, drift
 
 __all__ = ["augment_preview", "backbones_table", "demo", "describe_header", "evaluate_and_write", "export",
@@ -204,6 +204,9 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
         det, route = choose_detector(source, device=device, seed=seed, verbose=verbose)
     else:
         source = load_source(spec, det, **load_options)
+    hint = large_image_hint(spec, source)
+    if hint:
+        warnings.warn(hint)
     if det.get_params().get("max_time") is not None:  # the budget covers reading the data too
         det.set_params(max_time=max(1.0, det.max_time - (time.perf_counter() - t)))
     cross = False

@@ -34,8 +34,8 @@ from .datasource import ArraySource, DataSource, TileView, data_root  # noqa: F4
 from ..errors import AnomalyError, shown
 from .tiling import Tiling
 
-__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "load", "spec_files", "spec_path",
-           "with_size"]
+__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "large_image_hint", "load",
+           "spec_files", "spec_path", "with_size"]
 
 NORMAL_NAMES = ("good", "normal")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
@@ -503,6 +503,26 @@ def with_size(spec: str, fitted_spec: str | None) -> str:
             or Path(base).suffix.lower() in (".npy", ".npz", ".csv"):
         return spec
     return f"{spec}{'&' if '?' in spec else '?'}size={size}"
+
+
+#: image files above this many pixels, read at full size, get a hint before a fit (MVTec AD's
+#: 700 to 1024 px photographs do; the inspection set's 128 px crops and MNIST do not)
+LARGE_IMAGE = 512 * 512
+
+
+def large_image_hint(spec: str, source: DataSource) -> str | None:
+    """What to say before fitting on image files read at their full size when that size is large
+    (no ``?size=`` nor ``?tile=`` given): every patch feature costs time and memory, and most
+    defects stay visible at a quarter of the resolution. None when there is nothing to say."""
+    size = getattr(source, "size", None)
+    options = _parse(str(spec))[1]
+    if not isinstance(source, ImageFolderSource) or size is None or "size" in options or "tile" in options \
+            or size[0] * size[1] <= LARGE_IMAGE:
+        return None
+    h, w = size
+    return (f"{spec}: images of {w}x{h} px are fitted at full size, {h * w / 256 ** 2:.0f} times the pixels of "
+            "256x256 (fit time and memory grow with them); add ?size=256 to fit faster, or ?tile=256 to keep "
+            "every pixel")
 
 
 def spec_path(spec: str) -> Path | None:

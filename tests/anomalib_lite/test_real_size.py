@@ -248,3 +248,29 @@ def test_trained_detectors_learn_from_tiles():
     assert det.input_shape_ == (1, 32, 32) and det.n_seen_ == 12 * 4 and det.tiling_ == Tiling(32, 0.0)
     whole = al.sources.ArraySource("whole", x[:3])  # scored with the tiling it was fitted with
     assert det.decision_function(whole).shape == (3,) and det.score_map(whole).shape == (3, 64, 64)
+
+
+def test_a_fit_on_large_image_files_at_full_size_says_how_to_fit_faster(tmp_path):
+    from anomalib_lite.app import workflows
+    from anomalib_lite.data.sources import large_image_hint
+
+    big, small = tmp_path / "big", tmp_path / "small"
+    for folder, (w, h) in ((big, (600, 500)), (small, (128, 128))):
+        folder.mkdir()
+        for i in range(4):
+            Image.fromarray(np.full((h, w), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    hint = large_image_hint(str(big), al.load_data(str(big)))
+    assert "images of 600x500 px are fitted at full size, 5 times the pixels of 256x256" in hint
+    assert "?size=256" in hint and "?tile=256" in hint
+    # a size or tiles chosen, small images: nothing to say
+    for spec in (f"{big}?size=300", f"{big}?tile=256", str(small)):
+        assert large_image_hint(spec, al.load_data(spec)) is None
+
+    class Stop(Exception):
+        pass
+
+    det = LatentDistance(device="cpu")
+    det.fit = lambda *a, **k: (_ for _ in ()).throw(Stop())  # the warning must come before any fitting
+    with pytest.warns(UserWarning, match=r"600x500 px are fitted at full size"), pytest.raises(Stop):
+        workflows.fit_and_save(det, str(big), tmp_path / "m.anomaly", fpr=0.3)
+    assert not (tmp_path / "m.anomaly").exists()

@@ -151,3 +151,38 @@ def test_bad_parameters(make, message, data):
 def test_trained_detectors_reject_vectors():
     with pytest.raises(AnomalyError, match="takes images"):
         Reconstruction().fit(np.zeros((10, 5), np.float32))
+
+
+def test_pretraining_cuts_large_images_to_keyed_crops_and_keeps_small_ones_whole():
+    from anomalib_lite.training.pretrain import crop_batch
+
+    x = torch.arange(2 * 1 * 40 * 30, dtype=torch.float32).reshape(2, 1, 40, 30)
+    index = torch.tensor([5, 9])
+    a = crop_batch(x, index, epoch=0, seed=0, size=16)
+    assert a.shape == (2, 1, 16, 16)
+    for i in range(2):  # each crop is a window of its own image
+        found = [(t, l) for t in range(25) for l in range(15) if torch.equal(x[i, :, t : t + 16, l : l + 16], a[i])]
+        assert len(found) == 1
+    assert torch.equal(crop_batch(x, index, epoch=0, seed=0, size=16), a)  # keyed: the same draw again
+    same, doubled, masks = crop_batch(x, index, 0, 0, 16, 2 * x, x[:, 0] > 600)  # others: the same windows
+    assert torch.equal(same, a) and torch.equal(doubled, 2 * a) and torch.equal(masks, a[:, 0] > 600)
+    assert not torch.equal(crop_batch(x, index, epoch=1, seed=0, size=16), a)  # another epoch, other windows
+    # a side shorter than the crop stays whole; images that fit, or no crop, are returned as they are
+    assert crop_batch(x, index, 0, 0, size=35).shape == (2, 1, 35, 30)
+    assert crop_batch(x, index, 0, 0, size=40) is x and crop_batch(x, index, 0, 0, size=None) is x
+
+
+def test_pretraining_sees_crops_of_large_images(monkeypatch):
+    from anomalib_lite.components import nets
+
+    seen = []
+    forward = nets.PatchSegmenter.forward
+    monkeypatch.setattr(nets.PatchSegmenter, "forward", lambda self, x: seen.append(tuple(x.shape[-2:])) or forward(self, x))
+    images = np.random.default_rng(0).random((4, 1, 48, 40)).astype("float32")
+    pretrain("resnet18", images, task="segment", epochs=1, batch_size=4, num_workers=0, device="cpu", crop=32)
+    assert seen and set(seen) == {(32, 32)}
+    seen.clear()
+    pretrain("resnet18", images, task="segment", epochs=1, batch_size=4, num_workers=0, device="cpu", crop=None)
+    assert set(seen) == {(48, 40)}
+    with pytest.raises(AnomalyError, match="crop=4 must be at least 8"):
+        pretrain("resnet18", images, task="segment", epochs=1, device="cpu", crop=4)
