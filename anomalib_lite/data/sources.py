@@ -512,8 +512,8 @@ LARGE_IMAGE = 512 * 512
 
 def large_image_hint(spec: str, source: DataSource) -> str | None:
     """What to say before fitting on image files read at their full size when that size is large
-    (no ``?size=`` nor ``?tile=`` given): every patch feature costs time and memory, and most
-    defects stay visible at a quarter of the resolution. None when there is nothing to say."""
+    (no ``?size=`` nor ``?tile=`` given): every patch feature costs time and memory. None when
+    there is nothing to say."""
     size = getattr(source, "size", None)
     options = _parse(str(spec))[1]
     if not isinstance(source, ImageFolderSource) or size is None or "size" in options or "tile" in options \
@@ -521,7 +521,7 @@ def large_image_hint(spec: str, source: DataSource) -> str | None:
         return None
     h, w = size
     return (f"{spec}: images of {w}x{h} px are fitted at full size, {h * w / 256 ** 2:.0f} times the pixels of "
-            "256x256 (fit time and memory grow with them); add ?size=256 to fit faster, or ?tile=256 to keep "
+            "256x256 (fit time and memory grow with them); add ?size=256 to fit faster, or ?tile=512 to keep "
             "every pixel")
 
 

@@ -194,7 +194,7 @@ def pretrain(
     verbose : bool, default False
     crop : int or None, default 256
         Train on random crops of this many pixels a side of larger images (local patterns at a
-        fraction of the time and memory); None: whole images. ``segment`` synthesises its change
+        fraction of the time and memory); None (or a crop larger than the images): whole images. ``segment`` synthesises its change
         on the whole image and cuts both copies and the mask at one window (the change keeps the
         size it has on whole images); the other tasks cut first. Not with ``image_size`` (the
         extractor resizes whole images, so a crop would be seen at another scale).
