@@ -521,8 +521,8 @@ def large_image_hint(spec: str, source: DataSource) -> str | None:
         return None
     h, w = size
     return (f"{spec}: images of {w}x{h} px are fitted at full size, {h * w / 256 ** 2:.0f} times the pixels of "
-            "256x256 (fit time and memory grow with them); add ?size=256 to fit faster, or ?tile=512 to keep "
-            "every pixel")
+            "256x256 (fit time grows with them); add ?size=256 to fit faster where defects stay visible at that "
+            "size (?tile=512 keeps every pixel in bounded memory, at more time)")
 
 
 def spec_path(spec: str) -> Path | None:
