@@ -479,11 +479,15 @@ def main() -> None:
     warnings.formatwarning = lambda message, *args, **kw: f"anomaly: warning: {message}\n"  # one line, no source
     if not _is_main():  # rank 0 speaks for the job; the others only report errors
         warnings.simplefilter("ignore")
+    code = 1
     try:
         cli(prog_name="anomaly")
+    except SystemExit as e:  # click ends every command with one (0 on success)
+        code = e.code
+        raise
     finally:
         if "anomalib_lite.distributed" in sys.modules:
-            sys.modules["anomalib_lite.distributed"].shutdown()
+            sys.modules["anomalib_lite.distributed"].shutdown(synchronise=code in (0, None))
 
 
 if __name__ == "__main__":

@@ -108,11 +108,20 @@ def init_from_env() -> bool:
     return True
 
 
-def shutdown() -> None:
-    """Leave the group made by :func:`init_from_env` (a group the caller made is left alone)."""
+def shutdown(synchronise: bool = False) -> None:
+    """Leave the group made by :func:`init_from_env` (a group the caller made is left alone).
+    ``synchronise`` (a command that succeeded): wait for every rank first, so that no rank tears
+    its connections down while another still uses them (rank 0 writing the bundle while the others
+    have returned: gloo then aborted a rank now and then, "terminate called without an active
+    exception"). A rank that failed does not wait; a barrier that fails is not an error here."""
     global _owned
     dist = _dist()
     if _owned and dist.is_initialized():
+        if synchronise:
+            try:
+                dist.barrier()
+            except (RuntimeError, dist.DistError):
+                pass
         dist.destroy_process_group()
     _owned = False
 
