@@ -242,3 +242,18 @@ def test_shard_reads_every_sample_once():
                 np.testing.assert_array_equal(b.x.numpy(), x[b.index.numpy()])
                 seen += b.index.tolist()
         assert sorted(seen) == list(range(11))
+
+
+def test_leaving_the_group_waits_for_every_rank_only_after_a_success(tmp_path, monkeypatch):
+    import torch.distributed as dist
+
+    from anomalib_lite import distributed
+
+    waited = []
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: waited.append(True))
+    for i, succeeded in enumerate((True, False)):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / f'store{i}'}", rank=0, world_size=1)
+        monkeypatch.setattr(distributed, "_owned", True)  # as init_from_env leaves it
+        distributed.shutdown(synchronise=succeeded)
+        assert not dist.is_initialized()
+    assert waited == [True]  # the failed command did not wait
