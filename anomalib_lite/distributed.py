@@ -120,7 +120,7 @@ def shutdown(synchronise: bool = False) -> None:
         if synchronise:
             try:
                 dist.barrier()
-            except (RuntimeError, dist.DistError):
+            except RuntimeError:  # (torch's DistError is one)
                 pass
         dist.destroy_process_group()
     _owned = False

@@ -514,12 +514,12 @@ def large_image_hint(spec: str, source: DataSource) -> str | None:
     """What to say before fitting on image files read at their full size when that size is large
     (no ``?size=`` nor ``?tile=`` given): every patch feature costs time and memory. None when
     there is nothing to say."""
-    size = getattr(source, "size", None)
-    options = _parse(str(spec))[1]
-    if not isinstance(source, ImageFolderSource) or size is None or "size" in options or "tile" in options \
-            or size[0] * size[1] <= LARGE_IMAGE:
+    if not isinstance(source, ImageFolderSource) or source.size[0] * source.size[1] <= LARGE_IMAGE:
         return None
-    h, w = size
+    options = _parse(str(spec))[1]
+    if "size" in options or "tile" in options:
+        return None
+    h, w = source.size
     return (f"{spec}: images of {w}x{h} px are fitted at full size, {h * w / 256 ** 2:.0f} times the pixels of "
             "256x256 (fit time grows with them); add ?size=256 to fit faster where defects stay visible at that "
             "size (?tile=512 keeps every pixel in bounded memory, at more time)")
