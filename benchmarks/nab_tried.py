@@ -44,7 +44,7 @@ from scipy.stats import chi2
 import anomalib_lite as al
 from anomalib_lite.evaluation import nab
 from anomalib_lite.detectors import series as series_module
-from anomalib_lite.scoring.evidence import Cycle, Likelihood
+from anomalib_lite.scoring.evidence import Cycle, Likelihood, Neighbours
 from anomalib_lite.components.streaming import Ewma, MovingWindow
 from anomalib_lite.scoring.thresholds import SurpriseScore
 
@@ -204,6 +204,32 @@ class Bocpd:
         return out
 
 
+class Coarse:
+    """:class:`Neighbours` at a coarser time scale (ARTime's downsampling; MERLIN's discords of
+    several lengths): the stream pooled into blocks of ``block`` steps (each block's mean, with
+    ``extremes`` also its largest and smallest value, as channels), and the distance of the last
+    ``length`` blocks to their nearest earlier ones within ``memory`` steps. One statistic per
+    block, at its last step; NaN between (no surprise there, nothing learned)."""
+
+    def __init__(self, block: int = 8, length: int = 8, memory: int = 4000, extremes: int = 0):
+        self.block, self.length, self.memory, self.extremes = int(block), int(length), int(memory), int(extremes)
+        self.inner = Neighbours(self.length, max(self.length, self.memory // self.block))
+        self.buf: list = []
+
+    def stats(self, values) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+        out = np.full(len(v), np.nan)
+        for i, row in enumerate(v):
+            self.buf.append(row)
+            if len(self.buf) < self.block:
+                continue
+            b, self.buf = np.array(self.buf), []
+            with np.errstate(invalid="ignore"):
+                feat = np.concatenate([b.mean(0), b.max(0), b.min(0)]) if self.extremes else b.mean(0)
+            out[i] = self.inner.stats(feat[None])[0]
+        return out
+
+
 _STATS: dict = {}  # the evidence statistics of a series, shared by every rule that does not change them
 
 
@@ -246,6 +272,10 @@ class TriedScore(SurpriseScore):
             self.kinds[name] = (ev, like)
         if t.get("forecast", {}).get("span"):
             self.forecast.span = t["forecast"]["span"] * self.smooth_span
+        if t.get("coarse"):  # neighbours at a coarser scale, beside the step-level ones or in their place
+            if t.get("replace_neighbours"):
+                self.kinds.pop("neighbours", None)
+            self.kinds["coarse"] = (Coarse(**t["coarse"]), Likelihood(self.history, self.min_count, self.min_std))
         if t.get("bocpd"):
             if t.get("replace_change") and "change" in self.kinds:  # BOCPD takes the change test's place
                 warm = self.kinds.pop("change")[1].warm
@@ -381,6 +411,14 @@ VARIANTS = {
         dict(bocpd=dict(hazard=250.0, recent=8)), {}, 0),
     "Bayesian online change points in place of the two-window change test": (
         dict(bocpd=dict(hazard=250.0, recent=8), replace_change=True), {}, 0),
+    # neighbours at a coarser time scale (ARTime downsamples to about 8 blocks per 1/13 of the probation)
+    "coarse neighbours: 8 blocks of 4 steps as one more kind": (dict(coarse=dict(block=4)), {}, 0),
+    "coarse neighbours: 8 blocks of 8 steps as one more kind": (dict(coarse=dict(block=8)), {}, 0),
+    "coarse neighbours: 8 blocks of 16 steps as one more kind": (dict(coarse=dict(block=16)), {}, 0),
+    "coarse neighbours: 8 blocks of 8 steps, mean and extremes, as one more kind": (
+        dict(coarse=dict(block=8, extremes=1)), {}, 0),
+    "coarse neighbours: 8 blocks of 8 steps in place of the step-level neighbours": (
+        dict(coarse=dict(block=8), replace_neighbours=True), {}, 0),
     "Bonferroni over the steps the history holds (less log10 of min(t, 8640) / 1000)": (dict(family=1000), {}, 0),
     "Bonferroni over kinds and steps": (dict(combine="bonferroni", family=1000), {}, 0),
     "a kind's surprise less log10(1 + its earlier excursions above 4)": (dict(discount=4.0), {}, 0),
