@@ -49,7 +49,7 @@ from ..bundles.header import describe_header
 from ..io import atomic_output, check_outputs, check_writable
 from .options import ROUTES
 from ..data.sources import load as load_data
-from ..data.sources import large_image_hint, spec_files, spec_path, with_size
+from ..data.sources import fit_hint, spec_files, spec_path, with_size
 from ..scoring.thresholds import SurpriseScore, drift
 
 __all__ = ["augment_preview", "backbones_table", "demo", "describe_header", "evaluate_and_write", "export",
@@ -204,7 +204,7 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
         det, route = choose_detector(source, device=device, seed=seed, verbose=verbose)
     else:
         source = load_source(spec, det, **load_options)
-    hint = large_image_hint(spec, source)
+    hint = fit_hint(spec, source)
     if hint:
         warnings.warn(hint)
     if det.get_params().get("max_time") is not None:  # the budget covers reading the data too
@@ -233,6 +233,10 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
     unit = "step" if det.input_kind == "series" else "sample"
     text = (f"chose the route for {route} ({ROUTES[route]}); " if route else "")
     text += f"fitted {type(det).__name__} on {plural(len(train), unit)} of {spec}" + (f" ({learned})" if learned else "")
+    if det.input_kind == "series" and getattr(source, "columns", None):  # what became an input, and what did not
+        label = getattr(source, "label_column", None)
+        text += f" (input columns: {', '.join(source.columns)}" + (f"; labels: column '{label}', not an input)"
+                                                                    if label else ")")
     if cross:
         text += (f"; calibrated by {folds}-fold cross-fitting on all {len(held)} samples (each scored by a "
                  f"model fitted without it): threshold {det.threshold_:.4g} at fpr {fpr:g}")

@@ -2,8 +2,10 @@
 
 :func:`anomalib_lite.data.sources.load` hands ``*.csv``, ``-`` and ``nab:CATEGORY/FILE.csv`` specs to
 this module. A CSV needs a header line; the time column is ``--time-column`` or the first column
-named timestamp/time/date/datetime; the value columns are ``--column`` (one or more) or all other
-columns; an optional label column holds 0/1 per row. Rows are steps in file order; times must be
+named timestamp/time/date/datetime; the label column (0/1 per row, optional) is ``--label-column``
+or the first column named label/labels/anomaly/is_anomaly/anomalous that is not a value column; the
+value columns are ``--column`` (one or more) or all other columns (so a file's own ground truth
+never becomes an input by accident). Rows are steps in file order; times must be
 numbers or ISO 8601 and must increase line by line: a time that repeats or goes back is an error
 naming its line, unless the spec asks ``?order=sort`` (rows sorted by time) or ``?order=file``
 (the file's order, unchecked: how NAB's own series are read, since NAB scores rows in file order
@@ -35,6 +37,9 @@ __all__ = ["MAX_LINE", "ORDERS", "SeriesReader", "SeriesSource", "bounded_lines"
            "nab_files", "parse_time"]
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime")
+#: a column so named is read as 0/1 labels unless a value column (``--column``) or another
+#: ``--label-column`` is named: a file's ground truth is not an input
+LABEL_NAMES = ("label", "labels", "anomaly", "is_anomaly", "anomalous")
 #: how rows relate to their times: "reject" (times must increase line by line: a time that
 #: repeats or goes back is an error naming its line), "sort" (rows sorted by time, then they must
 #: increase), "file" (the file's order, unchecked: NAB's own series, scored in file order)
@@ -91,6 +96,11 @@ class SeriesReader:
             time_column = next((h for h in self.header if h.lower() in TIME_NAMES), None)
         self.time_column = time_column
         self.time_idx = None if time_column is None else index(time_column)
+        self.label_named = label_column is None  # (then the label column, if any, is found by its name)
+        if label_column is None:
+            label_column = next((h for h in self.header if h.lower() in LABEL_NAMES and h not in (columns or ())
+                                 and h != time_column), None)
+        self.label_column = label_column
         self.label_idx = None if label_column is None else index(label_column)
         taken = {self.time_idx, self.label_idx}
         self.chosen = bool(columns)  # value columns named by the caller (else every other column)
@@ -167,8 +177,10 @@ class SeriesReader:
             except ValueError:
                 label = None
             if label not in (0.0, 1.0):
-                raise AnomalyError(f"{at}: label '{shown(cell, 60)}' in column '{shown(self.header[self.label_idx], 60)}' "
-                                   "is not 0 or 1")
+                name = shown(self.label_column, 60)
+                raise AnomalyError(f"{at}: label '{shown(cell, 60)}' in column '{name}' is not 0 or 1"
+                                   + (f" (a column named '{name}' is read as labels; to read it as values, name it "
+                                      "in --column)" if self.label_named else ""))
             label = int(label)
         if stream and np.isnan(values).any():
             if self.last_values is None:
@@ -189,8 +201,9 @@ class SeriesSource(DataSource):
     targets = class_names = normal_names = None
 
     def __init__(self, spec, values, columns, stamps=None, times=None, time_column=None, labels=None,
-                 windows=None, references=None, header=None, nab_name=None):
+                 windows=None, references=None, header=None, nab_name=None, label_column=None):
         self.spec, self.values, self.columns = spec, np.asarray(values, dtype=np.float64), list(columns)
+        self.label_column = label_column  # the CSV column the labels came from
         self.stamps, self.times, self.time_column = stamps, times, time_column
         self.labels, self.windows, self.references = labels, windows, references
         self.header, self.nab_name = header, nab_name
@@ -234,7 +247,7 @@ class SeriesSource(DataSource):
             self.spec, self.values[sl], self.columns,
             None if self.stamps is None else self.stamps[sl], None if self.times is None else self.times[sl],
             self.time_column, None if self.labels is None else self.labels[sl], windows, refs,
-            self.header, self.nab_name,
+            self.header, self.nab_name, self.label_column,
         )
 
     def subset(self, indices: np.ndarray) -> SeriesSource:
@@ -254,9 +267,39 @@ class SeriesSource(DataSource):
     def anomaly_labels(self, normal_names=None) -> np.ndarray | None:
         return None if self.labels is None else np.asarray(self.labels, dtype=np.int64)
 
+    def gap_hint(self) -> str | None:
+        """What to say about rare gaps in the time steps: steps over 1.5 times the usual (median)
+        one, when they are at most 1 % of the steps (more often, they are the series' own rhythm,
+        as business days' weekends). Rows are read as consecutive steps, so a gap shifts the phase
+        of every rhythm after it (a season's period is then misread). None when there is nothing
+        to say."""
+        if self.times is None or len(self.times) < 3 or self.nab_name:  # (NAB scores its rows as they are)
+            return None
+        d = np.diff(np.asarray(self.times, dtype=np.float64))
+        step = float(np.median(d))
+        big = np.flatnonzero(d > 1.5 * step) if step > 0 else []
+        if not 0 < len(big) <= 0.01 * len(d):
+            return None
+        at = int(big[np.argmax(d[big])])
+        missing = int(np.round(d[big] / step).sum()) - len(big)
+        span = _duration if self.dated else (lambda x: f"{x:g}")
+        gaps, steps = f"{len(big)} gap" + "s" * (len(big) > 1), f"{missing} missing step" + "s" * (missing > 1)
+        return (f"{self.spec}: the time steps have {gaps} ({steps} of {span(step)}; the longest: {span(d[at])} after "
+                f"'{shown(self.stamps[at], 40)}'); rows are read as consecutive steps, "
+                "so a rhythm's phase shifts at each gap: add the missing rows with empty values and use "
+                "--nan interpolate")
+
     def describe(self) -> dict:
         return {"spec": self.spec, "n": len(self), "columns": self.columns,
                 "time_column": self.time_column, "header": self.header, "classes": None}
+
+
+def _duration(seconds: float) -> str:
+    """A time step in the largest unit it fills: '5 min', '1 h', '1.5 day'."""
+    for unit, size in (("day", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 def numbered_lines(fh, max_line: int = MAX_LINE) -> Iterator[tuple[int, str, bool]]:
@@ -322,7 +365,7 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order=
     return SeriesSource(
         spec, x, reader.columns, list(stamps) if timed else None, np.array(times) if timed else None,
         reader.time_column, np.array(labels, dtype=np.int64) if reader.label_idx is not None else None,
-        header=reader.header,
+        header=reader.header, label_column=reader.label_column,
     )
 
 

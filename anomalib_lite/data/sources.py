@@ -34,7 +34,7 @@ from .datasource import ArraySource, DataSource, TileView, data_root  # noqa: F4
 from ..errors import AnomalyError, shown
 from .tiling import Tiling
 
-__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "large_image_hint", "load",
+__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "fit_hint", "load",
            "spec_files", "spec_path", "with_size"]
 
 NORMAL_NAMES = ("good", "normal")
@@ -510,10 +510,15 @@ def with_size(spec: str, fitted_spec: str | None) -> str:
 LARGE_IMAGE = 512 * 512
 
 
-def large_image_hint(spec: str, source: DataSource) -> str | None:
-    """What to say before fitting on image files read at their full size when that size is large
-    (no ``?size=`` nor ``?tile=`` given): every patch feature costs time and memory. None when
-    there is nothing to say."""
+def fit_hint(spec: str, source: DataSource) -> str | None:
+    """The one warning ``fit`` gives before its work, or None:
+
+    * image files read at their full size when that size is large (no ``?size=`` nor ``?tile=``
+      given): every patch feature costs time and memory;
+    * a series whose time steps have rare gaps (:meth:`SeriesSource.gap_hint`): rows are read as
+      consecutive steps, so each gap shifts the phase of the rhythms after it."""
+    if getattr(source, "kind", None) == "series":
+        return source.gap_hint()
     if not isinstance(source, ImageFolderSource) or source.size[0] * source.size[1] <= LARGE_IMAGE:
         return None
     options = _parse(str(spec))[1]

@@ -252,19 +252,19 @@ def test_trained_detectors_learn_from_tiles():
 
 def test_a_fit_on_large_image_files_at_full_size_says_how_to_fit_faster(tmp_path):
     from anomalib_lite.app import workflows
-    from anomalib_lite.data.sources import large_image_hint
+    from anomalib_lite.data.sources import fit_hint
 
     big, small = tmp_path / "big", tmp_path / "small"
     for folder, (w, h) in ((big, (600, 500)), (small, (128, 128))):
         folder.mkdir()
         for i in range(4):
             Image.fromarray(np.full((h, w), 40 * i, np.uint8)).save(folder / f"{i}.png")
-    hint = large_image_hint(str(big), al.load_data(str(big)))
+    hint = fit_hint(str(big), al.load_data(str(big)))
     assert "images of 600x500 px are fitted at full size, 5 times the pixels of 256x256" in hint
     assert "?size=256" in hint and "?tile=512" in hint
     # a size or tiles chosen, small images: nothing to say
     for spec in (f"{big}?size=300", f"{big}?tile=256", str(small)):
-        assert large_image_hint(spec, al.load_data(spec)) is None
+        assert fit_hint(spec, al.load_data(spec)) is None
 
     class Stop(Exception):
         pass

@@ -73,6 +73,56 @@ def test_csv_columns_time_labels_and_cuts(tmp_path):
         src.subset(np.array([0, 2]))
 
 
+def test_csv_column_named_as_labels_is_not_an_input(tmp_path):
+    """A file's own ground truth (a column named label/anomaly/...) is read as labels, never as a
+    value channel, unless the caller names it as a value column."""
+    rows = "".join(f"2024-01-01T00:{i:02d}:00,{i},{int(i in (5, 6))}\n" for i in range(10))
+    path = _csv(tmp_path, "timestamp,load,Label\n" + rows)
+    src = al.load_data(path)
+    assert src.columns == ["load"] and src.label_column == "Label"
+    assert src.anomaly_labels().tolist() == [0] * 5 + [1, 1] + [0] * 3
+    assert src.slice(4, 8).label_column == "Label"
+    both = al.load_data(path, columns=["load", "Label"])  # named: a value
+    assert both.values.shape == (10, 2) and both.anomaly_labels() is None
+    scores = _csv(tmp_path, "value,anomaly\n1,0.5\n2,0.25\n", name="scored.csv")
+    with pytest.raises(AnomalyError, match=r"line 2: label '0.5' in column 'anomaly' is not 0 or 1 \(a column named "
+                                           r"'anomaly' is read as labels; to read it as values, name it in --column\)"):
+        al.load_data(scores)
+    assert al.load_data(scores, columns=["value", "anomaly"]).values.shape == (2, 2)
+
+
+def test_rare_gaps_in_dated_steps_are_said_before_a_fit(tmp_path):
+    """Rows are read as consecutive steps, so a gap shifts every rhythm after it (an hourly
+    series with 6 hours missing had its season read as 1170 steps): ``fit`` says so, with how to
+    fill it. Gaps that are the series' own rhythm (business days) and NAB's series say nothing."""
+    import datetime as dt
+
+    from anomalib_lite.app import workflows
+    from anomalib_lite.data.sources import fit_hint
+
+    t0 = dt.datetime(2026, 1, 1)
+    hours = [h for h in range(300) if not 100 <= h < 106]
+    path = _csv(tmp_path, "time,v\n" + "".join(f"{t0 + dt.timedelta(hours=h):%Y-%m-%d %H:%M:%S},{h % 24}\n"
+                                                for h in hours))
+    hint = fit_hint(str(path), al.load_data(path))
+    assert ("the time steps have 1 gap (6 missing steps of 1 h; the longest: 7 h after '2026-01-05 03:00:00'); "
+            "rows are read as consecutive steps") in hint and "--nan interpolate" in hint
+    days = [d for d in range(300) if d % 7 < 5]  # business days: weekends are the rhythm, not gaps
+    weekdays = _csv(tmp_path, "date,v\n" + "".join(f"{t0 + dt.timedelta(days=d):%Y-%m-%d},{d}\n" for d in days), "b.csv")
+    whole = _csv(tmp_path, "time,v\n" + "".join(f"{t0 + dt.timedelta(hours=h):%Y-%m-%d %H:%M:%S},1\n"
+                                                 for h in range(300)), "w.csv")
+    assert fit_hint(str(weekdays), al.load_data(weekdays)) is None and fit_hint(str(whole), al.load_data(whole)) is None
+
+    class Stop(Exception):
+        pass
+
+    det = al.Continuation(device="cpu")
+    det.fit = lambda *a, **k: (_ for _ in ()).throw(Stop())  # the warning comes before any fitting
+    with pytest.warns(UserWarning, match="the time steps have 1 gap"), pytest.raises(Stop):
+        workflows.fit_and_save(det, str(path), tmp_path / "m.anomaly")
+    assert not (tmp_path / "m.anomaly").exists()
+
+
 @pytest.mark.parametrize(
     "text, kwargs, message",
     [
