@@ -227,6 +227,15 @@ def test_bad_series_input_exits_2_with_one_line_and_no_output(tmp_path, bundle, 
     assert not [p for p in set(tmp_path.rglob("*")) - before if p.suffix in (".anomaly", ".csv", ".tmp")]
 
 
+def test_a_missing_column_names_the_bundles_columns_and_a_missing_file_does_not(tmp_path, bundle):
+    r = run("score", bundle, "--data", _csv(tmp_path, "timestamp,load\n1,2\n"), "-o", tmp_path / "o.csv")
+    assert r.exit_code == 2 and ("column 'value' not found; columns are: timestamp, load (the bundle was fitted on "
+                                 "columns value; pass --column)") in r.output
+    for spec in (tmp_path / "nowhere.csv", "nab:realKnownCause/nowhere.csv"):  # the file, not a column
+        r = run("score", bundle, "--data", spec, "-o", tmp_path / "o.csv")
+        assert r.exit_code == 2 and "nowhere.csv" in r.output and "fitted on columns" not in r.output, r.output
+
+
 def test_gaps_can_be_interpolated_when_fitting(tmp_path):
     data = _csv(tmp_path, GAP)
     r = run("fit", "continuation", "--data", data, "--nan", "interpolate", "--holdout", "0.3", "--fpr", "0.05", *TINY,

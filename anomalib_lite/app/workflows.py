@@ -92,7 +92,7 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
     try:
         source = load_data(spec, data_dir=data_dir, download=download, **options)
     except AnomalyError as e:
-        if columns and "not found" in str(e) and columns == fitted.get("columns"):
+        if columns and "' not found; columns are:" in str(e) and columns == fitted.get("columns"):  # (a column, not a file)
             raise AnomalyError(f"{e} (the bundle was fitted on columns {', '.join(columns)}; pass --column)") from None
         raise
     kind = getattr(source, "kind", "image")
