@@ -241,8 +241,11 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
         text += (f"; calibrated by {folds}-fold cross-fitting on all {len(held)} samples (each scored by a "
                  f"model fitted without it): threshold {det.threshold_:.4g} at fpr {fpr:g}")
     elif held is not None:
-        text += (f"; calibrated on {plural(len(held), 'held-out ' + unit)}: threshold {det.threshold_:.4g} "
-                 f"at fpr {fpr:g}")
+        text += f"; calibrated on {plural(len(held), 'held-out ' + unit)}"
+        if det.input_kind == "series":  # completed to one period of the season (calibrate)?
+            extra = len(det.calibration_scores_) - len(det.holdout_scores_)
+            text += f" and the {plural(extra, 'scored training step')} before them (the season's period: {det.season_})" if extra else ""
+        text += f": threshold {det.threshold_:.4g} at fpr {fpr:g}"
     return text + f"; wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)" + (" signed" if sign else "")
 
 

@@ -112,9 +112,10 @@ def save(detector, path, sign=None) -> Path:
     if sign is not None:
         key = signing.load_private_key(sign) if isinstance(sign, (str, os.PathLike)) else sign
     tensors = detector._learned_state()
-    cal = detector.calibration_scores_
-    if cal is not None:
-        tensors["calibration_scores"] = torch.as_tensor(np.asarray(cal, dtype=np.float64))
+    for name in ("calibration_scores", "holdout_scores"):  # (holdout_scores: a series detector's held-out end)
+        scores = getattr(detector, name + "_", None)
+        if scores is not None:
+            tensors[name] = torch.as_tensor(np.asarray(scores, dtype=np.float64))
     tensors = {k: t.detach().to("cpu").contiguous() for k, t in tensors.items()}
     info = detector.data_info_ or {}
     header = {
@@ -189,18 +190,23 @@ def load(path, device: str | None = None, verify=None):
         det.tiling_ = _tiling(header["tiling"])
         det.data_info_ = header["data"]
         det.world_size_ = header["world_size"]
-        cal = tensors.pop("calibration_scores", None)
-        if cal is not None and (cal.dtype != torch.float64 or cal.ndim != 1):
-            raise AnomalyError(f"tensor 'calibration_scores': {_desc(cal)}, expected a 1-D float64 tensor")
-        if cal is not None:
-            _check_values("calibration_scores", cal)
-            if len(cal) > 1 and not bool((cal[1:] >= cal[:-1]).all()):
-                raise AnomalyError("tensor 'calibration_scores': not sorted (calibrate writes them sorted)")
+        cal, held = (tensors.pop(key, None) for key in ("calibration_scores", "holdout_scores"))
+        if held is not None and det.input_kind != "series":
+            raise AnomalyError(f"tensor 'holdout_scores' is not part of a {det._name}")
+        for key, t in (("calibration_scores", cal), ("holdout_scores", held)):
+            if t is not None and (t.dtype != torch.float64 or t.ndim != 1):
+                raise AnomalyError(f"tensor '{key}': {_desc(t)}, expected a 1-D float64 tensor")
+            if t is not None:
+                _check_values(key, t)
+                if len(t) > 1 and not bool((t[1:] >= t[:-1]).all()):
+                    raise AnomalyError(f"tensor '{key}': not sorted (calibrate writes them sorted)")
     except AnomalyError as e:
         raise AnomalyError(f"{path}: {e}") from None
     for key, value in values.items():
         setattr(det, key, value)
     det.calibration_scores_ = None if cal is None else cal.numpy()
+    if det.input_kind == "series":
+        det.holdout_scores_ = None if held is None else held.numpy()
     try:
         det.device_ = det._resolve_device()
         _restore(det, tensors)

@@ -119,3 +119,33 @@ def test_early_warning_labels_onsets_and_lead_times():
 
 def test_metrics_leave_out_nan_scores():
     assert metrics.roc_auc([0, 0, 1, 1], [np.nan, 0.1, np.nan, 0.9]) == 1.0
+
+
+def test_a_held_out_end_shorter_than_the_season_is_completed_to_one_period(tmp_path):
+    """Errors that differ by phase (noisy days, quiet nights) and a held-out end of 12 steps that
+    sees only the quiet phase: the training steps' last scores complete the calibration set to
+    one period, so on a clean continuation the threshold flags about its target rate (0 %; the
+    held-out end alone: 7.1 %). The held-out end's own scores stay apart (the surprise's prior),
+    and both survive a bundle."""
+    import anomalib_lite as al
+
+    rng = np.random.default_rng(0)
+    t = np.arange(3000)
+    loud = (t % 48) < 24
+    x = np.sin(2 * np.pi * t / 48) + np.where(loud, 0.3, 0.03) * rng.normal(size=len(t))
+    assert not loud[408:420].any()  # the held-out end: quiet
+    det = al.Continuation(window=24, horizon=1, hidden=16, num_layers=1, epochs=5, season=48, smoothing=1.0,
+                          device="cpu", verbose=False).fit(x[:400])
+    det.calibrate(x[408:420], fpr=0.01, context=x[:408])
+    assert len(det.calibration_scores_) == 48 and len(det.holdout_scores_) == 12
+    det.reset()
+    s = det.decision_function(x)[420:]
+    rate = float(np.mean(s[np.isfinite(s)] > det.threshold_))
+    assert rate <= 0.03, rate
+    det.save(tmp_path / "m.anomaly")
+    back = al.load(tmp_path / "m.anomaly")
+    assert np.array_equal(back.holdout_scores_, det.holdout_scores_)
+    assert np.array_equal(back.calibration_scores_, det.calibration_scores_)
+    det.reset()
+    assert np.allclose(back.unit_scores(back.decision_function(x[:1000])), det.unit_scores(det.decision_function(x[:1000])),
+                       equal_nan=True)
