@@ -13,8 +13,8 @@ the calibrated threshold (target 1 %), and the share of anomalous steps flagged.
 * label as an input: ``--column load_kw,label``, what every fit read before label columns were
   recognised by their name (the labels leak into the input);
 * as logged: the default reading (the label column apart), the gap left in;
-* gap filled: the 6 missing rows added with empty values, ``--nan interpolate``, as ``fit``'s
-  warning says.
+* on the grid: ``?grid=1`` and ``--nan interpolate``, as ``fit``'s warning says (the 6 missing
+  steps become gaps, filled by interpolation).
 
 Run:  python benchmarks/series_csv.py      (about 2 minutes on 2 cores)
 """
@@ -39,12 +39,12 @@ READINGS = {
     "label as an input (`--column load_kw,label`: what a fit read before)": (
         "logged", ["--column", "load_kw,label"], ["--column", "load_kw,label", "--label-column", "label"]),
     "as logged (the label column apart), the gap left in": ("logged", [], []),
-    "gap filled: the missing rows added empty, `--nan interpolate` (what the warning says)": ("filled", [], []),
+    "on the grid: `?grid=1 --nan interpolate` (what the warning says)": ("grid", [], []),
 }
 
 
-def write_series(folder: Path, seed: int) -> dict[str, Path]:
-    """The logged file (6 hours missing) and the same with those rows back, their values empty."""
+def write_series(folder: Path, seed: int) -> dict[str, str]:
+    """The logged file (6 hours missing) as data specs: as it is, and on its grid."""
     rng = np.random.default_rng(seed)
     n = 24 * 100
     t0 = dt.datetime(2026, 1, 1)
@@ -60,19 +60,14 @@ def write_series(folder: Path, seed: int) -> dict[str, Path]:
     label[2100:2124] = 1
     v[700] = np.nan
     gap = 990 + int(rng.integers(0, 20))
-    paths = {}
-    for kind in ("logged", "filled"):
-        rows = ["time,load_kw,label"]
-        for i in range(n):
+    rows = ["time,load_kw,label"]
+    for i in range(n):
+        if not gap <= i < gap + 6:
             stamp = f"{t0 + dt.timedelta(hours=i):%Y-%m-%d %H:%M:%S}"
-            if gap <= i < gap + 6:
-                if kind == "filled":
-                    rows.append(f"{stamp},,0")
-                continue
             rows.append(f"{stamp},{'' if np.isnan(v[i]) else f'{v[i]:.2f}'},{label[i]}")
-        paths[kind] = folder / f"{kind}-{seed}.csv"
-        paths[kind].write_text("\n".join(rows) + "\n")
-    return paths
+    path = folder / f"logged-{seed}.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return {"logged": str(path), "grid": f"{path}?grid=1"}
 
 
 def run(args: list[str]) -> str:

@@ -286,8 +286,8 @@ class SeriesSource(DataSource):
         gaps, steps = f"{len(big)} gap" + "s" * (len(big) > 1), f"{missing} missing step" + "s" * (missing > 1)
         return (f"{self.spec}: the time steps have {gaps} ({steps} of {span(step)}; the longest: {span(d[at])} after "
                 f"'{shown(self.stamps[at], 40)}'); rows are read as consecutive steps, "
-                "so a rhythm's phase shifts at each gap: add the missing rows with empty values and use "
-                "--nan interpolate")
+                "so a rhythm's phase shifts at each gap: add ?grid=1 to the data spec (with --nan interpolate) to "
+                "put the steps on their regular grid")
 
     def describe(self) -> dict:
         return {"spec": self.spec, "n": len(self), "columns": self.columns,
@@ -324,7 +324,8 @@ def bounded_lines(fh, where: str, max_line: int = MAX_LINE) -> Iterator[str]:
         yield line
 
 
-def _read_rows(spec: str, text_lines, columns, time_column, label_column, nan, order="reject") -> SeriesSource:
+def _read_rows(spec: str, text_lines, columns, time_column, label_column, nan, order="reject",
+               grid: bool = False) -> SeriesSource:
     lines, head = iter(text_lines), []
     for line in lines:  # up to the first line that is not blank: it sets the separator
         head.append(line)
@@ -332,12 +333,13 @@ def _read_rows(spec: str, text_lines, columns, time_column, label_column, nan, o
             break
     rows = csv.reader(itertools.chain(head, lines), delimiter=delimiter(head[-1]) if head else ",")
     try:
-        return _parse_rows(spec, rows, columns, time_column, label_column, nan, order)
+        return _parse_rows(spec, rows, columns, time_column, label_column, nan, order, grid)
     except csv.Error as e:
         raise AnomalyError(f"{spec}: line {rows.line_num}: malformed CSV ({e})") from None
 
 
-def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order="reject") -> SeriesSource:
+def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order="reject",
+                grid: bool = False) -> SeriesSource:
     header = None
     for header in rows:
         if any(c.strip() for c in header):
@@ -359,6 +361,8 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order=
         raise AnomalyError(f"{spec}: no rows after the header")
     if order == "sort" and reader.time_idx is not None:
         parsed, lines = _sorted_by_time(spec, reader.time_column, parsed, lines)
+    if grid:
+        parsed = _on_grid(spec, parsed, nan, reader.time_idx is not None)
     stamps, times, values, labels = zip(*parsed)
     x = fill_gaps(np.stack(values), nan, where=spec)
     timed = reader.time_idx is not None
@@ -367,6 +371,35 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order=
         reader.time_column, np.array(labels, dtype=np.int64) if reader.label_idx is not None else None,
         header=reader.header, label_column=reader.label_column,
     )
+
+
+def _on_grid(spec: str, parsed: list, nan: str, timed: bool) -> list:
+    """``?grid=1``: rows on the regular grid of the median step: a step that spans k steps of the
+    grid gets k - 1 rows of gaps (NaN values, label 0; times and stamps on the grid, in the
+    stamps' own style), for ``nan="interpolate"`` to fill. Steps that are not a whole number of
+    grid steps (jitter) stay as they are."""
+    if not timed or len(parsed) < 3:
+        raise AnomalyError(f"{spec}: grid=1 needs a time column and at least 3 rows")
+    times = np.array([row[1] for row in parsed], dtype=np.float64)
+    step = float(np.median(np.diff(times)))
+    if not step > 0:
+        raise AnomalyError(f"{spec}: grid=1: the median time step is {step:g}; times must increase")
+    out, added = [parsed[0]], 0
+    dated = not re.fullmatch(r"[-+]?[\d.eE+-]+", parsed[0][0].strip())
+    sep = "T" if "T" in parsed[0][0] else " "
+    for prev, row in zip(parsed, parsed[1:]):
+        k = round((row[1] - prev[1]) / step)
+        if k >= 2 and abs(row[1] - prev[1] - k * step) <= 0.1 * step:
+            for j in range(1, k):
+                t = prev[1] + j * step
+                stamp = (dt.datetime.fromtimestamp(t, dt.timezone.utc).replace(tzinfo=None).isoformat(sep=sep)
+                         if dated else f"{t:.10g}")
+                out.append((stamp, t, np.full_like(prev[2], np.nan), None if prev[3] is None else 0))
+            added += k - 1
+        out.append(row)
+    if added and nan != "interpolate":
+        raise AnomalyError(f"{spec}: grid=1 adds {added} missing step(s) as gaps; use --nan interpolate to fill them")
+    return out
 
 
 def _sorted_by_time(spec: str, column: str, parsed: list, lines: list) -> tuple[list, list]:
@@ -381,14 +414,15 @@ def _sorted_by_time(spec: str, column: str, parsed: list, lines: list) -> tuple[
 
 
 def load_csv(spec: str, path: str | Path, columns=None, time_column=None, label_column=None,
-             nan: str = "reject", order: str = "reject") -> SeriesSource:
+             nan: str = "reject", order: str = "reject", grid: bool = False) -> SeriesSource:
     """A CSV series from a file, or from stdin when ``path`` is ``-``; ``order``: see
-    :data:`ORDERS`. Lines are read with bounded memory (:func:`bounded_lines`)."""
+    :data:`ORDERS`; ``grid``: missing steps become rows of gaps (:func:`_on_grid`). Lines are
+    read with bounded memory (:func:`bounded_lines`)."""
     if str(path) == "-":
-        return _read_rows(spec, bounded_lines(sys.stdin, spec), columns, time_column, label_column, nan, order)
+        return _read_rows(spec, bounded_lines(sys.stdin, spec), columns, time_column, label_column, nan, order, grid)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            return _read_rows(spec, bounded_lines(fh, spec), columns, time_column, label_column, nan, order)
+            return _read_rows(spec, bounded_lines(fh, spec), columns, time_column, label_column, nan, order, grid)
     except UnicodeDecodeError:
         raise AnomalyError(f"{spec}: not a text (UTF-8) CSV file") from None
     except csv.Error as e:

@@ -15,7 +15,9 @@ Time series: a ``.csv`` file, ``-`` (CSV on stdin) or ``nab:realKnownCause/nyc_t
 ``<data root>/NAB``), read by :mod:`anomalib_lite.data.series_sources`; options ``?start=`` and
 ``?stop=`` (a step, or a fraction of the series such as ``0.15``) and ``?limit=N`` cut it in time;
 ``?order=sort`` sorts rows by time (times that go back or repeat are an error otherwise),
-``?order=file`` keeps the file's order unchecked (NAB's default).
+``?order=file`` keeps the file's order unchecked (NAB's default); a CSV's ``?grid=1`` puts its
+steps on their regular grid (the median step): each missing step becomes a row of gaps, which
+``--nan interpolate`` fills.
 """
 from __future__ import annotations
 
@@ -181,7 +183,7 @@ def _relative(path: Path, root: Path | None) -> str:
 
 # ---------------------------------------------------------------- spec parsing
 
-_OPTIONS = {"classes", "limit", "order", "overlap", "seed", "severity", "share", "size", "start", "stop", "synth",
+_OPTIONS = {"classes", "grid", "limit", "order", "overlap", "seed", "severity", "share", "size", "start", "stop", "synth",
             "tile"}
 SYNTH_CLASS = "synthetic"
 
@@ -580,12 +582,16 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
     if base.startswith("nab:"):
         if (columns and list(columns) != ["value"]) or time_column not in (None, "timestamp") or label_column:
             raise AnomalyError(f"{spec}: NAB series have fixed columns (timestamp, value); drop --column")
+        if "grid" in options:
+            raise AnomalyError(f"{spec}: grid= applies to CSV series (NAB scores its rows as they are)")
         return _select_series(ss.load_nab(spec, base[4:], data_dir, nan, options.get("order", "file")), options)
     if base == "-" or base.lower().endswith(".csv"):
         if base != "-" and not Path(base).expanduser().is_file():
             raise AnomalyError(f"{spec}: path '{Path(base).expanduser()}' does not exist")
+        if options.get("grid", "1") not in ("0", "1"):
+            raise AnomalyError(f"{spec}: grid '{options['grid']}': use grid=1 (steps on their regular grid) or grid=0")
         src = ss.load_csv(spec, Path(base).expanduser() if base != "-" else "-", columns, time_column, label_column, nan,
-                          options.get("order", "reject"))
+                          options.get("order", "reject"), grid=options.get("grid") == "1")
         return _select_series(src, options)
     if columns or time_column or label_column:
         raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to CSV series only")
@@ -608,8 +614,9 @@ def _tiling(spec: str, options: dict[str, str]) -> Tiling:
 
 
 def _load_images(spec: str, base: str, options: dict[str, str], data_dir, download: bool) -> DataSource:
-    if "order" in options:
-        raise AnomalyError(f"{spec}: order= applies to time series (CSV, NAB) only")
+    for key in ("order", "grid"):
+        if key in options:
+            raise AnomalyError(f"{spec}: {key}= applies to time series only")
     if base.startswith("mnist:"):
         if "size" in options:
             raise AnomalyError(f"{spec}: size= applies to image files only")

@@ -106,7 +106,17 @@ def test_rare_gaps_in_dated_steps_are_said_before_a_fit(tmp_path):
                                                 for h in hours))
     hint = fit_hint(str(path), al.load_data(path))
     assert ("the time steps have 1 gap (6 missing steps of 1 h; the longest: 7 h after '2026-01-05 03:00:00'); "
-            "rows are read as consecutive steps") in hint and "--nan interpolate" in hint
+            "rows are read as consecutive steps") in hint and "add ?grid=1 to the data spec (with --nan interpolate)" in hint
+    # what the hint says: the steps on their grid, the missing ones gaps that interpolation fills
+    on = al.load_data(f"{path}?grid=1", nan="interpolate")
+    assert len(on) == 300 and np.all(np.diff(on.times) == 3600) and on.stamps[100] == "2026-01-05 04:00:00"
+    assert np.allclose(on.values[99:107, 0], np.linspace(3, 10, 8)) and fit_hint(f"{path}?grid=1", on) is None
+    with pytest.raises(AnomalyError, match=r"grid=1 adds 6 missing step\(s\) as gaps; use --nan interpolate"):
+        al.load_data(f"{path}?grid=1")
+    for spec, why in ((f"{path}?grid=2", "use grid=1"), ("nab:realKnownCause/nyc_taxi.csv?grid=1", "CSV series"),
+                      (f"{tmp_path}?grid=1", "applies to time series only")):
+        with pytest.raises(AnomalyError, match=why):
+            al.load_data(spec)
     days = [d for d in range(300) if d % 7 < 5]  # business days: weekends are the rhythm, not gaps
     weekdays = _csv(tmp_path, "date,v\n" + "".join(f"{t0 + dt.timedelta(days=d):%Y-%m-%d},{d}\n" for d in days), "b.csv")
     whole = _csv(tmp_path, "time,v\n" + "".join(f"{t0 + dt.timedelta(hours=h):%Y-%m-%d %H:%M:%S},1\n"
