@@ -384,16 +384,20 @@ def _on_grid(spec: str, parsed: list, nan: str, timed: bool) -> list:
     step = float(np.median(np.diff(times)))
     if not step > 0:
         raise AnomalyError(f"{spec}: grid=1: the median time step is {step:g}; times must increase")
-    out, added = [parsed[0]], 0
-    dated = not re.fullmatch(r"[-+]?[\d.eE+-]+", parsed[0][0].strip())
-    sep = "T" if "T" in parsed[0][0] else " "
+    out, added, first = [parsed[0]], 0, parsed[0][0].strip()
+    try:
+        float(first)
+        style = None  # times are numbers
+    except ValueError:  # a date, with a time after "T" or " ", or alone
+        style = "T" if "T" in first else " " if ":" in first else "date"
     for prev, row in zip(parsed, parsed[1:]):
         k = round((row[1] - prev[1]) / step)
         if k >= 2 and abs(row[1] - prev[1] - k * step) <= 0.1 * step:
             for j in range(1, k):
                 t = prev[1] + j * step
-                stamp = (dt.datetime.fromtimestamp(t, dt.timezone.utc).replace(tzinfo=None).isoformat(sep=sep)
-                         if dated else f"{t:.10g}")
+                when = dt.datetime.fromtimestamp(t, dt.timezone.utc).replace(tzinfo=None)
+                stamp = (f"{t:.10g}" if style is None else when.date().isoformat() if style == "date"
+                         else when.isoformat(sep=style))
                 out.append((stamp, t, np.full_like(prev[2], np.nan), None if prev[3] is None else 0))
             added += k - 1
         out.append(row)

@@ -111,6 +111,8 @@ def test_rare_gaps_in_dated_steps_are_said_before_a_fit(tmp_path):
     on = al.load_data(f"{path}?grid=1", nan="interpolate")
     assert len(on) == 300 and np.all(np.diff(on.times) == 3600) and on.stamps[100] == "2026-01-05 04:00:00"
     assert np.allclose(on.values[99:107, 0], np.linspace(3, 10, 8)) and fit_hint(f"{path}?grid=1", on) is None
+    days = _csv(tmp_path, "date,v\n2026-01-01,1\n2026-01-02,2\n2026-01-05,5\n2026-01-06,6\n", "d.csv")
+    assert al.load_data(f"{days}?grid=1", nan="interpolate").stamps == [f"2026-01-0{d}" for d in range(1, 7)]
     with pytest.raises(AnomalyError, match=r"grid=1 adds 6 missing step\(s\) as gaps; use --nan interpolate"):
         al.load_data(f"{path}?grid=1")
     for spec, why in ((f"{path}?grid=2", "use grid=1"), ("nab:realKnownCause/nyc_taxi.csv?grid=1", "CSV series"),
