@@ -214,6 +214,7 @@ assert GAP != GOOD
         (lambda t, b: ("fit", "rnn", "--data", _csv(t, GOOD), "-o", t / "o.anomaly"), "needs 0/1 labels per step"),
         (lambda t, b: ("score", b, "--data", _csv(t, GOOD), "--stream", "-o", t / "o.csv"), "--stream prints to stdout"),
         (lambda t, b: ("score", b, "--data", "-", "--stream"), "no lines"),
+        (lambda t, b: ("score", b, "--data", "-?grid=1", "--stream"), "--stream reads each line as it comes, with no ?options"),
         (lambda t, b: ("score", b, "--data", "mnist:test", "-o", t / "o.csv"), "not a time series"),
     ],
 )

@@ -450,6 +450,9 @@ def stream(det: Detector, spec: str, *, learn: bool = False, columns=None, time_
         raise AnomalyError("--context draws images from the data scored; a stream (--stream) has no batch to draw from")
     if any(outputs):
         raise AnomalyError("--stream prints to stdout; drop -o, --nab-results, --maps and --report")
+    if "?" in str(spec) and not Path(str(spec)).exists():  # (a file may be named so)
+        raise AnomalyError(f"{spec}: --stream reads each line as it comes, with no ?options (start, stop, grid, ...); "
+                           "drop them, or score the series without --stream")
     fitted = det.data_info_ or {}
     options = (columns or fitted.get("columns"), time_column or fitted.get("time_column"), label_column, nan, learn)
     if str(spec) == "-":
