@@ -138,6 +138,10 @@ class Continuation(SeriesDetector):
     season_ : int
         The season's period in steps (0: none); ``season_weight_``, ``season_clip_`` its terms.
     history_ : anomalib_lite.training.loop.TrainResult
+    threshold_, fpr_, calibration_scores_, holdout_scores_
+        Set by :meth:`calibrate`: the threshold, its target rate, the scores that set it (the
+        held-out end, completed to one season's period when shorter), and the held-out end's
+        own scores (the prior of :meth:`unit_scores`).
 
     Examples
     --------
