@@ -275,13 +275,11 @@ class SeriesSource(DataSource):
         to say."""
         if self.times is None or len(self.times) < 3 or self.nab_name:  # (NAB scores its rows as they are)
             return None
-        d = np.diff(np.asarray(self.times, dtype=np.float64))
-        step = float(np.median(d))
-        big = np.flatnonzero(d > 1.5 * step) if step > 0 else []
+        d, step, big, spans = _gaps(self.times)
         if not 0 < len(big) <= 0.01 * len(d):
             return None
         at = int(big[np.argmax(d[big])])
-        missing = int(np.round(d[big] / step).sum()) - len(big)
+        missing = int(spans.sum()) - len(big)
         span = _duration if self.dated else (lambda x: f"{x:g}")
         gaps, steps = f"{len(big)} gap" + "s" * (len(big) > 1), f"{missing} missing step" + "s" * (missing > 1)
         return (f"{self.spec}: the time steps have {gaps} ({steps} of {span(step)}; the longest: {span(d[at])} after "
@@ -292,6 +290,16 @@ class SeriesSource(DataSource):
     def describe(self) -> dict:
         return {"spec": self.spec, "n": len(self), "columns": self.columns,
                 "time_column": self.time_column, "header": self.header, "classes": None}
+
+
+def _gaps(times) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """The time steps ``d`` between rows, their median, the rows ``i`` whose step to the next is
+    over 1.5 times the median (gaps), and how many median steps each gap spans (rounded): what
+    :meth:`SeriesSource.gap_hint` reports and ``?grid=1`` fills."""
+    d = np.diff(np.asarray(times, dtype=np.float64))
+    step = float(np.median(d)) if len(d) else 0.0
+    big = np.flatnonzero(d > 1.5 * step) if step > 0 else np.zeros(0, dtype=np.int64)
+    return d, step, big, np.round(d[big] / step) if step > 0 else np.zeros(0)
 
 
 def _duration(seconds: float) -> str:
@@ -380,27 +388,25 @@ def _on_grid(spec: str, parsed: list, nan: str, timed: bool) -> list:
     grid steps (jitter) stay as they are."""
     if not timed or len(parsed) < 3:
         raise AnomalyError(f"{spec}: grid=1 needs a time column and at least 3 rows")
-    times = np.array([row[1] for row in parsed], dtype=np.float64)
-    step = float(np.median(np.diff(times)))
+    d, step, big, spans = _gaps([row[1] for row in parsed])
     if not step > 0:
         raise AnomalyError(f"{spec}: grid=1: the median time step is {step:g}; times must increase")
-    out, added, first = [parsed[0]], 0, parsed[0][0].strip()
+    fill = {int(i): int(k) for i, k in zip(big, spans) if abs(d[i] - k * step) <= 0.1 * step}  # whole grid steps
+    out, first = [], parsed[0][0].strip()
     try:
         float(first)
         style = None  # times are numbers
     except ValueError:  # a date, with a time after "T" or " ", or alone
         style = "T" if "T" in first else " " if ":" in first else "date"
-    for prev, row in zip(parsed, parsed[1:]):
-        k = round((row[1] - prev[1]) / step)
-        if k >= 2 and abs(row[1] - prev[1] - k * step) <= 0.1 * step:
-            for j in range(1, k):
-                t = prev[1] + j * step
-                when = dt.datetime.fromtimestamp(t, dt.timezone.utc).replace(tzinfo=None)
-                stamp = (f"{t:.10g}" if style is None else when.date().isoformat() if style == "date"
-                         else when.isoformat(sep=style))
-                out.append((stamp, t, np.full_like(prev[2], np.nan), None if prev[3] is None else 0))
-            added += k - 1
+    for i, row in enumerate(parsed):
         out.append(row)
+        for j in range(1, fill.get(i, 1)):  # the steps missing after row i
+            t = row[1] + j * step
+            when = dt.datetime.fromtimestamp(t, dt.timezone.utc).replace(tzinfo=None)
+            stamp = (f"{t:.10g}" if style is None else when.date().isoformat() if style == "date"
+                     else when.isoformat(sep=style))
+            out.append((stamp, t, np.full_like(row[2], np.nan), None if row[3] is None else 0))
+    added = len(out) - len(parsed)
     if added and nan != "interpolate":
         raise AnomalyError(f"{spec}: grid=1 adds {added} missing step(s) as gaps; use --nan interpolate to fill them")
     return out
