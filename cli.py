@@ -217,7 +217,9 @@ def _fit_command(name: str, class_name: str) -> click.Command:
         _say(_wf().fit_and_save(det, data_spec, out, holdout=holdout if calibrates else None, fpr=fpr, seed=seed,
                                 sign=sign, **load))
 
-    params = [click.Option(["--data", "data_spec"], required=True, help="Normal data (a data spec)."),
+    data_help = ("Labelled series (a data spec whose steps carry 0/1 labels: a CSV's label column, NAB's windows)."
+                 if spec["capabilities"].get("early_warning") else "Normal data (a data spec).")
+    params = [click.Option(["--data", "data_spec"], required=True, help=data_help),
               click.Option(["--output", "-o", "out"], required=True, type=click.Path(dir_okay=False),
                            help="Bundle to write (.anomaly)."),
               *_options(name),

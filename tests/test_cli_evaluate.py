@@ -81,3 +81,11 @@ def test_every_command_has_help_with_an_example():
     for c in commands:
         r = run(*c, "--help")
         assert r.exit_code == 0 and "Example:" in r.output and "anomaly " in r.output, c
+
+
+def test_fit_help_says_what_data_each_detector_learns_from():
+    """The supervised early-warning detector learns from labelled steps, every other one from normal data."""
+    assert "Labelled series" in " ".join(run("fit", "rnn", "--help").output.split())
+    for name in ("latent", "continuation"):
+        out = " ".join(run("fit", name, "--help").output.split())
+        assert "Normal data" in out and "Labelled" not in out, name
