@@ -55,6 +55,14 @@ def test_evaluate_without_labels_says_so_before_scoring(digit7, tmp_path, mnist_
     assert not html.exists()  # nothing scored, nothing written
     r = run("evaluate", digit7, "--data", "mnist:test?classes=3&limit=20", "--report", html)
     assert r.exit_code == 2 and "every label says anomalous" in r.output and not html.exists()
+    from PIL import Image
+
+    for cls in ("fine", "ng"):  # a folder whose normal class has a name no rule knows
+        (tmp_path / "lot" / cls).mkdir(parents=True)
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "lot" / cls / "0.png")
+    r = run("evaluate", digit7, "--data", tmp_path / "lot", "--report", html)
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and not html.exists()
+    assert "no sub-folder is named as normal data (good, normal, ok)" in r.output and "found: fine, ng" in r.output
 
 
 def test_show_options_bad_input(digit7, tmp_path):

@@ -402,11 +402,18 @@ def _figures_line(m: dict) -> str:
 
 def check_labels(det: Detector, source) -> None:
     """``evaluate`` needs labels of both kinds; say so before any scoring."""
+    from ..data.sources import NORMAL_NAMES, ImageFolderSource
+
     image = getattr(source, "kind", "image") != "series"
     labels = source.anomaly_labels((det.data_info_ or {}).get("classes")) if image else source.anomaly_labels()
+    n_anomalous = -1 if labels is None else int(np.sum(np.asarray(labels) > 0))
+    names = source.class_names if isinstance(source, ImageFolderSource) else None
+    if names and (labels is None or n_anomalous == len(labels)):  # a folder whose normal class has another name
+        raise AnomalyError(f"{source.spec}: no sub-folder is named as normal data ({', '.join(NORMAL_NAMES)}) nor as "
+                           f"the classes the bundle was fitted on; sub-folders found: {', '.join(map(str, names[:8]))}"
+                           f"; rename the normal one 'good'")
     if labels is None:
         raise AnomalyError(f"{source.spec}: no labels; {NO_LABELS}")
-    n_anomalous = int(np.sum(np.asarray(labels) > 0))
     if not 0 < n_anomalous < len(labels):
         kind = "anomalous" if n_anomalous else "normal"
         raise AnomalyError(f"{source.spec}: every label says {kind}; {NO_LABELS}")

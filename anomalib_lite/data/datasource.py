@@ -98,10 +98,14 @@ class DataSource:
         return self.subset(np.sort(order[k:])), self.subset(np.sort(order[:k]))
 
     def anomaly_labels(self, normal_names: Sequence[str] | None = None) -> np.ndarray | None:
-        """0 for normal, 1 for anomalous, from the class of each sample; None without targets."""
+        """0 for normal, 1 for anomalous, from the class of each sample; None without targets.
+        ``normal_names`` (the classes a detector was fitted on) when the data has one of them, else
+        the data's own normal classes (a folder named good, normal or ok): a bundle fitted on
+        ``train/good`` evaluates a test folder of ``ok`` and ``ng``."""
         if self.targets is None or self.class_names is None:
             return None
-        normal = normal_names or self.normal_names
+        named = [n for n in (normal_names or []) if str(n) in map(str, self.class_names)]
+        normal = named or self.normal_names
         if not normal:
             return None
         is_normal = np.isin(np.asarray(self.class_names)[self.targets], list(normal))

@@ -39,7 +39,7 @@ from .tiling import Tiling
 __all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "fit_hint", "load",
            "spec_files", "spec_path", "with_size"]
 
-NORMAL_NAMES = ("good", "normal")
+NORMAL_NAMES = ("good", "normal", "ok")  # MVTec AD and MPDD; VisA; BTAD and the OK/NG of inspection lines
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L"}
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L"}  # 16-bit grey: scaled by 1/65535, read as float32

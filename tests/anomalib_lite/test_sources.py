@@ -77,6 +77,18 @@ def test_image_folder_labels_good_as_normal(tmp_path):
     assert len(only_good) == 2 and only_good.describe()["classes"] == ["good"]
 
 
+def test_image_folder_ok_ng_labels_and_a_bundle_fitted_on_good(tmp_path):
+    """BTAD's and the inspection line's ok/ng are labelled like MVTec's good/defect, also against
+    the classes of a bundle fitted on ``train/good`` (which the test folder does not have)."""
+    for cls, value in (("ng", 200), ("ok", 40)):
+        (tmp_path / cls).mkdir()
+        Image.fromarray(np.full((8, 8), value, np.uint8)).save(tmp_path / cls / "0.png")
+    src = load_data(str(tmp_path))
+    assert src.normal_names == ["ok"]
+    assert src.anomaly_labels().tolist() == [1, 0] and src.anomaly_labels(["good"]).tolist() == [1, 0]
+    assert src.anomaly_labels(["ng"]).tolist() == [0, 1]  # a fitted class the data has wins
+
+
 def test_image_folder_with_mixed_sizes_needs_size_option(tmp_path):
     _write_folder(tmp_path, sizes=((16, 16), (20, 12)))
     with pytest.raises(AnomalyError, match=r"images differ in size .*\?size="):
