@@ -142,12 +142,42 @@ def _is_number_row(item) -> bool:
     return isinstance(item, (list, tuple)) and bool(item) and all(number(v) for v in item[:64])
 
 
+def _one_image(item) -> str | None:
+    """``"HWC"``/``"CHW"`` when ``item`` has the shape of one colour or grey image rather than a
+    batch (a batch of 3 grey images or of images 1 to 4 px wide is implausible), else None."""
+    if type(item).__module__.startswith("PIL."):
+        return "PIL"
+    shape = tuple(getattr(item, "shape", ()))
+    if len(shape) != 3:
+        return None
+    if shape[2] in (1, 3, 4) and min(shape[:2]) >= 8:
+        return "HWC"
+    return "CHW" if shape[0] == 3 and min(shape[1:]) >= 8 else None
+
+
+def _refuse_image_list(data, where: str) -> None:
+    """A list of single images (each (H, W, C), (3, H, W) or a PIL image, alone or in (x, y) pairs)
+    would be read as a list of batches, every image a batch of rows: one error with the fix."""
+    if not isinstance(data, (list, tuple)) or len(data) < 2 or _is_pair(data):
+        return
+    first = [item[0] if isinstance(item, (list, tuple)) and item else item for item in data[:64]]
+    kinds = {_one_image(x) for x in first}
+    shapes = {tuple(getattr(x, "shape", getattr(x, "size", ()))) for x in first}
+    if len(kinds) == 1 and None not in kinds and len(shapes) == 1:
+        kind, shape = kinds.pop(), shapes.pop()
+        fix = "np.stack([np.asarray(im) for im in images])" if kind == "PIL" else \
+            "torch.stack(images)" if isinstance(first[0], torch.Tensor) else "np.stack(images)"
+        raise AnomalyError(f"{where}: a list of {len(data)} single images ({kind} {shape}); a list is read as "
+                           f"batches, so pass the images as one array: {fix}")
+
+
 def as_array_like(data, where: str = "data"):
     """scikit-learn's inputs as arrays: nested lists of numbers and objects with ``__array__``
     (pandas, array wrappers) become ndarrays; sparse matrices are refused in one line. Anything
     else (arrays, sources, Datasets, lists of batches) is returned as it is."""
     if type(data).__module__.startswith("scipy.sparse"):
         raise AnomalyError(f"{where}: sparse input is not supported; pass a dense array (X.toarray())")
+    _refuse_image_list(data, where)
     if isinstance(data, list) and data and _is_number_row(data[0]):
         try:
             return np.asarray(data, dtype=np.float64)

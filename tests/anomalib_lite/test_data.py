@@ -71,3 +71,27 @@ def test_nan_is_reported_with_its_global_sample_index():
 def test_batches_of_different_sample_shapes_are_rejected():
     with pytest.raises(AnomalyError, match="sample 2 has shape"):
         list(iter_batches([np.zeros((2, 1, 8, 8)), np.zeros((2, 1, 9, 9))]))
+
+
+def test_a_list_of_single_images_is_refused_with_the_fix_not_read_as_batches():
+    """A list is read as batches; a list of single images (as a loop over files, a Dataset or PIL
+    gives) would make each image a batch of rows (a (3, 32, 32) image: 3 grey images). One error."""
+    from PIL import Image
+
+    from anomalib_lite import LatentDistance
+
+    hwc = (np.random.default_rng(0).random((5, 32, 32, 3)) * 255).astype(np.uint8)
+    chw = [torch.as_tensor(a).permute(2, 0, 1).float() / 255 for a in hwc]
+    cases = [(list(hwc), "HWC (32, 32, 3)", "np.stack(images)"), (chw, "CHW (3, 32, 32)", "torch.stack(images)"),
+             ([(c, 0) for c in chw], "CHW", "torch.stack"),
+             ([Image.fromarray(a) for a in hwc], "PIL", "np.stack([np.asarray(im) for im in images])")]
+    for data, shape, fix in cases:
+        with pytest.raises(AnomalyError, match=r"a list of 5 single images \(" + shape.replace("(", r"\(").replace(")", r"\)")):
+            LatentDistance(device="cpu").fit(data)
+        with pytest.raises(AnomalyError, match=fix.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+            list(iter_batches(data))
+    # what the error says to do reads them as 5 images; batches are still batches
+    assert [b.x.shape for b in iter_batches(np.stack(list(hwc)))] == [(5, 3, 32, 32)]
+    assert [b.x.shape for b in iter_batches(torch.stack(chw))] == [(5, 3, 32, 32)]
+    assert [tuple(b.x.shape) for b in iter_batches([torch.stack(chw[:3]), torch.stack(chw[3:])])] == [(3, 3, 32, 32), (2, 3, 32, 32)]
+    assert [tuple(b.x.shape) for b in iter_batches([np.zeros((4, 8, 8)), np.zeros((4, 8, 8))])] == [(4, 1, 8, 8)] * 2
