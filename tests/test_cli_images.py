@@ -89,3 +89,15 @@ def test_score_reads_files_at_the_size_the_bundle_was_fitted_at(fitted, tmp_path
     r = run("score", out, "--data", f"{cat / 'test'}?size=56", "-o", tmp_path / "wrong.csv")
     assert r.exit_code == 2 and "fitted on 1x64x64" in r.output and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "wrong.csv").exists()
+
+
+def test_fit_refuses_images_labelled_anomalous_and_names_the_normal_part(fitted, tmp_path):
+    """A test folder (good + defects) is not fitted as normal: one line, nothing written; its
+    good part, as the line says, fits."""
+    cat, _ = fitted
+    out = tmp_path / "m.anomaly"
+    r = run("fit", "latent", "--data", cat / "test", "-o", out)
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and not out.exists()
+    assert "4 of 10 images are labelled anomalous (classes spot)" in r.output and "?classes=good" in r.output
+    r = run("fit", "latent", "--data", f"{cat / 'test'}?classes=good", "--holdout", "0.5", "-o", out)
+    assert r.exit_code == 0 and out.exists(), r.output

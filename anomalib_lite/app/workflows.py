@@ -188,6 +188,22 @@ def cross_folds(n: int, spec: str) -> int:
 
 
 @_threads_for_load
+def _check_normal(spec: str, source) -> None:
+    """Images labelled anomalous (an MVTec test folder, ``?synth=``) are not fitted as normal: one
+    error that names the normal part of the data (a series' labels are the supervised detector's
+    targets, and a forecaster learns through them)."""
+    if getattr(source, "kind", "image") == "series" or not getattr(source, "normal_names", None):
+        return
+    labels = source.anomaly_labels()
+    if labels is None or not labels.any():
+        return
+    bad = sorted({str(source.class_names[t]) for t, y in zip(source.targets, labels) if y})
+    base = spec.split("?")[0]
+    raise AnomalyError(f"{spec}: {int(labels.sum())} of {len(labels)} images are labelled anomalous (classes "
+                       f"{', '.join(bad[:6])}); fit learns what normal looks like: fit on "
+                       f"{base}?classes={','.join(map(str, source.normal_names))}, or on the category's train/ folder")
+
+
 def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None = 0.1, fpr: float = 0.01,
                  seed: int = 0, sign=None, device: str = "auto", verbose: bool = False, **load_options) -> str:
     """Fit ``det`` on the data ``spec`` less a ``holdout`` share (series: the end), calibrate the
@@ -204,6 +220,7 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
         det, route = choose_detector(source, device=device, seed=seed, verbose=verbose)
     else:
         source = load_source(spec, det, **load_options)
+    _check_normal(spec, source)
     hint = fit_hint(spec, source)
     if hint:
         warnings.warn(hint)
