@@ -97,3 +97,15 @@ def test_fit_help_says_what_data_each_detector_learns_from():
     for name in ("latent", "continuation"):
         out = " ".join(run("fit", name, "--help").output.split())
         assert "Normal data" in out and "Labelled" not in out, name
+
+
+def test_an_image_bundle_given_a_series_says_so_before_reading_it(digit7, tmp_path):
+    """Not the CSV's own problems (an empty cell: "use --nan interpolate", which this bundle has no
+    use for): the kind of data is wrong, said first."""
+    series = tmp_path / "s.csv"
+    series.write_text("time,value\n2026-01-01 00:00,1.0\n2026-01-01 01:00,\n2026-01-01 02:00,3.0\n")
+    for command in ("score", "evaluate"):
+        r = run(command, digit7, "--data", series)
+        assert r.exit_code == 2, r.output
+        assert r.output.strip().splitlines() == [f"anomaly: error: {series}: a time series, but LatentDistance takes "
+                                                 "images or vectors"]

@@ -49,7 +49,7 @@ from ..bundles.header import describe_header
 from ..io import atomic_output, check_outputs, check_writable
 from .options import ROUTES
 from ..data.sources import load as load_data
-from ..data.sources import fit_hint, spec_files, spec_path, with_size
+from ..data.sources import fit_hint, is_series_spec, spec_files, spec_path, with_size
 from ..scoring.thresholds import SurpriseScore, drift
 
 __all__ = ["augment_preview", "backbones_table", "demo", "describe_header", "evaluate_and_write", "export",
@@ -82,8 +82,10 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
     base = str(spec).split("?")[0]
     fitted = (getattr(det, "data_info_", None) or {}) if det is not None else {}
     if det is not None and not series:
+        if is_series_spec(spec):  # (before reading it as a series with options this detector has none of)
+            raise AnomalyError(f"{spec}: a time series, but {type(det).__name__} takes images or vectors")
         spec = with_size(str(spec), fitted.get("spec"))
-    if series and (base == "-" or base.lower().endswith(".csv")):
+    if series and is_series_spec(base) and not base.startswith("nab:"):
         columns, time_column = columns or fitted.get("columns"), time_column or fitted.get("time_column")
     if det is not None and not series and (columns or time_column or label_column):
         raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to series")

@@ -36,8 +36,8 @@ from .datasource import ArraySource, DataSource, TileView, data_root  # noqa: F4
 from ..errors import AnomalyError, shown
 from .tiling import Tiling
 
-__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "fit_hint", "load",
-           "spec_files", "spec_path", "with_size"]
+__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "fit_hint", "is_series_spec",
+           "load", "spec_files", "spec_path", "with_size"]
 
 NORMAL_NAMES = ("good", "normal", "ok")  # MVTec AD and MPDD; VisA; BTAD and the OK/NG of inspection lines
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
@@ -568,6 +568,13 @@ def spec_files(spec: str, data_dir=None) -> list[Path]:
     return [path]
 
 
+def is_series_spec(spec) -> bool:
+    """Whether a data spec names a time series (a CSV file, ``-`` for stdin, ``nab:...``), from
+    its name alone (before reading it)."""
+    base = str(spec).split("?")[0]
+    return base == "-" or base.lower().endswith(".csv") or base.startswith("nab:")
+
+
 def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, columns=None,
          time_column: str | None = None, label_column: str | None = None, nan: str = "reject") -> DataSource:
     """Load a data spec (see module docstring); every problem is one AnomalyError.
@@ -585,7 +592,7 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
         if "grid" in options:
             raise AnomalyError(f"{spec}: grid= applies to CSV series (NAB scores its rows as they are)")
         return _select_series(ss.load_nab(spec, base[4:], data_dir, nan, options.get("order", "file")), options)
-    if base == "-" or base.lower().endswith(".csv"):
+    if is_series_spec(base):
         if base != "-" and not Path(base).expanduser().is_file():
             raise AnomalyError(f"{spec}: path '{Path(base).expanduser()}' does not exist")
         if options.get("grid", "1") not in ("0", "1"):
