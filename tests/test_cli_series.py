@@ -138,6 +138,9 @@ def test_stream_with_semicolons_reads_as_with_commas(bundle):
     semi = run("score", bundle, "--data", "-", "--stream", input="timestamp;value;other\n" + rows.replace(",", ";"))
     assert comma.exit_code == semi.exit_code == 0, semi.output
     assert semi.output == comma.output and len(semi.output.splitlines()) == 4
+    euro = rows.replace(",", ";").replace(".", ",")  # decimal commas, as a spreadsheet set to German writes
+    r = run("score", bundle, "--data", "-", "--stream", input="timestamp;value;other\n" + euro)
+    assert r.exit_code == 0 and r.output == comma.output, r.output
 
 
 def test_fit_on_a_nab_probation_period_with_every_default_then_nab_results(tmp_path):

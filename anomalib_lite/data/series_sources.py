@@ -12,9 +12,9 @@ naming its line, unless the spec asks ``?order=sort`` (rows sorted by time) or `
 and machine_temperature steps back an hour once). A line over :data:`MAX_LINE` characters is
 refused while it is read. Fields are separated by commas, or by semicolons or tabs when the
 first line holds none of the first but some of these (the separator of spreadsheets set to a
-decimal comma). Empty cells (or NaN/NA/null) are gaps: rejected by default, or filled by linear
-interpolation with ``nan="interpolate"`` (in a live stream, where the next value is not known yet,
-a gap takes the last value). Every error names the file, the line and the column.
+decimal comma, which such a file's numbers may then use: 3,5). Empty cells (or NaN/NA/null) are
+gaps: rejected by default, or filled by linear interpolation with ``nan="interpolate"`` (in a
+live stream, where the next value is not known yet, a gap takes the last value). Every error names the file, the line and the column.
 """
 from __future__ import annotations
 
@@ -58,14 +58,29 @@ def delimiter(first_line: str) -> str:
     return ("\t" if tab > semi else ";") if semi or tab else ","
 
 
+_DECIMAL_COMMA = re.compile(r"[-+]?\d*,\d+(?:[eE][-+]?\d+)?")  # 3,5 or -0,25 (not 1.234,5 nor 1,234,567)
+
+
+# day.month.year, then hours:minutes[:seconds[.fraction]]: the dotted dates of European spreadsheets
+# (day first wherever dots separate a date; slashes are not read, since 01/02 is a day first or last)
+_DOTTED = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?")
+
+
 def parse_time(text: str) -> float:
-    """Seconds: a number as it is, else an ISO 8601 date/time (naive = UTC); ValueError if neither."""
+    """Seconds: a number as it is, else an ISO 8601 date/time or a dotted day.month.year date
+    (``31.12.2026 23:15``); naive = UTC; ValueError if none."""
     text = text.strip()
     try:
         return float(text)
     except ValueError:
         pass
-    t = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    dotted = _DOTTED.fullmatch(text)
+    if dotted:
+        d, mo, y, h, mi, sec, frac = (dotted.group(i) for i in range(1, 8))
+        t = dt.datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0),
+                        int((frac or "0").ljust(6, "0")))  # (ValueError for 31.02.2026)
+    else:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.timezone.utc)
     return t.timestamp()
@@ -76,7 +91,7 @@ class SeriesReader:
 
     def __init__(self, header: Sequence[str], where: str, columns: Sequence[str] | None = None,
                  time_column: str | None = None, label_column: str | None = None, nan: str = "reject",
-                 order: str = "reject"):
+                 order: str = "reject", decimal_comma: bool = False):
         if nan not in NAN_POLICIES:
             raise AnomalyError(f"nan='{nan}': unknown; use one of {', '.join(NAN_POLICIES)}")
         if order not in ORDERS:
@@ -85,6 +100,7 @@ class SeriesReader:
         self.last_time: tuple[float, str, int] | None = None  # (time, stamp, line) of the last row
         self.header = [h.strip().lstrip("\ufeff") for h in header]
         self.where, self.nan = where, nan
+        self.decimal_comma = decimal_comma  # fields split by ';' or tabs: 3,5 is three and a half
 
         def index(name: str) -> int:
             if name not in self.header:
@@ -114,8 +130,8 @@ class SeriesReader:
     def _hint(self, row: Sequence[str], cell: str) -> str:
         """What to do about a cell that is not a number: a decimal comma, or (value columns not
         chosen) a text column among them."""
-        if re.fullmatch(r"[-+]?\d*,\d+", cell):
-            return " (a decimal comma: write numbers with a point)"
+        if _DECIMAL_COMMA.fullmatch(cell):  # (fields split by commas: a quoted "3,5")
+            return " (a decimal comma: write numbers with a point, or separate fields with ';')"
         if self.chosen:
             return ""
         numeric = []
@@ -146,7 +162,8 @@ class SeriesReader:
                 values[j] = np.nan
                 continue
             try:
-                values[j] = float(cell)
+                values[j] = float(cell.replace(",", ".") if self.decimal_comma and _DECIMAL_COMMA.fullmatch(cell)
+                                  else cell)
             except ValueError:
                 raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a number"
                                    + self._hint(row, cell)) from None
@@ -158,9 +175,8 @@ class SeriesReader:
             try:
                 t = parse_time(stamp)
             except ValueError:
-                raise AnomalyError(
-                    f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' is not a date/time (ISO 8601) or a number"
-                ) from None
+                raise AnomalyError(f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' is not a "
+                                   "date/time (ISO 8601, or dotted as 31.12.2026 23:15) or a number") from None
             if not np.isfinite(t):
                 raise AnomalyError(f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' is not a finite time")
             last = self.last_time
@@ -354,7 +370,8 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order=
             break
     if not header or not any(c.strip() for c in header):
         raise AnomalyError(f"{spec}: empty file; expected a CSV header line and rows")
-    reader = SeriesReader(header, spec, columns, time_column, label_column, nan, order)
+    reader = SeriesReader(header, spec, columns, time_column, label_column, nan, order,
+                          decimal_comma=getattr(getattr(rows, "dialect", None), "delimiter", ",") != ",")
     parsed, blank, lines = [], [], []
     for row in rows:
         if any(c.strip() for c in row):
@@ -396,15 +413,18 @@ def _on_grid(spec: str, parsed: list, nan: str, timed: bool) -> list:
     try:
         float(first)
         style = None  # times are numbers
-    except ValueError:  # a date, with a time after "T" or " ", or alone
+    except ValueError:  # a date, with a time after "T" or " ", or alone; ISO or dotted
         style = "T" if "T" in first else " " if ":" in first else "date"
+    dotted = None  # (the strftime format of dotted stamps)
+    if _DOTTED.fullmatch(first):
+        dotted = "%d.%m.%Y" + ("" if ":" not in first else " %H:%M" if first.count(":") == 1 else " %H:%M:%S")
     for i, row in enumerate(parsed):
         out.append(row)
         for j in range(1, fill.get(i, 1)):  # the steps missing after row i
             t = row[1] + j * step
             when = dt.datetime.fromtimestamp(t, dt.timezone.utc).replace(tzinfo=None)
-            stamp = (f"{t:.10g}" if style is None else when.date().isoformat() if style == "date"
-                     else when.isoformat(sep=style))
+            stamp = (f"{t:.10g}" if style is None else when.strftime(dotted) if dotted else
+                     when.date().isoformat() if style == "date" else when.isoformat(sep=style))
             out.append((stamp, t, np.full_like(row[2], np.nan), None if row[3] is None else 0))
     added = len(out) - len(parsed)
     if added and nan != "interpolate":

@@ -165,7 +165,7 @@ def stream_lines(det, fh: TextIO, where: str = "stdin", columns=None, time_colum
             raise AnomalyError(f"{where}: line {lineno}: no header line and {len(fields)} fields for {dim} channel(s)")
         header = (["timestamp"] if len(fields) == dim + 1 else []) + [f"value{i}" for i in range(dim)]
         columns = time_column = None
-    reader = SeriesReader(header, where, columns, time_column, label_column, nan)
+    reader = SeriesReader(header, where, columns, time_column, label_column, nan, decimal_comma=sep != ",")
     if len(reader.columns) != dim:
         raise AnomalyError(f"{where}: {len(reader.columns)} value column(s) but the bundle takes {dim}")
     can_flag, calibrated = det.can_flag(), getattr(det, "calibration_scores_", None) is not None

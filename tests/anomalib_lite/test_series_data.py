@@ -143,8 +143,11 @@ def test_rare_gaps_in_dated_steps_are_said_before_a_fit(tmp_path):
                                                "columns with --column"),
         ("timestamp,host,load\n1,a,2\n", {}, "line 2: column 'host': 'a' is not a number; choose the value columns "
                                              "with --column (numbers on this line: load)"),
-        ("timestamp;load\n1;0,5\n", {}, "line 2: column 'load': '0,5' is not a number (a decimal comma: write "
-                                        "numbers with a point)"),
+        ('timestamp,load\n1,"0,5"\n', {}, "line 2: column 'load': '0,5' is not a number (a decimal comma: write "
+                                          "numbers with a point, or separate fields with ';')"),
+        ("timestamp;load\n1;1.234,5\n", {}, "line 2: column 'load': '1.234,5' is not a number"),
+        ("timestamp;load\n31.02.2026;1\n", {}, "column 'timestamp': '31.02.2026' is not a date/time (ISO 8601, or "
+                                             "dotted as 31.12.2026 23:15)"),
         ("timestamp,value\nyesterday,2\n", {}, "line 2: column 'timestamp': 'yesterday' is not a date/time"),
         ("timestamp,value\n1,2\n2,\n3,4\n", {}, "line 3: column 'value' is empty (a gap); use --nan interpolate"),
         ("timestamp,value,y\n1,2,0\n2,3,2\n", {"label_column": "y"}, "line 3: label '2' in column 'y' is not 0 or 1"),
@@ -172,6 +175,22 @@ def test_csv_fields_separated_by_semicolons_or_tabs(tmp_path):
     path = _csv(tmp_path, "timestamp,note\n1,a;b\n")
     with pytest.raises(AnomalyError, match="'a;b' is not a number"):
         al.load_data(path)
+
+
+def test_a_european_spreadsheet_export_reads_as_the_iso_file(tmp_path):
+    """Semicolons, decimal commas and dotted day-first dates (what a spreadsheet set to German or
+    French writes) give the values and times of the ISO file with points; ?grid=1 fills a missing
+    step with a stamp in the file's own style."""
+    iso = _csv(tmp_path, "timestamp,load\n2026-12-31T22:00:00,1.5\n2026-12-31T23:00:00,-0.25\n"
+                         "2027-01-01T00:00:00,2\n2027-01-01T02:00:00,3e-1\n" + "".join(
+                             f"2027-01-01T{h:02d}:00:00,1\n" for h in range(3, 8)), "iso.csv")
+    eu = _csv(tmp_path, "Zeit;Last\n31.12.2026 22:00;1,5\n31.12.2026 23:00;-0,25\n1.1.2027 00:00;2\n"
+                        "01.01.2027 02:00;3e-1\n" + "".join(f"01.01.2027 {h:02d}:00;1\n" for h in range(3, 8)), "eu.csv")
+    a, b = al.load_data(iso), al.load_data(eu, time_column="Zeit")
+    assert b.values[:, 0].tolist() == a.values[:, 0].tolist() == [1.5, -0.25, 2.0, 0.3, 1, 1, 1, 1, 1]
+    assert np.array_equal(a.times, b.times)
+    grid = al.load_data(f"{eu}?grid=1", time_column="Zeit", nan="interpolate")
+    assert len(grid) == 10 and grid.stamps[3] == "01.01.2027 01:00" and grid.values[3, 0] == pytest.approx(1.15)
 
 
 def test_csv_gaps_can_be_interpolated(tmp_path):
