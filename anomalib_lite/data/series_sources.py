@@ -127,11 +127,17 @@ class SeriesReader:
         self.value_idx = [index(c) for c in columns]
         self.last_values: np.ndarray | None = None
 
-    def _hint(self, row: Sequence[str], cell: str) -> str:
-        """What to do about a cell that is not a number: a decimal comma, or (value columns not
-        chosen) a text column among them."""
+    def _hint(self, row: Sequence[str], cell: str, i: int) -> str:
+        """What to do about a cell (of column ``i``) that is not a number: a decimal comma, a date
+        in a column not named as the time, or (value columns not chosen) a text column among them."""
         if _DECIMAL_COMMA.fullmatch(cell):  # (fields split by commas: a quoted "3,5")
             return " (a decimal comma: write numbers with a point, or separate fields with ';')"
+        if self.time_idx is None:
+            try:
+                parse_time(cell)
+                return f" (a date/time: name its column with --time-column '{shown(self.header[i], 60)}')"
+            except ValueError:
+                pass
         if self.chosen:
             return ""
         numeric = []
@@ -166,7 +172,7 @@ class SeriesReader:
                                   else cell)
             except ValueError:
                 raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a number"
-                                   + self._hint(row, cell)) from None
+                                   + self._hint(row, cell, i)) from None
             if not np.isfinite(values[j]):
                 raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a finite number")
         stamp = t = label = None

@@ -146,6 +146,8 @@ def test_rare_gaps_in_dated_steps_are_said_before_a_fit(tmp_path):
         ('timestamp,load\n1,"0,5"\n', {}, "line 2: column 'load': '0,5' is not a number (a decimal comma: write "
                                           "numbers with a point, or separate fields with ';')"),
         ("timestamp;load\n1;1.234,5\n", {}, "line 2: column 'load': '1.234,5' is not a number"),
+        ("Zeit;Last\n01.01.2026 00:00;1\n", {}, "line 2: column 'Zeit': '01.01.2026 00:00' is not a number (a "
+                                               "date/time: name its column with --time-column 'Zeit')"),
         ("timestamp;load\n31.02.2026;1\n", {}, "column 'timestamp': '31.02.2026' is not a date/time (ISO 8601, or "
                                              "dotted as 31.12.2026 23:15)"),
         ("timestamp,value\nyesterday,2\n", {}, "line 2: column 'timestamp': 'yesterday' is not a date/time"),
