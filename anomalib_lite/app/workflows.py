@@ -189,7 +189,6 @@ def cross_folds(n: int, spec: str) -> int:
     return folds
 
 
-@_threads_for_load
 def _check_normal(spec: str, source) -> None:
     """Images labelled anomalous (an MVTec test folder, ``?synth=``) are not fitted as normal: one
     error that names the normal part of the data (a series' labels are the supervised detector's
@@ -206,6 +205,7 @@ def _check_normal(spec: str, source) -> None:
                        f"{base}?classes={','.join(map(str, source.normal_names))}, or on the category's train/ folder")
 
 
+@_threads_for_load
 def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None = 0.1, fpr: float = 0.01,
                  seed: int = 0, sign=None, device: str = "auto", verbose: bool = False, **load_options) -> str:
     """Fit ``det`` on the data ``spec`` less a ``holdout`` share (series: the end), calibrate the
