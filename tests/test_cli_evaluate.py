@@ -109,3 +109,15 @@ def test_an_image_bundle_given_a_series_says_so_before_reading_it(digit7, tmp_pa
         assert r.exit_code == 2, r.output
         assert r.output.strip().splitlines() == [f"anomaly: error: {series}: a time series, but LatentDistance takes "
                                                  "images or vectors"]
+
+
+def test_errors_about_the_data_name_the_data_spec(digit7, tmp_path):
+    """What a detector finds wrong with its input (it sees arrays, not files) is said of the spec."""
+    import numpy as np
+    from PIL import Image
+
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(small)
+    r = run("score", digit7, "--data", small)
+    assert r.exit_code == 2
+    assert r.output.startswith(f"anomaly: error: {small}: samples are 1x16x16 but LatentDistance was fitted on 1x28x28")

@@ -72,6 +72,23 @@ def _threads_for_load(fn):
     return run
 
 
+def _data_named(fn):
+    """A command's errors about its data name the data spec: an array checker deep in a detector
+    says ``data: ...`` (it never saw a file name); the command says ``lot7/*.png: ...``."""
+
+    @functools.wraps(fn)
+    def run(det, spec, *args, **kwargs):
+        try:
+            return fn(det, spec, *args, **kwargs)
+        except AnomalyError as e:
+            text = str(e)
+            if not text.startswith("data:") or spec is None:
+                raise
+            raise AnomalyError(f"{spec}:{text[5:]}") from None
+
+    return run
+
+
 def load_source(spec: str, det: Detector | None = None, *, data_dir=None, download: bool = False, columns=None,
                 time_column: str | None = None, label_column: str | None = None, nan: str = "reject"):
     """Load ``spec``; for a series detector a CSV is read with the columns it was fitted on
@@ -206,6 +223,7 @@ def _check_normal(spec: str, source) -> None:
 
 
 @_threads_for_load
+@_data_named
 def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None = 0.1, fpr: float = 0.01,
                  seed: int = 0, sign=None, device: str = "auto", verbose: bool = False, **load_options) -> str:
     """Fit ``det`` on the data ``spec`` less a ``holdout`` share (series: the end), calibrate the
@@ -318,6 +336,7 @@ def _set_context(det: Detector, source, images: int, bundle) -> None:
 
 
 @_threads_for_load
+@_data_named
 def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=None, top=None, report=None,
                     nab_results=None, learn: bool = False, verify=None, context: int = 0, **load_options) -> str:
     """Score the data ``spec`` and write what was asked: a scores CSV (``out``; ``-`` prints it),
@@ -439,6 +458,7 @@ def check_labels(det: Detector, source) -> None:
 
 
 @_threads_for_load
+@_data_named
 def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, maps=None, top=None, report=None,
                        verify=None, context: int = 0, **load_options) -> tuple[dict, str]:
     """Figures of ``det`` on labelled data, written as asked; returns (figures, text to print).
@@ -463,6 +483,7 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
 
 
 @_threads_for_load
+@_data_named
 def stream(det: Detector, spec: str, *, learn: bool = False, columns=None, time_column=None, label_column=None,
            nan: str = "reject", outputs=(), counts: dict | None = None, context: int = 0) -> tuple[int, int]:
     """``anomaly score --stream``: CSV lines from stdin (``-``) or a file, scored as they arrive;
