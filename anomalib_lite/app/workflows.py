@@ -100,7 +100,8 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
     fitted = (getattr(det, "data_info_", None) or {}) if det is not None else {}
     if det is not None and not series:
         if is_series_spec(spec):  # (before reading it as a series with options this detector has none of)
-            raise AnomalyError(f"{spec}: a time series, but {type(det).__name__} takes images or vectors")
+            raise AnomalyError(f"{spec}: a time series, but {type(det).__name__} takes images or vectors (for a "
+                               "table whose rows are samples, not steps in time: np.save('rows.npy', table))")
         spec = with_size(str(spec), fitted.get("spec"))
     if series and is_series_spec(base) and not base.startswith("nab:"):
         columns, time_column = columns or fitted.get("columns"), time_column or fitted.get("time_column")
@@ -117,8 +118,6 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
     kind = getattr(source, "kind", "image")
     if series and kind != "series":
         raise AnomalyError(f"{spec}: not a time series; give a .csv file, nab:CATEGORY/FILE.csv or -")
-    if det is not None and not series and kind == "series":
-        raise AnomalyError(f"{spec}: a time series, but {type(det).__name__} takes images or vectors")
     return source
 
 
