@@ -207,10 +207,13 @@ def _raw_batches(data, batch_size: int) -> Iterator[tuple]:
         for i in range(0, len(x), batch_size):
             yield x[i : i + batch_size], None if y is None else y[i : i + batch_size]
         return
-    if isinstance(data, torch.utils.data.Dataset) and not isinstance(
-        data, torch.utils.data.IterableDataset
-    ):
-        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
+        # item by item, as training reads it (a PIL image or a dict item is read; torch's collate
+        # would stop at a PIL image with a TypeError)
+        samples = Samples(data, "dataset", False) if len(data) else None
+        for i in range(0, len(data), batch_size):
+            yield samples._read(np.arange(i, min(i + batch_size, len(data))))
+        return
     if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
         raise AnomalyError(
             f"data: cannot read a {type(data).__name__}; expected an array, a tensor, "

@@ -95,3 +95,32 @@ def test_a_list_of_single_images_is_refused_with_the_fix_not_read_as_batches():
     assert [b.x.shape for b in iter_batches(torch.stack(chw))] == [(5, 3, 32, 32)]
     assert [tuple(b.x.shape) for b in iter_batches([torch.stack(chw[:3]), torch.stack(chw[3:])])] == [(3, 3, 32, 32), (2, 3, 32, 32)]
     assert [tuple(b.x.shape) for b in iter_batches([np.zeros((4, 8, 8)), np.zeros((4, 8, 8))])] == [(4, 1, 8, 8)] * 2
+
+
+def test_a_dataset_of_pil_images_or_dicts_reads_as_its_tensors(tmp_path):
+    """torchvision's ImageFolder without a transform gives PIL images (torch's collate stops at
+    them with a TypeError); read item by item, they score as the ToTensor version does."""
+    import torchvision
+    from PIL import Image
+
+    from anomalib_lite import LatentDistance
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "good").mkdir()
+    for i in range(12):
+        Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).save(tmp_path / "good" / f"{i}.png")
+    pil = torchvision.datasets.ImageFolder(str(tmp_path))
+    tensors = torchvision.datasets.ImageFolder(str(tmp_path), transform=torchvision.transforms.ToTensor())
+    a = LatentDistance(device="cpu").fit(pil).decision_function(tensors)
+    b = LatentDistance(device="cpu").fit(tensors).decision_function(pil)
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+
+    class Dicts(torch.utils.data.Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return {"image": torch.full((1, 8, 8), float(i)), "label": i % 2}
+
+    got = list(iter_batches(Dicts(), batch_size=4))
+    assert [len(b) for b in got] == [4, 1] and got[0].y.tolist() == [0, 1, 0, 1] and float(got[1].x.max()) == 4.0
