@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import AnomalyError
+from ..errors import AnomalyError, shown
 
 __all__ = [
     "DEFAULT_BATCH_SIZE", "NAN_POLICIES", "Batch", "BatchReader", "Replayed", "Samples", "TrainingData",
@@ -111,6 +111,9 @@ def _split_item(item):
     if isinstance(item, dict):
         x = next((item[k] for k in ("x", "image", "images", "input") if k in item), None)
         y = next((item[k] for k in ("y", "label", "labels", "target") if k in item), None)
+        if x is None:
+            raise AnomalyError(f"data: a dict batch needs its samples under 'x', 'image', 'images' or 'input'; its keys "
+                               f"are {shown(', '.join(map(str, item)), 120)}")
         return x, y
     if isinstance(item, (tuple, list)) and len(item) == 2 and _is_array(item[0]):
         return item[0], item[1]
@@ -173,8 +176,9 @@ def _refuse_image_list(data, where: str) -> None:
 
 def as_array_like(data, where: str = "data"):
     """scikit-learn's inputs as arrays: nested lists of numbers and objects with ``__array__``
-    (pandas, array wrappers) become ndarrays; sparse matrices are refused in one line. Anything
-    else (arrays, sources, Datasets, lists of batches) is returned as it is."""
+    (pandas, array wrappers) become ndarrays; a dict is one batch; sparse matrices and single
+    numbers are refused in one line. Anything else (arrays, sources, Datasets, lists of batches)
+    is returned as it is."""
     if type(data).__module__.startswith("scipy.sparse"):
         raise AnomalyError(f"{where}: sparse input is not supported; pass a dense array (X.toarray())")
     _refuse_image_list(data, where)
@@ -183,9 +187,13 @@ def as_array_like(data, where: str = "data"):
             return np.asarray(data, dtype=np.float64)
         except (TypeError, ValueError):
             raise AnomalyError(f"{where}: a list of rows of different lengths, or of values that are not numbers") from None
+    if isinstance(data, dict):  # one batch as a dict ('x'/'image' and 'y'), as an iterable's items may be
+        return [data]
     if not _is_array(data) and not _is_source(data) and hasattr(data, "__array__") \
             and not isinstance(data, torch.utils.data.Dataset):
-        return np.asarray(data)
+        data = np.asarray(data)
+    if _is_array(data) and data.ndim == 0:
+        raise AnomalyError(f"{where}: a single number; expected samples (N, ...) or a series (T,)")
     return data
 
 

@@ -41,6 +41,8 @@ def test_dataloader_and_labelled_iterables_are_accepted():
     assert [len(b) for b in got] == [7, 5] and got[1].y.tolist() == y[7:].tolist()
     got = list(iter_batches(TensorDataset(x), batch_size=12))
     assert torch.equal(got[0].x, x)
+    (got,) = list(iter_batches({"image": x, "label": y}))  # a dict is one batch, as a DataLoader's items
+    assert torch.equal(got.x, x) and torch.equal(got.y, y)
 
 
 @pytest.mark.parametrize(
@@ -51,6 +53,9 @@ def test_dataloader_and_labelled_iterables_are_accepted():
         (np.zeros(7), "rank 1"),
         (np.array(["a", "b"]), "not numeric"),
         ("mnist", "cannot read a str"),
+        (np.float64(3.0), "a single number; expected samples"),
+        (torch.tensor(3.0), "a single number; expected samples"),
+        ({"a": np.zeros((2, 3))}, "a dict batch needs its samples under 'x', 'image', 'images' or 'input'; its keys are a"),
     ],
 )
 def test_bad_arrays_give_one_clear_error(data, message):
