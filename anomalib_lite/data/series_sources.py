@@ -120,7 +120,8 @@ class SeriesReader:
         self.label_idx = None if label_column is None else index(label_column)
         taken = {self.time_idx, self.label_idx}
         self.chosen = bool(columns)  # value columns named by the caller (else every other column)
-        columns = list(columns) if columns else [h for i, h in enumerate(self.header) if i not in taken]
+        # (a column with no name, as a trailing ';' on every line of a spreadsheet's export makes, is no input)
+        columns = list(columns) if columns else [h for i, h in enumerate(self.header) if i not in taken and h]
         if not columns:
             raise AnomalyError(f"{where}: no value columns; columns are: {shown(', '.join(self.header))}")
         self.columns = columns

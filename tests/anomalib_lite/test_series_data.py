@@ -191,6 +191,10 @@ def test_a_european_spreadsheet_export_reads_as_the_iso_file(tmp_path):
     a, b = al.load_data(iso), al.load_data(eu, time_column="Zeit")
     assert b.values[:, 0].tolist() == a.values[:, 0].tolist() == [1.5, -0.25, 2.0, 0.3, 1, 1, 1, 1, 1]
     assert np.array_equal(a.times, b.times)
+    excel = tmp_path / "excel.csv"  # a byte-order mark, CRLF, and a ';' ending every line (an unnamed empty column)
+    excel.write_bytes(b"\xef\xbb\xbf" + "".join(line + ";\r\n" for line in eu.read_text().splitlines()).encode())
+    c = al.load_data(excel, time_column="Zeit")
+    assert c.columns == ["Last"] and c.values[:, 0].tolist() == b.values[:, 0].tolist()
     grid = al.load_data(f"{eu}?grid=1", time_column="Zeit", nan="interpolate")
     assert len(grid) == 10 and grid.stamps[3] == "01.01.2027 01:00" and grid.values[3, 0] == pytest.approx(1.15)
 
