@@ -188,10 +188,13 @@ class SeriesReader:
                 raise AnomalyError(f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' is not a finite time")
             last = self.last_time
             if self.order == "reject" and last is not None and t <= last[0]:
+                fix = ("add ?order=file to the data spec to read the rows in the file's order (as a local-time "
+                       "log's hour when clocks go back)" if t == last[0] else
+                       "add ?order=sort to the data spec to sort rows by time")
                 raise AnomalyError(
                     f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' "
                     f"{'repeats' if t == last[0] else 'goes back from'} line {last[2]}'s '{shown(last[1], 60)}'; "
-                    "times must increase (add ?order=sort to the data spec to sort rows by time)"
+                    f"times must increase ({fix})"
                 )
         if self.label_idx is not None:
             cell = row[self.label_idx].strip()
@@ -446,7 +449,8 @@ def _sorted_by_time(spec: str, column: str, parsed: list, lines: list) -> tuple[
     for i in range(1, len(parsed)):
         if parsed[i][1] == parsed[i - 1][1]:
             raise AnomalyError(f"{spec}: line {lines[i]}: column '{column}': '{shown(parsed[i][0], 60)}' repeats "
-                               f"line {lines[i - 1]}'s time; each row needs its own time")
+                               f"line {lines[i - 1]}'s time; each row needs its own time (?order=file reads the "
+                               "rows in the file's order)")
     return parsed, lines
 
 
