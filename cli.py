@@ -467,8 +467,17 @@ def keygen(out):
 
 
 def main() -> None:
-    """Entry point: SIGTERM unwinds like Ctrl-C; under torchrun, join the process group first."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    """Entry point: SIGTERM unwinds like Ctrl-C (outputs are written whole or not at all); under
+    torchrun, join the process group first."""
+    stopped: list[int] = []
+
+    def stop(signum, frame):
+        stopped.append(signum)
+        if hasattr(signal, "SIGCHLD"):  # torch's DataLoader raises when a worker stopped with us dies
+            signal.signal(signal.SIGCHLD, lambda *_: None)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     group = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
     if group:  # torchrun: only then is torch.distributed imported before a command needs it
         from anomalib_lite import distributed
@@ -484,9 +493,14 @@ def main() -> None:
     code = 1
     try:
         cli(prog_name="anomaly")
-    except SystemExit as e:  # click ends every command with one (0 on success)
-        code = e.code
-        raise
+    except BaseException as e:  # click ends every command with SystemExit (0 on success)
+        if not stopped:
+            code = e.code if isinstance(e, SystemExit) else 1
+            raise
+        # stopped: whatever unwinding raised (a DataLoader worker killed with its group), one line
+        click.echo("anomaly: stopped (SIGTERM); no output was half-written", err=True)
+        code = 128 + stopped[0]
+        sys.exit(code)
     finally:
         if "anomalib_lite.distributed" in sys.modules:
             sys.modules["anomalib_lite.distributed"].shutdown(synchronise=code in (0, None))

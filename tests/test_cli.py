@@ -215,3 +215,30 @@ def test_training_commands_reject_bad_input(tmp_path, mnist_dir):
             "-o", tmp_path / "no" / "w.safetensors")
     assert r.exit_code == 2 and "does not exist" in r.output
     assert not list(tmp_path.glob("*.anomaly"))
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGCHLD"), reason="POSIX signals")
+def test_sigterm_mid_command_is_one_line_and_exit_143(monkeypatch, capsys):
+    """Stopped with its process group, a command's DataLoader workers die too, and torch raises
+    while the SIGTERM unwinds: the user sees one line and 128 + 15, not torch's traceback."""
+    import os
+    import signal
+
+    import cli as cli_module
+
+    def command(**kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # main's handler raises SystemExit here
+        finally:
+            raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
+
+    monkeypatch.setattr(cli_module, "cli", command)
+    saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCHLD)
+    try:
+        with pytest.raises(SystemExit) as e:
+            cli_module.main()
+    finally:
+        signal.signal(signal.SIGTERM, saved[0])
+        signal.signal(signal.SIGCHLD, saved[1])
+    assert e.value.code == 143
+    assert capsys.readouterr().err == "anomaly: stopped (SIGTERM); no output was half-written\n"
