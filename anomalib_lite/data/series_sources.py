@@ -22,6 +22,7 @@ import csv
 import datetime as dt
 import itertools
 import json
+import math
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -126,7 +127,7 @@ class SeriesReader:
             raise AnomalyError(f"{where}: no value columns; columns are: {shown(', '.join(self.header))}")
         self.columns = columns
         self.value_idx = [index(c) for c in columns]
-        self.last_values: np.ndarray | None = None
+        self.last_values: tuple | None = None
 
     def _hint(self, row: Sequence[str], cell: str, i: int) -> str:
         """What to do about a cell (of column ``i``) that is not a number: a decimal comma, a date
@@ -152,29 +153,30 @@ class SeriesReader:
                                                               if numeric else ""))
 
     def parse(self, row: Sequence[str], line: int, stream: bool = False):
-        """One row -> (timestamp text or None, time or None, values (D,) with NaN gaps, label).
+        """One row -> (timestamp text or None, time or None, values (a tuple of D floats, NaN for
+        gaps), label); Python floats, not a small array per row (``benchmarks/csv_read.py``).
 
         With ``stream=True`` and ``nan="interpolate"`` a gap takes the last value seen."""
         at = f"{self.where}: line {line}"
         if len(row) != len(self.header):
             raise AnomalyError(f"{at}: {len(row)} fields, the header has {len(self.header)}")
-        values = np.empty(len(self.value_idx))
-        for j, (i, name) in enumerate(zip(self.value_idx, self.columns)):
+        values = []
+        for i, name in zip(self.value_idx, self.columns):
             cell = row[i].strip()
             if cell.lower() in MISSING:
                 if self.nan == "reject":
                     raise AnomalyError(
                         f"{at}: column '{shown(name, 60)}' is empty (a gap); use --nan interpolate to fill gaps"
                     )
-                values[j] = np.nan
+                values.append(math.nan)
                 continue
             try:
-                values[j] = float(cell.replace(",", ".") if self.decimal_comma and _DECIMAL_COMMA.fullmatch(cell)
-                                  else cell)
+                values.append(float(cell.replace(",", ".") if self.decimal_comma and _DECIMAL_COMMA.fullmatch(cell)
+                                     else cell))
             except ValueError:
                 raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a number"
                                    + self._hint(row, cell, i)) from None
-            if not np.isfinite(values[j]):
+            if not math.isfinite(values[-1]):
                 raise AnomalyError(f"{at}: column '{shown(name, 60)}': '{shown(cell, 60)}' is not a finite number")
         stamp = t = label = None
         if self.time_idx is not None:
@@ -208,11 +210,13 @@ class SeriesReader:
                                    + (f" (a column named '{name}' is read as labels; to read it as values, name it "
                                       "in --column)" if self.label_named else ""))
             label = int(label)
-        if stream and np.isnan(values).any():
+        gap = any(v != v for v in values)  # (NaN)
+        if stream and gap:
             if self.last_values is None:
                 raise AnomalyError(f"{at}: a gap before any value; nothing to fill it with")
-            values = np.where(np.isnan(values), self.last_values, values)
-        if not np.isnan(values).any():
+            values, gap = [last if v != v else v for v, last in zip(values, self.last_values)], False
+        values = tuple(values)
+        if not gap:
             self.last_values = values
         if t is not None:
             self.last_time = (t, stamp, line)
@@ -399,7 +403,7 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order=
     if grid:
         parsed = _on_grid(spec, parsed, nan, reader.time_idx is not None)
     stamps, times, values, labels = zip(*parsed)
-    x = fill_gaps(np.stack(values), nan, where=spec)
+    x = fill_gaps(np.array(values, dtype=np.float64), nan, where=spec)
     timed = reader.time_idx is not None
     return SeriesSource(
         spec, x, reader.columns, list(stamps) if timed else None, np.array(times) if timed else None,
@@ -435,7 +439,7 @@ def _on_grid(spec: str, parsed: list, nan: str, timed: bool) -> list:
             when = dt.datetime.fromtimestamp(t, dt.timezone.utc).replace(tzinfo=None)
             stamp = (f"{t:.10g}" if style is None else when.strftime(dotted) if dotted else
                      when.date().isoformat() if style == "date" else when.isoformat(sep=style))
-            out.append((stamp, t, np.full_like(row[2], np.nan), None if row[3] is None else 0))
+            out.append((stamp, t, (math.nan,) * len(row[2]), None if row[3] is None else 0))
     added = len(out) - len(parsed)
     if added and nan != "interpolate":
         raise AnomalyError(f"{spec}: grid=1 adds {added} missing step(s) as gaps; use --nan interpolate to fill them")

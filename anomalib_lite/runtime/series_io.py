@@ -187,11 +187,12 @@ def stream_lines(det, fh: TextIO, where: str = "stdin", columns=None, time_colum
         except csv.Error as e:
             skip(number, "unparsable", f"malformed CSV ({e})")
             continue
+        x = np.asarray(values, dtype=np.float64)[None, :]
         if learn:
-            det.partial_fit(values[None, :])
+            det.partial_fit(x)
             s, f = det.last_scores_[0], bool(det.last_flags_[0])
         else:
-            s = det.decision_function(values[None, :])[0]
+            s = det.decision_function(x)[0]
             f = bool(det.flag([s])[0]) if can_flag else None
         row = [stamp if stamp is not None else str(step), *(f"{v:.10g}" for v in values), fmt(s)]
         row += [fmt(det.p_values([s])[0])] if calibrated else []
