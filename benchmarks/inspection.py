@@ -102,13 +102,17 @@ def _figures(name, labels, names, scores, maps, masks, threshold=None) -> dict:
     return out
 
 
-def run_category(data: Path, cat: str, routes: list[str], args) -> list[dict]:
-    train = al.load_data(str(data / cat / "train"))
-    fit_part, held = train.split(0.1, seed=args.seed)
+def category(data: Path, cat: str, seed: int = 0):
+    """One category of the set as every study here reads it: (fit part, the 20 training crops held
+    out of it, test source, 0/1 labels, defect name per test crop, masks)."""
+    fit_part, held = al.load_data(str(data / cat / "train")).split(0.1, seed=seed)
     test = al.load_data(str(data / cat / "test"))
-    labels = np.asarray(test.anomaly_labels())
-    names = _names(test)
-    masks = np.asarray(test.read_masks(range(len(test))))
+    labels, names = np.asarray(test.anomaly_labels()), _names(test)
+    return fit_part, held, test, labels, names, np.asarray(test.read_masks(range(len(test))))
+
+
+def run_category(data: Path, cat: str, routes: list[str], args) -> list[dict]:
+    fit_part, held, test, labels, names, masks = category(data, cat, args.seed)
     rows = []
     common = dict(device="cpu", seed=args.seed)
     r18 = dict(backbone="resnet18", weights="random", layers=["layer1", "layer2"])

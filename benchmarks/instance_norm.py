@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
-from inspection import _figures, _images, _names, set_parser  # noqa: E402
+from inspection import _figures, _images, category, set_parser  # noqa: E402
 
 import anomalib_lite as al  # noqa: E402
 from anomalib_lite.data import sample_data  # noqa: E402
@@ -41,10 +41,7 @@ def main() -> None:
     torch.set_num_threads(1)
     t0, rows, means = time.perf_counter(), [], {"as given": [], "each image standardised": []}
     for cat in sample_data.HALVES[args.half]["categories"]:
-        fit_part, _ = al.load_data(str(args.data / cat / "train")).split(0.1, seed=0)
-        test = al.load_data(str(args.data / cat / "test"))
-        labels, names = np.asarray(test.anomaly_labels()), _names(test)
-        masks = np.asarray(test.read_masks(range(len(test))))
+        fit_part, _, test, labels, names, masks = category(args.data, cat)
         x_fit, x_test = _images(fit_part), _images(test)
         cells = []
         for label, prep in (("as given", lambda x: x), ("each image standardised", standardised)):

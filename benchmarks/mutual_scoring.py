@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
-from inspection import _figures, _images, _names, set_parser  # noqa: E402
+from inspection import _figures, _images, category, set_parser  # noqa: E402
 
 import anomalib_lite as al  # noqa: E402
 from anomalib_lite.data import sample_data  # noqa: E402
@@ -57,10 +57,7 @@ def mutual(p: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 
 def run(data: Path, cat: str, route: str, images=(30,), context_only: bool = False) -> dict:
-    fit_part, _ = al.load_data(str(data / cat / "train")).split(0.1, seed=0)
-    test = al.load_data(str(data / cat / "test"))
-    labels, names = np.asarray(test.anomaly_labels()), _names(test)
-    masks = np.asarray(test.read_masks(range(len(test))))
+    fit_part, _, test, labels, names, masks = category(data, cat)
     det = al.LatentDistance(device="cpu", seed=0, **ROUTES[route]).fit(fit_part)
     x = _images(test)
     with torch.no_grad():

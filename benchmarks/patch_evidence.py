@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
-from inspection import _figures, _images, _names, set_parser  # noqa: E402
+from inspection import _figures, _images, category, set_parser  # noqa: E402
 
 import anomalib_lite as al  # noqa: E402
 from anomalib_lite.components import features  # noqa: E402
@@ -92,10 +92,7 @@ def main() -> None:
     t_all, res = time.perf_counter(), {v: [] for v in args.variants}
     cats = sample_data.HALVES[args.half]["categories"]
     for cat in cats:
-        fit_part, held = al.load_data(str(args.data / cat / "train")).split(0.1, seed=0)
-        test = al.load_data(str(args.data / cat / "test"))
-        labels, names = np.asarray(test.anomaly_labels()), _names(test)
-        masks = np.asarray(test.read_masks(range(len(test))))
+        fit_part, held, test, labels, names, masks = category(args.data, cat)
         for var in args.variants:
             t0 = time.perf_counter()
             kw = {"memory_size": 200_000, "coreset_ratio": 1.0} if var == "whole-bank" else {}
