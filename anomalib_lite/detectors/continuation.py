@@ -44,6 +44,17 @@ _NETWORKS = ("lstm", "tcn")
 _MIN_ERROR = 0.01  # in standard deviations of the data: finer errors are below a measurement's resolution
 _SPAN = 8  # training crops: steps with a loss after the window that warms the network up ...
 _STRIDE = 1  # ... one crop every this many steps (each step is a target in 8 crops per epoch)
+_MAX_CROPS = 20_000  # an epoch's crops at most: a longer series is cut into fewer, longer crops
+
+
+def crop_plan(targets: int) -> tuple[int, int]:
+    """(span, stride) of the training crops over ``targets`` steps a loss can fall on: a crop
+    every step with a loss on its last 8 (each step a target 8 times an epoch) up to
+    :data:`_MAX_CROPS` crops; past that, a crop every ``stride`` steps with a loss on its last
+    ``stride``, so an epoch costs what 20,000 steps cost and still takes every step as a target
+    once (``benchmarks/long_series.py``)."""
+    stride = max(_STRIDE, -(-targets // _MAX_CROPS))
+    return min(max(_SPAN, stride), targets), stride
 
 
 class _Stream:
@@ -475,8 +486,8 @@ class Continuation(SeriesDetector):
         if ahead is not None:  # the network learns what the seasonal term leaves
             y -= (self.season_weight_ * ahead).reshape(len(z), -1)
         start = max(0, first - w)
-        span = min(_SPAN, len(z) - start - w)
-        x, y = training_crops(u[start:], y[start:], w, span, _STRIDE)
+        span, stride = crop_plan(len(z) - start - w)
+        x, y = training_crops(u[start:], y[start:], w, span, stride)
         self.history_ = fit_model(self.model_, self._loss, x, y, self._config(), self.device_, desc="fit")
         self.model_.eval()
         self._stepper = None
