@@ -14,7 +14,8 @@ refused while it is read. Fields are separated by commas, or by semicolons or ta
 first line holds none of the first but some of these (the separator of spreadsheets set to a
 decimal comma, which such a file's numbers may then use: 3,5). Empty cells (or NaN/NA/null) are
 gaps: rejected by default, or filled by linear interpolation with ``nan="interpolate"`` (in a
-live stream, where the next value is not known yet, a gap takes the last value). Every error names the file, the line and the column.
+live stream, where the next value is not known yet, a gap takes the last value). Every error
+names the file, the line and the column.
 """
 from __future__ import annotations
 
