@@ -54,8 +54,8 @@ def main() -> None:
         s = det.reset().decision_function(z)
         t = early_warning_labels(y, args.horizon)
         scores.append(s), base.append(np.abs(z)), targets.append(t), labels.append(y)
-        if t.any():
-            ok = np.isfinite(s)
+        ok = np.isfinite(s)
+        if 0 < t[ok].sum() < ok.sum():  # (an AP needs both kinds of step among those scored)
             per_series.append((name, len(onsets(y)), average_precision(t[ok], s[ok]),
                                average_precision(t[ok], np.abs(z)[ok]), t[ok].mean()))
     s, b, t, y = (np.concatenate(a) for a in (scores, base, targets, labels))

@@ -26,10 +26,12 @@ from .base import RUN_CHECKS, Capabilities, register
 from ..data.batches import Batch
 from ..errors import AnomalyError
 from .series import (
+    CROP_SPAN,
     SERIES_CHECKS,
     STEP_CHUNK,
     THRESHOLDS,
     SeriesDetector,
+    crop_plan,
     masked_mse,
     seasonal_period,
     training_crops,
@@ -42,19 +44,7 @@ __all__ = ["Continuation"]
 
 _NETWORKS = ("lstm", "tcn")
 _MIN_ERROR = 0.01  # in standard deviations of the data: finer errors are below a measurement's resolution
-_SPAN = 8  # training crops: steps with a loss after the window that warms the network up ...
-_STRIDE = 1  # ... one crop every this many steps (each step is a target in 8 crops per epoch)
-_MAX_CROPS = 20_000  # an epoch's crops at most: a longer series is cut into fewer, longer crops
-
-
-def crop_plan(targets: int) -> tuple[int, int]:
-    """(span, stride) of the training crops over ``targets`` steps a loss can fall on: a crop
-    every step with a loss on its last 8 (each step a target 8 times an epoch) up to
-    :data:`_MAX_CROPS` crops; past that, a crop every ``stride`` steps with a loss on its last
-    ``stride``, so an epoch costs what 20,000 steps cost and still takes every step as a target
-    once (``benchmarks/long_series.py``)."""
-    stride = max(_STRIDE, -(-targets // _MAX_CROPS))
-    return min(max(_SPAN, stride), targets), stride
+_SPAN = CROP_SPAN  # steps with a loss after a window (training crops, online updates)
 
 
 class _Stream:

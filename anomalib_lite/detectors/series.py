@@ -43,7 +43,8 @@ from ..scoring.thresholds import (
 from ..threads import choose_threads, log_choice, torch_threads
 
 __all__ = [
-    "SERIES_CHECKS", "STEP_CHUNK", "THRESHOLDS", "TOLERANCE", "SeriesDetector", "seasonal_period", "training_crops",
+    "CROP_SPAN", "MAX_CROPS", "SERIES_CHECKS", "STEP_CHUNK", "THRESHOLDS", "TOLERANCE", "SeriesDetector", "crop_plan",
+    "seasonal_period", "training_crops",
 ]
 
 THRESHOLDS = ("calibrated", "moving", "quantile", "dynamic")
@@ -76,6 +77,19 @@ STEP_CHUNK = 16
 SCORE_CHUNK = 16384
 #: scores of one stream agree within ``rtol * |score| + atol`` however it is cut into chunks
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
+
+
+CROP_SPAN = 8  # training crops: steps with a loss after the window that warms a network up ...
+MAX_CROPS = 20_000  # ... a crop every step (each step a target in 8 crops an epoch) up to this many
+
+
+def crop_plan(targets: int) -> tuple[int, int]:
+    """(span, stride) of the training crops over ``targets`` steps a loss can fall on: a crop every
+    step with a loss on its last :data:`CROP_SPAN`, up to :data:`MAX_CROPS` crops; past that, a
+    crop every ``stride`` steps with a loss on its last ``stride``, so an epoch costs what 20,000
+    steps cost and still takes every step as a target once (``benchmarks/long_series.py``)."""
+    stride = max(1, -(-targets // MAX_CROPS))
+    return min(max(CROP_SPAN, stride), targets), stride
 
 
 def training_crops(inputs: np.ndarray, targets: np.ndarray, burn: int, span: int, stride: int):

@@ -22,15 +22,13 @@ from .base import RUN_CHECKS, Capabilities, register
 from ..data.batches import Batch
 from ..errors import AnomalyError
 from ..scoring.metrics import early_warning_labels, onsets
-from .series import SERIES_CHECKS, STEP_CHUNK, SeriesDetector, training_crops
+from .series import CROP_SPAN, SERIES_CHECKS, STEP_CHUNK, SeriesDetector, training_crops
 from ..components.series_nets import StreamNet
 from ..training.loop import TrainConfig, fit_model, history
 
 __all__ = ["SupervisedRNN"]
 
 _NETWORKS = ("lstm", "gru")
-_SPAN = 8  # training crops: steps with a loss after the window that warms the state up ...
-_STRIDE = 1  # ... one crop every this many steps
 
 
 class _Stream:
@@ -199,8 +197,10 @@ class SupervisedRNN(SeriesDetector):
         self._set_scaler(x)
         self._build(x.shape[1])
         burn = w - 1  # the first step with a score has window - 1 steps before it
-        span = min(_SPAN, len(x) - burn)
-        xs, ys = training_crops(self._scaled(x), target[:, None], burn, span, _STRIDE)
+        # a crop at every step, however long the series (Continuation's crop_plan was no better
+        # here: BENCHMARKS.md, "SupervisedRNN early warning", 2026-12-07)
+        span = min(CROP_SPAN, len(x) - burn)
+        xs, ys = training_crops(self._scaled(x), target[:, None], burn, span, 1)
         weight = torch.tensor(self.pos_weight if self.pos_weight is not None else n_neg / n_pos)
 
         def loss(model, step):

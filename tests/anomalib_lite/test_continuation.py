@@ -279,8 +279,7 @@ def test_fit_leaves_the_callers_random_state_alone():
 def test_training_crops_of_a_long_series_cost_what_20000_steps_cost_and_cover_every_step():
     """Up to 20,000 steps a crop every step (each step a target in 8); a million steps: 20,000
     crops whose targets tile the series, not a million crops an epoch (30 min of fitting)."""
-    from anomalib_lite.detectors.continuation import crop_plan
-    from anomalib_lite.detectors.series import training_crops
+    from anomalib_lite.detectors.series import crop_plan, training_crops
 
     assert crop_plan(5) == (5, 1) and crop_plan(3_000) == (8, 1) and crop_plan(20_000) == (8, 1)
     assert crop_plan(1_000_000) == (50, 50) and crop_plan(20_001) == (8, 2)
@@ -295,9 +294,9 @@ def test_training_crops_of_a_long_series_cost_what_20000_steps_cost_and_cover_ev
 def test_a_series_past_the_crop_limit_still_learns_and_flags(monkeypatch):
     """The long-series crops (fewer, longer) on a series 10 times past a lowered limit: the
     forecast still learns the wave, and a spike is flagged where the wave is not."""
-    from anomalib_lite.detectors import continuation
+    from anomalib_lite.detectors import series
 
-    monkeypatch.setattr(continuation, "_MAX_CROPS", 150)  # (3 batches an epoch: epochs enough for 20 of 23)
+    monkeypatch.setattr(series, "MAX_CROPS", 150)  # (3 batches an epoch: epochs enough for 20 of 23)
     det = Continuation(**SMALL, epochs=150, patience=None, lr=3e-3, smoothing=3).fit(wave(1500, 0))
     det.calibrate(wave(1100, 1), fpr=0.001)
     assert det.history_.val_loss[-1] < 0.2 * det.history_.val_loss[0]
