@@ -101,3 +101,6 @@ def test_fit_refuses_images_labelled_anomalous_and_names_the_normal_part(fitted,
     assert "4 of 10 images are labelled anomalous (classes spot)" in r.output and "?classes=good" in r.output
     r = run("fit", "latent", "--data", f"{cat / 'test'}?classes=good", "--holdout", "0.5", "-o", out)
     assert r.exit_code == 0 and out.exists(), r.output
+    weights = tmp_path / "w.safetensors"  # pretraining learns normal too
+    r = run("pretrain", "--backbone", "resnet18", "--data", cat / "test", "--max-time", "1", "-o", weights)
+    assert r.exit_code == 2 and "4 of 10 images are labelled anomalous" in r.output and not weights.exists()

@@ -206,8 +206,8 @@ def cross_folds(n: int, spec: str) -> int:
 
 
 def _check_normal(spec: str, source) -> None:
-    """Images labelled anomalous (an MVTec test folder, ``?synth=``) are not fitted as normal: one
-    error that names the normal part of the data (a series' labels are the supervised detector's
+    """Images labelled anomalous (an MVTec test folder, ``?synth=``) are not fitted or pretrained on
+    as normal: one error that names the normal part of the data (a series' labels are the supervised detector's
     targets, and a forecaster learns through them)."""
     if getattr(source, "kind", "image") == "series" or not getattr(source, "normal_names", None):
         return
@@ -217,8 +217,8 @@ def _check_normal(spec: str, source) -> None:
     bad = sorted({str(source.class_names[t]) for t, y in zip(source.targets, labels) if y})
     base = spec.split("?")[0]
     raise AnomalyError(f"{spec}: {int(labels.sum())} of {len(labels)} images are labelled anomalous (classes "
-                       f"{', '.join(bad[:6])}); fit learns what normal looks like: fit on "
-                       f"{base}?classes={','.join(map(str, source.normal_names))}, or on the category's train/ folder")
+                       f"{', '.join(bad[:6])}); fit and pretrain learn what normal looks like: give "
+                       f"{base}?classes={','.join(map(str, source.normal_names))}, or the category's train/ folder")
 
 
 @_threads_for_load
@@ -544,6 +544,7 @@ def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, 
     _check_outputs({"weights": out}, spec, *options.values(), data_dir=data_dir)
     t = time.perf_counter()
     source = load_source(spec, data_dir=data_dir, download=download)
+    _check_normal(spec, source)
     if options.get("max_time") is not None:  # the budget covers reading the data too
         options["max_time"] = max(1.0, options["max_time"] - (time.perf_counter() - t))
     h = pretrain(data=source, out=out, **options).history
