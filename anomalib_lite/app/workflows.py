@@ -258,7 +258,13 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
             det.cross_calibrate(source, fpr=fpr, folds=folds, seed=seed)
         else:
             train, held = source.split(holdout, seed=seed)
-            det.fit(train)
+            try:
+                det.fit(train)
+            except AnomalyError as e:  # a series too short: say which part of it the fit read
+                if det.input_kind != "series" or not str(e).startswith("data:"):
+                    raise
+                raise AnomalyError(f"{e} (fit read the first {len(train):,} of its {len(source):,} steps; the last "
+                                   f"{len(held):,} calibrate: --holdout)") from None
             det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
     if route is not None:
         det.data_info_ = {**(det.data_info_ or {}), "route": f"{route}: {ROUTES[route]}"}
