@@ -212,7 +212,8 @@ assert GAP != GOOD
          "too short for window + horizon = 29"),
         (lambda t, b: ("fit", "continuation", "--data", _csv(t, GOOD), *TINY, "--holdout", "0.9", "-o", t / "o.anomaly"),
          "bad.csv: a series of 20 steps is too short for window + horizon = 29; give a longer series or a smaller window "
-         "(window=, --window) (fit read the first 20 of its 200 steps; the last 180 calibrate: --holdout)"),
+         "(window= in Python, anomaly fit continuation --window) (fit read the first 20 of its 200 steps; the last 180 "
+         "calibrate: --holdout)"),
         (lambda t, b: ("fit", "rnn", "--data", _csv(t, "timestamp,value,y\n1,2,0\n2,3,2\n"), "--label-column", "y",
                        "-o", t / "o.anomaly"), "label '2' in column 'y' is not 0 or 1"),
         (lambda t, b: ("fit", "rnn", "--data", _csv(t, GOOD), "-o", t / "o.anomaly"), "needs 0/1 labels per step"),

@@ -457,7 +457,7 @@ class Continuation(SeriesDetector):
         if len(series) < w + h + 1:
             raise AnomalyError(
                 f"data: a series of {len(series)} steps is too short for window + horizon = {w + h}; "
-                "give a longer series or a smaller window (window=, --window)"
+                "give a longer series or a smaller window (window= in Python, anomaly fit continuation --window)"
             )
         self._set_scaler(series)
         z = self._scaled(series)
