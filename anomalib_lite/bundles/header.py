@@ -62,13 +62,12 @@ def _read_bytes(path: Path, whole: bool) -> bytes:
     without blocking). ``whole=False``: the safetensors preamble only (8 + header bytes).
     Verification and parsing then use these same bytes: nothing is opened a second time."""
     fd = open_to_read(path, "bundle")
+    mode = os.fstat(fd).st_mode  # (before fdopen, which refuses a folder with its own error)
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise AnomalyError(f"{path}: is a folder, not a bundle" if stat.S_ISDIR(mode) else f"{path}: not a regular file")
     with os.fdopen(fd, "rb") as fh:
         try:
-            mode = os.fstat(fd).st_mode
-            if stat.S_ISDIR(mode):
-                raise AnomalyError(f"{path}: is a folder, not a bundle")
-            if not stat.S_ISREG(mode):
-                raise AnomalyError(f"{path}: not a regular file")
             if whole:
                 return fh.read()
             head = fh.read(8)

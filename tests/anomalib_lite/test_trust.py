@@ -133,6 +133,10 @@ def test_read_header_reads_no_tensor_and_bad_paths_are_one_error(tmp_path, fitte
     os.mkfifo(fifo)
     with pytest.raises(AnomalyError, match="not a regular file"):
         al.load(fifo)
+    with pytest.raises(AnomalyError, match="is a folder, not a bundle"):  # (os.fdopen refused it with its own error)
+        al.load(tmp_path)
+    with pytest.raises(AnomalyError, match="is a folder, not a bundle"):
+        al.read_header(tmp_path)
 
 
 # ---------------------------------------------------------------- images of every kind
