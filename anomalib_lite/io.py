@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import socket
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -26,15 +27,21 @@ __all__ = ["atomic_output", "check_outputs", "check_writable", "sweep_temps", "u
 
 
 def open_to_read(path, what: str) -> int:
-    """A descriptor for reading ``path`` once: opened without blocking (a FIFO or device never
-    hangs the caller; check ``fstat`` before reading) and closed on exec. A missing or unreadable
-    file is one error that names ``what`` (e.g. "bundle", "verify key")."""
+    """A descriptor for reading the regular file ``path`` once: opened without blocking (a FIFO or
+    device never hangs the caller) and closed on exec. A missing or unreadable file, a folder, a
+    FIFO or a device is one error that names ``what`` (e.g. "bundle", "verify key")."""
     try:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise AnomalyError(f"{path}: {what} not found") from None
     except OSError as e:
         raise AnomalyError(f"{path}: cannot read the {what} ({e.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise AnomalyError(f"{path}: is a folder, not a {what}" if stat.S_ISDIR(mode)
+                           else f"{path}: not a regular file, so not a {what}")
+    return fd
 
 
 def umask() -> int:
@@ -160,8 +167,8 @@ def _start_time(pid: int) -> int:
     """When process ``pid`` started (clock ticks since boot, from /proc), 0 where unknown; with
     the pid it names a process even after the pid is reused."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return int(text.rsplit(")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
         return 0
 

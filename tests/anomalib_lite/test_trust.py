@@ -131,12 +131,16 @@ def test_read_header_reads_no_tensor_and_bad_paths_are_one_error(tmp_path, fitte
             al.load(bad)
     fifo = tmp_path / "pipe.anomaly"
     os.mkfifo(fifo)
-    with pytest.raises(AnomalyError, match="not a regular file"):
+    with pytest.raises(AnomalyError, match="not a regular file, so not a bundle"):
         al.load(fifo)
     with pytest.raises(AnomalyError, match="is a folder, not a bundle"):  # (os.fdopen refused it with its own error)
         al.load(tmp_path)
     with pytest.raises(AnomalyError, match="is a folder, not a bundle"):
         al.read_header(tmp_path)
+    from anomalib_lite.bundles import signing
+
+    with pytest.raises(AnomalyError, match="is a folder, not a public key"):  # key files read the same way
+        signing.load_public_key(tmp_path)
 
 
 # ---------------------------------------------------------------- images of every kind
