@@ -586,6 +586,9 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
 
     spec = str(spec)
     base, options = _parse(spec)
+    if not base.strip():  # (not the current folder: an empty spec is a mistake, as an unset variable gives)
+        raise AnomalyError(f"data spec '{shown(spec, 80)}' names no data; give a folder, a file, a glob, mnist:..., "
+                           "nab:... or - for stdin")
     if base.startswith("nab:"):
         if (columns and list(columns) != ["value"]) or time_column not in (None, "timestamp") or label_column:
             raise AnomalyError(f"{spec}: NAB series have fixed columns (timestamp, value); drop --column")
@@ -594,7 +597,8 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
         return _select_series(ss.load_nab(spec, base[4:], data_dir, nan, options.get("order", "file")), options)
     if is_series_spec(base):
         if base != "-" and not Path(base).expanduser().is_file():
-            raise AnomalyError(f"{spec}: path '{Path(base).expanduser()}' does not exist")
+            raise AnomalyError(f"{spec}: path '{Path(base).expanduser()}' "
+                               + ("is a folder, not a CSV file" if Path(base).expanduser().is_dir() else "does not exist"))
         if options.get("grid", "1") not in ("0", "1"):
             raise AnomalyError(f"{spec}: grid '{options['grid']}': use grid=1 (steps on their regular grid) or grid=0")
         src = ss.load_csv(spec, Path(base).expanduser() if base != "-" else "-", columns, time_column, label_column, nan,

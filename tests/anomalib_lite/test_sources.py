@@ -26,11 +26,19 @@ def test_mnist_class_selection_and_anomaly_labels(mnist_dir):
         ("mnist:test?limit=-3", "limit '-3'"),
         ("imagenet:val", "unknown data scheme 'imagenet:'"),
         ("no/such/file.npy", "does not exist"),
+        ("", "data spec '' names no data"),  # not the current folder (an unset variable in a script)
+        ("?size=32", "data spec '\\?size=32' names no data"),
     ],
 )
 def test_bad_specs_name_the_problem(mnist_dir, spec, message):
     with pytest.raises(AnomalyError, match=message):
         load_data(spec)
+
+
+def test_a_folder_named_like_a_csv_is_said_to_be_a_folder(tmp_path):
+    (tmp_path / "log.csv").mkdir()
+    with pytest.raises(AnomalyError, match="log.csv' is a folder, not a CSV file"):
+        load_data(str(tmp_path / "log.csv"))
 
 
 def test_missing_mnist_without_download_says_how_to_get_it(tmp_path):
