@@ -330,6 +330,15 @@ def _write_rows(out, head, rows) -> None:
         w.writerows(rows)
 
 
+def _context_note(det: Detector, asked: int) -> str:
+    """What ``--context`` compared each image with, said where it is fewer than asked."""
+    if not asked:
+        return ""
+    k = det.context_images
+    return f" (mutual scoring: {k} of the data's images as context, --context {asked}" + (
+        ", all it holds)" if k < asked else ")")
+
+
 def _set_context(det: Detector, source, images: int, bundle) -> None:
     """``--context N``: score each image also against N images drawn from the data scored
     (:meth:`~anomalib_lite.LatentDistance.set_context`)."""
@@ -375,7 +384,8 @@ def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=Non
         written = _write_outputs(det, ev, source, out, nab_results)
         written += _show(ev, maps, top, report)
     n = len(ev.scores)
-    text = f"scored {plural(n, 'step' if series else 'sample')} of {spec}" + (f"; wrote {', '.join(written)}" if written else "")
+    text = (f"scored {plural(n, 'step' if series else 'sample')} of {spec}" + _context_note(det, context)
+            + (f"; wrote {', '.join(written)}" if written else ""))
     if ev.flags is not None:
         text += f"; {int(np.sum(ev.flags))} flagged as anomalous"
     return "" if str(out) == "-" and not written else text + _figures_line(ev.figures)
@@ -484,7 +494,9 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
         with atomic_output(json_out, "figures") as tmp:
             tmp.write_text(json.dumps(ev.figures, indent=1, default=float) + "\n")
         written.append(f"figures {json_out}")
-    return ev.figures, format_figures(ev.figures) + (f"\nwrote {', '.join(written)}" if written else "")
+    note = _context_note(det, context)
+    return ev.figures, (format_figures(ev.figures) + (f"\n{note.strip(' ()')}" if note else "")
+                        + (f"\nwrote {', '.join(written)}" if written else ""))
 
 
 @_threads_for_load

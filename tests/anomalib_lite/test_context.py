@@ -106,8 +106,13 @@ def test_cli_score_and_evaluate_with_context(tmp_path):
         hints = [str(w.message) for w in seen if "--context 60" in str(w.message)]
         assert len(hints) == (n == 0)  # the drift warning points to --context, once, where it is not used
     assert flagged[0] == 40 and 10 <= flagged[20] <= 15  # the 10 holes, and few good parts
+    assert "(mutual scoring: 20 of the data's images as context, --context 20)" in r.output
     r = run("evaluate", bundle, "--data", tmp_path / "lot", "--context", 20)
     assert r.exit_code == 0 and "ROC-AUC" in r.output, r.output
+    assert "mutual scoring: 20 of the data's images as context, --context 20" in r.output
+    n = len(labels)
+    r = run("score", bundle, "--data", tmp_path / "lot", "--context", 1000, "-o", tmp_path / "all.csv")
+    assert f"(mutual scoring: {n} of the data's images as context, --context 1000, all it holds)" in r.output
     r = run("score", bundle, "--data", tmp_path / "lot" / "hole" / "000.png", "--context", 20)
     assert r.exit_code == 2 and "at least 2 images" in r.output and len(r.output.strip().splitlines()) == 1
 
