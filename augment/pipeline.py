@@ -18,12 +18,13 @@ class Pipeline:
     (seed, epoch, ``indices[i]``, step), so results do not depend on batching or workers.
     """
 
-    def __init__(self, config: _config.Config, backend: str = "torchvision"):
+    def __init__(self, config: _config.Config | dict | list | str | os.PathLike, backend: str = "torchvision"):
         if backend not in BACKENDS:
             raise AugmentError(
                 f"backend: unknown value {backend!r}; valid values are: {', '.join(BACKENDS)}"
             )
-        self.config = config
+        # a dict, a list of steps or a file is read (and checked) as from_config reads it
+        self.config = config if isinstance(config, _config.Config) else _config.load(config)
         self.backend = backend
         self.epoch = 0
         self._imgaug = None

@@ -198,3 +198,20 @@ def test_every_op_has_an_implementation_on_both_backends():
             data = x if backend == "torchvision" else x.permute(0, 2, 3, 1).numpy()
             out = p(data)
             assert out.shape == data.shape and out.dtype == data.dtype, (op, backend)
+
+
+def test_the_constructor_reads_a_config_as_from_config_does():
+    """Pipeline([...]) is what a user writes first: it was kept unchecked and failed at its first
+    use (an AttributeError); it now reads and checks the steps at once."""
+    import torch
+
+    from augment import AugmentError, Pipeline
+
+    steps = [{"op": "hflip", "p": 0.5}, {"op": "rotate", "degrees": 10}]
+    x = torch.rand(4, 3, 16, 16)
+    assert torch.equal(Pipeline(steps)(x, indices=range(4)), Pipeline.from_config(steps)(x, indices=range(4)))
+    assert Pipeline({"steps": steps, "seed": 3}).to_config() == Pipeline.from_config({"steps": steps, "seed": 3}).to_config()
+    with pytest.raises(AugmentError, match=r"step 1 \(hflip\): key 'p': 1.5 is outside \[0, 1\]"):
+        Pipeline([{"op": "hflip", "p": 1.5}])
+    with pytest.raises(AugmentError, match="expected a mapping or a list of steps, got NoneType"):
+        Pipeline(None)
