@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import AnomalyError
+from ..errors import AnomalyError, shown
 
 __all__ = ["StreamScorer"]
 
@@ -54,8 +54,13 @@ class StreamScorer:
                 raise AnomalyError(f"StreamScorer: the sample has no {e.args[0]!r}; columns are "
                                    f"{', '.join(map(str, self.columns))}") from None
         else:
-            values = np.atleast_1d(np.asarray(x, dtype=np.float64)).tolist()
-        step = np.asarray(values, dtype=np.float64).reshape(1, -1)
+            values = x if isinstance(x, (list, tuple, np.ndarray)) else [x]
+        try:
+            if any(v is None for v in np.ravel(np.asarray(values, dtype=object))):
+                raise TypeError
+            step = np.asarray(values, dtype=np.float64).reshape(1, -1)
+        except (TypeError, ValueError):
+            raise AnomalyError(f"StreamScorer: the sample is not a number or numbers ({shown(values, 80)})") from None
         if not np.isfinite(step).all():
             raise AnomalyError(f"StreamScorer: the sample holds NaN or infinity ({values})")
         return step

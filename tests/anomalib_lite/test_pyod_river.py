@@ -73,5 +73,8 @@ def test_river_from_scratch_learns_then_scores_and_refuses_bad_samples(wave):
         scorer.score_one({"cpu": 1.0})
     with pytest.raises(al.AnomalyError, match="NaN"):
         scorer.learn_one({"value": float("nan")})
+    for bad in ({"value": None}, {"value": "high"}, None, "abc"):  # (a ValueError or "holds NaN" before)
+        with pytest.raises(al.AnomalyError, match="the sample is not a number or numbers"):
+            scorer.score_one(bad)
     with pytest.raises(al.AnomalyError, match="not a series detector"):
         al.StreamScorer(al.LatentDistance())
