@@ -35,7 +35,7 @@ from .. import validate as v
 from ..data.batches import Batch, iter_batches
 from ..errors import AnomalyError, NotFittedError
 from ..registry import COMMON_FITTED, DETECTORS, external as _external, register  # noqa: F401  (base's names)
-from ..scoring.thresholds import fpr_threshold, p_values
+from ..scoring.thresholds import check_fpr, fpr_threshold, p_values
 
 __all__ = ["COMMON_FITTED", "DETECTORS", "RUN_CHECKS", "Capabilities", "Detector", "register"]
 
@@ -432,6 +432,7 @@ class Detector(BaseEstimator):
 
     def calibrate(self, normal, fpr: float = 0.01, _in_sample: bool = False) -> Detector:
         """Set ``threshold_`` so that about ``fpr`` of normal data is flagged (conformal)."""
+        check_fpr(fpr)  # (before the scoring, which may take minutes)
         self._stage = "calibrate"  # what the progress bar says
         try:
             scores = self._in_sample_scores(normal) if _in_sample else self.decision_function(normal)
@@ -456,6 +457,7 @@ class Detector(BaseEstimator):
         certify rates down to 1/(n+1) instead of the hold-out's 1/(n/10+1). Costs ``folds`` fits.
         """
         self._require_fitted()
+        check_fpr(fpr)
         if self.input_kind == "series":
             raise AnomalyError(f"{self._name}: a series is calibrated on its held-out end (calibrate), "
                                "not by cross-fitting")

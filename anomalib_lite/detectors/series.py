@@ -35,6 +35,7 @@ from ..components.streaming import sliding_windows
 from ..scoring.thresholds import (
     MovingThreshold,
     SurpriseScore,
+    check_fpr,
     dynamic_threshold,
     fit_tail,
     tail_p_values,
@@ -300,6 +301,7 @@ class SeriesDetector(Detector):
         (``benchmarks/series_calibration.py``). ``holdout_scores_`` keeps ``normal``'s own
         scores, the errors on steps the network never trained on: the prior of
         :meth:`unit_scores`' surprise."""
+        check_fpr(fpr)  # (before the scoring)
         self._require_fitted()
         kept = self._stream
         self.reset()

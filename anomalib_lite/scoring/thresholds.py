@@ -23,11 +23,11 @@ import warnings
 
 import numpy as np
 
-from ..errors import AnomalyError
+from ..errors import AnomalyError, shown
 from .evidence import Change, Cycle, Likelihood, Neighbours
 from ..components.streaming import MovingWindow
 
-__all__ = ["MovingThreshold", "SurpriseScore", "check_scores", "drift", "dynamic_threshold", "fit_tail", "fpr_threshold",
+__all__ = ["MovingThreshold", "SurpriseScore", "check_fpr", "check_scores", "drift", "dynamic_threshold", "fit_tail", "fpr_threshold",
            "p_values", "tail_p_values", "tail_threshold"]
 
 
@@ -41,14 +41,21 @@ def check_scores(scores, where: str = "scores") -> np.ndarray:
     return s
 
 
+def check_fpr(fpr) -> float:
+    """A target false-positive rate: a number in (0, 1), or one AnomalyError (a string from a
+    config, a bool, 0 or 1)."""
+    if isinstance(fpr, bool) or not isinstance(fpr, (int, float, np.number)) or not 0 < fpr < 1:
+        raise AnomalyError(f"fpr: must be a number in (0, 1), got {shown(fpr, 40)}")
+    return float(fpr)
+
+
 def fpr_threshold(normal_scores, fpr: float = 0.01) -> float:
     """The smallest threshold whose conformal p-value test flags at most ``fpr`` of normals.
 
     Needs at least ``1/fpr - 1`` calibration scores to reach the rate; with fewer it returns the
     largest normal score (flagging only what exceeds every normal) and warns.
     """
-    if not 0 < fpr < 1:
-        raise AnomalyError(f"fpr: must be in (0, 1), got {fpr}")
+    fpr = check_fpr(fpr)
     s = np.sort(check_scores(normal_scores, "calibration scores"))[::-1]
     allowed = int(np.floor(fpr * (len(s) + 1) + 1e-9)) - 1  # calibration scores allowed >= s
     if allowed < 0:
@@ -132,8 +139,7 @@ def tail_threshold(calibration_scores, fpr: float = 0.01) -> float:
     at most ``fpr``: conformal (:func:`fpr_threshold`) where the calibration set can certify
     ``fpr``, the fitted tail where it cannot (no warning, and no falling back to the largest
     score)."""
-    if not 0 < fpr < 1:
-        raise AnomalyError(f"fpr: must be in (0, 1), got {fpr}")
+    fpr = check_fpr(fpr)
     cal, m, a, beta = fit_tail(calibration_scores)
     n = len(cal)
     if fpr * (n + 1) >= m:

@@ -34,10 +34,21 @@ def test_too_few_calibration_scores_warns_and_uses_the_maximum():
         assert fpr_threshold([1.0, 5.0, 2.0], fpr=0.01) == 5.0
 
 
-@pytest.mark.parametrize("fpr", [0.0, 1.0, -0.1])
+@pytest.mark.parametrize("fpr", [0.0, 1.0, -0.1, "0.1", None, True])
 def test_bad_fpr(fpr):
-    with pytest.raises(AnomalyError, match="fpr"):
+    with pytest.raises(AnomalyError, match="fpr: must be a number in"):
         fpr_threshold([1.0, 2.0], fpr=fpr)
+
+
+def test_a_bad_fpr_is_refused_before_the_scoring():
+    """(a string from a config raised a TypeError from '<', after scoring the calibration data)"""
+    import anomalib_lite as al
+
+    det = al.LatentDistance(device="cpu").fit(np.random.default_rng(0).random((30, 4)))
+    det.decision_function = lambda X: (_ for _ in ()).throw(AssertionError("scored before the check"))
+    for call in (lambda: det.calibrate(np.zeros((5, 4)), fpr="0.1"), lambda: det.cross_calibrate(np.zeros((30, 4)), fpr=0)):
+        with pytest.raises(AnomalyError, match="fpr: must be a number in"):
+            call()
 
 
 def test_non_finite_scores_are_rejected():
