@@ -186,3 +186,26 @@ def run_contract(cls, tmp_path) -> None:
             check(**{name: fixtures[name] for name in inspect.signature(check).parameters})
     finally:
         del CASES[cls.__name__]
+
+
+@pytest.mark.parametrize("name", sorted(al.DETECTORS))
+def test_a_parameter_of_the_wrong_type_is_one_clear_error(name):
+    """Every parameter set to text ("x") fails fit with an AnomalyError that names it, not a
+    TypeError from deep inside (the series networks were sized from hidden, window and
+    num_layers before the parameters were checked)."""
+    import numpy as np
+
+    cls = al.DETECTORS[name]
+    rng = np.random.default_rng(0)
+    series = np.sin(np.arange(300) / 5) + 0.05 * rng.normal(size=300)
+    labels = np.zeros(300, int)
+    labels[[150, 250]] = 1
+    data = {"Continuation": series, "SupervisedRNN": (series, labels)}.get(name, rng.random((8, 1, 16, 16)))
+    with_backbone = {"layers": dict(backbone="resnet18", weights="random"), "weights": dict(backbone="resnet18")}
+    for param in cls().get_params():
+        if param == "verbose":
+            continue
+        extra = with_backbone.get(param, {}) if name in ("LatentDistance", "Reconstruction") else {}  # (else ignored)
+        x = rng.random((8, 3, 32, 32)) if extra else data
+        with pytest.raises(al.AnomalyError, match=param):
+            cls(**{"device": "cpu", **extra, param: "x"}).fit(x)

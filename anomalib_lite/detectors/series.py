@@ -223,11 +223,13 @@ class SeriesDetector(Detector):
         """Learn from a series ``X`` (anything :func:`anomalib_lite.data.batches.iter_series` reads);
         ``y``: 0/1 labels per step (the supervised detector needs them, others ignore them)."""
         data = X if y is None or not self._supervised else (X, y)
-        choose_threads(getattr(self, "threads", None), 0)  # a bad threads= fails before any work
+        self._check_params()  # before the thread policy sizes the network from hidden, window, num_layers
         with self._threads():
             return super().fit(data)
 
     def partial_fit(self, X, y=None) -> SeriesDetector:
+        if getattr(self, "model_", None) is None:  # (the first call sizes the network, as fit does)
+            self._check_params()
         with self._threads():
             return super().partial_fit(X if y is None or not self._supervised else (X, y))
 
