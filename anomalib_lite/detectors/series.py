@@ -35,6 +35,7 @@ from ..components.streaming import sliding_windows
 from ..scoring.thresholds import (
     MovingThreshold,
     SurpriseScore,
+    as_scores,
     check_fpr,
     dynamic_threshold,
     fit_tail,
@@ -357,7 +358,7 @@ class SeriesDetector(Detector):
         """Anomaly flags for scores (in stream order) under the ``threshold_rule``; NaN is never
         flagged. The moving rules carry their window over from call to call (reset by ``reset``)."""
         self._require_fitted()
-        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        s = as_scores(scores).reshape(-1)
         mode = getattr(self, "threshold_rule", "calibrated")
         if getattr(self, "_stream", None) is None:
             self.reset()

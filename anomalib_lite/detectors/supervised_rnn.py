@@ -22,6 +22,7 @@ from .base import RUN_CHECKS, Capabilities, register
 from ..data.batches import Batch
 from ..errors import AnomalyError
 from ..scoring.metrics import early_warning_labels, onsets
+from ..scoring.thresholds import as_scores
 from .series import CROP_SPAN, SERIES_CHECKS, STEP_CHUNK, SeriesDetector, training_crops
 from ..components.series_nets import StreamNet
 from ..training.loop import TrainConfig, fit_model, history
@@ -253,4 +254,4 @@ class SupervisedRNN(SeriesDetector):
     def unit_scores(self, scores, values=None, **options) -> np.ndarray:
         """The scores themselves: they already lie in [0, 1] (``values`` and the other options of
         :meth:`SeriesDetector.unit_scores` do not apply: a supervised probability needs no likelihood)."""
-        return np.asarray(scores, dtype=np.float64)
+        return as_scores(scores)

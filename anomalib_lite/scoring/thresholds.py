@@ -27,13 +27,22 @@ from ..errors import AnomalyError, shown
 from .evidence import Change, Cycle, Likelihood, Neighbours
 from ..components.streaming import MovingWindow
 
-__all__ = ["MovingThreshold", "SurpriseScore", "check_fpr", "check_scores", "drift", "dynamic_threshold", "fit_tail", "fpr_threshold",
+__all__ = ["MovingThreshold", "SurpriseScore", "as_scores", "check_fpr", "check_scores", "drift", "dynamic_threshold", "fit_tail", "fpr_threshold",
            "p_values", "tail_p_values", "tail_threshold"]
+
+
+def as_scores(scores, where: str = "scores") -> np.ndarray:
+    """Scores as a float64 array of their own shape (NaN kept: a series' first window has none),
+    or one AnomalyError for what is not numbers (text, a dict, ragged lists)."""
+    try:
+        return np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise AnomalyError(f"{where}: not numbers (got {shown(scores, 60)})") from None
 
 
 def check_scores(scores, where: str = "scores") -> np.ndarray:
     """1-D float64 array of finite scores, or AnomalyError."""
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    s = as_scores(scores, where).reshape(-1)
     if s.size == 0:
         raise AnomalyError(f"{where}: no scores")
     if not np.isfinite(s).all():
@@ -73,7 +82,7 @@ def p_values(scores, calibration_scores) -> np.ndarray:
     """Conformal p-values ``(1 + #{c >= s}) / (n + 1)``: small means unlike the normal data.
     A NaN score (a series still warming up) has a NaN p-value."""
     cal = np.sort(check_scores(calibration_scores, "calibration scores"))
-    s = np.asarray(scores, dtype=np.float64)
+    s = as_scores(scores)
     n_ge = len(cal) - np.searchsorted(cal, s, side="left")
     return np.where(np.isnan(s), np.nan, (1.0 + n_ge) / (len(cal) + 1.0))
 
@@ -126,7 +135,7 @@ def tail_p_values(scores, calibration_scores, tail: tuple | None = None) -> np.n
     when the caller keeps it (a stream's p-values, one step at a time)."""
     cal, m, a, beta = tail if tail is not None else fit_tail(calibration_scores)
     n = len(cal)
-    s = np.asarray(scores, dtype=np.float64)
+    s = as_scores(scores)
     n_ge = n - np.searchsorted(cal, s, side="left")
     with np.errstate(over="ignore", invalid="ignore"):
         tail = m / (n + 1.0) * np.exp(-(s - a) / beta)
@@ -233,7 +242,7 @@ class MovingThreshold:
 
     def update(self, scores) -> np.ndarray:
         """Flags for ``scores`` in order; each then joins the window."""
-        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        s = as_scores(scores).reshape(-1)
         flags = np.zeros(s.shape, dtype=bool)
         for i, v in enumerate(s.tolist()):
             if np.isnan(v):
@@ -382,7 +391,7 @@ class SurpriseScore:
     def update(self, scores, values=None) -> np.ndarray:
         """The [0, 1] scores of the next steps, in order; ``values``: the series' steps (n,) or
         (n, D) the scores belong to (for the evidence that reads the series), optional."""
-        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        s = as_scores(scores).reshape(-1)
         if len(s) == 0:  # an empty chunk: nothing to score, nothing learned
             self.last_levels = {name: np.zeros(0) for name in self.KINDS}
             return np.zeros(0)

@@ -54,3 +54,18 @@ def test_a_bad_fpr_is_refused_before_the_scoring():
 def test_non_finite_scores_are_rejected():
     with pytest.raises(AnomalyError, match="score 1 is not finite"):
         fpr_threshold([1.0, np.nan], fpr=0.5)
+
+
+def test_scores_that_are_not_numbers_are_one_clear_error():
+    """p_values, flag and the streaming helpers took any input to numpy's float(): text, a dict
+    or ragged lists raised ValueError or TypeError."""
+    import anomalib_lite as al
+    from anomalib_lite.scoring.thresholds import MovingThreshold, p_values
+
+    det = al.LatentDistance(device="cpu").fit(np.random.default_rng(0).random((30, 4)))
+    det.calibrate(np.random.default_rng(1).random((20, 4)), fpr=0.1)
+    for bad in ("x", {"a": 1}, [[1.0], [1.0, 2.0]], ["high"]):
+        for call in (det.p_values, lambda s: p_values(s, [1.0, 2.0]), lambda s: MovingThreshold(window=5).update(s)):
+            with pytest.raises(AnomalyError, match="not numbers"):
+                call(bad)
+    assert np.isnan(p_values([np.nan, 1.5], [1.0, 2.0])[0])  # (NaN stays a score: a series' warm-up)
