@@ -264,7 +264,7 @@ def test_bad_input_and_parameters():
         Continuation(threshold_rule="fixed").fit(wave(200, 0))
     with pytest.raises(AnomalyError, match="season=3: must be 'auto', 0"):
         Continuation(season=3).fit(wave(200, 0))
-    with pytest.raises(AnomalyError, match="threads=0: must be an integer >= 1"):
+    with pytest.raises(AnomalyError, match=r"threads=0: must be an integer in \[1, 1024\]"):
         Continuation(threads=0).fit(wave(200, 0))
 
 
