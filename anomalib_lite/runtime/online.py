@@ -56,9 +56,9 @@ class StreamScorer:
         else:
             values = x if isinstance(x, (list, tuple, np.ndarray)) else [x]
         try:
-            if any(v is None for v in np.ravel(np.asarray(values, dtype=object))):
-                raise TypeError
             step = np.asarray(values, dtype=np.float64).reshape(1, -1)
+            if not np.isfinite(step).all() and any(v is None for v in np.ravel(np.asarray(values, dtype=object))):
+                raise TypeError  # (None became NaN; checked only off the hot path)
         except (TypeError, ValueError):
             raise AnomalyError(f"StreamScorer: the sample is not a number or numbers ({shown(values, 80)})") from None
         if not np.isfinite(step).all():

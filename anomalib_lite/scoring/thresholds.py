@@ -27,8 +27,8 @@ from ..errors import AnomalyError, shown
 from .evidence import Change, Cycle, Likelihood, Neighbours
 from ..components.streaming import MovingWindow
 
-__all__ = ["MovingThreshold", "SurpriseScore", "as_scores", "check_fpr", "check_scores", "drift", "dynamic_threshold", "fit_tail", "fpr_threshold",
-           "p_values", "tail_p_values", "tail_threshold"]
+__all__ = ["MovingThreshold", "SurpriseScore", "as_scores", "check_fpr", "check_scores", "drift", "dynamic_threshold",
+           "fit_tail", "fpr_threshold", "p_values", "tail_p_values", "tail_threshold"]
 
 
 def as_scores(scores, where: str = "scores") -> np.ndarray:
