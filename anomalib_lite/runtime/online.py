@@ -57,11 +57,11 @@ class StreamScorer:
             values = x if isinstance(x, (list, tuple, np.ndarray)) else [x]
         try:
             step = np.asarray(values, dtype=np.float64).reshape(1, -1)
-            if not np.isfinite(step).all() and any(v is None for v in np.ravel(np.asarray(values, dtype=object))):
-                raise TypeError  # (None became NaN; checked only off the hot path)
         except (TypeError, ValueError):
-            raise AnomalyError(f"StreamScorer: the sample is not a number or numbers ({shown(values, 80)})") from None
-        if not np.isfinite(step).all():
+            step = None
+        if step is None or not np.isfinite(step).all():  # (off the one-step path: None became NaN)
+            if step is None or any(v is None for v in np.ravel(np.asarray(values, dtype=object))):
+                raise AnomalyError(f"StreamScorer: the sample is not a number or numbers ({shown(values, 80)})")
             raise AnomalyError(f"StreamScorer: the sample holds NaN or infinity ({values})")
         return step
 
