@@ -103,7 +103,7 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
             raise AnomalyError(f"{spec}: a time series, but {type(det).__name__} takes images or vectors (for a "
                                "table whose rows are samples, not steps in time: np.save('rows.npy', table))")
         spec = with_size(str(spec), fitted.get("spec"))
-    if series and is_series_spec(base) and not base.startswith("nab:"):
+    if series and (base == "-" or base.lower().endswith(".csv")):
         columns, time_column = columns or fitted.get("columns"), time_column or fitted.get("time_column")
     if det is not None and not series and (columns or time_column or label_column):
         raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to series")
@@ -331,12 +331,11 @@ def _write_rows(out, head, rows) -> None:
 
 
 def _context_note(det: Detector, asked: int) -> str:
-    """What ``--context`` compared each image with, said where it is fewer than asked."""
+    """What ``--context`` compared each image with, said where it is fewer than asked ("" without it)."""
     if not asked:
         return ""
     k = det.context_images
-    return f" (mutual scoring: {k} of the data's images as context, --context {asked}" + (
-        ", all it holds)" if k < asked else ")")
+    return f"mutual scoring: {k} of the data's images as context, --context {asked}" + (", all it holds" if k < asked else "")
 
 
 def _set_context(det: Detector, source, images: int, bundle) -> None:
@@ -384,7 +383,8 @@ def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=Non
         written = _write_outputs(det, ev, source, out, nab_results)
         written += _show(ev, maps, top, report)
     n = len(ev.scores)
-    text = (f"scored {plural(n, 'step' if series else 'sample')} of {spec}" + _context_note(det, context)
+    note = _context_note(det, context)
+    text = (f"scored {plural(n, 'step' if series else 'sample')} of {spec}" + (f" ({note})" if note else "")
             + (f"; wrote {', '.join(written)}" if written else ""))
     if ev.flags is not None:
         text += f"; {int(np.sum(ev.flags))} flagged as anomalous"
@@ -495,7 +495,7 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
             tmp.write_text(json.dumps(ev.figures, indent=1, default=float) + "\n")
         written.append(f"figures {json_out}")
     note = _context_note(det, context)
-    return ev.figures, (format_figures(ev.figures) + (f"\n{note.strip(' ()')}" if note else "")
+    return ev.figures, (format_figures(ev.figures) + (f"\n{note}" if note else "")
                         + (f"\nwrote {', '.join(written)}" if written else ""))
 
 

@@ -596,12 +596,12 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
             raise AnomalyError(f"{spec}: grid= applies to CSV series (NAB scores its rows as they are)")
         return _select_series(ss.load_nab(spec, base[4:], data_dir, nan, options.get("order", "file")), options)
     if is_series_spec(base):
-        if base != "-" and not Path(base).expanduser().is_file():
-            raise AnomalyError(f"{spec}: path '{Path(base).expanduser()}' "
-                               + ("is a folder, not a CSV file" if Path(base).expanduser().is_dir() else "does not exist"))
+        path = Path(base).expanduser()
+        if base != "-" and not path.is_file():
+            raise AnomalyError(f"{spec}: path '{path}' " + ("is a folder, not a CSV file" if path.is_dir() else "does not exist"))
         if options.get("grid", "1") not in ("0", "1"):
             raise AnomalyError(f"{spec}: grid '{options['grid']}': use grid=1 (steps on their regular grid) or grid=0")
-        src = ss.load_csv(spec, Path(base).expanduser() if base != "-" else "-", columns, time_column, label_column, nan,
+        src = ss.load_csv(spec, path if base != "-" else "-", columns, time_column, label_column, nan,
                           options.get("order", "reject"), grid=options.get("grid") == "1")
         return _select_series(src, options)
     if columns or time_column or label_column:
