@@ -57,7 +57,9 @@ def _numeric_tensor(x: np.ndarray, where: str) -> torch.Tensor:
         raise AnomalyError(f"{where}: Complex data not supported")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise AnomalyError(f"{where}: array of dtype {x.dtype} is not numeric")
-    return torch.from_numpy(np.ascontiguousarray(x))
+    # a read-only array (pandas' copy-on-write views, np.load(mmap_mode='r')) is copied: torch warns
+    # on tensors that share memory it may not write
+    return torch.from_numpy(np.ascontiguousarray(x) if x.flags.writeable else np.array(x, order="C"))
 
 
 def to_float_tensor(x, where: str = "data", offset: int = 0, indices=None) -> torch.Tensor:
@@ -191,10 +193,33 @@ def as_array_like(data, where: str = "data"):
         return [data]
     if not _is_array(data) and not _is_source(data) and hasattr(data, "__array__") \
             and not isinstance(data, torch.utils.data.Dataset):
+        _refuse_time_columns(data, where)
         data = np.asarray(data)
     if _is_array(data) and data.ndim == 0:
         raise AnomalyError(f"{where}: a single number; expected samples (N, ...) or a series (T,)")
     return data
+
+
+def _refuse_time_columns(data, where: str) -> None:
+    """A pandas DataFrame with a column of times (read_csv(parse_dates=...)): one line naming the
+    column and the fix, rather than "values that are not numbers" from the first Timestamp."""
+    if not callable(getattr(data, "select_dtypes", None)):
+        return
+    times = [str(c) for c in data.select_dtypes(include=["datetime", "datetimetz", "timedelta"]).columns]
+    if times:
+        raise AnomalyError(f"{where}: column '{times[0]}' holds times, not values; make it the index "
+                           f"(df.set_index('{times[0]}')) or drop it")
+
+
+def frame_columns(data) -> list[str] | None:
+    """The column names of a pandas DataFrame (a named Series: its name), as scikit-learn's
+    ``feature_names_in_``: a detector fitted on one records them, so a stream of dicts is read by
+    name. None for anything else."""
+    if callable(getattr(data, "select_dtypes", None)) and hasattr(data, "columns"):
+        return [str(c) for c in data.columns]
+    if callable(getattr(data, "to_frame", None)) and getattr(data, "name", None) is not None:
+        return [str(data.name)]
+    return None
 
 
 def _raw_batches(data, batch_size: int) -> Iterator[tuple]:

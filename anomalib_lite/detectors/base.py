@@ -32,7 +32,8 @@ from sklearn.base import BaseEstimator
 
 from .. import distributed, progress
 from .. import validate as v
-from ..data.batches import Batch, iter_batches
+from ..data.batches import Batch, frame_columns, iter_batches
+from ..data.datasource import DataSource
 from ..errors import AnomalyError, NotFittedError
 from ..registry import COMMON_FITTED, DETECTORS, external as _external, register  # noqa: F401  (base's names)
 from ..scoring.thresholds import check_fpr, fpr_threshold, p_values
@@ -308,8 +309,12 @@ class Detector(BaseEstimator):
         self.input_shape_ = None
         self.decision_scores_ = None
         self.n_seen_ = 0
-        self.data_info_ = data.describe() if hasattr(data, "describe") else None
-        self.tiling_ = getattr(data, "tiling", None)  # scoring tiles images the same way
+        own = isinstance(data, DataSource)  # (a pandas object has a describe() of its own)
+        columns = frame_columns(data) if not own and self.input_kind == "series" else None
+        self.data_info_ = data.describe() if own else None if not columns else {  # a DataFrame's columns, by name
+            "spec": "a pandas DataFrame", "n": len(data), "columns": columns, "time_column": None,
+            "header": None, "classes": None}
+        self.tiling_ = data.tiling if own else None  # scoring tiles images the same way
         self.world_size_ = distributed.world()  # processes that fitted it (the bundle records it)
 
     def _learn(self, data, fitting: bool) -> None:

@@ -1,0 +1,93 @@
+"""pandas objects, the input most users hold: fitted and scored like their arrays, a DataFrame's
+column names kept (a stream of dicts and a CSV are read by name), a column of times refused in
+one line, and no warning from torch about pandas' read-only views."""
+import warnings
+
+import numpy as np
+import pytest
+
+import anomalib_lite as al
+from anomalib_lite.errors import AnomalyError
+
+pd = pytest.importorskip("pandas")  # (in the dev extra: CI installs it)
+
+FAST = dict(epochs=1, window=16, hidden=8, num_layers=1, season=0)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    rng = np.random.default_rng(0)
+    t = np.arange(400)
+    return pd.DataFrame({"a": np.sin(t / 8) + rng.normal(0, 0.05, t.size), "b": rng.normal(0, 1, t.size)})
+
+
+def test_a_dataframe_scores_as_its_array_and_keeps_its_columns(frame, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (torch warned on pandas' read-only arrays)
+        det = al.Continuation(**FAST).fit(frame)
+        from_frame = det.reset().decision_function(frame)
+    from_array = det.reset().decision_function(frame.to_numpy())
+    np.testing.assert_allclose(from_frame, from_array, equal_nan=True)
+    assert det.data_info_["columns"] == ["a", "b"]
+    det.save(tmp_path / "m.anomaly")
+    assert al.load(tmp_path / "m.anomaly").data_info_["columns"] == ["a", "b"]  # (a bundle records them)
+    # a named Series is one column
+    assert al.Continuation(**FAST).fit(frame["a"]).data_info_["columns"] == ["a"]
+
+
+def test_a_stream_of_dicts_is_read_by_the_frames_column_names(frame):
+    det = al.Continuation(**FAST).fit(frame)
+    expected = det.reset().decision_function(frame.iloc[:80])
+    det.reset()
+    stream = al.StreamScorer(det)
+    # keys in another order, and one more key (a time stamp) that is not a channel
+    got = [stream.score_one({"time": str(i), "b": row.b, "a": row.a}) for i, row in enumerate(frame.iloc[:80].itertuples())]
+    assert stream.columns == ["a", "b"]
+    ok = ~np.isnan(expected)
+    np.testing.assert_allclose(np.asarray(got)[ok], expected[ok], rtol=1e-4, atol=1e-5)
+
+
+def test_a_frame_bundle_reads_a_csv_by_name(frame, tmp_path):
+    det = al.Continuation(**FAST).fit(frame)
+    det.save(tmp_path / "m.anomaly")
+    path = tmp_path / "s.csv"
+    with open(path, "w") as f:  # columns in another order, with a time column first
+        f.write("timestamp,b,a\n")
+        for i, row in enumerate(frame.itertuples()):
+            f.write(f"{i},{row.b!r},{row.a!r}\n")
+    from anomalib_lite.app import workflows
+
+    out = tmp_path / "scores.csv"
+    bundle = al.load(tmp_path / "m.anomaly")
+    workflows.score_and_write(bundle, str(path), bundle=str(tmp_path / "m.anomaly"), out=str(out))
+    got = np.genfromtxt(out, delimiter=",", names=True)
+    np.testing.assert_allclose(got["score"], det.reset().decision_function(frame), rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
+def test_a_column_of_times_is_one_error_naming_it(frame):
+    timed = frame.assign(when=pd.date_range("2026-01-01", periods=len(frame), freq="5min"))
+    with pytest.raises(AnomalyError, match=r"column 'when' holds times.*df.set_index\('when'\)"):
+        al.Continuation(**FAST).fit(timed)
+    det = al.Continuation(**FAST).fit(timed.set_index("when"))  # the fix the error names
+    assert det.data_info_["columns"] == ["a", "b"]
+
+
+def test_image_detectors_take_a_frame_of_rows_without_recording_it(frame):
+    det = al.LatentDistance().fit(frame.iloc[:100])
+    assert det.data_info_ is None  # (pandas' own describe() is not the toolkit's)
+    assert det.decision_function(frame.iloc[100:120]).shape == (20,)
+
+
+def test_a_read_only_array_is_copied_not_shared_with_torch(tmp_path):
+    """torch warns (once a process, so a warning filter cannot test it) on a tensor over memory it
+    may not write: a read-only array (np.load(mmap_mode='r'), pandas' views) is copied first."""
+    from anomalib_lite.data.batches import to_float_tensor
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32))
+    x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    t = to_float_tensor(x)
+    assert t.numpy().flags.writeable and not np.shares_memory(t.numpy(), x)
+    np.testing.assert_array_equal(t.numpy(), x)
+    writable = np.array(x)
+    assert np.shares_memory(to_float_tensor(writable).numpy(), writable)  # (no copy where none is needed)
+    assert al.LatentDistance().fit(x).decision_function(writable[:5]).shape == (5,)
