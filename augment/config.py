@@ -167,6 +167,11 @@ def _parse_node(raw, path: str):
             f"step {path}: expected a mapping with 'op', 'one_of' or 'some_of', got {raw!r}"
         )
     kinds = [k for k in ("op", *_GROUPS) if k in raw]
+    if not kinds and len(raw) == 1 and next(iter(raw)) in OPS:  # `- rotate: {degrees: 10}` (other tools' style)
+        name, args = next(iter(raw.items()))
+        inner = ", ".join(f"{k}: {v}" for k, v in args.items()) if isinstance(args, dict) else "" if args is None else "..."
+        raise AugmentError(f"step {path}: write an op as {{op: {name}{', ' + inner if inner else ''}}}, "
+                           f"not as a key ({name}: ...)")
     if len(kinds) != 1:
         raise AugmentError(
             f"step {path}: expected exactly one of 'op', 'one_of', 'some_of'; got keys "

@@ -130,6 +130,9 @@ def one_line_error(cfg) -> str:
             "step 1: expected exactly one of 'op', 'one_of', 'some_of'",
         ),
         ([3], "step 1: expected a mapping with 'op', 'one_of' or 'some_of', got 3"),
+        # other tools' style, an op as a key: the line shows the form to write
+        ([{"rotate": {"degrees": 10}}], "step 1: write an op as {op: rotate, degrees: 10}, not as a key"),
+        ([{"hflip": None}], "step 1: write an op as {op: hflip}, not as a key"),
     ],
 )
 def test_step_errors_name_step_and_key(steps, expected):
