@@ -89,11 +89,16 @@ class FeatureExtractor(nn.Module):
         """Channel adapt (grey->3 by repeat, RGB->1 by mean), resize to `image_size` (bilinear,
         antialiased) and normalise; returns float32 (N, in_channels, H', W')."""
         if x.ndim != 4:
+            one = " (one image? add a batch axis: x[None])" if x.ndim == 3 else ""
             raise BackboneError(
-                f"{self.name}: input must be (N, C, H, W), got shape {tuple(x.shape)}"
+                f"{self.name}: input must be (N, C, H, W), got shape {tuple(x.shape)}{one}"
             )
         if x.shape[1] not in (1, 3):
-            raise BackboneError(f"{self.name}: input has {x.shape[1]} channels; expected 1 or 3")
+            last = x.shape[-1] in (1, 3)  # (N, H, W, C), as images are read
+            hint = "; it looks channels-last (N, H, W, C): x.permute(0, 3, 1, 2) (numpy: x.transpose(0, 3, 1, 2))" if last else ""
+            raise BackboneError(
+                f"{self.name}: input has {x.shape[1]} channels; expected 1 or 3{hint}"
+            )
         x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
         if x.shape[1] == 3 and self.in_channels == 1:
             x = x.mean(dim=1, keepdim=True)
@@ -121,7 +126,15 @@ class FeatureExtractor(nn.Module):
         """Fast inference path: moves `x` (float in [0, 1] or uint8; tensor or array) to the
         device, runs under inference_mode in channels_last (autocast bf16/fp16 on CUDA), and
         returns float32, contiguous, grad-free ordinary tensors on the device."""
-        x = torch.as_tensor(x).to(self.device, non_blocking=True)
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, RuntimeError, ValueError):  # (a PIL image, a list of them, text)
+            raise BackboneError(
+                f"{self.name}: expected images as a tensor or array (N, C, H, W), got "
+                f"{type(x).__name__}; for PIL images: torch.stack([pil_to_tensor(im) for im in images])"
+                " (torchvision.transforms.functional)"
+            ) from None
+        x = x.to(self.device, non_blocking=True)
         with torch.inference_mode(), self._autocast():
             feats = self(x)
         # Copied outside inference mode: the results are normal tensors that a caller may feed
@@ -208,7 +221,7 @@ class FeatureExtractor(nn.Module):
 
 def create(
     name: str,
-    weights: str | os.PathLike = "imagenet",
+    weights: str | os.PathLike | None = "imagenet",
     layers: Sequence[str] | None = None,
     image_size: int | tuple[int, int] | None = None,
     device: str | torch.device = "auto",
@@ -219,7 +232,7 @@ def create(
     """A FeatureExtractor for backbone `name`, frozen unless ``frozen=False`` (fine-tuning).
 
     weights: "imagenet" (torchvision's weights through its cache; "imagenet:<enum member>" picks
-    another), "random" (seeded init) or a path (safetensors or weights-only torch file).
+    another), "random" or None (seeded init) or a path (safetensors or weights-only torch file).
     layers: stage names (default: the backbone's mid-level default_layers). image_size: resize
     inputs to it (None keeps the input size). download: allow fetching ImageNet weights.
     """

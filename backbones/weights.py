@@ -257,7 +257,10 @@ class Resolved:
 
 
 def resolve_weights(spec: BackboneSpec, weights: str | os.PathLike, download: bool) -> Resolved:
-    """Interpret weights="imagenet" / "imagenet:<member>" / "random" / a path for `spec`."""
+    """Interpret weights="imagenet" / "imagenet:<member>" / "random" / a path for `spec`; None is
+    "random", as in torchvision (``resnet18(weights=None)``)."""
+    if weights is None:
+        weights = "random"
     if isinstance(weights, str) and (weights == "imagenet" or weights.startswith("imagenet:")):
         state, member, file = _load_imagenet(spec, weights.partition(":")[2] or None, download)
         kw = getattr(member.transforms, "keywords", {})  # e.g. vgg16 IMAGENET1K_FEATURES
@@ -273,7 +276,7 @@ def resolve_weights(spec: BackboneSpec, weights: str | os.PathLike, download: bo
         return Resolved(None, "random", None)
     if not isinstance(weights, (str, os.PathLike)):
         raise BackboneError(
-            f"{spec.name}: weights={weights!r}; expected 'imagenet', 'random' or a path"
+            f"{spec.name}: weights={weights!r}; expected 'imagenet', 'random' (or None) or a path"
         )
     state, meta = load_weights_file(weights)
     path = os.path.abspath(os.fspath(weights))

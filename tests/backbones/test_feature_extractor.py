@@ -145,10 +145,29 @@ def test_pooled_concatenates_global_means(resnet18):
 
 
 def test_bad_input_shapes_are_backbone_errors(resnet18):
-    with pytest.raises(backbones.BackboneError, match="resnet18: input must be"):
+    with pytest.raises(backbones.BackboneError, match=r"resnet18: input must be.*add a batch axis: x\[None\]"):
         resnet18.extract(torch.rand(3, 32, 32))
-    with pytest.raises(backbones.BackboneError, match="4 channels"):
+    with pytest.raises(backbones.BackboneError, match="4 channels; expected 1 or 3$"):
         resnet18.extract(torch.rand(1, 4, 32, 32))
+    # images as they are read, channels last: the error names the permutation
+    with pytest.raises(backbones.BackboneError, match=r"32 channels.*channels-last.*permute\(0, 3, 1, 2\)"):
+        resnet18.extract(torch.rand(2, 32, 32, 3).numpy())
+
+
+def test_pil_images_are_one_backbone_error_naming_the_conversion(resnet18):
+    from PIL import Image
+
+    for x in (Image.new("RGB", (32, 32)), [Image.new("RGB", (32, 32))] * 2):
+        with pytest.raises(backbones.BackboneError, match="got (Image|list); for PIL images: torch.stack"):
+            resnet18.extract(x)
+
+
+def test_weights_none_is_random_init_as_in_torchvision():
+    a = backbones.create("resnet18", weights=None, layers=["layer1"], device="cpu", seed=3)
+    b = backbones.create("resnet18", weights="random", layers=["layer1"], device="cpu", seed=3)
+    assert a.weights_source == "random"
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(a.extract(x)["layer1"], b.extract(x)["layer1"])
 
 
 def test_config_and_trunk_state_dict_reproduce_the_outputs():
