@@ -88,6 +88,10 @@ def parse_time(text: str) -> float:
     return t.timestamp()
 
 
+#: labels written as words (pandas writes True/False; a spreadsheet yes/no): 1 anomalous, 0 normal
+_LABEL_WORDS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0}
+
+
 class SeriesReader:
     """Turns CSV rows of one layout into (timestamp text, time, values, label), checking each."""
 
@@ -204,10 +208,10 @@ class SeriesReader:
             try:
                 label = float(cell)
             except ValueError:
-                label = None
+                label = _LABEL_WORDS.get(cell.lower())
             if label not in (0.0, 1.0):
                 name = shown(self.label_column, 60)
-                raise AnomalyError(f"{at}: label '{shown(cell, 60)}' in column '{name}' is not 0 or 1"
+                raise AnomalyError(f"{at}: label '{shown(cell, 60)}' in column '{name}' is not 0 or 1 (or true/false, yes/no)"
                                    + (f" (a column named '{name}' is read as labels; to read it as values, name it "
                                       "in --column)" if self.label_named else ""))
             label = int(label)

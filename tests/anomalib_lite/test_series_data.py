@@ -85,7 +85,10 @@ def test_csv_column_named_as_labels_is_not_an_input(tmp_path):
     both = al.load_data(path, columns=["load", "Label"])  # named: a value
     assert both.values.shape == (10, 2) and both.anomaly_labels() is None
     scores = _csv(tmp_path, "value,anomaly\n1,0.5\n2,0.25\n", name="scored.csv")
-    with pytest.raises(AnomalyError, match=r"line 2: label '0.5' in column 'anomaly' is not 0 or 1 \(a column named "
+    # labels as words, as pandas (True/False) and spreadsheets (yes/no) write them
+    words = _csv(tmp_path, "value,anomaly\n1,False\n2,true\n3,no\n4,YES\n5,1.0\n", name="words.csv")
+    assert al.load_data(words).anomaly_labels().tolist() == [0, 1, 0, 1, 1]
+    with pytest.raises(AnomalyError, match=r"line 2: label '0.5' in column 'anomaly' is not 0 or 1 \(or true/false, yes/no\) \(a column named "
                                            r"'anomaly' is read as labels; to read it as values, name it in --column\)"):
         al.load_data(scores)
     assert al.load_data(scores, columns=["value", "anomaly"]).values.shape == (2, 2)
