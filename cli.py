@@ -62,6 +62,21 @@ def _say(msg: str) -> None:
 
 
 # ---------------------------------------------------------------- options from the stored specs
+class _OrNone(click.ParamType):
+    """A number, or ``none`` for a parameter that takes None."""
+
+    def __init__(self, kind):
+        self.kind, self.name = kind, f"{kind.__name__}|none"
+
+    def convert(self, value, param, ctx):
+        if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+            return None
+        try:
+            return self.kind(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not {'an integer' if self.kind is int else 'a number'} or none", param, ctx)
+
+
 def _options(command: str) -> list[click.Option]:
     """One option per parameter of a detector (or of pretrain), its default, help and choices as
     :mod:`anomalib_lite.app.options` stored them from the code."""
@@ -73,6 +88,8 @@ def _options(command: str) -> list[click.Option]:
             opts.append(click.Option([f"{flag}/--no-{flag[2:]}"], default=p["default"], **kw))
             continue
         kind = {"int": int, "float": float, "choice": click.Choice(p.get("choices") or [])}.get(p["kind"], str)
+        if kind in (int, float) and p.get("none"):
+            kind = _OrNone(kind)  # `--patience none`, as the help's "None: ..." says
         kw.update(type=kind, **({} if required else {"default": p["default"]}),  # click 8.3: default=None fills it
                   **({"metavar": "A,B,..."} if p["kind"] == "list" else {}))
         opts.append(click.Option([flag, p["name"]], **kw))

@@ -131,6 +131,31 @@ def test_usage_errors_exit_2_and_console_script_works(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "bundle not found" in proc.stderr
 
 
+def test_none_on_the_command_line_is_none_where_a_parameter_takes_it(tmp_path):
+    """The help says "None: raw pixels", "None: all epochs": `--backbone none` and `--patience
+    none` give None (they were an unknown backbone and "not a valid integer")."""
+    x = np.random.default_rng(0).random((12, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = run("fit", "latent", "--data", tmp_path / "x.npy", "--backbone", "none", "-o", tmp_path / "a.anomaly")
+    assert r.exit_code == 0, r.output
+    import anomalib_lite as al
+
+    assert al.load(tmp_path / "a.anomaly").backbone is None
+    series = np.sin(np.arange(400) / 5.0)
+    (tmp_path / "s.csv").write_text("value\n" + "\n".join(f"{v:.4f}" for v in series) + "\n")
+    r = run("fit", "continuation", "--data", tmp_path / "s.csv", "--window", "16", "--epochs", "1", "--season", "0",
+            "--patience", "None", "--max-time", "none", "-o", tmp_path / "c.anomaly")
+    assert r.exit_code == 0, r.output
+    det = al.load(tmp_path / "c.anomaly")
+    assert det.patience is None and det.max_time is None
+    r = run("fit", "continuation", "--data", tmp_path / "s.csv", "--max-time", "soon", "-o", tmp_path / "d.anomaly")
+    assert r.exit_code == 2 and "'soon' is not a number or none" in r.output
+    # a parameter that does not take None keeps its type's error
+    r = run("fit", "continuation", "--data", tmp_path / "s.csv", "--window", "none", "-o", tmp_path / "d.anomaly")
+    assert r.exit_code == 2 and "'none' is not a valid integer" in r.output
+    assert not (tmp_path / "d.anomaly").exists()
+
+
 AUG = """seed: 0
 steps:
   - {op: affine, rotate: 10, translate: 0.05}

@@ -8,7 +8,8 @@ equals what :func:`generate` reads from the code; after changing a detector's pa
 
     python -m anomalib_lite.app.options
 
-Each parameter becomes ``{"name", "kind", "default", "help", "required"[, "choices"]}``; ``kind``
+Each parameter becomes ``{"name", "kind", "default", "help", "required"[, "choices", "none"]}``
+(``none``: the parameter takes None, given as ``none`` on the command line); ``kind``
 is ``bool``, ``list`` (comma-separated), ``choice``, ``int``, ``float``, ``str`` or ``int|str``
 (a name or a number, e.g. ``season``). Run options (device, seed, verbose, batch size) are the
 commands' own and are left out.
@@ -68,11 +69,14 @@ def load() -> dict:
 
 def values(params: list[dict], given: dict) -> dict:
     """Option values as the parameters expect them: comma lists split, ints where a parameter
-    takes either a name or a number."""
+    takes either a name or a number, ``none`` as None where the parameter takes None."""
     kinds = {p["name"]: p["kind"] for p in params}
+    optional = {p["name"] for p in params if p.get("none")}
     out = {}
     for name, value in given.items():
-        if isinstance(value, str) and kinds.get(name) == "list":
+        if isinstance(value, str) and value.strip().lower() == "none" and name in optional:
+            value = None  # `--backbone none`: what the help's "None: ..." says, given on the command line
+        elif isinstance(value, str) and kinds.get(name) == "list":
             value = [v.strip() for v in value.split(",") if v.strip()]
         elif isinstance(value, str) and kinds.get(name) == "int|str" and value.lstrip("-").isdigit():
             value = int(value)
@@ -134,6 +138,8 @@ def describe(command: str, target) -> dict:
         required = default is inspect.Parameter.empty
         choices = getattr(checks.get(name), "choices", None)
         row = {"name": name, "help": docs.get(name, ""), "required": required}
+        if not required and ("None" in hint or "Optional" in hint or default is None):
+            row["none"] = True  # `--patience none` gives None (the help's "None: ...")
         if isinstance(default, bool):
             row.update(kind="bool", default=default)
         elif isinstance(default, (list, tuple)) or "list" in hint:

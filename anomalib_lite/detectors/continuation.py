@@ -124,8 +124,19 @@ class Continuation(SeriesDetector):
     warm_up : int or None, default None
         Steps ``partial_fit`` collects and trains on when started without ``fit``
         (None: ``10 * (window + horizon)``).
-    epochs, batch_size, lr, patience, val_fraction, max_time
-        The training loop (the last ``val_fraction`` of the crops, in time, stops it early).
+    epochs : int, default 30
+        Passes over the training crops (at most: early stopping and ``max_time`` end it sooner;
+        ``$ANOMALY_MAX_EPOCHS`` caps it).
+    batch_size : int, default 64
+        Crops per optimisation step.
+    lr : float, default 1e-3
+        Learning rate (AdamW).
+    patience : int or None, default 5
+        Epochs without a better validation loss before training stops (None: all epochs).
+    val_fraction : float, default 0.1
+        The last share of the crops, in time, held out to measure that loss.
+    max_time : float or None, default None
+        Training time budget in seconds (training stops before the step that would cross it).
     contamination, device, seed, verbose
         The run parameters every detector has (:class:`~anomalib_lite.detectors.base.Detector`).
     threads : int or None, default None

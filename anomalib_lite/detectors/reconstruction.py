@@ -60,13 +60,19 @@ class Reconstruction(TrainedDetector):
     augment : dict, str, augment.Pipeline or None, default None
         Augmentation of training batches (a config, a YAML/JSON path, or a pipeline).
     epochs : int, default 20
+        Passes over the training images (at most: early stopping and ``max_time`` end it sooner;
+        ``$ANOMALY_MAX_EPOCHS`` caps it).
     batch_size : int, default 128
+        Images per optimisation step.
     lr : float, default 1e-3
+        Learning rate (AdamW).
     weight_decay : float, default 1e-5
+        AdamW's weight decay.
     patience : int or None, default 5
-        Early stopping on a 10 % held-out share (None: off).
+        Epochs without a better loss on a 10 % held-out share before training stops (None: all
+        epochs).
     max_time : float or None, default None
-        Training time budget in seconds.
+        Training time budget in seconds (training stops before the step that would cross it).
     num_workers : int, default 2
         DataLoader processes that decode lazy data (image folders) while training.
     partial_fit_epochs : int, default 1

@@ -74,11 +74,19 @@ class SyntheticOOD(TrainedDetector):
     augment : dict, str, augment.Pipeline or None, default None
         Augmentation of the normal images before synthesis.
     epochs : int, default 10
+        Passes over the training images (at most: early stopping and ``max_time`` end it sooner;
+        ``$ANOMALY_MAX_EPOCHS`` caps it).
     batch_size : int, default 64
+        Images per optimisation step.
     lr : float, default 1e-3
+        Learning rate (AdamW).
     weight_decay : float, default 1e-4
+        AdamW's weight decay.
     patience : int or None, default 5
+        Epochs without a better loss on a 10 % held-out share before training stops (None: all
+        epochs).
     max_time : float or None, default None
+        Training time budget in seconds (training stops before the step that would cross it).
     num_workers : int, default 2
     partial_fit_epochs : int, default 1
     contamination, device, seed, verbose

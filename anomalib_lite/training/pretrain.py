@@ -169,6 +169,8 @@ def pretrain(
         transforms: which of ``transforms`` was applied; synthetic: normal vs synthesised
         defects; segment: where the synthesised defects are, patch by patch (local defects).
     epochs : int, default 10
+        Passes over the images (at most: ``max_time`` ends it sooner; ``$ANOMALY_MAX_EPOCHS``
+        caps it).
     weights : str or path, default "random"
         Starting weights: "random", "imagenet" or a weights file.
     layers : list of str or None, default None
@@ -182,7 +184,9 @@ def pretrain(
     augment : dict, str or None, default None
         Augmentation config applied to the normal images.
     batch_size : int, default 128
+        Images per optimisation step.
     lr : float, default 1e-3
+        Learning rate (AdamW).
     max_time : float or None, default None
         Time budget in seconds, set-up included (training stops before the step that would cross it).
     num_workers : int, default 2
