@@ -22,6 +22,7 @@ tensor's name, shape and dtype before using it.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -71,6 +72,10 @@ class Capabilities:
     has_maps: bool = False
     #: a step's score says an anomaly starts within ``horizon`` steps (evaluated by lead times)
     early_warning: bool = False
+
+
+#: above this, float images are read as 0 to 255 by mistake (ImageNet-normalised ones reach about 2.7)
+_FLOAT_IMAGE_MAX = 10.0
 
 
 class Detector(BaseEstimator):
@@ -285,6 +290,11 @@ class Detector(BaseEstimator):
             raise AnomalyError(
                 f"data: {self._name} takes {self.input_kind}s, got samples shaped {_shape_str(shape)}"
             )
+        if kind == "image" and len(batch) and float(batch.x.amax()) > _FLOAT_IMAGE_MAX:
+            warnings.warn(  # (one text: Python shows it once, however many batches)
+                "data: float images with values above 10 (0 to 255, as cv2 / PIL arrays cast to float?); image "
+                "detectors and backbones read float images in [0, 1] and uint8 in [0, 255]: divide by 255, or "
+                "pass uint8", UserWarning, stacklevel=2)
         expected = getattr(self, "input_shape_", None)
         if expected is not None and shape != tuple(expected):
             if len(shape) == 1 and len(expected) == 1:  # scikit-learn's words for vectors

@@ -13,6 +13,23 @@ def test_uint8_images_become_float_in_unit_range_and_gain_a_channel():
     assert float(b.x.max()) == 1.0
 
 
+def test_float_images_of_0_to_255_are_warned_of_and_uint8_and_vectors_are_not():
+    """cv2 / PIL arrays cast to float hold 0 to 255; the detectors read float images in [0, 1],
+    so a backbone or an autoencoder would see them 255 times too bright, silently."""
+    import warnings
+
+    import anomalib_lite as al
+
+    u8 = (np.random.default_rng(0).random((20, 16, 16, 3)) * 255).astype(np.uint8)
+    with pytest.warns(UserWarning, match="float images with values above 10.*divide by 255, or pass uint8"):
+        al.LatentDistance().fit(u8.astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        al.LatentDistance().fit(u8)  # uint8: read as 0 to 255
+        al.LatentDistance().fit(u8.astype(np.float32) / 255)
+        al.LatentDistance().fit(np.random.default_rng(0).normal(0, 100, (20, 8)))  # vectors: any scale
+
+
 def test_channels_last_images_are_moved_to_channels_first():
     x = np.zeros((4, 32, 32, 3), dtype=np.float32)
     x[..., 2] = 1.0
