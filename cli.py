@@ -24,6 +24,7 @@ import click  # noqa: E402
 
 import anomalib_lite as al  # noqa: E402  # names load on first use: --help and usage errors never import torch
 from anomalib_lite.app import options as specs  # noqa: E402
+from anomalib_lite.app import cli_options as opt  # noqa: E402
 
 
 def _wf():
@@ -62,40 +63,6 @@ def _say(msg: str) -> None:
 
 
 # ---------------------------------------------------------------- options from the stored specs
-class _OrNone(click.ParamType):
-    """A number, or ``none`` for a parameter that takes None."""
-
-    def __init__(self, kind):
-        self.kind, self.name = kind, f"{kind.__name__}|none"
-
-    def convert(self, value, param, ctx):
-        if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
-            return None
-        try:
-            return self.kind(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not {'an integer' if self.kind is int else 'a number'} or none", param, ctx)
-
-
-def _options(command: str) -> list[click.Option]:
-    """One option per parameter of a detector (or of pretrain), its default, help and choices as
-    :mod:`anomalib_lite.app.options` stored them from the code."""
-    opts = []
-    for p in specs.load()["commands"][command]["params"]:
-        flag, required = "--" + p["name"].replace("_", "-"), p["required"]
-        kw = dict(help=p["help"], show_default=not required and p["default"] is not None, required=required)
-        if p["kind"] == "bool":
-            opts.append(click.Option([f"{flag}/--no-{flag[2:]}"], default=p["default"], **kw))
-            continue
-        kind = {"int": int, "float": float, "choice": click.Choice(p.get("choices") or [])}.get(p["kind"], str)
-        if kind in (int, float) and p.get("none"):
-            kind = _OrNone(kind)  # `--patience none`, as the help's "None: ..." says
-        kw.update(type=kind, **({} if required else {"default": p["default"]}),  # click 8.3: default=None fills it
-                  **({"metavar": "A,B,..."} if p["kind"] == "list" else {}))
-        opts.append(click.Option([flag, p["name"]], **kw))
-    return opts
-
-
 def _values(command: str, given: dict) -> dict:
     """The parameters as the detector (or pretrain) takes them; ``--max-time`` is a budget for the
     whole command, so what start-up (imports, reading the data's index) used is taken off it."""
@@ -103,52 +70,6 @@ def _values(command: str, given: dict) -> dict:
     if out.get("max_time") is not None:
         out["max_time"] = max(1.0, out["max_time"] - (time.perf_counter() - _T0))
     return out
-
-
-def _data(f):
-    """--data-dir and --download: where data sets live."""
-    f = click.option("--download", is_flag=True, help="Allow downloading public data sets (MNIST).")(f)
-    return click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                        help="Where data sets live (default: $ANOMALY_DATA_DIR, else the user cache).")(f)
-
-
-def _run(f):
-    """--device, --seed, --batch-size, --quiet."""
-    f = click.option("--quiet", "-q", is_flag=True, help="No progress bars (the result line is still printed).")(f)
-    f = click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Samples per step (default: the detector's).")(f)
-    f = click.option("--seed", type=int, default=0, show_default=True)(f)
-    return click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")(f)
-
-
-def _series(f):
-    """How to read a CSV series: value columns, time column, labels, NaN gaps."""
-    f = click.option("--nan", "nan", type=click.Choice(["reject", "interpolate"]), default="reject", show_default=True,
-                     help="NaN gaps: reject them or fill them linearly (--stream: with the last value).")(f)
-    f = click.option("--label-column", default=None, help="Series: CSV column of 0/1 labels.")(f)
-    f = click.option("--time-column", default=None, help="Series: CSV time column (default: timestamp/time/date).")(f)
-    return click.option("--column", "columns", multiple=True,
-                        help="Series: value column; repeat or comma-separate (default: all but time and label).")(f)
-
-
-def _load_options(columns=(), time_column=None, label_column=None, nan="reject", data_dir=None, download=False) -> dict:
-    return dict(columns=[c.strip() for g in columns for c in g.split(",") if c.strip()] or None, nan=nan,
-                time_column=time_column, label_column=label_column, data_dir=data_dir, download=download)
-
-
-def _show(f):
-    f = click.option("--report", type=click.Path(dir_okay=False), default=None,
-                     help="Write a one-file HTML report (ROC, histograms, top anomalies with heatmaps).")(f)
-    f = click.option("--top", type=click.IntRange(min=1), default=None, help="With --maps: only the K highest-scoring samples.")(f)
-    return click.option("--maps", "maps", type=click.Path(file_okay=False), default=None,
-                        help="Write a heatmap PNG per sample (named after its image) to this folder.")(f)
-
-
-_context = click.option("--context", type=click.IntRange(min=0), default=0, metavar="N",
-                        help="Images (latent bundles): also compare each image with N images drawn from the data "
-                             "scored (mutual scoring; 60 is a good N): a drift the whole batch shares is not flagged; "
-                             "scores never rise.")
-_verify = click.option("--verify", type=click.Path(dir_okay=False), default=None,
-                       help="Public key file: refuse a bundle not signed with its private key (default: $ANOMALY_VERIFY_KEY).")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -197,9 +118,9 @@ Example:
 @click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True,
               help="Target false positive rate of the threshold.")
 @click.option("--sign", type=click.Path(dir_okay=False), default=None, help="Private key file (anomaly keygen) that signs the bundle.")
-@_series
-@_data
-@_run
+@opt.series
+@opt.data
+@opt.run
 @click.pass_context
 def fit(ctx, data_spec, out, holdout, fpr, sign, columns, time_column, label_column, nan, data_dir, download, device,
         seed, batch_size, quiet):
@@ -210,7 +131,7 @@ def fit(ctx, data_spec, out, holdout, fpr, sign, columns, time_column, label_col
     if data_spec is None or out is None:
         raise click.UsageError("fit: name a detector (anomaly fit --help lists them) or give --data and -o "
                                "to fit the route for the data's kind")
-    load = _load_options(columns, time_column, label_column, nan, data_dir, download)
+    load = opt.load_options(columns, time_column, label_column, nan, data_dir, download)
     _say(_wf().fit_and_save(None, data_spec, out, holdout=holdout, fpr=fpr, seed=seed, sign=sign, device=device,
                             verbose=not quiet and _is_main(), **load))
 
@@ -226,7 +147,7 @@ def _fit_command(name: str, class_name: str) -> click.Command:
     calibrates = spec["capabilities"]["calibrates"]  # False: the detector sets its own threshold
 
     def run(data_spec, out, sign, quiet, device, seed, batch_size, holdout=None, fpr=0.01, **rest):
-        load = _load_options(**{k: rest.pop(k) for k in ("columns", "time_column", "label_column", "nan", "data_dir",
+        load = opt.load_options(**{k: rest.pop(k) for k in ("columns", "time_column", "label_column", "nan", "data_dir",
                                                           "download") if k in rest})
         det = al.DETECTORS[class_name](**_values(name, rest), device=device, seed=seed, verbose=not quiet and _is_main())
         if batch_size:
@@ -239,7 +160,7 @@ def _fit_command(name: str, class_name: str) -> click.Command:
     params = [click.Option(["--data", "data_spec"], required=True, help=data_help),
               click.Option(["--output", "-o", "out"], required=True, type=click.Path(dir_okay=False),
                            help="Bundle to write (.anomaly)."),
-              *_options(name),
+              *opt.detector_options(name),
               click.Option(["--sign"], type=click.Path(dir_okay=False), default=None,
                            help="Private key file (anomaly keygen) that signs the bundle.")]
     if calibrates:
@@ -247,7 +168,7 @@ def _fit_command(name: str, class_name: str) -> click.Command:
                                 show_default=True, help="Share kept to calibrate the threshold (a series: its end)."),
                    click.Option(["--fpr"], type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01,
                                 show_default=True, help="Target false positive rate of the threshold.")]
-    shell = _run(_data(_series(lambda **kw: kw) if spec["input_kind"] == "series" else lambda **kw: kw))
+    shell = opt.run(opt.data(opt.series(lambda **kw: kw) if spec["input_kind"] == "series" else lambda **kw: kw))
     params += shell.__click_params__[::-1]
     examples = "\n".join(f"  anomaly fit {name} {e}" for e in EXAMPLES[name])
     return click.Command(name, callback=run, params=params, help=f"{spec['summary']}\n\n\b\nExample:\n{examples}")
@@ -268,8 +189,8 @@ def add_detector(cls) -> None:
 @cli.command("pretrain")
 @click.option("--data", "data_spec", required=True, help='Normal images, e.g. "mnist:train?classes=3".')
 @click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Weights file (.safetensors).")
-@_data
-@_run
+@opt.data
+@opt.run
 def pretrain_cmd(data_spec, out, data_dir, download, device, seed, batch_size, quiet, **rest):
     """Self-supervised pretraining of a backbone on your own normal images; the weights file
     works anywhere --weights PATH does.
@@ -284,7 +205,7 @@ def pretrain_cmd(data_spec, out, data_dir, download, device, seed, batch_size, q
                                  verbose=not quiet and _is_main(), **_values("pretrain", rest), **extra))
 
 
-pretrain_cmd.params[2:2] = _options("pretrain")
+pretrain_cmd.params[2:2] = opt.detector_options("pretrain")
 
 
 # ---------------------------------------------------------------- score / evaluate
@@ -301,12 +222,12 @@ def _bundle(path, device, batch_size, quiet, verify, threads=None):
 @click.option("--learn", is_flag=True, help="Series (Continuation): keep learning while scoring, test-then-train.")
 @click.option("--nab-results", type=click.Path(file_okay=False), default=None, help="Series: also write NAB's results file under this folder.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Series: torch threads (default: 1 for small networks).")
-@_show
-@_context
-@_verify
-@_series
-@_data
-@_run
+@opt.show
+@opt.context
+@opt.verify
+@opt.series
+@opt.data
+@opt.run
 def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top, report, context, verify, columns,
           time_column, label_column, nan, data_dir, download, device, seed, batch_size, quiet):
     """Score data with a bundle: one CSV row per sample (per time step for series).
@@ -324,7 +245,7 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
       anomaly score taxi.anomaly --data nab:realKnownCause/nyc_taxi.csv --nab-results results
     """
     det = _bundle(bundle, device, batch_size, quiet, verify, threads)
-    load = _load_options(columns, time_column, label_column, nan, data_dir, download)
+    load = opt.load_options(columns, time_column, label_column, nan, data_dir, download)
     if stream:
         scored, bad = _wf().stream(det, data_spec, learn=learn, outputs=(out, nab_results, report, maps), counts=(kinds := {}),
                                 context=context,
@@ -343,12 +264,12 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
 @click.argument("bundle", type=click.Path(dir_okay=False))
 @click.option("--data", "data_spec", required=True, help='Labelled data, e.g. mnist:test, brick/test, nab:..., a CSV with --label-column.')
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the figures as JSON.")
-@_show
-@_context
-@_verify
-@_series
-@_data
-@_run
+@opt.show
+@opt.context
+@opt.verify
+@opt.series
+@opt.data
+@opt.run
 def evaluate(bundle, data_spec, json_out, maps, top, report, context, verify, columns, time_column, label_column, nan,
              data_dir, download, device, seed, batch_size, quiet):
     """Figures of a bundle on labelled data: ROC-AUC, AP, precision, recall, F1 and false positive
@@ -361,7 +282,7 @@ def evaluate(bundle, data_spec, json_out, maps, top, report, context, verify, co
       anomaly evaluate digit7.anomaly --data "mnist:test?classes=7&synth=stroke_blob" --json figures.json
     """
     det = _bundle(bundle, device, batch_size, quiet, verify)
-    load = _load_options(columns, time_column, label_column, nan, data_dir, download)
+    load = opt.load_options(columns, time_column, label_column, nan, data_dir, download)
     figures, text = _wf().evaluate_and_write(det, data_spec, bundle=bundle, json_out=json_out, maps=maps, top=top,
                                              report=report, verify=verify, context=context, **load)
     _say(text)
@@ -378,7 +299,7 @@ def evaluate(bundle, data_spec, json_out, maps, top, report, context, verify, co
 @click.option("--make-data", "make_data", type=click.Path(file_okay=False), default=None,
               help="Instead: write sample data for every command of the README into this folder (an MVTec-style "
                    "inspection set DIR/brick, DIR/series.csv, DIR/labelled.csv).")
-@_run
+@opt.run
 def demo(digit, download, data_dir, make_data, device, seed, batch_size, quiet):
     """MNIST outliers: fit on one digit, score all 10,000 test digits, print ROC-AUC. With
     --make-data DIR: write sample data instead (no MNIST needed).
@@ -405,7 +326,7 @@ def demo(digit, download, data_dir, make_data, device, seed, batch_size, quiet):
 @click.option("--backend", type=click.Choice(specs.load()["augment_backends"]), default="torchvision", show_default=True)
 @click.option("--n", "n", type=click.IntRange(1, 64), default=8, show_default=True, help="Images per row.")
 @click.option("--variants", type=click.IntRange(1, 10), default=3, show_default=True, help="Augmented rows (epochs).")
-@_data
+@opt.data
 @click.option("--quiet", "-q", is_flag=True)
 def augment_preview(config, data_spec, out, synth, backend, n, variants, data_dir, download, quiet):
     """Preview an augmentation config as a grid: originals, augmented versions, and with --synth
@@ -433,7 +354,7 @@ def list_backbones():
 @cli.command()
 @click.argument("bundle", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON header.")
-@_verify
+@opt.verify
 def info(bundle, as_json, verify):
     """Print a bundle's header: detector, parameters, what it learned, threshold, data, versions.
 
@@ -449,7 +370,7 @@ def info(bundle, as_json, verify):
 @cli.command("export")
 @click.argument("bundle", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", "out", required=True, type=click.Path(dir_okay=False), help="ONNX model to write (.onnx).")
-@_verify
+@opt.verify
 @click.option("--quiet", "-q", is_flag=True)
 def export_cmd(bundle, out, verify, quiet):
     """Export a LatentDistance or Reconstruction bundle as one ONNX model for onnxruntime: images
