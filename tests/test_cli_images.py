@@ -91,6 +91,21 @@ def test_score_reads_files_at_the_size_the_bundle_was_fitted_at(fitted, tmp_path
     assert not (tmp_path / "wrong.csv").exists()
 
 
+def test_a_folder_of_mixed_sizes_is_told_the_size_the_bundle_was_fitted_at(fitted, tmp_path):
+    from PIL import Image
+
+    cat, bundle = fitted  # fitted on the 48 px files as they are (no ?size=)
+    lot = tmp_path / "lot"
+    lot.mkdir()
+    for i, side in enumerate((48, 50, 52)):
+        Image.new("L", (side, side), 128).save(lot / f"{i}.png")
+    r = run("score", bundle, "--data", lot, "-o", tmp_path / "s.csv")
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
+    assert "images differ in size" in r.output and "(the bundle was fitted on 48x48 images: ?size=48)" in r.output
+    r = run("score", bundle, "--data", f"{lot}?size=48", "-o", tmp_path / "s.csv")  # the fix it names
+    assert r.exit_code == 0, r.output
+
+
 def test_fit_refuses_images_labelled_anomalous_and_names_the_normal_part(fitted, tmp_path):
     """A test folder (good + defects) is not fitted as normal: one line, nothing written; its
     good part, as the line says, fits."""

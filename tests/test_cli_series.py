@@ -237,6 +237,9 @@ def test_a_missing_column_names_the_bundles_columns_and_a_missing_file_does_not(
     r = run("score", bundle, "--data", _csv(tmp_path, "timestamp,load\n1,2\n"), "-o", tmp_path / "o.csv")
     assert r.exit_code == 2 and ("column 'value' not found; columns are: timestamp, load (the bundle was fitted on "
                                  "columns value; pass --column)") in r.output
+    r = run("score", bundle, "--data", _csv(tmp_path, "timestamp,load\n1,2\n"), "--column", "lod",
+            "-o", tmp_path / "o.csv")  # a column the user named: no word of the bundle's
+    assert r.exit_code == 2 and "column 'lod' not found" in r.output and "fitted on columns" not in r.output
     for spec in (tmp_path / "nowhere.csv", "nab:realKnownCause/nowhere.csv"):  # the file, not a column
         r = run("score", bundle, "--data", spec, "-o", tmp_path / "o.csv")
         assert r.exit_code == 2 and "nowhere.csv" in r.output and "fitted on columns" not in r.output, r.output

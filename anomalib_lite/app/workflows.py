@@ -49,7 +49,8 @@ from ..bundles.header import describe_header
 from ..io import atomic_output, check_outputs, check_writable
 from .options import ROUTES
 from ..data.sources import load as load_data
-from ..data.sources import fit_hint, is_series_spec, spec_files, spec_path, with_size
+from ..data.sources import SizesDiffer, fit_hint, is_series_spec, spec_files, spec_path, with_size
+from ..data.series_sources import ColumnNotFound
 from ..scoring.thresholds import SurpriseScore, drift
 
 __all__ = ["augment_preview", "backbones_table", "demo", "describe_header", "evaluate_and_write", "export",
@@ -111,10 +112,16 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
         if series or det is None else {}
     try:
         source = load_data(spec, data_dir=data_dir, download=download, **options)
-    except AnomalyError as e:
-        if columns and "' not found; columns are:" in str(e) and columns == fitted.get("columns"):  # (a column, not a file)
+    except ColumnNotFound as e:
+        if columns and columns == fitted.get("columns"):  # the bundle's columns, not the user's
             raise AnomalyError(f"{e} (the bundle was fitted on columns {', '.join(columns)}; pass --column)") from None
         raise
+    except SizesDiffer as e:
+        shape = getattr(det, "input_shape_", None)
+        if det is None or not shape or len(shape) != 3 or getattr(det, "tiling_", None):  # (tiled: a tile's shape)
+            raise
+        h, w = shape[1:]
+        raise AnomalyError(f"{e} (the bundle was fitted on {h}x{w} images: ?size={h if h == w else f'{h}x{w}'})") from None
     kind = getattr(source, "kind", "image")
     if series and kind != "series":
         raise AnomalyError(f"{spec}: not a time series; give a .csv file, nab:CATEGORY/FILE.csv or -")

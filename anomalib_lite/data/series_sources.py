@@ -88,6 +88,11 @@ def parse_time(text: str) -> float:
     return t.timestamp()
 
 
+class ColumnNotFound(AnomalyError):
+    """A named column is not in a CSV's header (a caller that chose the names says where they came
+    from: ``workflows.load_source``, the columns a bundle was fitted on)."""
+
+
 #: labels written as words (pandas writes True/False; a spreadsheet yes/no): 1 anomalous, 0 normal
 _LABEL_WORDS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0}
 
@@ -110,7 +115,7 @@ class SeriesReader:
 
         def index(name: str) -> int:
             if name not in self.header:
-                raise AnomalyError(f"{where}: column '{shown(name, 60)}' not found; columns are: "
+                raise ColumnNotFound(f"{where}: column '{shown(name, 60)}' not found; columns are: "
                                    f"{shown(', '.join(self.header))}")
             return self.header.index(name)
 

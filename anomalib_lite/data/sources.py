@@ -439,6 +439,11 @@ def _mvtec_masks(root: Path, files: list[Path], classes: list[str], normal: list
     return out
 
 
+class SizesDiffer(AnomalyError):
+    """A folder's images differ in size and no ``?size=`` resizes them (a caller that knows the
+    size to read them at says so: ``workflows.load_source``, the size a bundle was fitted on)."""
+
+
 def _image_source(spec, root, files, size, targets=None, class_names=None, normal=None, masks=None) -> ImageFolderSource:
     """Check that every file opens and that sizes agree (unless ``size`` resizes them)."""
     modes, sizes = set(), {}
@@ -449,7 +454,7 @@ def _image_source(spec, root, files, size, targets=None, class_names=None, norma
     if size is None:
         if len(sizes) > 1:
             (s1, p1), (s2, p2) = list(sizes.items())[:2]
-            raise AnomalyError(
+            raise SizesDiffer(
                 f"{spec}: images differ in size ({p1.name} {s1[0]}x{s1[1]}, {p2.name} "
                 f"{s2[0]}x{s2[1]}); add ?size=H or ?size=HxW to the data spec"
             )
