@@ -201,8 +201,14 @@ class SeriesReader:
             last = self.last_time
             if self.order == "reject" and last is not None and t <= last[0]:
                 fix = ("add ?order=file to the data spec to read the rows in the file's order (as a local-time "
-                       "log's hour when clocks go back)" if t == last[0] else
+                       "log's hour when clocks go back; rows of several series one under another need one series "
+                       "per file)" if t == last[0] else
                        "add ?order=sort to the data spec to sort rows by time")
+                key = self._series_key(row)
+                if key is not None:  # (neither order option would help: they would interleave the series)
+                    fix = (f"the rows hold several series told apart by column '{shown(key, 60)}' (long format): "
+                           "give one series per file, or each as a column (pandas: df.pivot(index="
+                           f"'{shown(self.time_column, 60)}', columns='{shown(key, 60)}', values=...))")
                 raise AnomalyError(
                     f"{at}: column '{shown(self.time_column, 60)}': '{shown(stamp, 60)}' "
                     f"{'repeats' if t == last[0] else 'goes back from'} line {last[2]}'s '{shown(last[1], 60)}'; "
@@ -230,7 +236,18 @@ class SeriesReader:
             self.last_values = values
         if t is not None:
             self.last_time = (t, stamp, line)
+            self.last_row = row
         return stamp, t, values, label
+
+    def _series_key(self, row: Sequence[str]) -> str | None:
+        """A column that is read neither as values, time nor label, whose cell differs from the
+        previous row's where the time repeats or goes back: the name of each series in a file of
+        several, one under another (``sensor,timestamp,value``). None when there is none."""
+        read = {*self.value_idx, self.time_idx, self.label_idx}
+        last = getattr(self, "last_row", None)
+        if last is None:
+            return None
+        return next((h for i, h in enumerate(self.header) if i not in read and row[i].strip() != last[i].strip()), None)
 
 
 class SeriesSource(DataSource):

@@ -355,6 +355,25 @@ def test_times_that_repeat_or_go_back_are_refused_with_their_line(tmp_path):
         al.load_data(str(tmp_path) + "?order=sort")
 
 
+def test_several_series_one_under_another_are_named_not_sent_to_order_options(tmp_path):
+    """A long-format file (sensor,timestamp,value): ?order=file or ?order=sort would interleave
+    its series into one, so the error names the column that tells them apart instead."""
+    rows = [f"{s},2026-01-01 00:{i:02d},{i}" for i in range(5) for s in ("pump1", "pump2")]
+    both = tmp_path / "both.csv"
+    both.write_text("sensor,timestamp,value\n" + "\n".join(rows) + "\n")
+    with pytest.raises(AnomalyError, match=r"line 3: .* repeats line 2's .*several series told apart by column "
+                                           r"'sensor' \(long format\).*df.pivot\(index='timestamp', columns='sensor'"):
+        al.load_data(str(both), columns=["value"])
+    by_sensor = tmp_path / "by_sensor.csv"
+    by_sensor.write_text("sensor,timestamp,value\n" + "\n".join(sorted(rows)) + "\n")
+    with pytest.raises(AnomalyError, match=r"line 7: .* goes back from line 6's .*column 'sensor' \(long format\)"):
+        al.load_data(str(by_sensor), columns=["value"])
+    one = tmp_path / "one.csv"  # one series whose time repeats (clocks going back): the order option, as before
+    one.write_text("sensor,timestamp,value\n" + "\n".join(f"pump1,{t},{i}" for i, t in enumerate([1, 2, 2, 3])) + "\n")
+    with pytest.raises(AnomalyError, match=r"repeats line 3's .*add \?order=file"):
+        al.load_data(str(one), columns=["value"])
+
+
 def test_a_stream_skips_a_line_whose_time_goes_back(tmp_path):
     x = np.sin(np.arange(200) / 5.0)
     det = al.Continuation(window=8, horizon=2, hidden=4, num_layers=1, epochs=1, season=0, device="cpu").fit(x)
