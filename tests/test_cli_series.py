@@ -345,3 +345,23 @@ def test_fit_with_no_detector_named_reads_the_series_with_every_option_given(tmp
     assert "chose the route for series" in r.output and "fitted Continuation on" in r.output
     r = run("info", tmp_path / "m.anomaly")
     assert 'columns: ["load"]' in r.output and "route: series" in r.output
+
+
+def test_a_glob_of_csv_files_fits_scores_and_is_never_overwritten(tmp_path):
+    days = tmp_path / "days"
+    days.mkdir()
+    x = np.sin(np.arange(300) / 6.0)
+    for k in range(3):
+        (days / f"d{k}.csv").write_text("value\n" + "\n".join(f"{v:.4f}" for v in x[k * 100:(k + 1) * 100]) + "\n")
+    spec = str(days / "*.csv")
+    r = run("fit", "continuation", "--data", spec, "--window", "16", "--epochs", "1", "--season", "0",
+            "-o", tmp_path / "m.anomaly")
+    assert r.exit_code == 0 and "on 270 steps of" in r.output, r.output
+    before = (days / "d1.csv").read_bytes()
+    r = run("score", tmp_path / "m.anomaly", "--data", spec, "-o", days / "d1.csv")  # one of the files read
+    assert r.exit_code == 2 and "would overwrite the input" in r.output and (days / "d1.csv").read_bytes() == before
+    r = run("score", tmp_path / "m.anomaly", "--data", spec, "--nab-results", tmp_path / "res", "-o", tmp_path / "s.csv")
+    assert r.exit_code == 0 and (tmp_path / "res" / "continuation" / "continuation_days.csv").is_file(), r.output
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 301
+    r = run("score", tmp_path / "m.anomaly", "--data", spec, "--stream")
+    assert r.exit_code == 2 and "--stream reads one file (or - for stdin)" in r.output

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import glob
 import io
 import json
 import os
@@ -524,6 +525,10 @@ def stream(det: Detector, spec: str, *, learn: bool = False, columns=None, time_
     if "?" in str(spec) and not Path(str(spec)).exists():  # (a file may be named so)
         raise AnomalyError(f"{spec}: --stream reads each line as it comes, with no ?options (start, stop, grid, ...); "
                            "drop them, or score the series without --stream")
+    if glob.has_magic(str(spec)) and not Path(str(spec)).exists():
+        raise AnomalyError(f"{spec}: --stream reads one file (or - for stdin) line by line; for the files a glob "
+                           "matches, score them without --stream, or pipe them: tail -q -n +2 FILES | anomaly score ... "
+                           "--data - --stream (a header line first)")
     fitted = det.data_info_ or {}
     options = (columns or fitted.get("columns"), time_column or fitted.get("time_column"), label_column, nan, learn)
     if str(spec) == "-":

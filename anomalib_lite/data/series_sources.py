@@ -417,7 +417,7 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order=
     for row in rows:
         if any(c.strip() for c in row):
             parsed.append(reader.parse(row, rows.line_num))
-            lines.append(rows.line_num)
+            lines.append(f"line {rows.line_num}")
         else:
             blank.append(rows.line_num)
     if blank:  # skipped, but never silently
@@ -474,13 +474,14 @@ def _on_grid(spec: str, parsed: list, nan: str, timed: bool) -> list:
 
 
 def _sorted_by_time(spec: str, column: str, parsed: list, lines: list) -> tuple[list, list]:
-    """Rows in time order (stable); a time that still repeats is an error naming both lines."""
+    """Rows in time order (stable); a time that still repeats is an error naming both rows
+    (``lines``: where each row came from, as "line 7" or "days/d2.csv's row 3")."""
     order = sorted(range(len(parsed)), key=lambda i: parsed[i][1])
     parsed, lines = [parsed[i] for i in order], [lines[i] for i in order]
     for i in range(1, len(parsed)):
         if parsed[i][1] == parsed[i - 1][1]:
-            raise AnomalyError(f"{spec}: line {lines[i]}: column '{column}': '{shown(parsed[i][0], 60)}' repeats "
-                               f"line {lines[i - 1]}'s time; each row needs its own time (?order=file reads the "
+            raise AnomalyError(f"{spec}: {lines[i]}: column '{column}': '{shown(parsed[i][0], 60)}' repeats "
+                               f"{lines[i - 1]}'s time; each row needs its own time (?order=file reads the "
                                "rows in the file's order)")
     return parsed, lines
 
@@ -499,6 +500,44 @@ def load_csv(spec: str, path: str | Path, columns=None, time_column=None, label_
         raise AnomalyError(f"{spec}: not a text (UTF-8) CSV file") from None
     except csv.Error as e:
         raise AnomalyError(f"{spec}: malformed CSV ({e})") from None
+
+
+def load_csvs(spec: str, files: list[Path], columns=None, time_column=None, label_column=None,
+              nan: str = "reject", order: str = "reject", grid: bool = False) -> SeriesSource:
+    """One series from several CSV files (a glob such as ``days/*.csv``: daily exports), read in
+    name order: each file as :func:`load_csv` reads it (its errors name the file and line), the
+    same columns in each, and times that go on increasing from one file to the next (``order=
+    "file"``: unchecked; ``"sort"``: every row sorted by time). ``grid`` applies to the whole."""
+    parts = [load_csv(str(f), f, columns, time_column, label_column, nan,
+                      "reject" if order == "sort" else order) for f in files]
+    first = parts[0]
+    for f, p in zip(files[1:], parts[1:]):
+        if (p.columns, p.time_column, p.label_column) != (first.columns, first.time_column, first.label_column):
+            raise AnomalyError(f"{f}: columns {', '.join(p.columns)} (time: {p.time_column}, labels: {p.label_column}) "
+                               f"differ from {files[0]}'s {', '.join(first.columns)} (time: {first.time_column}, labels: "
+                               f"{first.label_column}); the files of one series need the same columns")
+    timed = first.times is not None
+    if timed and order == "reject":
+        for (fa, a), (fb, b) in zip(zip(files, parts), zip(files[1:], parts[1:])):
+            if b.times[0] <= a.times[-1]:
+                raise AnomalyError(f"{fb}: its first time '{shown(b.stamps[0], 60)}' is not after {fa}'s last "
+                                   f"'{shown(a.stamps[-1], 60)}'; the files are read in name order ({spec}?order=sort "
+                                   "sorts every row by time)")
+    rows = [(st, t, tuple(v), lab) for p in parts for st, t, v, lab in zip(
+        p.stamps or [None] * len(p), p.times if timed else [None] * len(p), p.values.tolist(),
+        p.labels.tolist() if p.labels is not None else [None] * len(p))]
+    if order == "sort" and timed:
+        where = [f"{f}'s row {k + 1}" for f, p in zip(files, parts) for k in range(len(p))]
+        rows, _ = _sorted_by_time(spec, first.time_column, rows, where)
+    if grid:
+        rows = _on_grid(spec, rows, nan, timed)
+    stamps, times, values, labels = zip(*rows)
+    x = fill_gaps(np.array(values, dtype=np.float64), nan, where=spec)
+    return SeriesSource(
+        spec, x, first.columns, list(stamps) if timed else None, np.array(times) if timed else None,
+        first.time_column, np.array(labels, dtype=np.int64) if first.labels is not None else None,
+        header=first.header, label_column=first.label_column,
+    )
 
 
 def nab_files(data_dir=None) -> list[str]:

@@ -404,7 +404,10 @@ def _load_folder(spec: str, root: Path, size: tuple[int, int] | None) -> ImageFo
         )
     files = _image_files(root)
     if not files:
-        raise AnomalyError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        tables = sorted(root.glob("*.csv"))
+        series = (f"; it holds {len(tables)} CSV file(s): for one series read from them in name order, give "
+                  f"'{root / '*.csv'}'") if tables else ""
+        raise AnomalyError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}){series}")
     classes = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else None for p in files]
     labelled = all(c is not None for c in classes)
     class_names = sorted(set(classes)) if labelled else None
@@ -564,9 +567,9 @@ def spec_files(spec: str, data_dir=None) -> list[Path]:
         return [root / "data" / base[4:], root / "labels" / "combined_windows.json",
                 root / "labels" / "combined_labels.json"]
     path = Path(base).expanduser()
-    if _glob.has_magic(base) and not path.exists():
+    if _glob.has_magic(base) and not path.exists():  # (a CSV glob reads every file it matches)
         return sorted(Path(p) for p in _glob.glob(str(path), recursive=True)
-                      if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
+                      if (is_series_spec(base) or Path(p).suffix.lower() in IMAGE_SUFFIXES) and Path(p).is_file())
     if path.is_dir():
         gt = path.parent / "ground_truth"
         return _image_files(path) + (sorted(p for p in gt.rglob("*") if p.is_file()) if gt.is_dir() else [])
@@ -602,6 +605,13 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
         return _select_series(ss.load_nab(spec, base[4:], data_dir, nan, options.get("order", "file")), options)
     if is_series_spec(base):
         path = Path(base).expanduser()
+        if _glob.has_magic(base) and not path.exists():  # days/*.csv: one series, the files in name order
+            files = sorted(Path(p) for p in _glob.glob(str(path), recursive=True) if Path(p).is_file())
+            if not files:
+                raise AnomalyError(f"{spec}: no files match '{base}'")
+            src = ss.load_csvs(spec, files, columns, time_column, label_column, nan, options.get("order", "reject"),
+                               grid=options.get("grid") == "1")
+            return _select_series(src, options)
         if base != "-" and not path.is_file():
             raise AnomalyError(f"{spec}: path '{path}' " + ("is a folder, not a CSV file" if path.is_dir() else "does not exist"))
         if options.get("grid", "1") not in ("0", "1"):

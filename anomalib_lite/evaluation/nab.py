@@ -10,6 +10,7 @@ columns ``timestamp,value,anomaly_score,label`` (label = inside an anomaly windo
 from __future__ import annotations
 
 import csv
+import glob
 import math
 from pathlib import Path
 
@@ -97,7 +98,10 @@ def results_scores(detector, scores, share: float = 0.15, values=None, step_seco
 
 def results_path(folder, source, detector_name: str) -> Path:
     """Where NAB's scorer looks for the results of ``source`` (a nab: series, or any series)."""
-    name = getattr(source, "nab_name", None) or Path(str(source.spec).split("?")[0]).name
+    base = Path(str(source.spec).split("?")[0])
+    if glob.has_magic(str(base)):  # a series read from several files (days/*.csv): named after their folder
+        base = base.parent.with_suffix(".csv") if base.parent.name else Path("series.csv")
+    name = getattr(source, "nab_name", None) or base.name
     rel = Path(name)
     return Path(folder) / detector_name / rel.parent / f"{detector_name}_{rel.name}"
 

@@ -221,3 +221,36 @@ def test_nab_series_come_with_their_windows():
         al.load_data("nab:realKnownCause/missing.csv")
     with pytest.raises(AnomalyError, match="start= and stop= apply to time series only"):
         al.load_data("mnist:test?stop=5")
+
+
+def test_a_glob_of_csv_files_is_one_series_in_name_order(tmp_path):
+    """Daily exports (days/*.csv) read as one series: each file as a file is read (its errors name
+    it), the same columns in each, times going on from file to file; ?order=sort and ?grid=1 apply
+    to the whole."""
+    rows = [f"2026-01-01 {i // 60:02d}:{i % 60:02d},{i}" for i in range(0, 90)]
+    days = tmp_path / "days"
+    days.mkdir()
+    for name, part in (("a.csv", rows[:30]), ("b.csv", rows[30:60]), ("c.csv", rows[62:90])):  # 2 steps missing
+        (days / name).write_text("timestamp,value\n" + "\n".join(part) + "\n")
+    src = al.load_data(str(days / "*.csv"))
+    whole = [float(i) for i in range(90) if i not in (60, 61)]
+    assert src.values[:, 0].tolist() == whole and src.stamps[30] == "2026-01-01 00:30" and len(src.times) == 88
+    grid = al.load_data(str(days / "*.csv") + "?grid=1", nan="interpolate")  # the gap between two files filled
+    assert grid.values[:, 0].tolist() == [float(i) for i in range(90)]
+    with pytest.raises(AnomalyError, match=r"no image files .*it holds 3 CSV file\(s\).*days/\*\.csv"):
+        al.load_data(str(days))
+    (days / "0.csv").write_text("timestamp,value\n" + rows[40] + "\n")  # sorts first, later in time
+    with pytest.raises(AnomalyError, match=r"a.csv: its first time '2026-01-01 00:00' is not after .*0.csv's last "
+                                           r"'2026-01-01 00:40'.*\?order=sort"):
+        al.load_data(str(days / "*.csv"))
+    with pytest.raises(AnomalyError, match=r"\?order=sort: .*b.csv's row 11: .* repeats .*0.csv's row 1's time"):
+        al.load_data(str(days / "*.csv") + "?order=sort")
+    assert len(al.load_data(str(days / "*.csv") + "?order=file")) == 89
+    (days / "0.csv").write_text("timestamp,load\n" + rows[0] + "\n")
+    with pytest.raises(AnomalyError, match=r"a.csv: columns value \(time: timestamp, labels: None\) differ from .*0.csv's load"):
+        al.load_data(str(days / "*.csv"))
+    (days / "0.csv").write_text("timestamp,value\n2026-01-01 00:00,x\n")
+    with pytest.raises(AnomalyError, match=r"days/0.csv: line 2: column 'value': 'x' is not a number"):
+        al.load_data(str(days / "*.csv"))
+    with pytest.raises(AnomalyError, match="no files match"):
+        al.load_data(str(tmp_path / "none" / "*.csv"))
