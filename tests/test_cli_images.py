@@ -106,6 +106,47 @@ def test_a_folder_of_mixed_sizes_is_told_the_size_the_bundle_was_fitted_at(fitte
     assert r.exit_code == 0, r.output
 
 
+def test_images_are_read_in_the_channels_the_bundle_was_fitted_on(tmp_path):
+    """A grey fit scores RGB photographs made grey, an RGB fit grey images repeated on three
+    channels (they were "samples are 3x32x32 but ... fitted on 1x32x32"); ?channels= says it."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    grey, rgb = tmp_path / "grey", tmp_path / "rgb"
+    grey.mkdir(), rgb.mkdir()
+    for i in range(12):
+        a = (rng.random((24, 24)) * 60 + 100).astype(np.uint8)
+        Image.fromarray(a).save(grey / f"{i}.png")
+        Image.fromarray(np.stack([a] * 3, -1)).save(rgb / f"{i}.png")
+
+    def scores(bundle, data):
+        r = run("score", bundle, "--data", data, "-o", "-")
+        assert r.exit_code == 0, r.output
+        return [row["score"] for row in csv.DictReader(r.output.splitlines()[: 13])]
+
+    for fit, other in ((grey, rgb), (rgb, grey)):
+        assert run("fit", "latent", "--data", fit, "-o", tmp_path / f"{fit.name}.anomaly", "-q").exit_code == 0
+        bundle = tmp_path / f"{fit.name}.anomaly"
+        assert scores(bundle, other) == scores(bundle, fit)  # the same pixels, in the fit's channels
+    r = run("score", tmp_path / "grey.anomaly", "--data", f"{rgb}?channels=3", "-o", "-")  # a spec's own: it wins
+    assert r.exit_code == 2 and "samples are 3x24x24 but" in r.output
+    r = run("score", tmp_path / "grey.anomaly", "--data", f"{rgb}?channels=2", "-o", "-")
+    assert r.exit_code == 2 and "channels '2': use channels=1 (grey) or channels=3 (RGB)" in r.output
+
+
+def test_16_bit_grey_among_rgb_images_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    import anomalib_lite as al
+
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.full((8, 8), 32768, np.uint16)).save(tmp_path / "b.png")  # mid grey, 16 bits
+    (x, _), = al.load_data(str(tmp_path)).batches(2)
+    x = np.asarray(x, dtype=np.float32)
+    x = x / 255.0 if x.max() > 1 else x
+    assert np.allclose(x[1], 0.5, atol=1e-3) and np.allclose(x[0], 128 / 255, atol=1e-3)  # (PIL's 8 bits: 1.0)
+
+
 def test_fit_refuses_images_labelled_anomalous_and_names_the_normal_part(fitted, tmp_path):
     """A test folder (good + defects) is not fitted as normal: one line, nothing written; its
     good part, as the line says, fits."""

@@ -104,7 +104,8 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
         if is_series_spec(spec):  # (before reading it as a series with options this detector has none of)
             raise AnomalyError(f"{spec}: a time series, but {type(det).__name__} takes images or vectors (for a "
                                "table whose rows are samples, not steps in time: np.save('rows.npy', table))")
-        spec = with_size(str(spec), fitted.get("spec"))
+        shape = getattr(det, "input_shape_", None)
+        spec = with_size(str(spec), fitted.get("spec"), shape[0] if shape and len(shape) == 3 else None)
     if series and (base == "-" or base.lower().endswith(".csv")):
         columns, time_column = columns or fitted.get("columns"), time_column or fitted.get("time_column")
     if det is not None and not series and (columns or time_column or label_column):

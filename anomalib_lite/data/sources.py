@@ -73,7 +73,8 @@ def _probe(path: Path) -> tuple[str, tuple[int, int]]:
 
 
 def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
-    """An image as (H, W) or (H, W, 3): uint8, or float32 in [0, 1] for 16-bit grey; EXIF
+    """An image as (H, W) or (H, W, 3): uint8, or float32 in [0, 1] for 16-bit grey (in RGB: on
+    each channel); EXIF
     orientation applied, palettes and CMYK converted, resized to ``size`` (bilinear)."""
     from PIL import Image, ImageOps
 
@@ -83,11 +84,12 @@ def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
                 im = ImageOps.exif_transpose(im)
             except Exception:  # noqa: BLE001  (a damaged EXIF block: keep the stored orientation)
                 im.load()
-            if mode == "L" and im.mode in _WIDE_MODES:
+            if im.mode in _WIDE_MODES:  # (PIL's own conversion to 8 bits clips at 255)
                 a = np.asarray(im, dtype=np.float32) / 65535.0
                 if a.shape != size:
                     a = np.asarray(Image.fromarray(a, mode="F").resize((size[1], size[0]), Image.BILINEAR))
-                return np.clip(a, 0.0, 1.0)
+                a = np.clip(a, 0.0, 1.0)
+                return a if mode == "L" else np.repeat(a[..., None], 3, axis=-1)
             if im.mode == "P" or im.mode == "CMYK" or (im.mode not in ("L", "RGB") and mode == "L"):
                 im = im.convert("RGBA" if im.mode == "P" else "RGB")
             im = im.convert(mode)
@@ -183,8 +185,8 @@ def _relative(path: Path, root: Path | None) -> str:
 
 # ---------------------------------------------------------------- spec parsing
 
-_OPTIONS = {"classes", "grid", "limit", "order", "overlap", "seed", "severity", "share", "size", "start", "stop", "synth",
-            "tile"}
+_OPTIONS = {"channels", "classes", "grid", "limit", "order", "overlap", "seed", "severity", "share", "size", "start",
+            "stop", "synth", "tile"}
 SYNTH_CLASS = "synthetic"
 
 
@@ -209,6 +211,13 @@ def _parse_size(spec: str, value: str) -> tuple[int, int]:
     except ValueError:
         raise AnomalyError(f"{spec}: size '{value}' is not N or HxW") from None
     return parts[0], parts[1]
+
+
+def _parse_channels(spec: str, value: str) -> str:
+    """``?channels=1`` (grey) or ``3`` (RGB): the PIL mode every image is read in."""
+    if value not in ("1", "3"):
+        raise AnomalyError(f"{spec}: channels '{value}': use channels=1 (grey) or channels=3 (RGB)")
+    return "L" if value == "1" else "RGB"
 
 
 def _select(src: DataSource, options: dict[str, str]) -> DataSource:
@@ -395,7 +404,7 @@ def _image_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _load_folder(spec: str, root: Path, size: tuple[int, int] | None) -> ImageFolderSource:
+def _load_folder(spec: str, root: Path, size: tuple[int, int] | None, mode: str | None = None) -> ImageFolderSource:
     """A folder: sub-folders are classes (labelled), or images directly inside (unlabelled)."""
     if (root / "train").is_dir() and (root / "test").is_dir():
         raise AnomalyError(
@@ -414,7 +423,7 @@ def _load_folder(spec: str, root: Path, size: tuple[int, int] | None) -> ImageFo
     targets = np.array([class_names.index(c) for c in classes]) if labelled else None
     normal = [c for c in class_names if c.lower() in NORMAL_NAMES] if labelled else []
     masks = _mvtec_masks(root, files, classes, normal) if labelled else None
-    return _image_source(spec, root, files, size, targets, class_names, normal or None, masks)
+    return _image_source(spec, root, files, size, targets, class_names, normal or None, masks, mode)
 
 
 def _mvtec_masks(root: Path, files: list[Path], classes: list[str], normal: list[str]) -> list | None:
@@ -447,12 +456,14 @@ class SizesDiffer(AnomalyError):
     size to read them at says so: ``workflows.load_source``, the size a bundle was fitted on)."""
 
 
-def _image_source(spec, root, files, size, targets=None, class_names=None, normal=None, masks=None) -> ImageFolderSource:
-    """Check that every file opens and that sizes agree (unless ``size`` resizes them)."""
+def _image_source(spec, root, files, size, targets=None, class_names=None, normal=None, masks=None,
+                  mode=None) -> ImageFolderSource:
+    """Check that every file opens and that sizes agree (unless ``size`` resizes them); ``mode``
+    ("L" or "RGB", ``?channels=``) reads every image so, else grey when every file is grey."""
     modes, sizes = set(), {}
     for p in files:
-        mode, hw = _probe(p)
-        modes.add(mode)
+        file_mode, hw = _probe(p)
+        modes.add(file_mode)
         sizes.setdefault(hw, p)
     if size is None:
         if len(sizes) > 1:
@@ -462,8 +473,8 @@ def _image_source(spec, root, files, size, targets=None, class_names=None, norma
                 f"{s2[0]}x{s2[1]}); add ?size=H or ?size=HxW to the data spec"
             )
         size = next(iter(sizes))
-    mode = "L" if modes <= _GRAY_MODES else "RGB"
-    wide = mode == "L" and bool(modes & _WIDE_MODES)
+    mode = mode or ("L" if modes <= _GRAY_MODES else "RGB")
+    wide = bool(modes & _WIDE_MODES)  # (16-bit grey among RGB images: read as float grey, then as RGB)
     return ImageFolderSource(spec, files, targets, class_names, normal, mode, size, root, masks, wide)
 
 
@@ -490,7 +501,7 @@ def _step(src: DataSource, options: dict[str, str], key: str, default: int) -> i
 
 def _select_series(src, options: dict[str, str]):
     """Apply ?start=, ?stop= and ?limit= to a series (time ranges, never a shuffle)."""
-    for key in ("classes", "size", "synth", "share", "severity", "seed", "tile", "overlap"):
+    for key in ("classes", "size", "channels", "synth", "share", "severity", "seed", "tile", "overlap"):
         if key in options:
             raise AnomalyError(f"{src.spec}: {key}= applies to images only")
     start, stop = _step(src, options, "start", 0), _step(src, options, "stop", len(src))
@@ -504,15 +515,18 @@ def _select_series(src, options: dict[str, str]):
     return src.slice(start, stop)
 
 
-def with_size(spec: str, fitted_spec: str | None) -> str:
-    """``spec`` with ``fitted_spec``'s ``?size=`` added when ``spec`` reads image files and gives no
-    size of its own: a bundle fitted on resized files scores files read the same way."""
+def with_size(spec: str, fitted_spec: str | None, channels: int | None = None) -> str:
+    """``spec`` with ``fitted_spec``'s ``?size=`` and the fit's ``channels`` (1 or 3: the images'
+    first axis) added when ``spec`` reads image files and gives none of its own: a bundle scores
+    files read as its fit read them (resized; an RGB photograph made grey for a grey fit, a grey
+    one repeated on three channels for an RGB fit)."""
     size = _parse(str(fitted_spec))[1].get("size") if fitted_spec else None
     base, options = _parse(spec)
-    if not size or "size" in options or base.startswith(("mnist:", "nab:")) or base == "-" \
-            or Path(base).suffix.lower() in (".npy", ".npz", ".csv"):
+    if base.startswith(("mnist:", "nab:")) or base == "-" or Path(base).suffix.lower() in (".npy", ".npz", ".csv"):
         return spec
-    return f"{spec}{'&' if '?' in spec else '?'}size={size}"
+    add = {k: v for k, v in (("size", size), ("channels", channels if channels in (1, 3) else None))
+           if v and k not in options}
+    return spec + "".join(f"{'&' if '?' in spec or i else '?'}{k}={v}" for i, (k, v) in enumerate(add.items()))
 
 
 #: image files above this many pixels, read at full size, get a hint before a fit (MVTec AD's
@@ -644,17 +658,19 @@ def _load_images(spec: str, base: str, options: dict[str, str], data_dir, downlo
         if key in options:
             raise AnomalyError(f"{spec}: {key}= applies to time series only")
     if base.startswith("mnist:"):
-        if "size" in options:
-            raise AnomalyError(f"{spec}: size= applies to image files only")
+        for key in ("size", "channels"):
+            if key in options:
+                raise AnomalyError(f"{spec}: {key}= applies to image files only")
         return _synthesize(_select(_load_mnist(spec, base.split(":", 1)[1], data_dir, download), options), options)
     size = _parse_size(spec, options["size"]) if "size" in options else None
+    mode = _parse_channels(spec, options["channels"]) if "channels" in options else None
     path = Path(base).expanduser()
     if _glob.has_magic(base) and not path.exists():
         files = sorted(Path(p) for p in _glob.glob(str(path), recursive=True)
                        if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
         if not files:
             raise AnomalyError(f"{spec}: no image files match '{base}'")
-        src = _image_source(spec, _glob_root(str(path)), files, size)
+        src = _image_source(spec, _glob_root(str(path)), files, size, mode=mode)
         return _synthesize(_select(src, options), options)
     if ":" in base and not path.exists() and not (len(base) > 1 and base[1] == ":"):
         scheme = base.split(":", 1)[0]
@@ -665,12 +681,13 @@ def _load_images(spec: str, base: str, options: dict[str, str], data_dir, downlo
     if not path.exists():
         raise AnomalyError(f"{spec}: path '{path}' does not exist")
     if path.is_dir():
-        return _synthesize(_select(_load_folder(spec, path, size), options), options)
+        return _synthesize(_select(_load_folder(spec, path, size, mode), options), options)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _synthesize(_select(_image_source(spec, path.parent, [path], size), options), options)
+        return _synthesize(_select(_image_source(spec, path.parent, [path], size, mode=mode), options), options)
     if path.suffix.lower() in (".npy", ".npz"):
-        if "size" in options:
-            raise AnomalyError(f"{spec}: size= applies to image files only")
+        for key in ("size", "channels"):
+            if key in options:
+                raise AnomalyError(f"{spec}: {key}= applies to image files only")
         return _synthesize(_select(_load_array(spec, path), options), options)
     raise AnomalyError(
         f"{spec}: cannot read '{path.suffix or path.name}' files; expected a folder of images, "
