@@ -128,6 +128,8 @@ def test_images_are_read_in_the_channels_the_bundle_was_fitted_on(tmp_path):
         assert run("fit", "latent", "--data", fit, "-o", tmp_path / f"{fit.name}.anomaly", "-q").exit_code == 0
         bundle = tmp_path / f"{fit.name}.anomaly"
         assert scores(bundle, other) == scores(bundle, fit)  # the same pixels, in the fit's channels
+    r = run("evaluate", tmp_path / "grey.anomaly", "--data", rgb)  # messages name the spec given, not ?channels=1
+    assert r.exit_code == 2 and f"{rgb}: no labels" in r.output and "channels" not in r.output
     r = run("score", tmp_path / "grey.anomaly", "--data", f"{rgb}?channels=3", "-o", "-")  # a spec's own: it wins
     assert r.exit_code == 2 and "samples are 3x24x24 but" in r.output
     r = run("score", tmp_path / "grey.anomaly", "--data", f"{rgb}?channels=2", "-o", "-")

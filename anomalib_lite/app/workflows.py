@@ -98,7 +98,7 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
     files are read at the size the bundle's images were resized to (its fit's ``?size=``),
     unless ``spec`` gives its own."""
     series = det is not None and det.input_kind == "series"
-    base = str(spec).split("?")[0]
+    base, given = str(spec).split("?")[0], str(spec)
     fitted = (getattr(det, "data_info_", None) or {}) if det is not None else {}
     if det is not None and not series:
         if is_series_spec(spec):  # (before reading it as a series with options this detector has none of)
@@ -112,6 +112,11 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
         raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to series")
     options = dict(columns=columns, time_column=time_column, label_column=label_column, nan=nan) \
         if series or det is None else {}
+
+    def named(e: Exception) -> str:  # (messages name the spec the user gave, not the options added to it)
+        text = str(e)
+        return given + text[len(spec):] if spec != given and text.startswith(f"{spec}:") else text
+
     try:
         source = load_data(spec, data_dir=data_dir, download=download, **options)
     except ColumnNotFound as e:
@@ -121,9 +126,16 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
     except SizesDiffer as e:
         shape = getattr(det, "input_shape_", None)
         if det is None or not shape or len(shape) != 3 or getattr(det, "tiling_", None):  # (tiled: a tile's shape)
-            raise
+            raise AnomalyError(named(e)) from None
         h, w = shape[1:]
-        raise AnomalyError(f"{e} (the bundle was fitted on {h}x{w} images: ?size={h if h == w else f'{h}x{w}'})") from None
+        raise AnomalyError(f"{named(e)} (the bundle was fitted on {h}x{w} images: ?size={h if h == w else f'{h}x{w}'})") \
+            from None
+    except AnomalyError as e:
+        if spec == given:
+            raise
+        raise AnomalyError(named(e)) from None
+    if spec != given:
+        source.spec = given
     kind = getattr(source, "kind", "image")
     if series and kind != "series":
         raise AnomalyError(f"{spec}: not a time series; give a .csv file, nab:CATEGORY/FILE.csv or -")
