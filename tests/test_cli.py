@@ -101,6 +101,9 @@ def test_scoring_data_that_does_not_fit_the_bundle(tmp_path, digit7):
     np.save(tmp_path / "big.npy", np.zeros((4, 1, 32, 32), np.float32))  # grey, another size: a fix is known
     r = run("score", digit7, "--data", tmp_path / "big.npy", "-o", tmp_path / "s.csv")
     assert r.exit_code == 2 and "resize them with ?size=28 on the data spec" in r.output
+    np.save(tmp_path / "rgb28.npy", np.zeros((4, 3, 28, 28), np.float32))  # RGB at the fit's size: the channels
+    r = run("score", digit7, "--data", tmp_path / "rgb28.npy", "-o", tmp_path / "s.csv")
+    assert r.exit_code == 2 and "read them with ?channels=1 on the data spec" in r.output
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "foreign"])

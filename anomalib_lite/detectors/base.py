@@ -305,6 +305,8 @@ class Detector(BaseEstimator):
             if len(shape) == 3 and len(expected) == 3 and shape[0] == expected[0]:  # images of another size
                 h, w = expected[1:]
                 hint = f"; for image files, resize them with ?size={h if h == w else f'{h}x{w}'} on the data spec"
+            elif len(shape) == 3 and len(expected) == 3 and {shape[0], expected[0]} == {1, 3}:  # grey / RGB
+                hint = f"; for image files, read them with ?channels={expected[0]} on the data spec"
             raise AnomalyError(
                 f"data: samples are {_shape_str(shape)} but {self._name} was fitted on "
                 f"{_shape_str(expected)}{hint}"
