@@ -294,7 +294,9 @@ class TriedScore(SurpriseScore):
     forecast score over an EWMA of its past, of this span), ``calm`` (an alarm ends its event's
     quiet after this many steps below rest), ``persist`` (the forecast's surprise: its smallest
     over this many steps), ``recur`` (every kind's surprise that recurs one season earlier rests),
-    ``hold`` (the quiet after an alarm holds every surprise above rest at rest, not only alarms)."""
+    ``hold`` (the quiet after an alarm holds every surprise above rest at rest, not only alarms),
+    ``phased`` (the forecast's surprise against the history of its phase of the season, in this many
+    phases, once a phase holds ``min_count`` values; before, and with no season, the pooled one)."""
 
     def __init__(self, prior=(), tried=None, **kw):
         super().__init__(prior, **kw)
@@ -339,6 +341,8 @@ class TriedScore(SurpriseScore):
         self.last_forecast = deque(maxlen=max(1, int(t.get("persist", 1))))
         self.rings = {k: np.zeros(len(self.past)) for k in KINDS} if t.get("recur") and self.season else None
         self.naive = Likelihood(self.history, self.min_count, self.min_std) if "naive" in t else None
+        self.phase_like = [Likelihood(self.history, self.min_count, self.min_std)
+                           for _ in range(int(t.get("phased", 0)))]
         self.naive_smooth, self.naive_last = Ewma(self.smooth_span), None
 
     def _stats(self, values):
@@ -382,7 +386,12 @@ class TriedScore(SurpriseScore):
                 self.level_ref = v if self.level_ref is None else self.level_ref
                 ref = self.level_ref
                 v, self.level_ref = v / max(ref, 1e-9), ref + 2.0 / (t["relative"] + 1.0) * (v - ref)
-            level = raw = self.forecast.update(v)
+            if t.get("phased") and self.season:  # the forecast's surprise against the same phase's history
+                b = (self.steps - 1) % self.season * t["phased"] // self.season
+                pooled, own = self.forecast.update(v), self.phase_like[b]
+                level = raw = own.update(v) if len(own.window) >= self.min_count else (own.update(v), pooled)[1]
+            else:
+                level = raw = self.forecast.update(v)
             if self._recurs(raw):
                 level = min(level, self.rest)
             if self.naive is not None and values is not None:  # the persistence forecast must be surprised too
@@ -484,6 +493,9 @@ VARIANTS = {
     "the smaller of the Gaussian and generalised Pareto surprises for every kind": (
         dict(forecast=dict(model="gpd-min"), evidence=dict(model="gpd-min")), {}, 0),
     "generalised Pareto tail for the forecast only": (dict(forecast=dict(model="gpd")), {}, 0),
+    # errors differ by phase (a busy day, a quiet night): the forecast judged against its own phase's history
+    "the forecast's surprise against the history of its phase of the season (24 phases)": (dict(phased=24), {}, 0),
+    "the forecast's surprise against the history of its phase of the season (6 phases)": (dict(phased=6), {}, 0),
     # the same, on declustered excesses: one peak per event (the runs method)
     "declustered generalised Pareto tail for every kind": (
         dict(forecast=dict(model="gpd-dc"), evidence=dict(model="gpd-dc")), {}, 0),
