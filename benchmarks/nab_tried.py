@@ -119,25 +119,10 @@ class TriedLikelihood(Likelihood):
         u = s[n - k - 1]
         if x <= u:
             return math.log10((n + 1.0) / (1.0 + n - bisect.bisect_left(s, x)))
-        y = np.asarray(s[n - k :]) - u  # ascending
-        a0 = float(y.mean())
-        a1 = float((y * (1.0 - (np.arange(1, k + 1) - 0.35) / k)).mean())
-        d = a0 - 2.0 * a1
-        if d <= 1e-12 or a0 <= 0:
-            xi, sigma = 0.0, max(a0, self.min_std)
-        else:
-            xi, sigma = 2.0 - a0 / d, 2.0 * a0 * a1 / d  # Hosking's k is -xi
+        xi, sigma = _pwm(np.asarray(s[n - k :]) - u)
         xi = min(max(xi, 0.0 if self.model == "gpd+" else -0.5), 0.5)
         sigma = max(sigma, self.min_std, 1e-9 * max(1.0, abs(u)))
-        z = (x - u) / sigma
-        if abs(xi) < 1e-6:
-            log_tail = -z
-        else:
-            base = 1.0 + xi * z
-            if base <= 0:  # beyond the fitted endpoint of a bounded tail
-                return 300.0
-            log_tail = -math.log(base) / xi
-        return (math.log(n + 1.0) - math.log(k) - log_tail) / math.log(10.0)
+        return _tail_surprise((x - u) / sigma, xi, k / (n + 1.0))
 
     def _gpd_declustered(self, x: float, gap: int = 32, refit: int = 16) -> float:
         """Peaks over threshold on declustered excesses (Coles 2001, 5.3; the runs method): the
@@ -163,25 +148,11 @@ class TriedLikelihood(Likelihood):
                 peaks = np.maximum.reduceat(h[above], starts) - u
                 y = np.sort(peaks)
                 m = len(y)
-                xi, sigma = 0.0, max(float(y.mean()), self.min_std)
-                if m >= 6:
-                    a0 = float(y.mean())
-                    a1 = float((y * (1.0 - (np.arange(1, m + 1) - 0.35) / m)).mean())
-                    d = a0 - 2.0 * a1
-                    if d > 1e-12 and a0 > 0:
-                        xi, sigma = min(max(2.0 - a0 / d, -0.5), 0.5), max(2.0 * a0 * a1 / d, self.min_std)
-                self.params = (u, m, xi, sigma)
+                xi, sigma = _pwm(y) if m >= 6 else (0.0, float(y.mean()))
+                self.params = (u, m, min(max(xi, -0.5), 0.5), max(sigma, self.min_std))
             self.fit_at = self.seen
         u0, m, xi, sigma = self.params
-        z = max(x - u0, 0.0) / sigma
-        if abs(xi) < 1e-6:
-            log_tail = -z
-        else:
-            base = 1.0 + xi * z
-            if base <= 0:
-                return 300.0
-            log_tail = -math.log(base) / xi
-        return (math.log(n + 1.0) - math.log(max(m, 1)) - log_tail) / math.log(10.0)
+        return _tail_surprise(max(x - u0, 0.0) / sigma, xi, max(m, 1) / (n + 1.0))
 
     def update(self, x: float) -> float:
         if self.power and not math.isnan(x):
@@ -192,6 +163,29 @@ class TriedLikelihood(Likelihood):
         if self.recent is not None and not math.isnan(x):
             self.recent.push(x)
         return level
+
+
+def _pwm(y: np.ndarray) -> tuple[float, float]:
+    """A generalised Pareto law's shape and scale from its ascending excesses ``y``, by
+    probability-weighted moments (Hosking & Wallis 1987; their k is -shape); an exponential with
+    the mean excess where the moments are degenerate."""
+    m, a0 = len(y), float(y.mean())
+    a1 = float((y * (1.0 - (np.arange(1, m + 1) - 0.35) / m)).mean())
+    d = a0 - 2.0 * a1
+    return (0.0, a0) if d <= 1e-12 or a0 <= 0 else (2.0 - a0 / d, 2.0 * a0 * a1 / d)
+
+
+def _tail_surprise(z: float, xi: float, rate: float) -> float:
+    """-log10 of ``rate`` times the generalised Pareto law's tail at ``z`` scales past the
+    threshold (300 beyond the fitted endpoint of a bounded tail)."""
+    if abs(xi) < 1e-6:
+        log_tail = -z
+    else:
+        base = 1.0 + xi * z
+        if base <= 0:
+            return 300.0
+        log_tail = -math.log(base) / xi
+    return (-math.log(rate) - log_tail) / math.log(10.0)
 
 
 class TriedCycle(Cycle):
