@@ -620,7 +620,10 @@ def fill_gaps(x: np.ndarray, nan: str = "reject", where: str = "data", offset: i
 
 
 def to_series_tensor(x, where: str = "data", offset: int = 0) -> torch.Tensor:
-    """One chunk of a series as a float32 (n, D) tensor; a scalar is one step of one channel."""
+    """One chunk of a series as a float64 (n, D) tensor; a scalar is one step of one channel.
+    float64, not float32: a value far from 0 with small changes (a meter's running total,
+    1e9 + 1.5) keeps its changes, which float32's 24 bits round away (at 1e9, to steps of 64);
+    the detectors standardise it before their networks' float32."""
     if not _is_array(x):
         try:
             x = np.asarray(x, dtype=np.float64)
@@ -630,7 +633,7 @@ def to_series_tensor(x, where: str = "data", offset: int = 0) -> torch.Tensor:
         x = _numeric_tensor(x, where)
     if x.is_complex():
         raise AnomalyError(f"{where}: complex values are not supported")
-    x = x.to(torch.float32)
+    x = x.to(torch.float64)
     if x.ndim == 0:
         x = x.reshape(1, 1)
     elif x.ndim == 1:

@@ -171,7 +171,7 @@ class SeriesDetector(Detector):
         dim = int(self.input_shape_[0])
         if len(x) == 0 or len(x) > STEP_CHUNK or x.shape[1] != dim or not np.isfinite(x).all():
             return None
-        return x.astype(np.float32).astype(np.float64)  # the values the general reader would see
+        return x.astype(np.float64)  # (the general reader's float64 too)
 
     def _set_scaler(self, series: np.ndarray) -> None:
         """Mean and std per channel (``scaling="channel"``: channels in their own units) or one

@@ -61,6 +61,21 @@ def test_planted_anomalies_are_flagged_and_normal_surroundings_are_not(fitted, k
     assert not fitted.reset().predict(wave(700, 2)).any()
 
 
+def test_a_series_far_from_zero_scores_as_its_changes_do():
+    """A meter's running total (1e9 + a small signal): read in float32, its changes were rounded
+    to steps of 64 and a planted bump scored as chance; read in float64 and standardised first,
+    it scores as the same signal near 0 does."""
+    x = wave(1400, 3)
+    x[1200:1210] += 1.0
+    scores = {}
+    for offset in (0.0, 1e9):
+        det = Continuation(**SMALL, epochs=3, lr=3e-3, smoothing=3).fit(x[:1000] + offset)
+        det.reset().decision_function(x[:1000] + offset)
+        scores[offset] = det.decision_function(x[1000:] + offset)
+    np.testing.assert_allclose(scores[1e9], scores[0.0], rtol=1e-3, atol=1e-3)
+    assert np.nanmax(scores[1e9][200:215]) > np.nanmax(scores[1e9][:190])  # the bump ranks above every normal step
+
+
 def test_absolute_reading_keeps_a_new_level_anomalous():
     det = Continuation(**SMALL, epochs=20, lr=3e-3, smoothing=3, relative=False)
     det.fit(wave(1500, 0)).calibrate(wave(1100, 1), fpr=0.001)

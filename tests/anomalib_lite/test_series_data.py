@@ -10,7 +10,7 @@ from anomalib_lite.data.batches import fill_gaps
 
 def test_shapes_chunks_and_time_steps():
     (b,) = list(iter_series(np.arange(5.0)))
-    assert b.x.shape == (5, 1) and b.x.dtype == torch.float32 and b.y is None
+    assert b.x.shape == (5, 1) and b.x.dtype == torch.float64 and b.y is None
     got = list(iter_series([np.zeros((3, 2)), torch.ones(2, 2), ([7.0, 8.0], None)][:2]))
     assert [len(g) for g in got] == [3, 2] and torch.cat([g.index for g in got]).tolist() == [0, 1, 2, 3, 4]
     # a scalar is one step; uint8 is not scaled like an image
