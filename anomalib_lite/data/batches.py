@@ -128,6 +128,13 @@ def _is_source(data) -> bool:
     return hasattr(data, "batches") and callable(data.batches)  # anomalib_lite.data.sources.DataSource
 
 
+def _has_array(obj) -> bool:
+    """Something numpy reads as an array without a guess (pandas objects, array wrappers), not
+    an array or tensor already."""
+    return not _is_array(obj) and not _is_source(obj) and hasattr(obj, "__array__") \
+        and not isinstance(obj, torch.utils.data.Dataset)
+
+
 def _is_pair(data) -> bool:
     """An ``(x, y)`` tuple of samples and their labels (or None)."""
     return (
@@ -191,8 +198,9 @@ def as_array_like(data, where: str = "data"):
             raise AnomalyError(f"{where}: a list of rows of different lengths, or of values that are not numbers") from None
     if isinstance(data, dict):  # one batch as a dict ('x'/'image' and 'y'), as an iterable's items may be
         return [data]
-    if not _is_array(data) and not _is_source(data) and hasattr(data, "__array__") \
-            and not isinstance(data, torch.utils.data.Dataset):
+    if isinstance(data, tuple) and len(data) == 2 and _has_array(data[0]) and (data[1] is None or _has_array(data[1])):
+        return tuple(None if d is None else as_array_like(d, where) for d in data)  # (a DataFrame, its labels)
+    if _has_array(data):
         _refuse_time_columns(data, where)
         data = np.asarray(data)
     if _is_array(data) and data.ndim == 0:
@@ -215,6 +223,8 @@ def frame_columns(data) -> list[str] | None:
     """The column names of a pandas DataFrame (a named Series: its name), as scikit-learn's
     ``feature_names_in_``: a detector fitted on one records them, so a stream of dicts is read by
     name. None for anything else."""
+    if isinstance(data, tuple) and len(data) == 2:  # (X, y): X's columns
+        data = data[0]
     if callable(getattr(data, "select_dtypes", None)) and hasattr(data, "columns"):
         return [str(c) for c in data.columns]
     if callable(getattr(data, "to_frame", None)) and getattr(data, "name", None) is not None:

@@ -91,3 +91,23 @@ def test_a_read_only_array_is_copied_not_shared_with_torch(tmp_path):
     writable = np.array(x)
     assert np.shares_memory(to_float_tensor(writable).numpy(), writable)  # (no copy where none is needed)
     assert al.LatentDistance().fit(x).decision_function(writable[:5]).shape == (5,)
+
+
+def test_a_frame_and_its_label_column_are_x_and_y(frame):
+    """scikit-learn's fit(X, y) with pandas: (DataFrame, Series) was read as a list of two batches
+    and the labels were lost ("needs 0/1 labels per step")."""
+    frame = frame.copy()  # (the fixture is the module's)
+    labels = pd.Series(np.zeros(len(frame), dtype=bool))
+    for start in range(60, 400, 80):
+        labels[start - 10 : start] = True  # the warning window before each event
+        frame.loc[start : start + 5, "a"] += 3.0
+    det = al.SupervisedRNN(epochs=1, window=16, hidden=8, horizon=10).fit(frame[["a"]], labels)
+    assert det.data_info_["columns"] == ["a"]
+    as_arrays = al.SupervisedRNN(epochs=1, window=16, hidden=8, horizon=10).fit(frame[["a"]].to_numpy(), labels.to_numpy())
+    np.testing.assert_allclose(det.reset().decision_function(frame[["a"]]),
+                               as_arrays.reset().decision_function(frame[["a"]].to_numpy()), rtol=1e-5, equal_nan=True)
+    rows = frame.to_numpy()
+    y = pd.Series(np.r_[np.zeros(300), np.ones(100)].astype(int))
+    shifted = pd.DataFrame(np.r_[rows[:300], rows[300:] + 5.0])
+    lat = al.LatentDistance().fit(shifted.iloc[:200])
+    assert lat.score(shifted.iloc[200:], y.iloc[200:]) > 0.99  # ROC-AUC against a pandas Series of labels
