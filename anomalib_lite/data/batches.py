@@ -223,8 +223,6 @@ def frame_columns(data) -> list[str] | None:
     """The column names of a pandas DataFrame (a named Series: its name), as scikit-learn's
     ``feature_names_in_``: a detector fitted on one records them, so a stream of dicts is read by
     name. None for anything else."""
-    if isinstance(data, tuple) and len(data) == 2:  # (X, y): X's columns
-        data = data[0]
     if callable(getattr(data, "select_dtypes", None)) and hasattr(data, "columns"):
         return [str(c) for c in data.columns]
     if callable(getattr(data, "to_frame", None)) and getattr(data, "name", None) is not None:

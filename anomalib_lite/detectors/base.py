@@ -322,9 +322,10 @@ class Detector(BaseEstimator):
         self.decision_scores_ = None
         self.n_seen_ = 0
         own = isinstance(data, DataSource)  # (a pandas object has a describe() of its own)
-        columns = frame_columns(data) if not own and self.input_kind == "series" else None
+        x = data[0] if isinstance(data, tuple) and len(data) == 2 else data  # ((X, y): X)
+        columns = frame_columns(x) if not own and self.input_kind == "series" else None
         self.data_info_ = data.describe() if own else None if not columns else {  # a DataFrame's columns, by name
-            "spec": "a pandas DataFrame", "n": len(data), "columns": columns, "time_column": None,
+            "spec": "a pandas DataFrame", "n": len(x), "columns": columns, "time_column": None,
             "header": None, "classes": None}
         self.tiling_ = data.tiling if own else None  # scoring tiles images the same way
         self.world_size_ = distributed.world()  # processes that fitted it (the bundle records it)

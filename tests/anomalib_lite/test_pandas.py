@@ -102,7 +102,7 @@ def test_a_frame_and_its_label_column_are_x_and_y(frame):
         labels[start - 10 : start] = True  # the warning window before each event
         frame.loc[start : start + 5, "a"] += 3.0
     det = al.SupervisedRNN(epochs=1, window=16, hidden=8, horizon=10).fit(frame[["a"]], labels)
-    assert det.data_info_["columns"] == ["a"]
+    assert det.data_info_["columns"] == ["a"] and det.data_info_["n"] == len(frame)
     as_arrays = al.SupervisedRNN(epochs=1, window=16, hidden=8, horizon=10).fit(frame[["a"]].to_numpy(), labels.to_numpy())
     np.testing.assert_allclose(det.reset().decision_function(frame[["a"]]),
                                as_arrays.reset().decision_function(frame[["a"]].to_numpy()), rtol=1e-5, equal_nan=True)
