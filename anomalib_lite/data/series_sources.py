@@ -109,6 +109,7 @@ class SeriesReader:
             raise AnomalyError(f"order='{shown(order, 40)}': unknown; use one of {', '.join(ORDERS)}")
         self.order = order
         self.last_time: tuple[float, str, int] | None = None  # (time, stamp, line) of the last row
+        self.last_row: Sequence[str] | None = None  # its cells (naming the series of a long-format file)
         self.header = [h.strip().lstrip("\ufeff") for h in header]
         self.where, self.nan = where, nan
         self.decimal_comma = decimal_comma  # fields split by ';' or tabs: 3,5 is three and a half
@@ -244,7 +245,7 @@ class SeriesReader:
         previous row's where the time repeats or goes back: the name of each series in a file of
         several, one under another (``sensor,timestamp,value``). None when there is none."""
         read = {*self.value_idx, self.time_idx, self.label_idx}
-        last = getattr(self, "last_row", None)
+        last = self.last_row
         if last is None:
             return None
         return next((h for i, h in enumerate(self.header) if i not in read and row[i].strip() != last[i].strip()), None)
