@@ -32,6 +32,7 @@ rows, stored in ``bank_dtype`` (float16 halves bundles; searches run in float32)
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -406,6 +407,7 @@ class LatentDistance(Detector):
         self.faiss_index_ = None
         self.map_grid_ = None
         self.rows_seen_ = self.patches_seen_ = 0
+        self._columns = None  # vectors: (count, sum, sum of squares) per feature, for _check_scales
         self.evidence_scale_ = self.position_share_ = None
         self._position = PositionShare()
         self._stats = RunningMoments()  # of the images' global statistics (not the held ones)
@@ -426,6 +428,10 @@ class LatentDistance(Detector):
         if not fitting:  # partial_fit (from scratch: sampling as after a fit)
             self._method.start_online()
         items = _item_ids(batch.index)  # (sample, tile) of each row of the batch
+        if fitting and x.ndim == 2:
+            v = x.detach().cpu().double()
+            part = (len(v), v.sum(0), (v * v).sum(0))
+            self._columns = part if self._columns is None else tuple(a + b for a, b in zip(self._columns, part))
         if fitting and x.ndim == 4 and self.image_score == "combined":
             self._position.update(x)
             held = _held_out(items[:, 0])
@@ -463,7 +469,27 @@ class LatentDistance(Detector):
         """Whether ``image_score="combined"`` found the training images to be a texture."""
         return self.position_share_ is not None and self.position_share_ < TEXTURE_SHARE
 
+    def _check_scales(self) -> None:
+        """Vectors: one warning when the features' spreads differ over 100-fold. A distance adds
+        squared differences, so the widest feature decides it and a change in a narrow one (a
+        temperature beside a pressure in pascals) goes unseen; standardising is the fix, unless the
+        units are meant to weigh so (PCA components)."""
+        if self._columns is None or self._columns[0] < 2:
+            return
+        n, total, squares = self._columns
+        std = ((squares - total * total / n).clamp(min=0) / (n - 1)).sqrt()
+        spread = std[std > 1e-12 * (1 + (total / n).abs())]
+        if len(spread) >= 2 and float(spread.max() / spread.min()) > 100:
+            wide, narrow = int(std.argmax()), int(torch.where(std == spread.min())[0][0])
+            warnings.warn(
+                f"data: the features' spreads differ {float(spread.max() / spread.min()):.0f}-fold (feature {wide}: "
+                f"std {float(std[wide]):.3g}; feature {narrow}: {float(std[narrow]):.3g}); distances are decided by "
+                "the widest, so a change in a narrow one goes unseen: standardise them first (scikit-learn's "
+                "make_pipeline(StandardScaler(), LatentDistance())) unless their units are meant to weigh so",
+                UserWarning, stacklevel=3)
+
     def _finish_fit(self) -> None:
+        self._check_scales()
         sharded = self._shard() is not None
         if self.image_score == "combined":
             self.position_share_ = self._position.value()

@@ -19,6 +19,30 @@ def test_planted_outliers_rank_above_normals(blobs, method):
     assert _auroc(det.decision_function(test_normal), det.decision_function(outliers)) > 0.99
 
 
+def test_features_of_very_different_spreads_are_warned_of_and_the_warning_is_right():
+    """A temperature beside a pressure in pascals: the kNN distance is mostly the pressure's, so
+    a temperature anomaly ranks poorly; the warning names both features, and standardising (its
+    fix) finds it."""
+    import warnings
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    normal = np.c_[rng.normal(20, 2, 400), rng.normal(101325, 300, 400)]
+    test = np.c_[rng.normal(20, 2, 100), rng.normal(101325, 300, 100)]
+    test[:20, 0] += 12  # 6 standard deviations too warm
+    y = np.r_[np.ones(20), np.zeros(80)]
+    with pytest.warns(UserWarning, match=r"spreads differ \d+-fold \(feature 1: std .*; feature 0: .*standardise"):
+        raw = LatentDistance().fit(normal)
+    assert roc_auc_score(y, raw.decision_function(test)) < 0.85
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scaled = make_pipeline(StandardScaler(), LatentDistance()).fit(normal)
+        LatentDistance().fit(normal * [150.0, 1.0])  # spreads within 100-fold: quiet
+    assert roc_auc_score(y, scaled.decision_function(test)) > 0.99
+
+
 def test_knn_score_is_mean_distance_to_k_nearest():
     rng = np.random.default_rng(0)
     bank, q = rng.normal(size=(50, 3)).astype(np.float32), rng.normal(size=(7, 3)).astype(np.float32)
