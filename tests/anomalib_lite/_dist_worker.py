@@ -93,11 +93,16 @@ def hang(out: Path) -> None:
 if __name__ == "__main__":
     mode, out = sys.argv[1], Path(sys.argv[2])
     distributed.init_from_env()
+    done = False
     try:
         if mode == "api":
             latent(out)
             ddp(out)
+            done = True
         else:
             hang(out)
     finally:
-        distributed.shutdown()
+        # as the CLI does: ranks that succeeded leave together (one tearing its gloo connections
+        # down while rank 0 still writes aborted it now and then: "terminate called without an
+        # active exception", CI at 1d27e4d); a hung or failed run does not wait
+        distributed.shutdown(synchronise=done)
