@@ -93,8 +93,10 @@ class ColumnNotFound(AnomalyError):
     from: ``workflows.load_source``, the columns a bundle was fitted on)."""
 
 
-#: labels written as words (pandas writes True/False; a spreadsheet yes/no): 1 anomalous, 0 normal
-_LABEL_WORDS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0}
+#: labels written as words, any case: pandas writes True/False, a spreadsheet yes/no, an inspection
+#: line OK/NG (the normal words are image folders' normal class names); 1 anomalous, 0 normal
+_LABEL_WORDS = {**dict.fromkeys(("true", "yes", "anomaly", "anomalous", "ng"), 1.0),
+                **dict.fromkeys(("false", "no", "normal", "ok", "good"), 0.0)}
 
 
 class SeriesReader:
@@ -223,7 +225,7 @@ class SeriesReader:
                 label = _LABEL_WORDS.get(cell.lower())
             if label not in (0.0, 1.0):
                 name = shown(self.label_column, 60)
-                raise AnomalyError(f"{at}: label '{shown(cell, 60)}' in column '{name}' is not 0 or 1 (or true/false, yes/no)"
+                raise AnomalyError(f"{at}: label '{shown(cell, 60)}' in column '{name}' is not 0 or 1 (or true/false, yes/no, anomaly/normal, ng/ok)"
                                    + (f" (a column named '{name}' is read as labels; to read it as values, name it "
                                       "in --column)" if self.label_named else ""))
             label = int(label)

@@ -86,9 +86,10 @@ def test_csv_column_named_as_labels_is_not_an_input(tmp_path):
     assert both.values.shape == (10, 2) and both.anomaly_labels() is None
     scores = _csv(tmp_path, "value,anomaly\n1,0.5\n2,0.25\n", name="scored.csv")
     # labels as words, as pandas (True/False) and spreadsheets (yes/no) write them
-    words = _csv(tmp_path, "value,anomaly\n1,False\n2,true\n3,no\n4,YES\n5,1.0\n", name="words.csv")
-    assert al.load_data(words).anomaly_labels().tolist() == [0, 1, 0, 1, 1]
-    with pytest.raises(AnomalyError, match=r"line 2: label '0.5' in column 'anomaly' is not 0 or 1 \(or true/false, yes/no\) \(a column named "
+    words = _csv(tmp_path, "value,anomaly\n1,False\n2,true\n3,no\n4,YES\n5,1.0\n6,NG\n7,ok\n8,Anomaly\n9,normal\n",
+                 name="words.csv")
+    assert al.load_data(words).anomaly_labels().tolist() == [0, 1, 0, 1, 1, 1, 0, 1, 0]
+    with pytest.raises(AnomalyError, match=r"line 2: label '0.5' in column 'anomaly' is not 0 or 1 \(or true/false, yes/no, anomaly/normal, ng/ok\) \(a column named "
                                            r"'anomaly' is read as labels; to read it as values, name it in --column\)"):
         al.load_data(scores)
     assert al.load_data(scores, columns=["value", "anomaly"]).values.shape == (2, 2)
