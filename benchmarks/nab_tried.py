@@ -107,17 +107,22 @@ class TriedLikelihood(Likelihood):
             level = min(level, self._gauss(self.recent, x))
         return level
 
+    def _peaks(self) -> tuple[list, int, int, float]:
+        """The sorted history, its size n, k = max(10, sqrt n) (at most n / 3) and the threshold u
+        of the peaks over it: the value below the k largest."""
+        s = self.window.ordered
+        n = len(s)
+        k = min(n // 3, max(10, math.ceil(math.sqrt(n))))
+        return s, n, k, s[n - k - 1]
+
     def _gpd(self, x: float) -> float:
         """Peaks over threshold (Pickands-Balkema-de Haan; SPOT, Siffer et al. 2017): the
         excesses of the k = max(10, sqrt n) largest values over the next one follow a generalised
         Pareto law, fitted by probability-weighted moments (Hosking & Wallis 1987); above that
         threshold p = k / (n + 1) times the law's tail, below it the empirical rank. Shape clamped
         to [-0.5, 0.5] ("gpd+": [0, 0.5], at least an exponential tail), scale at least min_std."""
-        s = self.window.ordered
-        n = len(s)
-        k = min(n // 3, max(10, math.ceil(math.sqrt(n))))
-        u = s[n - k - 1]
-        if x <= u:
+        s, n, k, u = self._peaks()
+        if x <= u:  # the empirical rank
             return math.log10((n + 1.0) / (1.0 + n - bisect.bisect_left(s, x)))
         xi, sigma = _pwm(np.asarray(s[n - k :]) - u)
         xi = min(max(xi, 0.0 if self.model == "gpd+" else -0.5), 0.5)
@@ -132,11 +137,8 @@ class TriedLikelihood(Likelihood):
         p = (clusters / (n + 1)) times its tail: the chance that a step starts an event at least this
         large. With under 6 clusters the tail is exponential with their mean excess. Below u, the
         empirical rank. Refitted every ``refit`` steps."""
-        s = self.window.ordered
-        n = len(s)
-        k = min(n // 3, max(10, math.ceil(math.sqrt(n))))
-        u = s[n - k - 1]
-        if x <= u:
+        s, n, k, u = self._peaks()
+        if x <= u:  # the empirical rank
             return math.log10((n + 1.0) / (1.0 + n - bisect.bisect_left(s, x)))
         if self.params is None or self.seen - self.fit_at >= refit:
             h = np.asarray(self.seq, dtype=np.float64)
