@@ -222,12 +222,7 @@ def _bundle(path, device, batch_size, quiet, verify, threads=None):
 @click.option("--learn", is_flag=True, help="Series (Continuation): keep learning while scoring, test-then-train.")
 @click.option("--nab-results", type=click.Path(file_okay=False), default=None, help="Series: also write NAB's results file under this folder.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Series: torch threads (default: 1 for small networks).")
-@opt.show
-@opt.context
-@opt.verify
-@opt.series
-@opt.data
-@opt.run
+@opt.scoring
 def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top, report, context, verify, columns,
           time_column, label_column, nan, data_dir, download, device, seed, batch_size, quiet):
     """Score data with a bundle: one CSV row per sample (per time step for series).
@@ -264,12 +259,7 @@ def score(bundle, data_spec, out, stream, learn, nab_results, threads, maps, top
 @click.argument("bundle", type=click.Path(dir_okay=False))
 @click.option("--data", "data_spec", required=True, help='Labelled data, e.g. mnist:test, brick/test, nab:..., a CSV with --label-column.')
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the figures as JSON.")
-@opt.show
-@opt.context
-@opt.verify
-@opt.series
-@opt.data
-@opt.run
+@opt.scoring
 def evaluate(bundle, data_spec, json_out, maps, top, report, context, verify, columns, time_column, label_column, nan,
              data_dir, download, device, seed, batch_size, quiet):
     """Figures of a bundle on labelled data: ROC-AUC, AP, precision, recall, F1 and false positive

@@ -10,7 +10,7 @@ import click
 
 from . import options as specs
 
-__all__ = ["context", "data", "detector_options", "load_options", "run", "series", "show", "verify"]
+__all__ = ["context", "data", "detector_options", "load_options", "run", "scoring", "series", "show", "verify"]
 
 
 class _OrNone(click.ParamType):
@@ -91,3 +91,9 @@ context = click.option("--context", type=click.IntRange(min=0), default=0, metav
                              "scores never rise.")
 verify = click.option("--verify", type=click.Path(dir_okay=False), default=None,
                        help="Public key file: refuse a bundle not signed with its private key (default: $ANOMALY_VERIFY_KEY).")
+
+
+def scoring(f):
+    """The options ``score`` and ``evaluate`` share: what to show, --context, --verify, how to
+    read a series, where data live, the run's device and seed."""
+    return show(context(verify(series(data(run(f))))))
