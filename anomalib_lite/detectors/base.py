@@ -473,6 +473,7 @@ class Detector(BaseEstimator):
         sample, none from a model that saw it) set ``threshold_`` as a held-out share's would
         (cross-conformal: Vovk 2015; CV+, Barber et al. 2021). With n samples the threshold can
         certify rates down to 1/(n+1) instead of the hold-out's 1/(n/10+1). Costs ``folds`` fits.
+        The folds' fits give no warnings: what their data would warn of, the fit on all of it said.
         """
         self._require_fitted()
         check_fpr(fpr)
@@ -489,7 +490,9 @@ class Detector(BaseEstimator):
             held = np.sort(order[k::folds])
             rest = np.sort(np.setdiff1d(order, held))
             part = self._fold_clone()
-            scores[held] = part.fit(_take(X, rest)).decision_function(_take(X, held))
+            with warnings.catch_warnings():  # (what a fold's data would warn of, the whole data's fit said once)
+                warnings.simplefilter("ignore", UserWarning)
+                scores[held] = part.fit(_take(X, rest)).decision_function(_take(X, held))
         return self._set_threshold(scores, fpr)
 
     def _fold_clone(self) -> Detector:

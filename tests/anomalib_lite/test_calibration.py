@@ -27,6 +27,15 @@ def test_cross_fitting_gives_one_out_of_fold_score_per_sample():
     assert np.isin(np.round(expect, 6), np.round(det.calibration_scores_, 6)).all()
 
 
+def test_a_data_warning_is_given_once_by_the_fit_not_again_by_every_fold():
+    x = _normals(60) * np.r_[1.0, 1.0, 1.0, 1.0, 1.0, 500.0].astype("float32")  # spreads 500-fold apart
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        det = al.LatentDistance(k=3, device="cpu").fit(x)
+        det.cross_calibrate(x, fpr=0.05, folds=5)
+    assert [str(w.message)[:33] for w in said] == ["data: the features' spreads diff"]
+
+
 def test_cross_fitted_threshold_keeps_its_rate_where_in_sample_scores_do_not():
     train, new = _normals(200), _normals(6000, seed=1)
     det = al.LatentDistance(k=1, device="cpu").fit(train)
