@@ -33,7 +33,7 @@ def test_a_data_warning_is_given_once_by_the_fit_not_again_by_every_fold():
         warnings.simplefilter("always")
         det = al.LatentDistance(k=3, device="cpu").fit(x)
         det.cross_calibrate(x, fpr=0.05, folds=5)
-    assert [str(w.message)[:33] for w in said] == ["data: the features' spreads diff"]
+    assert [str(w.message)[:32] for w in said] == ["data: the features' spreads diff"]
 
 
 def test_cross_fitted_threshold_keeps_its_rate_where_in_sample_scores_do_not():
