@@ -17,6 +17,10 @@ from .registry import BackboneSpec, get_spec
 from .weights import load_into, resolve_weights, stage_key_map
 
 
+#: torch's words when a convolution or pooling window no longer fits the shrunken image
+_TOO_SMALL = ("Kernel size can't be greater than actual input size", "Output size is too small")
+
+
 class FeatureExtractor(nn.Module):
     """Backbone `name` cut after the last of `layers`, frozen (no grads, BatchNorm in eval
     whatever `.train()` says), returning {layer: (N, C, h, w)} for float (N, C, H, W) input in
@@ -115,9 +119,18 @@ class FeatureExtractor(nn.Module):
         if self.frozen:
             self.stages.eval()  # even if a caller flipped a submodule to train mode
         x = self.preprocess(x).contiguous(memory_format=torch.channels_last)
-        wanted, out = set(self.layers), {}
+        wanted, out, size = set(self.layers), {}, tuple(x.shape[-2:])
         for name, stage in self.stages.items():
-            x = stage(x)
+            try:
+                x = stage(x)
+            except RuntimeError as e:  # a kernel or pooling window larger than what is left of the image
+                if not any(m in str(e) for m in _TOO_SMALL):
+                    raise
+                raise BackboneError(
+                    f"{self.name}: images of {size[0]}x{size[1]} px are too small for its stage '{name}' (it gets "
+                    f"{x.shape[-2]}x{x.shape[-1]}); resize them (?size= on a data spec, image_size= in Python) "
+                    "or take an earlier layer"
+                ) from None
             if name in wanted:
                 out[name] = x
         return out

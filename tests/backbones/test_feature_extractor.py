@@ -154,6 +154,16 @@ def test_bad_input_shapes_are_backbone_errors(resnet18):
         resnet18.extract(torch.rand(2, 32, 32, 3).numpy())
 
 
+@pytest.mark.parametrize("name", ["lenet5", "alexnet", "vgg11", "googlenet", "densenet121"])
+def test_images_too_small_for_a_stage_are_one_backbone_error_naming_it(name):
+    """torch's RuntimeError ("Kernel size can't be greater than actual input size", "Output size
+    is too small") came out of the stage's forward; now one error with the size and the fix."""
+    fx = backbones.create(name, weights="random", device="cpu")
+    with pytest.raises(backbones.BackboneError, match=rf"{name}: images of 8x8 px are too small for its stage "
+                                                      r"'\w+' \(it gets \d+x\d+\); resize them"):
+        fx.extract(torch.rand(1, 3, 8, 8))
+
+
 def test_pil_images_are_one_backbone_error_naming_the_conversion(resnet18):
     from PIL import Image
 
