@@ -14,10 +14,11 @@ __all__ = ["context", "data", "detector_options", "load_options", "run", "scorin
 
 
 class _OrNone(click.ParamType):
-    """A number, or ``none`` for a parameter that takes None."""
+    """A value of ``kind`` (int, float or str), or ``none`` for a parameter that takes None (the
+    help's "None: ...", e.g. ``--backbone none``, ``--patience none``)."""
 
     def __init__(self, kind):
-        self.kind, self.name = kind, f"{kind.__name__}|none"
+        self.kind, self.name = kind, f"{'text' if kind is str else kind.__name__}|none"
 
     def convert(self, value, param, ctx):
         if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
@@ -39,8 +40,8 @@ def detector_options(command: str) -> list[click.Option]:
             opts.append(click.Option([f"{flag}/--no-{flag[2:]}"], default=p["default"], **kw))
             continue
         kind = {"int": int, "float": float, "choice": click.Choice(p.get("choices") or [])}.get(p["kind"], str)
-        if kind in (int, float) and p.get("none"):
-            kind = _OrNone(kind)  # `--patience none`, as the help's "None: ..." says
+        if kind in (int, float, str) and p.get("none"):
+            kind = _OrNone(kind)
         kw.update(type=kind, **({} if required else {"default": p["default"]}),  # click 8.3: default=None fills it
                   **({"metavar": "A,B,..."} if p["kind"] == "list" else {}))
         opts.append(click.Option([flag, p["name"]], **kw))

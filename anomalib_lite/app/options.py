@@ -69,14 +69,11 @@ def load() -> dict:
 
 def values(params: list[dict], given: dict) -> dict:
     """Option values as the parameters expect them: comma lists split, ints where a parameter
-    takes either a name or a number, ``none`` as None where the parameter takes None."""
+    takes either a name or a number (``none`` is None already: ``cli_options``' option type)."""
     kinds = {p["name"]: p["kind"] for p in params}
-    optional = {p["name"] for p in params if p.get("none")}
     out = {}
     for name, value in given.items():
-        if isinstance(value, str) and value.strip().lower() == "none" and name in optional:
-            value = None  # `--backbone none`: what the help's "None: ..." says, given on the command line
-        elif isinstance(value, str) and kinds.get(name) == "list":
+        if isinstance(value, str) and kinds.get(name) == "list":
             value = [v.strip() for v in value.split(",") if v.strip()]
         elif isinstance(value, str) and kinds.get(name) == "int|str" and value.lstrip("-").isdigit():
             value = int(value)

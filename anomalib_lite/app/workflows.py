@@ -50,7 +50,7 @@ from ..bundles.header import describe_header
 from ..io import atomic_output, check_outputs, check_writable
 from .options import ROUTES
 from ..data.sources import load as load_data
-from ..data.sources import SizesDiffer, fit_hint, is_series_spec, spec_files, spec_path, with_size
+from ..data.sources import SizesDiffer, fit_hint, is_series_spec, read_as_fitted, spec_files, spec_path
 from ..data.series_sources import ColumnNotFound
 from ..scoring.thresholds import SurpriseScore, drift
 
@@ -105,7 +105,7 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
             raise AnomalyError(f"{spec}: a time series, but {type(det).__name__} takes images or vectors (for a "
                                "table whose rows are samples, not steps in time: np.save('rows.npy', table))")
         shape = getattr(det, "input_shape_", None)
-        spec = with_size(str(spec), fitted.get("spec"), shape[0] if shape and len(shape) == 3 else None)
+        spec = read_as_fitted(str(spec), fitted.get("spec"), shape[0] if shape and len(shape) == 3 else None)
     if series and (base == "-" or base.lower().endswith(".csv")):
         columns, time_column = columns or fitted.get("columns"), time_column or fitted.get("time_column")
     if det is not None and not series and (columns or time_column or label_column):

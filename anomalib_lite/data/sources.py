@@ -37,7 +37,7 @@ from ..errors import AnomalyError, shown
 from .tiling import Tiling
 
 __all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "fit_hint", "is_series_spec",
-           "load", "spec_files", "spec_path", "with_size"]
+           "load", "read_as_fitted", "spec_files", "spec_path"]
 
 NORMAL_NAMES = ("good", "normal", "ok")  # MVTec AD and MPDD; VisA; BTAD and the OK/NG of inspection lines
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
@@ -515,7 +515,7 @@ def _select_series(src, options: dict[str, str]):
     return src.slice(start, stop)
 
 
-def with_size(spec: str, fitted_spec: str | None, channels: int | None = None) -> str:
+def read_as_fitted(spec: str, fitted_spec: str | None, channels: int | None = None) -> str:
     """``spec`` with ``fitted_spec``'s ``?size=`` and the fit's ``channels`` (1 or 3: the images'
     first axis) added when ``spec`` reads image files and gives none of its own: a bundle scores
     files read as its fit read them (resized; an RGB photograph made grey for a grey fit, a grey

@@ -407,7 +407,7 @@ class LatentDistance(Detector):
         self.faiss_index_ = None
         self.map_grid_ = None
         self.rows_seen_ = self.patches_seen_ = 0
-        self._columns = None  # vectors: (count, sum, sum of squares) per feature, for _check_scales
+        self._columns = RunningMoments()  # vectors: each feature's spread (a position of one value each)
         self.evidence_scale_ = self.position_share_ = None
         self._position = PositionShare()
         self._stats = RunningMoments()  # of the images' global statistics (not the held ones)
@@ -429,9 +429,7 @@ class LatentDistance(Detector):
             self._method.start_online()
         items = _item_ids(batch.index)  # (sample, tile) of each row of the batch
         if fitting and x.ndim == 2:
-            v = x.detach().cpu().double()
-            part = (len(v), v.sum(0), (v * v).sum(0))
-            self._columns = part if self._columns is None else tuple(a + b for a, b in zip(self._columns, part))
+            self._columns.update(x.detach().cpu()[:, :, None])
         if fitting and x.ndim == 4 and self.image_score == "combined":
             self._position.update(x)
             held = _held_out(items[:, 0])
@@ -474,11 +472,10 @@ class LatentDistance(Detector):
         squared differences, so the widest feature decides it and a change in a narrow one (a
         temperature beside a pressure in pascals) goes unseen; standardising is the fix, unless the
         units are meant to weigh so (PCA components)."""
-        if self._columns is None or self._columns[0] < 2:
+        if self._columns.n < 2:
             return
-        n, total, squares = self._columns
-        std = ((squares - total * total / n).clamp(min=0) / (n - 1)).sqrt()
-        spread = std[std > 1e-12 * (1 + (total / n).abs())]
+        std = self._columns.covariance()[:, 0, 0].sqrt()
+        spread = std[std > 1e-12 * (1 + self._columns.mean[:, 0].abs())]
         if len(spread) >= 2 and float(spread.max() / spread.min()) > 100:
             wide, narrow = int(std.argmax()), int(torch.where(std == spread.min())[0][0])
             warnings.warn(
