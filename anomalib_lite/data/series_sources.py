@@ -512,7 +512,7 @@ def load_csvs(spec: str, files: list[Path], columns=None, time_column=None, labe
     same columns in each, and times that go on increasing from one file to the next (``order=
     "file"``: unchecked; ``"sort"``: every row sorted by time). ``grid`` applies to the whole."""
     parts = [load_csv(str(f), f, columns, time_column, label_column, nan,
-                      "reject" if order == "sort" else order) for f in files]
+                      "file" if order == "sort" else order) for f in files]  # (sort: every row, below)
     first = parts[0]
     for f, p in zip(files[1:], parts[1:]):
         if (p.columns, p.time_column, p.label_column) != (first.columns, first.time_column, first.label_column):

@@ -255,3 +255,6 @@ def test_a_glob_of_csv_files_is_one_series_in_name_order(tmp_path):
         al.load_data(str(days / "*.csv"))
     with pytest.raises(AnomalyError, match="no files match"):
         al.load_data(str(tmp_path / "none" / "*.csv"))
+    (days / "0.csv").unlink()
+    (days / "b.csv").write_text("timestamp,value\n" + "\n".join(rows[59:29:-1]) + "\n")  # newest first
+    assert al.load_data(str(days / "*.csv") + "?order=sort").values[:, 0].tolist() == whole  # sorted within files too
