@@ -217,7 +217,11 @@ def load(path, device: str | None = None, verify=None):
 
 
 def _with_params(path: Path, cls, params, device):
-    """The detector with the bundle's parameters, each checked (types, ranges)."""
+    """The detector with the bundle's parameters, each checked (types, ranges). A parameter
+    added after the bundle was written (``cls._params_added``) takes the value that gives the
+    behaviour the bundle was fitted with."""
+    if isinstance(params, dict):
+        params = {**{k: val for k, val in cls._params_added.items() if k not in params}, **params}
     try:
         v.exact_fields(params, cls._get_param_names(), f"params ({cls.__name__})")
     except AnomalyError as e:

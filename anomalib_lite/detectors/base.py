@@ -113,6 +113,9 @@ class Detector(BaseEstimator):
     input_kind: ClassVar[str] = "any"
     #: checks of every ``__init__`` parameter (types and ranges); run by ``fit`` and by ``load``
     _param_checks: ClassVar[dict[str, v.Check]] = {}
+    #: parameters added after bundles of the detector were written: name -> the value that gives
+    #: such a bundle's behaviour (it lacks the field)
+    _params_added: ClassVar[dict[str, Any]] = {}
     #: detector-specific plain fitted values kept in bundles, with their checks
     _fitted_checks: ClassVar[dict[str, v.Check]] = {}
     #: those of them a bundle written before they existed may lack (they load as None)

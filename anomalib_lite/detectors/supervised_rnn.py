@@ -1,7 +1,8 @@
 """SupervisedRNN: early warning learned from labelled series.
 
 Labels are 0/1 per step (1 = anomalous); an anomaly starts where a 1 follows a 0. An LSTM or GRU
-reads the series step by step, its state carried over the whole stream, and outputs after each
+reads the series step by step (each value and, with ``changes``, its change from the step before),
+its state carried over the whole stream, and outputs after each
 step t the probability that an anomaly starts within (t, t + ``horizon``] (``horizon=0``: that one
 starts at t, i.e. detection). It trains on crops of the series whose first ``window`` steps warm
 the state up; the last ``horizon`` steps of a training series have unknown targets and are not
@@ -36,6 +37,7 @@ class _Stream:
     def __init__(self, det: SupervisedRNN):
         self.seen = 0
         self.state = det.model_.encoder.zero_state(1)
+        self.last = None  # the previous step's values (for its change)
 
 
 @register
@@ -53,6 +55,12 @@ class SupervisedRNN(SeriesDetector):
     num_layers : int, default 1
     dropout : float, default 0.0
     scaling : {"channel", "global"}, default "channel"
+    changes : bool, default True
+        Also read each step's change from the step before (standardised on its own). A
+        precursor that shows in how the series moves (growing jitter, a new slope) rather than
+        in its level is then as plain to the network as a level is: on the sample labelled
+        series, whose precursor is growing jitter, values alone are near chance
+        (``benchmarks/rnn_inputs.py``).
     pos_weight : float or None, default None
         Weight of positive steps in the loss (None: negatives / positives).
     epochs : int, default 30
@@ -75,7 +83,7 @@ class SupervisedRNN(SeriesDetector):
     Attributes
     ----------
     model_ : anomalib_lite.components.series_nets.StreamNet
-    scaler_mean_, scaler_std_ : ndarray of shape (D,)
+    scaler_mean_, scaler_std_ : ndarray of shape (D,), or (2 D,) with ``changes`` (the values' then the changes')
     history_ : anomalib_lite.training.loop.TrainResult
     threshold_ : float
         0.5 after ``fit`` (the balanced loss's natural decision point).
@@ -103,12 +111,14 @@ class SupervisedRNN(SeriesDetector):
         **SERIES_CHECKS,
         "horizon": v.integer(0, 100_000),
         "network": v.one_of(*_NETWORKS),
+        "changes": v.boolean(),
         "pos_weight": v.none_or(v.number(0, 1e9, lo_open=True)),
         **RUN_CHECKS,
     }
     _fitted_checks = {"history_": v.none_or(history), "onsets_": v.integer(0, 1 << 62)}
     _supervised = True
     _learned = ("model_", "scaler_mean_", "scaler_std_")
+    _params_added = {"changes": False}  # bundles written before it read values only
 
     def __init__(
         self,
@@ -119,6 +129,7 @@ class SupervisedRNN(SeriesDetector):
         num_layers: int = 1,
         dropout: float = 0.0,
         scaling: str = "channel",
+        changes: bool = True,
         pos_weight: float | None = None,
         epochs: int = 30,
         batch_size: int = 64,
@@ -139,6 +150,7 @@ class SupervisedRNN(SeriesDetector):
         self.num_layers = num_layers
         self.dropout = dropout
         self.scaling = scaling
+        self.changes = changes
         self.pos_weight = pos_weight
         self.epochs = epochs
         self.batch_size = batch_size
@@ -160,12 +172,34 @@ class SupervisedRNN(SeriesDetector):
         self.model_ = self._net(dim)
         self._stepper = None
 
+    def _width(self) -> int:
+        """Channels the network reads: the values, and their changes with ``changes``."""
+        return int(self.input_shape_[0]) * (2 if self.changes else 1)
+
     def _build_learned(self, device) -> dict:
-        return {"model_": self._net(int(self.input_shape_[0]), device)}
+        return {"model_": self._net(self._width(), device)}
 
     def _learned_arrays(self) -> dict:
-        d = (int(self.input_shape_[0]),)
-        return {name: (d, torch.float64, "numpy") for name in self._learned[1:]}
+        return {name: ((self._width(),), torch.float64, "numpy") for name in self._learned[1:]}
+
+    def _set_scaler(self, series: np.ndarray) -> None:
+        """The values' scaling (``scaling``), then with ``changes`` the changes' own, so steps of
+        jitter are not measured against the span of the level."""
+        super()._set_scaler(series)
+        if self.changes:
+            mean, std = self.scaler_mean_, self.scaler_std_
+            super()._set_scaler(self._inputs(series, None)[:, series.shape[1]:])
+            self.scaler_mean_ = np.concatenate([mean, self.scaler_mean_])
+            self.scaler_std_ = np.concatenate([std, self.scaler_std_])
+
+    def _inputs(self, x: np.ndarray, last: np.ndarray | None) -> np.ndarray:
+        """What the network reads of steps ``x`` (n, D): the values, then with ``changes`` each
+        step's change from the one before (``last``: the stream's previous step; none before
+        the first step, whose change is 0)."""
+        if not self.changes:
+            return x
+        before = np.concatenate([x[:1] if last is None else last[None], x[:-1]])
+        return np.concatenate([x, x - before], axis=1)
 
     def _reset(self) -> None:
         self.device_ = self._resolve_device()
@@ -207,6 +241,7 @@ class SupervisedRNN(SeriesDetector):
             )
         n_neg = int(np.sum(target[w - 1 :] == 0))
         self._set_scaler(x)
+        x = self._inputs(x, None)
         self._build(x.shape[1])
         burn = w - 1  # the first step with a score has window - 1 steps before it
         # a crop at every step, however long the series (Continuation's crop_plan was no better
@@ -240,7 +275,8 @@ class SupervisedRNN(SeriesDetector):
         if self._stream is None:
             self.reset()
         st, n = self._stream, len(x)
-        z = self._scaled(x)
+        z = self._scaled(self._inputs(x, st.last))
+        st.last = x[-1].copy()
         if n <= STEP_CHUNK:
             if self._stepper is None:
                 self._stepper = self.model_.stepper()

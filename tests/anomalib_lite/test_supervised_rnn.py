@@ -101,3 +101,44 @@ def test_bad_labels_and_short_series(data, message):
 def test_partial_fit_is_refused():
     with pytest.raises(AnomalyError, match="use fit\\(\\), not partial_fit"):
         SupervisedRNN(device="cpu").partial_fit((np.zeros(100), np.zeros(100)))
+
+
+def jitter_precursors(n, seed):
+    """A daily-like rhythm of span 8 and noise of 0.3; each anomaly (+4 for 10 steps) is announced
+    by 20 steps of growing jitter, with no change of level: only the step changes show it."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    x, y = 4 * np.sin(2 * np.pi * t / 288) + 0.3 * rng.normal(size=n), np.zeros(n, dtype=np.int64)
+    onset = 120
+    while onset < n - 40:
+        x[onset - 20 : onset] += rng.normal(size=20) * np.linspace(0, 1.5, 20)
+        x[onset : onset + 10] += 4.0
+        y[onset : onset + 10] = 1
+        onset += int(rng.integers(120, 200))
+    return x, y
+
+
+def test_a_precursor_in_the_step_changes_is_learned_from_them():
+    x, y = jitter_precursors(4000, 5)
+    test_x, test_y = jitter_precursors(2000, 6)
+    ap = {}
+    for changes in (False, True):
+        det = SupervisedRNN(window=32, horizon=10, hidden=16, epochs=15, lr=3e-3, changes=changes, device="cpu").fit(x, y)
+        assert det.model_.encoder.d_in == (2 if changes else 1)
+        s = det.reset().decision_function(test_x)
+        ok = np.isfinite(s)
+        ap[changes] = metrics.average_precision(det.targets(test_y)[ok], s[ok])
+    base_rate = det.targets(test_y).mean()
+    assert ap[True] > 4 * base_rate and ap[True] > ap[False] + 0.15, (ap, base_rate)
+
+
+def test_a_bundle_written_before_changes_existed_reads_values_only():
+    """tests/data/rnn_values_only.anomaly was written by the code before ``changes`` (commit 6d89ddd)."""
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    assert "changes" not in al.read_header(data / "rnn_values_only.anomaly")["params"]
+    det = al.load(data / "rnn_values_only.anomaly")
+    expected = np.load(data / "rnn_values_only_expected.npz")
+    assert det.changes is False and det.scaler_mean_.shape == (1,)
+    np.testing.assert_array_equal(det.reset().decision_function(expected["x"]), expected["scores"])
