@@ -146,13 +146,15 @@ def _fit_command(name: str, class_name: str) -> click.Command:
     spec = specs.load()["commands"][name]
     calibrates = spec["capabilities"]["calibrates"]  # False: the detector sets its own threshold
 
-    def run(data_spec, out, sign, quiet, device, seed, batch_size, holdout=None, fpr=0.01, **rest):
+    def run(data_spec, out, sign, quiet, device, seed, batch_size, **rest):
+        # a calibrating fit's --holdout and --fpr are the command's; otherwise --fpr is the detector's own
+        holdout, fpr = (rest.pop("holdout"), rest.pop("fpr")) if calibrates else (None, 0.01)
         load = opt.load_options(**{k: rest.pop(k) for k in ("columns", "time_column", "label_column", "nan", "data_dir",
                                                           "download") if k in rest})
         det = al.DETECTORS[class_name](**_values(name, rest), device=device, seed=seed, verbose=not quiet and _is_main())
         if batch_size:
             det.set_params(batch_size=batch_size)
-        _say(_wf().fit_and_save(det, data_spec, out, holdout=holdout if calibrates else None, fpr=fpr, seed=seed,
+        _say(_wf().fit_and_save(det, data_spec, out, holdout=holdout, fpr=fpr, seed=seed,
                                 sign=sign, **load))
 
     data_help = ("Labelled series (a data spec whose steps carry 0/1 labels: a CSV's label column, NAB's windows)."

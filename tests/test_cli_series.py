@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import anomalib_lite as al
 from anomalib_lite.detectors.series import TOLERANCE
 from cli import cli
 
@@ -184,6 +185,16 @@ def test_fit_rnn_and_score_report_early_warning(tmp_path):
     r = run("score", out, "--data", data, "--label-column", "anomaly", "-o", tmp_path / "w.csv")
     assert r.exit_code == 0, r.output
     assert "onsets warned" in r.output and "average precision" in r.output
+    # --fpr is the detector's own (it calibrates on its validation tail): the threshold moves off 0.5
+    # and evaluate sets the achieved false positive rate beside it
+    calibrated = tmp_path / "warn-fpr.anomaly"
+    r = run("fit", "rnn", "--data", data, "--label-column", "anomaly", "--horizon", "10", "--window", "32",
+            "--hidden", "16", "--epochs", "10", "--fpr", "0.05", "--device", "cpu", "-o", calibrated)
+    assert r.exit_code == 0, r.output
+    assert "at fpr 0.05 on" in r.output and al.load(calibrated).fpr == 0.05 and al.load(calibrated).threshold_ != 0.5
+    r = run("evaluate", calibrated, "--data", data, "--label-column", "anomaly")
+    assert r.exit_code == 0, r.output
+    assert "achieved" in r.output and "target 5.00 %" in r.output
 
 
 def _csv(tmp_path, text):

@@ -63,6 +63,13 @@ class SupervisedRNN(SeriesDetector):
         (``benchmarks/rnn_inputs.py``).
     pos_weight : float or None, default None
         Weight of positive steps in the loss (None: negatives / positives).
+    fpr : float or None, default None
+        None: ``threshold_`` is 0.5, the balanced loss's decision point (not a calibrated
+        probability: with little to learn, most scores sit near it). A rate: ``threshold_`` is
+        set after training so that about this share of normal steps alarm (conformal, as
+        ``calibrate`` does), from the scores of the training series' last ``val_fraction``, which
+        the weights did not learn from, at its normal steps (no anomaly, none starting within
+        ``horizon``); p-values then come with the scores.
     epochs : int, default 30
         Passes over the training windows (at most: early stopping and ``max_time`` end it
         sooner; ``$ANOMALY_MAX_EPOCHS`` caps it).
@@ -115,12 +122,13 @@ class SupervisedRNN(SeriesDetector):
         "network": v.one_of(*_NETWORKS),
         "changes": v.boolean(),
         "pos_weight": v.none_or(v.number(0, 1e9, lo_open=True)),
+        "fpr": v.none_or(v.number(0, 1, lo_open=True, hi_open=True)),
         **RUN_CHECKS,
     }
     _fitted_checks = {"history_": v.none_or(history), "onsets_": v.integer(0, 1 << 62)}
     _supervised = True
     _learned = ("model_", "scaler_mean_", "scaler_std_")
-    _params_added = {"changes": False}  # bundles written before it read values only
+    _params_added = {"changes": False, "fpr": None}  # what bundles written before them did
 
     def __init__(
         self,
@@ -133,6 +141,7 @@ class SupervisedRNN(SeriesDetector):
         scaling: str = "channel",
         changes: bool = True,
         pos_weight: float | None = None,
+        fpr: float | None = None,
         epochs: int = 30,
         batch_size: int = 64,
         lr: float = 3e-3,
@@ -154,6 +163,7 @@ class SupervisedRNN(SeriesDetector):
         self.scaling = scaling
         self.changes = changes
         self.pos_weight = pos_weight
+        self.fpr = fpr
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -243,7 +253,7 @@ class SupervisedRNN(SeriesDetector):
             )
         n_neg = int(np.sum(target[w - 1 :] == 0))
         self._set_scaler(x)
-        x = self._inputs(x, None)
+        values, x = x, self._inputs(x, None)
         self._build(x.shape[1])
         burn = w - 1  # the first step with a score has window - 1 steps before it
         # a crop at every step, however long the series (Continuation's crop_plan was no better
@@ -270,7 +280,25 @@ class SupervisedRNN(SeriesDetector):
         self.model_.eval()
         self._stepper = None
         self.threshold_ = 0.5
+        if self.fpr is not None:
+            self._calibrate_on_tail(values, y, target)
         self.reset()
+
+    def _calibrate_on_tail(self, values: np.ndarray, y: np.ndarray, target: np.ndarray) -> None:
+        """``threshold_`` at ``fpr`` from the normal steps of the training series' validation
+        tail (its last ``val_fraction`` of scored steps; the whole series, in-sample, without
+        one), scored as one stream."""
+        self.reset()
+        scores = self._score_steps(values)
+        first = self.window - 1
+        known = int(np.sum(np.isfinite(target[first:])))
+        start = first + known - int(round(self.val_fraction * known))
+        normal = np.zeros(len(values), dtype=bool)
+        normal[start:] = True
+        normal &= (target == 0) & (y == 0) & np.isfinite(scores)
+        if not normal.any():
+            raise AnomalyError(f"fpr: the last {self.val_fraction:g} of the series holds no normal step to calibrate on")
+        self._set_threshold(scores[normal], self.fpr)
 
     # ------------------------------------------------------------------ scoring
     def _score_steps(self, x: np.ndarray) -> np.ndarray:
@@ -294,7 +322,9 @@ class SupervisedRNN(SeriesDetector):
         return prob
 
     def summary(self) -> str:
-        return f"{self.onsets_} anomaly onsets, horizon {self.horizon}"
+        at = ("" if self.fpr is None else
+              f"; threshold {self.threshold_:.3g} at fpr {self.fpr:g} on {len(self.calibration_scores_)} normal steps of its end")
+        return f"{self.onsets_} anomaly onsets, horizon {self.horizon}{at}"
 
     def targets(self, labels) -> np.ndarray:
         """1 where an anomaly starts within the horizon: what the scores should rank high."""

@@ -182,6 +182,14 @@ def _series_figures(ev: Evaluation, det: Detector, source) -> dict:
     else:
         out.update(metrics.image_metrics(y, ev.scores, ev.threshold))
     raw = source.anomaly_labels()
+    if ev.flags is not None and "threshold" in out and getattr(det, "fpr_", None) is not None:
+        # the achieved rate against the calibrated one, on the scored steps that are normal (for an
+        # early warning: no onset ahead and no anomaly under way, the steps it was calibrated on)
+        normal = np.isfinite(ev.scores) & (np.asarray(y) == 0)
+        if raw is not None:
+            normal &= np.asarray(raw) == 0
+        if normal.any():
+            out["fpr_check"] = metrics.fpr_interval(np.asarray(ev.flags, dtype=bool)[normal], det.fpr_)
     if ev.flags is not None and raw is not None and det.capabilities.early_warning:
         out["early_warning"] = metrics.lead_times(ev.flags, raw, det.horizon)
     if ev.flags is not None and getattr(source, "windows", None):

@@ -142,3 +142,32 @@ def test_a_bundle_written_before_changes_existed_reads_values_only():
     expected = np.load(data / "rnn_values_only_expected.npz")
     assert det.changes is False and det.scaler_mean_.shape == (1,)
     np.testing.assert_array_equal(det.reset().decision_function(expected["x"]), expected["scores"])
+
+
+def test_fpr_sets_the_threshold_on_the_normal_steps_of_the_validation_tail(tmp_path):
+    x, y = jitter_precursors(4000, 5)
+    kw = dict(window=32, horizon=10, hidden=16, epochs=8, lr=3e-3, device="cpu")
+    plain = SupervisedRNN(**kw).fit(x, y)
+    assert plain.threshold_ == 0.5 and plain.calibration_scores_ is None
+    det = SupervisedRNN(**kw, fpr=0.02).fit(x, y)
+    # the same network (the threshold is set after training), calibrated on the tail's normal steps
+    np.testing.assert_array_equal(det.reset().decision_function(x), plain.reset().decision_function(x))
+    scores = det.reset().decision_function(x)
+    target = det.targets(y)
+    start = len(x) - int(round(0.2 * (len(x) - 10 - 31)))  # the last val_fraction of the known steps
+    tail = np.arange(len(x)) >= start - 10
+    normal = tail & (target == 0) & (y == 0) & np.isfinite(scores)
+    assert abs(len(det.calibration_scores_) - normal.sum()) <= 12  # the tail's normal steps
+    assert np.mean(scores[normal] > det.threshold_) <= 0.02 + 1e-9
+    assert "at fpr 0.02 on" in det.summary()
+    # on a later stretch of the same process the rate holds, and p-values come with the scores
+    later_x, later_y = jitter_precursors(3000, 7)
+    s = det.reset().decision_function(later_x)
+    later_normal = np.isfinite(s) & (det.targets(later_y) == 0) & (later_y == 0)
+    assert np.mean(s[later_normal] > det.threshold_) < 0.06
+    p = det.p_values(s[np.isfinite(s)])
+    assert ((p > 0) & (p <= 1)).all()
+    det.save(tmp_path / "r.anomaly")
+    back = al.load(tmp_path / "r.anomaly")
+    assert back.threshold_ == det.threshold_ and back.fpr == 0.02
+    np.testing.assert_array_equal(back.calibration_scores_, det.calibration_scores_)
