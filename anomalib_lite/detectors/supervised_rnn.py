@@ -184,6 +184,12 @@ class SupervisedRNN(SeriesDetector):
         self.model_ = self._net(dim)
         self._stepper = None
 
+    def _check_more(self) -> None:
+        if self.fpr is not None and self.contamination is not None:
+            raise AnomalyError("fpr and contamination both set the threshold: give one (fpr: on the validation tail)")
+        if self.fpr is not None and not self.val_fraction:
+            raise AnomalyError("fpr: calibrates on the validation tail, so it needs val_fraction > 0")
+
     def _width(self) -> int:
         """Channels the network reads: the values, and their changes with ``changes``."""
         return int(self.input_shape_[0]) * (2 if self.changes else 1)

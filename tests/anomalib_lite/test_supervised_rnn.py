@@ -171,3 +171,14 @@ def test_fpr_sets_the_threshold_on_the_normal_steps_of_the_validation_tail(tmp_p
     back = al.load(tmp_path / "r.anomaly")
     assert back.threshold_ == det.threshold_ and back.fpr == 0.02
     np.testing.assert_array_equal(back.calibration_scores_, det.calibration_scores_)
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(fpr=0.01, contamination=0.1), "fpr and contamination both set the threshold"),
+    (dict(fpr=0.01, val_fraction=0.0), "needs val_fraction > 0"),
+    (dict(fpr=1.5), "fpr"),
+])
+def test_fpr_with_what_it_cannot_work_with_is_one_error(params, message):
+    x, y = jitter_precursors(600, 1)
+    with pytest.raises(AnomalyError, match=message):
+        SupervisedRNN(window=16, horizon=5, epochs=1, device="cpu", **params).fit(x, y)
