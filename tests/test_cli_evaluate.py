@@ -108,8 +108,8 @@ def test_an_image_bundle_given_a_series_says_so_before_reading_it(digit7, tmp_pa
         r = run(command, digit7, "--data", series)
         assert r.exit_code == 2, r.output
         assert r.output.strip().splitlines() == [f"anomaly: error: {series}: a time series, but LatentDistance takes "
-                                                 "images or vectors (for a table whose rows are samples, not steps in "
-                                                 "time: np.save('rows.npy', table))"]
+                                                 "images or vectors (a table whose rows are samples, not steps in "
+                                                 f"time: {series}?rows=samples)"]
 
 
 def test_errors_about_the_data_name_the_data_spec(digit7, tmp_path):

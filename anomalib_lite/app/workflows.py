@@ -50,7 +50,7 @@ from ..bundles.header import describe_header
 from ..io import atomic_output, check_outputs, check_writable
 from .options import ROUTES
 from ..data.sources import load as load_data
-from ..data.sources import SizesDiffer, fit_hint, is_series_spec, read_as_fitted, spec_files, spec_path
+from ..data.sources import SizesDiffer, fit_hint, is_series_spec, read_as_fitted, rows_as_samples, spec_files, spec_path
 from ..data.series_sources import ColumnNotFound
 from ..scoring.thresholds import SurpriseScore, drift
 
@@ -101,17 +101,18 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
     base, given = str(spec).split("?")[0], str(spec)
     fitted = (getattr(det, "data_info_", None) or {}) if det is not None else {}
     if det is not None and not series:
-        if is_series_spec(spec):  # (before reading it as a series with options this detector has none of)
-            raise AnomalyError(f"{spec}: a time series, but {type(det).__name__} takes images or vectors (for a "
-                               "table whose rows are samples, not steps in time: np.save('rows.npy', table))")
         shape = getattr(det, "input_shape_", None)
         spec = read_as_fitted(str(spec), fitted.get("spec"), shape[0] if shape and len(shape) == 3 else None)
-    if series and (base == "-" or base.lower().endswith(".csv")):
+        if is_series_spec(spec) and not rows_as_samples(spec):  # (before reading it as a series)
+            raise AnomalyError(f"{given}: a time series, but {type(det).__name__} takes images or vectors (a table "
+                               f"whose rows are samples, not steps in time: {base}?rows=samples)")
+    table = rows_as_samples(spec)
+    if (series or table) and (base == "-" or base.lower().endswith(".csv")):
         columns, time_column = columns or fitted.get("columns"), time_column or fitted.get("time_column")
-    if det is not None and not series and (columns or time_column or label_column):
-        raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to series")
+    if det is not None and not series and not table and (columns or time_column or label_column):
+        raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to CSV files")
     options = dict(columns=columns, time_column=time_column, label_column=label_column, nan=nan) \
-        if series or det is None else {}
+        if series or table or det is None else {}
 
     def named(e: Exception) -> str:  # (messages name the spec the user gave, not the options added to it)
         text = str(e)
@@ -236,10 +237,13 @@ def _check_normal(spec: str, source) -> None:
     if labels is None or not labels.any():
         return
     bad = sorted({str(source.class_names[t]) for t, y in zip(source.targets, labels) if y})
-    base = spec.split("?")[0]
+    normal = f"classes={','.join(map(str, source.normal_names))}"
+    if rows_as_samples(spec):  # a table's rows, labelled by its label column
+        raise AnomalyError(f"{spec}: {int(labels.sum())} of {len(labels)} rows are labelled anomalous; fit learns "
+                           f"what normal looks like: give {spec}&{normal}")
     raise AnomalyError(f"{spec}: {int(labels.sum())} of {len(labels)} images are labelled anomalous (classes "
                        f"{', '.join(bad[:6])}); fit and pretrain learn what normal looks like: give "
-                       f"{base}?classes={','.join(map(str, source.normal_names))}, or the category's train/ folder")
+                       f"{spec.split('?')[0]}?{normal}, or the category's train/ folder")
 
 
 @_threads_for_load
@@ -300,6 +304,10 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
         label = getattr(source, "label_column", None)
         text += f" (input columns: {', '.join(source.columns)}" + (f"; labels: column '{label}', not an input)"
                                                                     if label else ")")
+        if route and len(source.columns) > 1 and not getattr(source, "time_column", None) and spec_path(spec):
+            # no time column and several: a table of features is as likely as a series; say how it was read
+            text += (f" (no time column: its rows were read as the steps of one series; rows that are independent "
+                     f"samples: {str(spec).split('?')[0]}?rows=samples)")
     if cross:
         text += (f"; calibrated by {folds}-fold cross-fitting on all {len(held)} samples (each scored by a "
                  f"model fitted without it): threshold {det.threshold_:.4g} at fpr {fpr:g}")

@@ -63,9 +63,13 @@ class DataSource:
         """What outputs call sample ``i``: its path relative to the spec, else its index."""
         return self.names[i] if self.names is not None else str(i)
 
+    #: a CSV read with ``?rows=samples``: its columns, time column and header, as a series records
+    #: them (so a bundle reads the tables it scores by column name)
+    table: dict | None = None
+
     def _carry(self, other: DataSource) -> DataSource:
-        """Options that survive subsetting (tiling)."""
-        other.tiling = self.tiling
+        """Options that survive subsetting (tiling, a table's columns)."""
+        other.tiling, other.table = self.tiling, self.table
         return other
 
     def batches(self, batch_size: int) -> Iterator[tuple]:
@@ -116,7 +120,7 @@ class DataSource:
         present = None
         if self.targets is not None and self.class_names is not None:
             present = [self.class_names[i] for i in np.unique(self.targets)]
-        return {"spec": self.spec, "n": len(self), "classes": self.normal_names or present}
+        return {"spec": self.spec, "n": len(self), "classes": self.normal_names or present, **(self.table or {})}
 
 
 class ArraySource(DataSource):

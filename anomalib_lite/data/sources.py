@@ -17,7 +17,9 @@ Time series: a ``.csv`` file, ``-`` (CSV on stdin) or ``nab:realKnownCause/nyc_t
 ``?order=sort`` sorts rows by time (times that go back or repeat are an error otherwise),
 ``?order=file`` keeps the file's order unchecked (NAB's default); a CSV's ``?grid=1`` puts its
 steps on their regular grid (the median step): each missing step becomes a row of gaps, which
-``--nan interpolate`` fills.
+``--nan interpolate`` fills. A CSV's ``?rows=samples`` reads its rows as independent samples (a
+table of features, one vector per row: the vectors route, kNN), not as the steps of a series; a
+label column gives classes ``normal`` and ``anomalous`` (``?classes=normal`` selects).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from .datasource import ArraySource, DataSource, TileView, data_root  # noqa: F4
 from ..errors import AnomalyError, shown
 from .tiling import Tiling
 
-__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "fit_hint", "is_series_spec",
+__all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "fit_hint", "is_series_spec", "rows_as_samples",
            "load", "read_as_fitted", "spec_files", "spec_path"]
 
 NORMAL_NAMES = ("good", "normal", "ok")  # MVTec AD and MPDD; VisA; BTAD and the OK/NG of inspection lines
@@ -185,8 +187,8 @@ def _relative(path: Path, root: Path | None) -> str:
 
 # ---------------------------------------------------------------- spec parsing
 
-_OPTIONS = {"channels", "classes", "grid", "limit", "order", "overlap", "seed", "severity", "share", "size", "start",
-            "stop", "synth", "tile"}
+_OPTIONS = {"channels", "classes", "grid", "limit", "order", "overlap", "rows", "seed", "severity", "share", "size",
+            "start", "stop", "synth", "tile"}
 SYNTH_CLASS = "synthetic"
 
 
@@ -522,6 +524,8 @@ def read_as_fitted(spec: str, fitted_spec: str | None, channels: int | None = No
     one repeated on three channels for an RGB fit)."""
     size = _parse(str(fitted_spec))[1].get("size") if fitted_spec else None
     base, options = _parse(spec)
+    if is_series_spec(base) and not base.startswith("nab:") and "rows" not in options and rows_as_samples(fitted_spec):
+        return spec + ("&" if "?" in spec else "?") + "rows=samples"  # a table fitted row by row is scored so
     if base.startswith(("mnist:", "nab:")) or base == "-" or Path(base).suffix.lower() in (".npy", ".npz", ".csv"):
         return spec
     add = {k: v for k, v in (("size", size), ("channels", channels if channels in (1, 3) else None))
@@ -611,7 +615,12 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
     if not base.strip():  # (not the current folder: an empty spec is a mistake, as an unset variable gives)
         raise AnomalyError(f"data spec '{shown(spec, 80)}' names no data; give a folder, a file, a glob, mnist:..., "
                            "nab:... or - for stdin")
+    rows_as_samples(spec)  # (a bad rows= value is one error here)
+    if "rows" in options and not is_series_spec(base):
+        raise AnomalyError(f"{spec}: rows= applies to CSV files only")
     if base.startswith("nab:"):
+        if "rows" in options:
+            raise AnomalyError(f"{spec}: rows= applies to CSV files only (NAB's files are series)")
         if (columns and list(columns) != ["value"]) or time_column not in (None, "timestamp") or label_column:
             raise AnomalyError(f"{spec}: NAB series have fixed columns (timestamp, value); drop --column")
         if "grid" in options:
@@ -623,16 +632,16 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
             files = sorted(Path(p) for p in _glob.glob(str(path), recursive=True) if Path(p).is_file())
             if not files:
                 raise AnomalyError(f"{spec}: no files match '{base}'")
-            src = ss.load_csvs(spec, files, columns, time_column, label_column, nan, options.get("order", "reject"),
+            src = ss.load_csvs(spec, files, columns, time_column, label_column, nan, _order(spec, options),
                                grid=options.get("grid") == "1")
-            return _select_series(src, options)
+            return _rows(_select_series(src, _series_options(options)), options)
         if base != "-" and not path.is_file():
             raise AnomalyError(f"{spec}: path '{path}' " + ("is a folder, not a CSV file" if path.is_dir() else "does not exist"))
         if options.get("grid", "1") not in ("0", "1"):
             raise AnomalyError(f"{spec}: grid '{options['grid']}': use grid=1 (steps on their regular grid) or grid=0")
         src = ss.load_csv(spec, path if base != "-" else "-", columns, time_column, label_column, nan,
-                          options.get("order", "reject"), grid=options.get("grid") == "1")
-        return _select_series(src, options)
+                          _order(spec, options), grid=options.get("grid") == "1")
+        return _rows(_select_series(src, _series_options(options)), options)
     if columns or time_column or label_column:
         raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to CSV series only")
     src = _load_images(spec, base, options, data_dir, download)
@@ -641,6 +650,46 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
     elif "overlap" in options:
         raise AnomalyError(f"{spec}: overlap= applies with tile= only")
     return src
+
+
+def _order(spec: str, options: dict[str, str]) -> str:
+    """How a CSV's times are checked: ``?order=``, else refused when they go back; samples
+    (``?rows=samples``) have no order to keep."""
+    if options.get("rows") == "samples":
+        for key in ("order", "grid"):
+            if key in options:
+                raise AnomalyError(f"{spec}: {key}= applies to series, not to rows=samples")
+        return "file"
+    return options.get("order", "reject")
+
+
+def _series_options(options: dict[str, str]) -> dict[str, str]:
+    """The options a series reader takes (samples select their classes afterwards)."""
+    return {k: v for k, v in options.items() if k not in ("rows", "classes") or options.get("rows") != "samples"}
+
+
+def _rows(src, options: dict[str, str]) -> DataSource:
+    """A CSV series as it is, or with ``?rows=samples`` its rows as samples: (N, D) vectors, the
+    label column (if any) as classes ``normal`` and ``anomalous``, each sample named by its row."""
+    if options.get("rows") != "samples":
+        return src
+    if src.labels is None:
+        out = ArraySource(src.spec, src.values.astype(np.float32))
+    else:
+        out = ArraySource(src.spec, src.values.astype(np.float32), np.asarray(src.labels, dtype=np.int64),
+                          ["normal", "anomalous"], ["normal"])
+    out.table = {"columns": list(src.columns), "time_column": src.time_column, "header": src.header}
+    return _select(out, {k: v for k, v in options.items() if k == "classes"})
+
+
+def rows_as_samples(spec) -> bool:
+    """Whether a data spec reads a CSV's rows as samples (``?rows=samples``)."""
+    base, _, query = str(spec).partition("?")
+    rows = dict(parse_qsl(query)).get("rows", "steps")
+    if rows not in ("steps", "samples"):
+        raise AnomalyError(f"{spec}: rows '{shown(rows, 40)}': use rows=samples (each row one sample, a table of "
+                           "features) or rows=steps (the steps of a series, the default)")
+    return is_series_spec(base) and rows == "samples"
 
 
 def _tiling(spec: str, options: dict[str, str]) -> Tiling:

@@ -1,0 +1,104 @@
+"""A CSV table of features (one sample per row, ``?rows=samples``) through the `anomaly` command:
+the vectors route, labels from the label column, scoring by column name, one-line errors."""
+import csv
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import anomalib_lite as al
+from cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def write_table(path, x, y=None, columns=None):
+    columns = columns or [f"f{i}" for i in range(x.shape[1])]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns + ([] if y is None else ["label"]))
+        for i, row in enumerate(x):
+            w.writerow([f"{v:.5f}" for v in row] + ([] if y is None else [int(y[i])]))
+    return path
+
+
+@pytest.fixture
+def tables(tmp_path):
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(300, 5))
+    test = rng.normal(size=(120, 5))
+    y = np.zeros(120, dtype=int)
+    test[-12:] += 4.0  # planted outliers, far from every normal row
+    y[-12:] = 1
+    return (write_table(tmp_path / "normal.csv", normal), write_table(tmp_path / "test.csv", test, y), test, y)
+
+
+def test_a_table_is_fitted_row_by_row_and_scored_by_column_name(tmp_path, tables):
+    normal, test, x, y = tables
+    out = tmp_path / "t.anomaly"
+    r = run("fit", "--data", f"{normal}?rows=samples", "-o", out, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "chose the route for vectors" in r.output and "300 samples" in r.output
+    assert al.read_header(out)["data"]["columns"] == [f"f{i}" for i in range(5)]
+    r = run("score", out, "--data", test, "-o", tmp_path / "s.csv")  # the bundle reads it as a table
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    assert len(rows) == 120 and [int(r["label"]) for r in rows] == y.tolist()
+    scores = np.array([float(r["score"]) for r in rows])
+    assert scores[y == 1].min() > scores[y == 0].max()  # every planted outlier above every normal row
+    # the same table with its columns in another order (and the label first) scores the same
+    order = [3, 0, 4, 1, 2]
+    with open(tmp_path / "shuffled.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["label"] + [f"f{i}" for i in order])
+        for row, label in zip(x, y):
+            w.writerow([int(label)] + [f"{row[i]:.5f}" for i in order])
+    r = run("score", out, "--data", tmp_path / "shuffled.csv", "-o", tmp_path / "s2.csv")
+    assert r.exit_code == 0, r.output
+    again = np.array([float(r["score"]) for r in csv.DictReader(open(tmp_path / "s2.csv"))])
+    np.testing.assert_allclose(again, scores, rtol=1e-5)
+
+
+def test_a_labelled_table_is_fitted_on_its_normal_rows(tmp_path, tables):
+    _, test, _, _ = tables
+    r = run("fit", "latent", "--data", f"{test}?rows=samples", "-o", tmp_path / "x.anomaly")
+    assert r.exit_code == 2 and "12 of 120 rows are labelled anomalous" in r.output
+    assert f"{test}?rows=samples&classes=normal" in r.output and not (tmp_path / "x.anomaly").exists()
+    r = run("fit", "latent", "--data", f"{test}?rows=samples&classes=normal", "-o", tmp_path / "x.anomaly")
+    assert r.exit_code == 0 and "108 samples" in r.output, r.output
+
+
+def test_a_table_read_as_a_series_says_how_it_was_read(tmp_path, tables):
+    normal, _, _, _ = tables
+    r = run("fit", "--data", normal, "-o", tmp_path / "s.anomaly", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "no time column: its rows were read as the steps of one series" in r.output
+    assert f"{normal}?rows=samples" in r.output
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{test}?rows=x", "rows 'x': use rows=samples"),
+    ("{test}?rows=samples&grid=1", "grid= applies to series, not to rows=samples"),
+    ("{test}?rows=samples&order=sort", "order= applies to series, not to rows=samples"),
+    ("mnist:test?rows=samples", "rows= applies to CSV files only"),
+    ("nab:realKnownCause/nyc_taxi.csv?rows=samples", "rows= applies to CSV files only"),
+    ("{test}?rows=steps", "a time series, but LatentDistance takes images or vectors"),
+])
+def test_rows_given_wrongly_is_one_error(tmp_path, tables, spec, message):
+    normal, test, _, _ = tables
+    bundle = tmp_path / "t.anomaly"
+    assert run("fit", "latent", "--data", f"{normal}?rows=samples", "-o", bundle).exit_code == 0
+    r = run("score", bundle, "--data", spec.format(test=test), "-o", tmp_path / "o.csv")
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_the_api_reads_a_table_spec_as_vectors(tables):
+    normal, test, x, y = tables
+    src = al.load_data(f"{test}?rows=samples")
+    assert src.x.shape == (120, 5) and src.anomaly_labels().tolist() == y.tolist()
+    det = al.LatentDistance().fit(al.load_data(f"{normal}?rows=samples"))
+    s = det.decision_function(src)
+    assert s[y == 1].min() > s[y == 0].max()
