@@ -95,7 +95,8 @@ class SupervisedRNN(SeriesDetector):
     scaler_mean_, scaler_std_ : ndarray of shape (D,), or (2 D,) with ``changes`` (the values' then the changes')
     history_ : anomalib_lite.training.loop.TrainResult
     threshold_ : float
-        0.5 after ``fit`` (the balanced loss's natural decision point).
+        0.5 after ``fit`` (the balanced loss's natural decision point), or with ``fpr`` the
+        threshold calibrated on the validation tail (``calibration_scores_``: its normal steps' scores).
 
     Examples
     --------
