@@ -102,3 +102,16 @@ def test_the_api_reads_a_table_spec_as_vectors(tables):
     det = al.LatentDistance().fit(al.load_data(f"{normal}?rows=samples"))
     s = det.decision_function(src)
     assert s[y == 1].min() > s[y == 0].max()
+
+
+def test_a_table_bundle_reads_a_table_on_stdin(tmp_path, tables):
+    normal, test, _, y = tables
+    bundle = tmp_path / "t.anomaly"
+    assert run("fit", "latent", "--data", f"{normal}?rows=samples", "-o", bundle).exit_code == 0
+    r = CliRunner().invoke(cli, ["score", str(bundle), "--data", "-", "-o", "-"], input=test.read_text())
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(line for line in r.output.splitlines() if "," in line))
+    scores = np.array([float(r["score"]) for r in rows])
+    assert len(rows) == 120 and scores[y == 1].min() > scores[y == 0].max()
+    r = CliRunner().invoke(cli, ["score", str(bundle), "--data", "-", "--stream"], input=test.read_text())
+    assert r.exit_code == 2 and "--stream reads series lines" in r.output
