@@ -115,3 +115,53 @@ def test_a_table_bundle_reads_a_table_on_stdin(tmp_path, tables):
     assert len(rows) == 120 and scores[y == 1].min() > scores[y == 0].max()
     r = CliRunner().invoke(cli, ["score", str(bundle), "--data", "-", "--stream"], input=test.read_text())
     assert r.exit_code == 2 and "--stream reads series lines" in r.output
+
+
+def test_an_npz_of_vectors_with_0_1_labels_evaluates_and_is_fitted_on_its_normals(tmp_path):
+    """0/1 labels say which samples are normal (as a series' label column does); other labels
+    name classes without saying which is normal, so they still need ?classes= or the bundle's."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    y = np.zeros(200, dtype=int)
+    x[-15:] += 5.0
+    y[-15:] = 1
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    np.savez(tmp_path / "b.npz", x=x, y=y.astype(bool))
+    assert al.load_data(str(tmp_path / "b.npz")).anomaly_labels().tolist() == y.tolist()
+    r = run("fit", "latent", "--data", tmp_path / "d.npz", "-o", tmp_path / "m.anomaly")
+    assert r.exit_code == 2 and "15 of 200 samples are labelled anomalous" in r.output
+    assert f"{tmp_path / 'd.npz'}?classes=0" in r.output
+    assert run("fit", "latent", "--data", f"{tmp_path / 'd.npz'}?classes=0", "-o", tmp_path / "m.anomaly").exit_code == 0
+    r = run("evaluate", tmp_path / "m.anomaly", "--data", tmp_path / "d.npz", "--report", tmp_path / "r.html")
+    assert r.exit_code == 0, r.output
+    assert "anomalous            15 of 200" in r.output and "ROC-AUC              100.00 %" in r.output
+    # a bundle fitted on unlabelled vectors: 0/1 labels are read as such, ten classes are not
+    np.save(tmp_path / "plain.npy", x[:-15])
+    assert run("fit", "latent", "--data", tmp_path / "plain.npy", "-o", tmp_path / "p.anomaly").exit_code == 0
+    r = run("evaluate", tmp_path / "p.anomaly", "--data", tmp_path / "d.npz")
+    assert r.exit_code == 0 and "anomalous            15 of 200" in r.output, r.output
+    np.savez(tmp_path / "many.npz", x=x, y=rng.integers(0, 10, 200))
+    r = run("evaluate", tmp_path / "p.anomaly", "--data", tmp_path / "many.npz")
+    assert r.exit_code == 2 and "no labels" in r.output
+
+
+def test_a_report_of_vectors_lists_the_rows_with_their_values(tmp_path, tables):
+    """A vector bundle's report has galleries of rows (no pixels to map): name, score, verdict,
+    true label and each value, under the fit's column names."""
+    import re
+
+    normal, test, x, y = tables
+    bundle = tmp_path / "t.anomaly"
+    assert run("fit", "latent", "--data", f"{normal}?rows=samples", "-o", bundle).exit_code == 0
+    r = run("evaluate", bundle, "--data", test, "--report", tmp_path / "r.html")
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "r.html").read_text()
+    top = page[page.index('id="top-anomalies"'):]
+    table = top[: top.index("</table>")]
+    assert [h for h in re.findall(r"<th>([^<]*)</th>", table)] == ["sample", "score", "verdict", "true"] + [
+        f"f{i}" for i in range(5)]
+    first = re.findall(r"<tr><td>([^<]*)</td>", table)
+    assert len(first) > 0 and all(int(i) >= 108 for i in first[:12])  # the planted outliers come first
+    row = int(first[0])
+    cells = re.findall(r"<td>([^<]*)</td>", table)[:9]
+    assert [float(c) for c in cells[4:]] == pytest.approx(x[row].tolist(), abs=1e-3)

@@ -241,6 +241,9 @@ def _check_normal(spec: str, source) -> None:
     if rows_as_samples(spec):  # a table's rows, labelled by its label column
         raise AnomalyError(f"{spec}: {int(labels.sum())} of {len(labels)} rows are labelled anomalous; fit learns "
                            f"what normal looks like: give {spec}&{normal}")
+    if getattr(getattr(source, "x", None), "ndim", 0) == 2:  # vectors with 0/1 labels (an .npz's y)
+        raise AnomalyError(f"{spec}: {int(labels.sum())} of {len(labels)} samples are labelled anomalous; fit learns "
+                           f"what normal looks like: give {spec}{'&' if '?' in spec else '?'}{normal}")
     raise AnomalyError(f"{spec}: {int(labels.sum())} of {len(labels)} images are labelled anomalous (classes "
                        f"{', '.join(bad[:6])}); fit and pretrain learn what normal looks like: give "
                        f"{spec.split('?')[0]}?{normal}, or the category's train/ folder")

@@ -352,7 +352,10 @@ def _load_array(spec: str, path: Path) -> ArraySource:
     if y.ndim != 1 or len(y) != len(x):
         raise AnomalyError(f"{path}: '{shown(ykey, 60)}' holds {y.shape} labels for {len(x)} samples")
     names, targets = np.unique(y, return_inverse=True)
-    return ArraySource(spec, x, targets.astype(np.int64), [str(v) for v in names])
+    # 0/1 labels (ints, floats or bools) say which samples are normal, as a series' label column does
+    binary = y.dtype.kind in "biuf" and set(np.asarray(names, dtype=np.float64).tolist()) <= {0.0, 1.0}
+    normal = [str(names[0])] if binary and float(names[0]) == 0.0 else None
+    return ArraySource(spec, x, targets.astype(np.int64), [str(v) for v in names], normal)
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, str | None]:

@@ -95,8 +95,9 @@ class Evaluation:
 
     def maps(self, indices) -> np.ndarray | None:
         """Per-pixel maps (k, H, W) of samples ``indices``, or None without ``score_map``."""
-        if self.kind != "image" or not has_score_map(self.detector):
-            return None
+        shape = getattr(self.detector, "input_shape_", None)
+        if self.kind != "image" or not has_score_map(self.detector) or (shape is not None and len(shape) != 3):
+            return None  # (vectors have no pixels to map)
         idx = np.asarray(indices, dtype=np.int64)
         return self.detector.score_map(self.source.subset(idx))
 

@@ -386,8 +386,45 @@ def _legend(ev: Evaluation, scale) -> str:
             "outlined in green</small></div>")
 
 
+#: feature columns a vector gallery shows (the rest are counted)
+VECTOR_COLUMNS = 12
+
+
+def _vector_sections(ev: Evaluation, galleries) -> str:
+    """The galleries of vectors (a table's rows, an array's samples): each a table of its samples'
+    name, score, verdict, true label and values, named by the fit's columns where known."""
+    idx = np.concatenate([g[3] for g in galleries]).astype(np.int64)
+    values = ev.images(idx) if idx.size else np.zeros((0, 0))
+    d = values.shape[1] if values.ndim == 2 else 0
+    columns = ((getattr(ev.detector, "data_info_", None) or {}).get("columns") or [f"x{k}" for k in range(d)])[:d]
+    shown_cols = columns[:VECTOR_COLUMNS]
+    more = f" (and {d - len(shown_cols)} more columns)" if d > len(shown_cols) else ""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["sample", "score", "verdict", "true", *shown_cols])
+    labels, names = true_labels(ev, idx), ev.names(idx)
+    out, at = [], 0
+    for sid, title, text, part in galleries:
+        rows = []
+        for j in range(at, at + len(part)):
+            i = int(idx[j])
+            verdict = "" if ev.flags is None else ("ANOMALY" if ev.flags[i] else "normal")
+            cells = [names[j], f"{ev.scores[i]:.4g}", verdict, labels[j] or "",
+                     *(f"{v:.4g}" for v in values[j][: len(shown_cols)])]
+            rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        at += len(part)
+        body = (f'<table class="list vectors"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+                if rows else _note("None."))
+        out.append(f'<section id="{sid}"><h2>{html.escape(title)}</h2><p>{html.escape(text)}{more}.</p>{body}</section>')
+    if len(galleries) == 1:
+        out.append('<section id="missed"><h2>Missed anomalies</h2>'
+                   + _note("Needs labels: " + (ev.figures.get("note") or NO_LABELS)) + "</section>")
+    return "".join(out)
+
+
 def _image_sections(ev: Evaluation, top: int) -> str:
     galleries = _galleries(ev, top)
+    shape = getattr(ev.detector, "input_shape_", None)
+    if shape is not None and len(shape) == 1:  # vectors: no pixels to show
+        return _vector_sections(ev, galleries)
     idx = np.concatenate([g[3] for g in galleries]).astype(np.int64)
     images = ev.images(idx) if idx.size else None
     maps = ev.maps(idx) if idx.size else None
