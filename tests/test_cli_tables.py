@@ -165,3 +165,12 @@ def test_a_report_of_vectors_lists_the_rows_with_their_values(tmp_path, tables):
     row = int(first[0])
     cells = re.findall(r"<td>([^<]*)</td>", table)[:9]
     assert [float(c) for c in cells[4:]] == pytest.approx(x[row].tolist(), abs=1e-3)
+
+
+def test_maps_of_vectors_are_refused_before_any_output(tmp_path, tables):
+    normal, test, _, _ = tables
+    bundle = tmp_path / "t.anomaly"
+    assert run("fit", "latent", "--data", f"{normal}?rows=samples", "-o", bundle).exit_code == 0
+    r = run("score", bundle, "--data", test, "-o", tmp_path / "s.csv", "--maps", tmp_path / "maps")
+    assert r.exit_code == 2 and "vectors, which have no pixels to map" in r.output
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "maps").exists()

@@ -329,6 +329,9 @@ def _check_show(det: Detector, maps, top, report) -> None:
     if maps is not None:
         if det.input_kind == "series" or not has_score_map(det):
             raise AnomalyError(f"--maps: {type(det).__name__} has no score_map (no per-pixel maps); drop --maps")
+        if len(getattr(det, "input_shape_", ()) or ()) == 1:
+            raise AnomalyError("--maps: the bundle scores vectors, which have no pixels to map; drop --maps "
+                               "(--report lists the top samples with their values)")
         check_writable(maps, "maps", folder=True)
     if report is not None:
         check_writable(report, "report")
