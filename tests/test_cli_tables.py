@@ -174,3 +174,17 @@ def test_maps_of_vectors_are_refused_before_any_output(tmp_path, tables):
     r = run("score", bundle, "--data", test, "-o", tmp_path / "s.csv", "--maps", tmp_path / "maps")
     assert r.exit_code == 2 and "vectors, which have no pixels to map" in r.output
     assert not (tmp_path / "s.csv").exists() and not (tmp_path / "maps").exists()
+
+
+def test_a_table_bundle_exports_to_onnx_as_vectors(tmp_path, tables):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    normal, test, x, _ = tables
+    bundle = tmp_path / "t.anomaly"
+    assert run("fit", "latent", "--data", f"{normal}?rows=samples", "-o", bundle).exit_code == 0
+    r = run("export", bundle, "-o", tmp_path / "t.onnx")
+    assert r.exit_code == 0 and "input vectors Nx5 float32 (the values as fit read them)" in r.output, r.output
+    session = ort.InferenceSession(str(tmp_path / "t.onnx"))
+    (score,) = session.run(["score"], {session.get_inputs()[0].name: x.astype(np.float32)})
+    np.testing.assert_allclose(score.ravel(), al.load(bundle).decision_function(x.astype(np.float32)), rtol=1e-4, atol=1e-4)

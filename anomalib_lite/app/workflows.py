@@ -589,7 +589,9 @@ def export(bundle, out, *, verify=None) -> str:
     shape = "x".join(str(s) for s in meta["input"]["shape"])
     threshold = "none (not calibrated)" if det.threshold_ is None else f"{det.threshold_:.6g}"
     return (f"exported {meta['detector']} from {bundle} to {out} ({Path(out).stat().st_size / 1e6:.1f} MB): "
-            f"input images {shape} float32 in [0, 1]; outputs {', '.join(meta['outputs'])}; threshold {threshold}")
+            + (f"input vectors {shape} float32 (the values as fit read them)" if len(meta["input"]["shape"]) == 2
+               else f"input images {shape} float32 in [0, 1]")
+            + f"; outputs {', '.join(meta['outputs'])}; threshold {threshold}")
 
 
 @_threads_for_load
