@@ -68,6 +68,9 @@ def test_a_labelled_table_is_fitted_on_its_normal_rows(tmp_path, tables):
     assert f"{test}?rows=samples&classes=normal" in r.output and not (tmp_path / "x.anomaly").exists()
     r = run("fit", "latent", "--data", f"{test}?rows=samples&classes=normal", "-o", tmp_path / "x.anomaly")
     assert r.exit_code == 0 and "108 samples" in r.output, r.output
+    # the fit says what became an input and what did not (a label column must never leak in)
+    assert "(input columns: f0, f1, f2, f3, f4; labels: column 'label', not an input)" in r.output
+    assert al.load(tmp_path / "x.anomaly").n_features_in_ == 5
 
 
 def test_a_table_read_as_a_series_says_how_it_was_read(tmp_path, tables):

@@ -303,6 +303,11 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
     unit = "step" if det.input_kind == "series" else "sample"
     text = (f"chose the route for {route} ({ROUTES[route]}); " if route else "")
     text += f"fitted {type(det).__name__} on {plural(len(train), unit)} of {spec}" + (f" ({learned})" if learned else "")
+    table = getattr(source, "table", None)
+    if table:  # a table's rows (?rows=samples): what became an input, and what did not
+        label = table.get("label_column")
+        text += f" (input columns: {', '.join(table['columns'])}" + (f"; labels: column '{label}', not an input)"
+                                                                      if label else ")")
     if det.input_kind == "series" and getattr(source, "columns", None):  # what became an input, and what did not
         label = getattr(source, "label_column", None)
         text += f" (input columns: {', '.join(source.columns)}" + (f"; labels: column '{label}', not an input)"

@@ -64,7 +64,7 @@ class DataSource:
         return self.names[i] if self.names is not None else str(i)
 
     #: a CSV read with ``?rows=samples``: its columns, time column and header, as a series records
-    #: them (so a bundle reads the tables it scores by column name)
+    #: them (so a bundle reads the tables it scores by column name), and its label column
     table: dict | None = None
 
     def _carry(self, other: DataSource) -> DataSource:
@@ -120,7 +120,8 @@ class DataSource:
         present = None
         if self.targets is not None and self.class_names is not None:
             present = [self.class_names[i] for i in np.unique(self.targets)]
-        return {"spec": self.spec, "n": len(self), "classes": self.normal_names or present, **(self.table or {})}
+        table = {k: self.table[k] for k in ("columns", "time_column", "header")} if self.table else {}
+        return {"spec": self.spec, "n": len(self), "classes": self.normal_names or present, **table}
 
 
 class ArraySource(DataSource):

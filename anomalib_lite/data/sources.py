@@ -681,7 +681,8 @@ def _rows(src, options: dict[str, str]) -> DataSource:
     else:
         out = ArraySource(src.spec, src.values.astype(np.float32), np.asarray(src.labels, dtype=np.int64),
                           ["normal", "anomalous"], ["normal"])
-    out.table = {"columns": list(src.columns), "time_column": src.time_column, "header": src.header}
+    out.table = {"columns": list(src.columns), "time_column": src.time_column, "header": src.header,
+                 "label_column": src.label_column}
     return _select(out, {k: v for k, v in options.items() if k == "classes"})
 
 
