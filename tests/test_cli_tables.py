@@ -191,3 +191,32 @@ def test_a_table_bundle_exports_to_onnx_as_vectors(tmp_path, tables):
     session = ort.InferenceSession(str(tmp_path / "t.onnx"))
     (score,) = session.run(["score"], {session.get_inputs()[0].name: x.astype(np.float32)})
     np.testing.assert_allclose(score.ravel(), al.load(bundle).decision_function(x.astype(np.float32)), rtol=1e-4, atol=1e-4)
+
+
+def test_an_output_that_fails_late_takes_the_run_s_finished_outputs_with_it(tmp_path, tables, monkeypatch):
+    """Nothing half-written: when a later output fails, those the run already finished go too
+    (score: the CSV before the report; evaluate: the report before the figures' JSON)."""
+    import types
+
+    import anomalib_lite.app.workflows as workflows
+    import anomalib_lite.evaluation.report as report
+
+    normal, test, _, _ = tables
+    bundle = tmp_path / "t.anomaly"
+    assert run("fit", "latent", "--data", f"{normal}?rows=samples", "-o", bundle).exit_code == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(report, "render_report", broken)
+        r = run("score", bundle, "--data", test, "-o", tmp_path / "s.csv", "--report", tmp_path / "r.html")
+    assert r.exit_code != 0 and sorted(p.name for p in tmp_path.iterdir()) == before
+    with monkeypatch.context() as m:
+        m.setattr(workflows, "json", types.SimpleNamespace(dumps=broken))
+        r = run("evaluate", bundle, "--data", test, "--report", tmp_path / "r.html", "--json", tmp_path / "f.json")
+    assert r.exit_code != 0 and sorted(p.name for p in tmp_path.iterdir()) == before
+    # and the same commands without the failure write every output
+    r = run("evaluate", bundle, "--data", test, "--report", tmp_path / "r.html", "--json", tmp_path / "f.json")
+    assert r.exit_code == 0 and (tmp_path / "r.html").exists() and (tmp_path / "f.json").exists()

@@ -342,16 +342,20 @@ def _check_show(det: Detector, maps, top, report) -> None:
         check_writable(report, "report")
 
 
-def _show(ev: Evaluation, maps, top, report) -> list[str]:
+def _show(ev: Evaluation, maps, top, report, files: list | None = None) -> list[str]:
+    """Write the heatmaps and the report; what to print, and each file written into ``files``."""
     from ..evaluation.report import render_report
     from ..evaluation.visual import write_heatmaps
 
-    written = []
+    written, files = [], [] if files is None else files
     with distributed.local():  # rank 0 alone (maps of the top samples are scored here)
         if maps is not None:
-            written.append(f"{plural(len(write_heatmaps(maps, ev, top=top)), 'heatmap')} to {maps}")
+            pngs = write_heatmaps(maps, ev, top=top)
+            files += pngs
+            written.append(f"{plural(len(pngs), 'heatmap')} to {maps}")
         if report is not None:
             render_report(ev, report)
+            files.append(report)
             written.append(f"report {report}")
     return written
 
@@ -418,10 +422,15 @@ def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=Non
     else:
         ev = assess(det, source)
         _warn_drift(det, ev)
-    written = []
+    written, files = [], []
     if distributed.is_main():  # under torchrun: every rank holds all the scores, rank 0 writes
-        written = _write_outputs(det, ev, source, out, nab_results)
-        written += _show(ev, maps, top, report)
+        try:
+            written = _write_outputs(det, ev, source, out, nab_results, files)
+            written += _show(ev, maps, top, report, files)
+        except BaseException:  # a later output failed: none of this run's outputs is left half done
+            for path in files:
+                Path(path).unlink(missing_ok=True)
+            raise
     n = len(ev.scores)
     note = _context_note(det, context)
     text = (f"scored {plural(n, 'step' if series else 'sample')} of {spec}" + (f" ({note})" if note else "")
@@ -458,7 +467,8 @@ def _nab_alarms(source, unit: np.ndarray) -> str:
     return f" (its alarms: {m['detected']} of {m['windows']} anomaly windows, {m['false_alarms']} outside)"
 
 
-def _write_outputs(det, ev: Evaluation, source, out, nab_results) -> list[str]:
+def _write_outputs(det, ev: Evaluation, source, out, nab_results, files: list) -> list[str]:
+    """Write the scores (and NAB's results); what to print, and each file written into ``files``."""
     written = []
     if ev.kind == "series":
         pvals = det.p_values(ev.scores) if det.calibration_scores_ is not None else None
@@ -466,11 +476,14 @@ def _write_outputs(det, ev: Evaluation, source, out, nab_results) -> list[str]:
         if out is not None:
             head, rows = series_io.score_table(source, ev.scores, pvals, ev.flags, source.anomaly_labels())
             _write_rows(out, head, rows)
+            files += [out] if str(out) != "-" else []
         if nab_results is not None:
             path = nab.write_results(nab_results, source, unit, type(det).__name__.lower())
+            files.append(path)
             written.append(f"NAB results {path}" + _nab_alarms(source, unit))
     elif out is not None:
         _write_rows(out, *score_rows(ev))
+        files += [out] if str(out) != "-" else []
     if out is not None and str(out) != "-":
         written.insert(0, str(out))
     return written
@@ -529,11 +542,17 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
     ev = assess(det, source)
     if not distributed.is_main():  # under torchrun: rank 0 writes
         return ev.figures, ""
-    written = _show(ev, maps, top, report)
-    if json_out is not None:
-        with atomic_output(json_out, "figures") as tmp:
-            tmp.write_text(json.dumps(ev.figures, indent=1, default=float) + "\n")
-        written.append(f"figures {json_out}")
+    files: list = []
+    try:
+        written = _show(ev, maps, top, report, files)
+        if json_out is not None:
+            with atomic_output(json_out, "figures") as tmp:
+                tmp.write_text(json.dumps(ev.figures, indent=1, default=float) + "\n")
+            written.append(f"figures {json_out}")
+    except BaseException:  # a later output failed: none of this run's outputs is left half done
+        for path in files:
+            Path(path).unlink(missing_ok=True)
+        raise
     note = _context_note(det, context)
     return ev.figures, (format_figures(ev.figures) + (f"\n{note}" if note else "")
                         + (f"\nwrote {', '.join(written)}" if written else ""))
