@@ -303,19 +303,20 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
     unit = "step" if det.input_kind == "series" else "sample"
     text = (f"chose the route for {route} ({ROUTES[route]}); " if route else "")
     text += f"fitted {type(det).__name__} on {plural(len(train), unit)} of {spec}" + (f" ({learned})" if learned else "")
-    table = getattr(source, "table", None)
-    if table:  # a table's rows (?rows=samples): what became an input, and what did not
-        label = table.get("label_column")
-        text += f" (input columns: {', '.join(table['columns'])}" + (f"; labels: column '{label}', not an input)"
-                                                                      if label else ")")
-    if det.input_kind == "series" and getattr(source, "columns", None):  # what became an input, and what did not
-        label = getattr(source, "label_column", None)
-        text += f" (input columns: {', '.join(source.columns)}" + (f"; labels: column '{label}', not an input)"
-                                                                    if label else ")")
-        if route and len(source.columns) > 1 and not getattr(source, "time_column", None) and spec_path(spec):
-            # no time column and several: a table of features is as likely as a series; say how it was read
-            text += (f" (no time column: its rows were read as the steps of one series; rows that are independent "
-                     f"samples: {str(spec).split('?')[0]}?rows=samples)")
+    table = getattr(source, "table", None)  # a table's rows (?rows=samples), read as a series' steps are
+    if table:
+        columns, label = table["columns"], table.get("label_column")
+    elif det.input_kind == "series":
+        columns, label = getattr(source, "columns", None), getattr(source, "label_column", None)
+    else:
+        columns = label = None
+    if columns:  # what became an input, and what did not
+        text += f" (input columns: {', '.join(columns)}" + (f"; labels: column '{label}', not an input)"
+                                                             if label else ")")
+    if det.input_kind == "series" and route and len(columns or ()) > 1 and not getattr(source, "time_column", None) \
+            and spec_path(spec):  # no time column and several: a table of features is as likely as a series
+        text += (f" (no time column: its rows were read as the steps of one series; rows that are independent "
+                 f"samples: {str(spec).split('?')[0]}?rows=samples)")
     if cross:
         text += (f"; calibrated by {folds}-fold cross-fitting on all {len(held)} samples (each scored by a "
                  f"model fitted without it): threshold {det.threshold_:.4g} at fpr {fpr:g}")
@@ -333,10 +334,10 @@ def _check_show(det: Detector, maps, top, report) -> None:
         raise AnomalyError("--top applies with --maps DIR")
     if maps is not None:
         if det.input_kind == "series" or not has_score_map(det):
-            raise AnomalyError(f"--maps: {type(det).__name__} has no score_map (no per-pixel maps); drop --maps")
-        if len(getattr(det, "input_shape_", ()) or ()) == 1:
+            vectors = det.input_kind != "series" and len(getattr(det, "input_shape_", ()) or ()) == 1
             raise AnomalyError("--maps: the bundle scores vectors, which have no pixels to map; drop --maps "
-                               "(--report lists the top samples with their values)")
+                               "(--report lists the top samples with their values)" if vectors else
+                               f"--maps: {type(det).__name__} has no score_map (no per-pixel maps); drop --maps")
         check_writable(maps, "maps", folder=True)
     if report is not None:
         check_writable(report, "report")

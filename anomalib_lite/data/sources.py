@@ -667,8 +667,11 @@ def _order(spec: str, options: dict[str, str]) -> str:
 
 
 def _series_options(options: dict[str, str]) -> dict[str, str]:
-    """The options a series reader takes (samples select their classes afterwards)."""
-    return {k: v for k, v in options.items() if k not in ("rows", "classes") or options.get("rows") != "samples"}
+    """The options a series reader takes: with ``rows=samples`` not ``rows`` nor ``classes``
+    (the samples select their classes afterwards)."""
+    if options.get("rows") != "samples":
+        return options
+    return {k: v for k, v in options.items() if k not in ("rows", "classes")}
 
 
 def _rows(src, options: dict[str, str]) -> DataSource:

@@ -33,8 +33,10 @@ def plural(n: int, noun: str) -> str:
 
 
 def has_score_map(det: Detector) -> bool:
-    """Whether the detector implements per-pixel maps."""
-    return type(det)._score_map_batch is not Detector._score_map_batch
+    """Whether the detector gives per-pixel maps: its class implements them, and it was not fitted
+    on vectors (which have no pixels to map)."""
+    shape = getattr(det, "input_shape_", None)
+    return type(det)._score_map_batch is not Detector._score_map_batch and (shape is None or len(shape) == 3)
 
 
 @dataclass
@@ -95,9 +97,8 @@ class Evaluation:
 
     def maps(self, indices) -> np.ndarray | None:
         """Per-pixel maps (k, H, W) of samples ``indices``, or None without ``score_map``."""
-        shape = getattr(self.detector, "input_shape_", None)
-        if self.kind != "image" or not has_score_map(self.detector) or (shape is not None and len(shape) != 3):
-            return None  # (vectors have no pixels to map)
+        if self.kind != "image" or not has_score_map(self.detector):
+            return None
         idx = np.asarray(indices, dtype=np.int64)
         return self.detector.score_map(self.source.subset(idx))
 

@@ -386,6 +386,14 @@ def _legend(ev: Evaluation, scale) -> str:
             "outlined in green</small></div>")
 
 
+def _missed_needs_labels(ev: Evaluation, galleries) -> str:
+    """The missed-anomalies section where there are no labels to find them by (one gallery only)."""
+    if len(galleries) != 1:
+        return ""
+    return ('<section id="missed"><h2>Missed anomalies</h2>'
+            + _note("Needs labels: " + (ev.figures.get("note") or NO_LABELS)) + "</section>")
+
+
 #: feature columns a vector gallery shows (the rest are counted)
 VECTOR_COLUMNS = 12
 
@@ -414,10 +422,7 @@ def _vector_sections(ev: Evaluation, galleries) -> str:
         body = (f'<table class="list vectors"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
                 if rows else _note("None."))
         out.append(f'<section id="{sid}"><h2>{html.escape(title)}</h2><p>{html.escape(text)}{more}.</p>{body}</section>')
-    if len(galleries) == 1:
-        out.append('<section id="missed"><h2>Missed anomalies</h2>'
-                   + _note("Needs labels: " + (ev.figures.get("note") or NO_LABELS)) + "</section>")
-    return "".join(out)
+    return "".join(out) + _missed_needs_labels(ev, galleries)
 
 
 def _image_sections(ev: Evaluation, top: int) -> str:
@@ -454,10 +459,7 @@ def _image_sections(ev: Evaluation, top: int) -> str:
         legend = _legend(ev, scale) if sid == "top-anomalies" else ""
         out.append(f'<section id="{sid}"><h2>{html.escape(title)}</h2><p>{html.escape(text)}; {panels}.</p>'
                    + legend + grid + "</section>")
-    if len(galleries) == 1:
-        out.append('<section id="missed"><h2>Missed anomalies</h2>'
-                   + _note("Needs labels: " + (ev.figures.get("note") or NO_LABELS)) + "</section>")
-    return "".join(out)
+    return "".join(out) + _missed_needs_labels(ev, galleries)
 
 
 def _verdicts_section(ev: Evaluation) -> str:
