@@ -162,3 +162,19 @@ def test_fit_refuses_images_labelled_anomalous_and_names_the_normal_part(fitted,
     weights = tmp_path / "w.safetensors"  # pretraining learns normal too
     r = run("pretrain", "--backbone", "resnet18", "--data", cat / "test", "--max-time", "1", "-o", weights)
     assert r.exit_code == 2 and "4 of 10 images are labelled anomalous" in r.output and not weights.exists()
+
+
+def test_the_api_fit_warns_that_images_labelled_anomalous_are_learned_as_normal(fitted):
+    """scikit-learn's fit(X) takes what it is given, so the API warns where the command refuses;
+    the normal part it names fits without a word."""
+    import warnings
+
+    import anomalib_lite as al
+
+    cat, _ = fitted
+    with pytest.warns(UserWarning, match=r"4 of 10 samples of .*test are labelled anomalous \(classes spot\) .*"
+                                         r"\?classes=good"):
+        al.LatentDistance(device="cpu").fit(al.load_data(str(cat / "test")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        al.LatentDistance(device="cpu").fit(al.load_data(f"{cat / 'test'}?classes=good"))

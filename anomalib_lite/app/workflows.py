@@ -231,20 +231,18 @@ def _check_normal(spec: str, source) -> None:
     """Images labelled anomalous (an MVTec test folder, ``?synth=``) are not fitted or pretrained on
     as normal: one error that names the normal part of the data (a series' labels are the supervised detector's
     targets, and a forecaster learns through them)."""
-    if getattr(source, "kind", "image") == "series" or not getattr(source, "normal_names", None):
+    found = None if getattr(source, "kind", "image") == "series" else source.labelled_anomalous()
+    if found is None:
         return
-    labels = source.anomaly_labels()
-    if labels is None or not labels.any():
-        return
-    bad = sorted({str(source.class_names[t]) for t, y in zip(source.targets, labels) if y})
+    (count, bad), n = found, len(source)
     normal = f"classes={','.join(map(str, source.normal_names))}"
     if rows_as_samples(spec):  # a table's rows, labelled by its label column
-        raise AnomalyError(f"{spec}: {int(labels.sum())} of {len(labels)} rows are labelled anomalous; fit learns "
+        raise AnomalyError(f"{spec}: {count} of {n} rows are labelled anomalous; fit learns "
                            f"what normal looks like: give {spec}&{normal}")
     if getattr(getattr(source, "x", None), "ndim", 0) == 2:  # vectors with 0/1 labels (an .npz's y)
-        raise AnomalyError(f"{spec}: {int(labels.sum())} of {len(labels)} samples are labelled anomalous; fit learns "
+        raise AnomalyError(f"{spec}: {count} of {n} samples are labelled anomalous; fit learns "
                            f"what normal looks like: give {spec}{'&' if '?' in spec else '?'}{normal}")
-    raise AnomalyError(f"{spec}: {int(labels.sum())} of {len(labels)} images are labelled anomalous (classes "
+    raise AnomalyError(f"{spec}: {count} of {n} images are labelled anomalous (classes "
                        f"{', '.join(bad[:6])}); fit and pretrain learn what normal looks like: give "
                        f"{spec.split('?')[0]}?{normal}, or the category's train/ folder")
 
@@ -677,11 +675,15 @@ def demo(digit: int = 7, *, data_dir=None, download: bool = True, device: str = 
 
     train = load_data(f"mnist:train?classes={digit}", data_dir=data_dir, download=download)
     test = load_data("mnist:test", data_dir=data_dir, download=download)
-    fit_part, held = train.split(0.1, seed=seed)
     det = LatentDistance(image_score="pooled", maps=False, device=device, seed=seed, verbose=verbose)
     if batch_size:
         det.set_params(batch_size=batch_size)
-    det.fit(fit_part).calibrate(held, fpr=0.01)
+    if cross_fits(det, round(0.1 * len(train)), 0.01):  # (a small set: calibrated as fit would, on all of it)
+        fit_part = train
+        det.fit(train).cross_calibrate(train, fpr=0.01, folds=cross_folds(len(train), train.spec), seed=seed)
+    else:
+        fit_part, held = train.split(0.1, seed=seed)
+        det.fit(fit_part).calibrate(held, fpr=0.01)
     m = metrics.image_metrics(test.anomaly_labels([str(digit)]), det.decision_function(test), det.threshold_)
     return (f"MNIST outliers, digit {digit} normal: {det!r} on {len(fit_part)} training digits\n"
             f"ROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}  "

@@ -115,6 +115,16 @@ class DataSource:
         is_normal = np.isin(np.asarray(self.class_names)[self.targets], list(normal))
         return (~is_normal).astype(np.int64)
 
+    def labelled_anomalous(self) -> tuple[int, list[str]] | None:
+        """(how many, which classes) of the samples the data's own labels call anomalous (an
+        MVTec test folder, ``?synth=``), or None when there are none or no labels say so."""
+        if not self.normal_names:
+            return None
+        labels = self.anomaly_labels()
+        if labels is None or not labels.any():
+            return None
+        return int(labels.sum()), sorted({str(self.class_names[t]) for t, y in zip(self.targets, labels) if y})
+
     def describe(self) -> dict:
         """What a bundle records about the data it was fitted on."""
         present = None

@@ -325,6 +325,11 @@ class Detector(BaseEstimator):
         self.decision_scores_ = None
         self.n_seen_ = 0
         own = isinstance(data, DataSource)  # (a pandas object has a describe() of its own)
+        found = data.labelled_anomalous() if own and self.input_kind != "series" else None
+        if found is not None:  # (the command refuses them; here, as scikit-learn's fit(X), a warning)
+            warnings.warn(f"fit: {found[0]} of {len(data)} samples of {data.spec} are labelled anomalous (classes "
+                          f"{', '.join(found[1][:6])}) and are learned as normal; fit on the normal ones: "
+                          f"?classes={','.join(map(str, data.normal_names))}", UserWarning, stacklevel=4)
         x = data[0] if isinstance(data, tuple) and len(data) == 2 else data  # ((X, y): X)
         columns = frame_columns(x) if not own and self.input_kind == "series" else None
         self.data_info_ = data.describe() if own else None if not columns else {  # a DataFrame's columns, by name
@@ -459,11 +464,12 @@ class Detector(BaseEstimator):
             scores = self._in_sample_scores(normal) if _in_sample else self.decision_function(normal)
         finally:
             self._stage = None
-        return self._set_threshold(scores, fpr)
+        return self._set_threshold(scores, fpr, hint="; cross_calibrate(training data, fpr) scores every "
+                                   "training sample by a model fitted without it, so all of them count")
 
-    def _set_threshold(self, scores: np.ndarray, fpr: float) -> Detector:
+    def _set_threshold(self, scores: np.ndarray, fpr: float, hint: str = "") -> Detector:
         """``threshold_`` (and ``fpr_``, the sorted calibration scores) from normal ``scores``."""
-        self.threshold_ = fpr_threshold(scores, fpr)
+        self.threshold_ = fpr_threshold(scores, fpr, hint)
         self.fpr_ = float(fpr)
         self.calibration_scores_ = np.sort(scores)
         return self

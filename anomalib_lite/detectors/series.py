@@ -9,7 +9,8 @@
   rounding (:data:`TOLERANCE`), however the stream is cut. ``reset()`` starts a new stream;
   ``calibrate`` scores its data as a stream of its own (optionally continuing from ``context``,
   the steps before it) and leaves the current stream where it was. A loaded bundle starts from a
-  reset stream.
+  reset stream. Steps with times (:func:`time_span`) that do not come after the stream's last
+  step start a new stream, with a warning: a stream only goes forward in time.
 * ``flag(scores)`` turns scores into anomaly flags with the detector's ``threshold_rule``:
   ``"calibrated"`` (``threshold_`` from ``calibrate``), ``"moving"`` (mean + k*std of a moving
   window of past scores), ``"quantile"`` (a moving quantile) or ``"dynamic"`` (Telemanom, on the
@@ -46,7 +47,7 @@ from ..threads import choose_threads, log_choice, torch_threads
 
 __all__ = [
     "CROP_SPAN", "MAX_CROPS", "SERIES_CHECKS", "STEP_CHUNK", "THRESHOLDS", "TOLERANCE", "SeriesDetector", "crop_plan",
-    "seasonal_period", "training_crops",
+    "seasonal_period", "time_span", "training_crops",
 ]
 
 THRESHOLDS = ("calibrated", "moving", "quantile", "dynamic")
@@ -103,6 +104,23 @@ def training_crops(inputs: np.ndarray, targets: np.ndarray, burn: int, span: int
     x = sliding_windows(torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)), length)[::stride]
     y = sliding_windows(torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)), length)[::stride]
     return x, y
+
+
+def time_span(data) -> tuple | None:
+    """``((first, label), (last, label))`` of the steps' times (a number to compare, a label to
+    show), when ``data`` carries them: a pandas object with an index of dates, or a series source
+    with times; else None (arrays have no times)."""
+    if isinstance(data, tuple) and len(data) == 2:  # (steps, labels)
+        data = data[0]
+    index = getattr(data, "index", None)
+    if getattr(getattr(index, "dtype", None), "kind", "") == "M" and len(index):  # DatetimeIndex, any zone
+        ns = index.asi8
+        return (int(ns[0]), str(index[0])), (int(ns[-1]), str(index[-1]))
+    times = getattr(data, "times", None)  # a SeriesSource
+    if getattr(data, "kind", None) == "series" and times is not None and len(times):
+        shown = getattr(data, "stamps", None) or times
+        return (float(times[0]), str(shown[0])), (float(times[-1]), str(shown[-1]))
+    return None
 
 
 def seasonal_period(z: np.ndarray, min_lag: int, max_lag: int) -> int:
@@ -235,7 +253,11 @@ class SeriesDetector(Detector):
             return super().partial_fit(X if y is None or not self._supervised else (X, y))
 
     def decision_function(self, X) -> np.ndarray:
-        """One anomaly score per step, continuing the stream (NaN while the first window fills)."""
+        """One anomaly score per step, continuing the stream (NaN while the first window fills).
+        Steps with times (a pandas index of dates, a dated series source) that do not come after
+        the stream's last step start a new stream, with a warning: a stream only goes forward, so
+        scoring the same frame twice (``decision_function(df)`` then ``predict(df)``) gives the
+        same scores rather than a continuation that jumps back in time."""
         self._require_fitted()
         data = X
         x = self._few_steps(data)
@@ -243,12 +265,30 @@ class SeriesDetector(Detector):
             if getattr(self, "_stream", None) is None:
                 self.reset()
             return self._score_steps(x)
+        span = time_span(data)
+        if span is not None:
+            self._follow_time(span)
         out = []
         with self._threads(), torch.inference_mode():
             for batch in iter_series(data, SCORE_CHUNK):
                 self._check_input(batch)
                 out.append(self._score_batch(batch.x).double().numpy())
+        if span is not None:
+            self._stream.last_time = span[1]
         return np.concatenate(out)
+
+    def _follow_time(self, span: tuple) -> None:
+        """A new stream (and one warning) when steps starting at ``span[0]`` do not come after
+        the stream's last step."""
+        last = getattr(getattr(self, "_stream", None), "last_time", None)
+        if last is not None and not span[0][0] > last[0]:
+            warnings.warn(
+                f"{self._name}: these steps start at {span[0][1]}, not after the last step scored "
+                f"({last[1]}): scored as a new stream (call reset() before scoring a series again; "
+                "decision_function and predict continue the stream)", stacklevel=3)
+            self.reset()
+        elif getattr(self, "_stream", None) is None:
+            self.reset()
 
     def score(self, X, y=None) -> float:
         """As for every detector (ROC-AUC against 0/1 labels ``y``, else the mean of

@@ -26,7 +26,10 @@ def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     keep = ~np.isnan(s)  # series warm-up: no score yet
     y, s = y[keep], s[keep]
     if not np.isin(y, (0, 1)).all():
-        raise AnomalyError("metrics: labels must be 0 (normal) or 1 (anomalous)")
+        seen = np.unique(y)
+        shown = ", ".join(map(str, seen[:8])) + (", ..." if seen.size > 8 else "")
+        raise AnomalyError(f"metrics: labels must be 0 (normal) or 1 (anomalous), got {shown}; class indices of a "
+                           "data spec (a folder's sub-folders) give 0/1 by source.anomaly_labels()")
     if len(np.unique(y)) < 2:
         raise AnomalyError("metrics: ROC-AUC and AP need both normal and anomalous samples")
     return y, s

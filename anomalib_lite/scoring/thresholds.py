@@ -58,11 +58,12 @@ def check_fpr(fpr) -> float:
     return float(fpr)
 
 
-def fpr_threshold(normal_scores, fpr: float = 0.01) -> float:
+def fpr_threshold(normal_scores, fpr: float = 0.01, hint: str = "") -> float:
     """The smallest threshold whose conformal p-value test flags at most ``fpr`` of normals.
 
     Needs at least ``1/fpr - 1`` calibration scores to reach the rate; with fewer it returns the
-    largest normal score (flagging only what exceeds every normal) and warns.
+    largest normal score (flagging only what exceeds every normal) and warns (``hint``: what the
+    caller can do about it, appended).
     """
     fpr = check_fpr(fpr)
     s = np.sort(check_scores(normal_scores, "calibration scores"))[::-1]
@@ -71,7 +72,7 @@ def fpr_threshold(normal_scores, fpr: float = 0.01) -> float:
         warnings.warn(
             f"fpr={fpr:g} is below what {len(s)} calibration scores can certify: the smallest is "
             f"1/{len(s) + 1} = {1 / (len(s) + 1):.3g} (fpr={fpr:g} needs {int(np.ceil(1 / fpr - 1))} normal samples); "
-            "threshold = the largest normal score",
+            f"threshold = the largest normal score{hint}",
             stacklevel=2,
         )
         return float(s[0])

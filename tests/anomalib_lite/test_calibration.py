@@ -115,3 +115,20 @@ def test_scoring_drifted_normals_warns_in_one_line_and_same_normals_do_not(tmp_p
         line = workflows.score_and_write(det, str(tmp_path / "drifted.npy"), out=tmp_path / "drifted.csv")
     assert len(got) == 1 and "\n" not in str(got[0].message)
     assert "flagged as anomalous" in line and (tmp_path / "drifted.csv").exists()  # the warning stops nothing
+
+
+def test_calibrate_on_too_few_normals_names_cross_fitting_and_cross_fitting_reaches_the_rate():
+    x = _normals(100)
+    det = al.LatentDistance(device="cpu").fit(x[:90])
+    with pytest.warns(UserWarning, match=r"smallest is 1/11 .*cross_calibrate\(training data, fpr\)"):
+        det.calibrate(x[90:], fpr=0.05)  # 10 held-out samples cannot certify 5 %
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the remedy it names: 100 out-of-fold scores certify 5 %
+        al.LatentDistance(device="cpu").fit(x).cross_calibrate(x, fpr=0.05)
+
+
+def test_class_indices_as_labels_are_one_error_naming_the_0_1_labels():
+    from anomalib_lite.scoring.metrics import roc_auc
+
+    with pytest.raises(al.AnomalyError, match=r"got 0, 1, 2, 4; .*source\.anomaly_labels\(\)"):
+        roc_auc([0, 1, 2, 4, 4], [0.1, 0.2, 0.3, 0.4, 0.5])

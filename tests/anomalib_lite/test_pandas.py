@@ -111,3 +111,30 @@ def test_a_frame_and_its_label_column_are_x_and_y(frame):
     shifted = pd.DataFrame(np.r_[rows[:300], rows[300:] + 5.0])
     lat = al.LatentDistance().fit(shifted.iloc[:200])
     assert lat.score(shifted.iloc[200:], y.iloc[200:]) > 0.99  # ROC-AUC against a pandas Series of labels
+
+
+def test_dated_steps_that_go_back_in_time_start_a_new_stream(frame):
+    """scikit-learn's habit, decision_function(df) then predict(df), must not score the second call
+    as a continuation that jumps back in time; chunks that go forward stay one stream."""
+    dated = frame.set_index(pd.date_range("2026-01-01", periods=len(frame), freq="min", tz="UTC"))
+    det = al.Continuation(**FAST, contamination=0.05).fit(dated.iloc[:300])
+    test = dated.iloc[300:]
+    first = det.decision_function(test)
+    with pytest.warns(UserWarning, match=r"start at 2026-01-01 05:00:00\+00:00, not after .*new stream"):
+        flags = det.predict(test)
+    np.testing.assert_array_equal(flags, np.nan_to_num(first, nan=-np.inf) > det.threshold_)
+    det.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # forward in time: one stream, no warning
+        chunks = np.concatenate([det.decision_function(test.iloc[i : i + 25]) for i in range(0, len(test), 25)])
+    np.testing.assert_allclose(chunks, first, equal_nan=True, **al.detectors.series.TOLERANCE)
+    # a series source with times (a CSV, nab:) follows the same rule
+    from anomalib_lite.data.series_sources import SeriesSource
+
+    src = SeriesSource("s.csv", test.to_numpy(), ["a", "b"], stamps=[str(t) for t in test.index],
+                       times=test.index.asi8 / 1e9, time_column="time")
+    det.reset()
+    np.testing.assert_allclose(det.decision_function(src), first, equal_nan=True, **al.detectors.series.TOLERANCE)
+    with pytest.warns(UserWarning, match="new stream"):
+        again = det.decision_function(src)
+    np.testing.assert_allclose(again, first, equal_nan=True, **al.detectors.series.TOLERANCE)
