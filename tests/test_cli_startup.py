@@ -73,6 +73,10 @@ def test_info_reads_the_header_without_torch_and_tells_the_truth(tmp_path):
     assert "detector: LatentDistance" in r.stdout and "backbone: none (raw pixels)" in r.stdout
     assert "imagenet" not in r.stdout  # a raw-pixel bundle has no weights
     assert al.read_header(tmp_path / "m.anomaly")["fitted"]["n_seen_"] == 30
+    from anomalib_lite.bundles.header import describe_header
+
+    al.LatentDistance(device="cpu").fit(x[:30].reshape(30, -1)).save(tmp_path / "v.anomaly")  # vectors: no pixels
+    assert "backbone: none (the values themselves)" in describe_header(al.read_header(tmp_path / "v.anomaly"))
 
 
 def test_header_reader_refuses_damaged_files_in_one_line(tmp_path):

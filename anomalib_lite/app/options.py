@@ -33,7 +33,8 @@ ROUTES = {
                                        "patch score (PatchCore as published)",
     "images, offline": "LatentDistance on a resnet18 pretrained on the images themselves to find synthesised "
                        "local changes (pretrain='segment', layer1+layer2), patch score",
-    "vectors": "LatentDistance: kNN distance to the normal vectors",
+    "vectors": "LatentDistance: kNN distance to the normal vectors (a table's columns each standardised on its "
+               "training rows)",
     "series": "Continuation with every default (NAB's route: forecast error, neighbours, changes, the weekly "
               "cycle)",
 }

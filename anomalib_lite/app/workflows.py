@@ -195,8 +195,8 @@ def choose_detector(source, *, device: str = "auto", seed: int = 0, verbose: boo
         return Continuation(**run), "series"
     x, _ = source.read([0])
     sample_dims = np.asarray(x).ndim - 1
-    if sample_dims < 2:
-        return LatentDistance(**run), "vectors"
+    if sample_dims < 2:  # a table's columns are in their own units; an array's features share one (embeddings)
+        return LatentDistance(scaling="feature" if getattr(source, "table", None) else "none", **run), "vectors"
     # patch scores: on the inspection set's dev half the pooled evidence of CNN features cost the
     # combined score 8 to 21 points (good parts from another place drift as a whole; BENCHMARKS.md)
     if backbones.weights.imagenet_cached("wide_resnet50_2"):
@@ -303,14 +303,16 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
     text += f"fitted {type(det).__name__} on {plural(len(train), unit)} of {spec}" + (f" ({learned})" if learned else "")
     table = getattr(source, "table", None)  # a table's rows (?rows=samples), read as a series' steps are
     if table:
-        columns, label = table["columns"], table.get("label_column")
+        columns, label, ident = table["columns"], table.get("label_column"), table.get("id_column")
     elif det.input_kind == "series":
         columns, label = getattr(source, "columns", None), getattr(source, "label_column", None)
+        ident = getattr(source, "id_column", None)
     else:
-        columns = label = None
+        columns = label = ident = None
     if columns:  # what became an input, and what did not
-        text += f" (input columns: {', '.join(columns)}" + (f"; labels: column '{label}', not an input)"
-                                                             if label else ")")
+        text += f" (input columns: {', '.join(columns)}" + "".join(
+            f"; {what}: column '{name}', not an input" for what, name in (("labels", label), ("row names", ident))
+            if name) + ")"
     if det.input_kind == "series" and route and len(columns or ()) > 1 and not getattr(source, "time_column", None) \
             and spec_path(spec):  # no time column and several: a table of features is as likely as a series
         text += (f" (no time column: its rows were read as the steps of one series; rows that are independent "

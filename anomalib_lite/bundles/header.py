@@ -236,11 +236,18 @@ def _shown_params(params: dict) -> dict:
     return {k: val for k, val in params.items() if k not in _BACKBONE_PARAMS}
 
 
+def _vectors(header: dict) -> bool:
+    """Whether the bundle was fitted on vectors (N, D): no pixels, whatever its backbone says."""
+    shape = (header.get("fitted") or {}).get("input_shape_") if isinstance(header.get("fitted"), dict) else None
+    return isinstance(shape, list) and len(shape) == 1
+
+
 def describe_header(header: dict, as_json: bool = False) -> str:
     """A bundle header as ``key: value`` lines, one level of nesting indented (or as JSON, its
     control characters escaped by JSON). Every key and value is untrusted text: each is shown
     with control characters escaped and cut to 200 characters, so no field can forge a line.
-    A bundle without a backbone says ``backbone: none (raw pixels)`` and shows no weights."""
+    A bundle without a backbone says ``backbone: none (raw pixels)`` (vectors: ``none (the values
+    themselves)``) and shows no weights."""
     if as_json:
         return json.dumps(header, indent=2, sort_keys=True)
 
@@ -257,7 +264,7 @@ def describe_header(header: dict, as_json: bool = False) -> str:
             lines.append(f"{shown(key)}:")
             for k, val in value.items():
                 if key == "params" and k == "backbone" and val is None:
-                    val = "none (raw pixels)"
+                    val = "none (the values themselves)" if _vectors(header) else "none (raw pixels)"
                 lines.append(f"  {shown(k)}: {text(val)}")
         else:
             lines.append(f"{shown(key)}: {text(value)}")

@@ -82,10 +82,18 @@ class Featurizer:
         side = min(h, w)
         return max(1, math.ceil(side / 64), min(math.ceil(side / 16), math.ceil(self.patch_size / 2)))
 
+    #: vectors: (mean, std) each feature is standardised by (``LatentDistance(scaling="feature")``)
+    standardise: tuple[torch.Tensor, torch.Tensor] | None = None
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """One feature vector per image: (N, D)."""
+        """One feature vector per image: (N, D); vectors as they are (standardised when
+        ``standardise`` is set)."""
         if self.extractor is None:
-            return x.to(self.device).reshape(x.shape[0], -1)
+            flat = x.to(self.device).reshape(x.shape[0], -1)
+            if self.standardise is not None and x.ndim == 2:
+                mean, std = self.standardise
+                flat = (flat - mean.to(flat)) / std.to(flat)
+            return flat
         pooled = [m.mean(dim=(2, 3)) for m in self._maps(x)]
         if self.normalize:  # each layer on the unit sphere: layers weigh the same whatever their scale
             pooled = [F.normalize(p, dim=1) for p in pooled]

@@ -24,7 +24,11 @@ class _GraphFeaturizer(Featurizer):
 
 
 def _featurizer(det, **kw) -> _GraphFeaturizer:
-    return _GraphFeaturizer(extractor=det.extractor_, device="cpu", **kw)
+    feat = _GraphFeaturizer(extractor=det.extractor_, device="cpu", **kw)
+    scale = getattr(det.featurizer_, "standardise", None) if hasattr(det, "featurizer_") else None
+    if scale is not None:  # vectors standardised as the detector's (constants of the graph)
+        feat.standardise = tuple(t.detach().cpu() for t in scale)
+    return feat
 
 
 def _nearest(q: torch.Tensor, bank: torch.Tensor, sq: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

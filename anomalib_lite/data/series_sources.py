@@ -36,12 +36,22 @@ from ..errors import AnomalyError, shown
 from .datasource import DataSource, data_root
 
 __all__ = ["MAX_LINE", "ORDERS", "SeriesReader", "SeriesSource", "bounded_lines", "delimiter", "load_csv", "load_nab",
-           "nab_files", "parse_time"]
+           "is_id_name", "nab_files", "parse_time"]
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime")
 #: a column so named is read as 0/1 labels unless a value column (``--column``) or another
 #: ``--label-column`` is named: a file's ground truth is not an input
 LABEL_NAMES = ("label", "labels", "anomaly", "is_anomaly", "anomalous")
+#: a column so named (or ending in ``_id``) names its row, as a database's key or pandas' written
+#: index do: never an input unless ``--column`` names it (a row counter as a feature decides every
+#: distance); with ``?rows=samples`` its text names each sample in the scores
+ID_NAMES = ("id", "index", "key", "uuid", "unnamed: 0")
+
+
+def is_id_name(name: str) -> bool:
+    """Whether a column's name says it identifies rows (:data:`ID_NAMES`, or ``*_id``)."""
+    low = name.strip().lower()
+    return low in ID_NAMES or low.endswith("_id")
 #: how rows relate to their times: "reject" (times must increase line by line: a time that
 #: repeats or goes back is an error naming its line), "sort" (rows sorted by time, then they must
 #: increase), "file" (the file's order, unchecked: NAB's own series, scored in file order)
@@ -104,7 +114,7 @@ class SeriesReader:
 
     def __init__(self, header: Sequence[str], where: str, columns: Sequence[str] | None = None,
                  time_column: str | None = None, label_column: str | None = None, nan: str = "reject",
-                 order: str = "reject", decimal_comma: bool = False):
+                 order: str = "reject", decimal_comma: bool = False, samples: bool = False):
         if nan not in NAN_POLICIES:
             raise AnomalyError(f"nan='{nan}': unknown; use one of {', '.join(NAN_POLICIES)}")
         if order not in ORDERS:
@@ -132,7 +142,11 @@ class SeriesReader:
                                  and h != time_column), None)
         self.label_column = label_column
         self.label_idx = None if label_column is None else index(label_column)
-        taken = {self.time_idx, self.label_idx}
+        self.id_idx = next((i for i, h in enumerate(self.header) if is_id_name(h) and h not in (columns or ())
+                            and i not in (self.time_idx, self.label_idx)), None)
+        self.id_column = None if self.id_idx is None else self.header[self.id_idx]
+        self.row_names: list[str] | None = [] if samples and self.id_idx is not None else None
+        taken = {self.time_idx, self.label_idx, self.id_idx}
         self.chosen = bool(columns)  # value columns named by the caller (else every other column)
         # (a column with no name, as a trailing ';' on every line of a spreadsheet's export makes, is no input)
         columns = list(columns) if columns else [h for i, h in enumerate(self.header) if i not in taken and h]
@@ -240,6 +254,8 @@ class SeriesReader:
         if t is not None:
             self.last_time = (t, stamp, line)
             self.last_row = row
+        if self.row_names is not None:
+            self.row_names.append(row[self.id_idx].strip())
         return stamp, t, values, label
 
     def _series_key(self, row: Sequence[str]) -> str | None:
@@ -259,6 +275,9 @@ class SeriesSource(DataSource):
 
     kind = "series"
     targets = class_names = normal_names = None
+    #: the column that names rows (:func:`is_id_name`; never an input), and with ``samples`` its text per row
+    id_column: str | None = None
+    row_names: list[str] | None = None
 
     def __init__(self, spec, values, columns, stamps=None, times=None, time_column=None, labels=None,
                  windows=None, references=None, header=None, nab_name=None, label_column=None):
@@ -303,12 +322,14 @@ class SeriesSource(DataSource):
             keep = [i for i, (a, b) in enumerate(self.windows) if b >= start and a < stop]
             windows = [(max(self.windows[i][0], start) - start, min(self.windows[i][1], stop - 1) - start) for i in keep]
             refs = None if self.references is None else [self.references[i] - start for i in keep]
-        return SeriesSource(
+        out = SeriesSource(
             self.spec, self.values[sl], self.columns,
             None if self.stamps is None else self.stamps[sl], None if self.times is None else self.times[sl],
             self.time_column, None if self.labels is None else self.labels[sl], windows, refs,
             self.header, self.nab_name, self.label_column,
         )
+        out.id_column, out.row_names = self.id_column, None if self.row_names is None else self.row_names[sl]
+        return out
 
     def subset(self, indices: np.ndarray) -> SeriesSource:
         idx = np.asarray(indices)
@@ -393,7 +414,7 @@ def bounded_lines(fh, where: str, max_line: int = MAX_LINE) -> Iterator[str]:
 
 
 def _read_rows(spec: str, text_lines, columns, time_column, label_column, nan, order="reject",
-               grid: bool = False) -> SeriesSource:
+               grid: bool = False, samples: bool = False) -> SeriesSource:
     lines, head = iter(text_lines), []
     for line in lines:  # up to the first line that is not blank: it sets the separator
         head.append(line)
@@ -401,13 +422,13 @@ def _read_rows(spec: str, text_lines, columns, time_column, label_column, nan, o
             break
     rows = csv.reader(itertools.chain(head, lines), delimiter=delimiter(head[-1]) if head else ",")
     try:
-        return _parse_rows(spec, rows, columns, time_column, label_column, nan, order, grid)
+        return _parse_rows(spec, rows, columns, time_column, label_column, nan, order, grid, samples)
     except csv.Error as e:
         raise AnomalyError(f"{spec}: line {rows.line_num}: malformed CSV ({e})") from None
 
 
 def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order="reject",
-                grid: bool = False) -> SeriesSource:
+                grid: bool = False, samples: bool = False) -> SeriesSource:
     header = None
     for header in rows:
         if any(c.strip() for c in header):
@@ -415,7 +436,8 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order=
     if not header or not any(c.strip() for c in header):
         raise AnomalyError(f"{spec}: empty file; expected a CSV header line and rows")
     reader = SeriesReader(header, spec, columns, time_column, label_column, nan, order,
-                          decimal_comma=getattr(getattr(rows, "dialect", None), "delimiter", ",") != ",")
+                          decimal_comma=getattr(getattr(rows, "dialect", None), "delimiter", ",") != ",",
+                          samples=samples)
     parsed, blank, lines = [], [], []
     for row in rows:
         if any(c.strip() for c in row):
@@ -435,11 +457,13 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order=
     stamps, times, values, labels = zip(*parsed)
     x = fill_gaps(np.array(values, dtype=np.float64), nan, where=spec)
     timed = reader.time_idx is not None
-    return SeriesSource(
+    out = SeriesSource(
         spec, x, reader.columns, list(stamps) if timed else None, np.array(times) if timed else None,
         reader.time_column, np.array(labels, dtype=np.int64) if reader.label_idx is not None else None,
         header=reader.header, label_column=reader.label_column,
     )
+    out.id_column, out.row_names = reader.id_column, reader.row_names
+    return out
 
 
 def _on_grid(spec: str, parsed: list, nan: str, timed: bool) -> list:
@@ -490,15 +514,18 @@ def _sorted_by_time(spec: str, column: str, parsed: list, lines: list) -> tuple[
 
 
 def load_csv(spec: str, path: str | Path, columns=None, time_column=None, label_column=None,
-             nan: str = "reject", order: str = "reject", grid: bool = False) -> SeriesSource:
+             nan: str = "reject", order: str = "reject", grid: bool = False, samples: bool = False) -> SeriesSource:
     """A CSV series from a file, or from stdin when ``path`` is ``-``; ``order``: see
-    :data:`ORDERS`; ``grid``: missing steps become rows of gaps (:func:`_on_grid`). Lines are
-    read with bounded memory (:func:`bounded_lines`)."""
+    :data:`ORDERS`; ``grid``: missing steps become rows of gaps (:func:`_on_grid`); ``samples``:
+    the rows are samples (``?rows=samples``), whose id column's text (:func:`is_id_name`) is kept
+    as ``row_names``. Lines are read with bounded memory (:func:`bounded_lines`)."""
     if str(path) == "-":
-        return _read_rows(spec, bounded_lines(sys.stdin, spec), columns, time_column, label_column, nan, order, grid)
+        return _read_rows(spec, bounded_lines(sys.stdin, spec), columns, time_column, label_column, nan, order, grid,
+                          samples)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            return _read_rows(spec, bounded_lines(fh, spec), columns, time_column, label_column, nan, order, grid)
+            return _read_rows(spec, bounded_lines(fh, spec), columns, time_column, label_column, nan, order, grid,
+                              samples)
     except UnicodeDecodeError:
         raise AnomalyError(f"{spec}: not a text (UTF-8) CSV file") from None
     except csv.Error as e:
@@ -506,13 +533,13 @@ def load_csv(spec: str, path: str | Path, columns=None, time_column=None, label_
 
 
 def load_csvs(spec: str, files: list[Path], columns=None, time_column=None, label_column=None,
-              nan: str = "reject", order: str = "reject", grid: bool = False) -> SeriesSource:
+              nan: str = "reject", order: str = "reject", grid: bool = False, samples: bool = False) -> SeriesSource:
     """One series from several CSV files (a glob such as ``days/*.csv``: daily exports), read in
     name order: each file as :func:`load_csv` reads it (its errors name the file and line), the
     same columns in each, and times that go on increasing from one file to the next (``order=
     "file"``: unchecked; ``"sort"``: every row sorted by time). ``grid`` applies to the whole."""
     parts = [load_csv(str(f), f, columns, time_column, label_column, nan,
-                      "file" if order == "sort" else order) for f in files]  # (sort: every row, below)
+                      "file" if order == "sort" else order, samples=samples) for f in files]  # (sort: every row, below)
     first = parts[0]
     for f, p in zip(files[1:], parts[1:]):
         if (p.columns, p.time_column, p.label_column) != (first.columns, first.time_column, first.label_column):
@@ -536,11 +563,15 @@ def load_csvs(spec: str, files: list[Path], columns=None, time_column=None, labe
         rows = _on_grid(spec, rows, nan, timed)
     stamps, times, values, labels = zip(*rows)
     x = fill_gaps(np.array(values, dtype=np.float64), nan, where=spec)
-    return SeriesSource(
+    out = SeriesSource(
         spec, x, first.columns, list(stamps) if timed else None, np.array(times) if timed else None,
         first.time_column, np.array(labels, dtype=np.int64) if first.labels is not None else None,
         header=first.header, label_column=first.label_column,
     )
+    out.id_column = first.id_column
+    if samples and all(p.row_names is not None for p in parts):  # (samples: in the files' order, as read)
+        out.row_names = [name for p in parts for name in p.row_names]
+    return out
 
 
 def nab_files(data_dir=None) -> list[str]:

@@ -636,14 +636,15 @@ def load(spec: str | os.PathLike, data_dir=None, download: bool = False, *, colu
             if not files:
                 raise AnomalyError(f"{spec}: no files match '{base}'")
             src = ss.load_csvs(spec, files, columns, time_column, label_column, nan, _order(spec, options),
-                               grid=options.get("grid") == "1")
+                               grid=options.get("grid") == "1", samples=options.get("rows") == "samples")
             return _rows(_select_series(src, _series_options(options)), options)
         if base != "-" and not path.is_file():
             raise AnomalyError(f"{spec}: path '{path}' " + ("is a folder, not a CSV file" if path.is_dir() else "does not exist"))
         if options.get("grid", "1") not in ("0", "1"):
             raise AnomalyError(f"{spec}: grid '{options['grid']}': use grid=1 (steps on their regular grid) or grid=0")
         src = ss.load_csv(spec, path if base != "-" else "-", columns, time_column, label_column, nan,
-                          _order(spec, options), grid=options.get("grid") == "1")
+                          _order(spec, options), grid=options.get("grid") == "1",
+                          samples=options.get("rows") == "samples")
         return _rows(_select_series(src, _series_options(options)), options)
     if columns or time_column or label_column:
         raise AnomalyError(f"{spec}: --column, --time-column and --label-column apply to CSV series only")
@@ -676,16 +677,18 @@ def _series_options(options: dict[str, str]) -> dict[str, str]:
 
 def _rows(src, options: dict[str, str]) -> DataSource:
     """A CSV series as it is, or with ``?rows=samples`` its rows as samples: (N, D) vectors, the
-    label column (if any) as classes ``normal`` and ``anomalous``, each sample named by its row."""
+    label column (if any) as classes ``normal`` and ``anomalous``, each sample named by its id
+    column's text (a column named id, key, ``*_id``, ...: ``series_sources.is_id_name``), else
+    by its row."""
     if options.get("rows") != "samples":
         return src
     if src.labels is None:
-        out = ArraySource(src.spec, src.values.astype(np.float32))
+        out = ArraySource(src.spec, src.values.astype(np.float32), names=src.row_names)
     else:
         out = ArraySource(src.spec, src.values.astype(np.float32), np.asarray(src.labels, dtype=np.int64),
-                          ["normal", "anomalous"], ["normal"])
+                          ["normal", "anomalous"], ["normal"], names=src.row_names)
     out.table = {"columns": list(src.columns), "time_column": src.time_column, "header": src.header,
-                 "label_column": src.label_column}
+                 "label_column": src.label_column, "id_column": src.id_column}
     return _select(out, {k: v for k, v in options.items() if k == "classes"})
 
 

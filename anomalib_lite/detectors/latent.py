@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -144,6 +145,13 @@ class LatentDistance(Detector):
         and vector banks stay float32.
     shrinkage : float, default 0.01
         Weight of the scaled identity mixed into each covariance ("gaussian").
+    scaling : {"none", "feature"}, default "none"
+        Vectors only. "feature": each feature standardised by its mean and standard deviation
+        over the training data (a pass of its own before the bank is learned), so that features in
+        their own units (a temperature beside a pressure in pascals, the columns of a table) weigh
+        alike in every distance; the scale travels in the bundle. "none": the values as they are
+        (embeddings, PCA components: features that share one unit). ``anomaly fit`` takes
+        "feature" for a table's rows (``?rows=samples``).
     backbone : str or backbones.FeatureExtractor or None, default None
         Feature extractor (``anomaly backbones``); None = raw pixels. An extractor object (e.g.
         from :func:`anomalib_lite.training.pretrain.pretrain`) is used as it is.
@@ -236,6 +244,7 @@ class LatentDistance(Detector):
         "reweight": v.integer(0, 1000),
         "bank_dtype": v.one_of(*_DTYPES),
         "shrinkage": v.number(0, 1),
+        "scaling": v.one_of("none", "feature"),
         **BACKBONE_CHECKS,
         "normalize": v.boolean(),
         "maps": v.boolean(),
@@ -261,6 +270,7 @@ class LatentDistance(Detector):
         "position_share_": v.none_or(v.number(0, 1)),
     }
     _fitted_optional = ("position_share_",)  # bundles before it: no texture test was made
+    _params_added = {"scaling": "none"}  # bundles before it: vectors as they are
     _learned = ("extractor_", "bank_")
 
     def __init__(
@@ -275,6 +285,7 @@ class LatentDistance(Detector):
         reweight: int = 0,
         bank_dtype: str = "float16",
         shrinkage: float = 0.01,
+        scaling: str = "none",
         backbone=None,
         weights: str = "imagenet",
         layers: list[str] | None = None,
@@ -303,6 +314,7 @@ class LatentDistance(Detector):
         self.reweight = reweight
         self.bank_dtype = bank_dtype
         self.shrinkage = shrinkage
+        self.scaling = scaling
         self.backbone = backbone
         self.weights = weights
         self.layers = layers
@@ -329,6 +341,38 @@ class LatentDistance(Detector):
             raise AnomalyError("reweight: PatchCore's re-weighting applies to method='knn'")
         if self.pretrain is not None and not isinstance(self.backbone, str):
             raise AnomalyError("pretrain: needs a backbone name to pretrain (e.g. backbone='resnet18')")
+        if self.scaling != "none" and self.backbone is not None:
+            raise AnomalyError(f"scaling='{self.scaling}': applies to vectors (raw values, backbone=None)")
+
+    def _start(self, data) -> None:
+        super()._start(data)
+        if self.scaling == "feature":
+            self._measure_scale(data)
+
+    def _measure_scale(self, data) -> None:
+        """``scaling="feature"``: each feature's mean and standard deviation over the training
+        data, in a pass of their own (a feature that does not vary keeps its unit)."""
+        if isinstance(data, Iterator):
+            raise AnomalyError("scaling='feature' reads the training data twice (its spread, then the bank); give "
+                               "an array, a Dataset, a DataLoader or a data spec rather than a one-shot iterator")
+        moments = RunningMoments()
+        for batch in self._iter_data(data, self.batch_size):
+            if batch.x.ndim != 2:
+                raise AnomalyError(f"scaling='feature': applies to vectors (N, D), got samples shaped "
+                                   f"{tuple(batch.x.shape[1:])}")
+            moments.update(batch.x.detach().cpu().double()[:, :, None])
+        mean = moments.mean[:, 0]
+        std = moments.covariance()[:, 0, 0].clamp(min=0).sqrt() if moments.n > 1 else torch.zeros_like(mean)
+        std = torch.where(std > 1e-12 * (1 + mean.abs()), std, torch.ones_like(std))
+        self.bank_.set("feature_mean", mean.float())
+        self.bank_.set("feature_std", std.float())
+        self.featurizer_.standardise = (self.bank_.feature_mean, self.bank_.feature_std)
+
+    def partial_fit(self, X, y=None) -> LatentDistance:
+        if not self._is_fitted() and self.scaling == "feature":
+            raise AnomalyError("scaling='feature' measures each feature's spread on all the training data: start "
+                               "with fit (partial_fit after it keeps that scale)")
+        return super().partial_fit(X, y)
 
     #: named recipes of the literature, as parameters of this one class (:meth:`preset`)
     PRESETS = {
@@ -472,7 +516,7 @@ class LatentDistance(Detector):
         squared differences, so the widest feature decides it and a change in a narrow one (a
         temperature beside a pressure in pascals) goes unseen; standardising is the fix, unless the
         units are meant to weigh so (PCA components)."""
-        if self._columns.n < 2:
+        if self._columns.n < 2 or self.scaling == "feature":
             return
         std = self._columns.covariance()[:, 0, 0].sqrt()
         spread = std[std > 1e-12 * (1 + self._columns.mean[:, 0].abs())]
@@ -481,8 +525,8 @@ class LatentDistance(Detector):
             warnings.warn(
                 f"data: the features' spreads differ {float(spread.max() / spread.min()):.0f}-fold (feature {wide}: "
                 f"std {float(std[wide]):.3g}; feature {narrow}: {float(std[narrow]):.3g}); distances are decided by "
-                "the widest, so a change in a narrow one goes unseen: standardise them first (scikit-learn's "
-                "make_pipeline(StandardScaler(), LatentDistance())) unless their units are meant to weigh so",
+                "the widest, so a change in a narrow one goes unseen: standardise them (scaling='feature', "
+                "`--scaling feature`) unless their units are meant to weigh so",
                 UserWarning, stacklevel=3)
 
     def _finish_fit(self) -> None:
@@ -575,6 +619,10 @@ class LatentDistance(Detector):
         self._check_counts(pooled_scores, image and self.image_score != "pooled")
         d, dp = feat.embed_dim(shape), feat.patch_dim(shape) if image else 0
         spec = self._method.skeleton(pooled, patches, d, dp)
+        if self.scaling == "feature":
+            if image:
+                raise AnomalyError(f"scaling='feature': applies to vectors, but the input is {list(shape)}")
+            spec.update(feature_mean=((d,), torch.float32), feature_std=((d,), torch.float32))
         if self._has_stats():
             if not image or min(shape[1:]) < STATS_MIN_SIDE:
                 raise AnomalyError(f"fitted.evidence_scale_: a scale for image statistics, but the input is {list(shape)}")
@@ -605,6 +653,8 @@ class LatentDistance(Detector):
             self.extractor_.eval()
         self.featurizer_ = Featurizer(extractor=self.extractor_, patch_size=self.patch_size,
                                       device=self.device_, normalize=self.normalize)
+        if self.bank_.get("feature_mean") is not None:
+            self.featurizer_.standardise = (self.bank_.feature_mean, self.bank_.feature_std)
         self._method.restore()
 
     @property

@@ -239,13 +239,15 @@ def from_scores(det: Detector, source, scores: np.ndarray, maps: np.ndarray | No
 
 
 def score_rows(ev: Evaluation) -> tuple[list[str], list[list]]:
-    """The scores table of images: ``index``, ``path`` (for files: relative to the data spec),
-    ``score``, ``p_value`` and ``is_anomaly`` (calibrated detectors), ``label`` (when known)."""
+    """The scores table of images: ``index``, ``path`` (for files: relative to the data spec; a
+    table's rows: their id column, by its name), ``score``, ``p_value`` and ``is_anomaly`` (calibrated detectors), ``label`` (when known)."""
     n, pvals = len(ev.scores), ev.p_values
     calibrated = pvals is not None
     named = getattr(ev.source, "names", None) is not None
-    head = ["index"] + (["path"] if named else []) + ["score"]
-    head += (["p_value", "is_anomaly"] if calibrated else []) + (["label"] if ev.labels is not None else [])
+    tail = (["p_value", "is_anomaly"] if calibrated else []) + (["label"] if ev.labels is not None else [])
+    ident = (getattr(ev.source, "table", None) or {}).get("id_column")  # a table's rows: named as its id column
+    name = "path" if not ident else ident if ident not in ("index", "score", *tail) else "name"
+    head = ["index"] + ([name] if named else []) + ["score"] + tail
     names = ev.names(range(n)) if named else None
     rows = []
     for i, s in enumerate(ev.scores):

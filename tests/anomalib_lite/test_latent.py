@@ -3,6 +3,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+import anomalib_lite as al
 from anomalib_lite import AnomalyError, LatentDistance, load_data
 from anomalib_lite.components.memory import faiss_available, greedy_coreset, knn_distances
 
@@ -199,3 +200,65 @@ def test_presets_are_parameters_of_the_one_class(shapes_images, name, method):
     assert _auroc(det.decision_function(shapes_images(40, False)), det.decision_function(shapes_images(20, True))) > 0.9
     with pytest.raises(AnomalyError, match="preset 'spade': unknown; presets are: patchcore, padim"):
         LatentDistance.preset("spade")
+
+
+def test_scaling_feature_weighs_features_in_their_own_units_alike(tmp_path):
+    rng = np.random.default_rng(0)
+    units = np.array([1.0, 1000.0, 0.01])
+    x, t = rng.normal(size=(400, 3)) * units, rng.normal(size=(80, 3)) * units
+    y = (np.arange(80) < 40).astype(int)
+    t[:40, 2] += 0.05  # five standard deviations of the narrowest feature
+    with pytest.warns(UserWarning, match="spreads differ"):
+        plain = LatentDistance(device="cpu").fit(x)
+    det = LatentDistance(device="cpu", scaling="feature").fit(x)
+    assert det.score(t, y) > 0.95 > 0.7 > plain.score(t, y)
+    np.testing.assert_allclose(det.bank_.feature_mean, x.mean(0), rtol=1e-4, atol=1e-3)
+    det.save(tmp_path / "m.anomaly")
+    np.testing.assert_array_equal(al.load(tmp_path / "m.anomaly").decision_function(t), det.decision_function(t))
+    # a constant feature keeps its unit instead of dividing by zero
+    const = np.c_[x, np.full(len(x), 3.0)]
+    assert np.isfinite(LatentDistance(device="cpu", scaling="feature").fit(const).decision_function(const[:5])).all()
+
+
+def test_scaling_feature_refuses_what_it_cannot_measure():
+    x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    with pytest.raises(AnomalyError, match="start with fit"):
+        LatentDistance(device="cpu", scaling="feature").partial_fit(x)
+    with pytest.raises(AnomalyError, match="one-shot iterator"):
+        LatentDistance(device="cpu", scaling="feature").fit(iter([x]))
+    with pytest.raises(AnomalyError, match=r"applies to vectors \(N, D\), got samples shaped \(1, 8, 8\)"):
+        LatentDistance(device="cpu", scaling="feature").fit(np.zeros((6, 1, 8, 8), np.float32))
+    with pytest.raises(AnomalyError, match="applies to vectors"):
+        LatentDistance(device="cpu", scaling="feature", backbone="resnet18").fit(x)
+    det = LatentDistance(device="cpu", scaling="feature").fit(x)
+    before = det.decision_function(x[:5] + 10)
+    det.partial_fit(x[:5] + 10)  # after fit: learned on the fitted scale
+    assert det.decision_function(x[:5] + 10).max() < 0.25 * before.min()
+
+
+def test_a_vector_bundle_written_before_scaling_existed_scores_as_before():
+    """tests/data/latent_vectors_before_scaling.anomaly was written by the code before ``scaling``
+    (commit 22053f0): it loads with the values as they are."""
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    assert "scaling" not in al.read_header(data / "latent_vectors_before_scaling.anomaly")["params"]
+    det = al.load(data / "latent_vectors_before_scaling.anomaly")
+    expected = np.load(data / "latent_vectors_before_scaling_expected.npz")
+    assert det.scaling == "none"
+    np.testing.assert_allclose(det.decision_function(expected["x"]), expected["scores"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_standardised_vector_bundle_exports_its_scale_to_onnx(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    from anomalib_lite.runtime.export import export_onnx
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(120, 4)) * [1, 100, 1, 0.1]).astype(np.float32)
+    det = LatentDistance(device="cpu", scaling="feature").fit(x)
+    export_onnx(det, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    (score,) = session.run(["score"], {session.get_inputs()[0].name: x[:20] * 1.5})
+    np.testing.assert_allclose(score.ravel(), det.decision_function(x[:20] * 1.5), rtol=1e-4, atol=1e-4)

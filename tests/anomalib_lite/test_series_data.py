@@ -95,6 +95,22 @@ def test_csv_column_named_as_labels_is_not_an_input(tmp_path):
     assert al.load_data(scores, columns=["value", "anomaly"]).values.shape == (2, 2)
 
 
+def test_csv_column_named_as_an_id_is_not_an_input(tmp_path):
+    """A column that names rows (a database key, pandas' written index) is never a value channel
+    unless named in --column; as a table's rows (?rows=samples) its text names each sample."""
+    rows = "".join(f"{100 + i},2024-01-01T00:{i:02d}:00,{i},{2 * i}\n" for i in range(10))
+    path = _csv(tmp_path, "sensor_id,timestamp,load,temp\n" + rows)
+    src = al.load_data(path)
+    assert src.columns == ["load", "temp"] and src.id_column == "sensor_id" and src.row_names is None
+    assert al.load_data(path, columns=["sensor_id", "load"]).values[0].tolist() == [100.0, 0.0]  # named: a value
+    table = al.load_data(f"{path}?rows=samples&limit=4")
+    assert table.x.shape == (4, 2) and table.names == ["100", "101", "102", "103"]
+    # pandas' to_csv writes its index as a first column with no name ('') or 'Unnamed: 0' once re-read
+    for head in (",a,b", "Unnamed: 0,a,b", "ID,a,b"):
+        p = _csv(tmp_path, head + "\n0,1.5,2\n1,2.5,3\n", name="t.csv")
+        assert al.load_data(p).columns == ["a", "b"], head
+
+
 def test_rare_gaps_in_dated_steps_are_said_before_a_fit(tmp_path):
     """Rows are read as consecutive steps, so a gap shifts every rhythm after it (an hourly
     series with 6 hours missing had its season read as 1170 steps): ``fit`` says so, with how to
