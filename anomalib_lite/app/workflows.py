@@ -623,7 +623,7 @@ def export(bundle, out, *, verify=None) -> str:
 def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, **options) -> str:
     """``anomaly pretrain``: :func:`anomalib_lite.training.pretrain.pretrain` on a data spec's images,
     weights written to ``out`` (never over the data). Returns the summary line."""
-    from ..training.pretrain import pretrain
+    from ..training.pretrain import JUDGED, pretrain
 
     _check_outputs({"weights": out}, spec, *options.values(), data_dir=data_dir)
     t = time.perf_counter()
@@ -631,10 +631,27 @@ def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, 
     _check_normal(spec, source)
     if options.get("max_time") is not None:  # the budget covers reading the data too
         options["max_time"] = max(1.0, options["max_time"] - (time.perf_counter() - t))
-    h = pretrain(data=source, out=out, **options).history
-    return (f"pretrained {options.get('backbone')} ({options.get('task')}) on {plural(len(source), 'image')} of {spec}: "
-            f"{plural(len(h.train_loss), 'epoch')}, loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f} in {h.seconds:.0f} s; "
-            f"wrote {out}")
+    res = pretrain(data=source, out=out, **options)
+    h, asked = res.history, options.get("epochs", 10)
+    why = {"early_stopping": f"stopped early: the held-out loss had not improved for "
+                             f"{plural(options.get('patience', 5), 'epoch')} (--patience)",
+           "time": "stopped by --max-time"}.get(h.stopped)
+    ran = f"{len(h.train_loss)} of {plural(asked, 'epoch')}" if why else plural(len(h.train_loss), "epoch")
+    kept = res.kept_loss()
+    line = (f"pretrained {options.get('backbone')} ({options.get('task')}) on {plural(len(source), 'image')} of {spec}: "
+            f"{ran}{f' ({why})' if why else ''}, training loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f}"
+            + (f"; kept epoch {res.kept_epoch + 1}'s weights, held-out loss {kept:.3f} on "
+               f"{plural(res.held_out, 'image')}" if kept is not None else "")
+            + (f" (chance {res.chance:.3f})" if res.chance is not None else "") + f" in {h.seconds:.0f} s; wrote {out}")
+    if h.stopped == "early_stopping" and res.held_out < JUDGED:
+        warnings.warn(f"pretrain: early stopping judged epochs by {plural(res.held_out, 'held-out image')}, too few to "
+                      f"tell a better epoch from noise, and kept epoch {res.kept_epoch + 1} of the {asked} asked; "
+                      "--patience none trains every epoch (within --max-time) and keeps the last")
+    elif res.learned() is False:
+        warnings.warn(f"pretrain: the kept weights do no better than chance at the pretext task (held-out loss "
+                      f"{kept:.3f}, chance {res.chance:.3f}): they are hardly changed from the start; train longer "
+                      "(--epochs, --max-time, --patience none), on more images, or keep --weights as they were")
+    return line
 
 
 def augment_preview(config, spec: str, out, *, backend: str = "torchvision", n: int = 8, synth: bool = False,

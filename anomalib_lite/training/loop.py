@@ -251,6 +251,12 @@ def _capped(cfg: TrainConfig) -> TrainConfig:
     return replace(cfg, epochs=cap)
 
 
+def held_out_count(n: int, cfg: TrainConfig) -> int:
+    """Samples of ``n`` (with random access) that :func:`fit_model` holds out for early stopping:
+    ``val_fraction`` of them, none under 20."""
+    return round(n * cfg.val_fraction) if n >= 20 else 0
+
+
 def fit_model(
     model: nn.Module,
     loss_fn: LossFn,
@@ -282,7 +288,7 @@ def fit_model(
         reader = data.reader(cfg.num_workers, device.type == "cuda", cfg.seed) if data.random_access else None
         n = len(data) if data.random_access else 0
     if reader is not None:  # random access: shuffled by index, held-out share by index
-        n_val = round(n * cfg.val_fraction) if n >= 20 else 0
+        n_val = held_out_count(n, cfg)
         # held out: a random share, or ("tail") the last samples, so series are split by time
         perm = torch.randperm(n, generator=gen) if cfg.val_split == "random" else torch.roll(torch.arange(n), n_val)
         val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
