@@ -170,7 +170,8 @@ def _fit_command(name: str, class_name: str) -> click.Command:
                                 show_default=True, help="Share kept to calibrate the threshold (a series: its end)."),
                    click.Option(["--fpr"], type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01,
                                 show_default=True, help="Target false positive rate of the threshold.")]
-    shell = opt.run(opt.data(opt.series(lambda **kw: kw) if spec["input_kind"] == "series" else lambda **kw: kw))
+    csv = spec["input_kind"] in ("series", "any")  # (a detector that takes vectors reads a CSV table's rows)
+    shell = opt.run(opt.data(opt.series(lambda **kw: kw) if csv else lambda **kw: kw))
     params += shell.__click_params__[::-1]
     examples = "\n".join(f"  anomaly fit {name} {e}" for e in EXAMPLES[name])
     return click.Command(name, callback=run, params=params, help=f"{spec['summary']}\n\n\b\nExample:\n{examples}")

@@ -56,9 +56,13 @@ def task(name: str, normal: int, seed: int):
     return x[norm[:cut]].astype(np.float32), x[test].astype(np.float32), np.r_[np.zeros(len(held)), np.ones(len(anom))]
 
 
-def through_the_command(folder: Path) -> tuple[str, float]:
-    """The breast-cancer table with an id column, through ``anomaly fit`` / ``evaluate``: ROC-AUC."""
+def through_the_command(folder: Path) -> tuple[str, float, float]:
+    """The breast-cancer table with an id column, through ``anomaly fit`` / ``evaluate``: the fit's
+    line, its ROC-AUC, and the ROC-AUC with the id read as a feature (named in ``--column``, as
+    every column was read before the id rule), the values as they are."""
     train, test, labels = task("breast_cancer", 1, 0)
+    order = np.random.default_rng(0).permutation(len(test))  # (a table's rows in no order of their labels)
+    test, labels = test[order], labels[order]
     for path, rows, y in ((folder / "normal.csv", train, None), (folder / "test.csv", test, labels)):
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
@@ -71,7 +75,14 @@ def through_the_command(folder: Path) -> tuple[str, float]:
                                 "--device", "cpu", "--quiet"], capture_output=True, text=True, check=True)
     subprocess.run(exe + ["evaluate", str(folder / "t.anomaly"), "--data", str(folder / "test.csv"),
                           "--json", str(folder / "f.json")], capture_output=True, text=True, check=True)
-    return fit.stdout.strip().splitlines()[-1], json.load(open(folder / "f.json"))["roc_auc"]
+    auc = json.load(open(folder / "f.json"))["roc_auc"]
+    every = ["id"] + [f"f{i}" for i in range(train.shape[1])]
+    subprocess.run(exe + ["fit", "latent", "--data", f"{folder / 'normal.csv'}?rows=samples", "--column", ",".join(every),
+                          "-o", str(folder / "old.anomaly"), "--device", "cpu", "--quiet"],
+                   capture_output=True, text=True, check=True)
+    subprocess.run(exe + ["evaluate", str(folder / "old.anomaly"), "--data", str(folder / "test.csv"),
+                          "--json", str(folder / "g.json")], capture_output=True, text=True, check=True)
+    return fit.stdout.strip().splitlines()[-1], auc, json.load(open(folder / "g.json"))["roc_auc"]
 
 
 def main() -> None:
@@ -108,10 +119,12 @@ def main() -> None:
         m = np.mean(cells, 0)
         lines.append(f"| {half} | **mean** | | | | **{m[0]:.1f}** | **{m[1]:.1f}** |")
     with tempfile.TemporaryDirectory() as tmp:
-        line, auc = through_the_command(Path(tmp))
+        line, auc, before = through_the_command(Path(tmp))
     lines += ["", f"Through the command (breast cancer, benign normal, split 0, the table written with an `id` "
-                  f"column): `anomaly fit --data normal.csv?rows=samples` said: \"{line}\"; `anomaly evaluate` "
-                  f"on the test table: ROC-AUC {100 * auc:.1f}.", "",
+                  f"column, its test rows shuffled, 1000 + row in the fitted table and 6000 + row in the scored one): `anomaly fit --data "
+                  f"normal.csv?rows=samples` said: \"{line}\"; `anomaly evaluate` on the test table: ROC-AUC "
+                  f"{100 * auc:.1f}. With the id read as a feature and the values as they are (`anomaly fit latent "
+                  f"--column id,f0,...,f29`, what every table's id was before): ROC-AUC {100 * before:.1f}.", "",
               f"{time.perf_counter() - t_all:.0f} s in all."]
     record.publish("Tables of features: each column standardised, or the values as they are (table_scaling.py)",
                    "\n".join(lines), args.no_record)

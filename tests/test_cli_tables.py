@@ -272,3 +272,14 @@ def test_the_table_route_weighs_columns_in_their_own_units_alike(tmp_path):
         r = run("fit", "--data", tmp_path / "v.npy", "-o", tmp_path / "v.anomaly", "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert al.load(tmp_path / "v.anomaly").scaling == "none"
+
+
+def test_fit_latent_reads_a_table_with_the_csv_options_and_names_columns_in_its_warnings(tmp_path):
+    """`anomaly fit latent` had no --column: a table's columns could be chosen only by `anomaly fit`."""
+    out = tmp_path / "t.anomaly"
+    rng = np.random.default_rng(3)
+    write_table(tmp_path / "wide.csv", np.c_[rng.normal(size=(200, 1)) * 1000, rng.normal(size=(200, 3))])  # f0 in thousands
+    with pytest.warns(UserWarning, match=r"spreads differ .*\(column 'f0': std .*column 'f3'"):
+        r = run("fit", "latent", "--data", f"{tmp_path / 'wide.csv'}?rows=samples", "--column", "f0,f3", "-o", out)
+    assert r.exit_code == 0 and "(input columns: f0, f3)" in r.output, r.output
+    assert al.read_header(out)["data"]["columns"] == ["f0", "f3"]

@@ -64,13 +64,15 @@ def run(f):
 
 
 def series(f):
-    """How to read a CSV series: value columns, time column, labels, NaN gaps."""
+    """How to read a CSV (a series, or a table's rows with ?rows=samples): value columns, time
+    column, labels, NaN gaps."""
     f = click.option("--nan", "nan", type=click.Choice(["reject", "interpolate"]), default="reject", show_default=True,
                      help="NaN gaps: reject them or fill them linearly (--stream: with the last value).")(f)
-    f = click.option("--label-column", default=None, help="Series: CSV column of 0/1 labels.")(f)
-    f = click.option("--time-column", default=None, help="Series: CSV time column (default: timestamp/time/date).")(f)
+    f = click.option("--label-column", default=None, help="CSV: column of 0/1 labels (default: label/anomaly/...).")(f)
+    f = click.option("--time-column", default=None, help="CSV: time column (default: timestamp/time/date).")(f)
     return click.option("--column", "columns", multiple=True,
-                        help="Series: value column; repeat or comma-separate (default: all but time and label).")(f)
+                        help="CSV: value column; repeat or comma-separate (default: all but the time, label and id "
+                             "ones; id, key, *_id, ... name rows).")(f)
 
 
 def load_options(columns=(), time_column=None, label_column=None, nan="reject", data_dir=None, download=False) -> dict:

@@ -522,9 +522,11 @@ class LatentDistance(Detector):
         spread = std[std > 1e-12 * (1 + self._columns.mean[:, 0].abs())]
         if len(spread) >= 2 and float(spread.max() / spread.min()) > 100:
             wide, narrow = int(std.argmax()), int(torch.where(std == spread.min())[0][0])
+            names = (self.data_info_ or {}).get("columns")  # a table's or a frame's columns, by name
+            name = (lambda i: f"column '{names[i]}'") if names and len(names) == len(std) else (lambda i: f"feature {i}")
             warnings.warn(
-                f"data: the features' spreads differ {float(spread.max() / spread.min()):.0f}-fold (feature {wide}: "
-                f"std {float(std[wide]):.3g}; feature {narrow}: {float(std[narrow]):.3g}); distances are decided by "
+                f"data: the features' spreads differ {float(spread.max() / spread.min()):.0f}-fold ({name(wide)}: "
+                f"std {float(std[wide]):.3g}; {name(narrow)}: {float(std[narrow]):.3g}); distances are decided by "
                 "the widest, so a change in a narrow one goes unseen: standardise them (scaling='feature', "
                 "`--scaling feature`) unless their units are meant to weigh so",
                 UserWarning, stacklevel=3)
