@@ -46,12 +46,6 @@ LABEL_NAMES = ("label", "labels", "anomaly", "is_anomaly", "anomalous")
 #: index do: never an input unless ``--column`` names it (a row counter as a feature decides every
 #: distance); with ``?rows=samples`` its text names each sample in the scores
 ID_NAMES = ("id", "index", "key", "uuid", "unnamed: 0")
-
-
-def is_id_name(name: str) -> bool:
-    """Whether a column's name says it identifies rows (:data:`ID_NAMES`, or ``*_id``)."""
-    low = name.strip().lower()
-    return low in ID_NAMES or low.endswith("_id")
 #: how rows relate to their times: "reject" (times must increase line by line: a time that
 #: repeats or goes back is an error naming its line), "sort" (rows sorted by time, then they must
 #: increase), "file" (the file's order, unchecked: NAB's own series, scored in file order)
@@ -59,6 +53,12 @@ ORDERS = ("reject", "sort", "file")
 #: a CSV line longer than this (characters) is refused while it is read: memory stays bounded
 MAX_LINE = 1 << 20
 MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
+
+
+def is_id_name(name: str) -> bool:
+    """Whether a column's name says it identifies rows (:data:`ID_NAMES`, or ``*_id``)."""
+    low = name.strip().lower()
+    return low in ID_NAMES or low.endswith("_id")
 
 
 def delimiter(first_line: str) -> str:
