@@ -151,7 +151,9 @@ class SeriesReader:
         # (a column with no name, as a trailing ';' on every line of a spreadsheet's export makes, is no input)
         columns = list(columns) if columns else [h for i, h in enumerate(self.header) if i not in taken and h]
         if not columns:
-            raise AnomalyError(f"{where}: no value columns; columns are: {shown(', '.join(self.header))}")
+            named = (f" (column '{shown(self.id_column, 60)}' is read as row names, as an id; to read it as values, "
+                     "name it in --column)" if self.id_column is not None else "")
+            raise AnomalyError(f"{where}: no value columns; columns are: {shown(', '.join(self.header))}{named}")
         self.columns = columns
         self.value_idx = [index(c) for c in columns]
         self.last_values: tuple | None = None

@@ -105,6 +105,11 @@ def test_csv_column_named_as_an_id_is_not_an_input(tmp_path):
     assert al.load_data(path, columns=["sensor_id", "load"]).values[0].tolist() == [100.0, 0.0]  # named: a value
     table = al.load_data(f"{path}?rows=samples&limit=4")
     assert table.x.shape == (4, 2) and table.names == ["100", "101", "102", "103"]
+    # a series whose one value column has an id's name: the error says how it was read, and the fix
+    index = _csv(tmp_path, "timestamp,index\n2024-01-01,101.5\n2024-01-02,102.0\n", name="index.csv")
+    with pytest.raises(AnomalyError, match=r"no value columns; .*column 'index' is read as row names.*--column"):
+        al.load_data(index)
+    assert al.load_data(index, columns=["index"]).values.ravel().tolist() == [101.5, 102.0]
     # pandas' to_csv writes its index as a first column with no name ('') or 'Unnamed: 0' once re-read
     for head in (",a,b", "Unnamed: 0,a,b", "ID,a,b"):
         p = _csv(tmp_path, head + "\n0,1.5,2\n1,2.5,3\n", name="t.csv")
