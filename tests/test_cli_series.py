@@ -376,3 +376,19 @@ def test_a_glob_of_csv_files_fits_scores_and_is_never_overwritten(tmp_path):
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 301
     r = run("score", tmp_path / "m.anomaly", "--data", spec, "--stream")
     assert r.exit_code == 2 and "--stream reads one file (or - for stdin)" in r.output
+
+
+def test_a_time_column_named_in_another_language_is_found_by_its_dates(tmp_path):
+    """`Zeit;Temperatur` (a German spreadsheet's export) was one error asking for --time-column;
+    its dates now make it the time column, and the fit line says so."""
+    rng = np.random.default_rng(0)
+    lines = ["Zeit;Temperatur"] + [f"{1 + i // 96:02d}.03.2026 {(i % 96) // 4:02d}:{15 * (i % 4):02d};"
+                                   f"{20 + 3 * np.sin(i / 15) + 0.1 * rng.standard_normal():.2f}".replace(".", ",")
+                                   .replace(",", ".", 2) for i in range(600)]  # 01.03.2026 00:15;20,04
+    path = tmp_path / "sensor.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "s.anomaly"
+    r = run("fit", "continuation", "--data", path, "--epochs", "1", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "(input columns: Temperatur; time: column 'Zeit', found by its dates" in r.output
+    assert al.read_header(out)["data"]["time_column"] == "Zeit"

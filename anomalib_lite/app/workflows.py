@@ -309,10 +309,12 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
         ident = getattr(source, "id_column", None)
     else:
         columns = label = ident = None
+    guessed = getattr(source, "time_guessed", False) and getattr(source, "time_column", None)
     if columns:  # what became an input, and what did not
         text += f" (input columns: {', '.join(columns)}" + "".join(
             f"; {what}: column '{name}', not an input" for what, name in (("labels", label), ("row names", ident))
-            if name) + ")"
+            if name) + (f"; time: column '{guessed}', found by its dates (--time-column names another)"
+                        if guessed else "") + ")"
     if det.input_kind == "series" and route and len(columns or ()) > 1 and not getattr(source, "time_column", None) \
             and spec_path(spec):  # no time column and several: a table of features is as likely as a series
         text += (f" (no time column: its rows were read as the steps of one series; rows that are independent "

@@ -36,7 +36,7 @@ from ..errors import AnomalyError, shown
 from .datasource import DataSource, data_root
 
 __all__ = ["MAX_LINE", "ORDERS", "SeriesReader", "SeriesSource", "bounded_lines", "delimiter", "load_csv", "load_nab",
-           "is_id_name", "nab_files", "parse_time"]
+           "dated_column", "is_id_name", "nab_files", "parse_time"]
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime")
 #: a column so named is read as 0/1 labels unless a value column (``--column``) or another
@@ -59,6 +59,29 @@ def is_id_name(name: str) -> bool:
     """Whether a column's name says it identifies rows (:data:`ID_NAMES`, or ``*_id``)."""
     low = name.strip().lower()
     return low in ID_NAMES or low.endswith("_id")
+
+
+def dated_column(header: Sequence[str], row: Sequence[str], columns=None) -> str | None:
+    """The time column of a CSV that names none (no timestamp, time, date or datetime; e.g.
+    ``Zeit``, ``Datum``, ``created_at``): the first column whose first cell is a date/time (ISO 8601
+    or dotted), not a number. A date is never a value, so this only reads what was an error."""
+    names = [h.strip().lstrip("\ufeff") for h in header]
+    if any(h.lower() in TIME_NAMES for h in names) or len(row) != len(names):
+        return None
+    for name, cell in zip(names, row):
+        if not name or name in (columns or ()):
+            continue
+        try:
+            float(cell)
+            continue
+        except ValueError:
+            pass
+        try:
+            parse_time(cell)
+            return name
+        except ValueError:
+            continue
+    return None
 
 
 def delimiter(first_line: str) -> str:
@@ -280,6 +303,8 @@ class SeriesSource(DataSource):
     #: the column that names rows (:func:`is_id_name`; never an input), and with ``samples`` its text per row
     id_column: str | None = None
     row_names: list[str] | None = None
+    #: whether the time column was found by its dates (:func:`dated_column`), not by its name
+    time_guessed: bool = False
 
     def __init__(self, spec, values, columns, stamps=None, times=None, time_column=None, labels=None,
                  windows=None, references=None, header=None, nab_name=None, label_column=None):
@@ -331,6 +356,7 @@ class SeriesSource(DataSource):
             self.header, self.nab_name, self.label_column,
         )
         out.id_column, out.row_names = self.id_column, None if self.row_names is None else self.row_names[sl]
+        out.time_guessed = self.time_guessed
         return out
 
     def subset(self, indices: np.ndarray) -> SeriesSource:
@@ -437,16 +463,21 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order=
             break
     if not header or not any(c.strip() for c in header):
         raise AnomalyError(f"{spec}: empty file; expected a CSV header line and rows")
+    numbered = ((row, rows.line_num) for row in rows)  # (each row with its line, read as it comes)
+    first = next(((row, n) for row, n in numbered if any(c.strip() for c in row)), None)
+    guessed = None
+    if time_column is None and first is not None:
+        time_column = guessed = dated_column(header, first[0], columns)
     reader = SeriesReader(header, spec, columns, time_column, label_column, nan, order,
                           decimal_comma=getattr(getattr(rows, "dialect", None), "delimiter", ",") != ",",
                           samples=samples)
     parsed, blank, lines = [], [], []
-    for row in rows:
+    for row, n in itertools.chain([first] if first is not None else [], numbered):
         if any(c.strip() for c in row):
-            parsed.append(reader.parse(row, rows.line_num))
-            lines.append(f"line {rows.line_num}")
+            parsed.append(reader.parse(row, n))
+            lines.append(f"line {n}")
         else:
-            blank.append(rows.line_num)
+            blank.append(n)
     if blank:  # skipped, but never silently
         shown = ", ".join(map(str, blank[:5])) + (", ..." if len(blank) > 5 else "")
         print(f"anomalib_lite: {spec}: {len(blank)} blank line(s) skipped (line {shown})", file=sys.stderr)
@@ -464,7 +495,7 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order=
         reader.time_column, np.array(labels, dtype=np.int64) if reader.label_idx is not None else None,
         header=reader.header, label_column=reader.label_column,
     )
-    out.id_column, out.row_names = reader.id_column, reader.row_names
+    out.id_column, out.row_names, out.time_guessed = reader.id_column, reader.row_names, guessed is not None
     return out
 
 
@@ -570,7 +601,7 @@ def load_csvs(spec: str, files: list[Path], columns=None, time_column=None, labe
         first.time_column, np.array(labels, dtype=np.int64) if first.labels is not None else None,
         header=first.header, label_column=first.label_column,
     )
-    out.id_column = first.id_column
+    out.id_column, out.time_guessed = first.id_column, first.time_guessed
     if samples and all(p.row_names is not None for p in parts):  # (samples: in the files' order, as read)
         out.row_names = [name for p in parts for name in p.row_names]
     return out

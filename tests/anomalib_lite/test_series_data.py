@@ -171,8 +171,8 @@ def test_rare_gaps_in_dated_steps_are_said_before_a_fit(tmp_path):
         ('timestamp,load\n1,"0,5"\n', {}, "line 2: column 'load': '0,5' is not a number (a decimal comma: write "
                                           "numbers with a point, or separate fields with ';')"),
         ("timestamp;load\n1;1.234,5\n", {}, "line 2: column 'load': '1.234,5' is not a number"),
-        ("Zeit;Last\n01.01.2026 00:00;1\n", {}, "line 2: column 'Zeit': '01.01.2026 00:00' is not a number (a "
-                                               "date/time: name its column with --time-column 'Zeit')"),
+        ("Zeit;Last\n1;1\n01.01.2026 00:00;2\n", {}, "line 3: column 'Zeit': '01.01.2026 00:00' is not a number (a "
+                                                     "date/time: name its column with --time-column 'Zeit')"),
         ("timestamp;load\n31.02.2026;1\n", {}, "column 'timestamp': '31.02.2026' is not a date/time (ISO 8601, or "
                                              "dotted as 31.12.2026 23:15)"),
         ("timestamp,value\nyesterday,2\n", {}, "line 2: column 'timestamp': 'yesterday' is not a date/time"),
@@ -214,6 +214,9 @@ def test_a_european_spreadsheet_export_reads_as_the_iso_file(tmp_path):
     eu = _csv(tmp_path, "Zeit;Last\n31.12.2026 22:00;1,5\n31.12.2026 23:00;-0,25\n1.1.2027 00:00;2\n"
                         "01.01.2027 02:00;3e-1\n" + "".join(f"01.01.2027 {h:02d}:00;1\n" for h in range(3, 8)), "eu.csv")
     a, b = al.load_data(iso), al.load_data(eu, time_column="Zeit")
+    guessed = al.load_data(eu)  # no column named as the time: the first one whose first cell is a date
+    assert guessed.time_column == "Zeit" and guessed.time_guessed and guessed.columns == ["Last"]
+    assert guessed.times.tolist() == b.times.tolist() and not b.time_guessed
     assert b.values[:, 0].tolist() == a.values[:, 0].tolist() == [1.5, -0.25, 2.0, 0.3, 1, 1, 1, 1, 1]
     assert np.array_equal(a.times, b.times)
     excel = tmp_path / "excel.csv"  # a byte-order mark, CRLF, and a ';' ending every line (an unnamed empty column)
