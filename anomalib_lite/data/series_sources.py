@@ -464,15 +464,19 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order=
     if not header or not any(c.strip() for c in header):
         raise AnomalyError(f"{spec}: empty file; expected a CSV header line and rows")
     numbered = ((row, rows.line_num) for row in rows)  # (each row with its line, read as it comes)
-    first = next(((row, n) for row, n in numbered if any(c.strip() for c in row)), None)
+    ahead = []  # the rows up to the first that is not blank: its cells may name the time column
+    for row, n in numbered:
+        ahead.append((row, n))
+        if any(c.strip() for c in row):
+            break
     guessed = None
-    if time_column is None and first is not None:
-        time_column = guessed = dated_column(header, first[0], columns)
+    if time_column is None and ahead and any(c.strip() for c in ahead[-1][0]):
+        time_column = guessed = dated_column(header, ahead[-1][0], columns)
     reader = SeriesReader(header, spec, columns, time_column, label_column, nan, order,
                           decimal_comma=getattr(getattr(rows, "dialect", None), "delimiter", ",") != ",",
                           samples=samples)
     parsed, blank, lines = [], [], []
-    for row, n in itertools.chain([first] if first is not None else [], numbered):
+    for row, n in itertools.chain(ahead, numbered):
         if any(c.strip() for c in row):
             parsed.append(reader.parse(row, n))
             lines.append(f"line {n}")

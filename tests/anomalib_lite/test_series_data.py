@@ -282,3 +282,11 @@ def test_a_glob_of_csv_files_is_one_series_in_name_order(tmp_path):
     (days / "0.csv").unlink()
     (days / "b.csv").write_text("timestamp,value\n" + "\n".join(rows[59:29:-1]) + "\n")  # newest first
     assert al.load_data(str(days / "*.csv") + "?order=sort").values[:, 0].tolist() == whole  # sorted within files too
+
+
+def test_blank_lines_before_the_first_row_are_still_said(tmp_path, capfd):
+    """Finding the time column by its dates reads ahead to the first row; the blank lines it
+    passes are reported as every other blank line is."""
+    src = al.load_data(_csv(tmp_path, "Zeit;v\n\n01.01.2026 00:00;1\n\n01.01.2026 00:15;2\n"))
+    assert src.time_column == "Zeit" and src.values.ravel().tolist() == [1.0, 2.0]
+    assert "2 blank line(s) skipped (line 2, 4)" in capfd.readouterr().err
