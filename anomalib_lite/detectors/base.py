@@ -331,7 +331,8 @@ class Detector(BaseEstimator):
                           f"{', '.join(found[1][:6])}) and are learned as normal; fit on the normal ones: "
                           f"?classes={','.join(map(str, data.normal_names))}", UserWarning, stacklevel=4)
         x = data[0] if isinstance(data, tuple) and len(data) == 2 else data  # ((X, y): X)
-        columns = frame_columns(x) if not own and self.input_kind == "series" else None
+        frame = self.input_kind == "series" or (self.input_kind == "any" and hasattr(x, "columns"))  # (vectors' table)
+        columns = frame_columns(x) if not own and frame else None
         self.data_info_ = data.describe() if own else None if not columns else {  # a DataFrame's columns, by name
             "spec": "a pandas DataFrame", "n": len(x), "columns": columns, "time_column": None,
             "header": None, "classes": None}

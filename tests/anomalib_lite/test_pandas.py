@@ -72,9 +72,9 @@ def test_a_column_of_times_is_one_error_naming_it(frame):
     assert det.data_info_["columns"] == ["a", "b"]
 
 
-def test_image_detectors_take_a_frame_of_rows_without_recording_it(frame):
+def test_a_detector_of_vectors_takes_a_frame_of_rows_and_records_its_columns(frame):
     det = al.LatentDistance().fit(frame.iloc[:100])
-    assert det.data_info_ is None  # (pandas' own describe() is not the toolkit's)
+    assert det.data_info_["columns"] == ["a", "b"]  # (pandas' own describe() is not the toolkit's)
     assert det.decision_function(frame.iloc[100:120]).shape == (20,)
 
 
@@ -138,3 +138,27 @@ def test_dated_steps_that_go_back_in_time_start_a_new_stream(frame):
     with pytest.warns(UserWarning, match="new stream"):
         again = det.decision_function(src)
     np.testing.assert_allclose(again, first, equal_nan=True, **al.detectors.series.TOLERANCE)
+
+
+def test_a_frame_of_vectors_keeps_its_column_names_and_a_csv_is_scored_by_them(tmp_path):
+    """A LatentDistance fitted on a DataFrame records its columns (as the series detectors do):
+    its warnings name them, and `anomaly score` reads a table's columns by name, in any order."""
+    from anomalib_lite.app import workflows
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"temp": rng.normal(20, 1, 300), "pressure": rng.normal(1e5, 500, 300),
+                          "rpm": rng.normal(1500, 10, 300)})
+    with pytest.warns(UserWarning, match=r"column 'pressure': std .*column 'temp'"):
+        det = al.LatentDistance(device="cpu").fit(frame)
+    assert det.data_info_["columns"] == ["temp", "pressure", "rpm"]
+    det = al.LatentDistance(device="cpu", scaling="feature").fit(frame)
+    det.save(tmp_path / "m.anomaly")
+    test = frame.iloc[:20].copy()
+    test.loc[test.index[:5], "temp"] += 8
+    shuffled = test[["rpm", "temp", "pressure"]].assign(note=7)  # another order, one more column
+    shuffled.to_csv(tmp_path / "t.csv", index=False)
+    out = tmp_path / "s.csv"
+    workflows.score_and_write(al.load(tmp_path / "m.anomaly"), f"{tmp_path / 't.csv'}?rows=samples", out=str(out))
+    got = pd.read_csv(out)["score"].to_numpy()
+    np.testing.assert_allclose(got, det.decision_function(test), rtol=1e-5)
+    assert got[:5].min() > got[5:].max()
