@@ -16,6 +16,7 @@ data (:func:`anomalib_lite.io.check_outputs`).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import glob
@@ -227,6 +228,28 @@ def cross_folds(n: int, spec: str) -> int:
     return folds
 
 
+def fit_calibrated(det: Detector, source, spec: str, holdout: float, fpr: float, seed: int) -> tuple:
+    """Fit ``det`` and calibrate its threshold at ``fpr``, as ``fit`` does: on a held-out
+    ``holdout`` share (a series: its end, as the continuation of the rest), or, when that share
+    cannot certify ``fpr``, by cross-fitting on all of ``source``. Returns ``(train, held, folds)``
+    (``folds`` None without cross-fitting)."""
+    if cross_fits(det, round(len(source) * holdout), fpr):  # (the share split() holds out)
+        folds = cross_folds(len(source), spec)  # every sample calibrates, out of fold
+        det.fit(source)
+        det.cross_calibrate(source, fpr=fpr, folds=folds, seed=seed)
+        return source, source, folds
+    train, held = source.split(holdout, seed=seed)
+    try:
+        det.fit(train)
+    except AnomalyError as e:  # a series too short: say which part of it the fit read
+        if det.input_kind != "series" or not str(e).startswith("data:"):
+            raise
+        raise AnomalyError(f"{e} (fit read the first {len(train):,} of its {len(source):,} steps; the last "
+                           f"{len(held):,} calibrate: --holdout)") from None
+    det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
+    return train, held, None
+
+
 def _check_normal(spec: str, source) -> None:
     """Images labelled anomalous (an MVTec test folder, ``?synth=``) are not fitted or pretrained on
     as normal: one error that names the normal part of the data (a series' labels are the supervised detector's
@@ -271,27 +294,12 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
         warnings.warn(hint)
     if det.get_params().get("max_time") is not None:  # the budget covers reading the data too
         det.set_params(max_time=max(1.0, det.max_time - (time.perf_counter() - t)))
-    cross = False
     if holdout is None:
         det.fit(source)
-        train, held = source, None
+        train, held, folds = source, None, None
     else:
-        cross = cross_fits(det, round(len(source) * holdout), fpr)  # (the share split() holds out)
-        if cross:  # the held-out share cannot certify fpr: every sample calibrates, out of fold
-            folds = cross_folds(len(source), spec)
-            train = held = source
-            det.fit(source)
-            det.cross_calibrate(source, fpr=fpr, folds=folds, seed=seed)
-        else:
-            train, held = source.split(holdout, seed=seed)
-            try:
-                det.fit(train)
-            except AnomalyError as e:  # a series too short: say which part of it the fit read
-                if det.input_kind != "series" or not str(e).startswith("data:"):
-                    raise
-                raise AnomalyError(f"{e} (fit read the first {len(train):,} of its {len(source):,} steps; the last "
-                                   f"{len(held):,} calibrate: --holdout)") from None
-            det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
+        train, held, folds = fit_calibrated(det, source, spec, holdout, fpr, seed)
+    cross = folds is not None
     if route is not None:
         det.data_info_ = {**(det.data_info_ or {}), "route": f"{route}: {ROUTES[route]}"}
     det.save(out, sign=sign)  # under torchrun: rank 0 writes, the others return here
@@ -425,15 +433,11 @@ def score_and_write(det: Detector, spec: str, *, bundle=None, out=None, maps=Non
     else:
         ev = assess(det, source)
         _warn_drift(det, ev)
-    written, files = [], []
+    written = []
     if distributed.is_main():  # under torchrun: every rank holds all the scores, rank 0 writes
-        try:
+        with _all_or_none() as files:
             written = _write_outputs(det, ev, source, out, nab_results, files)
             written += _show(ev, maps, top, report, files)
-        except BaseException:  # a later output failed: none of this run's outputs is left half done
-            for path in files:
-                Path(path).unlink(missing_ok=True)
-            raise
     n = len(ev.scores)
     note = _context_note(det, context)
     text = (f"scored {plural(n, 'step' if series else 'sample')} of {spec}" + (f" ({note})" if note else "")
@@ -468,6 +472,19 @@ def _nab_alarms(source, unit: np.ndarray) -> str:
         return ""
     m = metrics.window_metrics(unit >= SurpriseScore().alarm_level, windows, getattr(source, "references", None))
     return f" (its alarms: {m['detected']} of {m['windows']} anomaly windows, {m['false_alarms']} outside)"
+
+
+@contextlib.contextmanager
+def _all_or_none():
+    """A list for the outputs a run writes, each added once finished; when a later one fails,
+    those already written are removed, so a run leaves all its outputs or none."""
+    files: list = []
+    try:
+        yield files
+    except BaseException:
+        for path in files:
+            Path(path).unlink(missing_ok=True)
+        raise
 
 
 def _write_outputs(det, ev: Evaluation, source, out, nab_results, files: list) -> list[str]:
@@ -545,17 +562,12 @@ def evaluate_and_write(det: Detector, spec: str, *, bundle=None, json_out=None, 
     ev = assess(det, source)
     if not distributed.is_main():  # under torchrun: rank 0 writes
         return ev.figures, ""
-    files: list = []
-    try:
+    with _all_or_none() as files:
         written = _show(ev, maps, top, report, files)
         if json_out is not None:
             with atomic_output(json_out, "figures") as tmp:
                 tmp.write_text(json.dumps(ev.figures, indent=1, default=float) + "\n")
             written.append(f"figures {json_out}")
-    except BaseException:  # a later output failed: none of this run's outputs is left half done
-        for path in files:
-            Path(path).unlink(missing_ok=True)
-        raise
     note = _context_note(det, context)
     return ev.figures, (format_figures(ev.figures) + (f"\n{note}" if note else "")
                         + (f"\nwrote {', '.join(written)}" if written else ""))
@@ -634,9 +646,9 @@ def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, 
     if options.get("max_time") is not None:  # the budget covers reading the data too
         options["max_time"] = max(1.0, options["max_time"] - (time.perf_counter() - t))
     res = pretrain(data=source, out=out, **options)
-    h, asked = res.history, options.get("epochs", 10)
+    h, asked = res.history, res.epochs
     why = {"early_stopping": f"stopped early: the held-out loss had not improved for "
-                             f"{plural(options.get('patience', 5), 'epoch')} (--patience)",
+                             f"{plural(res.patience, 'epoch')} (--patience)",
            "time": "stopped by --max-time"}.get(h.stopped)
     ran = f"{len(h.train_loss)} of {plural(asked, 'epoch')}" if why else plural(len(h.train_loss), "epoch")
     kept = res.kept_loss()
@@ -699,12 +711,7 @@ def demo(digit: int = 7, *, data_dir=None, download: bool = True, device: str = 
     det = LatentDistance(image_score="pooled", maps=False, device=device, seed=seed, verbose=verbose)
     if batch_size:
         det.set_params(batch_size=batch_size)
-    if cross_fits(det, round(0.1 * len(train)), 0.01):  # (a small set: calibrated as fit would, on all of it)
-        fit_part = train
-        det.fit(train).cross_calibrate(train, fpr=0.01, folds=cross_folds(len(train), train.spec), seed=seed)
-    else:
-        fit_part, held = train.split(0.1, seed=seed)
-        det.fit(fit_part).calibrate(held, fpr=0.01)
+    fit_part, _, _ = fit_calibrated(det, train, train.spec, 0.1, 0.01, seed)  # (as fit calibrates)
     m = metrics.image_metrics(test.anomaly_labels([str(digit)]), det.decision_function(test), det.threshold_)
     return (f"MNIST outliers, digit {digit} normal: {det!r} on {len(fit_part)} training digits\n"
             f"ROC-AUC {100 * m['roc_auc']:.2f}  average precision {100 * m['average_precision']:.2f}  "

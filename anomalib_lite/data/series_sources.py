@@ -36,7 +36,7 @@ from ..errors import AnomalyError, shown
 from .datasource import DataSource, data_root
 
 __all__ = ["MAX_LINE", "ORDERS", "SeriesReader", "SeriesSource", "bounded_lines", "delimiter", "load_csv", "load_nab",
-           "dated_column", "is_id_name", "nab_files", "parse_time"]
+           "dated_column", "header_names", "is_id_name", "nab_files", "parse_time"]
 
 TIME_NAMES = ("timestamp", "time", "date", "datetime")
 #: a column so named is read as 0/1 labels unless a value column (``--column``) or another
@@ -61,11 +61,16 @@ def is_id_name(name: str) -> bool:
     return low in ID_NAMES or low.endswith("_id")
 
 
+def header_names(header: Sequence[str]) -> list[str]:
+    """A CSV header's column names as every reader takes them: stripped, without a UTF-8 BOM."""
+    return [h.strip().lstrip("\ufeff") for h in header]
+
+
 def dated_column(header: Sequence[str], row: Sequence[str], columns=None) -> str | None:
     """The time column of a CSV that names none (no timestamp, time, date or datetime; e.g.
     ``Zeit``, ``Datum``, ``created_at``): the first column whose first cell is a date/time (ISO 8601
     or dotted), not a number. A date is never a value, so this only reads what was an error."""
-    names = [h.strip().lstrip("\ufeff") for h in header]
+    names = header_names(header)
     if any(h.lower() in TIME_NAMES for h in names) or len(row) != len(names):
         return None
     for name, cell in zip(names, row):
@@ -145,7 +150,7 @@ class SeriesReader:
         self.order = order
         self.last_time: tuple[float, str, int] | None = None  # (time, stamp, line) of the last row
         self.last_row: Sequence[str] | None = None  # its cells (naming the series of a long-format file)
-        self.header = [h.strip().lstrip("\ufeff") for h in header]
+        self.header = header_names(header)
         self.where, self.nan = where, nan
         self.decimal_comma = decimal_comma  # fields split by ';' or tabs: 3,5 is three and a half
 
@@ -300,19 +305,17 @@ class SeriesSource(DataSource):
 
     kind = "series"
     targets = class_names = normal_names = None
-    #: the column that names rows (:func:`is_id_name`; never an input), and with ``samples`` its text per row
-    id_column: str | None = None
-    row_names: list[str] | None = None
-    #: whether the time column was found by its dates (:func:`dated_column`), not by its name
-    time_guessed: bool = False
-
     def __init__(self, spec, values, columns, stamps=None, times=None, time_column=None, labels=None,
-                 windows=None, references=None, header=None, nab_name=None, label_column=None):
+                 windows=None, references=None, header=None, nab_name=None, label_column=None,
+                 id_column=None, row_names=None, time_guessed=False):
         self.spec, self.values, self.columns = spec, np.asarray(values, dtype=np.float64), list(columns)
         self.label_column = label_column  # the CSV column the labels came from
         self.stamps, self.times, self.time_column = stamps, times, time_column
         self.labels, self.windows, self.references = labels, windows, references
         self.header, self.nab_name = header, nab_name
+        self.id_column = id_column  # the column that names rows (is_id_name; never an input)
+        self.row_names = row_names  # with ?rows=samples: the id column's text per row
+        self.time_guessed = time_guessed  # the time column found by its dates (dated_column), not its name
 
     def __len__(self) -> int:
         return len(self.values)
@@ -349,15 +352,13 @@ class SeriesSource(DataSource):
             keep = [i for i, (a, b) in enumerate(self.windows) if b >= start and a < stop]
             windows = [(max(self.windows[i][0], start) - start, min(self.windows[i][1], stop - 1) - start) for i in keep]
             refs = None if self.references is None else [self.references[i] - start for i in keep]
-        out = SeriesSource(
+        return SeriesSource(
             self.spec, self.values[sl], self.columns,
             None if self.stamps is None else self.stamps[sl], None if self.times is None else self.times[sl],
             self.time_column, None if self.labels is None else self.labels[sl], windows, refs,
-            self.header, self.nab_name, self.label_column,
+            self.header, self.nab_name, self.label_column, self.id_column,
+            None if self.row_names is None else self.row_names[sl], self.time_guessed,
         )
-        out.id_column, out.row_names = self.id_column, None if self.row_names is None else self.row_names[sl]
-        out.time_guessed = self.time_guessed
-        return out
 
     def subset(self, indices: np.ndarray) -> SeriesSource:
         idx = np.asarray(indices)
@@ -494,13 +495,12 @@ def _parse_rows(spec: str, rows, columns, time_column, label_column, nan, order=
     stamps, times, values, labels = zip(*parsed)
     x = fill_gaps(np.array(values, dtype=np.float64), nan, where=spec)
     timed = reader.time_idx is not None
-    out = SeriesSource(
+    return SeriesSource(
         spec, x, reader.columns, list(stamps) if timed else None, np.array(times) if timed else None,
         reader.time_column, np.array(labels, dtype=np.int64) if reader.label_idx is not None else None,
-        header=reader.header, label_column=reader.label_column,
+        header=reader.header, label_column=reader.label_column, id_column=reader.id_column,
+        row_names=reader.row_names, time_guessed=guessed is not None,
     )
-    out.id_column, out.row_names, out.time_guessed = reader.id_column, reader.row_names, guessed is not None
-    return out
 
 
 def _on_grid(spec: str, parsed: list, nan: str, timed: bool) -> list:
@@ -600,15 +600,14 @@ def load_csvs(spec: str, files: list[Path], columns=None, time_column=None, labe
         rows = _on_grid(spec, rows, nan, timed)
     stamps, times, values, labels = zip(*rows)
     x = fill_gaps(np.array(values, dtype=np.float64), nan, where=spec)
-    out = SeriesSource(
+    names = [name for p in parts for name in p.row_names] if samples and all(  # (samples: in the files' order)
+        p.row_names is not None for p in parts) else None
+    return SeriesSource(
         spec, x, first.columns, list(stamps) if timed else None, np.array(times) if timed else None,
         first.time_column, np.array(labels, dtype=np.int64) if first.labels is not None else None,
-        header=first.header, label_column=first.label_column,
+        header=first.header, label_column=first.label_column, id_column=first.id_column, row_names=names,
+        time_guessed=first.time_guessed,
     )
-    out.id_column, out.time_guessed = first.id_column, first.time_guessed
-    if samples and all(p.row_names is not None for p in parts):  # (samples: in the files' order, as read)
-        out.row_names = [name for p in parts for name in p.row_names]
-    return out
 
 
 def nab_files(data_dir=None) -> list[str]:

@@ -106,6 +106,14 @@ _HELD_MIN = 1  # with none held (fewer than 10 images) the combined score is the
 _LOO_MAX = 4096  # pooled bank rows whose leave-one-out distances measure the pooled evidence's scale
 
 
+def _spread(moments: RunningMoments) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each feature's mean and standard deviation from the running moments of vectors (rows of
+    (N, D, 1)), and which features vary (a spread above the float rounding of their mean)."""
+    mean = moments.mean[:, 0]
+    std = moments.covariance()[:, 0, 0].clamp(min=0).sqrt() if moments.n > 1 else torch.zeros_like(mean)
+    return mean, std, std > 1e-12 * (1 + mean.abs())
+
+
 def _held_out(samples: np.ndarray) -> np.ndarray:
     return (samples % 10 == 9) & (samples < 10 * _HELD_MAX)
 
@@ -361,9 +369,8 @@ class LatentDistance(Detector):
                 raise AnomalyError(f"scaling='feature': applies to vectors (N, D), got samples shaped "
                                    f"{tuple(batch.x.shape[1:])}")
             moments.update(batch.x.detach().cpu().double()[:, :, None])
-        mean = moments.mean[:, 0]
-        std = moments.covariance()[:, 0, 0].clamp(min=0).sqrt() if moments.n > 1 else torch.zeros_like(mean)
-        std = torch.where(std > 1e-12 * (1 + mean.abs()), std, torch.ones_like(std))
+        mean, std, varies = _spread(moments)
+        std = torch.where(varies, std, torch.ones_like(std))
         self.bank_.set("feature_mean", mean.float())
         self.bank_.set("feature_std", std.float())
         self.featurizer_.standardise = (self.bank_.feature_mean, self.bank_.feature_std)
@@ -472,7 +479,7 @@ class LatentDistance(Detector):
         if not fitting:  # partial_fit (from scratch: sampling as after a fit)
             self._method.start_online()
         items = _item_ids(batch.index)  # (sample, tile) of each row of the batch
-        if fitting and x.ndim == 2:
+        if fitting and x.ndim == 2 and self.scaling == "none":  # (for the spreads warning; "feature" measured them)
             self._columns.update(x.detach().cpu()[:, :, None])
         if fitting and x.ndim == 4 and self.image_score == "combined":
             self._position.update(x)
@@ -516,10 +523,10 @@ class LatentDistance(Detector):
         squared differences, so the widest feature decides it and a change in a narrow one (a
         temperature beside a pressure in pascals) goes unseen; standardising is the fix, unless the
         units are meant to weigh so (PCA components)."""
-        if self._columns.n < 2 or self.scaling == "feature":
+        if self._columns.n < 2:  # (none with scaling="feature": it standardises them)
             return
-        std = self._columns.covariance()[:, 0, 0].sqrt()
-        spread = std[std > 1e-12 * (1 + self._columns.mean[:, 0].abs())]
+        _, std, varies = _spread(self._columns)
+        spread = std[varies]
         if len(spread) >= 2 and float(spread.max() / spread.min()) > 100:
             wide, narrow = int(std.argmax()), int(torch.where(std == spread.min())[0][0])
             names = (self.data_info_ or {}).get("columns")  # a table's or a frame's columns, by name

@@ -287,8 +287,6 @@ class SeriesDetector(Detector):
                 f"({last[1]}): scored as a new stream (call reset() before scoring a series again; "
                 "decision_function and predict continue the stream)", stacklevel=3)
             self.reset()
-        elif getattr(self, "_stream", None) is None:
-            self.reset()
 
     def score(self, X, y=None) -> float:
         """As for every detector (ROC-AUC against 0/1 labels ``y``, else the mean of

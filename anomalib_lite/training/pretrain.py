@@ -86,6 +86,9 @@ class PretrainResult:
     kept_epoch: int = -1
     #: images held out for the held-out loss (early stopping)
     held_out: int = 0
+    #: what was asked: the epochs (at most) and the early-stopping patience
+    epochs: int = 0
+    patience: int | None = None
 
     def kept_loss(self) -> float | None:
         """The held-out loss of the kept weights (None without held-out images)."""
@@ -311,7 +314,7 @@ def pretrain(
     early = bool(patience) and bool(history.val_loss) and history.best_epoch >= 0  # (the loop restored that epoch)
     kept = history.best_epoch if early else len(history.train_loss) - 1
     held = held_out_count(len(train), cfg) if train.random_access else 0
-    return PretrainResult(frozen, history, path, model.eval(), chance, kept, held)
+    return PretrainResult(frozen, history, path, model.eval(), chance, kept, held, cfg.epochs, patience)
 
 
 def _checks() -> dict:
