@@ -167,6 +167,22 @@ def test_fit_on_a_nab_probation_period_with_every_default_then_nab_results(tmp_p
     assert f"(its alarms: {found} of {len(edges) // 2} anomaly windows, {outside} outside)" in r.output
 
 
+def test_fit_calibrates_on_the_held_out_end_and_every_training_step_scored_out_of_fold(tmp_path):
+    """The fit line says what set the threshold: the held-out end and the training steps, each
+    scored by one of 3 fits without its time block; a training part too short for 3 blocks of
+    scored steps (past its first window) is calibrated on its held-out end alone."""
+    tiny = [a for a in TINY if a != "-q"]
+    r = run("fit", "continuation", "--data", write_series(tmp_path / "a.csv", n=600), "--column", "value",
+            *tiny, "-o", tmp_path / "a.anomaly")
+    assert r.exit_code == 0, r.output
+    assert ("calibrated on 60 held-out steps and the 540 training steps, each scored by one of 3 fits without its "
+            "block of them: threshold") in r.output
+    r = run("fit", "continuation", "--data", write_series(tmp_path / "b.csv", n=40), "--column", "value",
+            *tiny, "-o", tmp_path / "b.anomaly")
+    assert r.exit_code == 0, r.output
+    assert "calibrated on 4 held-out steps: threshold" in r.output
+
+
 def test_fit_rnn_and_score_report_early_warning(tmp_path):
     rng = np.random.default_rng(1)
     n = 2500

@@ -209,6 +209,9 @@ def choose_detector(source, *, device: str = "auto", seed: int = 0, verbose: boo
 
 #: folds of the cross-fitted calibration (5 extra fits)
 CROSS_FOLDS = 5
+#: a series' time blocks: its training steps scored out of fold join its held-out end (3 extra
+#: fits; chosen over 5 on NAB's dev half, benchmarks/series_calibration.py)
+SERIES_FOLDS = 3
 
 
 def cross_fits(det: Detector, n_held: int, fpr: float) -> bool:
@@ -230,9 +233,11 @@ def cross_folds(n: int, spec: str) -> int:
 
 def fit_calibrated(det: Detector, source, spec: str, holdout: float, fpr: float, seed: int) -> tuple:
     """Fit ``det`` and calibrate its threshold at ``fpr``, as ``fit`` does: on a held-out
-    ``holdout`` share (a series: its end, as the continuation of the rest), or, when that share
-    cannot certify ``fpr``, by cross-fitting on all of ``source``. Returns ``(train, held, folds)``
-    (``folds`` None without cross-fitting)."""
+    ``holdout`` share, or, when that share cannot certify ``fpr``, by cross-fitting on all of
+    ``source``. A series holds out its end; its training steps, scored out of
+    :data:`SERIES_FOLDS` time blocks, calibrate with it (when they are long enough for blocks of
+    more than the horizon). Returns ``(train, held, folds)`` (``folds`` None without
+    cross-fitting)."""
     if cross_fits(det, round(len(source) * holdout), fpr):  # (the share split() holds out)
         folds = cross_folds(len(source), spec)  # every sample calibrates, out of fold
         det.fit(source)
@@ -246,7 +251,13 @@ def fit_calibrated(det: Detector, source, spec: str, holdout: float, fpr: float,
             raise
         raise AnomalyError(f"{e} (fit read the first {len(train):,} of its {len(source):,} steps; the last "
                            f"{len(held):,} calibrate: --holdout)") from None
-    det.calibrate(held, fpr=fpr, **({"context": train} if det.input_kind == "series" else {}))
+    if det.input_kind != "series":
+        det.calibrate(held, fpr=fpr)
+        return train, held, None
+    if det.blocks_needed(SERIES_FOLDS) <= len(train):
+        det.cross_calibrate(train, fpr=fpr, folds=SERIES_FOLDS, after=held)
+        return train, held, SERIES_FOLDS
+    det.calibrate(held, fpr=fpr, context=train)
     return train, held, None
 
 
@@ -327,7 +338,11 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
             and spec_path(spec):  # no time column and several: a table of features is as likely as a series
         text += (f" (no time column: its rows were read as the steps of one series; rows that are independent "
                  f"samples: {str(spec).split('?')[0]}?rows=samples)")
-    if cross:
+    if cross and det.input_kind == "series":
+        text += (f"; calibrated on {plural(len(held), 'held-out step')} and the {len(train):,} training steps, "
+                 f"each scored by one of {folds} fits without its block of them: threshold {det.threshold_:.4g} "
+                 f"at fpr {fpr:g}")
+    elif cross:
         text += (f"; calibrated by {folds}-fold cross-fitting on all {len(held)} samples (each scored by a "
                  f"model fitted without it): threshold {det.threshold_:.4g} at fpr {fpr:g}")
     elif held is not None:

@@ -46,7 +46,7 @@ from ..scoring.thresholds import (
 from ..threads import choose_threads, log_choice, torch_threads
 
 __all__ = [
-    "CROP_SPAN", "MAX_CROPS", "SERIES_CHECKS", "STEP_CHUNK", "THRESHOLDS", "TOLERANCE", "SeriesDetector", "crop_plan",
+    "CROP_SPAN", "MAX_CROPS", "SCORE_CHUNK", "SERIES_CHECKS", "STEP_CHUNK", "THRESHOLDS", "TOLERANCE", "SeriesDetector", "crop_plan",
     "seasonal_period", "time_span", "training_crops",
 ]
 
@@ -344,17 +344,27 @@ class SeriesDetector(Detector):
         :meth:`unit_scores`' surprise."""
         check_fpr(fpr)  # (before the scoring)
         self._require_fitted()
-        kept = self._stream
-        self.reset()
-        try:
-            before = self.decision_function(context) if context is not None else np.zeros(0)
-            after = self.decision_function(normal)
-        finally:
-            self._stream = kept
+        before, after = self._stream_scores(context, normal)
         missing = getattr(self, "season_", 0) - len(after)  # steps short of one period
         self._set_threshold(np.concatenate([before[len(before) - missing :] if missing > 0 else before[:0], after]), fpr)
         self.holdout_scores_ = np.sort(after[np.isfinite(after)])
         return self
+
+    def _stream_scores(self, context, normal) -> tuple[np.ndarray, np.ndarray]:
+        """The scores of ``context`` (None: no steps) and of ``normal`` as its continuation, scored
+        as a stream of their own; the current stream is left as it was."""
+        kept = self._stream
+        self.reset()
+        try:
+            before = self.decision_function(context) if context is not None else np.zeros(0)
+            return before, self.decision_function(normal)
+        finally:
+            self._stream = kept
+
+    def blocks_needed(self, folds: int) -> float:
+        """The fewest training steps ``cross_calibrate`` can cut into ``folds`` time blocks (inf:
+        this detector has no time-blocked cross-fitting)."""
+        return float("inf")
 
     def _start(self, data) -> None:
         super()._start(data)
