@@ -574,7 +574,7 @@ class Continuation(SeriesDetector):
     def blocks_needed(self, folds: int) -> float:
         # the steps with a score (a period and a window behind them), in blocks longer than the horizon (the
         # targets masked before a block)
-        return self.window + self.season_ + folds * (self.horizon + 1)
+        return self.window + getattr(self, "season_", 0) + folds * (self.horizon + 1)  # (unfitted: no season yet)
 
     # ------------------------------------------------------------------ scoring
     def _errors(self, x: np.ndarray) -> np.ndarray:

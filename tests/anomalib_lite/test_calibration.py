@@ -132,3 +132,26 @@ def test_class_indices_as_labels_are_one_error_naming_the_0_1_labels():
 
     with pytest.raises(al.AnomalyError, match=r"got 0, 1, 2, 4; .*source\.anomaly_labels\(\)"):
         roc_auc([0, 1, 2, 4, 4], [0.1, 0.2, 0.3, 0.4, 0.5])
+
+
+@pytest.mark.parametrize("kind", ["images", "series"])
+def test_a_time_budget_is_shared_by_every_fit_of_the_calibration(tmp_path, monkeypatch, kind):
+    """--max-time is the whole command's: with cross-fitting (5 folds of a small image set; a
+    series' 3 time blocks) each of the fits gets an equal share, and the bundle keeps the budget
+    asked (before, each fit had all of it: 6 and 4 times the budget)."""
+    if kind == "images":
+        np.save(tmp_path / "d.npy", np.random.default_rng(0).random((30, 1, 16, 16), dtype=np.float32))
+        det, fits, data = al.Reconstruction(epochs=1, device="cpu", max_time=60.0), 6, tmp_path / "d.npy"
+    else:
+        v = np.sin(2 * np.pi * np.arange(400) / 20) + 0.05 * np.random.default_rng(0).normal(size=400)
+        (tmp_path / "d.csv").write_text("value\n" + "".join(f"{a:.5f}\n" for a in v))
+        data = tmp_path / "d.csv"
+        det, fits = al.Continuation(window=16, hidden=8, num_layers=1, epochs=1, season=0, device="cpu",
+                                    verbose=False, max_time=60.0), 4
+    asked, cls = [], type(det)
+    fit = cls.fit
+    monkeypatch.setattr(cls, "fit", lambda self, X, y=None: asked.append(self.max_time) or fit(self, X, y))
+    line = workflows.fit_and_save(det, str(data), tmp_path / "m.anomaly")
+    assert ("cross-fitting" in line) if kind == "images" else ("each scored by one of 3 fits" in line)
+    assert len(asked) == fits and all(b <= 60.0 / fits for b in asked), asked
+    assert al.load(tmp_path / "m.anomaly").max_time == pytest.approx(60.0, abs=1.0)  # (less the reading time)
