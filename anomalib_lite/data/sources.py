@@ -43,8 +43,9 @@ __all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "da
 
 NORMAL_NAMES = ("good", "normal", "ok")  # MVTec AD and MPDD; VisA; BTAD and the OK/NG of inspection lines
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L"}
-_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L"}  # 16-bit grey: scaled by 1/65535, read as float32
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "F"}  # 16-bit or 32-bit float grey: read as float32 in [0, 1]
+_16_BIT = (0.0, 65535.0)  # the values a 16-bit image maps to black and white, unless ?range= says otherwise
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
@@ -65,8 +66,6 @@ def _probe(path: Path) -> tuple[str, tuple[int, int]]:
     """Mode and (height, width) as the image will be read (EXIF rotation applied), without
     decoding its pixels."""
     with _open_image(path) as im:
-        if im.mode == "F":
-            raise AnomalyError(f"{path}: 32-bit float images are not supported; save it as 8- or 16-bit")
         try:
             turned = im.getexif().get(0x0112) in _ROTATED
         except Exception:  # noqa: BLE001  (a damaged EXIF block: read the image as stored)
@@ -74,10 +73,30 @@ def _probe(path: Path) -> tuple[str, tuple[int, int]]:
         return im.mode, ((im.width, im.height) if turned else (im.height, im.width))
 
 
-def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
-    """An image as (H, W) or (H, W, 3): uint8, or float32 in [0, 1] for 16-bit grey (in RGB: on
-    each channel); EXIF
-    orientation applied, palettes and CMYK converted, resized to ``size`` (bilinear)."""
+def _wide(path: Path, a: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    """A 16-bit or 32-bit float grey image's values mapped to [0, 1]: ``value_range`` (lo, hi)
+    to black and white, clipped. Without one, 16-bit images map 0..65535 and float images must
+    already lie in [0, 1]: a float image's values have no fixed scale (a depth map in mm, a
+    temperature), and a scale guessed per image would hide the very differences in level that
+    are anomalies, so another range is the user's to give, once for every image."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        raise AnomalyError(f"{path}: {int(bad.sum()):,} pixels are NaN or infinite (a sensor's missing values?); "
+                           "fill them before reading the image")
+    if value_range is None and a.dtype == np.float32 and a.size and (a.min() < 0.0 or a.max() > 1.0):
+        lo, hi = float(a.min()), float(a.max())
+        raise AnomalyError(f"{path}: a 32-bit float image with values in [{lo:g}, {hi:g}], not [0, 1]: add "
+                           f"?range=LO,HI to the data spec, the values read as black and white, the same for "
+                           f"every image (this one's: ?range={lo:g},{hi:g})")
+    lo, hi = value_range or (_16_BIT if a.dtype != np.float32 else (0.0, 1.0))
+    return np.clip((a.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _decode(path: Path, mode: str, size: tuple[int, int],
+            value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """An image as (H, W) or (H, W, 3): uint8, or float32 in [0, 1] for 16-bit and 32-bit float
+    grey (:func:`_wide`; in RGB: on each channel); EXIF orientation applied, palettes and CMYK
+    converted, resized to ``size`` (bilinear)."""
     from PIL import Image, ImageOps
 
     with _open_image(path) as im:
@@ -87,10 +106,10 @@ def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
             except Exception:  # noqa: BLE001  (a damaged EXIF block: keep the stored orientation)
                 im.load()
             if im.mode in _WIDE_MODES:  # (PIL's own conversion to 8 bits clips at 255)
-                a = np.asarray(im, dtype=np.float32) / 65535.0
+                a = _wide(path, np.asarray(im) if im.mode == "F" else np.asarray(im, dtype=np.int64), value_range)
                 if a.shape != size:
-                    a = np.asarray(Image.fromarray(a, mode="F").resize((size[1], size[0]), Image.BILINEAR))
-                a = np.clip(a, 0.0, 1.0)
+                    a = np.clip(np.asarray(Image.fromarray(a, mode="F").resize((size[1], size[0]), Image.BILINEAR)),
+                                0.0, 1.0)
                 return a if mode == "L" else np.repeat(a[..., None], 3, axis=-1)
             if im.mode == "P" or im.mode == "CMYK" or (im.mode not in ("L", "RGB") and mode == "L"):
                 im = im.convert("RGBA" if im.mode == "P" else "RGB")
@@ -116,11 +135,12 @@ class ImageFolderSource(DataSource):
     """
 
     def __init__(self, spec, paths, targets, class_names, normal_names, mode, size, root=None, mask_paths=None,
-                 wide=False):
+                 wide=False, value_range=None):
         self.spec, self.paths, self.targets = spec, list(paths), targets
         self.class_names, self.normal_names = class_names, normal_names
         self.mode, self.size = mode, size  # size is (H, W)
-        self.wide = wide  # some images are 16-bit: every image is read as float32 in [0, 1]
+        self.wide = wide  # some images are 16-bit or float: every image is read as float32 in [0, 1]
+        self.value_range = value_range  # (lo, hi): ?range=, their values read as black and white
         self.root = Path(root) if root is not None else None
         self.mask_paths = mask_paths
         self.names = [_relative(p, self.root) for p in self.paths]
@@ -129,7 +149,7 @@ class ImageFolderSource(DataSource):
         return len(self.paths)
 
     def _read(self, path: Path) -> np.ndarray:
-        x = _decode(path, self.mode, self.size)
+        x = _decode(path, self.mode, self.size, self.value_range)
         return x.astype(np.float32) / 255.0 if self.wide and x.dtype == np.uint8 else x
 
     def _read_mask(self, path: Path | None) -> np.ndarray:
@@ -172,7 +192,7 @@ class ImageFolderSource(DataSource):
         masks = None if self.mask_paths is None else [self.mask_paths[i] for i in indices]
         return self._carry(ImageFolderSource(
             self.spec, paths, t, self.class_names, self.normal_names, self.mode, self.size, self.root, masks,
-            self.wide,
+            self.wide, self.value_range,
         ))
 
 
@@ -187,8 +207,8 @@ def _relative(path: Path, root: Path | None) -> str:
 
 # ---------------------------------------------------------------- spec parsing
 
-_OPTIONS = {"channels", "classes", "grid", "limit", "order", "overlap", "rows", "seed", "severity", "share", "size",
-            "start", "stop", "synth", "tile"}
+_OPTIONS = {"channels", "classes", "grid", "limit", "order", "overlap", "range", "rows", "seed", "severity", "share",
+            "size", "start", "stop", "synth", "tile"}
 SYNTH_CLASS = "synthetic"
 
 
@@ -220,6 +240,17 @@ def _parse_channels(spec: str, value: str) -> str:
     if value not in ("1", "3"):
         raise AnomalyError(f"{spec}: channels '{value}': use channels=1 (grey) or channels=3 (RGB)")
     return "L" if value == "1" else "RGB"
+
+
+def _parse_range(spec: str, value: str) -> tuple[float, float]:
+    """``?range=LO,HI``: the values of 16-bit and 32-bit float images read as black and white."""
+    try:
+        lo, hi = (float(v) for v in value.split(","))
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ValueError
+    except ValueError:
+        raise AnomalyError(f"{spec}: range '{value}' is not LO,HI (two numbers, LO < HI)") from None
+    return lo, hi
 
 
 def _select(src: DataSource, options: dict[str, str]) -> DataSource:
@@ -409,7 +440,8 @@ def _image_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _load_folder(spec: str, root: Path, size: tuple[int, int] | None, mode: str | None = None) -> ImageFolderSource:
+def _load_folder(spec: str, root: Path, size: tuple[int, int] | None, mode: str | None = None,
+                 value_range=None) -> ImageFolderSource:
     """A folder: sub-folders are classes (labelled), or images directly inside (unlabelled)."""
     if (root / "train").is_dir() and (root / "test").is_dir():
         raise AnomalyError(
@@ -428,7 +460,7 @@ def _load_folder(spec: str, root: Path, size: tuple[int, int] | None, mode: str 
     targets = np.array([class_names.index(c) for c in classes]) if labelled else None
     normal = [c for c in class_names if c.lower() in NORMAL_NAMES] if labelled else []
     masks = _mvtec_masks(root, files, classes, normal) if labelled else None
-    return _image_source(spec, root, files, size, targets, class_names, normal or None, masks, mode)
+    return _image_source(spec, root, files, size, targets, class_names, normal or None, masks, mode, value_range)
 
 
 def _mvtec_masks(root: Path, files: list[Path], classes: list[str], normal: list[str]) -> list | None:
@@ -462,9 +494,10 @@ class SizesDiffer(AnomalyError):
 
 
 def _image_source(spec, root, files, size, targets=None, class_names=None, normal=None, masks=None,
-                  mode=None) -> ImageFolderSource:
+                  mode=None, value_range=None) -> ImageFolderSource:
     """Check that every file opens and that sizes agree (unless ``size`` resizes them); ``mode``
-    ("L" or "RGB", ``?channels=``) reads every image so, else grey when every file is grey."""
+    ("L" or "RGB", ``?channels=``) reads every image so, else grey when every file is grey;
+    ``value_range`` (``?range=``) applies to 16-bit and float images, so some must be."""
     modes, sizes = set(), {}
     for p in files:
         file_mode, hw = _probe(p)
@@ -480,7 +513,10 @@ def _image_source(spec, root, files, size, targets=None, class_names=None, norma
         size = next(iter(sizes))
     mode = mode or ("L" if modes <= _GRAY_MODES else "RGB")
     wide = bool(modes & _WIDE_MODES)  # (16-bit grey among RGB images: read as float grey, then as RGB)
-    return ImageFolderSource(spec, files, targets, class_names, normal, mode, size, root, masks, wide)
+    if value_range is not None and not wide:
+        raise AnomalyError(f"{spec}: range= applies to 16-bit and 32-bit float images; these are 8-bit "
+                           f"({', '.join(sorted(modes))}), read as 0..255")
+    return ImageFolderSource(spec, files, targets, class_names, normal, mode, size, root, masks, wide, value_range)
 
 
 def _glob_root(pattern: str) -> Path:
@@ -506,7 +542,7 @@ def _step(src: DataSource, options: dict[str, str], key: str, default: int) -> i
 
 def _select_series(src, options: dict[str, str]):
     """Apply ?start=, ?stop= and ?limit= to a series (time ranges, never a shuffle)."""
-    for key in ("classes", "size", "channels", "synth", "share", "severity", "seed", "tile", "overlap"):
+    for key in ("classes", "size", "channels", "range", "synth", "share", "severity", "seed", "tile", "overlap"):
         if key in options:
             raise AnomalyError(f"{src.spec}: {key}= applies to images only")
     start, stop = _step(src, options, "start", 0), _step(src, options, "stop", len(src))
@@ -521,18 +557,20 @@ def _select_series(src, options: dict[str, str]):
 
 
 def read_as_fitted(spec: str, fitted_spec: str | None, channels: int | None = None) -> str:
-    """``spec`` with ``fitted_spec``'s ``?size=`` and the fit's ``channels`` (1 or 3: the images'
-    first axis) added when ``spec`` reads image files and gives none of its own: a bundle scores
-    files read as its fit read them (resized; an RGB photograph made grey for a grey fit, a grey
-    one repeated on three channels for an RGB fit)."""
-    size = _parse(str(fitted_spec))[1].get("size") if fitted_spec else None
+    """``spec`` with ``fitted_spec``'s ``?size=`` and ``?range=`` and the fit's ``channels`` (1 or
+    3: the images' first axis) added when ``spec`` reads image files and gives none of its own: a
+    bundle scores files read as its fit read them (resized; an RGB photograph made grey for a grey
+    fit, a grey one repeated on three channels for an RGB fit; a float image's values mapped as
+    the fit's were)."""
+    fitted = _parse(str(fitted_spec))[1] if fitted_spec else {}
+    size, value_range = fitted.get("size"), fitted.get("range")
     base, options = _parse(spec)
     if is_series_spec(base) and not base.startswith("nab:") and "rows" not in options and rows_as_samples(fitted_spec):
         return spec + ("&" if "?" in spec else "?") + "rows=samples"  # a table fitted row by row is scored so
     if base.startswith(("mnist:", "nab:")) or base == "-" or Path(base).suffix.lower() in (".npy", ".npz", ".csv"):
         return spec
-    add = {k: v for k, v in (("size", size), ("channels", channels if channels in (1, 3) else None))
-           if v and k not in options}
+    add = {k: v for k, v in (("size", size), ("channels", channels if channels in (1, 3) else None),
+                             ("range", value_range)) if v and k not in options}
     return spec + "".join(f"{'&' if '?' in spec or i else '?'}{k}={v}" for i, (k, v) in enumerate(add.items()))
 
 
@@ -717,19 +755,20 @@ def _load_images(spec: str, base: str, options: dict[str, str], data_dir, downlo
         if key in options:
             raise AnomalyError(f"{spec}: {key}= applies to time series only")
     if base.startswith("mnist:"):
-        for key in ("size", "channels"):
+        for key in ("size", "channels", "range"):
             if key in options:
                 raise AnomalyError(f"{spec}: {key}= applies to image files only")
         return _synthesize(_select(_load_mnist(spec, base.split(":", 1)[1], data_dir, download), options), options)
     size = _parse_size(spec, options["size"]) if "size" in options else None
     mode = _parse_channels(spec, options["channels"]) if "channels" in options else None
+    value_range = _parse_range(spec, options["range"]) if "range" in options else None
     path = Path(base).expanduser()
     if _glob.has_magic(base) and not path.exists():
         files = sorted(Path(p) for p in _glob.glob(str(path), recursive=True)
                        if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
         if not files:
             raise AnomalyError(f"{spec}: no image files match '{base}'")
-        src = _image_source(spec, _glob_root(str(path)), files, size, mode=mode)
+        src = _image_source(spec, _glob_root(str(path)), files, size, mode=mode, value_range=value_range)
         return _synthesize(_select(src, options), options)
     if ":" in base and not path.exists() and not (len(base) > 1 and base[1] == ":"):
         scheme = base.split(":", 1)[0]
@@ -740,11 +779,12 @@ def _load_images(spec: str, base: str, options: dict[str, str], data_dir, downlo
     if not path.exists():
         raise AnomalyError(f"{spec}: path '{path}' does not exist")
     if path.is_dir():
-        return _synthesize(_select(_load_folder(spec, path, size, mode), options), options)
+        return _synthesize(_select(_load_folder(spec, path, size, mode, value_range), options), options)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _synthesize(_select(_image_source(spec, path.parent, [path], size, mode=mode), options), options)
+        return _synthesize(_select(_image_source(spec, path.parent, [path], size, mode=mode, value_range=value_range),
+                                   options), options)
     if path.suffix.lower() in (".npy", ".npz"):
-        for key in ("size", "channels"):
+        for key in ("size", "channels", "range"):
             if key in options:
                 raise AnomalyError(f"{spec}: {key}= applies to image files only")
         return _synthesize(_select(_load_array(spec, path), options), options)

@@ -1,0 +1,94 @@
+"""Images of more than 8 bits: 32-bit float TIFFs (depth maps, thermal images) and 16-bit ones
+with fewer bits used (a 12-bit camera), read through ``?range=LO,HI``, the values read as black
+and white; the bundle reads the files it scores with the range it was fitted with."""
+import csv
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import anomalib_lite as al
+from anomalib_lite import AnomalyError
+from anomalib_lite.data.batches import iter_batches
+from cli import cli
+
+
+def _float_tiffs(folder, n=12, hot=(), seed=0, level=400.0):
+    """Depth-map-like float32 TIFFs around ``level`` (mm); ``hot``: indices with a raised patch."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        a = (level + 5.0 * rng.normal(size=(24, 24))).astype(np.float32)
+        if i in hot:
+            a[8:16, 8:16] += 60.0
+        Image.fromarray(a, mode="F").save(folder / f"{i:02d}.tif")
+    return folder
+
+
+def _one(spec):
+    (b,) = list(iter_batches(al.load_data(spec)))
+    return b.x[0, 0].numpy()
+
+
+def test_a_float_image_in_0_1_is_read_as_it_is_and_one_outside_needs_a_range(tmp_path):
+    unit = np.linspace(0, 1, 16 * 16, dtype=np.float32).reshape(16, 16)
+    Image.fromarray(unit, mode="F").save(tmp_path / "unit.tif")
+    assert np.allclose(_one(str(tmp_path / "unit.tif")), unit, atol=1e-7)
+
+    depth = (300.0 + 200.0 * unit).astype(np.float32)  # 300..500 mm
+    Image.fromarray(depth, mode="F").save(tmp_path / "depth.tif")
+    with pytest.raises(AnomalyError, match=r"depth.tif: a 32-bit float image with values in \[300, 500\], not "
+                                           r"\[0, 1\]: add \?range=LO,HI .* \(this one's: \?range=300,500\)"):
+        _one(str(tmp_path / "depth.tif"))
+    assert np.allclose(_one(f"{tmp_path / 'depth.tif'}?range=300,500"), unit, atol=1e-6)
+    clipped = _one(f"{tmp_path / 'depth.tif'}?range=350,450")  # outside the range: black or white
+    assert clipped.min() == 0.0 and clipped.max() == 1.0 and np.allclose(clipped[8], np.clip((depth[8] - 350) / 100, 0, 1),
+                                                                            atol=1e-6)
+
+
+def test_a_12_bit_image_in_a_16_bit_file_takes_its_full_scale_from_a_range(tmp_path):
+    twelve = (np.arange(16 * 16).reshape(16, 16) * 16).astype(np.uint16)  # up to 4,080 of 4,095
+    Image.fromarray(twelve).save(tmp_path / "cam.png")
+    assert _one(str(tmp_path / "cam.png")).max() < 0.07  # 0..65535 by default: a dim image
+    assert np.allclose(_one(f"{tmp_path / 'cam.png'}?range=0,4095"), twelve / 4095.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nan.tif", "nan.tif: 3 pixels are NaN or infinite"),
+    ("eight.png?range=0,100", r"range= applies to 16-bit and 32-bit float images; these are 8-bit \(L\)"),
+    ("unit.tif?range=1,0", "range '1,0' is not LO,HI"),
+    ("unit.tif?range=a,b", "range 'a,b' is not LO,HI"),
+    ("x.npy?range=0,1", "range= applies to image files only"),
+    ("s.csv?range=0,1", "range= applies to images only"),
+])
+def test_bad_wide_image_input_is_one_error(tmp_path, spec, message):
+    a = np.zeros((8, 8), np.float32)
+    a[0, :3] = np.nan
+    Image.fromarray(a, mode="F").save(tmp_path / "nan.tif")
+    Image.fromarray(np.zeros((8, 8), np.float32), mode="F").save(tmp_path / "unit.tif")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "eight.png")
+    np.save(tmp_path / "x.npy", np.zeros((4, 3), np.float32))
+    (tmp_path / "s.csv").write_text("value\n" + "1\n" * 50)
+    with pytest.raises(AnomalyError, match=message):
+        _one(str(tmp_path / spec))
+
+
+def test_float_tiffs_fit_and_score_through_the_command_with_the_fitted_range(tmp_path):
+    """Fitted with ?range=, the bundle scores float files read the same way without being told;
+    parts with a raised patch rank above every normal one."""
+    train = _float_tiffs(tmp_path / "train", n=16)
+    test = _float_tiffs(tmp_path / "test", n=12, hot=(3, 7, 9), seed=1)
+    bundle = tmp_path / "d.anomaly"
+    r = CliRunner().invoke(cli, ["fit", "latent", "--data", f"{train}?range=300,500", "--backbone", "none",
+                                 "--image-score", "pooled", "-o", str(bundle), "-q"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["score", str(bundle), "--data", str(test), "-o", str(tmp_path / "s.csv")])
+    assert r.exit_code == 0, r.output
+    scores = {row["path"]: float(row["score"]) for row in csv.DictReader((tmp_path / "s.csv").open())}
+    hot = [scores[f"{i:02d}.tif"] for i in (3, 7, 9)]
+    normal = [s for name, s in scores.items() if int(name[:2]) not in (3, 7, 9)]
+    assert min(hot) > max(normal)
+    det = al.load(bundle)
+    api = det.decision_function(al.load_data(f"{test}?range=300,500"))
+    assert np.allclose(sorted(api), sorted(scores.values()), rtol=1e-4)
