@@ -81,7 +81,8 @@ def main() -> None:
                     burner.wait()
     what = ("`anomaly fit --data brick/train` (`anomaly demo --make-data`'s 100 images of 64 px; the offline image "
             "route, every default)" if args.route == "images" else
-            f"`anomaly fit continuation --data \"{DATA}\"` (605 steps: 545 train, 60 calibrate; every default)")
+            f"`anomaly fit continuation --data \"{DATA}\"` (605 steps: 545 train, 60 held out; every default: "
+            "4 fits, the kept one and 3 that score the training steps out of fold)")
     lines = [
         f"{what}, "
         f"median of {args.repeats} runs, wall seconds of the whole command. Busy: one CPU-burning Python loop "
