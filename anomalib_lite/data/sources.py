@@ -117,6 +117,8 @@ def _decode(path: Path, mode: str, size: tuple[int, int],
             if (im.height, im.width) != size:
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
+        except AnomalyError:  # (one already naming the file: a wide image's values)
+            raise
         except Image.DecompressionBombError as e:
             raise AnomalyError(f"{path}: refused: {e}") from None
         except (OSError, ValueError, SyntaxError) as e:

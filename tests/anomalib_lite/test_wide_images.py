@@ -39,8 +39,9 @@ def test_a_float_image_in_0_1_is_read_as_it_is_and_one_outside_needs_a_range(tmp
     depth = (300.0 + 200.0 * unit).astype(np.float32)  # 300..500 mm
     Image.fromarray(depth, mode="F").save(tmp_path / "depth.tif")
     with pytest.raises(AnomalyError, match=r"depth.tif: a 32-bit float image with values in \[300, 500\], not "
-                                           r"\[0, 1\]: add \?range=LO,HI .* \(this one's: \?range=300,500\)"):
+                                           r"\[0, 1\]: add \?range=LO,HI .* \(this one's: \?range=300,500\)") as e:
         _one(str(tmp_path / "depth.tif"))
+    assert str(e.value).startswith(str(tmp_path / "depth.tif")) and "cannot read" not in str(e.value)  # one line
     assert np.allclose(_one(f"{tmp_path / 'depth.tif'}?range=300,500"), unit, atol=1e-6)
     clipped = _one(f"{tmp_path / 'depth.tif'}?range=350,450")  # outside the range: black or white
     assert clipped.min() == 0.0 and clipped.max() == 1.0 and np.allclose(clipped[8], np.clip((depth[8] - 350) / 100, 0, 1),
@@ -70,8 +71,9 @@ def test_bad_wide_image_input_is_one_error(tmp_path, spec, message):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "eight.png")
     np.save(tmp_path / "x.npy", np.zeros((4, 3), np.float32))
     (tmp_path / "s.csv").write_text("value\n" + "1\n" * 50)
-    with pytest.raises(AnomalyError, match=message):
+    with pytest.raises(AnomalyError, match=message) as e:
         _one(str(tmp_path / spec))
+    assert "cannot read" not in str(e.value)
 
 
 def test_float_tiffs_fit_and_score_through_the_command_with_the_fitted_range(tmp_path):
