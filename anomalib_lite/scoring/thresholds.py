@@ -112,14 +112,28 @@ def drift(p) -> dict | None:
     return {"n": int(p.size), "low": low, "share": low / p.size}
 
 
-def fit_tail(calibration_scores) -> tuple[np.ndarray, int, float, float]:
-    """Sorted calibration scores, m, a (the m-th largest score, m = min(10, n - 1): where the
-    fitted tail takes over from the counts) and beta (the exponential tail's scale: the mean
-    excess of the top tenth of the scores, at least 5, over the score just below them)."""
+def fit_tail(calibration_scores, start: float | None = None) -> tuple[np.ndarray, int, float, float]:
+    """Sorted calibration scores, m, a (the m-th largest score, where the fitted tail takes over
+    from the counts) and beta (the exponential tail's scale).
+
+    ``start=None``: m = min(10, n - 1), beta the mean excess of the top tenth of the scores (at
+    least 5) over the score just below them. ``start`` (a share, e.g. 0.2): a tail that
+    anomalies among the calibration scores (a series' training steps hold what its data holds)
+    move little: a is the score above which the top ``start`` lie, and beta is set by the step
+    from there to the top ``start / 2`` (the scores' own exponential decay between the two), so
+    how large the scores above the top ``start / 2`` are does not matter, only how many there
+    are (5 % anomalies among exponential scores move the 1 % threshold from 4.6 to 6.9; the
+    default tail's goes past 15). Below 20 scores, as ``start=None``."""
     cal = np.sort(check_scores(calibration_scores, "calibration scores"))
     n = len(cal)
     if n < 2:  # one score: no tail to fit; a scale from its size
         return cal, 1, float(cal[-1]), max(abs(float(cal[-1])), 1e-12)
+    if start is not None and n >= 20:
+        m = max(4, int(round(start * n)))
+        half = -(-m // 2)
+        a = float(cal[n - m])
+        beta = (float(cal[n - half]) - a) / float(np.log(m / half))
+        return cal, m, a, max(beta, 1e-9 * max(1.0, abs(a)))
     k = min(n - 1, max(5, int(np.ceil(0.1 * n))))
     beta = float(np.mean(cal[n - k :] - cal[n - k - 1]))
     m = min(10, n - 1)
@@ -133,7 +147,8 @@ def tail_p_values(scores, calibration_scores, tail: tuple | None = None) -> np.n
     scores), beyond it ``m / (n + 1) * exp(-(s - a) / beta)``, beta the mean excess of the top
     tenth of the scores (an exponential tail: a generalised Pareto tail of shape 0). Strictly
     decreasing past a; NaN gives NaN. ``tail``: :func:`fit_tail` of the calibration scores,
-    when the caller keeps it (a stream's p-values, one step at a time)."""
+    when the caller keeps it (a stream's p-values, one step at a time), or another fit of them
+    (``fit_tail(..., start=)``)."""
     cal, m, a, beta = tail if tail is not None else fit_tail(calibration_scores)
     n = len(cal)
     s = as_scores(scores)
@@ -144,13 +159,13 @@ def tail_p_values(scores, calibration_scores, tail: tuple | None = None) -> np.n
     return np.where(np.isnan(s), np.nan, p)
 
 
-def tail_threshold(calibration_scores, fpr: float = 0.01) -> float:
-    """The threshold matching :func:`tail_p_values`: ``s > threshold`` exactly when its p-value is
-    at most ``fpr``: conformal (:func:`fpr_threshold`) where the calibration set can certify
-    ``fpr``, the fitted tail where it cannot (no warning, and no falling back to the largest
-    score)."""
+def tail_threshold(calibration_scores, fpr: float = 0.01, start: float | None = None) -> float:
+    """The threshold matching :func:`tail_p_values` (with ``fit_tail(..., start)``): ``s >
+    threshold`` exactly when its p-value is at most ``fpr``: conformal (:func:`fpr_threshold`)
+    where the counts decide (``fpr`` at or above the tail's share), the fitted tail where they
+    do not (no warning, and no falling back to the largest score)."""
     fpr = check_fpr(fpr)
-    cal, m, a, beta = fit_tail(calibration_scores)
+    cal, m, a, beta = fit_tail(calibration_scores, start)
     n = len(cal)
     if fpr * (n + 1) >= m:
         return fpr_threshold(cal, fpr)

@@ -175,16 +175,18 @@ def test_calibration_continues_the_training_series_and_fits_a_short_probation_pe
 def test_p_values_follow_a_new_calibration(fitted):
     """p-values keep the tail they fitted while the calibration scores stay; a new calibration
     refits it (a stream asks one step at a time; the answer is never stale)."""
-    from anomalib_lite.scoring.thresholds import tail_p_values
+    from anomalib_lite.detectors.series import TAIL_START
+    from anomalib_lite.scoring.thresholds import fit_tail, tail_p_values
 
     det = copy.deepcopy(fitted)
     s = det.reset().decision_function(wave(300, 8))
     first = det.p_values(s)
-    assert np.array_equal(first, tail_p_values(s, det.calibration_scores_), equal_nan=True)
+    robust = lambda cal: tail_p_values(s, cal, tail=fit_tail(cal, start=TAIL_START))  # noqa: E731  (the series' tail)
+    assert np.array_equal(first, robust(det.calibration_scores_), equal_nan=True)
     assert np.array_equal(np.concatenate([det.p_values(s[i : i + 1]) for i in range(len(s))]), first, equal_nan=True)
     det.calibration_scores_ = det.calibration_scores_ * 3.0  # a wider calibration: every score less surprising
     second = det.p_values(s)
-    assert np.array_equal(second, tail_p_values(s, det.calibration_scores_), equal_nan=True)
+    assert np.array_equal(second, robust(det.calibration_scores_), equal_nan=True)
     assert (second[np.isfinite(first)] >= first[np.isfinite(first)]).all() and not np.array_equal(second, first, equal_nan=True)
 
 

@@ -211,3 +211,24 @@ def test_nab_scorer_reads_the_results_the_project_writes(tmp_path):
     corpus = tool.Corpus(str(data.parent), str(labels / "combined_windows.json"))
     got = corpus.load_detector(str(tmp_path / "results"), "continuation", False)
     assert np.allclose(got, unit[corpus.series[0].first_scored :], atol=1e-6)
+
+
+def test_the_robust_tail_is_not_raised_by_anomalies_among_the_calibration_scores():
+    """A tail fitted between the top 20 % and 10 % of the scores: 5 % anomalies among them
+    move the 1 % threshold a little (4.6 to 6.9: they shift which scores are the top 20 % and
+    10 %), while the top tenth's mean excess, the default tail, is carried up to the anomalies
+    (past 15); its p-values and threshold agree."""
+    from anomalib_lite.scoring.thresholds import fit_tail
+
+    rng = np.random.default_rng(0)
+    clean = rng.exponential(size=4000)  # the 1 % quantile of an exponential: ln 100 = 4.61
+    dirty = clean.copy()
+    dirty[rng.choice(4000, 200, replace=False)] = rng.uniform(20, 30, 200)
+    robust = tail_threshold(dirty, 0.01, start=0.2)
+    assert abs(tail_threshold(clean, 0.01, start=0.2) - np.log(100)) < 0.5 and robust < 1.6 * np.log(100)
+    assert tail_threshold(dirty, 0.01) > 15  # (the default tail: inside the anomalies)
+    tail = fit_tail(dirty, start=0.2)
+    grid = np.linspace(0, 40, 2001)
+    p = tail_p_values(grid, dirty, tail=tail)
+    assert np.array_equal(grid > robust, p <= 0.01) and (np.diff(p) <= 0).all()
+    assert tail_threshold(dirty[:12], 0.01, start=0.2) == tail_threshold(dirty[:12], 0.01)  # few scores: the default

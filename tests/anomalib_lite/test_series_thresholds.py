@@ -229,3 +229,23 @@ def test_each_fold_is_given_the_detectors_season(monkeypatch, rhythm):
     monkeypatch.setattr(Continuation, "fit", lambda self, X, y=None: asked.append(self.season) or fit(self, X, y))
     det.cross_calibrate(x, folds=3)
     assert asked == [det.season_] * 3
+
+
+def test_anomalies_in_the_training_series_do_not_raise_its_threshold():
+    """The training series holds bursts (5 % of its steps); scored out of fold, they are among
+    the calibration scores, yet the 1 % threshold stays near the clean series' (the top tenth's
+    mean excess, the tail before, put it among the bursts), and a burst of the same kind later
+    is flagged."""
+    rng = np.random.default_rng(0)
+    x = _phased()
+    dirty = x.copy()
+    for start in (120, 200, 300, 360):  # 4 bursts of 5 steps in the 400 training steps
+        dirty[start : start + 5] += rng.normal(0, 3, 5)
+    clean = _small().fit(x[:400]).cross_calibrate(x[:400], fpr=0.01, after=x[400:420])
+    det = _small().fit(dirty[:400]).cross_calibrate(dirty[:400], fpr=0.01, after=x[400:420])
+    assert det.threshold_ < 1.5 * clean.threshold_, (det.threshold_, clean.threshold_)
+    later = x.copy()
+    later[1000:1005] += rng.normal(0, 3, 5)
+    det.reset()
+    s = det.decision_function(later)
+    assert (s[1000:1010] > det.threshold_).any()
