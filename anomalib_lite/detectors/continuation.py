@@ -528,20 +528,21 @@ class Continuation(SeriesDetector):
         ``window + season_``) are cut into ``folds`` consecutive blocks; for each, a clone is
         fitted on ``X`` with no target in the block (its steps still reach the network as the
         context of the steps after it) and scores the block as the continuation of the steps
-        before it, its errors in this detector's units (``err_scale_``). ``after``: steps that follow ``X``, held out of the fit (``fit``'s
-        held-out end), scored by this detector as ``X``'s continuation; they join the calibration
-        scores and are :meth:`unit_scores`' prior (``holdout_scores_``; without them, the
-        out-of-fold scores are). Costs ``folds`` fits.
+        before it, its errors in this detector's units (``err_scale_``). The clones keep this
+        detector's season (or none), so each fold refits the same structure. ``after``: steps
+        that follow ``X``, held out of the fit (``fit``'s held-out end), scored by this detector
+        as ``X``'s continuation; they join the calibration scores and are :meth:`unit_scores`'
+        prior (``holdout_scores_``; without them, the out-of-fold scores are). Costs ``folds``
+        fits.
 
         Why: a held-out end is one stretch of the series, often shorter than its rhythm (60 steps
         of a daily rhythm of 288 in NAB's probationary periods). Completed to one period by
         in-sample scores, its thresholds flagged 7.7 % (dev half) and 12.1 % (held-out half) of
         NAB's later normal steps, mean over the series, at a 1 % target; with the training steps
         scored out of 3 folds, 2.7 % and 2.8 % (median 0.6 % and 0.2 %; what is left is drift;
-        ``benchmarks/series_calibration.py``, both with the series' tail,
-        :data:`~anomalib_lite.detectors.series.TAIL_START`, which anomalies inside the training
-        series barely raise). The clones keep this
-        detector's season (or none), so each fold refits the same structure.
+        ``benchmarks/series_calibration.py``). Both with the series' tail
+        (:data:`~anomalib_lite.detectors.series.TAIL_START`), which anomalies inside the training
+        series barely raise.
         """
         self._require_fitted()
         check_fpr(fpr)

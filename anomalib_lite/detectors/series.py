@@ -15,9 +15,10 @@
   ``"calibrated"`` (``threshold_`` from ``calibrate``), ``"moving"`` (mean + k*std of a moving
   window of past scores), ``"quantile"`` (a moving quantile) or ``"dynamic"`` (Telemanom, on the
   scores given at once); ``predict(data)`` is ``flag(score(data))``.
-* p-values and ``threshold_`` use an exponential tail fitted to the calibration scores
-  (:func:`anomalib_lite.scoring.thresholds.tail_p_values`): they keep ranking past the largest
-  calibration score. ``unit_scores`` maps a stream's scores to NAB's [0, 1] (see
+* p-values and ``threshold_`` use an exponential tail fitted to the calibration scores between
+  their top 20 % and 10 % (:data:`TAIL_START`;
+  :func:`anomalib_lite.scoring.thresholds.tail_p_values`): they keep ranking past the largest calibration score, and anomalies among the calibration
+  scores (a training series' own, scored out of fold) barely move them. ``unit_scores`` maps a stream's scores to NAB's [0, 1] (see
   :class:`anomalib_lite.scoring.thresholds.SurpriseScore`).
 * Torch threads follow :mod:`anomalib_lite.threads` (one on the CPU for these small networks,
   ``threads=N`` to override), restored after each call.

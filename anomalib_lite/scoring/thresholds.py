@@ -8,9 +8,11 @@ exchangeable data this bounds the false positive rate by ``fpr``.
 A conformal p-value cannot go below ``1 / (n + 1)``: every score above the largest calibration
 score gets that same value. The series detectors rank further: :func:`tail_p_values` fits an
 exponential tail (a generalised Pareto tail of shape 0, the peaks-over-threshold model of extreme
-value theory) to the top tenth of the calibration scores and continues the p-value past the
-largest ones, so a more extreme score always gets a smaller p-value; :func:`tail_threshold` is
-the matching threshold, which also reaches rates that a small calibration set cannot certify.
+value theory) to the calibration scores (by default to their top tenth; a series detector's
+between their top 20 % and 10 %, which anomalies among them barely move: :func:`fit_tail`) and
+continues the p-value past the largest ones, so a more extreme score always gets a smaller
+p-value; :func:`tail_threshold` is the matching threshold, which also reaches rates that a small
+calibration set cannot certify.
 
 For series and streams two label-free alternatives: :func:`dynamic_threshold` (Telemanom's
 non-parametric search over mean + z*std with pruning, on a batch of smoothed errors) and
