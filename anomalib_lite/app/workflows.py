@@ -231,15 +231,21 @@ def cross_folds(n: int, spec: str) -> int:
     return folds
 
 
-def _budget_shares(det: Detector, fits: int) -> float | None:
-    """Give each of ``fits`` fits an equal share of ``det``'s ``max_time`` (the command's budget
-    covers them all). The calibrating fits are the kept model on most of the data, so they train
-    as long as it does: their out-of-fold scores are then what the kept model's would be.
-    Returns the whole budget (None: none set), for :func:`fit_calibrated` to put back."""
+@contextlib.contextmanager
+def _budget_shared(det: Detector, fits: int):
+    """Within it, each of ``fits`` fits gets an equal share of ``det``'s ``max_time`` (the
+    command's budget covers them all); the whole budget is put back after. The calibrating fits
+    are the kept model on most of the data, so they train as long as it does: their out-of-fold
+    scores are then what the kept model's would be."""
     budget = det.get_params().get("max_time")
-    if budget is not None:
-        det.set_params(max_time=max(1.0, budget / fits))
-    return budget
+    if budget is None:
+        yield
+        return
+    det.set_params(max_time=max(1.0, budget / fits))
+    try:
+        yield
+    finally:
+        det.set_params(max_time=budget)
 
 
 def fit_calibrated(det: Detector, source, spec: str, holdout: float, fpr: float, seed: int) -> tuple:
@@ -251,33 +257,28 @@ def fit_calibrated(det: Detector, source, spec: str, holdout: float, fpr: float,
     held, folds)`` (``folds`` None without cross-fitting)."""
     if cross_fits(det, round(len(source) * holdout), fpr):  # (the share split() holds out)
         folds = cross_folds(len(source), spec)  # every sample calibrates, out of fold
-        budget = _budget_shares(det, folds + 1)
-        det.fit(source)
-        det.cross_calibrate(source, fpr=fpr, folds=folds, seed=seed)
-        if budget is not None:
-            det.set_params(max_time=budget)
+        with _budget_shared(det, folds + 1):
+            det.fit(source)
+            det.cross_calibrate(source, fpr=fpr, folds=folds, seed=seed)
         return source, source, folds
     train, held = source.split(holdout, seed=seed)
     blocks = det.input_kind == "series" and det.blocks_needed(SERIES_FOLDS) <= len(train)  # (before the fit: no season)
-    budget = _budget_shares(det, SERIES_FOLDS + 1 if blocks else 1)
-    try:
-        det.fit(train)
-    except AnomalyError as e:  # a series too short: say which part of it the fit read
-        if det.input_kind != "series" or not str(e).startswith("data:"):
-            raise
-        raise AnomalyError(f"{e} (fit read the first {len(train):,} of its {len(source):,} steps; the last "
-                           f"{len(held):,} calibrate: --holdout)") from None
-    folds = None
-    if det.input_kind != "series":
-        det.calibrate(held, fpr=fpr)
-    elif blocks and det.blocks_needed(SERIES_FOLDS) <= len(train):  # (the season found may leave too few steps)
-        det.cross_calibrate(train, fpr=fpr, folds=SERIES_FOLDS, after=held)
-        folds = SERIES_FOLDS
-    else:
-        det.calibrate(held, fpr=fpr, context=train)
-    if budget is not None:
-        det.set_params(max_time=budget)
-    return train, held, folds
+    with _budget_shared(det, SERIES_FOLDS + 1 if blocks else 1):
+        try:
+            det.fit(train)
+        except AnomalyError as e:  # a series too short: say which part of it the fit read
+            if det.input_kind != "series" or not str(e).startswith("data:"):
+                raise
+            raise AnomalyError(f"{e} (fit read the first {len(train):,} of its {len(source):,} steps; the last "
+                               f"{len(held):,} calibrate: --holdout)") from None
+        if det.input_kind != "series":
+            det.calibrate(held, fpr=fpr)
+        elif blocks and det.blocks_needed(SERIES_FOLDS) <= len(train):  # (the season found may leave too few steps)
+            det.cross_calibrate(train, fpr=fpr, folds=SERIES_FOLDS, after=held)
+            return train, held, SERIES_FOLDS
+        else:
+            det.calibrate(held, fpr=fpr, context=train)
+    return train, held, None
 
 
 def _check_normal(spec: str, source) -> None:

@@ -26,7 +26,7 @@ import torch
 
 from .. import validate as v
 from .base import RUN_CHECKS, Capabilities, register
-from ..data.batches import Batch, iter_series
+from ..data.batches import Batch
 from ..errors import AnomalyError
 from .series import (
     CROP_SPAN,
@@ -501,8 +501,8 @@ class Continuation(SeriesDetector):
         start = max(0, first - w)
         span, stride = crop_plan(len(z) - start - w)
         x, y = training_crops(u[start:], y[start:], w, span, stride)
-        taught = torch.isfinite(y[:, w:]).any(dim=2).any(dim=1)
-        if not bool(taught.all()):  # a cross-fitting fold: crops with no target would be val samples of loss 0
+        if getattr(self, "_blind", None) is not None:  # a cross-fitting fold: crops with no target go (they
+            taught = torch.isfinite(y[:, w:]).any(dim=2).any(dim=1)  # would be validation samples of loss 0)
             x, y = x[taught], y[taught]
         self.history_ = fit_model(self.model_, self._loss, x, y, self._config(), self.device_, desc="fit")
         self.model_.eval()
@@ -550,7 +550,7 @@ class Continuation(SeriesDetector):
         if isinstance(X, Iterator):
             raise AnomalyError("cross-fitting reads the training series again: give it as an array, a DataFrame "
                                "or a data source, not a one-shot iterator")
-        x = np.concatenate([b.x.double().numpy() for b in iter_series(X, SCORE_CHUNK)])
+        x = np.concatenate([b.x.double().numpy() for b in self._iter_data(X, SCORE_CHUNK)])
         n = len(x)
         if folds < 2 or n < self.blocks_needed(folds):
             first = self.window + self.season_
