@@ -2,6 +2,7 @@
 tiles, paths in every output."""
 import csv
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,8 @@ def test_a_folder_of_mixed_sizes_is_told_the_size_the_bundle_was_fitted_at(fitte
 
 def test_images_are_read_in_the_channels_the_bundle_was_fitted_on(tmp_path):
     """A grey fit scores RGB photographs made grey, an RGB fit grey images repeated on three
-    channels (they were "samples are 3x32x32 but ... fitted on 1x32x32"); ?channels= says it."""
+    channels (they were "samples are 3x32x32 but ... fitted on 1x32x32"), each with one warning
+    that says so (a colour-only defect is lost); ?channels= says it."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -119,15 +121,24 @@ def test_images_are_read_in_the_channels_the_bundle_was_fitted_on(tmp_path):
         Image.fromarray(a).save(grey / f"{i}.png")
         Image.fromarray(np.stack([a] * 3, -1)).save(rgb / f"{i}.png")
 
-    def scores(bundle, data):
-        r = run("score", bundle, "--data", data, "-o", "-")
+    def scores(bundle, data, note=None):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            r = run("score", bundle, "--data", data, "-o", "-")
         assert r.exit_code == 0, r.output
+        notes = [str(w.message) for w in said if "read as grey" in str(w.message)]
+        assert notes == ([f"{data}: {note}"] if note else []), notes  # said once, or not at all
         return [row["score"] for row in csv.DictReader(r.output.splitlines()[: 13])]
 
+    notes = {"grey": "12 of 12 images are in colour and are read as grey, as the bundle's fit read its images: a "
+                     "defect seen only in its colour is not scored (fit on colour images to score colour)",
+             "rgb": "grey images, read as grey on all three channels because the bundle was fitted on colour "
+                    "images: their scores compare them with colour parts"}
     for fit, other in ((grey, rgb), (rgb, grey)):
         assert run("fit", "latent", "--data", fit, "-o", tmp_path / f"{fit.name}.anomaly", "-q").exit_code == 0
         bundle = tmp_path / f"{fit.name}.anomaly"
-        assert scores(bundle, other) == scores(bundle, fit)  # the same pixels, in the fit's channels
+        # the same pixels, in the fit's channels; the conversion said where it happened
+        assert scores(bundle, other, notes[fit.name]) == scores(bundle, fit)
     r = run("evaluate", tmp_path / "grey.anomaly", "--data", rgb)  # messages name the spec given, not ?channels=1
     assert r.exit_code == 2 and f"{rgb}: no labels" in r.output and "channels" not in r.output
     r = run("score", tmp_path / "grey.anomaly", "--data", f"{rgb}?channels=3", "-o", "-")  # a spec's own: it wins

@@ -51,7 +51,7 @@ from ..bundles.header import describe_header
 from ..io import atomic_output, check_outputs, check_writable
 from .options import ROUTES
 from ..data.sources import load as load_data
-from ..data.sources import SizesDiffer, fit_hint, is_series_spec, read_as_fitted, rows_as_samples, spec_files, spec_path
+from ..data.sources import SizesDiffer, channel_note, fit_hint, is_series_spec, read_as_fitted, rows_as_samples, spec_files, spec_path
 from ..data.series_sources import ColumnNotFound
 from ..scoring.thresholds import SurpriseScore, drift
 
@@ -138,6 +138,9 @@ def load_source(spec: str, det: Detector | None = None, *, data_dir=None, downlo
         raise AnomalyError(named(e)) from None
     if spec != given:
         source.spec = given
+    note = channel_note(source, given) if det is not None else None
+    if note:
+        warnings.warn(note)
     kind = getattr(source, "kind", "image")
     if series and kind != "series":
         raise AnomalyError(f"{spec}: not a time series; give a .csv file, nab:CATEGORY/FILE.csv or -")

@@ -39,7 +39,7 @@ from ..errors import AnomalyError, shown
 from .tiling import Tiling
 
 __all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "data_root", "fit_hint", "is_series_spec", "rows_as_samples",
-           "load", "read_as_fitted", "spec_files", "spec_path"]
+           "load", "read_as_fitted", "channel_note", "spec_files", "spec_path"]
 
 NORMAL_NAMES = ("good", "normal", "ok")  # MVTec AD and MPDD; VisA; BTAD and the OK/NG of inspection lines
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
@@ -146,6 +146,7 @@ class ImageFolderSource(DataSource):
         self.root = Path(root) if root is not None else None
         self.mask_paths = mask_paths
         self.names = [_relative(p, self.root) for p in self.paths]
+        self.colour_files = None  # how many files hold colour (set by the reader that probed them)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -500,10 +501,11 @@ def _image_source(spec, root, files, size, targets=None, class_names=None, norma
     """Check that every file opens and that sizes agree (unless ``size`` resizes them); ``mode``
     ("L" or "RGB", ``?channels=``) reads every image so, else grey when every file is grey;
     ``value_range`` (``?range=``) applies to 16-bit and float images, so some must be."""
-    modes, sizes = set(), {}
+    modes, sizes, colour = set(), {}, 0
     for p in files:
         file_mode, hw = _probe(p)
         modes.add(file_mode)
+        colour += file_mode not in _GRAY_MODES
         sizes.setdefault(hw, p)
     if size is None:
         if len(sizes) > 1:
@@ -518,7 +520,9 @@ def _image_source(spec, root, files, size, targets=None, class_names=None, norma
     if value_range is not None and not wide:
         raise AnomalyError(f"{spec}: range= applies to 16-bit and 32-bit float images; these are 8-bit "
                            f"({', '.join(sorted(modes))}), read as 0..255")
-    return ImageFolderSource(spec, files, targets, class_names, normal, mode, size, root, masks, wide, value_range)
+    source = ImageFolderSource(spec, files, targets, class_names, normal, mode, size, root, masks, wide, value_range)
+    source.colour_files = colour
+    return source
 
 
 def _glob_root(pattern: str) -> Path:
@@ -575,6 +579,23 @@ def read_as_fitted(spec: str, fitted_spec: str | None, channels: int | None = No
                              ("range", value_range)) if v and k not in options}
     return spec + "".join(f"{'&' if '?' in spec or i else '?'}{k}={v}" for i, (k, v) in enumerate(add.items()))
 
+
+
+def channel_note(source, spec: str) -> str | None:
+    """The note a bundle gives when it reads image files in other channels than theirs (the fit's,
+    which :func:`read_as_fitted` adds unless ``spec`` names its own): colour photographs scored by
+    a grey fit lose what only their colour shows; grey files scored by a colour fit are compared
+    with colour parts. None when the channels agree or ``spec`` chose them."""
+    if not isinstance(source, ImageFolderSource) or source.colour_files is None or "channels" in _parse(spec)[1]:
+        return None
+    n, colour = len(source), source.colour_files
+    if source.mode == "L" and colour:
+        return (f"{spec}: {colour:,} of {n:,} images are in colour and are read as grey, as the bundle's fit read "
+                "its images: a defect seen only in its colour is not scored (fit on colour images to score colour)")
+    if source.mode == "RGB" and not colour:
+        return (f"{spec}: grey images, read as grey on all three channels because the bundle was fitted on colour "
+                "images: their scores compare them with colour parts")
+    return None
 
 #: image files above this many pixels, read at full size, get a hint before a fit (MVTec AD's
 #: 700 to 1024 px photographs do; the inspection set's 128 px crops and MNIST do not)
