@@ -43,8 +43,10 @@ __all__ = ["NORMAL_NAMES", "ArraySource", "DataSource", "ImageFolderSource", "da
 
 NORMAL_NAMES = ("good", "normal", "ok")  # MVTec AD and MPDD; VisA; BTAD and the OK/NG of inspection lines
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
+_FLOAT3 = "F;3"  # (our name) a TIFF of three float channels, read by tifffile: MVTec 3D-AD's xyz maps
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "F"}  # 16-bit or 32-bit float grey: read as float32 in [0, 1]
+# 16-bit or float images: read as float32 in [0, 1]
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "F", _FLOAT3}
 _16_BIT = (0.0, 65535.0)  # the values a 16-bit image maps to black and white, unless ?range= says otherwise
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
@@ -62,10 +64,63 @@ def _open_image(path: Path):
         raise AnomalyError(f"{path}: cannot read image ({e})") from None
 
 
+def _float_tiff(path: Path, pixels: bool = True):
+    """A TIFF that PIL cannot read, by tifffile (installed with scikit-image): float images of
+    three channels (MVTec 3D-AD's xyz maps, a depth camera's point clouds) or 64-bit floats, its
+    first image. ``pixels``: (H, W) or (H, W, 3) float32; else only its mode ("F" or ``_FLOAT3``)
+    and (height, width). None when the file is not such a TIFF (PIL's own error then stands)."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.series[0]  # (the image: its channels may be samples of one page or pages of their own)
+            shape, dtype = tuple(page.shape), np.dtype(page.dtype)
+            if dtype.kind != "f":
+                return None
+            if len(shape) == 3 and shape[0] in (1, 3) and shape[-1] not in (1, 3):  # planar: channels first
+                shape = (*shape[1:], shape[0])
+            if len(shape) == 3 and shape[-1] == 1:
+                shape = shape[:2]
+            if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] != 3):
+                raise AnomalyError(f"{path}: a float TIFF of shape {'x'.join(map(str, page.shape))}; images of one "
+                                   "or three channels are read")
+            mode = "F" if len(shape) == 2 else _FLOAT3
+            if not pixels:
+                return mode, shape[:2]
+            a = np.asarray(page.asarray())
+    except AnomalyError:
+        raise
+    except Exception as e:  # noqa: BLE001  (tifffile's errors: a damaged or unsupported file)
+        raise AnomalyError(f"{path}: cannot read image ({e})") from None
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = np.moveaxis(a, 0, -1)
+    return a.reshape(shape).astype(np.float32)
+
+
+def _paged_float(im) -> bool:
+    """A float TIFF of several pages (each channel a page: tifffile's coming default for an
+    (H, W, 3) float array), whose first page alone is what PIL reads: tifffile reads it whole."""
+    return im.mode == "F" and getattr(im, "n_frames", 1) > 1 and im.format == "TIFF"
+
+
 def _probe(path: Path) -> tuple[str, tuple[int, int]]:
     """Mode and (height, width) as the image will be read (EXIF rotation applied), without
     decoding its pixels."""
-    with _open_image(path) as im:
+    try:
+        im = _open_image(path)
+    except AnomalyError:
+        found = _float_tiff(path, pixels=False)
+        if found is None:
+            raise
+        return found
+    with im:
+        found = _float_tiff(path, pixels=False) if _paged_float(im) else None
+        if found is not None:
+            return found
         try:
             turned = im.getexif().get(0x0112) in _ROTATED
         except Exception:  # noqa: BLE001  (a damaged EXIF block: read the image as stored)
@@ -99,18 +154,25 @@ def _decode(path: Path, mode: str, size: tuple[int, int],
     converted, resized to ``size`` (bilinear)."""
     from PIL import Image, ImageOps
 
-    with _open_image(path) as im:
+    try:
+        im = _open_image(path)
+    except AnomalyError:
+        a = _float_tiff(path)
+        if a is None:
+            raise
+        return _decode_float(path, a, mode, size, value_range)
+    with im:
+        whole = _float_tiff(path) if _paged_float(im) else None
+        if whole is not None:
+            return _decode_float(path, whole, mode, size, value_range)
         try:
             try:
                 im = ImageOps.exif_transpose(im)
             except Exception:  # noqa: BLE001  (a damaged EXIF block: keep the stored orientation)
                 im.load()
             if im.mode in _WIDE_MODES:  # (PIL's own conversion to 8 bits clips at 255)
-                a = _wide(path, np.asarray(im) if im.mode == "F" else np.asarray(im, dtype=np.int64), value_range)
-                if a.shape != size:
-                    a = np.clip(np.asarray(Image.fromarray(a, mode="F").resize((size[1], size[0]), Image.BILINEAR)),
-                                0.0, 1.0)
-                return a if mode == "L" else np.repeat(a[..., None], 3, axis=-1)
+                a = np.asarray(im) if im.mode == "F" else np.asarray(im, dtype=np.int64)
+                return _decode_float(path, a, mode, size, value_range)
             if im.mode == "P" or im.mode == "CMYK" or (im.mode not in ("L", "RGB") and mode == "L"):
                 im = im.convert("RGBA" if im.mode == "P" else "RGB")
             im = im.convert(mode)
@@ -123,6 +185,25 @@ def _decode(path: Path, mode: str, size: tuple[int, int],
             raise AnomalyError(f"{path}: refused: {e}") from None
         except (OSError, ValueError, SyntaxError) as e:
             raise AnomalyError(f"{path}: cannot read image ({e})") from None
+
+
+def _decode_float(path: Path, a: np.ndarray, mode: str, size: tuple[int, int],
+                  value_range: tuple[float, float] | None) -> np.ndarray:
+    """A 16-bit or float image's values (:func:`_wide`), each channel resized (bilinear), in
+    ``mode``: grey repeated on three channels for "RGB"; three float channels are refused as grey
+    (x, y and z of a point cloud have no luminance)."""
+    from PIL import Image
+
+    if a.ndim == 3 and mode == "L":
+        raise AnomalyError(f"{path}: an image of three float channels, read as grey (the bundle's fit or ?channels=1); "
+                           "read it with ?channels=3 and fit on such images")
+    a = _wide(path, a, value_range)
+    if a.shape[:2] != size:
+        planes = a[..., None] if a.ndim == 2 else a
+        a = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c]), mode="F").resize(
+            (size[1], size[0]), Image.BILINEAR)) for c in range(planes.shape[-1])], -1).clip(0.0, 1.0)
+        a = a[..., 0] if planes.shape[-1] == 1 else a
+    return a if mode == "L" or a.ndim == 3 else np.repeat(a[..., None], 3, axis=-1)
 
 
 #: decoded values per folder batch (images are read lazily: large images come fewer at a time)

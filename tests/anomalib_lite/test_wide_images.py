@@ -94,3 +94,77 @@ def test_float_tiffs_fit_and_score_through_the_command_with_the_fitted_range(tmp
     det = al.load(bundle)
     api = det.decision_function(al.load_data(f"{test}?range=300,500"))
     assert np.allclose(sorted(api), sorted(scores.values()), rtol=1e-4)
+
+
+def _xyz_tiffs(folder, n=12, hot=(), seed=0):
+    """Point-cloud-like TIFFs of three float channels (x and y in m across the part, z its depth
+    around 0.5 m), as MVTec 3D-AD writes them; ``hot``: indices with a raised patch in z."""
+    tifffile = pytest.importorskip("tifffile")
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    x, y = np.meshgrid(np.linspace(-0.1, 0.1, 24), np.linspace(-0.1, 0.1, 24))
+    for i in range(n):
+        z = 0.5 + 0.005 * rng.normal(size=(24, 24))
+        if i in hot:
+            z[8:16, 8:16] += 0.06
+        tifffile.imwrite(folder / f"{i:02d}.tiff", np.stack([x, y, z], -1).astype(np.float32), photometric="rgb")
+    return folder
+
+
+def test_three_float_channels_and_64_bit_floats_are_read_by_tifffile(tmp_path):
+    """PIL cannot open either ("cannot read image" before); each channel is mapped by ?range= and
+    resized on its own; planar files (channels first), and channels written as pages of their
+    own, read as interleaved ones."""
+    tifffile = pytest.importorskip("tifffile")
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(-0.1, 0.6, size=(20, 30, 3)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "xyz.tiff", xyz, photometric="rgb")
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(xyz, -1, 0), photometric="rgb", planarconfig="separate")
+    tifffile.imwrite(tmp_path / "pages.tif", np.moveaxis(xyz, -1, 0), photometric="minisblack")  # a page each
+    for name in ("xyz.tiff", "planar.tif", "pages.tif"):
+        source = al.load_data(f"{tmp_path / name}?range=-0.1,0.6")
+        assert source.mode == "RGB" and source.size == (20, 30)
+        (b,) = list(iter_batches(source))
+        assert np.allclose(b.x[0].numpy(), np.moveaxis((xyz + 0.1) / 0.7, -1, 0), atol=1e-6)
+    (b,) = list(iter_batches(al.load_data(f"{tmp_path / 'xyz.tiff'}?range=-0.1,0.6&size=10x15")))
+    assert b.x.shape == (1, 3, 10, 15) and 0.0 <= float(b.x.min()) and float(b.x.max()) <= 1.0
+    d64 = rng.uniform(0, 1, size=(12, 12))
+    tifffile.imwrite(tmp_path / "d64.tiff", d64)
+    assert np.allclose(_one(str(tmp_path / "d64.tiff")), d64, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("xyz.tiff", r"xyz.tiff: a 32-bit float image with values in \[-0.1, 0.6\], not \[0, 1\]: add \?range=LO,HI"),
+    ("xyz.tiff?range=-0.1,0.6&channels=1", "xyz.tiff: an image of three float channels, read as grey"),
+    ("four.tiff", "four.tiff: a float TIFF of shape 8x8x4; images of one or three channels are read"),
+    ("xyz_nan.tiff?range=0,1", "xyz_nan.tiff: 2 pixels are NaN or infinite"),
+])
+def test_bad_float_tiffs_are_one_error(tmp_path, spec, message):
+    tifffile = pytest.importorskip("tifffile")
+    xyz = np.zeros((8, 8, 3), np.float32)
+    xyz[0, 0], xyz[-1, -1] = (-0.1, 0.0, 0.6), (0.2, 0.1, 0.5)
+    tifffile.imwrite(tmp_path / "xyz.tiff", xyz, photometric="rgb")
+    tifffile.imwrite(tmp_path / "four.tiff", np.zeros((8, 8, 4), np.float32), photometric="minisblack",
+                     planarconfig="contig")
+    xyz[2, 3, 2] = xyz[4, 4, 0] = np.nan
+    tifffile.imwrite(tmp_path / "xyz_nan.tiff", xyz, photometric="rgb")
+    with pytest.raises(AnomalyError, match=message):
+        _one(str(tmp_path / spec))
+
+
+def test_point_clouds_fit_and_score_through_the_command(tmp_path):
+    """MVTec 3D-AD-like xyz TIFFs: fitted with ?range=, scored without it; a raised patch in
+    depth ranks above every normal part, and the command's scores are the API's."""
+    train = _xyz_tiffs(tmp_path / "train", n=16)
+    test = _xyz_tiffs(tmp_path / "test", n=12, hot=(2, 5, 10), seed=1)
+    bundle = tmp_path / "pc.anomaly"
+    r = CliRunner().invoke(cli, ["fit", "latent", "--data", f"{train}?range=-0.1,0.6", "--backbone", "none",
+                                 "-o", str(bundle), "-q"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["score", str(bundle), "--data", str(test), "-o", str(tmp_path / "s.csv")])
+    assert r.exit_code == 0, r.output
+    scores = {row["path"]: float(row["score"]) for row in csv.DictReader((tmp_path / "s.csv").open())}
+    hot = [scores[f"{i:02d}.tiff"] for i in (2, 5, 10)]
+    assert min(hot) > max(s for name, s in scores.items() if int(name[:2]) not in (2, 5, 10))
+    api = al.load(bundle).decision_function(al.load_data(f"{test}?range=-0.1,0.6"))
+    assert np.allclose(sorted(api), sorted(scores.values()), rtol=1e-4)
