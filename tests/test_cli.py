@@ -2,6 +2,7 @@
 no output file)."""
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -204,7 +205,12 @@ def test_fit_reconstruction_and_synthetic_then_score(tmp_path, mnist_dir):
     r = run("fit", "reconstruction", "--data", "mnist:train?classes=1&limit=400", "-o", ae,
             "--epochs", "2", "--latent-dim", "8", "--width", "8", "--augment", cfg, "--quiet")
     assert r.exit_code == 0, r.output
-    assert json.loads(run("info", ae, "--json").output)["params"]["augment"]["steps"][0]["op"] == "affine"
+    # the result line and the bundle say how the network was trained and which epoch's weights it kept
+    trained = re.search(r"\(trained 2 epochs, training loss [\d.]+ -> [\d.]+; kept epoch [12]'s weights, held-out "
+                        r"loss [\d.]+ on (\d+) samples\)", r.output)
+    assert trained and int(trained.group(1)) == 40, r.output  # 10 % of the 400 the kept model was fitted on
+    header = json.loads(run("info", ae, "--json").output)
+    assert header["params"]["augment"]["steps"][0]["op"] == "affine" and header["summary"] == trained.group(0)[1:-1]
     ood = tmp_path / "ood.anomaly"
     r = run("fit", "synthetic", "--data", "mnist:train?classes=1&limit=200", "-o", ood, "--epochs", "1",
             "--image-size", "32", "--synth-ops", "cutpaste,stroke_blob", "--quiet")

@@ -675,6 +675,7 @@ def export(bundle, out, *, verify=None) -> str:
 def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, **options) -> str:
     """``anomaly pretrain``: :func:`anomalib_lite.training.pretrain.pretrain` on a data spec's images,
     weights written to ``out`` (never over the data). Returns the summary line."""
+    from ..training.loop import describe
     from ..training.pretrain import JUDGED, pretrain
 
     _check_outputs({"weights": out}, spec, *options.values(), data_dir=data_dir)
@@ -685,15 +686,9 @@ def pretrain_and_save(spec: str, out, *, data_dir=None, download: bool = False, 
         options["max_time"] = max(1.0, options["max_time"] - (time.perf_counter() - t))
     res = pretrain(data=source, out=out, **options)
     h, asked = res.history, res.epochs
-    why = {"early_stopping": f"stopped early: the held-out loss had not improved for "
-                             f"{plural(res.patience, 'epoch')} (--patience)",
-           "time": "stopped by --max-time"}.get(h.stopped)
-    ran = f"{len(h.train_loss)} of {plural(asked, 'epoch')}" if why else plural(len(h.train_loss), "epoch")
     kept = res.kept_loss()
     line = (f"pretrained {options.get('backbone')} ({options.get('task')}) on {plural(len(source), 'image')} of {spec}: "
-            f"{ran}{f' ({why})' if why else ''}, training loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f}"
-            + (f"; kept epoch {res.kept_epoch + 1}'s weights, held-out loss {kept:.3f} on "
-               f"{plural(res.held_out, 'image')}" if kept is not None else "")
+            f"{describe(h, asked, res.patience, 'image')}"
             + (f" (chance {res.chance:.3f})" if res.chance is not None else "") + f" in {h.seconds:.0f} s; wrote {out}")
     if h.stopped == "early_stopping" and res.held_out < JUDGED:
         warnings.warn(f"pretrain: early stopping judged epochs by {plural(res.held_out, 'held-out image')}, too few to "

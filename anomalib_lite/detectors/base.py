@@ -547,8 +547,16 @@ class Detector(BaseEstimator):
         return p_values(scores, self.calibration_scores_)
 
     def summary(self) -> str:
-        """One line on what was learned (e.g. a memory bank's size), for the CLI; may be empty."""
-        return ""
+        """One line on what was learned, for the CLI and the bundle's header; may be empty. A
+        trained detector's: how its network was trained (``history_``: epochs run of those asked,
+        why it stopped, and which epoch's weights it kept, judged on how many held-out samples)."""
+        h = getattr(self, "history_", None)
+        if h is None or not h.train_loss:
+            return ""
+        from ..training.loop import describe
+
+        unit = "crop" if self.input_kind == "series" else "sample"  # (a series trains on crops of it)
+        return "trained " + describe(h, int(self.epochs), self.patience, unit)
 
     def save(self, path, sign=None) -> None:
         """Write a one-file ``.anomaly`` bundle (safetensors + JSON header), atomically;

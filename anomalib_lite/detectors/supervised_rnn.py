@@ -331,7 +331,8 @@ class SupervisedRNN(SeriesDetector):
     def summary(self) -> str:
         at = ("" if self.fpr is None else
               f"; threshold {self.threshold_:.3g} at fpr {self.fpr:g} on {len(self.calibration_scores_)} normal steps of its end")
-        return f"{self.onsets_} anomaly onsets, horizon {self.horizon}{at}"
+        trained = super().summary()
+        return f"{self.onsets_} anomaly onsets, horizon {self.horizon}{at}" + (f"; {trained}" if trained else "")
 
     def targets(self, labels) -> np.ndarray:
         """1 where an anomaly starts within the horizon: what the scores should rank high."""

@@ -129,6 +129,8 @@ class TrainResult:
     best_epoch: int = -1
     stopped: str = "epochs"  # "epochs", "early_stopping" or "time"
     seconds: float = 0.0
+    held_out: int = 0  # samples held out for early stopping (0: none; val_loss is then the training loss)
+    kept_epoch: int = -1  # the epoch (0-based) whose weights the model keeps: the best held-out one, else the last
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -160,7 +162,9 @@ def history(value, name):
     losses = v.list_of(v.number(), 1_000_000)
     checked = v.record({"train_loss": losses, "val_loss": losses, "best_epoch": v.integer(-1, 1 << 40),
                         "stopped": v.one_of("epochs", "early_stopping", "time"),
-                        "seconds": v.number(0)})(value, name)
+                        "seconds": v.number(0), "held_out": v.integer(0, 1 << 40),
+                        "kept_epoch": v.integer(-1, 1 << 40)},
+                       optional=("held_out", "kept_epoch"))(value, name)  # (absent from older bundles)
     return TrainResult(**checked)
 
 
@@ -420,7 +424,27 @@ def fit_model(
         model.load_state_dict(best_state)
     model.eval()
     result.seconds = time.perf_counter() - start
+    result.held_out = int(n_val)
+    result.kept_epoch = result.best_epoch if best_state is not None else len(result.train_loss) - 1
     return result
+
+
+def describe(h: TrainResult, asked: int, patience: int | None, unit: str = "sample") -> str:
+    """What a training run did, for a result line: the epochs run of those asked and why it
+    stopped, the training loss from the first epoch to the last, and, where early stopping kept
+    an earlier epoch's weights, which one and its held-out loss on how many samples."""
+    from ..evaluation.assessment import plural
+
+    why = {"early_stopping": f"stopped early: the held-out loss had not improved for {plural(patience or 0, 'epoch')} "
+                             "(--patience)", "time": "stopped by --max-time"}.get(h.stopped)
+    n = len(h.train_loss)
+    text = (f"{n} of {plural(asked, 'epoch')} ({why})" if why else plural(n, "epoch"))
+    if n:
+        text += f", training loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f}"
+    if h.held_out and 0 <= h.kept_epoch < len(h.val_loss):
+        text += (f"; kept epoch {h.kept_epoch + 1}'s weights, held-out loss {h.val_loss[h.kept_epoch]:.3f} on "
+                 f"{plural(h.held_out, unit)}")
+    return text
 
 
 @torch.no_grad()

@@ -42,7 +42,7 @@ from ..components.nets import (
     trainable_extractor,
 )
 from ..components.streaming import stream_rng
-from .loop import TrainConfig, TrainResult, fit_model, held_out_count
+from .loop import TrainConfig, TrainResult, fit_model
 
 __all__ = ["PRETRAIN_CROP", "TASKS", "PretrainResult", "crop_batch", "pretrain", "synth_batch"]
 
@@ -93,7 +93,7 @@ class PretrainResult:
     def kept_loss(self) -> float | None:
         """The held-out loss of the kept weights (None without held-out images)."""
         h = self.history
-        return h.val_loss[self.kept_epoch] if h.val_loss and 0 <= self.kept_epoch < len(h.val_loss) else None
+        return h.val_loss[self.kept_epoch] if self.held_out and 0 <= self.kept_epoch < len(h.val_loss) else None
 
     def learned(self) -> bool | None:
         """Whether the kept weights beat chance on the held-out images (by 2 %); None when there
@@ -311,10 +311,8 @@ def pretrain(
         state_dict=ext.trunk_state_dict(), device=dev,
     )
     chance = math.log(n_out) if task != "segment" else None
-    early = bool(patience) and bool(history.val_loss) and history.best_epoch >= 0  # (the loop restored that epoch)
-    kept = history.best_epoch if early else len(history.train_loss) - 1
-    held = held_out_count(len(train), cfg) if train.random_access else 0
-    return PretrainResult(frozen, history, path, model.eval(), chance, kept, held, cfg.epochs, patience)
+    return PretrainResult(frozen, history, path, model.eval(), chance, history.kept_epoch, history.held_out,
+                          cfg.epochs, patience)
 
 
 def _checks() -> dict:

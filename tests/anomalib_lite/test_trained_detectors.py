@@ -231,3 +231,7 @@ def test_the_pretrain_command_says_it_stopped_early_and_warns_of_weights_at_chan
         r = CliRunner().invoke(cli, args + ["--data", str(tmp_path / "flat.npy"), "--epochs", "2", "--patience", "none",
                                             "-o", str(tmp_path / "w2.safetensors")])
     assert r.exit_code == 0 and "2 epochs, training loss" in r.output and "kept epoch 2's" in r.output, r.output
+    # under 20 images none is held out: the last epoch's weights stay, and no held-out loss is claimed
+    r = CliRunner().invoke(cli, args + ["--data", str(tmp_path / "noise.npy?limit=12"), "--epochs", "3",
+                                        "-o", str(tmp_path / "w3.safetensors")])
+    assert r.exit_code == 0 and "3 epochs, training loss" in r.output and "kept epoch" not in r.output, r.output

@@ -46,6 +46,28 @@ def test_early_stopping_stops_when_held_out_loss_stalls():
     y = torch.randn_like(y)  # pure noise: the held-out loss cannot improve for long
     res = fit_model(_model(), _mse, x, y, TrainConfig(epochs=200, lr=3e-2, patience=3, batch_size=32))
     assert res.stopped == "early_stopping" and len(res.train_loss) < 200
+    # the result says which weights the model kept, judged on how many held-out samples
+    assert res.held_out == 40 and res.kept_epoch == res.best_epoch == len(res.train_loss) - 4
+
+
+def test_the_result_says_which_epoch_was_kept_and_describe_says_it_in_a_line():
+    """Without held-out samples (under 20 samples, or no patience) the last epoch's weights stay,
+    whatever epoch had the lowest training loss, and no held-out loss is claimed."""
+    from anomalib_lite.training.loop import describe, history
+
+    x, y = _data(15)
+    res = fit_model(_model(), _mse, x, y, TrainConfig(epochs=6, lr=1e-2, patience=2))
+    assert res.held_out == 0 and res.kept_epoch == 5 and res.stopped == "epochs"
+    assert describe(res, 6, 2) == f"6 epochs, training loss {res.train_loss[0]:.3f} -> {res.train_loss[-1]:.3f}"
+    x, y = _data()
+    res = fit_model(_model(), _mse, x, torch.randn_like(y), TrainConfig(epochs=200, lr=3e-2, patience=3))
+    line = describe(res, 200, 3)
+    assert line.startswith(f"{len(res.train_loss)} of 200 epochs (stopped early: the held-out loss had not "
+                           "improved for 3 epochs (--patience)), training loss ")
+    assert line.endswith(f"; kept epoch {res.best_epoch + 1}'s weights, held-out loss "
+                         f"{res.val_loss[res.best_epoch]:.3f} on 40 samples")
+    old = {k: v for k, v in res.to_dict().items() if k not in ("held_out", "kept_epoch")}  # an older bundle's
+    assert history(old, "h").held_out == 0 and history(res.to_dict(), "h") == res
 
 
 def test_time_budget_is_respected():
