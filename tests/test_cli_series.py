@@ -1,6 +1,7 @@
 """The `anomaly` command on time series: fit continuation / rnn, score to CSV, NAB results, a live
 stream on stdin (one flushed line per input line, bad lines skipped), and bad input (exit 2)."""
 import csv
+import json
 import os
 import selectors
 import subprocess
@@ -211,6 +212,35 @@ def test_fit_rnn_and_score_report_early_warning(tmp_path):
     r = run("evaluate", calibrated, "--data", data, "--label-column", "anomaly")
     assert r.exit_code == 0, r.output
     assert "achieved" in r.output and "target 5.00 %" in r.output
+
+
+def test_evaluate_a_labelled_series_counts_each_anomaly_and_its_false_alarms(tmp_path):
+    """A label column's anomalies are events: each detected when a flag falls from its first step
+    to a window after its last (the detector still reads it there), false alarms counted outside
+    those spans, and the achieved false-positive rate measured there too (before, the steps after
+    each anomaly counted as normal ones the threshold had wrongly flagged)."""
+    rng = np.random.default_rng(3)
+    n = 1600
+    t = np.arange(n)
+    x, y = np.sin(2 * np.pi * t / 25) + 0.1 * rng.normal(size=n), np.zeros(n, dtype=int)
+    for start in (700, 1000, 1300):
+        x[start : start + 3] += 4.0
+        y[start : start + 3] = 1
+    data = tmp_path / "labelled.csv"
+    data.write_text("timestamp,value,anomaly\n" + "".join(f"{i},{x[i]:.4f},{y[i]}\n" for i in range(n)))
+    bundle = tmp_path / "c.anomaly"
+    r = run("fit", "continuation", "--data", f"{data}?stop=600", "--label-column", "anomaly", *TINY,
+            "--fpr", "0.05", "-o", bundle)
+    assert r.exit_code == 0, r.output
+    r = run("evaluate", bundle, "--data", data, "--label-column", "anomaly", "--json", tmp_path / "e.json")
+    assert r.exit_code == 0, r.output
+    window = al.load(bundle).window
+    assert f"anomalies detected   3/3 (a flag from the first labelled step to {window} steps after the last" in r.output
+    figures = json.loads((tmp_path / "e.json").read_text())
+    events, check = figures["events"], figures["fpr_check"]
+    assert events["detected"] == 3 and events["mean_delay"] <= 2 and events["after"] == window
+    # the rate's normals: the scored steps outside the spans (the first steps of the series have no score)
+    assert n - 3 * (3 + window) - 2 * window <= check["normals"] <= events["points_outside"] == n - 3 * (3 + window)
 
 
 def _csv(tmp_path, text):

@@ -561,6 +561,10 @@ def _figures_line(m: dict) -> str:
         w = m["windows"]
         text += (f"\nanomaly windows detected {w['detected']}/{w['windows']}; false alarms "
                  f"{w['false_alarms_per_1k']:.2f} per 1,000 steps outside windows")
+    if "events" in m:
+        w = m["events"]
+        text += (f"\nlabelled anomalies detected {w['detected']}/{w['windows']}; false alarms "
+                 f"{w['false_alarms_per_1k']:.2f} per 1,000 steps outside them and the {w['after']} steps after each")
     return text
 
 

@@ -184,12 +184,19 @@ def _series_figures(ev: Evaluation, det: Detector, source) -> dict:
     else:
         out.update(metrics.image_metrics(y, ev.scores, ev.threshold))
     raw = source.anomaly_labels()
+    events = None  # a label column's anomalies, each with the steps after it whose input still holds it
+    if raw is not None and not getattr(source, "windows", None) and not det.capabilities.early_warning \
+            and np.asarray(raw).any():
+        events = metrics.label_events(raw, after=int(getattr(det, "window", 0) or 0))
     if ev.flags is not None and "threshold" in out and getattr(det, "fpr_", None) is not None:
         # the achieved rate against the calibrated one, on the scored steps that are normal (for an
-        # early warning: no onset ahead and no anomaly under way, the steps it was calibrated on)
+        # early warning: no onset ahead and no anomaly under way, the steps it was calibrated on;
+        # else no anomaly in the window the detector reads)
         normal = np.isfinite(ev.scores) & (np.asarray(y) == 0)
         if raw is not None:
             normal &= np.asarray(raw) == 0
+        for a, b in (events[0] if events else []):
+            normal[a : b + 1] = False
         if normal.any():
             out["fpr_check"] = metrics.fpr_interval(np.asarray(ev.flags, dtype=bool)[normal], det.fpr_)
     if ev.flags is not None and raw is not None and det.capabilities.early_warning:
@@ -198,6 +205,14 @@ def _series_figures(ev: Evaluation, det: Detector, source) -> dict:
         w = metrics.window_metrics(ev.flags, source.windows, source.references)
         w.pop("leads")
         out["windows"] = w
+    elif ev.flags is not None and events:
+        spans, starts = events
+        w = metrics.window_metrics(ev.flags, spans, starts)
+        leads = w.pop("leads")
+        w["mean_delay"] = -float(np.mean(leads)) if leads else float("nan")  # (steps after the start)
+        del w["mean_lead"]
+        w["after"] = int(getattr(det, "window", 0) or 0)
+        out["events"] = w
     return out
 
 
@@ -313,6 +328,13 @@ def format_figures(figures: dict) -> str:
         rows += [("windows detected", f"{w['detected']}/{w['windows']}"),
                  ("false alarms", f"{w['false_alarms_per_1k']:.2f} per 1,000 steps outside windows"),
                  ("mean lead", f"{w['mean_lead']:.1f} steps")]
+    if "events" in figures:
+        w = figures["events"]
+        rows += [("anomalies detected", f"{w['detected']}/{w['windows']} (a flag from the first labelled step to "
+                                        f"{plural(w['after'], 'step')} after the last: the detector's window)"),
+                 ("false alarms", f"{w['false_alarms_per_1k']:.2f} per 1,000 steps outside them"),
+                 ("mean delay", f"{w['mean_delay'] + 0.0:.1f} steps from the start to the first flag"
+                  if w["detected"] else "-")]
     if "early_warning" in figures:
         e = figures["early_warning"]
         rows += [("onsets warned", pct(e["warned"]) if e["onsets"] else "no onsets"),

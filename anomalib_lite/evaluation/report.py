@@ -266,6 +266,8 @@ def _kpis(ev: Evaluation) -> str:
         cards.append((name, _fmt(check["fpr"], "fpr") + ("" if check.get("target_inside", True) else " ⚠")))
     if "windows" in f:
         cards.append(("windows detected", f"{f['windows']['detected']} of {f['windows']['windows']}"))
+    if "events" in f:
+        cards.append(("anomalies detected", f"{f['events']['detected']} of {f['events']['windows']}"))
     if ev.threshold is not None:
         cards.append(("threshold", f"{ev.threshold:.4g}"))
     return '<div class="kpis">' + "".join(

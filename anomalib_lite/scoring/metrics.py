@@ -2,8 +2,9 @@
 
 Scores may hold NaN where a series detector had no full window yet; those steps are left out.
 For time series also: anomaly windows (:func:`window_metrics`: share of windows detected, false
-alarms per 1,000 points outside them, lead of the first flag) and early warning (:func:`onsets`,
-:func:`early_warning_labels`, :func:`lead_times`).
+alarms per 1,000 points outside them, lead of the first flag; a label column's anomalies as such
+spans: :func:`label_events`) and early warning (:func:`onsets`, :func:`early_warning_labels`,
+:func:`lead_times`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sklearn import metrics as skm
 from ..errors import AnomalyError
 
 __all__ = [
-    "average_precision", "early_warning_labels", "fpr_interval", "image_metrics", "lead_times", "onsets",
+    "average_precision", "early_warning_labels", "fpr_interval", "image_metrics", "label_events", "lead_times", "onsets",
     "pixel_metrics", "pro_auc", "roc_auc", "window_metrics",
 ]
 
@@ -177,6 +178,27 @@ def lead_times(alarms, labels, horizon: int) -> dict:
         "median_lead": float(np.median(leads)) if leads else float("nan"),
         "false_alarms_per_1k": float(1000.0 * (a & ~covered).sum() / max(1, (~covered).sum())),
     }
+
+
+def label_events(labels, after: int = 0) -> tuple[list[tuple[int, int]], list[int]]:
+    """The anomalies a 0/1 label per step marks, as spans for :func:`window_metrics`: each run of
+    1s from its first step to ``after`` steps past its last (a detector that reads the last
+    ``after`` steps still holds the anomaly in its input there: its flags then are the anomaly's,
+    not false alarms), merged where they overlap; and each span's first labelled step (the
+    reference for the delay of its first flag)."""
+    y = np.asarray(labels).reshape(-1).astype(bool)
+    n = len(y)
+    ends = np.flatnonzero(y & ~np.concatenate([y[1:], [False]]))
+    spans: list[tuple[int, int]] = []
+    starts: list[int] = []
+    for a, b in zip(onsets(y).tolist(), ends.tolist()):
+        b = min(n - 1, b + max(0, int(after)))
+        if spans and a <= spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], b))
+        else:
+            spans.append((a, b))
+            starts.append(a)
+    return spans, starts
 
 
 def window_metrics(flags, windows, references=None) -> dict:

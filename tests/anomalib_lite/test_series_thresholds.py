@@ -104,6 +104,15 @@ def test_window_metrics_recall_false_alarms_and_lead():
     assert m["false_alarms"] == 3 and m["false_alarms_per_1k"] == pytest.approx(3000 / (1000 - 31 - 21))
 
 
+def test_label_events_extend_each_run_by_the_window_and_merge_what_then_overlaps():
+    y = np.zeros(60, dtype=int)
+    y[[5, 6, 7, 20, 24, 58, 59]] = 1
+    assert metrics.label_events(y) == ([(5, 7), (20, 20), (24, 24), (58, 59)], [5, 20, 24, 58])
+    # 5 steps after each: the runs at 20 and 24 become one anomaly; the last is cut at the end
+    assert metrics.label_events(y, after=5) == ([(5, 12), (20, 29), (58, 59)], [5, 20, 58])
+    assert metrics.label_events(np.zeros(9)) == ([], [])
+
+
 def test_early_warning_labels_onsets_and_lead_times():
     y = np.zeros(40, dtype=int)
     y[[10, 11, 12, 30, 31]] = 1
