@@ -11,6 +11,11 @@ stderr and exit code 2. Any other exception is a bug.
 SHOWN = 200
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 sample``, ``2 samples``: a count and its noun, in every line the toolkit prints."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def shown(value, limit: int = SHOWN) -> str:
     """Untrusted text as a message may show it: control characters (newlines, escapes, NUL) and
     other unprintable ones escaped as ``\\xNN`` / ``\\uNNNN``, cut to ``limit`` characters with

@@ -15,7 +15,7 @@ import numpy as np
 from ..scoring import metrics
 from ..detectors.base import Detector
 from ..data.batches import collect
-from ..errors import AnomalyError
+from ..errors import AnomalyError, plural
 from ..data.sources import DataSource
 from ..data.sources import load as load_data
 
@@ -25,11 +25,6 @@ __all__ = [
 ]
 
 NO_LABELS = "ROC-AUC, AP and F1 need labels: give data with classes (e.g. mnist:test) or a label column"
-
-
-def plural(n: int, noun: str) -> str:
-    """``1 sample``, ``2 samples``: a count and its noun, in every line the toolkit prints."""
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def has_score_map(det: Detector) -> bool:

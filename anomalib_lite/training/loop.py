@@ -433,7 +433,7 @@ def describe(h: TrainResult, asked: int, patience: int | None, unit: str = "samp
     """What a training run did, for a result line: the epochs run of those asked and why it
     stopped, the training loss from the first epoch to the last, and, where early stopping kept
     an earlier epoch's weights, which one and its held-out loss on how many samples."""
-    from ..evaluation.assessment import plural
+    from ..errors import plural
 
     why = {"early_stopping": f"stopped early: the held-out loss had not improved for {plural(patience or 0, 'epoch')} "
                              "(--patience)", "time": "stopped by --max-time"}.get(h.stopped)
