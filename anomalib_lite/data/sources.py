@@ -75,10 +75,15 @@ def _float_tiff(path: Path, pixels: bool = True):
         import tifffile
     except ImportError:
         return None
+    from PIL import Image
+
     try:
         with tifffile.TiffFile(path) as tif:
-            page = tif.series[0]  # (the image: its channels may be samples of one page or pages of their own)
-            shape, dtype = tuple(page.shape), np.dtype(page.dtype)
+            try:
+                page = tif.series[0]  # (the image: its channels may be samples of one page or pages of their own)
+                shape, dtype = tuple(page.shape), np.dtype(page.dtype)
+            except Exception:  # noqa: BLE001  (no image tifffile can describe either: PIL's error stands)
+                return None
             if dtype.kind != "f":
                 return None
             if len(shape) == 3 and shape[0] in (1, 3) and shape[-1] not in (1, 3):  # planar: channels first
@@ -88,14 +93,20 @@ def _float_tiff(path: Path, pixels: bool = True):
             if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] != 3):
                 raise AnomalyError(f"{path}: a float TIFF of shape {'x'.join(map(str, page.shape))}; images of one "
                                    "or three channels are read")
+            limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # (PIL's own bound on what it decodes)
+            if limit and shape[0] * shape[1] > limit:
+                raise AnomalyError(f"{path}: refused: {shape[0] * shape[1]:,} pixels, more than {limit:,} (PIL's "
+                                   "limit against decompression bombs, Image.MAX_IMAGE_PIXELS x 2)")
             mode = "F" if len(shape) == 2 else _FLOAT3
             if not pixels:
                 return mode, shape[:2]
             a = np.asarray(page.asarray())
     except AnomalyError:
         raise
-    except Exception as e:  # noqa: BLE001  (tifffile's errors: a damaged or unsupported file)
-        raise AnomalyError(f"{path}: cannot read image ({e})") from None
+    except Exception as e:  # noqa: BLE001  (a float image whose pixels tifffile cannot decode: damaged)
+        if pixels:
+            raise AnomalyError(f"{path}: cannot read image ({e})") from None
+        return None  # (not a TIFF that tifffile opens: PIL's error stands)
     if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
         a = np.moveaxis(a, 0, -1)
     return a.reshape(shape).astype(np.float32)
