@@ -138,6 +138,7 @@ def test_three_float_channels_and_64_bit_floats_are_read_by_tifffile(tmp_path):
     ("xyz.tiff?range=-0.1,0.6&channels=1", "xyz.tiff: an image of three float channels, read as grey"),
     ("four.tiff", "four.tiff: a float TIFF of shape 8x8x4; images of one or three channels are read"),
     ("xyz_nan.tiff?range=0,1", "xyz_nan.tiff: 2 pixels are NaN or infinite"),
+    ("stack.tiff", "stack.tiff: a float TIFF of shape 5x8x8; images of one or three channels are read"),  # (PIL: page 1)
     ("big.tiff", r"big.tiff: refused: 4,096 pixels, more than 200 \(PIL's limit against decompression bombs"),
     ("junk.tiff", r"junk.tiff: cannot read image \(cannot identify image file"),
 ])
@@ -150,6 +151,7 @@ def test_bad_float_tiffs_are_one_error(tmp_path, spec, message, monkeypatch):
                      planarconfig="contig")
     xyz[2, 3, 2] = xyz[4, 4, 0] = np.nan
     tifffile.imwrite(tmp_path / "xyz_nan.tiff", xyz, photometric="rgb")
+    tifffile.imwrite(tmp_path / "stack.tiff", np.zeros((5, 8, 8), np.float32), photometric="minisblack")
     tifffile.imwrite(tmp_path / "big.tiff", np.zeros((64, 64, 3), np.float32), photometric="rgb")
     (tmp_path / "junk.tiff").write_bytes(b"II*\x00" + bytes(range(256)) * 4)  # a TIFF header, then nothing valid
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # (the bomb bound, made small)
