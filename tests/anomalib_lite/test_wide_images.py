@@ -1,6 +1,8 @@
 """Images of more than 8 bits: 32-bit float TIFFs (depth maps, thermal images) and 16-bit ones
 with fewer bits used (a 12-bit camera), read through ``?range=LO,HI``, the values read as black
-and white; the bundle reads the files it scores with the range it was fitted with."""
+and white; the bundle reads the files it scores with the range it was fitted with. TIFFs PIL
+cannot read whole (three float channels: MVTec 3D-AD's point clouds; 64-bit floats) come
+through tifffile the same way."""
 import csv
 
 import numpy as np
