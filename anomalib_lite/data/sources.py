@@ -672,7 +672,6 @@ def read_as_fitted(spec: str, fitted_spec: str | None, channels: int | None = No
     return spec + "".join(f"{'&' if '?' in spec or i else '?'}{k}={v}" for i, (k, v) in enumerate(add.items()))
 
 
-
 def channel_note(source, spec: str) -> str | None:
     """The note a bundle gives when it reads image files in other channels than theirs (the fit's,
     which :func:`read_as_fitted` adds unless ``spec`` names its own): colour photographs scored by
@@ -688,6 +687,7 @@ def channel_note(source, spec: str) -> str | None:
         return (f"{spec}: grey images, read as grey on all three channels because the bundle was fitted on colour "
                 "images: their scores compare them with colour parts")
     return None
+
 
 #: image files above this many pixels, read at full size, get a hint before a fit (MVTec AD's
 #: 700 to 1024 px photographs do; the inspection set's 128 px crops and MNIST do not)

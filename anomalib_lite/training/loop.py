@@ -431,8 +431,9 @@ def fit_model(
 
 def describe(h: TrainResult, asked: int, patience: int | None, unit: str = "sample") -> str:
     """What a training run did, for a result line: the epochs run of those asked and why it
-    stopped, the training loss from the first epoch to the last, and, where early stopping kept
-    an earlier epoch's weights, which one and its held-out loss on how many samples."""
+    stopped, the training loss from the first epoch to the last, and, where samples were held
+    out, which epoch's weights were kept (the best held-out one under early stopping, else the
+    last) with its held-out loss on how many samples."""
     from ..errors import plural
 
     why = {"early_stopping": f"stopped early: the held-out loss had not improved for {plural(patience or 0, 'epoch')} "
