@@ -12,8 +12,9 @@ raw_scores``), whose seed noise is smaller than the figures' own:
 3. a rule whose mean gain on the development half exceeds twice its standard error (and is
    positive) is judged on the held-out half with every seed. Nothing else is.
 
-Run:  python benchmarks/nab_tried_seeds.py --cache DIR [--seeds 5]   (DIR: ``nab_ablation.py``'s
-      cache; the seeds' fits are added to it, about a minute each)
+Run:  python benchmarks/nab_tried_seeds.py --cache DIR [--seeds 5] [--ablation]   (DIR:
+      ``nab_ablation.py``'s cache; the seeds' fits are added to it, about a minute each;
+      ``--ablation``: ``nab_ablation.py``'s variants, the first pass, instead of the rules tried after)
 """
 from __future__ import annotations
 
@@ -25,8 +26,21 @@ from pathlib import Path
 import numpy as np
 import record
 import torch
+import nab_ablation
 from nab_ablation import Corpora, raw_scores
 from nab_tried import DEFAULT, VARIANTS, unit_scores
+
+
+def ablation_rules() -> dict:
+    """``nab_ablation.py``'s variants (the first pass: which kinds of evidence, their windows and
+    memories, the alarm level) in ``nab_tried``'s form; the one that rewrites the raw scores
+    (out-of-sample history only) is left out."""
+    out = {}
+    for name, v in nab_ablation.VARIANTS.items():
+        if name == nab_ablation.DEFAULT or isinstance(v, tuple):
+            continue
+        out[name] = ({}, (lambda f: lambda p, det, n: f(p, det))(v) if callable(v) else v, 0)
+    return out
 
 
 def standard(corpora: Corpora, raw: dict, variant, half: str) -> tuple[float, int]:
@@ -38,6 +52,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", required=True, help="nab_ablation.py's cache of fitted detectors and raw scores")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--ablation", action="store_true",
+                    help="judge nab_ablation.py's variants (the first pass) instead of nab_tried.py's rules")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -46,26 +62,28 @@ def main() -> None:
     rows, judged = [], []
     with tempfile.TemporaryDirectory() as tmp:
         corpora = Corpora(Path(tmp))
+        rules = ablation_rules() if args.ablation else {v: r for v, r in VARIANTS.items() if v != DEFAULT}
         base = {s: standard(corpora, raws[s], VARIANTS[DEFAULT], "dev") for s in seeds}
-        first = {v: standard(corpora, raws[0], VARIANTS[v], "dev") for v in VARIANTS if v != DEFAULT}
+        first = {v: standard(corpora, raws[0], rule, "dev") for v, rule in rules.items()}
         print("seed 0 done", flush=True)
         for v, (fig0, fp0) in first.items():
             if fig0 < base[0][0] - 1.0:
                 rows.append(f"| {v} | {fig0 - base[0][0]:+.2f} | | |")
                 continue
-            gains = np.array([fig0 - base[0][0]] + [standard(corpora, raws[s], VARIANTS[v], "dev")[0] - base[s][0]
+            gains = np.array([fig0 - base[0][0]] + [standard(corpora, raws[s], rules[v], "dev")[0] - base[s][0]
                                                     for s in seeds[1:]])
             se = gains.std(ddof=1) / np.sqrt(len(gains))
             cell = " ".join(f"{g:+.2f}" for g in gains)
             held = ""
             if gains.mean() > 0 and gains.mean() > 2 * se:
                 hb = {s: standard(corpora, raws[s], VARIANTS[DEFAULT], "held-out")[0] for s in seeds}
-                hg = np.array([standard(corpora, raws[s], VARIANTS[v], "held-out")[0] - hb[s] for s in seeds])
+                hg = np.array([standard(corpora, raws[s], rules[v], "held-out")[0] - hb[s] for s in seeds])
                 held = f"{hg.mean():+.2f} ± {hg.std(ddof=1) / np.sqrt(len(hg)):.2f} ({' '.join(f'{g:+.2f}' for g in hg)})"
                 judged.append(v)
             rows.append(f"| {v} | {cell} | {gains.mean():+.2f} ± {se:.2f} | {held} |")
             print(rows[-1], flush=True)
-    body = (f"Every rule of `nab_tried.py` (one change each to `nab.results_scores`) on the raw scores of the CLI route "
+    which = "`nab_ablation.py`'s variants (the first pass)" if args.ablation else "`nab_tried.py`"
+    body = (f"Every rule of {which} (one change each to `nab.results_scores`) on the raw scores of the CLI route "
             f"(Continuation with every default, seeds {seeds[0]} to {seeds[-1]}, `nab_ablation.raw_scores`), by its gain "
             f"in NAB's standard score over the default on the same seed's scores. Development half: seed 0 for "
             f"every rule; the rules within 1 point of the default there, every seed (mean gain ± standard error); "
@@ -76,7 +94,8 @@ def main() -> None:
             + ".\n\n| rule | gain on the development half, by seed | mean ± s.e. | gain on the held-out half, mean ± s.e. (by seed) |\n"
             "| --- | --- | --- | --- |\n" + "\n".join(rows)
             + f"\n\nJudged on the held-out half: {len(judged)} rule(s)" + (f": {'; '.join(judged)}." if judged else "."))
-    record.publish("Issue 19: the rules tried, judged again over the forecaster's seeds (nab_tried_seeds.py)", body,
+    title = ("the first pass's variants" if args.ablation else "the rules tried") + ", judged again over the forecaster's seeds"
+    record.publish(f"Issue 19: {title} (nab_tried_seeds.py{' --ablation' if args.ablation else ''})", body,
                    args.no_record)
 
 
