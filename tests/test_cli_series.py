@@ -6,6 +6,7 @@ import os
 import selectors
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -229,9 +230,17 @@ def test_evaluate_a_labelled_series_counts_each_anomaly_and_its_false_alarms(tmp
     data = tmp_path / "labelled.csv"
     data.write_text("timestamp,value,anomaly\n" + "".join(f"{i},{x[i]:.4f},{y[i]}\n" for i in range(n)))
     bundle = tmp_path / "c.anomaly"
-    r = run("fit", "continuation", "--data", f"{data}?stop=600", "--label-column", "anomaly", *TINY,
-            "--fpr", "0.05", "-o", bundle)
-    assert r.exit_code == 0, r.output
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        r = run("fit", "continuation", "--data", f"{data}?stop=600", "--label-column", "anomaly", *TINY,
+                "--fpr", "0.05", "-o", bundle)  # a clean stretch: nothing to say
+        assert r.exit_code == 0, r.output
+        r = run("fit", "continuation", "--data", data, "--label-column", "anomaly", *TINY, "-o", tmp_path / "all.anomaly")
+        assert r.exit_code == 0, r.output
+    labelled = [str(w.message) for w in said if "labelled anomalous" in str(w.message)]
+    assert labelled == [f"{data}: 9 of 1,600 steps are labelled anomalous (column 'anomaly'): Continuation learns them "
+                        "as normal steps, and its threshold, calibrated on every step, rises with them; fit on a "
+                        "stretch without them (?start= / ?stop=) for a threshold set by normal steps"], labelled
     r = run("evaluate", bundle, "--data", data, "--label-column", "anomaly", "--json", tmp_path / "e.json")
     assert r.exit_code == 0, r.output
     window = al.load(bundle).window
