@@ -277,7 +277,7 @@ def fit_calibrated(det: Detector, source, spec: str, holdout: float, fpr: float,
         if det.input_kind != "series":
             det.calibrate(held, fpr=fpr)
         elif blocks and det.blocks_needed(SERIES_FOLDS) <= len(train):  # (the season found may leave too few steps)
-            det.cross_calibrate(train, fpr=fpr, folds=SERIES_FOLDS, after=held)
+            det.cross_calibrate(train, fpr=fpr, folds=SERIES_FOLDS, after=held, normal=normal_steps(source, det))
             return train, held, SERIES_FOLDS
         else:
             det.calibrate(held, fpr=fpr, context=train)
@@ -304,13 +304,26 @@ def _check_normal(spec: str, source) -> None:
                        f"{spec.split('?')[0]}?{normal}, or the category's train/ folder")
 
 
+def normal_steps(source, det: Detector) -> np.ndarray | None:
+    """The steps of a labelled series that may calibrate a forecaster's threshold: not labelled
+    anomalous, nor within the detector's window after such a step (its input still holds the
+    anomaly); None where no step is labelled anomalous. NAB's probationary periods hold no
+    anomaly window, so their thresholds are unchanged."""
+    labels = source.anomaly_labels() if getattr(source, "kind", None) == "series" else None
+    if labels is None or not np.asarray(labels).any():
+        return None
+    keep = np.ones(len(labels), dtype=bool)
+    for a, b in metrics.label_events(labels, after=int(getattr(det, "window", 0) or 0))[0]:
+        keep[a : b + 1] = False
+    return keep
+
+
 def _labelled_steps(spec: str, source, det: Detector) -> str | None:
     """The warning for a series fitted with steps its labels mark anomalous, unless the detector
-    learns from the labels (the early warning): a forecaster learns them as normal, and its
-    threshold, calibrated on every step, rises with them (the sample's labelled series fitted on
-    its first half, 12 anomalies with their precursors: threshold 6.5, and 3 of the 12 anomalies
-    of its second half found; fitted on the sample series whose 4 anomalies are unlabelled: 1.7,
-    and all 24 anomalies of the labelled one found)."""
+    learns from the labels (the early warning): a forecaster learns them as normal. Its threshold
+    leaves them out (:func:`normal_steps`): the sample's labelled series fitted on its first half
+    (12 anomalies with their precursors) gets 2.3 and finds all 12 anomalies of its second half;
+    calibrated on every step, it got 6.5 and found 3."""
     if getattr(source, "kind", None) != "series" or det.capabilities.early_warning:
         return None
     labels = source.anomaly_labels()
@@ -318,9 +331,9 @@ def _labelled_steps(spec: str, source, det: Detector) -> str | None:
         return None
     column = getattr(source, "label_column", None)
     return (f"{spec}: {int(np.asarray(labels).sum()):,} of {len(source):,} steps are labelled anomalous"
-            + (f" (column '{column}')" if column else "") + f": {type(det).__name__} learns them as normal steps, "
-            "and its threshold, calibrated on every step, rises with them; fit on a stretch without them "
-            "(?start= / ?stop=) for a threshold set by normal steps")
+            + (f" (column '{column}')" if column else "") + f": {type(det).__name__} learns them as normal steps "
+            "(its threshold leaves them out); fit on a stretch without them (?start= / ?stop=) for a forecaster "
+            "that never learned them")
 
 
 @_threads_for_load
@@ -381,9 +394,12 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
         text += (f" (no time column: its rows were read as the steps of one series; rows that are independent "
                  f"samples: {str(spec).split('?')[0]}?rows=samples)")
     if cross and det.input_kind == "series":
+        normal = normal_steps(source, det)
+        left = "" if normal is None else (f" ({int((~normal).sum()):,} steps left out: labelled anomalous, or within "
+                                          f"the {det.window} after such a step)")
         text += (f"; calibrated on {plural(len(held), 'held-out step')} and the {len(train):,} training steps, "
-                 f"each scored by one of {folds} fits without its block of them: threshold {det.threshold_:.4g} "
-                 f"at fpr {fpr:g}")
+                 f"each scored by one of {folds} fits without its block of them{left}: threshold "
+                 f"{det.threshold_:.4g} at fpr {fpr:g}")
     elif cross:
         text += (f"; calibrated by {folds}-fold cross-fitting on all {len(held)} samples (each scored by a "
                  f"model fitted without it): threshold {det.threshold_:.4g} at fpr {fpr:g}")

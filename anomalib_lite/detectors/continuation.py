@@ -520,7 +520,7 @@ class Continuation(SeriesDetector):
         self.reset()
 
     # ------------------------------------------------------------------ calibration
-    def cross_calibrate(self, X, fpr: float = 0.01, folds: int = 3, after=None) -> Continuation:
+    def cross_calibrate(self, X, fpr: float = 0.01, folds: int = 3, after=None, normal=None) -> Continuation:
         """Calibrate on the training series itself, scored out of fold, so that every phase of
         its rhythm counts (time-blocked cross-fitting).
 
@@ -532,8 +532,10 @@ class Continuation(SeriesDetector):
         detector's season (or none), so each fold refits the same structure. ``after``: steps
         that follow ``X``, held out of the fit (``fit``'s held-out end), scored by this detector
         as ``X``'s continuation; they join the calibration scores and are :meth:`unit_scores`'
-        prior (``holdout_scores_``; without them, the out-of-fold scores are). Costs ``folds``
-        fits.
+        prior (``holdout_scores_``; without them, the out-of-fold scores are). ``normal``: one
+        bool per step of ``X`` then ``after``, False where a step may not calibrate (labelled
+        anomalous, or within a window after such a step, whose input still holds it); the prior
+        keeps every score. Costs ``folds`` fits.
 
         Why: a held-out end is one stretch of the series, often shorter than its rhythm (60 steps
         of a daily rhythm of 288 in NAB's probationary periods). Completed to one period by
@@ -569,7 +571,14 @@ class Continuation(SeriesDetector):
             part.err_scale_ = self.err_scale_  # its errors in this detector's units
             oof[a:b] = part.reset().decision_function(x)[a:b]
         held = self._stream_scores(x, after)[1] if after is not None else np.zeros(0)
-        self._set_threshold(np.concatenate([oof, held]), fpr)
+        scores = np.concatenate([oof, held])
+        if normal is not None:
+            normal = np.asarray(normal, dtype=bool).reshape(-1)
+            if normal.shape != scores.shape:
+                raise AnomalyError(f"cross-fitting: normal= holds {normal.size} steps for the {n} of the series "
+                                   f"and the {len(held)} after it")
+            scores = np.where(normal, scores, np.nan)
+        self._set_threshold(scores, fpr)
         scored = held if after is not None else oof
         self.holdout_scores_ = np.sort(scored[np.isfinite(scored)])
         return self

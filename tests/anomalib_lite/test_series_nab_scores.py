@@ -232,3 +232,19 @@ def test_the_robust_tail_is_not_raised_by_anomalies_among_the_calibration_scores
     p = tail_p_values(grid, dirty, tail=tail)
     assert np.array_equal(grid > robust, p <= 0.01) and (np.diff(p) <= 0).all()
     assert tail_threshold(dirty[:12], 0.01, start=0.2) == tail_threshold(dirty[:12], 0.01)  # few scores: the default
+
+
+def test_no_nab_probationary_period_holds_a_window_so_labels_never_move_their_thresholds():
+    """``fit`` calibrates a labelled series without its labelled steps (``workflows.normal_steps``);
+    NAB's windows are labels, and its probationary periods (what the NAB route fits on) hold none,
+    so no NAB threshold, nor anything NAB's score reads, depends on its labels."""
+    from anomalib_lite.app.workflows import normal_steps
+    from anomalib_lite.data.series_sources import nab_files
+
+    det = al.Continuation()
+    names = nab_files()
+    assert len(names) >= 18  # (the shared series are there)
+    for name in names:
+        whole = al.load_data(f"nab:{name}")
+        assert normal_steps(al.load_data(f"nab:{name}?stop={nab.probation_steps(len(whole))}"), det) is None, name
+        assert normal_steps(whole, det) is not None or not whole.anomaly_labels().any(), name

@@ -222,6 +222,21 @@ def test_cross_fitting_a_series_refuses_what_it_cannot_cut():
         det.cross_calibrate(x, folds=1)
     with pytest.raises(AnomalyError, match="not a one-shot iterator"):
         det.cross_calibrate(iter([x[:300], x[300:]]))
+    with pytest.raises(AnomalyError, match=r"normal= holds 599 steps for the 500 of the series and the 100 after it"):
+        det.cross_calibrate(x[:500], after=x[500:], normal=np.ones(599, bool))
+
+
+def test_steps_that_may_not_calibrate_are_left_out_of_the_threshold_not_of_the_prior():
+    """``normal=`` (what ``fit`` gives from a series' labels) removes steps from the calibration
+    scores; the held-out end's scores stay NAB's prior whole."""
+    x = _phased(n=600)
+    det = _small(epochs=1).fit(x[:500])
+    det.cross_calibrate(x[:500], fpr=0.05, folds=3, after=x[500:])
+    every, prior = det.calibration_scores_.copy(), det.holdout_scores_.copy()
+    normal = np.ones(600, bool)
+    normal[300:340] = normal[550:560] = False
+    det.cross_calibrate(x[:500], fpr=0.05, folds=3, after=x[500:], normal=normal)
+    assert det.calibration_scores_.size == every.size - 50 and np.array_equal(det.holdout_scores_, prior)
 
 
 @pytest.mark.parametrize("rhythm", [True, False])  # a season found (48), and none (noise)
