@@ -249,8 +249,12 @@ def test_evaluate_a_labelled_series_counts_each_anomaly_and_its_false_alarms(tmp
     assert r.exit_code == 0 and "left out" not in r.output, r.output
     kept, every = al.load(tmp_path / "all.anomaly").calibration_scores_, al.load(tmp_path / "bare.anomaly").calibration_scores_
     assert kept.size == every.size - 81 and kept.max() < 0.5 * every.max()  # (the spikes' errors are not among them)
-    r = run("evaluate", bundle, "--data", data, "--label-column", "anomaly", "--json", tmp_path / "e.json")
+    r = run("evaluate", bundle, "--data", data, "--label-column", "anomaly", "--json", tmp_path / "e.json",
+            "--report", tmp_path / "e.html")
     assert r.exit_code == 0, r.output
+    assert '<div class="v">3 of 3</div><div class="k">anomalies detected</div>' in (tmp_path / "e.html").read_text()
+    scored = run("score", bundle, "--data", data, "--label-column", "anomaly", "-o", tmp_path / "s.csv")
+    assert scored.exit_code == 0 and "\nlabelled anomalies detected 3/3; false alarms " in scored.output, scored.output
     window = al.load(bundle).window
     assert f"anomalies detected   3/3 (a flag from the first labelled step to {window} steps after the last" in r.output
     figures = json.loads((tmp_path / "e.json").read_text())
