@@ -312,10 +312,7 @@ def normal_steps(source, det: Detector) -> np.ndarray | None:
     labels = source.anomaly_labels() if getattr(source, "kind", None) == "series" else None
     if labels is None or not np.asarray(labels).any():
         return None
-    keep = np.ones(len(labels), dtype=bool)
-    for a, b in metrics.label_events(labels, after=int(getattr(det, "window", 0) or 0))[0]:
-        keep[a : b + 1] = False
-    return keep
+    return ~metrics.in_spans(metrics.label_events(labels, after=int(getattr(det, "window", 0) or 0))[0], len(labels))
 
 
 def _labelled_steps(spec: str, source, det: Detector) -> str | None:

@@ -190,8 +190,8 @@ def _series_figures(ev: Evaluation, det: Detector, source) -> dict:
         normal = np.isfinite(ev.scores) & (np.asarray(y) == 0)
         if raw is not None:
             normal &= np.asarray(raw) == 0
-        for a, b in (events[0] if events else []):
-            normal[a : b + 1] = False
+        if events:
+            normal &= ~metrics.in_spans(events[0], len(normal))
         if normal.any():
             out["fpr_check"] = metrics.fpr_interval(np.asarray(ev.flags, dtype=bool)[normal], det.fpr_)
     if ev.flags is not None and raw is not None and det.capabilities.early_warning:

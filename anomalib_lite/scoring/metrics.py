@@ -14,7 +14,7 @@ from sklearn import metrics as skm
 from ..errors import AnomalyError
 
 __all__ = [
-    "average_precision", "early_warning_labels", "fpr_interval", "image_metrics", "label_events", "lead_times", "onsets",
+    "average_precision", "early_warning_labels", "fpr_interval", "image_metrics", "in_spans", "label_events", "lead_times", "onsets",
     "pixel_metrics", "pro_auc", "roc_auc", "window_metrics",
 ]
 
@@ -201,16 +201,23 @@ def label_events(labels, after: int = 0) -> tuple[list[tuple[int, int]], list[in
     return spans, starts
 
 
+def in_spans(spans, n: int) -> np.ndarray:
+    """(n,) bool: True at the steps inside any of ``spans`` ``[(start, end), ...]`` (inclusive)."""
+    inside = np.zeros(n, dtype=bool)
+    for a, b in spans:
+        inside[a : b + 1] = True
+    return inside
+
+
 def window_metrics(flags, windows, references=None) -> dict:
     """Event-level figures for anomaly windows ``[(start, end), ...]`` (inclusive steps):
     ``recall`` (share of windows with a flag inside), ``false_alarms_per_1k`` (flagged steps
     outside every window per 1,000 such steps) and ``mean_lead`` (over detected windows: the
     reference step, the labelled anomaly or else the window end, minus the first flag inside)."""
     f = np.asarray(flags).reshape(-1).astype(bool)
-    inside = np.zeros(len(f), dtype=bool)
+    inside = in_spans(windows, len(f))
     leads, detected = [], 0
     for i, (a, b) in enumerate(windows):
-        inside[a : b + 1] = True
         hits = np.flatnonzero(f[a : b + 1])
         if hits.size:
             detected += 1

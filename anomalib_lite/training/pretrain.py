@@ -82,13 +82,20 @@ class PretrainResult:
     #: the pretext loss of a guess that learned nothing (transforms: log of their number; synthetic:
     #: log 2), None where it depends on the data (segment: the share of changed pixels)
     chance: float | None = None
-    #: the epoch (0-based) whose weights were kept: the best held-out one with early stopping, else the last
-    kept_epoch: int = -1
-    #: images held out for the held-out loss (early stopping)
-    held_out: int = 0
     #: what was asked: the epochs (at most) and the early-stopping patience
     epochs: int = 0
     patience: int | None = None
+
+    @property
+    def kept_epoch(self) -> int:
+        """The epoch (0-based) whose weights were kept: the best held-out one with early stopping,
+        else the last (the training loop's record)."""
+        return self.history.kept_epoch
+
+    @property
+    def held_out(self) -> int:
+        """Images held out for the held-out loss (early stopping; the training loop's record)."""
+        return self.history.held_out
 
     def kept_loss(self) -> float | None:
         """The held-out loss of the kept weights (None without held-out images)."""
@@ -311,8 +318,7 @@ def pretrain(
         state_dict=ext.trunk_state_dict(), device=dev,
     )
     chance = math.log(n_out) if task != "segment" else None
-    return PretrainResult(frozen, history, path, model.eval(), chance, history.kept_epoch, history.held_out,
-                          cfg.epochs, patience)
+    return PretrainResult(frozen, history, path, model.eval(), chance, cfg.epochs, patience)
 
 
 def _checks() -> dict:
