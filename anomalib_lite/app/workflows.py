@@ -277,7 +277,7 @@ def fit_calibrated(det: Detector, source, spec: str, holdout: float, fpr: float,
         if det.input_kind != "series":
             det.calibrate(held, fpr=fpr)
         elif blocks and det.blocks_needed(SERIES_FOLDS) <= len(train):  # (the season found may leave too few steps)
-            det.cross_calibrate(train, fpr=fpr, folds=SERIES_FOLDS, after=held, normal=normal_steps(source, det))
+            det.cross_calibrate(train, fpr=fpr, folds=SERIES_FOLDS, after=held)  # (labelled steps left out)
             return train, held, SERIES_FOLDS
         else:
             det.calibrate(held, fpr=fpr, context=train)
@@ -305,32 +305,14 @@ def _check_normal(spec: str, source) -> None:
 
 
 def normal_steps(source, det: Detector) -> np.ndarray | None:
-    """The steps of a labelled series that may calibrate a forecaster's threshold: not labelled
-    anomalous, nor within the detector's window after such a step (its input still holds the
-    anomaly); None where no step is labelled anomalous. NAB's probationary periods hold no
-    anomaly window, so their thresholds are unchanged."""
+    """The steps of a labelled series that calibrate a series detector's threshold
+    (:meth:`~anomalib_lite.detectors.series.SeriesDetector.calibrating_steps`); None where no
+    step is labelled anomalous. NAB's probationary periods hold no anomaly window, so their
+    thresholds are unchanged."""
     labels = source.anomaly_labels() if getattr(source, "kind", None) == "series" else None
     if labels is None or not np.asarray(labels).any():
         return None
-    return ~metrics.in_spans(metrics.label_events(labels, after=int(getattr(det, "window", 0) or 0))[0], len(labels))
-
-
-def _labelled_steps(spec: str, source, det: Detector) -> str | None:
-    """The warning for a series fitted with steps its labels mark anomalous, unless the detector
-    learns from the labels (the early warning): a forecaster learns them as normal. Its threshold
-    leaves them out (:func:`normal_steps`): the sample's labelled series fitted on its first half
-    (12 anomalies with their precursors) gets 2.3 and finds all 12 anomalies of its second half;
-    calibrated on every step, it got 6.5 and found 3."""
-    if getattr(source, "kind", None) != "series" or det.capabilities.early_warning:
-        return None
-    labels = source.anomaly_labels()
-    if labels is None or not np.asarray(labels).any():
-        return None
-    column = getattr(source, "label_column", None)
-    return (f"{spec}: {int(np.asarray(labels).sum()):,} of {len(source):,} steps are labelled anomalous"
-            + (f" (column '{column}')" if column else "") + f": {type(det).__name__} learns them as normal steps "
-            "(its threshold leaves them out); fit on a stretch without them (?start= / ?stop=) for a forecaster "
-            "that never learned them")
+    return det.calibrating_steps(np.asarray(labels) > 0)
 
 
 @_threads_for_load
@@ -352,9 +334,9 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
     else:
         source = load_source(spec, det, **load_options)
     _check_normal(spec, source)
-    for hint in (fit_hint(spec, source), _labelled_steps(spec, source, det)):
-        if hint:
-            warnings.warn(hint)
+    hint = fit_hint(spec, source)
+    if hint:
+        warnings.warn(hint)
     if det.get_params().get("max_time") is not None:  # the budget covers reading the data too
         det.set_params(max_time=max(1.0, det.max_time - (time.perf_counter() - t)))
     if holdout is None:
@@ -390,12 +372,16 @@ def fit_and_save(det: Detector | None, spec: str, out, *, holdout: float | None 
             and spec_path(spec):  # no time column and several: a table of features is as likely as a series
         text += (f" (no time column: its rows were read as the steps of one series; rows that are independent "
                  f"samples: {str(spec).split('?')[0]}?rows=samples)")
+    normal = normal_steps(source, det) if det.input_kind == "series" and not det.capabilities.early_warning else None
+    if normal is not None:  # what a forecaster does with labelled anomalies (the early warning learns from them)
+        column = getattr(source, "label_column", None)
+        text += (f"; {int(np.asarray(source.anomaly_labels()).astype(bool).sum()):,} steps labelled anomalous"
+                 + (f" (column '{column}')" if column else "") + " not learned"
+                 + (f", they and the {det.window} after each ({int((~normal).sum()):,} steps) left out of the threshold"
+                    if held is not None else ""))
     if cross and det.input_kind == "series":
-        normal = normal_steps(source, det)
-        left = "" if normal is None else (f" ({int((~normal).sum()):,} steps left out: labelled anomalous, or within "
-                                          f"the {det.window} after such a step)")
         text += (f"; calibrated on {plural(len(held), 'held-out step')} and the {len(train):,} training steps, "
-                 f"each scored by one of {folds} fits without its block of them{left}: threshold "
+                 f"each scored by one of {folds} fits without its block of them: threshold "
                  f"{det.threshold_:.4g} at fpr {fpr:g}")
     elif cross:
         text += (f"; calibrated by {folds}-fold cross-fitting on all {len(held)} samples (each scored by a "

@@ -65,8 +65,8 @@ class _Stream:
         self.counts = np.zeros(h)  # ... and number
         self.ewma = Ewma(det.smoothing)
         self.threshold = det._moving_threshold()
-        self.learn_x = np.zeros((0, dim))  # partial_fit: recent raw steps, their flags, and how
-        self.learn_flags = np.zeros(0, dtype=bool)  # many leading ones are only context
+        self.learn_x = np.zeros((0, dim))  # partial_fit: recent raw steps, which of them it must
+        self.learn_skip = np.zeros(0, dtype=bool)  # not learn (flagged, labelled), and how many leading ones are only context
         self.learn_done = det.season_ + det.window
 
 
@@ -160,6 +160,13 @@ class Continuation(SeriesDetector):
         scores that set it (the held-out end, completed to one season's period when shorter; or
         with every training step scored out of fold), and the held-out end's own scores (the
         prior of :meth:`unit_scores`).
+
+    Labels: a series given with 0/1 labels per step (an ``(X, y)`` pair, or a series source with a
+    label column) is fitted without learning the steps labelled 1: no training target reaches
+    them, and the error scale leaves them out (a forecaster that learned them would forecast
+    them); :meth:`partial_fit` skips them too, and :meth:`calibrate` and :meth:`cross_calibrate`
+    leave them, and the window after each, out of the threshold. (``fit(X, y)``'s ``y`` is
+    ignored, as scikit-learn's unsupervised estimators do.)
 
     Examples
     --------
@@ -296,6 +303,7 @@ class Continuation(SeriesDetector):
         self.season_ = 0
         self.history_ = None
         self._chunks: list[torch.Tensor] = []  # fit: the training series; partial_fit: warm-up
+        self._chunk_labels: list[torch.Tensor | None] = []  # fit: the series' 0/1 labels, if given
         self._stream = None
         self._stepper = None
 
@@ -350,16 +358,18 @@ class Continuation(SeriesDetector):
         ahead[seen + i < p] = 0.0
         return np.concatenate([u, (ahead / self.input_scale_).reshape(n, -1)], axis=1), ahead, ref
 
-    def _targets(self, z: np.ndarray) -> np.ndarray:
+    def _targets(self, z: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
         """(T, horizon * D): the changes from step t to t + 1 ... t + horizon (NaN past the end,
-        and wherever they would reach a step of the ``_blind`` block: a cross-fitting fold)."""
+        and at every step t whose span t ... t + horizon holds a step of ``skip``: steps the
+        network must not learn, labelled anomalous or a cross-fitting fold's block)."""
         n, dim = z.shape
-        y = np.full((n, self.horizon, dim), np.nan)
-        for k in range(1, self.horizon + 1):
+        h = self.horizon
+        y = np.full((n, h, dim), np.nan)
+        for k in range(1, h + 1):
             y[: n - k, k - 1] = z[k:] - z[: n - k]
-        blind = getattr(self, "_blind", None)
-        if blind is not None:
-            y[max(0, blind[0] - self.horizon) : blind[1]] = np.nan
+        if skip is not None and skip.any():  # any skipped step among t ... t + h
+            reach = np.convolve(skip[::-1].astype(np.int64), np.ones(h + 1, np.int64))[: n][::-1] > 0
+            y[reach] = np.nan
         return y.reshape(n, -1)
 
     def _loss(self, model, step) -> torch.Tensor:
@@ -370,19 +380,20 @@ class Continuation(SeriesDetector):
     def _update(self, batch: Batch, fitting: bool) -> None:
         if fitting:
             self._chunks.append(batch.x)
+            self._chunk_labels.append(batch.y)
             return
         x = batch.x.double().numpy()
         if self.model_ is None:  # partial_fit from scratch: collect the warm-up steps, then train
             self._chunks.append(batch.x)
+            self._chunk_labels.append(batch.y)
             self._last.append(np.full(len(x), np.nan))
             self._last_flags.append(np.zeros(len(x), dtype=bool))
-            warm = torch.cat(self._chunks).double().numpy()
-            if len(warm) >= (self.warm_up or 10 * (self.window + self.horizon)):
-                self._chunks = []
-                self._train(warm)
+            if sum(len(c) for c in self._chunks) >= (self.warm_up or 10 * (self.window + self.horizon)):
+                warm, labelled = self._collected()
+                self._train(warm, labelled if labelled.any() else None)
                 self._score_steps(warm)  # fills the stream's state, smoothing and threshold
                 keep = self.season_ + self.window + self.horizon
-                self._stream.learn_x, self._stream.learn_flags = warm[-keep:], np.zeros(min(keep, len(warm)), bool)
+                self._stream.learn_x, self._stream.learn_skip = warm[-keep:], labelled[-keep:]
             return
         if self._stream is None:
             self.reset()
@@ -390,33 +401,33 @@ class Continuation(SeriesDetector):
         flags = self.flag(scores) if self.can_flag() else np.zeros(len(x), dtype=bool)
         self._last.append(scores)
         self._last_flags.append(flags)
-        self._learn_online(x, flags)
+        self._learn_online(x, flags, None if batch.y is None else batch.y.numpy().reshape(-1) > 0)
 
-    def partial_fit(self, chunk) -> Continuation:
+    def partial_fit(self, X, y=None) -> Continuation:
         """Test-then-train on the next chunk of the stream: score it (``last_scores_``,
-        ``last_flags_``), then learn from it; the first call after ``fit`` continues a new stream."""
+        ``last_flags_``), then learn from it, except the steps labelled 1 (an ``(X, labels)``
+        pair, or a source's label column); the first call after ``fit`` continues a new stream."""
         self._last, self._last_flags = [], []
-        super().partial_fit(chunk)
+        super().partial_fit(X, y)
         self.last_scores_ = np.concatenate(self._last) if self._last else np.zeros(0)
         self.last_flags_ = np.concatenate(self._last_flags) if self._last_flags else np.zeros(0, dtype=bool)
         return self
 
-    def _learn_online(self, x: np.ndarray, flags: np.ndarray) -> None:
+    def _learn_online(self, x: np.ndarray, flags: np.ndarray, labelled: np.ndarray | None = None) -> None:
         """Queue the new steps; every ``learn_every`` steps whose targets are complete, one SGD
-        epoch on crops whose loss covers exactly those steps (with their window of context)."""
+        epoch on crops whose loss covers exactly those steps (with their window of context).
+        No target reaches a step labelled anomalous (``labelled``), nor, unless
+        ``learn_flagged``, a flagged one."""
         st, w, h = self._stream, self.window, self.horizon
+        skip = np.zeros(len(x), dtype=bool) if self.learn_flagged else np.asarray(flags, dtype=bool).reshape(-1)
         st.learn_x = np.concatenate([st.learn_x, x])
-        st.learn_flags = np.concatenate([st.learn_flags, flags])
+        st.learn_skip = np.concatenate([st.learn_skip, skip if labelled is None else skip | labelled])
         ready = len(st.learn_x) - h  # steps whose h targets are known
         if ready - st.learn_done < self.learn_every:
             return
         z = self._scaled(st.learn_x)
-        y = self._targets(z)
+        y = self._targets(z, st.learn_skip)
         y[: st.learn_done] = np.nan  # context only, or learned already
-        if not self.learn_flagged:
-            f = st.learn_flags
-            for k in range(1, h + 1):
-                y[: len(f) - k][f[k:]] = np.nan
         u, ahead, _ = self._inputs(z, None, np.zeros((self.season_, z.shape[1])), 0)
         if ahead is not None:
             y -= (self.season_weight_ * ahead).reshape(len(z), -1)
@@ -434,7 +445,7 @@ class Continuation(SeriesDetector):
             self._stepper = None
             self.n_updates_ += 1
         keep = self.season_ + w + h  # the next steps' context; their targets are not known yet
-        st.learn_x, st.learn_flags = st.learn_x[-keep:], st.learn_flags[-keep:]
+        st.learn_x, st.learn_skip = st.learn_x[-keep:], st.learn_skip[-keep:]
         st.learn_done = self.season_ + w
 
     def _fit_season(self, z: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -469,13 +480,25 @@ class Continuation(SeriesDetector):
             return none
         return p, weight, self.season_clip_
 
-    def _finish_fit(self) -> None:
+    def _collected(self) -> tuple[np.ndarray, np.ndarray]:
+        """The steps collected for training (float64) and a bool per step: labelled anomalous;
+        empties the collection."""
         series = torch.cat(self._chunks).double().numpy()
-        self._chunks = []
-        self._train(series)
+        labels = [np.zeros(len(x), bool) if y is None else y.numpy().reshape(len(x)) > 0
+                  for x, y in zip(self._chunks, self._chunk_labels)]
+        self._chunks, self._chunk_labels = [], []
+        return series, np.concatenate(labels)
 
-    def _train(self, series: np.ndarray) -> None:
-        """Scaler, network and error scale from one series; leaves a reset stream."""
+    def _finish_fit(self) -> None:
+        series, skip = self._collected()
+        if getattr(self, "_skip", None) is not None:  # a cross-fitting fold's block (and labelled steps)
+            skip |= self._skip
+        self._train(series, skip if skip.any() else None)
+
+    def _train(self, series: np.ndarray, skip: np.ndarray | None = None) -> None:
+        """Scaler, network and error scale from one series; leaves a reset stream. ``skip``: a
+        bool per step the network must not learn (no target reaches it, and the error scale is
+        measured without it): labelled anomalous, or a cross-fitting fold's block."""
         w, h = self.window, self.horizon
         if len(series) < w + h + 1:
             raise AnomalyError(
@@ -494,15 +517,15 @@ class Continuation(SeriesDetector):
             )
         self._build(series.shape[1])
         u, ahead, _ = self._inputs(z, None, np.zeros((self.season_, z.shape[1])), 0)
-        y = self._targets(z)
+        y = self._targets(z, skip)
         y[:first] = np.nan
         if ahead is not None:  # the network learns what the seasonal term leaves
             y -= (self.season_weight_ * ahead).reshape(len(z), -1)
         start = max(0, first - w)
         span, stride = crop_plan(len(z) - start - w)
         x, y = training_crops(u[start:], y[start:], w, span, stride)
-        if getattr(self, "_blind", None) is not None:  # a cross-fitting fold: crops with no target go (they
-            taught = torch.isfinite(y[:, w:]).any(dim=2).any(dim=1)  # would be validation samples of loss 0)
+        if skip is not None:  # crops with no target go (they would be validation samples of loss 0)
+            taught = torch.isfinite(y[:, w:]).any(dim=2).any(dim=1)
             x, y = x[taught], y[taught]
         self.history_ = fit_model(self.model_, self._loss, x, y, self._config(), self.device_, desc="fit")
         self.model_.eval()
@@ -511,8 +534,8 @@ class Continuation(SeriesDetector):
         self.reset()
         err = self._errors(series)
         ok = ~np.isnan(err[:, 0])
-        if getattr(self, "_blind", None) is not None:  # the error scale of the steps it learned
-            ok[self._blind[0] : self._blind[1]] = False
+        if skip is not None:  # the error scale of the steps it learned
+            ok &= ~skip
         scale = err[ok].mean(0)
         if self.scaling == "global":
             scale = np.full_like(scale, scale.mean())
@@ -552,7 +575,7 @@ class Continuation(SeriesDetector):
         if isinstance(X, Iterator):
             raise AnomalyError("cross-fitting reads the training series again: give it as an array, a DataFrame "
                                "or a data source, not a one-shot iterator")
-        x = np.concatenate([b.x.double().numpy() for b in self._iter_data(X, SCORE_CHUNK)])
+        x, labelled = self._steps_and_labels(X)
         n = len(x)
         if folds < 2 or n < self.blocks_needed(folds):
             first = self.window + self.season_
@@ -563,15 +586,20 @@ class Continuation(SeriesDetector):
         edges = np.linspace(self.window + self.season_, n, folds + 1).astype(int)  # the steps with a score
         for a, b in zip(edges[:-1], edges[1:]):
             part = self._fold_clone().set_params(season=self.season_)  # this detector's season (or none), refitted
-            part._blind = (int(a), int(b))
+            part._skip = labelled.copy()
+            part._skip[a:b] = True
             with warnings.catch_warnings():  # (what the fold's data would warn of, the fit on all of it said)
                 warnings.simplefilter("ignore", UserWarning)
                 part.fit(x)
-            part._blind = None
+            part._skip = None
             part.err_scale_ = self.err_scale_  # its errors in this detector's units
             oof[a:b] = part.reset().decision_function(x)[a:b]
         held = self._stream_scores(x, after)[1] if after is not None else np.zeros(0)
         scores = np.concatenate([oof, held])
+        if normal is None and after is not None:
+            labelled = np.concatenate([labelled, self._labels_of(after, len(held))])
+        if normal is None and labelled.any():
+            normal = self.calibrating_steps(np.concatenate([labelled, np.zeros(len(scores) - len(labelled), bool)]))
         if normal is not None:
             normal = np.asarray(normal, dtype=bool).reshape(-1)
             if normal.shape != scores.shape:

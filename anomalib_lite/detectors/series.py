@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from .base import Detector
 from ..data.batches import Batch, iter_series
 from ..errors import AnomalyError
 from ..components.streaming import sliding_windows
+from ..scoring.metrics import in_spans, label_events
 from ..scoring.thresholds import (
     MovingThreshold,
     SurpriseScore,
@@ -242,13 +244,15 @@ class SeriesDetector(Detector):
             self._threads_logged = n
         return torch_threads(n)
 
-    #: whether ``fit`` learns from labels ``y`` (else they are ignored, as scikit-learn does)
-    _supervised = False
+    #: whether ``fit`` reads labels ``y`` (the supervised detector learns from them); else they are
+    #: ignored, as scikit-learn does (labels that come with the data, an ``(X, y)`` pair or a
+    #: source's label column, still reach the detector: the forecaster does not learn those steps)
+    _reads_labels = False
 
     def fit(self, X, y=None) -> SeriesDetector:
         """Learn from a series ``X`` (anything :func:`anomalib_lite.data.batches.iter_series` reads);
         ``y``: 0/1 labels per step (the supervised detector needs them, others ignore them)."""
-        data = X if y is None or not self._supervised else (X, y)
+        data = X if y is None or not self._reads_labels else (X, y)
         self._check_params()  # before the thread policy sizes the network from hidden, window, num_layers
         with self._threads():
             return super().fit(data)
@@ -257,7 +261,7 @@ class SeriesDetector(Detector):
         if getattr(self, "model_", None) is None:  # (the first call sizes the network, as fit does)
             self._check_params()
         with self._threads():
-            return super().partial_fit(X if y is None or not self._supervised else (X, y))
+            return super().partial_fit(X if y is None or not self._reads_labels else (X, y))
 
     def decision_function(self, X) -> np.ndarray:
         """One anomaly score per step, continuing the stream (NaN while the first window fills).
@@ -352,10 +356,36 @@ class SeriesDetector(Detector):
         check_fpr(fpr)  # (before the scoring)
         self._require_fitted()
         before, after = self._stream_scores(context, normal)
+        held = after
+        labelled = np.concatenate([self._labels_of(context, len(before)), self._labels_of(normal, len(after))])
+        if labelled.any():  # (the prior keeps every score)
+            ok = self.calibrating_steps(labelled)
+            before, after = np.where(ok[: len(before)], before, np.nan), np.where(ok[len(before) :], after, np.nan)
         missing = getattr(self, "season_", 0) - len(after)  # steps short of one period
         self._set_threshold(np.concatenate([before[len(before) - missing :] if missing > 0 else before[:0], after]), fpr)
-        self.holdout_scores_ = np.sort(after[np.isfinite(after)])
+        self.holdout_scores_ = np.sort(held[np.isfinite(held)])
         return self
+
+    def calibrating_steps(self, labelled) -> np.ndarray:
+        """True where a step may calibrate a threshold: not labelled anomalous (``labelled``, a
+        bool per step), nor within ``window`` steps after such a step, whose input still holds it."""
+        labelled = np.asarray(labelled, dtype=bool).reshape(-1)
+        return ~in_spans(label_events(labelled, after=int(getattr(self, "window", 0) or 0))[0], len(labelled))
+
+    def _labels_of(self, data, n: int) -> np.ndarray:
+        """A bool per step of ``data`` (``n`` steps; None: none): labelled anomalous. All False
+        where ``data`` has no labels, or is a one-shot iterator (read once, by the scoring)."""
+        if data is None or isinstance(data, Iterator):
+            return np.zeros(n, dtype=bool)
+        return self._steps_and_labels(data)[1]
+
+    def _steps_and_labels(self, data) -> tuple[np.ndarray, np.ndarray]:
+        """The steps of ``data`` (n, D) as float64, and a bool per step: labelled anomalous
+        (False where ``data`` has no labels)."""
+        batches = list(self._iter_data(data, SCORE_CHUNK))
+        x = np.concatenate([b.x.double().numpy() for b in batches])
+        labels = [np.zeros(len(b.x), bool) if b.y is None else b.y.numpy().reshape(-1) > 0 for b in batches]
+        return x, np.concatenate(labels)
 
     def _stream_scores(self, context, normal) -> tuple[np.ndarray, np.ndarray]:
         """The scores of ``context`` (None: no steps) and of ``normal`` as its continuation, scored

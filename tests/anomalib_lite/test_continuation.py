@@ -247,6 +247,20 @@ def test_partial_fit_can_skip_flagged_points(learn_flagged):
     assert same is (not learn_flagged)
 
 
+def test_partial_fit_does_not_learn_labelled_steps():
+    """Test-then-train with labels (an ``(X, labels)`` pair, or a source's label column): a chunk
+    labelled anomalous throughout teaches nothing; the same chunk unlabelled does."""
+    det = Continuation(**SMALL, epochs=2, learn_every=8).fit(wave(300, 0))
+    weights = [p.detach().clone() for p in det.model_.parameters()]
+    chunk = wave(200, 1)
+    det.reset().partial_fit((chunk, np.ones(200, int)))
+    assert all(torch.equal(a, b) for a, b in zip(weights, det.model_.parameters()))
+    labels = np.zeros(200, int)
+    labels[100:] = 1
+    det.reset().partial_fit((chunk, labels))  # the first half is learned
+    assert not all(torch.equal(a, b) for a, b in zip(weights, det.model_.parameters()))
+
+
 def test_partial_fit_from_scratch_warms_up_then_goes_on_streaming():
     det = Continuation(**SMALL, epochs=10, lr=3e-3, smoothing=1, threshold_rule="moving", threshold_k=6.0, warm_up=400)
     x = wave(1500, 10)

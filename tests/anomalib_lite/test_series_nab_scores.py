@@ -234,8 +234,8 @@ def test_the_robust_tail_is_not_raised_by_anomalies_among_the_calibration_scores
     assert tail_threshold(dirty[:12], 0.01, start=0.2) == tail_threshold(dirty[:12], 0.01)  # few scores: the default
 
 
-def test_no_nab_probationary_period_holds_a_window_so_labels_never_move_their_thresholds():
-    """``fit`` calibrates a labelled series without its labelled steps (``workflows.normal_steps``);
+def test_no_nab_probationary_period_holds_a_window_so_labels_never_move_what_its_route_learns():
+    """``fit`` neither learns nor calibrates on a labelled series' labelled steps (``workflows.normal_steps``);
     NAB's windows are labels, and its probationary periods (what the NAB route fits on) hold none,
     so no NAB threshold, nor anything NAB's score reads, depends on its labels."""
     from anomalib_lite.app.workflows import normal_steps

@@ -1,6 +1,7 @@
 """Streaming smoothing and thresholds (EWMA, moving windows, Telemanom) and the series metrics."""
 import numpy as np
 import pytest
+import torch
 
 from anomalib_lite.errors import AnomalyError
 from anomalib_lite.scoring import metrics
@@ -204,12 +205,20 @@ def test_a_cross_fitting_fold_never_learns_its_block():
     on the steps it learned."""
     x = _phased(n=600)
     det = _small(epochs=1)
-    det._blind = (200, 400)
+    skip = np.zeros(600, bool)
+    skip[200:400] = True
     z = x[:, None]
-    y = det._targets(z)
+    y = det._targets(z, skip)
     assert np.isnan(y[199:400]).all() and np.isfinite(y[:199]).all() and np.isfinite(y[400:-1]).all()
+    det._skip = skip
     det.fit(x)  # (the fold's own fit: trains on the rest)
     assert np.isfinite(det.err_scale_).all()
+    wide = _small(epochs=1, horizon=3)  # every target t -> t + k, k <= 3, that touches a skipped step goes
+    skip = np.zeros(600, bool)
+    skip[[100, 300, 301]] = True
+    y = wide._targets(z, skip).reshape(600, 3)
+    gone = np.isnan(y).all(1)
+    assert np.flatnonzero(gone[:-3]).tolist() == [97, 98, 99, 100, 297, 298, 299, 300, 301]
 
 
 def test_cross_fitting_a_series_refuses_what_it_cannot_cut():
@@ -237,6 +246,68 @@ def test_steps_that_may_not_calibrate_are_left_out_of_the_threshold_not_of_the_p
     normal[300:340] = normal[550:560] = False
     det.cross_calibrate(x[:500], fpr=0.05, folds=3, after=x[500:], normal=normal)
     assert det.calibration_scores_.size == every.size - 50 and np.array_equal(det.holdout_scores_, prior)
+
+
+def _spiked(n: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """``_phased`` with 12 labelled spikes of +12 (a step each) at fixed places."""
+    x, y = _phased(n=n), np.zeros(n, int)
+    at = np.arange(75, n - 20, 43)[:12]
+    x[at] += 12.0
+    y[at] = 1
+    return x, y
+
+
+def test_a_labelled_fit_does_not_learn_its_anomalies():
+    """A series with labels (an ``(X, y)`` pair): no training target reaches a step labelled 1
+    and the error scale is the normal steps' (unlabelled, the spikes inflate it, and every score
+    shrinks); a series source with a label column gives the same fit; ``fit(X, y)`` ignores
+    ``y``, as scikit-learn's unsupervised estimators do."""
+    from anomalib_lite.data.series_sources import SeriesSource
+
+    x, y = _spiked()
+    plain = _small(epochs=2).fit(x)
+    labelled = _small(epochs=2).fit((x, y))
+    assert labelled.err_scale_[0] < 0.8 * plain.err_scale_[0], (labelled.err_scale_, plain.err_scale_)
+    assert np.array_equal(_small(epochs=2).fit(x, y).err_scale_, plain.err_scale_)
+    source = SeriesSource("spiked", x[:, None], ["v"], labels=y)
+    again = _small(epochs=2).fit(source)
+    assert np.allclose(again.err_scale_, labelled.err_scale_, rtol=1e-6)
+    clean = _small(epochs=2)
+    clean._skip = y.astype(bool)  # what the labels do, set by hand: the same network
+    clean.fit(x)
+    for a, b in zip(clean.model_.parameters(), labelled.model_.parameters()):
+        assert torch.allclose(a, b)
+
+
+def test_cross_fitting_a_labelled_series_leaves_its_anomalies_out_of_folds_and_threshold():
+    """``cross_calibrate`` on labelled steps (a source's label column, or ``(X, y)``): the folds
+    do not learn them, and the calibration scores leave out each and the window after it, as an
+    explicit ``normal=`` would."""
+    from anomalib_lite.scoring.metrics import in_spans, label_events
+
+    x, y = _spiked()
+    det = _small(epochs=2).fit((x[:500], y[:500]))
+    det.cross_calibrate((x[:500], y[:500]), fpr=0.05, folds=3, after=(x[500:], y[500:]))
+    derived = det.calibration_scores_.copy()
+    normal = ~in_spans(label_events(y, after=det.window)[0], 600)
+    det.cross_calibrate((x[:500], y[:500]), fpr=0.05, folds=3, after=(x[500:], y[500:]), normal=normal)
+    assert np.array_equal(det.calibration_scores_, derived)
+    blind = det.calibration_scores_
+    det.cross_calibrate(x[:500], fpr=0.05, folds=3, after=x[500:])  # no labels: every step calibrates
+    assert blind.size < det.calibration_scores_.size and blind.max() < det.calibration_scores_.max()
+
+
+def test_calibrating_on_a_labelled_stretch_leaves_its_anomalies_out_not_of_the_prior():
+    """``calibrate(normal, context=)`` (a series too short for cross-fitting): labelled steps of
+    either part, and the window after each, set no threshold; ``holdout_scores_`` keeps them."""
+    x, y = _spiked()
+    det = _small(epochs=2, season=0).fit((x[:400], y[:400]))
+    det.calibrate((x[400:], y[400:]), fpr=0.05, context=(x[:400], y[:400]))
+    ok = det.calibrating_steps(y)[400:]
+    assert det.calibration_scores_.size == ok.sum() < 200 and det.holdout_scores_.size == 200
+    left = det.calibration_scores_.max()
+    det.calibrate(x[400:], fpr=0.05, context=x[:400])
+    assert det.calibration_scores_.size == 200 and det.calibration_scores_.max() > 2 * left
 
 
 @pytest.mark.parametrize("rhythm", [True, False])  # a season found (48), and none (noise)
