@@ -155,18 +155,20 @@ class Continuation(SeriesDetector):
     season_ : int
         The season's period in steps (0: none); ``season_weight_``, ``season_clip_`` its terms.
     history_ : anomalib_lite.training.loop.TrainResult
-    threshold_, fpr_, calibration_scores_, holdout_scores_
+    threshold_, fpr_, calibration_scores_, holdout_scores_, clean_calibration_
         Set by :meth:`calibrate` or :meth:`cross_calibrate`: the threshold, its target rate, the
         scores that set it (the held-out end, completed to one season's period when shorter; or
-        with every training step scored out of fold), and the held-out end's own scores (the
-        prior of :meth:`unit_scores`).
+        with every training step scored out of fold), the held-out end's own scores (the
+        prior of :meth:`unit_scores`), and whether labels took the anomalies out of the scores
+        that set it (then the counts set it; else a tail that anomalies barely move).
 
     Labels: a series given with 0/1 labels per step (an ``(X, y)`` pair, or a series source with a
     label column) is fitted without learning the steps labelled 1: no training target reaches
     them, and the error scale leaves them out (a forecaster that learned them would forecast
     them); :meth:`partial_fit` skips them too, and :meth:`calibrate` and :meth:`cross_calibrate`
-    leave them, and the window after each, out of the threshold. (``fit(X, y)``'s ``y`` is
-    ignored, as scikit-learn's unsupervised estimators do.)
+    leave them, and the window after each, out of the threshold, which the counts of the scores
+    left then set (``clean_calibration_``). (``fit(X, y)``'s ``y`` is ignored, as scikit-learn's
+    unsupervised estimators do.)
 
     Examples
     --------
@@ -205,7 +207,9 @@ class Continuation(SeriesDetector):
         "season_": v.integer(0, 1_000_000),
         "n_updates_": v.integer(0, 1 << 62),
         "history_": v.none_or(history),
+        "clean_calibration_": v.none_or(v.boolean()),  # (None: a bundle before it)
     }
+    _fitted_optional = ("clean_calibration_",)  # bundles before it: the robust tail
     _learned = ("model_", "scaler_mean_", "scaler_std_", "input_scale_", "err_scale_", "season_weight_",
                 "season_clip_")
     _positive_learned = ("scaler_std_", "input_scale_", "err_scale_", "season_clip_")
@@ -606,7 +610,7 @@ class Continuation(SeriesDetector):
                 raise AnomalyError(f"cross-fitting: normal= holds {normal.size} steps for the {n} of the series "
                                    f"and the {len(held)} after it")
             scores = np.where(normal, scores, np.nan)
-        self._set_threshold(scores, fpr)
+        self._set_threshold(scores, fpr, clean=normal is not None)
         scored = held if after is not None else oof
         self.holdout_scores_ = np.sort(scored[np.isfinite(scored)])
         return self

@@ -310,6 +310,45 @@ def test_calibrating_on_a_labelled_stretch_leaves_its_anomalies_out_not_of_the_p
     assert det.calibration_scores_.size == 200 and det.calibration_scores_.max() > 2 * left
 
 
+def test_labels_that_cleared_the_calibration_scores_let_the_counts_set_the_threshold(tmp_path):
+    """Calibrated on steps the labels cleared of anomalies, the threshold and p-values are
+    conformal where the counts decide (``fit_tail(start=None)``), not the robust tail kept for
+    unlabelled series; the bundle keeps which, and a bundle written before it reads as robust."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    import anomalib_lite as al
+    from anomalib_lite.bundles.bundle import _checksum
+    from anomalib_lite.detectors.series import TAIL_START
+    from anomalib_lite.scoring.thresholds import tail_threshold
+
+    x, y = _spiked()
+    det = _small(epochs=2).fit((x[:500], y[:500]))
+    det.cross_calibrate((x[:500], y[:500]), fpr=0.05, folds=3, after=(x[500:], y[500:]))
+    cal = det.calibration_scores_
+    assert det.clean_calibration_ and det.threshold_ == tail_threshold(cal, 0.05)
+    assert det.threshold_ != tail_threshold(cal, 0.05, start=TAIL_START)
+    grid = np.linspace(cal.min(), 2 * cal.max(), 500)
+    assert np.array_equal(det.p_values(grid) <= 0.05, grid > det.threshold_)
+    assert (cal > det.threshold_).mean() <= 0.05 < (cal >= det.threshold_).mean() + 1 / len(cal)  # the count's
+    det.save(tmp_path / "m.anomaly")
+    back = al.load(tmp_path / "m.anomaly")
+    assert back.clean_calibration_ and np.array_equal(back.p_values(grid), det.p_values(grid))
+    with safe_open(str(tmp_path / "m.anomaly"), "pt") as f:  # a bundle written before the field
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        header = json.loads(f.metadata()["anomalib_lite"])
+    del header["fitted"]["clean_calibration_"]
+    header["checksum"] = _checksum(header, tensors)
+    save_file(tensors, str(tmp_path / "old.anomaly"), metadata={"anomalib_lite": json.dumps(header)})
+    old = al.load(tmp_path / "old.anomaly")
+    assert np.array_equal(old.p_values(grid) <= 0.05, grid > tail_threshold(cal, 0.05, start=TAIL_START))
+    det.cross_calibrate(x[:500], fpr=0.05, folds=3, after=x[500:])  # no labels: the robust tail
+    assert not det.clean_calibration_ and det.threshold_ == tail_threshold(det.calibration_scores_, 0.05,
+                                                                           start=TAIL_START)
+
+
 @pytest.mark.parametrize("rhythm", [True, False])  # a season found (48), and none (noise)
 def test_each_fold_is_given_the_detectors_season(monkeypatch, rhythm):
     """A fold refits the fitted detector's structure: its season (or none), never one found
