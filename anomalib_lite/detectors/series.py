@@ -246,15 +246,15 @@ class SeriesDetector(Detector):
             self._threads_logged = n
         return torch_threads(n)
 
-    #: whether ``fit`` reads labels ``y`` (the supervised detector learns from them); else they are
-    #: ignored, as scikit-learn does (labels that come with the data, an ``(X, y)`` pair or a
-    #: source's label column, still reach the detector: the forecaster does not learn those steps)
-    _reads_labels = False
+    #: whether ``fit`` learns from labels ``y`` (else they are ignored, as scikit-learn does; labels
+    #: that come with the data, an ``(X, y)`` pair or a source's label column, still reach the
+    #: detector: the forecaster does not learn the steps they mark)
+    _supervised = False
 
     def fit(self, X, y=None) -> SeriesDetector:
         """Learn from a series ``X`` (anything :func:`anomalib_lite.data.batches.iter_series` reads);
         ``y``: 0/1 labels per step (the supervised detector needs them, others ignore them)."""
-        data = X if y is None or not self._reads_labels else (X, y)
+        data = X if y is None or not self._supervised else (X, y)
         self._check_params()  # before the thread policy sizes the network from hidden, window, num_layers
         with self._threads():
             return super().fit(data)
@@ -263,7 +263,7 @@ class SeriesDetector(Detector):
         if getattr(self, "model_", None) is None:  # (the first call sizes the network, as fit does)
             self._check_params()
         with self._threads():
-            return super().partial_fit(X if y is None or not self._reads_labels else (X, y))
+            return super().partial_fit(X if y is None or not self._supervised else (X, y))
 
     def decision_function(self, X) -> np.ndarray:
         """One anomaly score per step, continuing the stream (NaN while the first window fills).

@@ -127,7 +127,7 @@ class SupervisedRNN(SeriesDetector):
         **RUN_CHECKS,
     }
     _fitted_checks = {"history_": v.none_or(history), "onsets_": v.integer(0, 1 << 62)}
-    _reads_labels = True
+    _supervised = True
     _learned = ("model_", "scaler_mean_", "scaler_std_")
     _params_added = {"changes": False, "fpr": None}  # what bundles written before them did
 
