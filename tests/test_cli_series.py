@@ -260,6 +260,12 @@ def test_evaluate_a_labelled_series_counts_each_anomaly_and_its_false_alarms(tmp
     assert events["detected"] == 3 and events["mean_delay"] <= 2 and events["after"] == window
     # the rate's normals: the scored steps outside the spans (the first steps of the series have no score)
     assert n - 3 * (3 + window) - 2 * window <= check["normals"] <= events["points_outside"] == n - 3 * (3 + window)
+    # test-then-train never reads the labels its scores are judged against: the same scores without them
+    for name, spec in (("labelled", data), ("bare", bare)):
+        r = run("score", bundle, "--data", spec, "--learn", "-o", tmp_path / f"{name}-scores.csv")
+        assert r.exit_code == 0, r.output
+    read = [list(csv.DictReader((tmp_path / f"{name}-scores.csv").open())) for name in ("labelled", "bare")]
+    assert [row["score"] for row in read[0]] == [row["score"] for row in read[1]] and len(read[0]) == n
 
 
 def _csv(tmp_path, text):
