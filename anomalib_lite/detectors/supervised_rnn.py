@@ -15,6 +15,8 @@ first ``window - 1`` steps. One new step costs one step of the network (numpy, s
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -306,6 +308,11 @@ class SupervisedRNN(SeriesDetector):
         if not normal.any():
             raise AnomalyError(f"fpr: the last {self.val_fraction:g} of the series holds no normal step to calibrate on")
         self._set_threshold(scores[normal], self.fpr)
+        if self.threshold_ >= 1.0:  # the tail fitted past the largest score, extrapolated past the bound
+            warnings.warn(f"fpr={self.fpr:g}: the threshold {self.threshold_:.3g} lies above every probability "
+                          f"{self._name} gives, so nothing will be flagged (the tail fitted past the largest of "
+                          f"{int(normal.sum()):,} calibration scores passes 1; benchmarks/rnn_fpr.py); give a larger "
+                          "fpr, or more normal steps to calibrate on (a longer series, val_fraction)", stacklevel=4)
 
     # ------------------------------------------------------------------ scoring
     def _score_steps(self, x: np.ndarray) -> np.ndarray:

@@ -1,4 +1,6 @@
 """SupervisedRNN: early warning before onsets on a series with precursors; labels, splits, bundles."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -142,6 +144,22 @@ def test_a_bundle_written_before_changes_existed_reads_values_only():
     expected = np.load(data / "rnn_values_only_expected.npz")
     assert det.changes is False and det.scaler_mean_.shape == (1,)
     np.testing.assert_array_equal(det.reset().decision_function(expected["x"]), expected["scores"])
+
+
+def test_a_threshold_past_every_probability_is_one_warning(monkeypatch):
+    """``fpr`` below what the calibration scores support can extrapolate the fitted tail past 1,
+    where a probability never reaches: nothing would ever be flagged, so ``fit`` says so."""
+    x, y = jitter_precursors(1500, 5)
+    kw = dict(window=16, horizon=10, hidden=8, epochs=1, device="cpu")
+    high = np.random.default_rng(0).uniform(0.5, 0.999, len(x))  # probabilities crowding the bound
+    monkeypatch.setattr(SupervisedRNN, "_score_steps", lambda self, v: high[: len(v)].copy())
+    with pytest.warns(UserWarning, match=r"fpr=0.005: the threshold 1\.\d+ lies above every probability "
+                      r"SupervisedRNN gives, so nothing will be flagged"):
+        det = SupervisedRNN(**kw, fpr=0.005).fit(x, y)  # (255 scores certify 1/256: the counts could)
+    assert det.threshold_ > 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a rate the scores support: no warning
+        assert SupervisedRNN(**kw, fpr=0.2).fit(x, y).threshold_ < 1
 
 
 def test_fpr_sets_the_threshold_on_the_normal_steps_of_the_validation_tail(tmp_path):
