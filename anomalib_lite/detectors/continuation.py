@@ -531,6 +531,11 @@ class Continuation(SeriesDetector):
         if skip is not None:  # crops with no target go (they would be validation samples of loss 0)
             taught = torch.isfinite(y[:, w:]).any(dim=2).any(dim=1)
             x, y = x[taught], y[taught]
+            if len(x) == 0 and getattr(self, "_skip", None) is None:  # (a fold's block: cross_calibrate's cut)
+                raise AnomalyError(
+                    f"data: every step's forecast target reaches a step labelled anomalous ({int(skip.sum()):,} of "
+                    f"{len(skip):,} steps labelled; a target spans the {h + 1} steps from t to t + horizon): nothing "
+                    "normal is left to learn; fit on a stretch with normal runs longer than the horizon")
         self.history_ = fit_model(self.model_, self._loss, x, y, self._config(), self.device_, desc="fit")
         self.model_.eval()
         self._stepper = None
@@ -538,7 +543,7 @@ class Continuation(SeriesDetector):
         self.reset()
         err = self._errors(series)
         ok = ~np.isnan(err[:, 0])
-        if skip is not None:  # the error scale of the steps it learned
+        if skip is not None and (ok & ~skip).any():  # the error scale of the steps it learned
             ok &= ~skip
         scale = err[ok].mean(0)
         if self.scaling == "global":

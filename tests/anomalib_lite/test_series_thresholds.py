@@ -279,6 +279,15 @@ def test_a_labelled_fit_does_not_learn_its_anomalies():
         assert torch.allclose(a, b)
 
 
+def test_labels_that_leave_nothing_normal_to_learn_are_one_error():
+    x = _phased(n=600)
+    y = np.zeros(600, int)
+    y[::3] = y[-1] = 1  # with horizon 2, every target t -> t + 1, t + 2 reaches a labelled step
+    with pytest.raises(AnomalyError, match=r"data: every step's forecast target reaches a step labelled anomalous "
+                       r"\(201 of 600 steps labelled; a target spans the 3 steps from t to t \+ horizon\)"):
+        _small(epochs=1, horizon=2).fit((x, y))
+
+
 def test_cross_fitting_a_labelled_series_leaves_its_anomalies_out_of_folds_and_threshold():
     """``cross_calibrate`` on labelled steps (a source's label column, or ``(X, y)``): the folds
     do not learn them, and the calibration scores leave out each and the window after it, as an
