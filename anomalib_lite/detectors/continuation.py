@@ -36,6 +36,7 @@ from .series import (
     THRESHOLDS,
     SeriesDetector,
     crop_plan,
+    labelled_steps,
     masked_mse,
     seasonal_period,
     training_crops,
@@ -405,7 +406,7 @@ class Continuation(SeriesDetector):
         flags = self.flag(scores) if self.can_flag() else np.zeros(len(x), dtype=bool)
         self._last.append(scores)
         self._last_flags.append(flags)
-        self._learn_online(x, flags, None if batch.y is None else batch.y.numpy().reshape(-1) > 0)
+        self._learn_online(x, flags, labelled_steps(batch.x, batch.y))
 
     def partial_fit(self, X, y=None) -> Continuation:
         """Test-then-train on the next chunk of the stream: score it (``last_scores_``,
@@ -488,10 +489,9 @@ class Continuation(SeriesDetector):
         """The steps collected for training (float64) and a bool per step: labelled anomalous;
         empties the collection."""
         series = torch.cat(self._chunks).double().numpy()
-        labels = [np.zeros(len(x), bool) if y is None else y.numpy().reshape(len(x)) > 0
-                  for x, y in zip(self._chunks, self._chunk_labels)]
+        labelled = np.concatenate([labelled_steps(x, y) for x, y in zip(self._chunks, self._chunk_labels)])
         self._chunks, self._chunk_labels = [], []
-        return series, np.concatenate(labels)
+        return series, labelled
 
     def _finish_fit(self) -> None:
         series, skip = self._collected()

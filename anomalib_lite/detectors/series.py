@@ -51,7 +51,7 @@ from ..threads import choose_threads, log_choice, torch_threads
 
 __all__ = [
     "CROP_SPAN", "MAX_CROPS", "SCORE_CHUNK", "SERIES_CHECKS", "STEP_CHUNK", "TAIL_START", "THRESHOLDS", "TOLERANCE",
-    "SeriesDetector", "crop_plan",
+    "SeriesDetector", "crop_plan", "labelled_steps",
     "seasonal_period", "time_span", "training_crops",
 ]
 
@@ -156,6 +156,12 @@ def seasonal_period(z: np.ndarray, min_lag: int, max_lag: int) -> int:
     if peaks.size == 0:
         return 0
     return int(peaks[ac[peaks] >= ac[peaks].max() - 0.05][0])
+
+
+def labelled_steps(x: torch.Tensor, y: torch.Tensor | None) -> np.ndarray:
+    """A bool per step of a chunk ``x`` of steps: labelled anomalous by its 0/1 labels ``y`` (all
+    False when the chunk comes without labels)."""
+    return np.zeros(len(x), dtype=bool) if y is None else y.numpy().reshape(len(x)) > 0
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -387,8 +393,7 @@ class SeriesDetector(Detector):
         (False where ``data`` has no labels)."""
         batches = list(self._iter_data(data, SCORE_CHUNK))
         x = np.concatenate([b.x.double().numpy() for b in batches])
-        labels = [np.zeros(len(b.x), bool) if b.y is None else b.y.numpy().reshape(-1) > 0 for b in batches]
-        return x, np.concatenate(labels)
+        return x, np.concatenate([labelled_steps(b.x, b.y) for b in batches])
 
     def _stream_scores(self, context, normal) -> tuple[np.ndarray, np.ndarray]:
         """The scores of ``context`` (None: no steps) and of ``normal`` as its continuation, scored
