@@ -135,6 +135,10 @@ class TrainResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def kept_loss(self) -> float | None:
+        """The held-out loss of the weights the model kept (None without held-out samples)."""
+        return self.val_loss[self.kept_epoch] if self.held_out and 0 <= self.kept_epoch < len(self.val_loss) else None
+
 
 def _checks() -> dict:
     from .. import validate as v
@@ -442,9 +446,9 @@ def describe(h: TrainResult, asked: int, patience: int | None, unit: str = "samp
     text = (f"{n} of {plural(asked, 'epoch')} ({why})" if why else plural(n, "epoch"))
     if n:
         text += f", training loss {h.train_loss[0]:.3f} -> {h.train_loss[-1]:.3f}"
-    if h.held_out and 0 <= h.kept_epoch < len(h.val_loss):
-        text += (f"; kept epoch {h.kept_epoch + 1}'s weights, held-out loss {h.val_loss[h.kept_epoch]:.3f} on "
-                 f"{plural(h.held_out, unit)}")
+    kept = h.kept_loss()
+    if kept is not None:
+        text += f"; kept epoch {h.kept_epoch + 1}'s weights, held-out loss {kept:.3f} on {plural(h.held_out, unit)}"
     return text
 
 

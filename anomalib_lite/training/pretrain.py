@@ -99,8 +99,7 @@ class PretrainResult:
 
     def kept_loss(self) -> float | None:
         """The held-out loss of the kept weights (None without held-out images)."""
-        h = self.history
-        return h.val_loss[self.kept_epoch] if self.held_out and 0 <= self.kept_epoch < len(h.val_loss) else None
+        return self.history.kept_loss()
 
     def learned(self) -> bool | None:
         """Whether the kept weights beat chance on the held-out images (by 2 %); None when there
