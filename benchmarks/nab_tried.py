@@ -251,6 +251,47 @@ class Bocpd:
         return out
 
 
+
+class Cusum:
+    """Page's two-sided CUSUM on each channel (the issue's "CUSUM"): each value standardised by
+    the mean and standard deviation of an EWMA of span ``span`` (its reference, updated after the
+    value is judged), then ``S+ = max(0, S+ + z - k)`` and ``S- = max(0, S- - z - k)``; the
+    statistic is the largest of them over the channels. ``k = 0.5`` is the optimal allowance for a
+    shift of one standard deviation: a small lasting shift accumulates, noise does not. No reset:
+    the reference follows a new level, so the sums fall back by themselves. NaN for the first
+    ``least`` steps (no reference yet) and at a non-finite value (the sums are kept)."""
+
+    def __init__(self, span: float = 512.0, k: float = 0.5, least: int = 64, floor: float = 1e-4):
+        self.a, self.k, self.least, self.floor = 2.0 / (span + 1.0), float(k), int(least), float(floor)
+        self.mean = self.var = self.up = self.down = None
+        self.steps = 0
+
+    def stats(self, values) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+        out = np.full(len(v), np.nan)
+        for i, row in enumerate(v):
+            ok = np.isfinite(row)
+            if self.mean is None:
+                if not ok.all():
+                    continue
+                self.mean, self.var = row.copy(), np.zeros_like(row)
+                self.up, self.down = np.zeros_like(row), np.zeros_like(row)
+                self.steps = 1
+                continue
+            if not ok.all():
+                continue
+            z = (row - self.mean) / np.sqrt(np.maximum(self.var, self.floor))
+            self.up = np.maximum(0.0, self.up + z - self.k)
+            self.down = np.maximum(0.0, self.down - z - self.k)
+            if self.steps >= self.least:
+                out[i] = float(max(self.up.max(), self.down.max()))
+            d = row - self.mean
+            self.mean = self.mean + self.a * d
+            self.var = (1.0 - self.a) * (self.var + self.a * d * d)
+            self.steps += 1
+        return out
+
+
 class Coarse:
     """:class:`Neighbours` at a coarser time scale (ARTime's downsampling; MERLIN's discords of
     several lengths): the stream pooled into blocks of ``block`` steps (each block's mean, with
@@ -325,6 +366,10 @@ class TriedScore(SurpriseScore):
             if t.get("replace_neighbours"):
                 self.kinds.pop("neighbours", None)
             self.kinds["coarse"] = (Coarse(**t["coarse"]), Likelihood(self.history, self.min_count, self.min_std))
+        if t.get("cusum"):  # Page's CUSUM on the values, one more kind
+            self.kinds["cusum"] = (Cusum(**t["cusum"]), Likelihood(self.history, self.min_count, self.min_std))
+        self.cusum_f = Cusum(**t["cusum_forecast"]) if t.get("cusum_forecast") is not None else None
+        self.cusum_like = Likelihood(self.history, self.min_count, self.min_std)
         if t.get("bocpd"):
             if t.get("replace_change") and "change" in self.kinds:  # BOCPD takes the change test's place
                 warm = self.kinds.pop("change")[1].warm
@@ -360,6 +405,7 @@ class TriedScore(SurpriseScore):
         kinds = self.kinds if values is not None else {}
         stats = self._stats(values) if kinds else {}
         levels = {name: np.zeros(len(s)) for name in (*KINDS, *kinds)}
+        fstats = self.cusum_f.stats(s) if self.cusum_f is not None else None  # CUSUM of the forecast's score
         for i, v in enumerate(s.tolist()):
             extreme = values is not None and self.extremes and self._new_extreme(values[i])
             for name, (_, like) in kinds.items():
@@ -405,6 +451,9 @@ class TriedScore(SurpriseScore):
                 level = min(self.last_forecast)
             levels["forecast"][i] = level
             names = ["forecast", *kinds]
+            if fstats is not None:
+                levels.setdefault("cusum_f", np.zeros(len(s)))[i] = self.cusum_like.update(float(fstats[i]))
+                names.append("cusum_f")
             if self.rings is not None:  # every kind's recurring surprise rests, as the forecast's
                 at, size = self.scored - 1, len(self.past)
                 for name in kinds:
@@ -468,6 +517,11 @@ VARIANTS = {
     "Bayesian online change points in place of the two-window change test": (
         dict(bocpd=dict(hazard=250.0, recent=8), replace_change=True), {}, 0),
     # neighbours at a coarser time scale (ARTime downsamples to about 8 blocks per 1/13 of the probation)
+    "CUSUM of the values as one more kind (reference: EWMA span 512, k 0.5)": (dict(cusum={}), {}, 0),
+    "CUSUM of the values as one more kind (reference: EWMA span 64, k 0.5)": (dict(cusum=dict(span=64.0)), {}, 0),
+    "CUSUM of the values as one more kind (reference: EWMA span 512, k 1)": (dict(cusum=dict(k=1.0)), {}, 0),
+    "CUSUM of the forecast's score as one more kind (reference: EWMA span 512, k 0.5)": (
+        dict(cusum_forecast={}), {}, 0),
     "coarse neighbours: 8 blocks of 4 steps as one more kind": (dict(coarse=dict(block=4)), {}, 0),
     "coarse neighbours: 8 blocks of 8 steps as one more kind": (dict(coarse=dict(block=8)), {}, 0),
     "coarse neighbours: 8 blocks of 16 steps as one more kind": (dict(coarse=dict(block=16)), {}, 0),
