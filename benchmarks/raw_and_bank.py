@@ -50,14 +50,15 @@ def main() -> None:
     for cat in HALVES[args.half]["categories"]:
         fit_part, held, test, labels, names, _ = category(args.data, cat, 0)
         z = {}
-        for name in ("raw", "bank"):
+        parts = {"raw": [_images(d) for d in (fit_part, held, test)],  # (decoded once; the bank reads the sources)
+                 "bank": [fit_part, held, test]}
+        for name, (fit_x, held_x, test_x) in parts.items():
             backbone = None if name == "raw" else extractor(fit_part, True)
-            det = al.LatentDistance(backbone=backbone, image_score="patch", device="cpu", seed=0)
-            det.fit(_images(fit_part) if name == "raw" else fit_part)
+            det = al.LatentDistance(backbone=backbone, image_score="patch", device="cpu", seed=0).fit(fit_x)
             if args.context:
-                det.set_context(_images(test) if name == "raw" else test, images=args.context)
-            h = np.asarray(det.decision_function(_images(held) if name == "raw" else held))
-            s = np.asarray(det.decision_function(_images(test) if name == "raw" else test))
+                det.set_context(test_x, images=args.context)
+            h = np.asarray(det.decision_function(held_x))
+            s = np.asarray(det.decision_function(test_x))
             z[name] = surprise(torch.as_tensor(s), log_scale(torch.as_tensor(h)))
         scores = {"raw": z["raw"], "bank": z["bank"], "combined": combined(z["raw"], z["bank"]),
                   "max": torch.maximum(z["raw"], z["bank"])}

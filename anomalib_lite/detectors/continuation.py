@@ -607,8 +607,8 @@ class Continuation(SeriesDetector):
         scores = np.concatenate([oof, held])
         if normal is None and after is not None:
             labelled = np.concatenate([labelled, self._labels_of(after, len(held))])
-        if normal is None and labelled.any():
-            normal = self.calibrating_steps(np.concatenate([labelled, np.zeros(len(scores) - len(labelled), bool)]))
+        if normal is None and labelled.any():  # (labelled: a bool per step of scores, the series' and after's)
+            normal = self.calibrating_steps(labelled)
         if normal is not None:
             normal = np.asarray(normal, dtype=bool).reshape(-1)
             if normal.shape != scores.shape:

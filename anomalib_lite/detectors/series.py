@@ -386,7 +386,7 @@ class SeriesDetector(Detector):
         where ``data`` has no labels, or is a one-shot iterator (read once, by the scoring)."""
         if data is None or isinstance(data, Iterator):
             return np.zeros(n, dtype=bool)
-        return self._steps_and_labels(data)[1]
+        return np.concatenate([labelled_steps(b.x, b.y) for b in self._iter_data(data, SCORE_CHUNK)])
 
     def _steps_and_labels(self, data) -> tuple[np.ndarray, np.ndarray]:
         """The steps of ``data`` (n, D) as float64, and a bool per step: labelled anomalous
