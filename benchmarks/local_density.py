@@ -1,0 +1,141 @@
+"""A patch's distance to the bank measured against the bank's own spacing there (local outlier
+factor): does a heavy-tailed normal (rare galaxies, craters, stroma) stop outscoring a defect?
+(issue 18)
+
+The patch score is the distance d(q, m) of a patch q to its nearest bank row m. Where normal
+content is common the bank is dense and a normal patch lands close; where it is rare (a bright
+galaxy in a star field) the bank holds few rows, spaced wide, and an unseen normal patch of that
+kind lands far from all of them. A defect lands far from the bank relative to how far normal
+patches land *there*. The rules divide d(q, m) by a local scale of the matched row m:
+
+* ``bank``: d(q, m) as it is (the route as it is);
+* ``lof k``: over the distance from m to its k-th nearest other bank row (Breunig et al. 2000's
+  k-distance; the bank is a coreset of the training patches, so this is its local spacing);
+* ``spread``: over the median distance of the training patches matched to m (leave-one-out: a
+  training patch that is itself a bank row is matched to its nearest other row); rows matched by
+  fewer than 3 training patches take the median over all rows.
+
+Image ROC-AUC (maximum of the map) and pixel ROC-AUC per category of the inspection set, for the
+raw-pixel and the dense (offline `fit`) routes, fitted on 180 training crops.
+
+Run:  python benchmarks/local_density.py --data DIR [--half dev] [--routes raw,dense] [--no-record]
+      (DIR: a set `sample_data.make_image_set` wrote)
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
+from inspection import set_parser  # noqa: E402
+from local_contrast import fitted_route  # noqa: E402
+
+
+def kth_distance(bank: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    """(rows,): each bank row's distance to its k-th nearest other row."""
+    bank = bank.float()
+    out = []
+    for i in range(0, len(bank), chunk):
+        d = torch.cdist(bank[i:i + chunk], bank)
+        d[torch.arange(len(d)), torch.arange(i, i + len(d))] = float("inf")
+        out.append(d.topk(k, dim=1, largest=False).values[:, -1])
+    return torch.cat(out)
+
+
+def nearest(rows: torch.Tensor, bank: torch.Tensor, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distance, index) of each row's nearest bank row, a row equal to it (distance 0) skipped."""
+    bank = bank.float()
+    dist, idx = [], []
+    for i in range(0, len(rows), chunk):
+        d = torch.cdist(rows[i:i + chunk].float(), bank)
+        d[d <= 1e-6] = float("inf")
+        v, j = d.min(1)
+        dist.append(v)
+        idx.append(j)
+    return torch.cat(dist), torch.cat(idx)
+
+
+def spread_scale(det, train, bank: torch.Tensor) -> torch.Tensor:
+    """(rows,): median distance of the training patches matched to each bank row."""
+    dists, idxs = [], []
+    with torch.inference_mode():
+        for b, _ in det._batches(train):
+            for part in det._chunks(b.x):
+                p = det.featurizer_.patches(part)
+                rows = p.permute(0, 2, 3, 1).reshape(-1, p.shape[1])
+                d, j = nearest(rows, bank)
+                dists.append(d)
+                idxs.append(j)
+    d, j = torch.cat(dists), torch.cat(idxs)
+    scale = torch.full((len(bank),), float(d.median()))
+    for r in range(len(bank)):
+        m = d[j == r]
+        if len(m) >= 3:
+            scale[r] = m.median()
+    return scale
+
+
+def main() -> None:
+    ap = set_parser(__doc__)
+    ap.add_argument("--routes", default="raw,dense")
+    ap.add_argument("--ks", default="1,3,9")
+    args = ap.parse_args()
+    import anomalib_lite as al
+    import backbones
+    from anomalib_lite.data.sample_data import HALVES
+    from anomalib_lite.numeric import patch_maps
+    from anomalib_lite.scoring.metrics import roc_auc
+
+    torch.set_num_threads(2)
+    backbones.weights.imagenet_cached = lambda name: False
+    cats = HALVES[args.half]["categories"]
+    ks = [int(k) for k in args.ks.split(",")]
+    rules = ["bank"] + [f"lof {k}" for k in ks] + ["spread"]
+    lines = [f"| route | rule | {' | '.join(cats)} | mean image | mean pixel |", "|" + "---|" * (len(cats) + 4)]
+    for route in args.routes.split(","):
+        table = {rule: [] for rule in rules}
+        for cat in cats:
+            t = time.perf_counter()
+            det, test = fitted_route(route, args.data, cat)
+            train = al.load_data(str(args.data / cat / "train")).read(list(range(180)))[0]
+            bank = det.bank_.get("patch_memory").float()
+            scales = {f"lof {k}": kth_distance(bank, k) for k in ks}
+            scales["spread"] = spread_scale(det, train, bank)
+            labels = np.asarray(test.anomaly_labels())
+            masks = np.asarray(test.read_masks(range(len(test)))) > 0
+            dists = {rule: [] for rule in rules}
+            with torch.inference_mode():
+                for b, _ in det._batches(test):
+                    for part in det._chunks(b.x):
+                        p = det.featurizer_.patches(part)
+                        n, _, h, w = p.shape
+                        d, j = nearest(p.permute(0, 2, 3, 1).reshape(-1, p.shape[1]), bank)
+                        dists["bank"].append(d.reshape(n, h * w))
+                        for rule, s in scales.items():
+                            dists[rule].append((d / s[j].clamp_min(1e-6)).reshape(n, h * w))
+            for rule, parts in dists.items():
+                maps = patch_maps(torch.cat(parts).reshape(-1, h, w), tuple(masks.shape[-2:])).numpy()
+                image = 100 * roc_auc(labels, maps.reshape(len(maps), -1).max(1))
+                pixel = 100 * roc_auc(masks.reshape(-1), maps.reshape(-1))
+                table[rule].append((image, pixel))
+            print(cat, route, f"bank {len(bank)} rows", f"{time.perf_counter() - t:.0f} s",
+                  {k: f"{v[-1][0]:.1f}/{v[-1][1]:.1f}" for k, v in table.items()}, flush=True)
+        for rule, row in table.items():
+            lines.append(f"| {route} | {rule} | " + " | ".join(f"{i:.1f} / {p:.1f}" for i, p in row)
+                         + f" | **{np.mean([i for i, _ in row]):.1f}** | **{np.mean([p for _, p in row]):.1f}** |")
+            print(lines[-1], flush=True)
+    body = (f"Inspection set, **{args.half} half**, 128 px, 180 training crops per category: image / pixel "
+            "ROC-AUC (%) of the patch map scored by the distance to the nearest bank row, or by that distance "
+            "over the matched row's local scale (its k-th nearest bank row: `lof k`; the median distance of "
+            "the training patches matched to it: `spread`).\n\n" + "\n".join(lines))
+    record.publish(f"Images: patch distances over the bank's local spacing, {args.half} half (issue 18)",
+                   body, args.no_record)
+
+
+if __name__ == "__main__":
+    main()
