@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
 from inspection import set_parser  # noqa: E402
+from local_contrast import pair_lines, test_truth  # noqa: E402
 
 TRANSFORMS = {
     "as given": lambda x: x,
@@ -45,17 +46,14 @@ def main() -> None:
         train, test = al.load_data(str(args.data / cat / "train")), al.load_data(str(args.data / cat / "test"))
         xtr = np.asarray(train.read(list(range(180)))[0], dtype=np.float32) / 255
         xte = np.asarray(test.read(list(range(len(test))))[0], dtype=np.float32) / 255
-        labels = np.asarray(test.anomaly_labels())
-        masks = np.asarray(test.read_masks(range(len(test)))) > 0
+        labels, masks = test_truth(test)
         for name, f in TRANSFORMS.items():
             det = al.LatentDistance(image_score="patch", device="cpu").fit(f(xtr))
             maps = np.asarray(det.score_map(f(xte))).reshape(len(xte), -1)
             table[name].append((100 * roc_auc(labels, maps.max(1)), 100 * roc_auc(masks.reshape(-1), maps.reshape(-1))))
         print(cat, {k: f"{v[-1][0]:.1f}/{v[-1][1]:.1f}" for k, v in table.items()}, flush=True)
     lines = [f"| transform | {' | '.join(cats)} | mean image | mean pixel |", "|" + "---|" * (len(cats) + 3)]
-    for name, row in table.items():
-        lines.append(f"| {name} | " + " | ".join(f"{i:.1f} / {p:.1f}" for i, p in row)
-                     + f" | **{np.mean([i for i, _ in row]):.1f}** | **{np.mean([p for _, p in row]):.1f}** |")
+    lines += pair_lines(table, [])
     body = (f"Inspection set, **{args.half} half**, 128 px, raw-pixel route fitted on 180 training crops per "
             "category: image / pixel ROC-AUC (%) with the crops' intensities (in [0, 1]) as given or "
             f"transformed alike for training and test. {time.perf_counter() - t0:.0f} s.\n\n" + "\n".join(lines))

@@ -57,6 +57,41 @@ def fitted_route(route: str, data: Path, cat: str, n: int = 180):
     return det.fit(train.read(list(range(n)))[0]), test
 
 
+def patch_features(det, images) -> torch.Tensor:
+    """(n, d, h, w) patch features of ``images`` (a source or an array) as the fitted detector
+    extracts them."""
+    out = []
+    with torch.inference_mode():
+        for b, _ in det._batches(images):
+            for part in det._chunks(b.x):
+                out.append(det.featurizer_.patches(part).float())
+    return torch.cat(out)
+
+
+def test_truth(test) -> tuple[np.ndarray, np.ndarray]:
+    """(image labels, bool pixel masks (n, H, W)) of a test source."""
+    return np.asarray(test.anomaly_labels()), np.asarray(test.read_masks(range(len(test)))) > 0
+
+
+def map_figures(dist: torch.Tensor, labels: np.ndarray, masks: np.ndarray) -> tuple[float, float]:
+    """(image ROC-AUC by the map's maximum, pixel ROC-AUC) in % of patch distances (n, h, w),
+    upsampled to the masks' size."""
+    from anomalib_lite.numeric import patch_maps
+    from anomalib_lite.scoring.metrics import roc_auc
+
+    maps = patch_maps(dist, tuple(masks.shape[-2:])).numpy()
+    return (100 * roc_auc(labels, maps.reshape(len(maps), -1).max(1)),
+            100 * roc_auc(masks.reshape(-1), maps.reshape(-1)))
+
+
+def pair_lines(table: dict, first: list[str]) -> list[str]:
+    """Markdown rows of ``{rule: [(image, pixel) per category]}``: the ``first`` cells, each
+    category's pair, then the means of each."""
+    return [f"| {' | '.join(first + [rule])} | " + " | ".join(f"{i:.1f} / {p:.1f}" for i, p in row)
+            + f" | **{np.mean([i for i, _ in row]):.1f}** | **{np.mean([p for _, p in row]):.1f}** |"
+            for rule, row in table.items()]
+
+
 def main() -> None:
     ap = set_parser(__doc__)
     ap.add_argument("--routes", default="raw,dense")

@@ -27,13 +27,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
 from inspection import set_parser  # noqa: E402
-from local_contrast import fitted_route  # noqa: E402
+from local_contrast import fitted_route, map_figures, pair_lines, patch_features, test_truth  # noqa: E402
 
 
 def kth_distance(bank: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
@@ -62,16 +61,8 @@ def nearest(rows: torch.Tensor, bank: torch.Tensor, chunk: int = 2048) -> tuple[
 
 def spread_scale(det, train, bank: torch.Tensor) -> torch.Tensor:
     """(rows,): median distance of the training patches matched to each bank row."""
-    dists, idxs = [], []
-    with torch.inference_mode():
-        for b, _ in det._batches(train):
-            for part in det._chunks(b.x):
-                p = det.featurizer_.patches(part)
-                rows = p.permute(0, 2, 3, 1).reshape(-1, p.shape[1])
-                d, j = nearest(rows, bank)
-                dists.append(d)
-                idxs.append(j)
-    d, j = torch.cat(dists), torch.cat(idxs)
+    p = patch_features(det, train)
+    d, j = nearest(p.permute(0, 2, 3, 1).reshape(-1, p.shape[1]), bank)
     scale = torch.full((len(bank),), float(d.median()))
     for r in range(len(bank)):
         m = d[j == r]
@@ -88,8 +79,6 @@ def main() -> None:
     import anomalib_lite as al
     import backbones
     from anomalib_lite.data.sample_data import HALVES
-    from anomalib_lite.numeric import patch_maps
-    from anomalib_lite.scoring.metrics import roc_auc
 
     torch.set_num_threads(2)
     backbones.weights.imagenet_cached = lambda name: False
@@ -106,29 +95,17 @@ def main() -> None:
             bank = det.bank_.get("patch_memory").float()
             scales = {f"lof {k}": kth_distance(bank, k) for k in ks}
             scales["spread"] = spread_scale(det, train, bank)
-            labels = np.asarray(test.anomaly_labels())
-            masks = np.asarray(test.read_masks(range(len(test)))) > 0
-            dists = {rule: [] for rule in rules}
-            with torch.inference_mode():
-                for b, _ in det._batches(test):
-                    for part in det._chunks(b.x):
-                        p = det.featurizer_.patches(part)
-                        n, _, h, w = p.shape
-                        d, j = nearest(p.permute(0, 2, 3, 1).reshape(-1, p.shape[1]), bank)
-                        dists["bank"].append(d.reshape(n, h * w))
-                        for rule, s in scales.items():
-                            dists[rule].append((d / s[j].clamp_min(1e-6)).reshape(n, h * w))
-            for rule, parts in dists.items():
-                maps = patch_maps(torch.cat(parts).reshape(-1, h, w), tuple(masks.shape[-2:])).numpy()
-                image = 100 * roc_auc(labels, maps.reshape(len(maps), -1).max(1))
-                pixel = 100 * roc_auc(masks.reshape(-1), maps.reshape(-1))
-                table[rule].append((image, pixel))
+            labels, masks = test_truth(test)
+            p = patch_features(det, test)
+            n, _, h, w = p.shape
+            d, j = nearest(p.permute(0, 2, 3, 1).reshape(-1, p.shape[1]), bank)
+            table["bank"].append(map_figures(d.reshape(n, h, w), labels, masks))
+            for rule, s in scales.items():
+                table[rule].append(map_figures((d / s[j].clamp_min(1e-6)).reshape(n, h, w), labels, masks))
             print(cat, route, f"bank {len(bank)} rows", f"{time.perf_counter() - t:.0f} s",
                   {k: f"{v[-1][0]:.1f}/{v[-1][1]:.1f}" for k, v in table.items()}, flush=True)
-        for rule, row in table.items():
-            lines.append(f"| {route} | {rule} | " + " | ".join(f"{i:.1f} / {p:.1f}" for i, p in row)
-                         + f" | **{np.mean([i for i, _ in row]):.1f}** | **{np.mean([p for _, p in row]):.1f}** |")
-            print(lines[-1], flush=True)
+        lines += pair_lines(table, [route])
+        print("\n".join(lines[-len(table):]), flush=True)
     body = (f"Inspection set, **{args.half} half**, 128 px, 180 training crops per category: image / pixel "
             "ROC-AUC (%) of the patch map scored by the distance to the nearest bank row, or by that distance "
             "over the matched row's local scale (its k-th nearest bank row: `lof k`; the median distance of "

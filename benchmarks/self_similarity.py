@@ -18,13 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
 from inspection import set_parser  # noqa: E402
-from local_contrast import fitted_route  # noqa: E402
+from local_contrast import fitted_route, map_figures, pair_lines, test_truth  # noqa: E402
 
 
 def self_distance(p: torch.Tensor, radius: int) -> torch.Tensor:
@@ -50,8 +49,6 @@ def main() -> None:
     args = ap.parse_args()
     import backbones
     from anomalib_lite.data.sample_data import HALVES
-    from anomalib_lite.numeric import patch_maps
-    from anomalib_lite.scoring.metrics import roc_auc
 
     torch.set_num_threads(2)
     backbones.weights.imagenet_cached = lambda name: False
@@ -64,8 +61,7 @@ def main() -> None:
         for cat in cats:
             t = time.perf_counter()
             det, test = fitted_route(route, args.data, cat)
-            labels = np.asarray(test.anomaly_labels())
-            masks = np.asarray(test.read_masks(range(len(test)))) > 0
+            labels, masks = test_truth(test)
             dists = {rule: [] for rule in rules}
             with torch.inference_mode():
                 for b, _ in det._batches(test):
@@ -79,16 +75,11 @@ def main() -> None:
                             dists[f"self R={r}"].append(s)
                             dists[f"min(bank, self R={r})"].append(torch.minimum(bank, s))
             for rule, parts in dists.items():
-                maps = patch_maps(torch.cat(parts).reshape(-1, h, w), tuple(masks.shape[-2:])).numpy()
-                image = 100 * roc_auc(labels, maps.reshape(len(maps), -1).max(1))
-                pixel = 100 * roc_auc(masks.reshape(-1), maps.reshape(-1))
-                table[rule].append((image, pixel))
+                table[rule].append(map_figures(torch.cat(parts).reshape(-1, h, w), labels, masks))
             print(cat, route, f"{time.perf_counter() - t:.0f} s",
                   {k: f"{v[-1][0]:.1f}/{v[-1][1]:.1f}" for k, v in table.items()}, flush=True)
-        for rule, row in table.items():
-            lines.append(f"| {route} | {rule} | " + " | ".join(f"{i:.1f} / {p:.1f}" for i, p in row)
-                         + f" | **{np.mean([i for i, _ in row]):.1f}** | **{np.mean([p for _, p in row]):.1f}** |")
-            print(lines[-1], flush=True)
+        lines += pair_lines(table, [route])
+        print("\n".join(lines[-len(table):]), flush=True)
     body = (f"Inspection set, **{args.half} half**, 128 px, 180 training crops per category: image / pixel "
             "ROC-AUC (%) of the patch map scored by the distance to the bank, to the image's own patches "
             "outside radius R (grid cells), or the smaller of the two.\n\n" + "\n".join(lines))

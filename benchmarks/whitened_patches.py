@@ -18,24 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
 from inspection import set_parser  # noqa: E402
-from local_contrast import fitted_route  # noqa: E402
+from local_contrast import fitted_route, map_figures, pair_lines, patch_features, test_truth  # noqa: E402
 from local_density import nearest  # noqa: E402
-
-
-def patch_rows(det, images) -> torch.Tensor:
-    """(n, d, h, w) patch features of ``images`` as the fitted detector extracts them."""
-    out = []
-    with torch.inference_mode():
-        for b, _ in det._batches(images):
-            for part in det._chunks(b.x):
-                out.append(det.featurizer_.patches(part).float())
-    return torch.cat(out)
 
 
 def whitener(rows: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,8 +43,6 @@ def main() -> None:
     import anomalib_lite as al
     from anomalib_lite.components.memory import greedy_coreset
     from anomalib_lite.data.sample_data import HALVES
-    from anomalib_lite.numeric import patch_maps
-    from anomalib_lite.scoring.metrics import roc_auc
 
     torch.set_num_threads(2)
     cats = HALVES[args.half]["categories"]
@@ -66,13 +53,12 @@ def main() -> None:
     for cat in cats:
         det, test = fitted_route("raw", args.data, cat)
         train = al.load_data(str(args.data / cat / "train")).read(list(range(180)))[0]
-        ptr = patch_rows(det, train)
+        ptr = patch_features(det, train)
         d, h, w = ptr.shape[1:]
         rows = ptr.permute(0, 2, 3, 1).reshape(-1, d)
-        pte = patch_rows(det, test)
+        pte = patch_features(det, test)
         q = pte.permute(0, 2, 3, 1).reshape(-1, d)
-        labels = np.asarray(test.anomaly_labels())
-        masks = np.asarray(test.read_masks(range(len(test)))) > 0
+        labels, masks = test_truth(test)
         bank = det.bank_.get("patch_memory").float()
         sample = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))[:200_000]]
         banks = {"as it is": (bank, q)}
@@ -82,14 +68,10 @@ def main() -> None:
             s = (sample - mu) @ wm
             banks[f"whitened, lambda {lam:g}, bank rebuilt"] = (s[greedy_coreset(s, len(bank))], (q - mu) @ wm)
         for rule, (b, qq) in banks.items():
-            maps = patch_maps(nearest(qq, b)[0].reshape(len(pte), h, w), tuple(masks.shape[-2:])).numpy()
-            table[rule].append((100 * roc_auc(labels, maps.reshape(len(maps), -1).max(1)),
-                                100 * roc_auc(masks.reshape(-1), maps.reshape(-1))))
+            table[rule].append(map_figures(nearest(qq, b)[0].reshape(len(pte), h, w), labels, masks))
         print(cat, {k: f"{v[-1][0]:.1f}/{v[-1][1]:.1f}" for k, v in table.items()}, flush=True)
     lines = [f"| rule | {' | '.join(cats)} | mean image | mean pixel |", "|" + "---|" * (len(cats) + 3)]
-    for rule, row in table.items():
-        lines.append(f"| {rule} | " + " | ".join(f"{i:.1f} / {p:.1f}" for i, p in row)
-                     + f" | **{np.mean([i for i, _ in row]):.1f}** | **{np.mean([p for _, p in row]):.1f}** |")
+    lines += pair_lines(table, [])
     body = (f"Inspection set, **{args.half} half**, 128 px, raw-pixel route (7 x 7 patches) fitted on 180 training "
             "crops per category: image / pixel ROC-AUC (%) with patch distances as they are or in coordinates "
             "whitened by the training patches' covariance (shrunk by lambda times its mean eigenvalue), the bank "
