@@ -251,7 +251,6 @@ class Bocpd:
         return out
 
 
-
 class Cusum:
     """Page's two-sided CUSUM on each channel (the issue's "CUSUM"): each value standardised by
     the mean and standard deviation of an EWMA of span ``span`` (its reference, updated after the
@@ -368,8 +367,10 @@ class TriedScore(SurpriseScore):
             self.kinds["coarse"] = (Coarse(**t["coarse"]), Likelihood(self.history, self.min_count, self.min_std))
         if t.get("cusum"):  # Page's CUSUM on the values, one more kind
             self.kinds["cusum"] = (Cusum(**t["cusum"]), Likelihood(self.history, self.min_count, self.min_std))
-        self.cusum_f = Cusum(**t["cusum_forecast"]) if t.get("cusum_forecast") is not None else None
-        self.cusum_like = Likelihood(self.history, self.min_count, self.min_std)
+        self.cusum_f = self.cusum_like = None
+        if t.get("cusum_forecast") is not None:  # Page's CUSUM on the forecast's score, one more kind
+            self.cusum_f = Cusum(**t["cusum_forecast"])
+            self.cusum_like = Likelihood(self.history, self.min_count, self.min_std)
         if t.get("bocpd"):
             if t.get("replace_change") and "change" in self.kinds:  # BOCPD takes the change test's place
                 warm = self.kinds.pop("change")[1].warm
@@ -516,12 +517,13 @@ VARIANTS = {
         dict(bocpd=dict(hazard=250.0, recent=8)), {}, 0),
     "Bayesian online change points in place of the two-window change test": (
         dict(bocpd=dict(hazard=250.0, recent=8), replace_change=True), {}, 0),
-    # neighbours at a coarser time scale (ARTime downsamples to about 8 blocks per 1/13 of the probation)
+    # Page's CUSUM (the issue's "CUSUM"), of the values or of the forecast's score
     "CUSUM of the values as one more kind (reference: EWMA span 512, k 0.5)": (dict(cusum={}), {}, 0),
     "CUSUM of the values as one more kind (reference: EWMA span 64, k 0.5)": (dict(cusum=dict(span=64.0)), {}, 0),
     "CUSUM of the values as one more kind (reference: EWMA span 512, k 1)": (dict(cusum=dict(k=1.0)), {}, 0),
     "CUSUM of the forecast's score as one more kind (reference: EWMA span 512, k 0.5)": (
         dict(cusum_forecast={}), {}, 0),
+    # neighbours at a coarser time scale (ARTime downsamples to about 8 blocks per 1/13 of the probation)
     "coarse neighbours: 8 blocks of 4 steps as one more kind": (dict(coarse=dict(block=4)), {}, 0),
     "coarse neighbours: 8 blocks of 8 steps as one more kind": (dict(coarse=dict(block=8)), {}, 0),
     "coarse neighbours: 8 blocks of 16 steps as one more kind": (dict(coarse=dict(block=16)), {}, 0),
