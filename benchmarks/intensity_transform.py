@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
 from inspection import set_parser  # noqa: E402
-from local_contrast import pair_lines, test_truth  # noqa: E402
+from local_contrast import image_study, pair_header, pair_lines, test_truth  # noqa: E402
 
 TRANSFORMS = {
     "as given": lambda x: x,
@@ -35,11 +34,9 @@ TRANSFORMS = {
 def main() -> None:
     args = set_parser(__doc__).parse_args()
     import anomalib_lite as al
-    from anomalib_lite.data.sample_data import HALVES
     from anomalib_lite.scoring.metrics import roc_auc
 
-    torch.set_num_threads(2)
-    cats = HALVES[args.half]["categories"]
+    cats = image_study(args)
     table = {name: [] for name in TRANSFORMS}
     t0 = time.perf_counter()
     for cat in cats:
@@ -52,7 +49,7 @@ def main() -> None:
             maps = np.asarray(det.score_map(f(xte))).reshape(len(xte), -1)
             table[name].append((100 * roc_auc(labels, maps.max(1)), 100 * roc_auc(masks.reshape(-1), maps.reshape(-1))))
         print(cat, {k: f"{v[-1][0]:.1f}/{v[-1][1]:.1f}" for k, v in table.items()}, flush=True)
-    lines = [f"| transform | {' | '.join(cats)} | mean image | mean pixel |", "|" + "---|" * (len(cats) + 3)]
+    lines = pair_header(["transform"], cats)
     lines += pair_lines(table, [])
     body = (f"Inspection set, **{args.half} half**, 128 px, raw-pixel route fitted on 180 training crops per "
             "category: image / pixel ROC-AUC (%) with the crops' intensities (in [0, 1]) as given or "

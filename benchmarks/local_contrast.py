@@ -5,8 +5,9 @@ Good test crops come from another part of each photograph than the training crop
 of a good crop can sit a little farther from the bank. Scoring the map's maximum relative to the
 same map's typical value (its median, its 90th percentile, its MAD) would cancel such a shift and
 keep a local defect. The map's mean over its largest 0.5, 2 or 5 % of pixels (top-k pooling) counts
-a faint defect's whole area instead of its worst pixel. Image ROC-AUC per category of the inspection set, for the raw-pixel route and
-the dense (offline `fit`) route, fitted on 180 training crops.
+a faint defect's whole area instead of its worst pixel. Image ROC-AUC per category of the
+inspection set, for the raw-pixel route and the dense (offline `fit`) route, fitted on 180
+training crops.
 
 Run:  python benchmarks/local_contrast.py --data DIR [--half dev] [--routes raw,dense] [--no-record]
       (DIR: a set `sample_data.make_image_set` wrote)
@@ -42,6 +43,17 @@ def _top_mean(flat: np.ndarray, share: float) -> np.ndarray:
     counts, not only its single worst pixel)."""
     k = max(1, round(share * flat.shape[1]))
     return np.sort(flat, 1)[:, -k:].mean(1)
+
+
+def image_study(args) -> list[str]:
+    """What every study of the inspection set does first: 2 torch threads, ImageNet weights made
+    absent (the offline route is measured), and the half's categories."""
+    import backbones
+    from anomalib_lite.data.sample_data import HALVES
+
+    torch.set_num_threads(2)
+    backbones.weights.imagenet_cached = lambda name: False
+    return list(HALVES[args.half]["categories"])
 
 
 def fitted_route(route: str, data: Path, cat: str, n: int = 180):
@@ -84,6 +96,12 @@ def map_figures(dist: torch.Tensor, labels: np.ndarray, masks: np.ndarray) -> tu
             100 * roc_auc(masks.reshape(-1), maps.reshape(-1)))
 
 
+def pair_header(first: list[str], cats: list[str]) -> list[str]:
+    """The header and rule of a :func:`pair_lines` table."""
+    cols = first + cats + ["mean image", "mean pixel"]
+    return [f"| {' | '.join(cols)} |", "|" + "---|" * len(cols)]
+
+
 def pair_lines(table: dict, first: list[str]) -> list[str]:
     """Markdown rows of ``{rule: [(image, pixel) per category]}``: the ``first`` cells, each
     category's pair, then the means of each."""
@@ -96,13 +114,9 @@ def main() -> None:
     ap = set_parser(__doc__)
     ap.add_argument("--routes", default="raw,dense")
     args = ap.parse_args()
-    import backbones
-    from anomalib_lite.data.sample_data import HALVES
     from anomalib_lite.scoring.metrics import roc_auc
 
-    torch.set_num_threads(2)
-    backbones.weights.imagenet_cached = lambda name: False
-    cats = HALVES[args.half]["categories"]
+    cats = image_study(args)
     lines = [f"| route | rule | {' | '.join(cats)} | mean |", "|" + "---|" * (len(cats) + 3)]
     for route in args.routes.split(","):
         table = {rule: [] for rule in RULES}

@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
 from inspection import set_parser  # noqa: E402
-from local_contrast import fitted_route, map_figures, pair_lines, test_truth  # noqa: E402
+from local_contrast import (fitted_route, image_study, map_figures, pair_header, pair_lines,  # noqa: E402
+                            test_truth)
 
 
 def self_distance(p: torch.Tensor, radius: int) -> torch.Tensor:
@@ -47,15 +48,10 @@ def main() -> None:
     ap.add_argument("--routes", default="raw,dense")
     ap.add_argument("--radii", default="2,4,8")
     args = ap.parse_args()
-    import backbones
-    from anomalib_lite.data.sample_data import HALVES
-
-    torch.set_num_threads(2)
-    backbones.weights.imagenet_cached = lambda name: False
-    cats = HALVES[args.half]["categories"]
+    cats = image_study(args)
     radii = [int(r) for r in args.radii.split(",")]
     rules = ["bank"] + [f"self R={r}" for r in radii] + [f"min(bank, self R={r})" for r in radii]
-    lines = [f"| route | rule | {' | '.join(cats)} | mean image | mean pixel |", "|" + "---|" * (len(cats) + 4)]
+    lines = pair_header(["route", "rule"], cats)
     for route in args.routes.split(","):
         table = {rule: [] for rule in rules}
         for cat in cats:

@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
 from inspection import set_parser  # noqa: E402
-from local_contrast import fitted_route, map_figures, pair_lines, patch_features, test_truth  # noqa: E402
+from local_contrast import (fitted_route, image_study, map_figures, pair_header, pair_lines,  # noqa: E402
+                            patch_features, test_truth)
 from local_density import nearest  # noqa: E402
 
 
@@ -42,10 +43,8 @@ def main() -> None:
     args = ap.parse_args()
     import anomalib_lite as al
     from anomalib_lite.components.memory import greedy_coreset
-    from anomalib_lite.data.sample_data import HALVES
 
-    torch.set_num_threads(2)
-    cats = HALVES[args.half]["categories"]
+    cats = image_study(args)
     lams = [float(v) for v in args.lambdas.split(",")]
     rules = ["as it is"] + [f"whitened, lambda {v:g}" for v in lams] + [f"whitened, lambda {v:g}, bank rebuilt" for v in lams]
     table = {r: [] for r in rules}
@@ -70,7 +69,7 @@ def main() -> None:
         for rule, (b, qq) in banks.items():
             table[rule].append(map_figures(nearest(qq, b)[0].reshape(len(pte), h, w), labels, masks))
         print(cat, {k: f"{v[-1][0]:.1f}/{v[-1][1]:.1f}" for k, v in table.items()}, flush=True)
-    lines = [f"| rule | {' | '.join(cats)} | mean image | mean pixel |", "|" + "---|" * (len(cats) + 3)]
+    lines = pair_header(["rule"], cats)
     lines += pair_lines(table, [])
     body = (f"Inspection set, **{args.half} half**, 128 px, raw-pixel route (7 x 7 patches) fitted on 180 training "
             "crops per category: image / pixel ROC-AUC (%) with patch distances as they are or in coordinates "
