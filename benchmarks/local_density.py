@@ -29,34 +29,25 @@ from pathlib import Path
 
 import torch
 
+from anomalib_lite.components.memory import KnnIndex
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record  # noqa: E402
 from inspection import set_parser  # noqa: E402
-from local_contrast import fitted_route, map_figures, pair_lines, patch_features, test_truth  # noqa: E402
+from local_contrast import (fitted_route, image_study, map_figures, pair_header, pair_lines,  # noqa: E402
+                            patch_features, test_truth)
 
 
-def kth_distance(bank: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+def kth_distance(bank: torch.Tensor, k: int) -> torch.Tensor:
     """(rows,): each bank row's distance to its k-th nearest other row."""
-    bank = bank.float()
-    out = []
-    for i in range(0, len(bank), chunk):
-        d = torch.cdist(bank[i:i + chunk], bank)
-        d[torch.arange(len(d)), torch.arange(i, i + len(d))] = float("inf")
-        out.append(d.topk(k, dim=1, largest=False).values[:, -1])
-    return torch.cat(out)
+    return KnnIndex(bank.float()).search(bank.float(), k, exclude_self=True)[:, -1]
 
 
-def nearest(rows: torch.Tensor, bank: torch.Tensor, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distance, index) of each row's nearest bank row, a row equal to it (distance 0) skipped."""
-    bank = bank.float()
-    dist, idx = [], []
-    for i in range(0, len(rows), chunk):
-        d = torch.cdist(rows[i:i + chunk].float(), bank)
-        d[d <= 1e-6] = float("inf")
-        v, j = d.min(1)
-        dist.append(v)
-        idx.append(j)
-    return torch.cat(dist), torch.cat(idx)
+def nearest(rows: torch.Tensor, bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distance, index) of each row's nearest bank row, a row that is itself in the bank skipped
+    (as the detector scores its training data: leave-one-out)."""
+    dist, idx = KnnIndex(bank.float()).search(rows, 1, exclude_self=True, return_index=True)
+    return dist[:, 0], idx[:, 0]
 
 
 def spread_scale(det, train, bank: torch.Tensor) -> torch.Tensor:
@@ -77,15 +68,10 @@ def main() -> None:
     ap.add_argument("--ks", default="1,3,9")
     args = ap.parse_args()
     import anomalib_lite as al
-    import backbones
-    from anomalib_lite.data.sample_data import HALVES
-
-    torch.set_num_threads(2)
-    backbones.weights.imagenet_cached = lambda name: False
-    cats = HALVES[args.half]["categories"]
+    cats = image_study(args)
     ks = [int(k) for k in args.ks.split(",")]
     rules = ["bank"] + [f"lof {k}" for k in ks] + ["spread"]
-    lines = [f"| route | rule | {' | '.join(cats)} | mean image | mean pixel |", "|" + "---|" * (len(cats) + 4)]
+    lines = pair_header(["route", "rule"], cats)
     for route in args.routes.split(","):
         table = {rule: [] for rule in rules}
         for cat in cats:
