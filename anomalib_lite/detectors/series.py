@@ -442,7 +442,7 @@ class SeriesDetector(Detector):
                           "(calibrate on a longer normal stretch, e.g. --holdout, for a rate that is measured)",
                           stacklevel=3)
         self.clean_calibration_ = bool(clean)
-        self.threshold_ = tail_threshold(finite, fpr, start=self._tail_start())
+        self.threshold_ = self._from_tail_scale(tail_threshold(self._tail_scale(finite), fpr, start=self._tail_start()))
         self.fpr_ = float(fpr)
         self.calibration_scores_ = np.sort(finite)
         return self
@@ -534,8 +534,18 @@ class SeriesDetector(Detector):
         cal, start = self._calibration_scores(), self._tail_start()
         kept = self.__dict__.get("_tail_of")
         if kept is None or kept[0] is not cal or kept[1] != start:
-            kept = self._tail_of = (cal, start, fit_tail(cal, start=start))
-        return tail_p_values(scores, cal, tail=kept[2])
+            kept = self._tail_of = (cal, start, fit_tail(self._tail_scale(cal), start=start))
+        return tail_p_values(self._tail_scale(as_scores(scores)), None, tail=kept[2])
+
+    def _tail_scale(self, scores: np.ndarray) -> np.ndarray:
+        """Scores in the scale their tail is fitted in (threshold and p-values): as they are. A
+        bounded score maps its bound away, so that a tail extrapolated past the largest
+        calibration score stays inside it (:class:`SupervisedRNN`: probabilities as logits)."""
+        return scores
+
+    def _from_tail_scale(self, t: float) -> float:
+        """A threshold found in :meth:`_tail_scale`'s scale, back in the scores' own."""
+        return t
 
     def _tail_start(self) -> float | None:
         """Where the fitted tail of the threshold and p-values starts: :data:`TAIL_START`, a tail

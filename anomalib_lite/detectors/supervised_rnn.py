@@ -33,6 +33,7 @@ from ..training.loop import TrainConfig, fit_model, history
 __all__ = ["SupervisedRNN"]
 
 _NETWORKS = ("lstm", "gru")
+_TOP = float(np.nextafter(1.0, 0.0))  # (the largest probability below 1: a logit of 36.7; 1 itself maps there)
 
 
 class _Stream:
@@ -71,7 +72,9 @@ class SupervisedRNN(SeriesDetector):
         set after training so that about this share of normal steps alarm (conformal, as
         ``calibrate`` does), from the scores of the training series' last ``val_fraction``, which
         the weights did not learn from, at its normal steps (no anomaly, none starting within
-        ``horizon``); p-values then come with the scores.
+        ``horizon``): their counts up to the 10th largest, past it an exponential tail fitted to
+        their logits, which stays below 1 (``benchmarks/rnn_fpr.py``); p-values then come with
+        the scores.
     epochs : int, default 30
         Passes over the training windows (at most: early stopping and ``max_time`` end it
         sooner; ``$ANOMALY_MAX_EPOCHS`` caps it).
@@ -296,7 +299,8 @@ class SupervisedRNN(SeriesDetector):
     def _calibrate_on_tail(self, values: np.ndarray, y: np.ndarray, target: np.ndarray) -> None:
         """``threshold_`` at ``fpr`` from the normal steps of the training series' validation
         tail (its last ``val_fraction`` of scored steps; the whole series, in-sample, without
-        one), scored as one stream."""
+        one), scored as one stream: their counts, and past the 10th largest an exponential tail
+        of their logits (:meth:`_tail_scale`, :meth:`_tail_start`)."""
         self.reset()
         scores = self._score_steps(values)
         first = self.window - 1
@@ -307,12 +311,27 @@ class SupervisedRNN(SeriesDetector):
         normal &= (target == 0) & (y == 0) & np.isfinite(scores)
         if not normal.any():
             raise AnomalyError(f"fpr: the last {self.val_fraction:g} of the series holds no normal step to calibrate on")
-        self._set_threshold(scores[normal], self.fpr)
-        if self.threshold_ >= 1.0:  # the tail fitted past the largest score, extrapolated past the bound
-            warnings.warn(f"fpr={self.fpr:g}: the threshold {self.threshold_:.3g} lies above every probability "
-                          f"{self._name} gives, so nothing will be flagged (the tail fitted past the largest of "
-                          f"{int(normal.sum()):,} calibration scores passes 1; benchmarks/rnn_fpr.py); give a larger "
-                          "fpr, or more normal steps to calibrate on (a longer series, val_fraction)", stacklevel=4)
+        self._set_threshold(scores[normal], self.fpr, clean=True)
+        if self.threshold_ >= 1.0:  # (a logit past float64's last step below 1)
+            warnings.warn(f"fpr={self.fpr:g}: the threshold lies at a probability of 1, so nothing will be flagged "
+                          f"(the tail fitted to the largest of {int(normal.sum()):,} calibration scores reaches it); "
+                          "give a larger fpr, or more normal steps to calibrate on (a longer series, val_fraction)",
+                          stacklevel=4)
+
+    def _tail_start(self) -> None:
+        """The counts decide up to the 10th largest calibration score: the labels took the
+        anomalies and the steps before them out of those scores (as a labelled Continuation's)."""
+        return None
+
+    def _tail_scale(self, scores: np.ndarray) -> np.ndarray:
+        """Probabilities as logits, the network's output before its sigmoid: an exponential tail
+        fitted to probabilities passes 1 at small rates (where nothing is flagged), one fitted to
+        logits stays below it (``benchmarks/rnn_fpr.py``)."""
+        p = np.clip(scores, 1e-300, _TOP)
+        return np.log(p) - np.log1p(-p)
+
+    def _from_tail_scale(self, t: float) -> float:
+        return float(1.0 / (1.0 + np.exp(-t)))
 
     # ------------------------------------------------------------------ scoring
     def _score_steps(self, x: np.ndarray) -> np.ndarray:

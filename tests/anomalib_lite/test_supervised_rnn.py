@@ -146,20 +146,28 @@ def test_a_bundle_written_before_changes_existed_reads_values_only():
     np.testing.assert_array_equal(det.reset().decision_function(expected["x"]), expected["scores"])
 
 
-def test_a_threshold_past_every_probability_is_one_warning(monkeypatch):
-    """``fpr`` below what the calibration scores support can extrapolate the fitted tail past 1,
-    where a probability never reaches: nothing would ever be flagged, so ``fit`` says so."""
+def test_a_tail_past_the_largest_probability_stays_below_one(monkeypatch):
+    """``fpr`` below what the calibration scores certify extrapolates a tail past the largest of
+    them; fitted to the logits it stays below 1 (fitted to probabilities crowding 1 it passed it,
+    and nothing was ever flagged), and the p-values agree with the threshold. Only scores that
+    sit at 1 itself leave nothing to flag: one warning."""
     x, y = jitter_precursors(1500, 5)
     kw = dict(window=16, horizon=10, hidden=8, epochs=1, device="cpu")
     high = np.random.default_rng(0).uniform(0.5, 0.999, len(x))  # probabilities crowding the bound
     monkeypatch.setattr(SupervisedRNN, "_score_steps", lambda self, v: high[: len(v)].copy())
-    with pytest.warns(UserWarning, match=r"fpr=0.005: the threshold 1\.\d+ lies above every probability "
-                      r"SupervisedRNN gives, so nothing will be flagged"):
-        det = SupervisedRNN(**kw, fpr=0.005).fit(x, y)  # (255 scores certify 1/256: the counts could)
-    assert det.threshold_ > 1
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a rate the scores support: no warning
-        assert SupervisedRNN(**kw, fpr=0.2).fit(x, y).threshold_ < 1
+        warnings.filterwarnings("error", message="fpr=0.005: the threshold")
+        det = SupervisedRNN(**kw, fpr=0.005).fit(x, y)  # (255 scores certify 1/256: the tail decides)
+    cal = det.calibration_scores_
+    assert cal.size == 255 and cal.max() < det.threshold_ < 1.0
+    t = det.threshold_
+    p = det.p_values(np.array([t - 1e-9, t + 1e-9, np.nan]))
+    assert p[0] > 0.005 >= p[1] and np.isnan(p[2])
+    assert det.flag(np.array([t - 1e-9, t + 1e-9])).tolist() == [False, True]
+    monkeypatch.setattr(SupervisedRNN, "_score_steps", lambda self, v: np.ones(len(v)))
+    with pytest.warns(UserWarning, match=r"fpr=0.005: the threshold lies at a probability of 1, so nothing will be "
+                      r"flagged"):
+        assert SupervisedRNN(**kw, fpr=0.005).fit(x, y).threshold_ == 1.0
 
 
 def test_fpr_sets_the_threshold_on_the_normal_steps_of_the_validation_tail(tmp_path):
