@@ -449,7 +449,27 @@ def describe(h: TrainResult, asked: int, patience: int | None, unit: str = "samp
     kept = h.kept_loss()
     if kept is not None:
         text += f"; kept epoch {h.kept_epoch + 1}'s weights, held-out loss {kept:.3f} on {plural(h.held_out, unit)}"
+        fall = still_falling(h)
+        if fall is not None:
+            text += (f"; the held-out loss still fell {100 * fall[0]:.0f} % over the last {plural(fall[1], 'epoch')}: more epochs "
+                     "may help (--epochs)")
     return text
+
+
+def still_falling(h: TrainResult, span: int = 2, least: float = 0.01) -> tuple[float, int] | None:
+    """(relative fall, epochs) of the held-out loss over the last ``span`` epochs, when every
+    epoch asked ran, the last one's weights were kept (the best held-out loss so far) and the loss
+    fell by more than ``least`` of itself: training stopped while still learning what generalises.
+    None otherwise (early stopping, a time budget, no held-out samples, a flat or rising loss)."""
+    v = h.val_loss
+    if h.stopped != "epochs" or not h.held_out or h.kept_epoch != len(v) - 1 or len(v) < 2 or v[-1] > min(v):
+        return None
+    k = min(span, len(v) - 1)
+    before = v[-1 - k]
+    if not (before > 0.0 and math.isfinite(before)):
+        return None
+    fall = (before - v[-1]) / before
+    return (fall, k) if fall > least else None
 
 
 @torch.no_grad()

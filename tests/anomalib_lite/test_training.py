@@ -70,6 +70,29 @@ def test_the_result_says_which_epoch_was_kept_and_describe_says_it_in_a_line():
     assert history(old, "h").held_out == 0 and history(res.to_dict(), "h") == res
 
 
+def test_a_held_out_loss_still_falling_at_the_last_epoch_says_more_epochs_may_help():
+    """Every epoch asked ran and the last was the best held-out one, still falling: the result
+    line says by how much and that more epochs may help; not when it stopped early, was flat, or
+    had no held-out samples."""
+    from anomalib_lite.training.loop import TrainResult, describe, still_falling
+
+    def run(val, stopped="epochs", held_out=40):
+        val = list(val)
+        return TrainResult(train_loss=[1.0] * len(val), val_loss=val, best_epoch=val.index(min(val)),
+                           stopped=stopped, held_out=held_out, kept_epoch=len(val) - 1 if stopped == "epochs"
+                           else val.index(min(val)))
+    falling = run([1.0, 0.8, 0.6, 0.5])
+    assert still_falling(falling) == pytest.approx((0.375, 2))  # (0.8 -> 0.5)
+    assert describe(falling, 4, 5).endswith("held-out loss 0.500 on 40 samples; the held-out loss still fell 38 % over the last 2 "
+                                            "epochs: more epochs may help (--epochs)")
+    x, y = _data()
+    res = fit_model(_model(), _mse, x, y, TrainConfig(epochs=3, lr=1e-3, patience=5))  # (far from fitted)
+    assert res.kept_epoch == 2 and "more epochs may help (--epochs)" in describe(res, 3, 5), describe(res, 3, 5)
+    for flat in (run([1.0, 0.8, 0.799, 0.7985]), run([1.0, 0.8, 0.6, 0.5], stopped="early_stopping"),
+                 run([1.0, 0.8, 0.6, 0.5], held_out=0), run([0.5, 0.9, 0.6]), run([0.5])):
+        assert still_falling(flat) is None and "more epochs" not in describe(flat, 4, 5)
+
+
 def test_time_budget_is_respected():
     x, y = _data(4000)
     res = fit_model(_model(), _mse, x, y, TrainConfig(epochs=10_000, max_time=0.5, patience=None))
