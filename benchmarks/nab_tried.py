@@ -331,6 +331,8 @@ class TriedScore(SurpriseScore):
     quiet after this many steps below rest), ``persist`` (the forecast's surprise: its smallest
     over this many steps), ``recur`` (every kind's surprise that recurs one season earlier rests),
     ``hold`` (the quiet after an alarm holds every surprise above rest at rest, not only alarms),
+    ``breakout`` (a new excursion at least this far above the surprise of the alarm that began the
+    quiet alarms inside it),
     ``phased`` (the forecast's surprise against the history of its phase of the season, in this many
     phases, once a phase holds ``min_count`` values; before, and with no season, the pooled one)."""
 
@@ -491,7 +493,14 @@ class TriedScore(SurpriseScore):
     def _gated(self, level: float, refractory: bool = True) -> float:
         if self.tried.get("hold") and refractory and self.since_alarm + 1 <= self.refractory and self.rest < level < self.alarm:
             level = self.rest  # (an alarm's level goes on to the library's rule, which also remembers it)
-        return super()._gated(level, refractory)
+        margin = self.tried.get("breakout")
+        if margin is not None and refractory and self.since_alarm + 1 <= self.refractory and not self.was_alarm \
+                and level >= max(self.alarm, getattr(self, "began_quiet", math.inf) + margin):
+            refractory = False  # a new excursion far more surprising than the alarm that began the quiet
+        out = super()._gated(level, refractory)
+        if self.since_alarm == 0:
+            self.began_quiet = level
+        return out
 
 
 def resmoothed(scores: np.ndarray, span: float, old: float = 10.0) -> np.ndarray:
@@ -578,6 +587,10 @@ VARIANTS = {
     "quiet for 7.5 % of the series (half the probationary period without NAB's cap of 750 steps)": (
         {}, lambda p, det, n: dict(quiet=round(0.075 * n)), 0),
     "the quiet after an alarm holds every surprise above rest, not only alarms": (dict(hold=True), {}, 0),
+    # a second event inside the quiet (speed_7578's window at 945, seen during the quiet of the one at 909)
+    "a new excursion 1 above the alarm that began the quiet ends it": (dict(breakout=1.0), {}, 0),
+    "a new excursion 2 above the alarm that began the quiet ends it": (dict(breakout=2.0), {}, 0),
+    "a new excursion 4 above the alarm that began the quiet ends it": (dict(breakout=4.0), {}, 0),
     "holds every surprise above rest, quiet for 7.5 % of the series": (
         dict(hold=True), lambda p, det, n: dict(quiet=round(0.075 * n)), 0),
     "an event ends after 64 steps below rest": (dict(calm=64), {}, 0),

@@ -14,7 +14,8 @@ raw_scores``), whose seed noise is smaller than the figures' own:
 
 Run:  python benchmarks/nab_tried_seeds.py --cache DIR [--seeds 5] [--ablation]   (DIR:
       ``nab_ablation.py``'s cache; the seeds' fits are added to it, about a minute each;
-      ``--ablation``: ``nab_ablation.py``'s variants, the first pass, instead of the rules tried after)
+      ``--ablation``: ``nab_ablation.py``'s variants, the first pass, instead of the rules tried after;
+      ``--only TEXT [TEXT ...]``: the rules whose names hold one of these)
 """
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--ablation", action="store_true",
                     help="judge nab_ablation.py's variants (the first pass) instead of nab_tried.py's rules")
+    ap.add_argument("--only", nargs="+", default=None, metavar="TEXT",
+                    help="only the rules whose names hold one of these")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -63,6 +66,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpora = Corpora(Path(tmp))
         rules = ablation_rules() if args.ablation else {v: r for v, r in VARIANTS.items() if v != DEFAULT}
+        rules = {v: r for v, r in rules.items() if not args.only or any(t in v for t in args.only)}
         base = {s: standard(corpora, raws[s], VARIANTS[DEFAULT], "dev") for s in seeds}
         first = {v: standard(corpora, raws[0], rule, "dev") for v, rule in rules.items()}
         print("seed 0 done", flush=True)
@@ -83,6 +87,7 @@ def main() -> None:
             rows.append(f"| {v} | {cell} | {gains.mean():+.2f} ± {se:.2f} | {held} |")
             print(rows[-1], flush=True)
     which = "`nab_ablation.py`'s variants (the first pass)" if args.ablation else "`nab_tried.py`"
+    which += "" if not args.only else f" whose names hold {' or '.join(repr(t) for t in args.only)}"
     body = (f"Every rule of {which} (one change each to `nab.results_scores`) on the raw scores of the CLI route "
             f"(Continuation with every default, seeds {seeds[0]} to {seeds[-1]}, `nab_ablation.raw_scores`), by its gain "
             f"in NAB's standard score over the default on the same seed's scores. Development half: seed 0 for "
